@@ -1,0 +1,142 @@
+//! One pre-norm transformer encoder layer as in HF `CLIPEncoderLayer`, shared by both towers:
+//! x + Attn(LN₁(x)), then x + MLP(LN₂(x)). Q, K and V are one fused matmul.
+
+use crate::error::{Error, Result};
+use crate::prune::{AttnView, Scorer};
+use crate::tensor::{Activation, Device, Tensor};
+use crate::weights::Scope;
+
+pub struct LayerNorm {
+    w: Tensor,
+    b: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn load(s: &Scope, d: usize, eps: f64, dev: &Device) -> Result<Self> {
+        Ok(LayerNorm { w: s.get("weight", &[d], dev)?, b: s.get("bias", &[d], dev)?, eps: eps as f32 })
+    }
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.layer_norm(&self.w, &self.b, self.eps)
+    }
+}
+
+pub struct Linear {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn load(s: &Scope, out: usize, inp: usize, bias: bool, dev: &Device) -> Result<Self> {
+        let b = if bias { Some(s.get("bias", &[out], dev)?) } else { None };
+        Ok(Linear { w: s.get("weight", &[out, inp], dev)?, b })
+    }
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.linear(&self.w, self.b.as_ref())
+    }
+}
+
+/// Shape of a layer, from the tower's config.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerDims {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub eps: f64,
+    pub act: Activation,
+}
+
+pub struct EncoderLayer {
+    ln1: LayerNorm,
+    qkv: Linear,
+    out: Linear,
+    ln2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    dims: LayerDims,
+}
+
+/// What a pruning step inside a layer produced: kept positions `u32 [B, k]` and the scores.
+pub struct Pruned {
+    pub kept: Tensor,
+    pub scores: Tensor,
+}
+
+impl EncoderLayer {
+    pub fn load(s: &Scope, d: LayerDims, dev: &Device) -> Result<Self> {
+        let h = d.hidden;
+        let a = s.pp("self_attn");
+        // Fuse q, k, v ([3h, h]) so the hot path is one large matmul instead of three.
+        let mut w = Vec::with_capacity(3 * h * h);
+        let mut b = Vec::with_capacity(3 * h);
+        for p in ["q_proj", "k_proj", "v_proj"] {
+            w.extend(a.pp(p).get_f32("weight", &[h, h])?);
+            b.extend(a.pp(p).get_f32("bias", &[h])?);
+        }
+        let qkv = Linear { w: Tensor::from_f32(w, &[3 * h, h], dev)?, b: Some(Tensor::from_f32(b, &[3 * h], dev)?) };
+        Ok(EncoderLayer {
+            ln1: LayerNorm::load(&s.pp("layer_norm1"), h, d.eps, dev)?,
+            qkv,
+            out: Linear::load(&a.pp("out_proj"), h, h, true, dev)?,
+            ln2: LayerNorm::load(&s.pp("layer_norm2"), h, d.eps, dev)?,
+            fc1: Linear::load(&s.pp("mlp").pp("fc1"), d.intermediate, h, true, dev)?,
+            fc2: Linear::load(&s.pp("mlp").pp("fc2"), h, d.intermediate, true, dev)?,
+            dims: d,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
+        let (x, _) = self.attention(x, causal, None)?;
+        self.mlp(&x)
+    }
+
+    /// The layer with a pruning step between attention and MLP (EViT's placement): the
+    /// attention sees every token and provides the scores; the MLP runs on the kept ones.
+    pub fn forward_pruned(&self, x: &Tensor, scorer: &Scorer, keep: usize, step: usize) -> Result<(Tensor, Pruned)> {
+        let (x, pruned) = self.attention(x, false, Some((scorer, keep, step)))?;
+        let p = pruned.ok_or_else(|| Error::Backend("pruning step produced no selection".into()))?;
+        let b = x.dim(0);
+        let h = x.dim(2);
+        let cls = x.narrow(1, 0, 1)?;
+        let patches = x.narrow(1, 1, x.dim(1) - 1)?.gather_rows(&p.kept)?;
+        let x = Tensor::cat(&[&cls, &patches], 1)?;
+        debug_assert_eq!(x.shape(), vec![b, keep + 1, h]);
+        Ok((self.mlp(&x)?, p))
+    }
+
+    fn attention(&self, x: &Tensor, causal: bool, select: Option<(&Scorer, usize, usize)>) -> Result<(Tensor, Option<Pruned>)> {
+        let s = x.shape();
+        let (b, n, h) = (s[0], s[1], s[2]);
+        let heads = self.dims.heads;
+        let hd = h / heads;
+        let qkv = self.qkv.forward(&self.ln1.forward(x)?)?; // [B, N, 3h]
+        let split = qkv.reshape(&[b, n, 3, heads, hd])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, N, d]
+        let head = |i: usize| split.narrow(0, i, 1)?.reshape(&[b, heads, n, hd]);
+        let (qh, kh, vh) = (head(0)?, head(1)?, head(2)?);
+        let o = Tensor::attention(&qh, &kh, &vh, causal)?;
+        let o = o.permute(&[0, 2, 1, 3])?.reshape(&[b, n, h])?;
+        let x = x.add(&self.out.forward(&o)?)?;
+        let pruned = match select {
+            None => None,
+            Some((scorer, keep, step)) => {
+                let q = qkv.narrow(2, 0, h)?;
+                let k = qkv.narrow(2, h, h)?;
+                let scores = scorer.score(&AttnView { q: &q, k: &k, qh: &qh, kh: &kh }, step)?;
+                Some(Pruned { kept: scores.topk_indices(keep)?, scores })
+            }
+        };
+        Ok((x, pruned))
+    }
+
+    fn mlp(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.fc1.forward(&self.ln2.forward(x)?)?.act(self.dims.act)?;
+        x.add(&self.fc2.forward(&y)?)
+    }
+
+    /// Multiply-adds ×2 of this layer for `n` tokens at attention and `m` at the MLP.
+    pub fn flops(&self, n: usize, m: usize) -> f64 {
+        let (h, i) = (self.dims.hidden as f64, self.dims.intermediate as f64);
+        let (n, m) = (n as f64, m as f64);
+        2.0 * (n * h * 3.0 * h + 2.0 * n * n * h + n * h * h + 2.0 * m * h * i)
+    }
+}

@@ -1,0 +1,231 @@
+//! CLIP (HF `CLIPModel` layout, e.g. `openai/clip-vit-base-patch16`) with training-free
+//! vision-token pruning.
+
+pub mod config;
+pub mod layer;
+pub mod text;
+pub mod tokenizer;
+pub mod vision;
+
+use crate::clock::Timings;
+use crate::error::{Error, Result};
+use crate::image::{decode, ClipPreprocess};
+use crate::prune::PruneConfig;
+use crate::tensor::{Device, Tensor};
+use crate::weights::Weights;
+pub use config::ClipConfig;
+use image::RgbImage;
+use serde::Serialize;
+pub use text::TextModel;
+pub use tokenizer::Tokenizer;
+pub use vision::{VisionModel, VisionOutput};
+
+pub struct Clip {
+    pub config: ClipConfig,
+    pub vision: VisionModel,
+    pub text: Option<TextModel>,
+    pub tokenizer: Option<Tokenizer>,
+    pub logit_scale: f32,
+    pub preprocess: ClipPreprocess,
+    pub device: Device,
+}
+
+/// What one run does besides the pruned forward pass.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub prune: Option<PruneConfig>,
+    /// Zero-shot labels; empty for none.
+    pub labels: Vec<String>,
+    /// Also run the unpruned pass, for cos-sim and label probabilities to compare against.
+    pub compare_unpruned: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KeptStep {
+    pub layer: usize,
+    pub indices: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LabelProb {
+    pub label: String,
+    pub prob: f32,
+}
+
+/// One image's result, as the CLI's `--json` and the page see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub image_embeds: Vec<f32>,
+    pub embed_norm: f32,
+    pub cos_to_unpruned: Option<f32>,
+    pub grid: usize,
+    pub num_patches: usize,
+    pub kept: Vec<KeptStep>,
+    pub tokens_per_layer: Vec<usize>,
+    pub flops: f64,
+    pub flops_unpruned: f64,
+    pub timings_ms: serde_json::Map<String, serde_json::Value>,
+    pub label_probs: Option<Vec<LabelProb>>,
+    pub label_probs_unpruned: Option<Vec<LabelProb>>,
+    pub device: String,
+}
+
+impl Clip {
+    /// Builds the model from a parsed config and checkpoint. `with_text` also loads the text
+    /// tower (needed for labels); the vision tower and projection are always loaded.
+    pub fn load(config: ClipConfig, w: &Weights, device: &Device, with_text: bool) -> Result<Clip> {
+        let vision = VisionModel::load(w, config.vision(), config.projection_dim, device)?;
+        let text = if with_text { Some(TextModel::load(w, config.text(), config.projection_dim, device)?) } else { None };
+        let logit_scale = if w.contains("logit_scale") {
+            w.get_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0)
+        } else {
+            (1.0f32 / 0.07).ln()
+        };
+        Ok(Clip {
+            preprocess: ClipPreprocess::new(config.vision().image_size as u32),
+            config,
+            vision,
+            text,
+            tokenizer: None,
+            logit_scale,
+            device: device.clone(),
+        })
+    }
+
+    /// `[B, 3, S, S]` pixel values for decoded images.
+    pub fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
+        let s = self.config.vision().image_size;
+        let data: Vec<f32> = images.iter().flat_map(|im| self.preprocess.pixel_values(im)).collect();
+        Tensor::from_f32(data, &[images.len(), 3, s, s], &self.device)
+    }
+
+    /// Token ids for each label (start/end tokens included).
+    pub fn tokenize(&self, labels: &[String]) -> Result<Vec<Vec<u32>>> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| Error::Tokenizer("labels need a tokenizer (vocab.json + merges.txt or tokenizer.json)".into()))?;
+        let max = self.text.as_ref().map_or(77, |t| t.cfg.max_position_embeddings);
+        if labels.is_empty() || labels.iter().all(|l| l.trim().is_empty()) {
+            return Err(Error::arg("the label list is empty"));
+        }
+        Ok(labels.iter().map(|l| tok.encode(l, max)).collect())
+    }
+
+    /// `[labels, projection_dim]` text embeddings.
+    pub fn encode_text(&self, labels: &[String]) -> Result<Tensor> {
+        let ids = self.tokenize(labels)?;
+        let text = self.text.as_ref().ok_or_else(|| Error::arg("labels need the text tower (load with text)"))?;
+        let pad = self.tokenizer.as_ref().map_or(0, |t| t.eos);
+        Ok(text.forward(&ids, pad)?.1)
+    }
+
+    /// softmax(exp(logit_scale) · cos(image, label)) over the labels.
+    pub fn label_probs(&self, image_embed: &[f32], text_embeds: &Tensor) -> Result<Vec<f32>> {
+        let n = text_embeds.dim(0);
+        let t = text_embeds.to_vec_f32()?;
+        let d = image_embed.len();
+        let scale = self.logit_scale.exp();
+        let logits: Vec<f32> = (0..n).map(|i| scale * cosine(image_embed, &t[i * d..(i + 1) * d])).collect();
+        Ok(softmax(&logits))
+    }
+
+    /// Decode, preprocess, run (pruned, and unpruned when asked), score labels.
+    pub fn run(&self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {
+        let mut t = Timings::start();
+        let img = decode(image_bytes)?;
+        t.lap("decode");
+        self.run_image(&img, opts, t)
+    }
+
+    pub fn run_image(&self, img: &RgbImage, opts: &RunOptions, mut t: Timings) -> Result<RunReport> {
+        let text = if opts.labels.is_empty() { None } else { Some(self.encode_text(&opts.labels)?) };
+        let pv = self.pixel_values(std::slice::from_ref(img))?;
+        t.lap("preprocess");
+        let out = self.vision.forward(&pv, opts.prune.as_ref(), &mut t)?;
+        let embeds = out.image_embeds.to_vec_f32()?;
+        t.lap("readback");
+        let total = t.total();
+        let probs = match &text {
+            Some(te) => Some(self.label_probs(&embeds, te)?),
+            None => None,
+        };
+        let pruned = opts.prune.as_ref().is_some_and(|p| !p.is_identity());
+        let (cos, probs_unpruned) = if opts.compare_unpruned && pruned {
+            let full = self.vision.forward(&pv, None, &mut Timings::start())?.image_embeds.to_vec_f32()?;
+            let p = match &text {
+                Some(te) => Some(self.label_probs(&full, te)?),
+                None => None,
+            };
+            (Some(cosine(&embeds, &full)), p)
+        } else if opts.compare_unpruned {
+            (Some(1.0), probs.clone())
+        } else {
+            (None, None)
+        };
+        let with_labels = |p: Option<Vec<f32>>| {
+            p.map(|p| opts.labels.iter().zip(p).map(|(l, prob)| LabelProb { label: l.clone(), prob }).collect())
+        };
+        let mut timings = serde_json::Map::new();
+        for (name, ms) in &t.stages {
+            timings.insert(name.clone(), serde_json::json!(ms));
+        }
+        timings.insert("total".into(), serde_json::json!(total));
+        Ok(RunReport {
+            embed_norm: embeds.iter().map(|x| x * x).sum::<f32>().sqrt(),
+            image_embeds: embeds,
+            cos_to_unpruned: cos,
+            grid: self.config.vision().grid(),
+            num_patches: self.config.vision().num_patches(),
+            kept: out.steps.iter().map(|s| KeptStep { layer: s.layer, indices: s.kept[0].clone() }).collect(),
+            tokens_per_layer: out.tokens_per_layer,
+            flops: out.flops,
+            flops_unpruned: out.flops_unpruned,
+            timings_ms: timings,
+            label_probs: with_labels(probs),
+            label_probs_unpruned: with_labels(probs_unpruned),
+            device: self.device.describe(),
+        })
+    }
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+pub fn softmax(x: &[f32]) -> Vec<f32> {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = x.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// Loading from a directory laid out as on the hub (native builds).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_dir(dir: &std::path::Path, device: &Device, with_text: bool) -> Result<Clip> {
+    let cfg_path = dir.join("config.json");
+    let json = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(cfg_path.display(), e))?;
+    let config = ClipConfig::from_json(&cfg_path.display().to_string(), &json)?;
+    let w = Weights::from_file(&dir.join("model.safetensors"))?;
+    let mut clip = Clip::load(config, &w, device, with_text)?;
+    if with_text {
+        clip.tokenizer = load_tokenizer(dir)?;
+    }
+    Ok(clip)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn load_tokenizer(dir: &std::path::Path) -> Result<Option<Tokenizer>> {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| Error::io(dir.join(name).display(), e));
+    if dir.join("vocab.json").exists() && dir.join("merges.txt").exists() {
+        return Tokenizer::from_vocab_merges(&read("vocab.json")?, &read("merges.txt")?).map(Some);
+    }
+    if dir.join("tokenizer.json").exists() {
+        return Tokenizer::from_tokenizer_json(&read("tokenizer.json")?).map(Some);
+    }
+    Ok(None)
+}

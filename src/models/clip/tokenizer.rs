@@ -1,0 +1,179 @@
+//! CLIP's byte-level BPE tokenizer, read from `vocab.json` + `merges.txt` or `tokenizer.json`.
+//!
+//! Same steps as transformers' `CLIPTokenizer`: collapse whitespace and lowercase; split into
+//! words with CLIP's pattern (special tokens, contractions, letter runs, single digits, runs
+//! of other symbols); map bytes to printable characters; BPE with `</w>` marking a word's end;
+//! wrap in start/end tokens.
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+
+const BOS: &str = "<|startoftext|>";
+const EOS: &str = "<|endoftext|>";
+
+pub struct Tokenizer {
+    vocab: HashMap<String, u32>,
+    ranks: HashMap<(String, String), usize>,
+    byte_char: [char; 256],
+    pub bos: u32,
+    pub eos: u32,
+}
+
+/// GPT-2's reversible byte → printable character map.
+fn bytes_to_unicode() -> [char; 256] {
+    let mut map = ['\0'; 256];
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let mut n = 0;
+    for b in 0..256u32 {
+        let c = if printable(b) {
+            b
+        } else {
+            n += 1;
+            255 + n
+        };
+        map[b as usize] = char::from_u32(c).unwrap_or('?');
+    }
+    map
+}
+
+impl Tokenizer {
+    pub fn from_vocab_merges(vocab_json: &str, merges_txt: &str) -> Result<Self> {
+        let vocab: HashMap<String, u32> =
+            serde_json::from_str(vocab_json).map_err(|e| Error::Tokenizer(format!("vocab.json: {e}")))?;
+        let merges = merges_txt
+            .lines()
+            .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
+            .map(|l| {
+                let mut it = l.split(' ');
+                match (it.next(), it.next()) {
+                    (Some(a), Some(b)) => Ok((a.to_string(), b.to_string())),
+                    _ => Err(Error::Tokenizer(format!("merges.txt: bad line `{l}`"))),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(vocab, merges)
+    }
+
+    pub fn from_tokenizer_json(json: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        let model = v.get("model").ok_or_else(|| Error::Tokenizer("tokenizer.json: no `model`".into()))?;
+        let vocab: HashMap<String, u32> = serde_json::from_value(model.get("vocab").cloned().unwrap_or_default())
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json model.vocab: {e}")))?;
+        let merges = model
+            .get("merges")
+            .and_then(|m| m.as_array())
+            .ok_or_else(|| Error::Tokenizer("tokenizer.json: no `model.merges`".into()))?
+            .iter()
+            .map(|m| {
+                let pair = match m {
+                    serde_json::Value::String(s) => s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())),
+                    serde_json::Value::Array(a) => match (a.first().and_then(|x| x.as_str()), a.get(1).and_then(|x| x.as_str())) {
+                        (Some(x), Some(y)) => Some((x.to_string(), y.to_string())),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                pair.ok_or_else(|| Error::Tokenizer(format!("tokenizer.json: bad merge {m}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(vocab, merges)
+    }
+
+    fn new(vocab: HashMap<String, u32>, merges: Vec<(String, String)>) -> Result<Self> {
+        let id = |t: &str| vocab.get(t).copied().ok_or_else(|| Error::Tokenizer(format!("vocabulary lacks `{t}`")));
+        let (bos, eos) = (id(BOS)?, id(EOS)?);
+        let ranks = merges.into_iter().enumerate().map(|(i, p)| (p, i)).collect();
+        Ok(Tokenizer { vocab, ranks, byte_char: bytes_to_unicode(), bos, eos })
+    }
+
+    /// `<|startoftext|> tokens… <|endoftext|>`, cut to `max_len` (the end token kept).
+    pub fn encode(&self, text: &str, max_len: usize) -> Vec<u32> {
+        let norm = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let mut ids = vec![self.bos];
+        for word in split_words(&norm) {
+            match word {
+                BOS => ids.push(self.bos),
+                EOS => ids.push(self.eos),
+                w => {
+                    let mapped: String = w.bytes().map(|b| self.byte_char[b as usize]).collect();
+                    for piece in self.bpe(&mapped) {
+                        ids.push(self.vocab.get(&piece).copied().unwrap_or(self.eos));
+                    }
+                }
+            }
+        }
+        ids.truncate(max_len.max(2) - 1);
+        ids.push(self.eos);
+        ids
+    }
+
+    fn bpe(&self, word: &str) -> Vec<String> {
+        let chars: Vec<char> = word.chars().collect();
+        let mut parts: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+        if let Some(last) = parts.last_mut() {
+            last.push_str("</w>");
+        }
+        loop {
+            let best = parts
+                .windows(2)
+                .enumerate()
+                .filter_map(|(i, w)| self.ranks.get(&(w[0].clone(), w[1].clone())).map(|&r| (r, i)))
+                .min();
+            let Some((_, i)) = best else { break };
+            let (a, b) = (parts[i].clone(), parts[i + 1].clone());
+            let mut merged = Vec::with_capacity(parts.len());
+            let mut j = 0;
+            while j < parts.len() {
+                if j + 1 < parts.len() && parts[j] == a && parts[j + 1] == b {
+                    merged.push(format!("{a}{b}"));
+                    j += 2;
+                } else {
+                    merged.push(parts[j].clone());
+                    j += 1;
+                }
+            }
+            parts = merged;
+        }
+        parts
+    }
+}
+
+/// CLIP's pre-tokenizer pattern, leftmost alternative first:
+/// `<|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`
+fn split_words(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        let rest = &s[i..];
+        let Some(c) = rest.chars().next() else { break };
+        let len = if let Some(t) = [BOS, EOS].iter().find(|t| rest.starts_with(**t)) {
+            t.len()
+        } else if let Some(t) = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"].iter().find(|t| rest.starts_with(**t)) {
+            t.len()
+        } else if c.is_alphabetic() {
+            rest.find(|ch: char| !ch.is_alphabetic()).unwrap_or(rest.len())
+        } else if c.is_numeric() {
+            c.len_utf8()
+        } else if c.is_whitespace() {
+            i += c.len_utf8();
+            continue;
+        } else {
+            rest.find(|ch: char| ch.is_whitespace() || ch.is_alphabetic() || ch.is_numeric()).unwrap_or(rest.len())
+        };
+        out.push(&rest[..len]);
+        i += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_clips_pattern() {
+        assert_eq!(split_words("a cup of coffee!"), vec!["a", "cup", "of", "coffee", "!"]);
+        assert_eq!(split_words("rocket's 42"), vec!["rocket", "'s", "4", "2"]);
+        assert_eq!(split_words("x<|endoftext|>!!'s"), vec!["x", "<|endoftext|>", "!!'", "s"]);
+    }
+}

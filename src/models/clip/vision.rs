@@ -1,0 +1,141 @@
+//! CLIP's vision tower (HF `CLIPVisionTransformer` + `visual_projection`) with optional
+//! token pruning inside chosen layers.
+
+use super::config::VisionConfig;
+use super::layer::{EncoderLayer, LayerDims, LayerNorm};
+use crate::clock::Timings;
+use crate::error::{Error, Result};
+use crate::prune::{self, PruneConfig, PruneStep};
+use crate::tensor::{Activation, Device, Tensor};
+use crate::weights::Weights;
+
+pub struct VisionModel {
+    pub cfg: VisionConfig,
+    patch_w: Tensor,
+    class_emb: Tensor,
+    pos_emb: Tensor,
+    pre_ln: LayerNorm,
+    layers: Vec<EncoderLayer>,
+    post_ln: LayerNorm,
+    proj: Tensor,
+}
+
+/// Everything one forward pass reports.
+pub struct VisionOutput {
+    /// `[B, tokens, hidden]` after the last layer (tokens shrink when pruned).
+    pub last_hidden_state: Tensor,
+    /// `[B, hidden]`: post-layernormed CLS.
+    pub pooled: Tensor,
+    /// `[B, projection_dim]`, not normalised.
+    pub image_embeds: Tensor,
+    pub steps: Vec<PruneStep>,
+    /// Scores of each step, `[B, tokens-1]`, for inspection and tests.
+    pub scores: Vec<Tensor>,
+    /// Tokens (CLS included) entering each layer.
+    pub tokens_per_layer: Vec<usize>,
+    /// FLOPs spent per image, and what the unpruned pass would spend.
+    pub flops: f64,
+    pub flops_unpruned: f64,
+}
+
+impl VisionModel {
+    pub fn load(w: &Weights, cfg: &VisionConfig, projection_dim: usize, dev: &Device) -> Result<Self> {
+        let v = w.pp("vision_model");
+        let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
+        let e = v.pp("embeddings");
+        let patch_w = e.pp("patch_embedding").get("weight", &[h, c, p, p], dev)?.reshape(&[h, c * p * p])?;
+        let dims = LayerDims {
+            hidden: h,
+            intermediate: cfg.intermediate_size,
+            heads: cfg.num_attention_heads,
+            eps: cfg.layer_norm_eps,
+            act: Activation::from_hf(&cfg.hidden_act)?,
+        };
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| EncoderLayer::load(&v.pp("encoder.layers").pp(i), dims, dev))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(VisionModel {
+            cfg: cfg.clone(),
+            patch_w,
+            class_emb: e.get("class_embedding", &[h], dev)?.reshape(&[1, 1, h])?,
+            pos_emb: e.pp("position_embedding").get("weight", &[cfg.num_patches() + 1, h], dev)?,
+            pre_ln: LayerNorm::load(&v.pp("pre_layrnorm"), h, cfg.layer_norm_eps, dev)?,
+            layers,
+            post_ln: LayerNorm::load(&v.pp("post_layernorm"), h, cfg.layer_norm_eps, dev)?,
+            proj: w.pp("visual_projection").get("weight", &[projection_dim, h], dev)?,
+        })
+    }
+
+    /// `pixel_values`: `[B, C, S, S]` as made by [`crate::image::ClipPreprocess`].
+    pub fn forward(&self, pixel_values: &Tensor, prune: Option<&PruneConfig>, t: &mut Timings) -> Result<VisionOutput> {
+        let (s, c) = (self.cfg.image_size, self.cfg.num_channels);
+        let shape = pixel_values.shape();
+        if shape.len() != 4 || shape[1] != c || shape[2] != s || shape[3] != s {
+            return Err(Error::arg(format!("pixel_values must be [B, {c}, {s}, {s}], got {shape:?}")));
+        }
+        if let Some(p) = prune {
+            p.validate(self.layers.len())?;
+        }
+        let b = shape[0];
+        let np = self.cfg.num_patches();
+        // keep = 1 runs the unpruned path (bit-identical) and reports every patch as kept.
+        let identity_steps: Vec<PruneStep> = match prune {
+            Some(p) if p.is_identity() => {
+                p.layers.iter().map(|&l| PruneStep { layer: l, kept: vec![(0..np as u32).collect(); b] }).collect()
+            }
+            _ => Vec::new(),
+        };
+        let prune = prune.filter(|p| !p.is_identity());
+
+        let patches = pixel_values.patchify(self.cfg.patch_size)?.linear(&self.patch_w, None)?;
+        let cls = Tensor::cat(&vec![&self.class_emb; b], 0)?;
+        let x = Tensor::cat(&[&cls, &patches], 1)?.add(&self.pos_emb)?;
+        let mut x = self.pre_ln.forward(&x)?;
+        t.lap("patch_embed");
+
+        let mut orig: Vec<Vec<u32>> = vec![(0..np as u32).collect(); b];
+        let (mut steps, mut scores, mut tokens) = (identity_steps, Vec::new(), Vec::new());
+        let (mut flops, mut flops_unpruned) = (2.0 * (np * c * self.cfg.patch_size.pow(2) * self.cfg.hidden_size) as f64, 0.0);
+        flops_unpruned += flops;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let n = x.dim(1);
+            tokens.push(n);
+            flops_unpruned += layer.flops(np + 1, np + 1);
+            match prune.filter(|p| p.layers.contains(&i)) {
+                Some(p) => {
+                    let k = prune::n_keep(p.keep, n - 1);
+                    let (y, sel) = layer.forward_pruned(&x, &p.scorer, k, steps.len())?;
+                    orig = prune::compose(&orig, &sel.kept.to_vec_u32()?, k)?;
+                    steps.push(PruneStep { layer: i, kept: orig.clone() });
+                    scores.push(sel.scores);
+                    flops += layer.flops(n, k + 1);
+                    x = y;
+                }
+                None => {
+                    flops += layer.flops(n, n);
+                    x = layer.forward(&x, false)?;
+                }
+            }
+            t.lap(&format!("block_{i}"));
+        }
+        let h = self.cfg.hidden_size;
+        let pooled = self.post_ln.forward(&x.narrow(1, 0, 1)?.reshape(&[b, h])?)?;
+        let image_embeds = pooled.linear(&self.proj, None)?;
+        let head = 2.0 * (h * self.proj.dim(0)) as f64;
+        t.lap("head");
+        Ok(VisionOutput {
+            last_hidden_state: x,
+            pooled,
+            image_embeds,
+            steps,
+            scores,
+            tokens_per_layer: tokens,
+            flops: flops + head,
+            flops_unpruned: flops_unpruned + head,
+        })
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}

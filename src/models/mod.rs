@@ -1,0 +1,3 @@
+//! Models, each written once against [`crate::tensor`].
+
+pub mod clip;

@@ -1,0 +1,240 @@
+//! Training-free token pruning: scorers, selection, and the index math every backend shares.
+//!
+//! A pruning step happens inside one encoder layer, between its attention and its MLP (as in
+//! EViT): the layer's attention runs on all tokens and yields the scores; the MLP of that
+//! layer and every later layer run on the kept tokens only. Token 0 (CLS) is never scored and
+//! never dropped. Kept tokens stay in their original order.
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use std::fmt;
+use std::str::FromStr;
+
+/// Which projection's L2 norm scores a token in `kq-norm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KqWhich {
+    Key,
+    Query,
+    /// ‖k‖₂ + ‖q‖₂
+    Both,
+}
+
+/// How patch tokens are scored; the highest scores are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scorer {
+    /// The seed method: L2 norm of each token's Key and/or Query vector at the pruning layer,
+    /// all heads together (the norm of the concatenated heads).
+    KqNorm(KqWhich),
+    /// EViT-style: attention from CLS to each patch, averaged over heads.
+    ClsAttn,
+    /// Control: uniform random scores from a seeded splitmix64 stream.
+    Random { seed: u64 },
+}
+
+impl FromStr for Scorer {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.trim() {
+            "kq-norm" | "kq-norm:key" | "k-norm" => Scorer::KqNorm(KqWhich::Key),
+            "kq-norm:query" | "q-norm" => Scorer::KqNorm(KqWhich::Query),
+            "kq-norm:both" => Scorer::KqNorm(KqWhich::Both),
+            "cls-attn" => Scorer::ClsAttn,
+            "random" => Scorer::Random { seed: 0 },
+            other => {
+                return Err(Error::arg(format!(
+                    "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random)"
+                )))
+            }
+        })
+    }
+}
+
+impl fmt::Display for Scorer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scorer::KqNorm(KqWhich::Key) => write!(f, "kq-norm:key"),
+            Scorer::KqNorm(KqWhich::Query) => write!(f, "kq-norm:query"),
+            Scorer::KqNorm(KqWhich::Both) => write!(f, "kq-norm:both"),
+            Scorer::ClsAttn => write!(f, "cls-attn"),
+            Scorer::Random { .. } => write!(f, "random"),
+        }
+    }
+}
+
+/// What to prune, where, and how much. `keep` applies at every listed layer (a progressive
+/// schedule such as layers 3, 6, 9 keeps p, p², p³ of the patches).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PruneConfig {
+    pub scorer: Scorer,
+    pub keep: f32,
+    pub layers: Vec<usize>,
+}
+
+impl PruneConfig {
+    pub fn new(scorer: Scorer, keep: f32, layers: Vec<usize>) -> Result<Self> {
+        if !keep.is_finite() || keep <= 0.0 || keep > 1.0 {
+            return Err(Error::arg(format!("keep ratio {keep} must be in (0, 1]")));
+        }
+        if layers.is_empty() {
+            return Err(Error::arg("at least one pruning layer is needed"));
+        }
+        if layers.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::arg(format!("pruning layers {layers:?} must be strictly increasing")));
+        }
+        Ok(PruneConfig { scorer, keep, layers })
+    }
+
+    /// Checks the layers against a model's depth.
+    pub fn validate(&self, num_layers: usize) -> Result<()> {
+        match self.layers.iter().find(|&&l| l >= num_layers) {
+            Some(l) => Err(Error::arg(format!(
+                "pruning layer {l} out of range: the encoder has layers 0..={}",
+                num_layers.saturating_sub(1)
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// True when this config keeps everything (the unpruned path, bit for bit).
+    pub fn is_identity(&self) -> bool {
+        self.keep >= 1.0
+    }
+}
+
+/// Tokens kept out of `n` at ratio `keep`: round half up, at least one.
+pub fn n_keep(keep: f32, n: usize) -> usize {
+    let k = (keep as f64 * n as f64 + 0.5).floor() as usize;
+    k.clamp(1.min(n), n)
+}
+
+/// Indices of the `k` largest scores (ties: lower index first), in ascending index order.
+/// NaN scores sort last.
+pub fn top_k_ascending(scores: &[f32], k: usize) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..scores.len() as u32).collect();
+    let key = |i: &u32| {
+        let s = scores[*i as usize];
+        if s.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            s
+        }
+    };
+    order.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.cmp(b)));
+    order.truncate(k.min(scores.len()));
+    order.sort_unstable();
+    order
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Random scores in [0, 1) for `batch × n` tokens: one stream per (seed, step), rows in order.
+/// The fixture script implements the same stream so the control is testable too.
+pub fn random_scores(seed: u64, step: usize, batch: usize, n: usize) -> Vec<f32> {
+    let mut state = seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    (0..batch * n).map(|_| (splitmix64(&mut state) >> 40) as f32 / (1u64 << 24) as f32).collect()
+}
+
+/// The projections of one attention layer that scorers read. `q`, `k`: `[B, N, D]` with CLS
+/// at 0; `qh`, `kh`: the same split into heads, `[B, H, N, d]`.
+pub struct AttnView<'a> {
+    pub q: &'a Tensor,
+    pub k: &'a Tensor,
+    pub qh: &'a Tensor,
+    pub kh: &'a Tensor,
+}
+
+impl Scorer {
+    /// Scores of the patch tokens (1..N): `[B, N-1]`.
+    pub fn score(&self, a: &AttnView, step: usize) -> Result<Tensor> {
+        let s = a.q.shape();
+        let (b, n) = (s[0], s[1]);
+        let patches = |t: &Tensor| t.narrow(1, 1, n - 1);
+        match self {
+            Scorer::KqNorm(KqWhich::Key) => patches(a.k)?.row_norms(),
+            Scorer::KqNorm(KqWhich::Query) => patches(a.q)?.row_norms(),
+            Scorer::KqNorm(KqWhich::Both) => patches(a.k)?.row_norms()?.add(&patches(a.q)?.row_norms()?),
+            Scorer::ClsAttn => Tensor::cls_attention(a.qh, a.kh),
+            Scorer::Random { seed } => {
+                Tensor::from_f32(random_scores(*seed, step, b, n - 1), &[b, n - 1], &a.q.device())
+            }
+        }
+    }
+}
+
+/// One pruning step as reported: the layer and, per image, the original patch indices kept
+/// (row-major over the patch grid: index = row · grid + col).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PruneStep {
+    pub layer: usize,
+    pub kept: Vec<Vec<u32>>,
+}
+
+/// Follows kept indices back to the original patch grid: `orig[b]` are the original indices
+/// of the current tokens, `step[b]` the positions kept among them.
+pub fn compose(orig: &[Vec<u32>], step: &[u32], k: usize) -> Result<Vec<Vec<u32>>> {
+    orig.iter()
+        .zip(step.chunks(k.max(1)))
+        .map(|(o, s)| {
+            s.iter()
+                .map(|&i| o.get(i as usize).copied().ok_or_else(|| Error::Backend(format!("kept index {i} out of range"))))
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_keep_rounds_half_up_and_keeps_one() {
+        assert_eq!(n_keep(0.5, 196), 98);
+        assert_eq!(n_keep(0.7, 196), 137);
+        assert_eq!(n_keep(1.0, 196), 196);
+        assert_eq!(n_keep(0.001, 196), 1);
+        assert_eq!(n_keep(0.5, 3), 2);
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_index_and_returns_ascending() {
+        assert_eq!(top_k_ascending(&[1.0, 3.0, 3.0, 2.0], 2), vec![1, 2]);
+        assert_eq!(top_k_ascending(&[5.0, 1.0, 1.0, 1.0], 2), vec![0, 1]);
+        assert_eq!(top_k_ascending(&[f32::NAN, 0.0, -1.0], 2), vec![1, 2]);
+    }
+
+    #[test]
+    fn config_rejects_bad_ratios_and_layers() {
+        let s = Scorer::KqNorm(KqWhich::Key);
+        assert!(PruneConfig::new(s, 0.0, vec![1]).is_err());
+        assert!(PruneConfig::new(s, -0.5, vec![1]).is_err());
+        assert!(PruneConfig::new(s, 1.01, vec![1]).is_err());
+        assert!(PruneConfig::new(s, f32::NAN, vec![1]).is_err());
+        assert!(PruneConfig::new(s, 0.5, vec![]).is_err());
+        assert!(PruneConfig::new(s, 0.5, vec![3, 3]).is_err());
+        let c = PruneConfig::new(s, 0.5, vec![3, 6, 9]).unwrap();
+        assert!(c.validate(12).is_ok());
+        let e = c.validate(6).unwrap_err().to_string();
+        assert!(e.contains("layer 6") && e.contains("0..=5"), "{e}");
+        assert!("bogus".parse::<Scorer>().unwrap_err().to_string().contains("bogus"));
+    }
+
+    #[test]
+    fn compose_maps_back_to_original_indices() {
+        let orig = vec![vec![0, 2, 5, 7], vec![1, 3, 4, 6]];
+        assert_eq!(compose(&orig, &[1, 3, 0, 2], 2).unwrap(), vec![vec![2, 7], vec![1, 4]]);
+    }
+
+    #[test]
+    fn random_scores_are_deterministic_and_in_range() {
+        let a = random_scores(7, 0, 2, 50);
+        assert_eq!(a, random_scores(7, 0, 2, 50));
+        assert_ne!(a, random_scores(7, 1, 2, 50));
+        assert!(a.iter().all(|&x| (0.0..1.0).contains(&x)));
+    }
+}

@@ -1,0 +1,288 @@
+//! safetensors checkpoints in their hub layout and names, from bytes or a file.
+//!
+//! We parse the format ourselves (8-byte little-endian header length, JSON header, raw data)
+//! so that every failure names the file and tensor, the header has a hard size limit, and the
+//! page can read the header alone (an HTTP range request) before fetching any tensor.
+
+use crate::error::{Error, Result};
+use crate::tensor::{Device, Tensor};
+use std::collections::HashMap;
+
+/// Headers larger than this are refused before any allocation (real ones are < 1 MiB).
+pub const MAX_HEADER_BYTES: u64 = 64 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    BF16,
+}
+
+impl Dtype {
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+        }
+    }
+}
+
+/// Where one tensor's bytes are, relative to the start of the data section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    pub dtype: std::result::Result<Dtype, String>,
+    pub shape: Vec<usize>,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A parsed header: the tensors by name and the data section's offset in the file.
+#[derive(Clone, Debug)]
+pub struct Header {
+    pub data_offset: usize,
+    pub tensors: HashMap<String, TensorInfo>,
+}
+
+impl Header {
+    /// Reads the 8-byte length prefix. `total_len` (the whole file's size, when known) bounds it.
+    pub fn header_len(file: &str, prefix: &[u8], total_len: Option<u64>) -> Result<u64> {
+        let bad = |msg: String| Error::Weights { file: file.to_string(), msg };
+        let Some(len) = prefix.get(..8) else {
+            return Err(bad(format!("file is {} bytes, too short for a safetensors header", prefix.len())));
+        };
+        let mut b = [0u8; 8];
+        b.copy_from_slice(len);
+        let n = u64::from_le_bytes(b);
+        if n > MAX_HEADER_BYTES {
+            return Err(bad(format!("header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes (not a safetensors file?)")));
+        }
+        if let Some(total) = total_len {
+            if 8 + n > total {
+                return Err(bad(format!("header length {n} runs past the end of the {total}-byte file (truncated?)")));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Parses `json` (the header's bytes). `data_len` (when known) bounds every tensor.
+    pub fn parse(file: &str, json: &[u8], data_len: Option<usize>) -> Result<Header> {
+        let bad = |msg: String| Error::Weights { file: file.to_string(), msg };
+        let raw: HashMap<String, serde_json::Value> =
+            serde_json::from_slice(json).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+        let mut tensors = HashMap::with_capacity(raw.len());
+        for (name, v) in raw {
+            if name == "__metadata__" {
+                continue;
+            }
+            let info = parse_entry(&v).map_err(|m| bad(format!("tensor `{name}`: {m}")))?;
+            if let Some(len) = data_len {
+                if info.end > len {
+                    return Err(bad(format!(
+                        "tensor `{name}` ends at byte {} of a {len}-byte data section (truncated file?)",
+                        info.end
+                    )));
+                }
+            }
+            tensors.insert(name, info);
+        }
+        Ok(Header { data_offset: 0, tensors })
+    }
+}
+
+fn parse_entry(v: &serde_json::Value) -> std::result::Result<TensorInfo, String> {
+    let dtype = v.get("dtype").and_then(|d| d.as_str()).ok_or("no dtype")?;
+    let dtype = match dtype {
+        "F32" => Ok(Dtype::F32),
+        "F16" => Ok(Dtype::F16),
+        "BF16" => Ok(Dtype::BF16),
+        other => Err(other.to_string()),
+    };
+    let shape: Vec<usize> = v
+        .get("shape")
+        .and_then(|s| s.as_array())
+        .ok_or("no shape")?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize).ok_or("shape entries must be non-negative integers"))
+        .collect::<std::result::Result<_, _>>()?;
+    let offs = v.get("data_offsets").and_then(|o| o.as_array()).ok_or("no data_offsets")?;
+    let (start, end) = match offs.as_slice() {
+        [a, b] => (a.as_u64().ok_or("bad offset")? as usize, b.as_u64().ok_or("bad offset")? as usize),
+        _ => return Err("data_offsets must hold two numbers".into()),
+    };
+    if end < start {
+        return Err(format!("data_offsets [{start}, {end}] are reversed"));
+    }
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
+    if let Ok(dt) = dtype {
+        if count.checked_mul(dt.size()) != Some(end - start) {
+            return Err(format!("shape {shape:?} needs {} bytes but data_offsets span {}", count * dt.size(), end - start));
+        }
+    }
+    Ok(TensorInfo { dtype, shape, start, end })
+}
+
+/// A loaded checkpoint: its header and data bytes. Tensors are converted to f32 on request.
+pub struct Weights {
+    file: String,
+    header: Header,
+    data: Vec<u8>,
+}
+
+impl Weights {
+    /// Parses a whole safetensors file held in memory. `file` names it in errors.
+    pub fn from_bytes(file: &str, mut bytes: Vec<u8>) -> Result<Weights> {
+        let n = Header::header_len(file, &bytes, Some(bytes.len() as u64))? as usize;
+        let data_len = bytes.len() - 8 - n;
+        let mut header = Header::parse(file, &bytes[8..8 + n], Some(data_len))?;
+        header.data_offset = 8 + n;
+        bytes.drain(..8 + n);
+        Ok(Weights { file: file.to_string(), header, data: bytes })
+    }
+
+    /// Builds weights from a parsed header and the bytes of some of its tensors (the page
+    /// fetches only the tensors a model needs). Missing tensors fail when asked for.
+    pub fn from_parts(file: &str, header: Header, parts: Vec<(String, Vec<u8>)>) -> Result<Weights> {
+        let mut data = Vec::new();
+        let mut tensors = HashMap::new();
+        for (name, bytes) in parts {
+            let Some(info) = header.tensors.get(&name) else {
+                return Err(Error::MissingTensor { file: file.to_string(), name });
+            };
+            if bytes.len() != info.end - info.start {
+                return Err(Error::Weights {
+                    file: file.to_string(),
+                    msg: format!("tensor `{name}`: got {} bytes, header says {}", bytes.len(), info.end - info.start),
+                });
+            }
+            let start = data.len();
+            data.extend_from_slice(&bytes);
+            tensors.insert(name, TensorInfo { start, end: data.len(), ..info.clone() });
+        }
+        Ok(Weights { file: file.to_string(), header: Header { data_offset: 0, tensors }, data })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_file(path: &std::path::Path) -> Result<Weights> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+        Weights::from_bytes(&path.display().to_string(), bytes)
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.header.tensors.contains_key(name)
+    }
+
+    /// The named tensor's header entry (dtype, shape, offsets).
+    pub fn info(&self, name: &str) -> Option<&TensorInfo> {
+        self.header.tensors.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.header.tensors.keys().map(|s| s.as_str())
+    }
+
+    /// The named tensor's values as f32, after checking its shape against `shape`.
+    pub fn get_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let info = self
+            .header
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { file: self.file.clone(), name: name.to_string() })?;
+        if info.shape != shape {
+            return Err(Error::Shape {
+                file: self.file.clone(),
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                got: info.shape.clone(),
+            });
+        }
+        let dtype = info.dtype.clone().map_err(|d| Error::Dtype {
+            file: self.file.clone(),
+            name: name.to_string(),
+            dtype: d,
+        })?;
+        let bytes = self.data.get(info.start..info.end).ok_or_else(|| Error::Weights {
+            file: self.file.clone(),
+            msg: format!("tensor `{name}` lies outside the data section"),
+        })?;
+        Ok(to_f32(dtype, bytes))
+    }
+
+    /// The named tensor on `device`, after checking its shape.
+    pub fn get(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        Tensor::from_f32(self.get_f32(name, shape)?, shape, device)
+    }
+
+    /// A view that prefixes every name (`vision_model.encoder.layers.0`), like HF module paths.
+    pub fn pp<'a>(&'a self, prefix: &str) -> Scope<'a> {
+        Scope { w: self, prefix: prefix.to_string() }
+    }
+}
+
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+    }
+}
+
+/// A name prefix over [`Weights`], mirroring the HF module tree.
+#[derive(Clone)]
+pub struct Scope<'a> {
+    w: &'a Weights,
+    prefix: String,
+}
+
+impl<'a> Scope<'a> {
+    pub fn pp(&self, name: impl std::fmt::Display) -> Scope<'a> {
+        Scope { w: self.w, prefix: self.join(&name.to_string()) }
+    }
+
+    fn join(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn get(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
+        self.w.get(&self.join(name), shape, device)
+    }
+
+    pub fn get_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        self.w.get_f32(&self.join(name), shape)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.w.contains(&self.join(name))
+    }
+}
+
+/// Writes tensors as a safetensors file (f32). Used for random benchmark models and tests.
+pub fn serialize_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut off = 0usize;
+    for (name, shape, data) in tensors {
+        let end = off + data.len() * 4;
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, end]}));
+        off = end;
+    }
+    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + off);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for (_, _, data) in tensors {
+        for v in data {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}

@@ -1,0 +1,106 @@
+//! CLIP against HF transformers on the committed tiny fixture (tests/fixtures/clip-tiny).
+
+use effarch::clock::Timings;
+use effarch::prune::{KqWhich, PruneConfig, Scorer};
+use effarch::tensor::Device;
+use effarch::testing::{max_abs_diff, ClipFixture};
+use std::path::Path;
+
+const TOL: f32 = 1e-4;
+
+fn fixture() -> ClipFixture {
+    ClipFixture::from_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tiny")).expect("fixture loads")
+}
+
+#[test]
+fn preprocessing_matches_pil_clip_processor() {
+    let fx = fixture();
+    let clip = fx.clip(&Device::Cpu).unwrap();
+    let res = fx.check_preprocess(&clip).unwrap();
+    assert_eq!(res.len(), 4);
+    for (name, d) in res {
+        println!("preprocess {name}: max |Δ| = {d:e}");
+        assert!(d <= 1e-5, "{name}: max |Δ| {d} (PIL bicubic must match exactly on lossless input)");
+    }
+}
+
+#[test]
+fn jpeg_preprocessing_is_close_to_pil() {
+    // JPEG decoders differ by ±1 level on some pixels (IDCT, chroma upsampling), so this is
+    // a closeness check, not equality.
+    let fx = fixture();
+    let clip = fx.clip(&Device::Cpu).unwrap();
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("www/samples/chelsea-cat.jpg")).unwrap();
+    let got = clip.preprocess.pixel_values(&effarch::image::decode(&bytes).unwrap());
+    let (want, _) = fx.expect("pixel_values_jpeg_cat").unwrap();
+    let mean: f32 = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).sum::<f32>() / got.len() as f32;
+    println!("jpeg preprocess: mean |Δ| = {mean:e}, max |Δ| = {:e}", max_abs_diff(&got, &want));
+    assert!(mean < 0.01, "mean |Δ| {mean}");
+}
+
+#[test]
+fn towers_match_transformers() {
+    let fx = fixture();
+    let clip = fx.clip(&Device::Cpu).unwrap();
+    for (name, d) in fx.check_towers(&clip).unwrap() {
+        println!("{name}: max |Δ| = {d:e}");
+        let tol = if name == "logits_per_image" { 1e-3 } else { TOL };
+        assert!(d <= tol, "{name}: max |Δ| {d} > {tol}");
+    }
+}
+
+#[test]
+fn pruning_matches_torch_reference() {
+    let fx = fixture();
+    let clip = fx.clip(&Device::Cpu).unwrap();
+    let res = fx.check_pruning(&clip).unwrap();
+    assert_eq!(res.len(), 8);
+    for r in res {
+        println!("{}: kept equal {}, scores {:e}, embeds {:e}, hidden {:e}", r.name, r.kept_equal, r.scores, r.image_embeds, r.last_hidden_state);
+        assert!(r.kept_equal, "{}: kept indices differ from the torch reference", r.name);
+        assert!(r.scores <= TOL && r.image_embeds <= TOL && r.last_hidden_state <= TOL, "{r:?}");
+    }
+}
+
+#[test]
+fn keep_one_is_bit_identical_to_unpruned() {
+    let fx = fixture();
+    let clip = fx.clip(&Device::Cpu).unwrap();
+    let pv = fx.expect_tensor("pixel_values", &Device::Cpu).unwrap();
+    let full = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap();
+    for scorer in [Scorer::KqNorm(KqWhich::Key), Scorer::ClsAttn, Scorer::Random { seed: 3 }] {
+        let cfg = PruneConfig::new(scorer, 1.0, vec![0, 2]).unwrap();
+        let p = clip.vision.forward(&pv, Some(&cfg), &mut Timings::start()).unwrap();
+        assert_eq!(p.image_embeds.to_vec_f32().unwrap(), full.image_embeds.to_vec_f32().unwrap());
+        assert_eq!(p.last_hidden_state.to_vec_f32().unwrap(), full.last_hidden_state.to_vec_f32().unwrap());
+        assert_eq!(p.flops, p.flops_unpruned);
+    }
+}
+
+#[test]
+fn pruning_invariants_hold() {
+    let fx = fixture();
+    let clip = fx.clip(&Device::Cpu).unwrap();
+    let pv = fx.expect_tensor("pixel_values", &Device::Cpu).unwrap();
+    let np = clip.config.vision().num_patches();
+    for keep in [0.9f32, 0.5, 0.3, 0.01] {
+        let cfg = PruneConfig::new(Scorer::KqNorm(KqWhich::Key), keep, vec![1, 2]).unwrap();
+        let out = clip.vision.forward(&pv, Some(&cfg), &mut Timings::start()).unwrap();
+        let k1 = effarch::prune::n_keep(keep, np);
+        let k2 = effarch::prune::n_keep(keep, k1);
+        assert_eq!(out.tokens_per_layer, vec![np + 1, np + 1, k1 + 1, k2 + 1]);
+        assert_eq!(out.last_hidden_state.shape(), vec![4, k2 + 1, 48]);
+        for (s, k) in out.steps.iter().zip([k1, k2]) {
+            for row in &s.kept {
+                assert_eq!(row.len(), k);
+                assert!(row.windows(2).all(|w| w[0] < w[1]), "kept indices ascending and unique");
+                assert!(row.iter().all(|&i| (i as usize) < np));
+            }
+        }
+        // the second step keeps a subset of the first
+        for (a, b) in out.steps[0].kept.iter().zip(&out.steps[1].kept) {
+            assert!(b.iter().all(|i| a.contains(i)));
+        }
+        assert!(out.flops < out.flops_unpruned);
+    }
+}

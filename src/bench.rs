@@ -1,0 +1,172 @@
+//! The one benchmark driver, used by `effarch bench` and by the page.
+//!
+//! Latency does not depend on weight values, so the models here are full-size with
+//! deterministic random weights: nothing is downloaded. All settings run in one process,
+//! interleaved per round, and are reported as ratios to the unpruned run.
+
+use crate::clock::{now_ms, Timings};
+use crate::error::{Error, Result};
+use crate::models::clip::{Clip, ClipConfig};
+use crate::prune::{PruneConfig, Scorer};
+use crate::tensor::{Device, Tensor};
+use crate::weights::{serialize_f32, Weights};
+use serde::Serialize;
+
+/// Deterministic pseudo-random values in [-scale, scale).
+fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// A CLIP checkpoint (vision tower + projection) in the HF layout with random weights.
+pub fn random_clip_weights(cfg: &ClipConfig) -> Result<Weights> {
+    let v = cfg.vision();
+    let (h, i, p, c) = (v.hidden_size, v.intermediate_size, v.patch_size, v.num_channels);
+    let mut t: Vec<(String, Vec<usize>)> = vec![
+        ("vision_model.embeddings.patch_embedding.weight".into(), vec![h, c, p, p]),
+        ("vision_model.embeddings.class_embedding".into(), vec![h]),
+        ("vision_model.embeddings.position_embedding.weight".into(), vec![v.num_patches() + 1, h]),
+        ("visual_projection.weight".into(), vec![cfg.projection_dim, h]),
+    ];
+    for ln in ["pre_layrnorm", "post_layernorm"] {
+        t.push((format!("vision_model.{ln}.weight"), vec![h]));
+        t.push((format!("vision_model.{ln}.bias"), vec![h]));
+    }
+    for l in 0..v.num_hidden_layers {
+        let pre = format!("vision_model.encoder.layers.{l}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            t.push((format!("{pre}.self_attn.{proj}.weight"), vec![h, h]));
+            t.push((format!("{pre}.self_attn.{proj}.bias"), vec![h]));
+        }
+        for ln in ["layer_norm1", "layer_norm2"] {
+            t.push((format!("{pre}.{ln}.weight"), vec![h]));
+            t.push((format!("{pre}.{ln}.bias"), vec![h]));
+        }
+        t.push((format!("{pre}.mlp.fc1.weight"), vec![i, h]));
+        t.push((format!("{pre}.mlp.fc1.bias"), vec![i]));
+        t.push((format!("{pre}.mlp.fc2.weight"), vec![h, i]));
+        t.push((format!("{pre}.mlp.fc2.bias"), vec![h]));
+    }
+    let tensors: Vec<_> = t
+        .into_iter()
+        .enumerate()
+        .map(|(k, (name, shape))| {
+            let n = shape.iter().product();
+            let mut vals = random_values(n, k as u64 + 1, 0.035);
+            if name.contains("norm") && name.ends_with("weight") {
+                vals.iter_mut().for_each(|x| *x += 1.0);
+            }
+            (name, shape, vals)
+        })
+        .collect();
+    Weights::from_bytes("random ViT", serialize_f32(&tensors))
+}
+
+/// Full-size `openai/clip-vit-base-patch16` vision tower with random weights.
+pub fn random_vit_b16(device: &Device) -> Result<Clip> {
+    let cfg = ClipConfig::vit_b16();
+    let w = random_clip_weights(&cfg)?;
+    Clip::load(cfg, &w, device, false)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchRow {
+    pub keep: f32,
+    pub batch: usize,
+    /// Median wall time per image, ms.
+    pub ms_median: f64,
+    /// ms_median / ms_median at keep = 1.0 (same batch).
+    pub ratio: f64,
+    /// FLOPs at this keep / FLOPs unpruned: the bound the ratio would reach if time were
+    /// exactly proportional to arithmetic.
+    pub flop_ratio: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchSpec {
+    pub keeps: Vec<f32>,
+    pub batches: Vec<usize>,
+    pub iters: usize,
+    pub scorer: Scorer,
+    pub layers: Vec<usize>,
+}
+
+impl Default for BenchSpec {
+    fn default() -> Self {
+        BenchSpec {
+            keeps: vec![1.0, 0.9, 0.7, 0.5, 0.3],
+            batches: vec![1, 8],
+            iters: 7,
+            scorer: Scorer::KqNorm(crate::prune::KqWhich::Key),
+            layers: vec![1],
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Times the vision tower at every (batch, keep) of `spec`. Each round runs every keep once,
+/// so slow drift (thermal, other load) hits all settings alike. `progress` gets a line per
+/// finished setting.
+pub fn bench_clip(clip: &Clip, spec: &BenchSpec, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
+    if spec.keeps.is_empty() || spec.batches.is_empty() || spec.iters == 0 {
+        return Err(Error::arg("benchmark needs at least one keep ratio, batch size and iteration"));
+    }
+    if spec.batches.iter().any(|&b| b == 0 || b > 256) {
+        return Err(Error::arg("batch sizes must be in 1..=256"));
+    }
+    let s = clip.config.vision().image_size;
+    let mut rows = Vec::new();
+    for &b in &spec.batches {
+        let pv = Tensor::from_f32(random_values(b * 3 * s * s, 99, 1.0), &[b, 3, s, s], &clip.device)?;
+        let cfgs = spec
+            .keeps
+            .iter()
+            .map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        // Warm-up: first-touch allocations, thread pools, pipeline caches.
+        let mut flops = Vec::new();
+        for cfg in &cfgs {
+            let out = clip.vision.forward(&pv, Some(cfg), &mut Timings::start())?;
+            out.image_embeds.to_vec_f32()?;
+            flops.push(out.flops / out.flops_unpruned);
+        }
+        let mut times = vec![Vec::new(); cfgs.len()];
+        for _ in 0..spec.iters {
+            for (i, cfg) in cfgs.iter().enumerate() {
+                let t0 = now_ms();
+                let out = clip.vision.forward(&pv, Some(cfg), &mut Timings::start())?;
+                out.image_embeds.to_vec_f32()?;
+                times[i].push((now_ms() - t0) / b as f64);
+            }
+        }
+        let medians: Vec<f64> = times.into_iter().map(median).collect();
+        let base = spec.keeps.iter().position(|&k| k >= 1.0).map(|i| medians[i]).unwrap_or(medians[0]);
+        for (i, &keep) in spec.keeps.iter().enumerate() {
+            let row = BenchRow { keep, batch: b, ms_median: medians[i], ratio: medians[i] / base, flop_ratio: flops[i] };
+            progress(&format!(
+                "batch {b} keep {keep:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})",
+                row.ms_median, row.ratio, row.flop_ratio
+            ));
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}

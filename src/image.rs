@@ -34,6 +34,9 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     let Some(format) = r.format() else {
         return Err(Error::Image("unsupported or unrecognised image format (expected PNG, JPEG, GIF, WebP or BMP)".into()));
     };
+    if !format.reading_enabled() {
+        return Err(Error::Image(format!("unsupported image format {format:?} (expected PNG, JPEG, GIF, WebP or BMP)")));
+    }
     let (w, h) = r.into_dimensions().map_err(|e| Error::Image(format!("corrupt {format:?} header: {e}")))?;
     if w == 0 || h == 0 {
         return Err(Error::Image(format!("image has an empty side ({w}x{h})")));

@@ -32,7 +32,12 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 impl ClipFixture {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_dir(dir: &std::path::Path) -> Result<Self> {
-        let read = |n: &str| std::fs::read(dir.join(n)).map_err(|e| Error::io(dir.join(n).display(), e));
+        Self::from_files(|n| std::fs::read(dir.join(n)).map_err(|e| Error::io(dir.join(n).display(), e)))
+    }
+
+    /// Builds the fixture from a reader of its files by name (disk natively, embedded bytes
+    /// in the browser tests).
+    pub fn from_files(read: impl Fn(&str) -> Result<Vec<u8>>) -> Result<Self> {
         let text = |n: &str| read(n).map(|b| String::from_utf8_lossy(&b).into_owned());
         let meta: serde_json::Value =
             serde_json::from_str(&text("expected.json")?).map_err(|e| Error::arg(format!("expected.json: {e}")))?;

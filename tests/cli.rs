@@ -1,0 +1,109 @@
+//! The CLI end to end on the tiny fixture: `--json` fields, the overlay, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/clip-tiny")
+}
+
+fn effarch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_effarch")).args(args).output().expect("runs")
+}
+
+fn clip_args<'a>(extra: &[&'a str], image: &'a str, model: &'a str) -> Vec<&'a str> {
+    let mut v = vec!["clip", "--model", model, "--image", image];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn clip_json_has_the_documented_fields() {
+    let dir = fixture_dir();
+    let (model, image) = (dir.to_str().unwrap(), dir.join("cat_300x257.png"));
+    let overlay = std::env::temp_dir().join(format!("effarch-overlay-{}.png", std::process::id()));
+    let out = effarch(&clip_args(
+        &["--keep", "0.5", "--layer", "1", "--labels", "a photo of a cat,a dog", "--json", "--overlay", overlay.to_str().unwrap()],
+        image.to_str().unwrap(),
+        model,
+    ));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["image_embeds"].as_array().unwrap().len(), 24);
+    assert_eq!(v["kept"][0]["layer"], 1);
+    assert_eq!(v["kept"][0]["indices"].as_array().unwrap().len(), 98);
+    assert_eq!(v["tokens_per_layer"], serde_json::json!([197, 197, 99, 99]));
+    assert!(v["timings_ms"]["total"].as_f64().unwrap() > 0.0);
+    assert!(v["timings_ms"]["block_3"].as_f64().is_some());
+    let probs: f64 = v["label_probs"].as_array().unwrap().iter().map(|p| p["prob"].as_f64().unwrap()).sum();
+    assert!((probs - 1.0).abs() < 1e-5);
+    let cos = v["cos_to_unpruned"].as_f64().unwrap();
+    assert!(cos > -1.0 && cos < 1.0);
+    let png = image::open(&overlay).expect("overlay written");
+    assert_eq!((png.width(), png.height()), (448, 448));
+    std::fs::remove_file(overlay).ok();
+}
+
+#[test]
+fn clip_keep_one_matches_transformers_embedding() {
+    let dir = fixture_dir();
+    let image = dir.join("cat_300x257.png");
+    let out = effarch(&clip_args(&["--keep", "1", "--json"], image.to_str().unwrap(), dir.to_str().unwrap()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<f32> = serde_json::from_value(v["image_embeds"].clone()).unwrap();
+    let fx = effarch::testing::ClipFixture::from_dir(&dir).unwrap();
+    let (want, _) = fx.expect("image_embeds").unwrap();
+    let d = effarch::testing::max_abs_diff(&got, &want[..24]);
+    assert!(d <= 1e-4, "max |Δ| {d}");
+    assert_eq!(v["cos_to_unpruned"], 1.0);
+}
+
+#[test]
+fn clip_text_output_and_errors() {
+    let dir = fixture_dir();
+    let image = dir.join("coffee_rgba_250.png");
+    let (m, i) = (dir.to_str().unwrap(), image.to_str().unwrap());
+    let out = effarch(&clip_args(&["--keep", "0.3", "--scorer", "cls-attn", "--layer", "0,2"], i, m));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cos-sim to unpruned") && text.contains("layer  2: kept"), "{text}");
+
+    for (args, needle) in [
+        (vec!["--keep", "0"], "keep ratio"),
+        (vec!["--keep", "1.5"], "keep ratio"),
+        (vec!["--layer", "4"], "out of range"),
+        (vec!["--labels", " , "], "empty"),
+        (vec!["--scorer", "magic"], "unknown scorer"),
+    ] {
+        let out = effarch(&clip_args(&args, i, m));
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let out = effarch(&clip_args(&[], "/nonexistent/cat.png", m));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cat.png"));
+    let out = effarch(&clip_args(&[], i, "not a model"));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a model"));
+    let out = effarch(&clip_args(&[], m, m));
+    assert!(!out.status.success(), "a directory is not an image");
+}
+
+#[test]
+fn bench_json_rows() {
+    let out = effarch(&["bench", "clip", "--keeps", "1,0.5", "--batches", "1", "--iters", "1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        for k in ["keep", "batch", "ms_median", "ratio", "flop_ratio"] {
+            assert!(r.get(k).is_some(), "missing {k}");
+        }
+        assert!(r["ms_median"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(rows[0]["ratio"], 1.0);
+    let fr = rows[1]["flop_ratio"].as_f64().unwrap();
+    assert!(fr > 0.5 && fr < 0.6, "keep 0.5 at layer 1 of 12: {fr}");
+    let bad = effarch(&["bench", "clip", "--keeps", "0", "--json"]);
+    assert!(!bad.status.success());
+}

@@ -1,4 +1,5 @@
 //! Bad input gets a clear error naming what was wrong, never a panic.
+#![cfg(not(target_arch = "wasm32"))]
 
 use effarch::models::clip::{self, Clip, ClipConfig};
 use effarch::tensor::Device;

@@ -1,4 +1,5 @@
 //! The CLI end to end on the tiny fixture: `--json` fields, the overlay, exit codes.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

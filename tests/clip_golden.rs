@@ -1,4 +1,5 @@
 //! CLIP against HF transformers on the committed tiny fixture (tests/fixtures/clip-tiny).
+#![cfg(not(target_arch = "wasm32"))]
 
 use effarch::clock::Timings;
 use effarch::prune::{KqWhich, PruneConfig, Scorer};

@@ -1,4 +1,4 @@
-//! The native CLI: `effarch clip …` and `effarch bench clip …`. Every command takes
+//! `effarch clip …` and `effarch bench clip …`. Every command takes
 //! `--json` for one machine-readable object on stdout.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -122,7 +122,7 @@ struct BenchClipArgs {
     json: bool,
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Clip(a) => run_clip(a),

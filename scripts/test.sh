@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite: native tests (golden CLIP vs transformers, pruning, bad input, CLI)
+# and the same golden/pruning checks inside headless Chrome on the wasm SIMD128 path.
+# Installs what it needs first (scripts/setup.sh).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+
+log=$(mktemp)
+status=0
+run() {
+  printf '\n== %s\n' "$*"
+  "$@" 2>&1 | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || { echo "FAILED ($rc): $*"; status=1; }
+}
+
+run cargo test --all-targets
+run cargo build --target wasm32-unknown-unknown --lib
+run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web
+
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+[ "$passed" -gt 0 ] || { echo "no tests ran"; status=1; }
+[ "$status" = 0 ] || failed=$((failed > 0 ? failed : 1))
+echo
+echo "summary: $passed passed, $failed failed"
+exit $status

@@ -1,8 +1,9 @@
-//! CPU backend: candle-core tensors. Ops candle already has are called directly from
-//! `mod.rs`; the ones here need a little composition or host-side index work.
+//! CPU backend: candle-core tensors. Simple ops are candle's own (called from `mod.rs`); the
+//! hot ones run our kernels (`kernels.rs`) through candle's custom-op hooks.
 
+use super::kernels::{self, AttnDims, HeadLayout};
 use super::Activation;
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 pub(crate) fn simd_name() -> &'static str {
     #[cfg(target_arch = "wasm32")]
@@ -29,51 +30,180 @@ pub(crate) fn simd_name() -> &'static str {
     }
 }
 
-/// `x @ wᵀ + b`. The leading dims are folded into one so that gemm sees a single large
-/// matrix (one call, packed once) instead of a batch of small ones.
-pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let (lead, k) = dims.split_at(dims.len().saturating_sub(1));
-    let m: usize = lead.iter().product();
-    let x2 = x.reshape((m, k.first().copied().unwrap_or(1)))?;
-    let mut y = x2.matmul(&w.t()?)?;
-    if let Some(b) = b {
-        y = y.broadcast_add(b)?;
+/// The f32 elements of a contiguous tensor's storage.
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { bail!("{what}: expected f32 data") };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => bail!("{what}: expected a contiguous tensor"),
     }
-    let mut out = lead.to_vec();
-    out.push(w.dim(0)?);
-    y.reshape(out)
+}
+
+struct Linear;
+
+impl Linear {
+    fn run(x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+        let dims = x.1.dims();
+        let k = *dims.last().unwrap_or(&1);
+        let m = x.1.shape().elem_count() / k.max(1);
+        let (n, wk) = w.1.shape().dims2()?;
+        if wk != k {
+            bail!("linear: input has {k} features but the weight is [{n}, {wk}]");
+        }
+        if let Some((_, bl)) = b {
+            if bl.shape().elem_count() != n {
+                bail!("linear: bias has {} values for {n} outputs", bl.shape().elem_count());
+            }
+        }
+        let bias = match b {
+            Some((s, l)) => Some(slice(s, l, "linear bias")?),
+            None => None,
+        };
+        let y = kernels::linear(slice(x.0, x.1, "linear input")?, slice(w.0, w.1, "linear weight")?, bias, m, k, n)
+            .map_err(candle_core::Error::msg)?;
+        let mut out = dims.to_vec();
+        if let Some(last) = out.last_mut() {
+            *last = n;
+        }
+        Ok((CpuStorage::F32(y), Shape::from(out)))
+    }
+}
+
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "effarch-linear"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        Linear::run((s1, l1), (s2, l2), None)
+    }
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "effarch-linear-bias"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        Linear::run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}
+
+/// `x @ wᵀ + b` over any leading dims, as one gemm with the bias fused.
+pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match b {
+        Some(b) => x.apply_op3_no_bwd(&w, &b.contiguous()?, &Linear),
+        None => x.apply_op2_no_bwd(&w, &Linear),
+    }
+}
+
+/// CLIP's quick_gelu, fused.
+struct QuickGelu;
+
+impl CustomOp1 for QuickGelu {
+    fn name(&self) -> &'static str {
+        "effarch-act"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "activation")?;
+        Ok((CpuStorage::F32(kernels::quick_gelu(x)), l.shape().clone()))
+    }
 }
 
 pub(crate) fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
     match a {
-        // CLIP's x·σ(1.702x) (Hendrycks & Gimpel's sigmoid approximation of GELU).
-        Activation::QuickGelu => x.mul(&candle_nn::ops::sigmoid(&x.affine(1.702, 0.0)?)?),
+        // CLIP's x·σ(1.702x) (Hendrycks & Gimpel's sigmoid approximation of GELU), fused.
+        Activation::QuickGelu => x.contiguous()?.apply_op1_no_bwd(&QuickGelu),
         Activation::Gelu => x.gelu_erf(),
         Activation::GeluTanh => x.gelu(),
         Activation::Silu => x.silu(),
     }
 }
 
-pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
-    let d = q.dim(D::Minus1)?;
-    let scale = 1.0 / (d as f64).sqrt();
-    let mut s = (q.matmul(&k.t()?)? * scale)?;
-    if causal {
-        let n = q.dim(D::Minus2)?;
-        let m = k.dim(D::Minus2)?;
-        s = s.broadcast_add(&causal_mask(n, m, q.device())?)?;
+struct Softmax;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "effarch-softmax"
     }
-    candle_nn::ops::softmax_last_dim(&s)?.matmul(v)
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let n = *l.dims().last().unwrap_or(&1);
+        Ok((CpuStorage::F32(kernels::softmax_rows(slice(s, l, "softmax")?, n)), l.shape().clone()))
+    }
 }
 
-/// Additive mask: query i (of the last n) may see keys 0..=i+(m-n).
-fn causal_mask(n: usize, m: usize, dev: &candle_core::Device) -> Result<Tensor> {
-    let off = m.saturating_sub(n);
-    let mask: Vec<f32> = (0..n)
-        .flat_map(|i| (0..m).map(move |j| if j <= i + off { 0.0 } else { f32::NEG_INFINITY }))
-        .collect();
-    Tensor::from_vec(mask, (n, m), dev)
+pub(crate) fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&Softmax)
+}
+
+/// Attention over a head layout: either `[B, H, N, d]` q/k/v or one fused `[B, N, 3·H·d]`.
+enum AttnInput {
+    Separate,
+    Packed { heads: usize },
+}
+
+struct Attention {
+    input: AttnInput,
+    causal: bool,
+}
+
+impl Attention {
+    fn check(len: usize, l: HeadLayout, b: usize, h: usize, n: usize, d: usize, what: &str) -> Result<()> {
+        if kernels::extent(l, b, h, n, d) > len {
+            bail!("attention: {what} buffer too small for {b}x{h}x{n}x{d}");
+        }
+        Ok(())
+    }
+}
+
+impl CustomOp1 for Attention {
+    fn name(&self) -> &'static str {
+        "effarch-attention-packed"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let AttnInput::Packed { heads } = self.input else { bail!("attention: packed input expected") };
+        let (b, n, three_h) = l.shape().dims3()?;
+        if heads == 0 || three_h % (3 * heads) != 0 {
+            bail!("attention: fused width {three_h} is not 3 × {heads} heads");
+        }
+        let d = three_h / (3 * heads);
+        let qkv = slice(s, l, "attention qkv")?;
+        let (ql, kl, vl) = (HeadLayout::packed(0, heads, n, d), HeadLayout::packed(1, heads, n, d), HeadLayout::packed(2, heads, n, d));
+        for (lay, what) in [(ql, "q"), (kl, "k"), (vl, "v")] {
+            Attention::check(qkv.len(), lay, b, heads, n, d, what)?;
+        }
+        let mut out = vec![0f32; b * n * heads * d];
+        let dims = AttnDims { batch: b, heads, nq: n, nk: n, d, causal: self.causal };
+        kernels::attention(qkv, ql, qkv, kl, qkv, vl, dims, &mut out, HeadLayout::bnhd(heads, n, d));
+        Ok((CpuStorage::F32(out), Shape::from((b, n, heads * d))))
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "effarch-attention"
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, h, nq, d) = l1.shape().dims4()?;
+        let (b2, h2, nk, d2) = l2.shape().dims4()?;
+        if (b2, h2, d2) != (b, h, d) || l3.dims() != l2.dims() {
+            bail!("attention: q {:?}, k {:?}, v {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
+        }
+        let (q, k, v) = (slice(s1, l1, "q")?, slice(s2, l2, "k")?, slice(s3, l3, "v")?);
+        let mut out = vec![0f32; b * h * nq * d];
+        let dims = AttnDims { batch: b, heads: h, nq, nk, d, causal: self.causal };
+        let (ql, kl) = (HeadLayout::bhnd(h, nq, d), HeadLayout::bhnd(h, nk, d));
+        kernels::attention(q, ql, k, kl, v, kl, dims, &mut out, ql);
+        Ok((CpuStorage::F32(out), Shape::from((b, h, nq, d))))
+    }
+}
+
+pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
+    let op = Attention { input: AttnInput::Separate, causal };
+    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)
+}
+
+pub(crate) fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
+    qkv.contiguous()?.apply_op1_no_bwd(&Attention { input: AttnInput::Packed { heads }, causal })
 }
 
 pub(crate) fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {
@@ -81,14 +211,14 @@ pub(crate) fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {
     let n = k.dim(D::Minus2)?;
     let q0 = q.narrow(2, 0, 1)?;
     let s = (q0.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?;
-    let p = candle_nn::ops::softmax_last_dim(&s)?; // [B, H, 1, N]
+    let p = softmax_last(&s)?; // [B, H, 1, N]
     p.squeeze(2)?.mean(1)?.narrow(1, 1, n - 1)
 }
 
 pub(crate) fn topk_indices(scores: &Tensor, k: usize) -> Result<Tensor> {
     let (b, n) = scores.dims2()?;
     if k == 0 || k > n {
-        candle_core::bail!("top-k: k = {k} outside 1..={n}");
+        bail!("top-k: k = {k} outside 1..={n}");
     }
     let rows = scores.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let mut out = Vec::with_capacity(b * k);
@@ -102,14 +232,14 @@ pub(crate) fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
     let (b, n, d) = x.dims3()?;
     let (bi, k) = idx.dims2()?;
     if bi != b {
-        candle_core::bail!("gather_rows: {b} rows of data but {bi} rows of indices");
+        bail!("gather_rows: {b} rows of data but {bi} rows of indices");
     }
     let host = idx.to_vec2::<u32>()?;
     let mut flat = Vec::with_capacity(b * k);
     for (row, ids) in host.iter().enumerate() {
         for &i in ids {
             if i as usize >= n {
-                candle_core::bail!("gather_rows: index {i} out of range 0..{n}");
+                bail!("gather_rows: index {i} out of range 0..{n}");
             }
             flat.push((row * n) as u32 + i);
         }
@@ -122,7 +252,7 @@ pub(crate) fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let (v, d) = table.dims2()?;
     let flat = ids.flatten_all()?;
     if let Some(bad) = flat.to_vec1::<u32>()?.into_iter().find(|&i| i as usize >= v) {
-        candle_core::bail!("embedding: id {bad} out of range 0..{v}");
+        bail!("embedding: id {bad} out of range 0..{v}");
     }
     let mut shape = ids.dims().to_vec();
     shape.push(d);

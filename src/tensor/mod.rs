@@ -9,6 +9,7 @@
 //! host and uploaded, because the index math of pruning is shared by every backend.
 
 mod cpu;
+mod kernels;
 
 use crate::error::{Error, Result};
 
@@ -196,7 +197,7 @@ impl Tensor {
     }
 
     pub fn softmax_last(&self) -> Result<Tensor> {
-        unary!(self, t => candle_nn::ops::softmax_last_dim(t))
+        unary!(self, t => cpu::softmax_last(t))
     }
 
     pub fn act(&self, a: Activation) -> Result<Tensor> {
@@ -208,6 +209,12 @@ impl Tensor {
         match (q, k, v) {
             (Tensor::Cpu(q), Tensor::Cpu(k), Tensor::Cpu(v)) => Ok(Tensor::Cpu(cpu::attention(q, k, v, causal)?)),
         }
+    }
+
+    /// Self-attention straight from a fused `[B, N, 3·H·d]` QKV projection (q, k, v each
+    /// `[H, d]` per token): `[B, N, H·d]`, heads already merged. Saves the head split copies.
+    pub fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
+        unary!(qkv, t => cpu::attention_packed(t, heads, causal))
     }
 
     /// Attention paid by token 0 (CLS) to tokens 1.., averaged over heads: `[B, N-1]`.

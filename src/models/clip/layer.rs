@@ -108,19 +108,17 @@ impl EncoderLayer {
         let s = x.shape();
         let (b, n, h) = (s[0], s[1], s[2]);
         let heads = self.dims.heads;
-        let hd = h / heads;
-        let qkv = self.qkv.forward(&self.ln1.forward(x)?)?; // [B, N, 3h]
-        let split = qkv.reshape(&[b, n, 3, heads, hd])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, N, d]
-        let head = |i: usize| split.narrow(0, i, 1)?.reshape(&[b, heads, n, hd]);
-        let (qh, kh, vh) = (head(0)?, head(1)?, head(2)?);
-        let o = Tensor::attention(&qh, &kh, &vh, causal)?;
-        let o = o.permute(&[0, 2, 1, 3])?.reshape(&[b, n, h])?;
+        let qkv = self.qkv.forward(&self.ln1.forward(x)?)?; // [B, N, 3h] = [B, N, 3, H, d]
+        let o = Tensor::attention_packed(&qkv, heads, causal)?;
         let x = x.add(&self.out.forward(&o)?)?;
         let pruned = match select {
             None => None,
             Some((scorer, keep, step)) => {
+                let hd = h / heads;
                 let q = qkv.narrow(2, 0, h)?;
                 let k = qkv.narrow(2, h, h)?;
+                let qh = q.reshape(&[b, n, heads, hd])?.permute(&[0, 2, 1, 3])?;
+                let kh = k.reshape(&[b, n, heads, hd])?.permute(&[0, 2, 1, 3])?;
                 let scores = scorer.score(&AttnView { q: &q, k: &k, qh: &qh, kh: &kh }, step)?;
                 Some(Pruned { kept: scores.topk_indices(keep)?, scores })
             }

@@ -42,6 +42,12 @@ fn prune_config(keep: Option<f32>, scorer: Option<&str>, layers: Option<Vec<usiz
     PruneConfig::new(s, keep.unwrap_or(1.0), layers.unwrap_or_else(|| vec![1]))
 }
 
+/// The device a model made now would run on, e.g. "cpu (candle-core, wasm simd128)".
+#[wasm_bindgen(js_name = defaultDevice)]
+pub fn default_device() -> String {
+    Device::best().describe()
+}
+
 /// A loaded CLIP model.
 #[wasm_bindgen]
 pub struct ClipSession {

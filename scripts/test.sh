@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: native tests (golden CLIP vs transformers, pruning, bad input, CLI)
-# and the same golden/pruning checks inside headless Chrome on the wasm SIMD128 path.
+# the same golden/pruning checks inside headless Chrome on the wasm SIMD128 path, and the
+# built page loading in headless Chromium.
 # Installs what it needs first (scripts/setup.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +17,8 @@ run() {
 }
 
 run cargo test --all-targets
-run cargo build --target wasm32-unknown-unknown --lib
 run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web
+run bash tests/e2e/page_smoke.sh
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')

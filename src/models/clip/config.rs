@@ -47,13 +47,21 @@ pub struct VisionConfig {
     pub layer_norm_eps: f64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-pub struct ClipConfig {
+/// As written in `config.json`; either tower's section may be absent there.
+#[derive(Deserialize)]
+struct RawConfig {
     #[serde(default, alias = "text_config_dict")]
-    pub text_config: Option<TextConfig>,
+    text_config: Option<TextConfig>,
     #[serde(default, alias = "vision_config_dict")]
-    pub vision_config: Option<VisionConfig>,
+    vision_config: Option<VisionConfig>,
     #[serde(default = "five_twelve")]
+    projection_dim: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClipConfig {
+    pub text_config: TextConfig,
+    pub vision_config: VisionConfig,
     pub projection_dim: usize,
 }
 
@@ -86,24 +94,25 @@ impl ClipConfig {
     /// Parses `config.json`; `file` names it in errors.
     pub fn from_json(file: &str, json: &str) -> Result<ClipConfig> {
         let bad = |msg: String| Error::Config { file: file.to_string(), msg };
-        let mut c: ClipConfig = serde_json::from_str(json).map_err(|e| bad(format!("not a CLIP config: {e}")))?;
-        if c.vision_config.is_none() {
+        let raw: RawConfig = serde_json::from_str(json).map_err(|e| bad(format!("not a CLIP config: {e}")))?;
+        let Some(vision_config) = raw.vision_config else {
             return Err(bad("no `vision_config` (is this a CLIPModel config.json?)".into()));
-        }
-        if c.text_config.is_none() {
-            c.text_config = serde_json::from_str("{}").ok();
-        }
+        };
+        let text_config = match raw.text_config {
+            Some(t) => t,
+            None => serde_json::from_str("{}").map_err(|e| bad(e.to_string()))?,
+        };
+        let c = ClipConfig { text_config, vision_config, projection_dim: raw.projection_dim };
         c.validate().map_err(bad)?;
         Ok(c)
     }
 
     pub fn vision(&self) -> &VisionConfig {
-        // from_json and vit_b16 always set it
-        self.vision_config.as_ref().expect("vision_config checked at construction")
+        &self.vision_config
     }
 
     pub fn text(&self) -> &TextConfig {
-        self.text_config.as_ref().expect("text_config set at construction")
+        &self.text_config
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
@@ -129,6 +138,28 @@ impl ClipConfig {
 
     /// `openai/clip-vit-base-patch16`'s shape (for benchmarks with random weights).
     pub fn vit_b16() -> ClipConfig {
-        serde_json::from_str(r#"{"text_config": {}, "vision_config": {"patch_size": 16}}"#).expect("static config")
+        let vision_config = VisionConfig {
+            hidden_size: vis_hidden(),
+            intermediate_size: vis_inter(),
+            num_hidden_layers: twelve(),
+            num_attention_heads: twelve(),
+            num_channels: three(),
+            image_size: two_two_four(),
+            patch_size: 16,
+            hidden_act: quick_gelu(),
+            layer_norm_eps: eps(),
+        };
+        let text_config = TextConfig {
+            vocab_size: text_vocab(),
+            hidden_size: text_hidden(),
+            intermediate_size: text_inter(),
+            num_hidden_layers: twelve(),
+            num_attention_heads: eight(),
+            max_position_embeddings: seventy_seven(),
+            hidden_act: quick_gelu(),
+            layer_norm_eps: eps(),
+            eos_token_id: two(),
+        };
+        ClipConfig { text_config, vision_config, projection_dim: five_twelve() }
     }
 }

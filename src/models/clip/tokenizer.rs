@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 const BOS: &str = "<|startoftext|>";
 const EOS: &str = "<|endoftext|>";
+pub const MAX_TEXT_CHARS: usize = 4096;
+pub const MAX_WORD_BYTES: usize = 256;
 
 pub struct Tokenizer {
     vocab: HashMap<String, u32>,
@@ -87,7 +89,10 @@ impl Tokenizer {
     }
 
     /// `<|startoftext|> tokens… <|endoftext|>`, cut to `max_len` (the end token kept).
+    /// Text past [`MAX_TEXT_CHARS`] is ignored (far beyond any context length), and words are
+    /// cut to [`MAX_WORD_BYTES`], so BPE's quadratic merge loop stays bounded.
     pub fn encode(&self, text: &str, max_len: usize) -> Vec<u32> {
+        let text: String = text.chars().take(MAX_TEXT_CHARS).collect();
         let norm = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
         let mut ids = vec![self.bos];
         for word in split_words(&norm) {
@@ -95,7 +100,7 @@ impl Tokenizer {
                 BOS => ids.push(self.bos),
                 EOS => ids.push(self.eos),
                 w => {
-                    let mapped: String = w.bytes().map(|b| self.byte_char[b as usize]).collect();
+                    let mapped: String = w.bytes().take(MAX_WORD_BYTES).map(|b| self.byte_char[b as usize]).collect();
                     for piece in self.bpe(&mapped) {
                         ids.push(self.vocab.get(&piece).copied().unwrap_or(self.eos));
                     }

@@ -84,3 +84,25 @@ fn session_api_reports_kept_patches_and_rejects_bad_input() {
     assert!(s.run(&fx.images[0].1, bad).is_err());
     assert!(s.run(b"not an image", JsValue::UNDEFINED).is_err());
 }
+
+/// The first GPU kernel on the browser's WebGPU (SwiftShader in CI). No adapter fails.
+#[wasm_bindgen_test]
+async fn gpu_linear_on_webgpu_matches_cpu() {
+    use effarch::tensor::gpu::{linear::linear, GpuContext};
+    use effarch::tensor::Tensor;
+    let ctx = GpuContext::new().await.expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu)");
+    let (m, k, n) = (197usize, 96usize, 130usize);
+    let xv: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
+    let wv: Vec<f32> = (0..n * k).map(|i| ((i * 17 % 89) as f32 - 44.0) / 45.0).collect();
+    let bv: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
+    let want = Tensor::from_f32(xv.clone(), &[m, k], &Device::Cpu)
+        .unwrap()
+        .linear(&Tensor::from_f32(wv.clone(), &[n, k], &Device::Cpu).unwrap(), Some(&Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap()))
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let y = linear(&ctx, &ctx.upload(&xv, &[m, k]).unwrap(), &ctx.upload(&wv, &[n, k]).unwrap(), Some(&ctx.upload(&bv, &[n]).unwrap())).unwrap();
+    let got = ctx.read(&y).await.unwrap();
+    let d = effarch::testing::max_abs_diff(&got, &want);
+    assert!(d < 1e-3, "max |Δ| {d} on {:?}", ctx.adapter);
+}

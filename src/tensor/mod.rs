@@ -9,6 +9,7 @@
 //! host and uploaded, because the index math of pruning is shared by every backend.
 
 mod cpu;
+pub mod gpu;
 mod kernels;
 
 use crate::error::{Error, Result};

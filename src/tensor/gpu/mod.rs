@@ -1,0 +1,250 @@
+//! GPU backend on wgpu (Vulkan/Metal/DX12 natively, WebGPU in the browser), with our own
+//! WGSL kernels: one op per file, its launcher and its test side by side.
+//!
+//! Status: the context, buffers, pipeline cache and the first kernels. The `Tensor::Gpu`
+//! variant joins the seam once every op the models use has a kernel here.
+//!
+//! Pipelines are cached per kernel because creating them is slow (especially in WebGPU).
+
+pub mod linear;
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Which adapter a context runs on, for reports ("NVIDIA H200 (Vulkan)", software or not).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub software: bool,
+}
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterReport,
+    pub limits: wgpu::Limits,
+    pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuContext({:?})", self.adapter)
+    }
+}
+
+/// A row-major f32 tensor in a storage buffer.
+#[derive(Clone, Debug)]
+pub struct GpuTensor {
+    pub buf: Arc<wgpu::Buffer>,
+    pub shape: Vec<usize>,
+}
+
+impl GpuTensor {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl GpuContext {
+    /// The first adapter wgpu offers (high-performance preference). Errors when there is none,
+    /// so a test or run asked for the GPU never passes silently on the CPU.
+    pub async fn new() -> Result<Arc<GpuContext>> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::PRIMARY,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Backend(format!("no GPU adapter: {e}")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("effarch"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Backend(format!("GPU device request failed on {}: {e}", info.name)))?;
+        Ok(Arc::new(GpuContext {
+            device,
+            queue,
+            adapter: AdapterReport {
+                name: info.name.clone(),
+                backend: format!("{:?}", info.backend),
+                software: info.device_type == wgpu::DeviceType::Cpu,
+            },
+            limits,
+            pipelines: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking() -> Result<Arc<GpuContext>> {
+        pollster::block_on(Self::new())
+    }
+
+    /// The compute pipeline of `name`, compiled once from `wgsl` (entry point `main`).
+    pub fn pipeline(&self, name: &'static str, wgsl: &str) -> Arc<wgpu::ComputePipeline> {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(name)
+            .or_insert_with(|| {
+                let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(name),
+                    source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+                });
+                Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                }))
+            })
+            .clone()
+    }
+
+    fn check_size(&self, bytes: u64, what: &str) -> Result<()> {
+        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        if bytes > max {
+            return Err(Error::Backend(format!("{what}: {bytes} bytes exceed the adapter's storage buffer limit of {max}")));
+        }
+        Ok(())
+    }
+
+    pub fn upload(&self, data: &[f32], shape: &[usize]) -> Result<GpuTensor> {
+        if data.len() != shape.iter().product::<usize>() {
+            return Err(Error::arg(format!("{} values do not fill shape {shape:?}", data.len())));
+        }
+        self.check_size((data.len().max(1) * 4) as u64, "upload")?;
+        let contents: &[u8] = if data.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(data) };
+        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        });
+        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec() })
+    }
+
+    pub fn empty(&self, shape: &[usize]) -> Result<GpuTensor> {
+        let bytes = (shape.iter().product::<usize>().max(1) * 4) as u64;
+        self.check_size(bytes, "allocation")?;
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec() })
+    }
+
+    pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
+    }
+
+    /// Records one dispatch of `pipeline` over `bindings` (in binding order).
+    pub fn dispatch(&self, pipeline: &wgpu::ComputePipeline, bindings: &[&wgpu::Buffer], groups: (u32, u32, u32)) -> Result<()> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.0 > max || groups.1 > max || groups.2 > max {
+            return Err(Error::Backend(format!("dispatch {groups:?} exceeds {max} workgroups per dimension")));
+        }
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        }
+        self.queue.submit([enc.finish()]);
+        Ok(())
+    }
+
+    /// Reads a tensor back to the host (the one place that waits for the device).
+    pub async fn read(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+        let n = t.len();
+        let bytes = (n.max(1) * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        enc.copy_buffer_to_buffer(&t.buf, 0, &staging, 0, bytes);
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = futures_oneshot();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Backend(format!("GPU poll failed: {e}")))?;
+        rx.await.map_err(|e| Error::Backend(format!("GPU read-back failed: {e}")))?;
+        let data = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU read-back map failed: {e:?}")))?;
+        let out: Vec<f32> = bytemuck::cast_slice::<u8, f32>(&data)[..n].to_vec();
+        drop(data);
+        staging.unmap();
+        Ok(out)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_blocking(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+        pollster::block_on(self.read(t))
+    }
+}
+
+/// A one-shot channel from wgpu's map callback to the awaiting reader, without pulling in
+/// an async runtime.
+fn futures_oneshot<T: Send + 'static>() -> (impl FnOnce(T) + Send + 'static, OneShot<T>) {
+    let slot = Arc::new(Mutex::new((None, None::<std::task::Waker>)));
+    let tx_slot = slot.clone();
+    let tx = move |v: T| {
+        let mut s = tx_slot.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 = Some(v);
+        if let Some(w) = s.1.take() {
+            w.wake();
+        }
+    };
+    (tx, OneShot { slot })
+}
+
+struct OneShot<T> {
+    slot: Arc<Mutex<(Option<T>, Option<std::task::Waker>)>>,
+}
+
+impl<T> std::future::Future for OneShot<T> {
+    type Output = T;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        let mut s = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        match s.0.take() {
+            Some(v) => std::task::Poll::Ready(v),
+            None => {
+                s.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}

@@ -108,3 +108,26 @@ fn bench_json_rows() {
     let bad = effarch(&["bench", "clip", "--keeps", "0", "--json"]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn clip_finds_a_hub_id_in_the_hf_cache() {
+    // The hub cache layout: models--ORG--NAME/{refs/main, snapshots/REV/...}
+    let cache = std::env::temp_dir().join(format!("effarch-hf-cache-{}", std::process::id()));
+    let snap = cache.join("models--tiny--clip/snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(cache.join("models--tiny--clip/refs")).unwrap();
+    std::fs::write(cache.join("models--tiny--clip/refs/main"), "0123abcd").unwrap();
+    for f in ["config.json", "model.safetensors", "vocab.json", "merges.txt"] {
+        std::fs::copy(fixture_dir().join(f), snap.join(f)).unwrap();
+    }
+    let image = fixture_dir().join("tiny_20x30.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_effarch"))
+        .args(["clip", "--model", "tiny/clip", "--image", image.to_str().unwrap(), "--labels", "a cat,a dog", "--json"])
+        .env("HF_HUB_CACHE", &cache)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&cache).ok();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["label_probs"].as_array().unwrap().len(), 2);
+}

@@ -6,7 +6,9 @@
 //!
 //! Pipelines are cached per kernel because creating them is slow (especially in WebGPU).
 
+pub mod elementwise;
 pub mod linear;
+pub mod rows;
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;

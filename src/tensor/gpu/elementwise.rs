@@ -1,0 +1,74 @@
+//! Element-wise ops: add / mul with right-aligned broadcasting, scale, quick_gelu.
+//! See `elementwise.wgsl`.
+
+use super::{GpuContext, GpuTensor};
+use crate::error::{Error, Result};
+
+const WGSL: &str = include_str!("elementwise.wgsl");
+
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Add,
+    Mul,
+    Scale(f32),
+    QuickGelu,
+}
+
+/// `a op b`; `b` (for Add/Mul) must have a suffix of `a`'s shape.
+pub fn elementwise(ctx: &GpuContext, a: &GpuTensor, b: Option<&GpuTensor>, op: Op) -> Result<GpuTensor> {
+    let (code, s) = match op {
+        Op::Add => (0u32, 0.0f32),
+        Op::Mul => (1, 0.0),
+        Op::Scale(s) => (2, s),
+        Op::QuickGelu => (3, 0.0),
+    };
+    let rhs = match (op, b) {
+        (Op::Add | Op::Mul, Some(b)) => {
+            if b.shape.len() > a.shape.len() || a.shape[a.shape.len() - b.shape.len()..] != b.shape[..] || b.is_empty() {
+                return Err(Error::arg(format!("{op:?}: shape {:?} does not broadcast to {:?}", b.shape, a.shape)));
+            }
+            b
+        }
+        (Op::Add | Op::Mul, None) => return Err(Error::arg(format!("{op:?} needs a second operand"))),
+        _ => a,
+    };
+    let y = ctx.empty(&a.shape)?;
+    let n = a.len();
+    if n == 0 {
+        return Ok(y);
+    }
+    let params = ctx.uniform(&[n as u32, rhs.len() as u32, code, s.to_bits()]);
+    let groups = n.div_ceil(256) as u32;
+    let gx = groups.min(32768);
+    let pipe = ctx.pipeline("elementwise", WGSL);
+    ctx.dispatch(&pipe, &[&a.buf, &rhs.buf, &y.buf, &params], (gx, groups.div_ceil(gx), 1))?;
+    Ok(y)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::tensor::{Activation, Device, Tensor};
+
+    #[test]
+    fn matches_cpu() {
+        let ctx = GpuContext::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        let a: Vec<f32> = (0..2 * 197 * 48).map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0).collect();
+        let b: Vec<f32> = (0..197 * 48).map(|i| ((i * 13 % 31) as f32 - 15.0) / 7.0).collect();
+        let (ca, cb) = (Tensor::from_f32(a.clone(), &[2, 197, 48], &Device::Cpu).unwrap(), Tensor::from_f32(b.clone(), &[197, 48], &Device::Cpu).unwrap());
+        let (ga, gb) = (ctx.upload(&a, &[2, 197, 48]).unwrap(), ctx.upload(&b, &[197, 48]).unwrap());
+        let cases: Vec<(Op, Tensor)> = vec![
+            (Op::Add, ca.add(&cb).unwrap()),
+            (Op::Mul, ca.mul(&cb).unwrap()),
+            (Op::Scale(0.125), ca.scale(0.125).unwrap()),
+            (Op::QuickGelu, ca.act(Activation::QuickGelu).unwrap()),
+        ];
+        for (op, want) in cases {
+            let got = ctx.read_blocking(&elementwise(&ctx, &ga, Some(&gb), op).unwrap()).unwrap();
+            let d = crate::testing::max_abs_diff(&got, &want.to_vec_f32().unwrap());
+            assert!(d < 1e-5, "{op:?}: max |Δ| {d}");
+        }
+        let bad = ctx.upload(&[1.0; 5], &[5]).unwrap();
+        assert!(elementwise(&ctx, &ga, Some(&bad), Op::Add).is_err());
+    }
+}

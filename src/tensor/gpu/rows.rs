@@ -1,0 +1,72 @@
+//! Row-wise ops over the last dim: layer_norm, softmax, L2 row norms. See `rows.wgsl`.
+
+use super::{GpuContext, GpuTensor};
+use crate::error::{Error, Result};
+
+const WGSL: &str = include_str!("rows.wgsl");
+
+#[derive(Clone, Copy, Debug)]
+pub enum RowOp {
+    LayerNorm { eps: f32 },
+    Softmax,
+    L2Norm,
+}
+
+/// `x`: `[.., n]`. LayerNorm takes `w`, `b` of `[n]`; L2Norm returns `[..]`.
+pub fn rows(ctx: &GpuContext, x: &GpuTensor, wb: Option<(&GpuTensor, &GpuTensor)>, op: RowOp) -> Result<GpuTensor> {
+    let Some(&n) = x.shape.last() else { return Err(Error::arg("row op on a scalar")) };
+    let rows = x.len() / n.max(1);
+    let (code, eps, w, b) = match (op, wb) {
+        (RowOp::LayerNorm { eps }, Some((w, b))) => {
+            if w.shape != [n] || b.shape != [n] {
+                return Err(Error::arg(format!("layer_norm: weight {:?} / bias {:?} for rows of {n}", w.shape, b.shape)));
+            }
+            (0u32, eps, w, b)
+        }
+        (RowOp::LayerNorm { .. }, None) => return Err(Error::arg("layer_norm needs weight and bias")),
+        (RowOp::Softmax, _) => (1, 0.0, x, x),
+        (RowOp::L2Norm, _) => (2, 0.0, x, x),
+    };
+    let out_shape = match op {
+        RowOp::L2Norm => x.shape[..x.shape.len() - 1].to_vec(),
+        _ => x.shape.clone(),
+    };
+    let y = ctx.empty(&out_shape)?;
+    if rows == 0 || n == 0 {
+        return Ok(y);
+    }
+    let params = ctx.uniform(&[rows as u32, n as u32, code, eps.to_bits()]);
+    let gx = (rows as u32).min(32768);
+    let pipe = ctx.pipeline("rows", WGSL);
+    ctx.dispatch(&pipe, &[&x.buf, &w.buf, &b.buf, &y.buf, &params], (gx, (rows as u32).div_ceil(gx), 1))?;
+    Ok(y)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::tensor::{Device, Tensor};
+
+    #[test]
+    fn matches_cpu() {
+        let ctx = GpuContext::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        for &(r, n) in &[(1usize, 1usize), (197, 768), (3, 197), (5, 70)] {
+            let x: Vec<f32> = (0..r * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0).collect();
+            let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32 / 10.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i % 5) as f32 / 10.0 - 0.2).collect();
+            let cx = Tensor::from_f32(x.clone(), &[r, n], &Device::Cpu).unwrap();
+            let (cw, cb) = (Tensor::from_f32(w.clone(), &[n], &Device::Cpu).unwrap(), Tensor::from_f32(b.clone(), &[n], &Device::Cpu).unwrap());
+            let (gx, gw, gb) = (ctx.upload(&x, &[r, n]).unwrap(), ctx.upload(&w, &[n]).unwrap(), ctx.upload(&b, &[n]).unwrap());
+            let cases = [
+                (RowOp::LayerNorm { eps: 1e-5 }, cx.layer_norm(&cw, &cb, 1e-5).unwrap()),
+                (RowOp::Softmax, cx.softmax_last().unwrap()),
+                (RowOp::L2Norm, cx.row_norms().unwrap()),
+            ];
+            for (op, want) in cases {
+                let got = ctx.read_blocking(&rows(&ctx, &gx, Some((&gw, &gb)), op).unwrap()).unwrap();
+                let d = crate::testing::max_abs_diff(&got, &want.to_vec_f32().unwrap());
+                assert!(d < 1e-4, "{op:?} [{r}, {n}]: max |Δ| {d}");
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+// Row-wise ops over [rows, n]: one 64-invocation workgroup per row, reductions in
+// workgroup memory. op: 0 layer_norm(w, b, eps), 1 softmax, 2 L2 norm (one value per row).
+
+struct Params { rows: u32, n: u32, op: u32, eps: f32 }
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+const WG: u32 = 64u;
+var<workgroup> red: array<f32, 64>;
+
+fn reduce_sum(v: f32, t: u32) -> f32 {
+    red[t] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (t < s) { red[t] += red[t + s]; }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_max(v: f32, t: u32) -> f32 {
+    red[t] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (t < s) { red[t] = max(red[t], red[t + s]); }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg.x + wg.y * nwg.x;
+    if (row >= p.rows) { return; } // uniform per workgroup: barriers stay in uniform control flow
+    let t = lid.x;
+    let base = row * p.n;
+    if (p.op == 0u) {
+        var s = 0.0;
+        for (var i = t; i < p.n; i += WG) { s += x[base + i]; }
+        let mean = reduce_sum(s, t) / f32(p.n);
+        var v = 0.0;
+        for (var i = t; i < p.n; i += WG) { let d = x[base + i] - mean; v += d * d; }
+        let inv = inverseSqrt(reduce_sum(v, t) / f32(p.n) + p.eps);
+        for (var i = t; i < p.n; i += WG) { y[base + i] = (x[base + i] - mean) * inv * w[i] + b[i]; }
+    } else if (p.op == 1u) {
+        var m = -3.4e38;
+        for (var i = t; i < p.n; i += WG) { m = max(m, x[base + i]); }
+        let mx = reduce_max(m, t);
+        var s = 0.0;
+        for (var i = t; i < p.n; i += WG) { s += exp(x[base + i] - mx); }
+        let inv = 1.0 / reduce_sum(s, t);
+        for (var i = t; i < p.n; i += WG) { y[base + i] = exp(x[base + i] - mx) * inv; }
+    } else {
+        var s = 0.0;
+        for (var i = t; i < p.n; i += WG) { let v = x[base + i]; s += v * v; }
+        let tot = reduce_sum(s, t);
+        if (t == 0u) { y[row] = sqrt(tot); }
+    }
+}

@@ -6,6 +6,7 @@
 //!
 //! Pipelines are cached per kernel because creating them is slow (especially in WebGPU).
 
+pub mod copy;
 pub mod elementwise;
 pub mod linear;
 pub mod rows;
@@ -37,11 +38,19 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
-/// A row-major f32 tensor in a storage buffer.
+/// Element type of a GPU buffer (both 4 bytes wide).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GpuDtype {
+    F32,
+    U32,
+}
+
+/// A row-major tensor in a storage buffer.
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
     pub buf: Arc<wgpu::Buffer>,
     pub shape: Vec<usize>,
+    pub dtype: GpuDtype,
 }
 
 impl GpuTensor {
@@ -128,6 +137,14 @@ impl GpuContext {
     }
 
     pub fn upload(&self, data: &[f32], shape: &[usize]) -> Result<GpuTensor> {
+        self.upload_words(bytemuck::cast_slice(data), shape, GpuDtype::F32)
+    }
+
+    pub fn upload_u32(&self, data: &[u32], shape: &[usize]) -> Result<GpuTensor> {
+        self.upload_words(data, shape, GpuDtype::U32)
+    }
+
+    fn upload_words(&self, data: &[u32], shape: &[usize], dtype: GpuDtype) -> Result<GpuTensor> {
         if data.len() != shape.iter().product::<usize>() {
             return Err(Error::arg(format!("{} values do not fill shape {shape:?}", data.len())));
         }
@@ -138,10 +155,14 @@ impl GpuContext {
             contents,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         });
-        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec() })
+        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec(), dtype })
     }
 
     pub fn empty(&self, shape: &[usize]) -> Result<GpuTensor> {
+        self.empty_like(shape, GpuDtype::F32)
+    }
+
+    pub fn empty_like(&self, shape: &[usize], dtype: GpuDtype) -> Result<GpuTensor> {
         let bytes = (shape.iter().product::<usize>().max(1) * 4) as u64;
         self.check_size(bytes, "allocation")?;
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -150,7 +171,7 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec() })
+        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec(), dtype })
     }
 
     pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
@@ -185,8 +206,16 @@ impl GpuContext {
         Ok(())
     }
 
-    /// Reads a tensor back to the host (the one place that waits for the device).
+    /// Reads an f32 tensor back to the host (the one place that waits for the device).
     pub async fn read(&self, t: &GpuTensor) -> Result<Vec<f32>> {
+        Ok(bytemuck::cast_slice(&self.read_words(t).await?).to_vec())
+    }
+
+    pub async fn read_u32(&self, t: &GpuTensor) -> Result<Vec<u32>> {
+        self.read_words(t).await
+    }
+
+    async fn read_words(&self, t: &GpuTensor) -> Result<Vec<u32>> {
         let n = t.len();
         let bytes = (n.max(1) * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -206,7 +235,7 @@ impl GpuContext {
             .map_err(|e| Error::Backend(format!("GPU poll failed: {e}")))?;
         rx.await.map_err(|e| Error::Backend(format!("GPU read-back failed: {e}")))?;
         let data = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU read-back map failed: {e:?}")))?;
-        let out: Vec<f32> = bytemuck::cast_slice::<u8, f32>(&data)[..n].to_vec();
+        let out: Vec<u32> = bytemuck::cast_slice::<u8, u32>(&data)[..n].to_vec();
         drop(data);
         staging.unmap();
         Ok(out)
@@ -215,6 +244,11 @@ impl GpuContext {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_blocking(&self, t: &GpuTensor) -> Result<Vec<f32>> {
         pollster::block_on(self.read(t))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_u32_blocking(&self, t: &GpuTensor) -> Result<Vec<u32>> {
+        pollster::block_on(self.read_u32(t))
     }
 }
 

@@ -27,10 +27,30 @@ pub fn linear(ctx: &GpuContext, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTens
     if m == 0 || n == 0 {
         return Ok(y);
     }
-    let params = ctx.uniform(&[m as u32, n as u32, k as u32, b.is_some() as u32]);
+    let params = ctx.uniform(&[m as u32, n as u32, k as u32, b.is_some() as u32, 0, 0, 0, 0]);
     let bias = b.map_or(&w.buf, |b| &b.buf);
     let pipe = ctx.pipeline("linear", WGSL);
     ctx.dispatch(&pipe, &[&x.buf, &w.buf, bias, &y.buf, &params], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1))?;
+    Ok(y)
+}
+
+/// Batched `a @ bᵀ`: `a [.., m, k]`, `b [.., n, k]` with the same leading dims → `[.., m, n]`.
+pub fn matmul_nt(ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+    let (ra, rb) = (a.shape.len(), b.shape.len());
+    if ra < 2 || ra != rb || a.shape[..ra - 2] != b.shape[..rb - 2] || a.shape[ra - 1] != b.shape[rb - 1] {
+        return Err(Error::arg(format!("matmul_nt: {:?} @ {:?}ᵀ do not fit", a.shape, b.shape)));
+    }
+    let (m, k, n) = (a.shape[ra - 2], a.shape[ra - 1], b.shape[rb - 2]);
+    let batch: usize = a.shape[..ra - 2].iter().product();
+    let mut shape = a.shape[..ra - 2].to_vec();
+    shape.extend([m, n]);
+    let y = ctx.empty(&shape)?;
+    if batch == 0 || m == 0 || n == 0 {
+        return Ok(y);
+    }
+    let params = ctx.uniform(&[m as u32, n as u32, k as u32, 0, (m * k) as u32, (n * k) as u32, (m * n) as u32, 0]);
+    let pipe = ctx.pipeline("linear", WGSL);
+    ctx.dispatch(&pipe, &[&a.buf, &b.buf, &b.buf, &y.buf, &params], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, batch as u32))?;
     Ok(y)
 }
 

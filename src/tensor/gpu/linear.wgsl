@@ -1,9 +1,10 @@
 // y[M, N] = x[M, K] · w[N, K]ᵀ (+ b[N]): HF `[out, in]` weights read as they are.
+// Batched over workgroup z with per-batch strides (0 for a shared weight).
 // Tiled: a 16×16 workgroup computes a 64×64 output tile, each invocation a 4×4 block, with
 // 64×16 tiles of x and w staged in workgroup memory. Edges (M, N, K not multiples of the
 // tile) are zero-padded on load and masked on store.
 
-struct Params { m: u32, n: u32, k: u32, has_bias: u32 }
+struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, pad: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -18,6 +19,9 @@ var<workgroup> ws: array<f32, 1024>; // [64 cols][16 k]
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let xo = wg.z * p.xbs;
+    let wo = wg.z * p.wbs;
+    let yo = wg.z * p.ybs;
     let row0 = wg.y * TILE;
     let col0 = wg.x * TILE;
     let t = lid.y * 16u + lid.x;
@@ -32,10 +36,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             let gr = row0 + r;
             let gn = col0 + r;
             var xv = 0.0;
-            if (gr < p.m && c < p.k) { xv = x[gr * p.k + c]; }
+            if (gr < p.m && c < p.k) { xv = x[xo + gr * p.k + c]; }
             xs[e] = xv;
             var wv = 0.0;
-            if (gn < p.n && c < p.k) { wv = w[gn * p.k + c]; }
+            if (gn < p.n && c < p.k) { wv = w[wo + gn * p.k + c]; }
             ws[e] = wv;
         }
         workgroupBarrier();
@@ -62,7 +66,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             if (r < p.m && c < p.n) {
                 var v = acc[i * 4u + j];
                 if (p.has_bias != 0u) { v += b[c]; }
-                y[r * p.n + c] = v;
+                y[yo + r * p.n + c] = v;
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod copy;
 pub mod elementwise;
 pub mod linear;
 pub mod rows;
+pub mod select;
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -30,6 +31,9 @@ pub struct GpuContext {
     pub adapter: AdapterReport,
     pub limits: wgpu::Limits,
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
+    /// The first device error not yet reported (validation, out of memory, device loss).
+    /// wgpu's default handler panics; ours records it and the next op returns it.
+    error: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -88,7 +92,14 @@ impl GpuContext {
             })
             .await
             .map_err(|e| Error::Backend(format!("GPU device request failed on {}: {e}", info.name)))?;
+        let error = Arc::new(Mutex::new(None));
+        let slot = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            s.get_or_insert_with(|| e.to_string());
+        }));
         Ok(Arc::new(GpuContext {
+            error,
             device,
             queue,
             adapter: AdapterReport {
@@ -203,7 +214,15 @@ impl GpuContext {
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         }
         self.queue.submit([enc.finish()]);
-        Ok(())
+        self.take_error()
+    }
+
+    /// Returns (and clears) a device error raised since the last check.
+    pub fn take_error(&self) -> Result<()> {
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(Error::Backend(format!("GPU error on {}: {e}", self.adapter.name))),
+            None => Ok(()),
+        }
     }
 
     /// Reads an f32 tensor back to the host (the one place that waits for the device).
@@ -234,6 +253,7 @@ impl GpuContext {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Backend(format!("GPU poll failed: {e}")))?;
         rx.await.map_err(|e| Error::Backend(format!("GPU read-back failed: {e}")))?;
+        self.take_error()?;
         let data = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU read-back map failed: {e:?}")))?;
         let out: Vec<u32> = bytemuck::cast_slice::<u8, u32>(&data)[..n].to_vec();
         drop(data);

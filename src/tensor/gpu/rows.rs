@@ -10,6 +10,7 @@ pub enum RowOp {
     LayerNorm { eps: f32 },
     Softmax,
     L2Norm,
+    Mean,
 }
 
 /// `x`: `[.., n]`. LayerNorm takes `w`, `b` of `[n]`; L2Norm returns `[..]`.
@@ -26,9 +27,10 @@ pub fn rows(ctx: &GpuContext, x: &GpuTensor, wb: Option<(&GpuTensor, &GpuTensor)
         (RowOp::LayerNorm { .. }, None) => return Err(Error::arg("layer_norm needs weight and bias")),
         (RowOp::Softmax, _) => (1, 0.0, x, x),
         (RowOp::L2Norm, _) => (2, 0.0, x, x),
+        (RowOp::Mean, _) => (3, 0.0, x, x),
     };
     let out_shape = match op {
-        RowOp::L2Norm => x.shape[..x.shape.len() - 1].to_vec(),
+        RowOp::L2Norm | RowOp::Mean => x.shape[..x.shape.len() - 1].to_vec(),
         _ => x.shape.clone(),
     };
     let y = ctx.empty(&out_shape)?;

@@ -1,5 +1,6 @@
 // Row-wise ops over [rows, n]: one 64-invocation workgroup per row, reductions in
-// workgroup memory. op: 0 layer_norm(w, b, eps), 1 softmax, 2 L2 norm (one value per row).
+// workgroup memory. op: 0 layer_norm(w, b, eps), 1 softmax, 2 L2 norm, 3 mean (one value
+// per row for 2 and 3).
 
 struct Params { rows: u32, n: u32, op: u32, eps: f32 }
 
@@ -58,10 +59,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         for (var i = t; i < p.n; i += WG) { s += exp(x[base + i] - mx); }
         let inv = 1.0 / reduce_sum(s, t);
         for (var i = t; i < p.n; i += WG) { y[base + i] = exp(x[base + i] - mx) * inv; }
-    } else {
+    } else if (p.op == 2u) {
         var s = 0.0;
         for (var i = t; i < p.n; i += WG) { let v = x[base + i]; s += v * v; }
         let tot = reduce_sum(s, t);
         if (t == 0u) { y[row] = sqrt(tot); }
+    } else {
+        var s = 0.0;
+        for (var i = t; i < p.n; i += WG) { s += x[base + i]; }
+        let tot = reduce_sum(s, t);
+        if (t == 0u) { y[row] = tot / f32(p.n); }
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! Pipelines are cached per kernel because creating them is slow (especially in WebGPU).
 
+pub mod attention;
 pub mod copy;
 pub mod elementwise;
 pub mod linear;

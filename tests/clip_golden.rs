@@ -105,3 +105,32 @@ fn pruning_invariants_hold() {
         assert!(out.flops < out.flops_unpruned);
     }
 }
+
+/// The same golden checks with every op on the GPU (lavapipe's software Vulkan in CI; a
+/// missing adapter fails the test).
+#[test]
+fn towers_and_pruning_on_gpu_match_transformers_and_cpu() {
+    let fx = fixture();
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    println!("device: {}", gpu.describe());
+    let clip = fx.clip(&gpu).unwrap();
+    for (name, d) in fx.check_towers(&clip).unwrap() {
+        println!("gpu {name}: max |Δ| = {d:e}");
+        let tol = if name == "logits_per_image" { 1e-2 } else { 1e-3 };
+        assert!(d <= tol, "gpu {name}: max |Δ| {d} > {tol}");
+    }
+    let cpu_clip = fx.clip(&Device::Cpu).unwrap();
+    let pv_cpu = fx.expect_tensor("pixel_values", &Device::Cpu).unwrap();
+    let pv_gpu = fx.expect_tensor("pixel_values", &gpu).unwrap();
+    for r in fx.check_pruning(&clip).unwrap() {
+        println!("gpu {}: kept equal {}, scores {:e}, embeds {:e}, hidden {:e}", r.name, r.kept_equal, r.scores, r.image_embeds, r.last_hidden_state);
+        assert!(r.kept_equal, "gpu {}: kept indices differ from the torch reference", r.name);
+        assert!(r.scores <= 1e-3 && r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "{r:?}");
+    }
+    for scorer in ["kq-norm:key", "kq-norm:query", "kq-norm:both", "cls-attn", "random"] {
+        let cfg = PruneConfig::new(scorer.parse().unwrap(), 0.4, vec![0, 2]).unwrap();
+        let a = cpu_clip.vision.forward(&pv_cpu, Some(&cfg), &mut Timings::start()).unwrap();
+        let b = clip.vision.forward(&pv_gpu, Some(&cfg), &mut Timings::start()).unwrap();
+        assert_eq!(a.steps, b.steps, "{scorer}: GPU kept other tokens than the CPU");
+    }
+}

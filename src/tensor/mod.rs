@@ -13,32 +13,63 @@ pub mod gpu;
 mod kernels;
 
 use crate::error::{Error, Result};
+use gpu::{GpuContext, GpuDtype, GpuTensor};
+use std::sync::Arc;
 
 /// Where tensors live and ops run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum Device {
     /// candle-core on the host: gemm with AVX/FMA natively, SIMD128 in wasm.
     #[default]
     Cpu,
+    /// wgpu with our WGSL kernels: Vulkan/Metal/DX12 natively, WebGPU in the browser.
+    Gpu(Arc<GpuContext>),
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Gpu(a), Device::Gpu(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Device {
-    /// The best device available here. Today that is the CPU; the GPU backend takes over
-    /// when an adapter exists.
+    /// The default device. The CPU until the GPU path is chosen automatically; ask for the
+    /// GPU with [`Device::gpu`] (natively) or [`Device::gpu_async`].
     pub fn best() -> Device {
         Device::Cpu
     }
 
-    /// A short human-readable name for reports ("cpu (candle, avx2)").
+    /// A GPU device on the first adapter; an error (naming why) when there is none.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn gpu() -> Result<Device> {
+        Ok(Device::Gpu(GpuContext::new_blocking()?))
+    }
+
+    pub async fn gpu_async() -> Result<Device> {
+        Ok(Device::Gpu(GpuContext::new().await?))
+    }
+
+    /// A short human-readable name for reports ("cpu (candle-core, avx2+fma)").
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu => format!("cpu (candle-core, {})", cpu::simd_name()),
+            Device::Gpu(c) => format!(
+                "gpu (wgpu, {}, {}{})",
+                c.adapter.name,
+                c.adapter.backend,
+                if c.adapter.software { ", software adapter" } else { "" }
+            ),
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Device::Cpu => "cpu",
+            Device::Gpu(_) => "gpu",
         }
     }
 }
@@ -68,22 +99,31 @@ impl Activation {
 #[derive(Clone, Debug)]
 pub enum Tensor {
     Cpu(candle_core::Tensor),
+    Gpu(Arc<GpuContext>, GpuTensor),
 }
 
+/// One op on either backend: `cpu` maps a candle tensor, `gpu` maps (context, GPU tensor).
 macro_rules! unary {
-    ($self:ident, $t:ident => $e:expr) => {
+    ($self:ident, $t:ident => $cpu:expr, $c:ident, $g:ident => $gpu:expr) => {
         match $self {
-            Tensor::Cpu($t) => Ok(Tensor::Cpu($e?)),
+            Tensor::Cpu($t) => Ok(Tensor::Cpu($cpu?)),
+            Tensor::Gpu($c, $g) => Ok(Tensor::Gpu($c.clone(), $gpu?)),
         }
     };
 }
 
 macro_rules! binary {
-    ($a:ident, $b:ident, $x:ident, $y:ident => $e:expr) => {
+    ($a:ident, $b:ident, $x:ident, $y:ident => $cpu:expr, $c:ident, $gx:ident, $gy:ident => $gpu:expr) => {
         match ($a, $b) {
-            (Tensor::Cpu($x), Tensor::Cpu($y)) => Ok(Tensor::Cpu($e?)),
+            (Tensor::Cpu($x), Tensor::Cpu($y)) => Ok(Tensor::Cpu($cpu?)),
+            (Tensor::Gpu($c, $gx), Tensor::Gpu(_, $gy)) => Ok(Tensor::Gpu($c.clone(), $gpu?)),
+            _ => Err(mixed()),
         }
     };
+}
+
+fn mixed() -> Error {
+    Error::Backend("an op got tensors on different devices".into())
 }
 
 impl Tensor {
@@ -92,6 +132,7 @@ impl Tensor {
         check_len(data.len(), shape)?;
         match device {
             Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
+            Device::Gpu(c) => Ok(Tensor::Gpu(c.clone(), c.upload(&data, shape)?)),
         }
     }
 
@@ -99,18 +140,21 @@ impl Tensor {
         check_len(data.len(), shape)?;
         match device {
             Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
+            Device::Gpu(c) => Ok(Tensor::Gpu(c.clone(), c.upload_u32(&data, shape)?)),
         }
     }
 
     pub fn device(&self) -> Device {
         match self {
             Tensor::Cpu(_) => Device::Cpu,
+            Tensor::Gpu(c, _) => Device::Gpu(c.clone()),
         }
     }
 
     pub fn shape(&self) -> Vec<usize> {
         match self {
             Tensor::Cpu(t) => t.dims().to_vec(),
+            Tensor::Gpu(_, g) => g.shape.clone(),
         }
     }
 
@@ -119,34 +163,54 @@ impl Tensor {
     }
 
     /// All elements, row-major. On the GPU this is the one place that waits for the device.
+    /// In the browser the GPU cannot be waited on synchronously: use
+    /// [`Tensor::to_vec_f32_async`] there.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         match self {
             Tensor::Cpu(t) => Ok(t.flatten_all()?.to_vec1::<f32>()?),
+            #[cfg(not(target_arch = "wasm32"))]
+            Tensor::Gpu(c, g) => c.read_blocking(g),
+            #[cfg(target_arch = "wasm32")]
+            Tensor::Gpu(..) => Err(Error::Backend("GPU read-back in the browser is async: use to_vec_f32_async".into())),
+        }
+    }
+
+    /// Read-back that works everywhere (awaits the GPU's buffer mapping).
+    pub async fn to_vec_f32_async(&self) -> Result<Vec<f32>> {
+        match self {
+            Tensor::Cpu(t) => Ok(t.flatten_all()?.to_vec1::<f32>()?),
+            Tensor::Gpu(c, g) => c.read(g).await,
         }
     }
 
     // ---- layout ------------------------------------------------------------------------
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        unary!(self, t => t.reshape(shape))
+        unary!(self, t => t.reshape(shape), _c, g => {
+            check_len(g.len(), shape).map(|_| GpuTensor { shape: shape.to_vec(), ..g.clone() })
+        })
     }
 
     /// Reorder dimensions; the result is contiguous.
     pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
-        unary!(self, t => t.permute(dims).and_then(|t| t.contiguous()))
+        unary!(self, t => t.permute(dims).and_then(|t| t.contiguous()), c, g => gpu::copy::permute(c, g, dims))
     }
 
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
-        unary!(self, t => t.narrow(dim, start, len).and_then(|t| t.contiguous()))
+        unary!(self, t => t.narrow(dim, start, len).and_then(|t| t.contiguous()), c, g => gpu::copy::narrow(c, g, dim, start, len))
     }
 
     pub fn cat(parts: &[&Tensor], dim: usize) -> Result<Tensor> {
-        let mut cpu = Vec::with_capacity(parts.len());
-        for p in parts {
-            match p {
-                Tensor::Cpu(t) => cpu.push(t),
+        match parts.first() {
+            None => Err(Error::arg("cat of no tensors")),
+            Some(Tensor::Cpu(_)) => {
+                let cpu = parts.iter().map(|p| match p { Tensor::Cpu(t) => Ok(t), _ => Err(mixed()) }).collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::Cpu(candle_core::Tensor::cat(&cpu, dim)?))
+            }
+            Some(Tensor::Gpu(c, _)) => {
+                let g = parts.iter().map(|p| match p { Tensor::Gpu(_, g) => Ok(g), _ => Err(mixed()) }).collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::Gpu(c.clone(), gpu::copy::cat(c, &g, dim)?))
             }
         }
-        Ok(Tensor::Cpu(candle_core::Tensor::cat(&cpu, dim)?))
     }
 
     /// `[B, C, H, W]` images to `[B, (H/p)(W/p), C·p·p]` patch rows, so that a conv with
@@ -170,87 +234,130 @@ impl Tensor {
         match (self, w, b) {
             (Tensor::Cpu(x), Tensor::Cpu(w), None) => Ok(Tensor::Cpu(cpu::linear(x, w, None)?)),
             (Tensor::Cpu(x), Tensor::Cpu(w), Some(Tensor::Cpu(b))) => Ok(Tensor::Cpu(cpu::linear(x, w, Some(b))?)),
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), None) => Ok(Tensor::Gpu(c.clone(), gpu::linear::linear(c, x, w, None)?)),
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Some(Tensor::Gpu(_, b))) => Ok(Tensor::Gpu(c.clone(), gpu::linear::linear(c, x, w, Some(b))?)),
+            _ => Err(mixed()),
         }
     }
 
     /// Batched matmul over leading dims: `[.., m, k] @ [.., k, n]`.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
-        binary!(self, rhs, a, b => a.matmul(b))
+        match (self, rhs) {
+            (Tensor::Cpu(a), Tensor::Cpu(b)) => Ok(Tensor::Cpu(a.matmul(b)?)),
+            (Tensor::Gpu(c, a), Tensor::Gpu(..)) => {
+                let r = rhs.shape().len();
+                if r < 2 {
+                    return Err(Error::arg(format!("matmul: rhs {:?} needs 2+ dims", rhs.shape())));
+                }
+                let mut perm: Vec<usize> = (0..r).collect();
+                perm.swap(r - 2, r - 1);
+                let Tensor::Gpu(_, bt) = rhs.permute(&perm)? else { return Err(mixed()) };
+                Ok(Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, a, &bt)?))
+            }
+            _ => Err(mixed()),
+        }
     }
 
     /// Element-wise sum; `rhs` may have fewer leading dims (broadcast from the right).
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
-        binary!(self, rhs, a, b => a.broadcast_add(b))
+        binary!(self, rhs, a, b => a.broadcast_add(b), c, a, b => gpu::elementwise::elementwise(c, a, Some(b), gpu::elementwise::Op::Add))
     }
 
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
-        binary!(self, rhs, a, b => a.broadcast_mul(b))
+        binary!(self, rhs, a, b => a.broadcast_mul(b), c, a, b => gpu::elementwise::elementwise(c, a, Some(b), gpu::elementwise::Op::Mul))
     }
 
     pub fn scale(&self, s: f32) -> Result<Tensor> {
-        unary!(self, t => t.affine(s as f64, 0.0))
+        unary!(self, t => t.affine(s as f64, 0.0), c, g => gpu::elementwise::elementwise(c, g, None, gpu::elementwise::Op::Scale(s)))
     }
 
     pub fn layer_norm(&self, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
         match (self, w, b) {
             (Tensor::Cpu(x), Tensor::Cpu(w), Tensor::Cpu(b)) => Ok(Tensor::Cpu(candle_nn::ops::layer_norm(x, w, b, eps)?)),
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Tensor::Gpu(_, b)) => {
+                Ok(Tensor::Gpu(c.clone(), gpu::rows::rows(c, x, Some((w, b)), gpu::rows::RowOp::LayerNorm { eps })?))
+            }
+            _ => Err(mixed()),
         }
     }
 
     pub fn softmax_last(&self) -> Result<Tensor> {
-        unary!(self, t => cpu::softmax_last(t))
+        unary!(self, t => cpu::softmax_last(t), c, g => gpu::rows::rows(c, g, None, gpu::rows::RowOp::Softmax))
     }
 
     pub fn act(&self, a: Activation) -> Result<Tensor> {
-        unary!(self, t => cpu::act(t, a))
+        unary!(self, t => cpu::act(t, a), c, g => match a {
+            Activation::QuickGelu => gpu::elementwise::elementwise(c, g, None, gpu::elementwise::Op::QuickGelu),
+            other => Err(Error::Backend(format!("activation {other:?} has no GPU kernel yet"))),
+        })
     }
 
     /// Scaled dot-product attention on `[B, H, N, d]` heads; `causal` masks the future.
     pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
         match (q, k, v) {
             (Tensor::Cpu(q), Tensor::Cpu(k), Tensor::Cpu(v)) => Ok(Tensor::Cpu(cpu::attention(q, k, v, causal)?)),
+            (Tensor::Gpu(c, q), Tensor::Gpu(_, k), Tensor::Gpu(_, v)) => Ok(Tensor::Gpu(c.clone(), gpu::attention::attention(c, q, k, v, causal)?)),
+            _ => Err(mixed()),
         }
     }
 
     /// Self-attention straight from a fused `[B, N, 3·H·d]` QKV projection (q, k, v each
     /// `[H, d]` per token): `[B, N, H·d]`, heads already merged. Saves the head split copies.
     pub fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-        unary!(qkv, t => cpu::attention_packed(t, heads, causal))
+        unary!(qkv, t => cpu::attention_packed(t, heads, causal), c, g => gpu::attention::attention_packed(c, g, heads, causal))
     }
 
     /// Attention paid by token 0 (CLS) to tokens 1.., averaged over heads: `[B, N-1]`.
+    /// `q`, `k`: `[B, H, N, d]`.
     pub fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {
         match (q, k) {
             (Tensor::Cpu(q), Tensor::Cpu(k)) => Ok(Tensor::Cpu(cpu::cls_attention(q, k)?)),
+            (Tensor::Gpu(c, _), Tensor::Gpu(_, kg)) => {
+                let s = q.shape();
+                let (b, h, n, d) = (s[0], s[1], s[2], s[3]);
+                let Tensor::Gpu(_, q0) = q.narrow(2, 0, 1)? else { return Err(mixed()) };
+                let scores = Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, &q0, kg)?).scale(1.0 / (d as f32).sqrt())?;
+                let probs = scores.softmax_last()?.reshape(&[b, h, n])?.permute(&[0, 2, 1])?;
+                let Tensor::Gpu(_, pg) = probs else { return Err(mixed()) };
+                Tensor::Gpu(c.clone(), gpu::rows::rows(c, &pg, None, gpu::rows::RowOp::Mean)?).narrow(1, 1, n - 1)
+            }
+            _ => Err(mixed()),
         }
     }
 
     // ---- selection ---------------------------------------------------------------------
     /// L2 norm over the last dim: `[.., D] -> [..]`.
     pub fn row_norms(&self) -> Result<Tensor> {
-        unary!(self, t => t.sqr().and_then(|s| s.sum(candle_core::D::Minus1)).and_then(|s| s.sqrt()))
+        unary!(self, t => t.sqr().and_then(|s| s.sum(candle_core::D::Minus1)).and_then(|s| s.sqrt()),
+            c, g => gpu::rows::rows(c, g, None, gpu::rows::RowOp::L2Norm))
     }
 
     /// Per row of `[B, N]` scores, the `k` largest (ties: lower index first), returned in
-    /// ascending index order as `u32 [B, k]`.
+    /// ascending index order as `u32 [B, k]`. On the GPU no score leaves the device.
     pub fn topk_indices(&self, k: usize) -> Result<Tensor> {
-        unary!(self, t => cpu::topk_indices(t, k))
+        unary!(self, t => cpu::topk_indices(t, k), c, g => gpu::select::topk_indices(c, g, k))
     }
 
     /// Rows of `[B, N, D]` picked per batch item by `u32 [B, K]` indices: `[B, K, D]`.
     pub fn gather_rows(&self, idx: &Tensor) -> Result<Tensor> {
-        binary!(self, idx, x, i => cpu::gather_rows(x, i))
+        binary!(self, idx, x, i => cpu::gather_rows(x, i), c, x, i => gpu::select::gather_rows(c, x, i))
     }
 
-    /// Rows of a `[V, D]` table picked by `u32` ids of any shape: `[.., D]`.
+    /// Rows of a `[V, D]` table picked by `u32` ids of any shape: `[.., D]`. Ids must be
+    /// below V (the CPU checks; the GPU clamps, so models check ids on the host).
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
-        binary!(self, ids, table, ids => cpu::embedding(table, ids))
+        binary!(self, ids, table, ids => cpu::embedding(table, ids), c, t, i => gpu::select::embedding(c, t, i))
     }
 
     /// Read back `u32` indices (kept-token lists for reports).
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
         match self {
             Tensor::Cpu(t) => Ok(t.flatten_all()?.to_vec1::<u32>()?),
+            #[cfg(not(target_arch = "wasm32"))]
+            Tensor::Gpu(c, g) if g.dtype == GpuDtype::U32 => c.read_u32_blocking(g),
+            #[cfg(target_arch = "wasm32")]
+            Tensor::Gpu(_, g) if g.dtype == GpuDtype::U32 => Err(Error::Backend("GPU read-back in the browser is async".into())),
+            Tensor::Gpu(..) => Err(Error::Backend("to_vec_u32 of an f32 tensor".into())),
         }
     }
 }

@@ -46,7 +46,7 @@ impl DeviceArg {
         match self {
             DeviceArg::Auto => Ok(Device::best()),
             DeviceArg::Cpu => Ok(Device::Cpu),
-            DeviceArg::Gpu => Err(Error::arg("the GPU backend is not part of this build yet; use --device cpu")),
+            DeviceArg::Gpu => Device::gpu(),
         }
     }
 }

@@ -69,6 +69,9 @@ impl TextModel {
         if len > self.cfg.max_position_embeddings {
             return Err(Error::arg(format!("text is {len} tokens; the model takes at most {}", self.cfg.max_position_embeddings)));
         }
+        if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            return Err(Error::arg(format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab_size)));
+        }
         let b = ids.len();
         let flat: Vec<u32> = ids.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(pad)).take(len)).collect();
         let ids_t = Tensor::from_u32(flat, &[b, len], &self.device)?;

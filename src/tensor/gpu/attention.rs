@@ -35,9 +35,7 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
         w.extend([l.bs as u32, l.hs as u32, l.rs as u32, l.off as u32]);
     }
     let params = ctx.uniform(&w);
-    let groups = total.div_ceil(64) as u32;
-    let gx = groups.min(32768);
-    ctx.dispatch(&ctx.pipeline("attention", WGSL), &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &params], (gx, groups.div_ceil(gx), 1))?;
+    ctx.dispatch_1d("attention", WGSL, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &params], total, 64)?;
     Ok(o)
 }
 

@@ -34,9 +34,7 @@ fn copy(ctx: &GpuContext, src: &GpuTensor, soff: usize, ss: &[usize], dst: &GpuT
     words.extend(pad(ss));
     words.extend(pad(ds));
     let params = ctx.uniform(&words);
-    let groups = n.div_ceil(256) as u32;
-    let gx = groups.min(32768);
-    ctx.dispatch(&ctx.pipeline("copy", WGSL), &[&src.buf, &dst.buf, &params], (gx, groups.div_ceil(gx), 1))
+    ctx.dispatch_1d("copy", WGSL, &[&src.buf, &dst.buf, &params], n, 256)
 }
 
 pub fn permute(ctx: &GpuContext, x: &GpuTensor, dims: &[usize]) -> Result<GpuTensor> {

@@ -38,10 +38,7 @@ pub fn elementwise(ctx: &GpuContext, a: &GpuTensor, b: Option<&GpuTensor>, op: O
         return Ok(y);
     }
     let params = ctx.uniform(&[n as u32, rhs.len() as u32, code, s.to_bits()]);
-    let groups = n.div_ceil(256) as u32;
-    let gx = groups.min(32768);
-    let pipe = ctx.pipeline("elementwise", WGSL);
-    ctx.dispatch(&pipe, &[&a.buf, &rhs.buf, &y.buf, &params], (gx, groups.div_ceil(gx), 1))?;
+    ctx.dispatch_1d("elementwise", WGSL, &[&a.buf, &rhs.buf, &y.buf, &params], n, 256)?;
     Ok(y)
 }
 

@@ -218,6 +218,15 @@ impl GpuContext {
         self.take_error()
     }
 
+    /// Dispatches `items` invocations of a 1-D kernel with workgroup size `wg`, split over
+    /// x and y so no dimension passes the per-dimension limit (kernels index
+    /// `gid.x + gid.y · num_workgroups.x · wg`).
+    pub fn dispatch_1d(&self, name: &'static str, wgsl: &str, bindings: &[&wgpu::Buffer], items: usize, wg: usize) -> Result<()> {
+        let groups = items.div_ceil(wg.max(1)) as u32;
+        let gx = groups.clamp(1, 32768);
+        self.dispatch(&self.pipeline(name, wgsl), bindings, (gx, groups.div_ceil(gx), 1))
+    }
+
     /// Returns (and clears) a device error raised since the last check.
     pub fn take_error(&self) -> Result<()> {
         match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -38,9 +38,8 @@ pub fn rows(ctx: &GpuContext, x: &GpuTensor, wb: Option<(&GpuTensor, &GpuTensor)
         return Ok(y);
     }
     let params = ctx.uniform(&[rows as u32, n as u32, code, eps.to_bits()]);
-    let gx = (rows as u32).min(32768);
-    let pipe = ctx.pipeline("rows", WGSL);
-    ctx.dispatch(&pipe, &[&x.buf, &w.buf, &b.buf, &y.buf, &params], (gx, (rows as u32).div_ceil(gx), 1))?;
+    // one workgroup per row
+    ctx.dispatch_1d("rows", WGSL, &[&x.buf, &w.buf, &b.buf, &y.buf, &params], rows, 1)?;
     Ok(y)
 }
 

@@ -13,9 +13,7 @@ fn run(ctx: &GpuContext, x: &GpuTensor, idx: &GpuTensor, y: &GpuTensor, out: &Gp
     }
     let [b, n, k, d] = dims;
     let params = ctx.uniform(&[b as u32, n as u32, k as u32, d as u32, op, total as u32, 0, 0]);
-    let groups = total.div_ceil(256) as u32;
-    let gx = groups.min(32768);
-    ctx.dispatch(&ctx.pipeline("select", WGSL), &[&x.buf, &idx.buf, &y.buf, &out.buf, &params], (gx, groups.div_ceil(gx), 1))
+    ctx.dispatch_1d("select", WGSL, &[&x.buf, &idx.buf, &y.buf, &out.buf, &params], total, 256)
 }
 
 /// Per row of `scores [B, N]`, the indices of the `k` largest in ascending order: `u32 [B, k]`.

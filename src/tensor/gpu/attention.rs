@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn matches_cpu() {
-        let ctx = GpuContext::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        let ctx = super::super::test_context();
         for &(b, h, n, d, causal) in &[(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false)] {
             let qkv: Vec<f32> = (0..b * n * 3 * h * d).map(|i| (((i * 7919) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect();
             let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::Cpu).unwrap();

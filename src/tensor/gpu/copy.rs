@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn layout_ops_match_cpu() {
-        let ctx = GpuContext::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        let ctx = super::super::test_context();
         let shape = [2usize, 3, 4, 5, 6];
         let v: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| i as f32).collect();
         let c = Tensor::from_f32(v.clone(), &shape, &Device::Cpu).unwrap();

@@ -49,7 +49,7 @@ mod tests {
 
     #[test]
     fn matches_cpu() {
-        let ctx = GpuContext::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        let ctx = super::super::test_context();
         let a: Vec<f32> = (0..2 * 197 * 48).map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0).collect();
         let b: Vec<f32> = (0..197 * 48).map(|i| ((i * 13 % 31) as f32 - 15.0) / 7.0).collect();
         let (ca, cb) = (Tensor::from_f32(a.clone(), &[2, 197, 48], &Device::Cpu).unwrap(), Tensor::from_f32(b.clone(), &[197, 48], &Device::Cpu).unwrap());

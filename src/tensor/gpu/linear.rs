@@ -66,7 +66,7 @@ mod tests {
     /// Awkward shapes (1 row, 197 tokens, non-multiples of the 64×64×16 tile) against the CPU.
     #[test]
     fn matches_cpu_on_awkward_shapes() {
-        let ctx = GpuContext::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        let ctx = super::super::test_context();
         for &(lead, k, n, bias) in &[(&[1usize][..], 768usize, 3usize, true), (&[1, 197][..], 768, 2304, true), (&[2, 65][..], 17, 130, false), (&[3][..], 1, 1, true)] {
             let m: usize = lead.iter().product();
             let (xv, wv, bv) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));

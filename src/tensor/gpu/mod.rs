@@ -314,3 +314,10 @@ impl<T> std::future::Future for OneShot<T> {
         }
     }
 }
+
+/// The context every kernel test runs on. No adapter fails the test: a GPU test never passes
+/// by skipping.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) fn test_context() -> Arc<GpuContext> {
+    GpuContext::new_blocking().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers for lavapipe)")
+}

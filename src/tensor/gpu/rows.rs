@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn matches_cpu() {
-        let ctx = GpuContext::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        let ctx = super::super::test_context();
         for &(r, n) in &[(1usize, 1usize), (197, 768), (3, 197), (5, 70)] {
             let x: Vec<f32> = (0..r * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0).collect();
             let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32 / 10.0).collect();

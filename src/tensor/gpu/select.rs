@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn topk_gather_embedding_match_cpu() {
-        let ctx = GpuContext::new_blocking().expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+        let ctx = super::super::test_context();
         let (b, n, d) = (3usize, 196usize, 5usize);
         // ties on purpose: many equal scores
         let s: Vec<f32> = (0..b * n).map(|i| ((i * 37) % 23) as f32).collect();

@@ -93,8 +93,10 @@ impl VisionModel {
         let mut x = self.pre_ln.forward(&x)?;
         t.lap("patch_embed");
 
-        let mut orig: Vec<Vec<u32>> = vec![(0..np as u32).collect(); b];
-        let (mut steps, mut scores, mut tokens) = (identity_steps, Vec::new(), Vec::new());
+        // Kept positions stay on the device during the pass (no per-step read-back, so a GPU
+        // pass is recorded in one go); they are mapped to grid indices at the end.
+        let mut selections: Vec<(usize, Tensor, usize)> = Vec::new();
+        let (mut scores, mut tokens) = (Vec::new(), Vec::new());
         let (mut flops, mut flops_unpruned) = (2.0 * (np * c * self.cfg.patch_size.pow(2) * self.cfg.hidden_size) as f64, 0.0);
         flops_unpruned += flops;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -104,9 +106,8 @@ impl VisionModel {
             match prune.filter(|p| p.layers.contains(&i)) {
                 Some(p) => {
                     let k = prune::n_keep(p.keep, n - 1);
-                    let (y, sel) = layer.forward_pruned(&x, &p.scorer, k, steps.len())?;
-                    orig = prune::compose(&orig, &sel.kept.to_vec_u32()?, k)?;
-                    steps.push(PruneStep { layer: i, kept: orig.clone() });
+                    let (y, sel) = layer.forward_pruned(&x, &p.scorer, k, selections.len())?;
+                    selections.push((i, sel.kept, k));
                     scores.push(sel.scores);
                     flops += layer.flops(n, k + 1);
                     x = y;
@@ -117,6 +118,12 @@ impl VisionModel {
                 }
             }
             t.lap(&format!("block_{i}"));
+        }
+        let mut steps = identity_steps;
+        let mut orig: Vec<Vec<u32>> = vec![(0..np as u32).collect(); b];
+        for (layer, kept, k) in selections {
+            orig = prune::compose(&orig, &kept.to_vec_u32()?, k)?;
+            steps.push(PruneStep { layer, kept: orig.clone() });
         }
         let h = self.cfg.hidden_size;
         let pooled = self.post_ln.forward(&x.narrow(1, 0, 1)?.reshape(&[b, h])?)?;

@@ -313,8 +313,12 @@ impl Tensor {
         match (q, k) {
             (Tensor::Cpu(q), Tensor::Cpu(k)) => Ok(Tensor::Cpu(cpu::cls_attention(q, k)?)),
             (Tensor::Gpu(c, _), Tensor::Gpu(_, kg)) => {
-                let s = q.shape();
-                let (b, h, n, d) = (s[0], s[1], s[2], s[3]);
+                let &[b, h, n, d] = &q.shape()[..] else {
+                    return Err(Error::arg(format!("cls_attention: q {:?} must be [B, H, N, d]", q.shape())));
+                };
+                if n < 2 {
+                    return Err(Error::arg("cls_attention needs CLS and at least one patch"));
+                }
                 let Tensor::Gpu(_, q0) = q.narrow(2, 0, 1)? else { return Err(mixed()) };
                 let scores = Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, &q0, kg)?).scale(1.0 / (d as f32).sqrt())?;
                 let probs = scores.softmax_last()?.reshape(&[b, h, n])?.permute(&[0, 2, 1])?;

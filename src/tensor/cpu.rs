@@ -135,32 +135,30 @@ pub(crate) fn softmax_last(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1_no_bwd(&Softmax)
 }
 
-/// Attention over a head layout: either `[B, H, N, d]` q/k/v or one fused `[B, N, 3·H·d]`.
-enum AttnInput {
-    Separate,
-    Packed { heads: usize },
-}
-
+/// Attention on separate `[B, H, N, d]` q, k, v.
 struct Attention {
-    input: AttnInput,
     causal: bool,
 }
 
-impl Attention {
-    fn check(len: usize, l: HeadLayout, b: usize, h: usize, n: usize, d: usize, what: &str) -> Result<()> {
-        if kernels::extent(l, b, h, n, d) > len {
-            bail!("attention: {what} buffer too small for {b}x{h}x{n}x{d}");
-        }
-        Ok(())
-    }
+/// Self-attention read straight from a fused `[B, N, 3·H·d]` QKV projection.
+struct PackedAttention {
+    heads: usize,
+    causal: bool,
 }
 
-impl CustomOp1 for Attention {
+fn check_extent(len: usize, l: HeadLayout, b: usize, h: usize, n: usize, d: usize, what: &str) -> Result<()> {
+    if kernels::extent(l, b, h, n, d) > len {
+        bail!("attention: {what} buffer too small for {b}x{h}x{n}x{d}");
+    }
+    Ok(())
+}
+
+impl CustomOp1 for PackedAttention {
     fn name(&self) -> &'static str {
         "effarch-attention-packed"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let AttnInput::Packed { heads } = self.input else { bail!("attention: packed input expected") };
+        let heads = self.heads;
         let (b, n, three_h) = l.shape().dims3()?;
         if heads == 0 || three_h % (3 * heads) != 0 {
             bail!("attention: fused width {three_h} is not 3 × {heads} heads");
@@ -169,7 +167,7 @@ impl CustomOp1 for Attention {
         let qkv = slice(s, l, "attention qkv")?;
         let (ql, kl, vl) = (HeadLayout::packed(0, heads, n, d), HeadLayout::packed(1, heads, n, d), HeadLayout::packed(2, heads, n, d));
         for (lay, what) in [(ql, "q"), (kl, "k"), (vl, "v")] {
-            Attention::check(qkv.len(), lay, b, heads, n, d, what)?;
+            check_extent(qkv.len(), lay, b, heads, n, d, what)?;
         }
         let mut out = vec![0f32; b * n * heads * d];
         let dims = AttnDims { batch: b, heads, nq: n, nk: n, d, causal: self.causal };
@@ -198,12 +196,11 @@ impl CustomOp3 for Attention {
 }
 
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
-    let op = Attention { input: AttnInput::Separate, causal };
-    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)
+    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &Attention { causal })
 }
 
 pub(crate) fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-    qkv.contiguous()?.apply_op1_no_bwd(&Attention { input: AttnInput::Packed { heads }, causal })
+    qkv.contiguous()?.apply_op1_no_bwd(&PackedAttention { heads, causal })
 }
 
 pub(crate) fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {

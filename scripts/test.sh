@@ -19,7 +19,7 @@ run() {
 }
 
 run cargo test --all-targets
-run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web
+WASM_BINDGEN_TEST_TIMEOUT=600 run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web
 run bash tests/e2e/page_smoke.sh
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -1,16 +1,19 @@
-//! The golden CLIP checks and a pruning check inside a real browser (headless Chrome) on the
-//! wasm SIMD128 CPU path: `wasm-pack test --headless --chrome`.
+//! The golden CLIP checks and the pruning checks inside a real browser (headless Chrome), on
+//! the wasm SIMD128 CPU path and on WebGPU: `wasm-pack test --headless --chrome`.
 #![cfg(target_arch = "wasm32")]
 
-use effarch::testing::ClipFixture;
 use effarch::tensor::Device;
+use effarch::testing::ClipFixture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 macro_rules! fixture_file {
     ($n:literal) => {
-        ($n, include_bytes!(concat!("fixtures/clip-tiny/", $n)).as_slice())
+        (
+            $n,
+            include_bytes!(concat!("fixtures/clip-tiny/", $n)).as_slice(),
+        )
     };
 }
 
@@ -40,7 +43,11 @@ fn fixture() -> ClipFixture {
 
 #[wasm_bindgen_test]
 fn simd128_is_enabled() {
-    assert!(Device::Cpu.describe().contains("simd128"), "{}", Device::Cpu.describe());
+    assert!(
+        Device::Cpu.describe().contains("simd128"),
+        "{}",
+        Device::Cpu.describe()
+    );
 }
 
 #[wasm_bindgen_test]
@@ -51,7 +58,11 @@ fn golden_clip_in_browser() {
         assert!(d <= 1e-5, "preprocess {name}: {d}");
     }
     for (name, d) in fx.check_towers(&clip).unwrap() {
-        let tol = if name == "logits_per_image" { 1e-3 } else { 1e-4 };
+        let tol = if name == "logits_per_image" {
+            1e-3
+        } else {
+            1e-4
+        };
         assert!(d <= tol, "{name}: max |Δ| {d} > {tol}");
     }
 }
@@ -64,25 +75,129 @@ fn pruning_in_browser() {
     assert_eq!(res.len(), 8);
     for r in res {
         assert!(r.kept_equal, "{}: kept indices differ", r.name);
-        assert!(r.scores <= 1e-4 && r.image_embeds <= 1e-4 && r.last_hidden_state <= 1e-4, "{r:?}");
+        assert!(
+            r.scores <= 1e-4 && r.image_embeds <= 1e-4 && r.last_hidden_state <= 1e-4,
+            "{r:?}"
+        );
+    }
+}
+
+async fn run(
+    s: &effarch::web::ClipSession,
+    image: &[u8],
+    opts: &str,
+) -> Result<serde_json::Value, String> {
+    let o = if opts.is_empty() {
+        wasm_bindgen::JsValue::UNDEFINED
+    } else {
+        js_sys::JSON::parse(opts).unwrap()
+    };
+    match wasm_bindgen_futures::JsFuture::from(s.run(image.to_vec(), o)).await {
+        Ok(v) => Ok(serde_wasm_bindgen::from_value(v).unwrap()),
+        Err(e) => Err(js_sys::Error::from(e).message().into()),
     }
 }
 
 #[wasm_bindgen_test]
-fn session_api_reports_kept_patches_and_rejects_bad_input() {
-    use wasm_bindgen::JsValue;
+async fn session_api_reports_kept_patches_and_rejects_bad_input() {
     let fx = fixture();
-    let mut s = effarch::web::ClipSession::new(&fx.config, fx.model.clone(), true).unwrap();
+    let s = effarch::web::ClipSession::new(&fx.config, fx.model.clone(), true).unwrap();
     s.set_tokenizer(&fx.vocab, &fx.merges).unwrap();
-    let opts = js_sys::JSON::parse(r#"{"keep": 0.5, "scorer": "kq-norm", "layers": [1], "labels": ["a cat", "a dog"]}"#).unwrap();
-    let r = s.run(&fx.images[0].1, opts).unwrap();
-    let v: serde_json::Value = serde_wasm_bindgen::from_value(r).unwrap();
+    let v = run(
+        &s,
+        &fx.images[0].1,
+        r#"{"keep": 0.5, "scorer": "kq-norm", "layers": [1], "labels": ["a cat", "a dog"]}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(v["kept"][0]["indices"].as_array().unwrap().len(), 98);
     assert!(v["timings_ms"]["total"].as_f64().unwrap() > 0.0);
     assert_eq!(v["label_probs"].as_array().unwrap().len(), 2);
-    let bad = js_sys::JSON::parse(r#"{"keep": 0}"#).unwrap();
-    assert!(s.run(&fx.images[0].1, bad).is_err());
-    assert!(s.run(b"not an image", JsValue::UNDEFINED).is_err());
+    let e = run(&s, &fx.images[0].1, r#"{"keep": 0}"#)
+        .await
+        .unwrap_err();
+    assert!(e.contains("keep"), "{e}");
+    let e = run(&s, b"not an image", "").await.unwrap_err();
+    assert!(e.contains("image"), "{e}");
+    // The session still works after the errors.
+    assert!(run(&s, &fx.images[1].1, "").await.is_ok());
+}
+
+/// The context for WebGPU tests. No adapter fails the test: it never passes by skipping.
+async fn webgpu() -> Device {
+    Device::gpu_async()
+        .await
+        .expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu, see webdriver.json)")
+}
+
+/// The whole CLIP golden test with every op on WebGPU (SwiftShader in CI), read back async.
+#[wasm_bindgen_test]
+async fn golden_clip_on_webgpu() {
+    let fx = fixture();
+    let gpu = webgpu().await;
+    let clip = fx.clip(&gpu).unwrap();
+    for (name, d) in fx.check_towers_async(&clip).await.unwrap() {
+        console_log!("webgpu {name}: max |Δ| = {d:e} ({})", gpu.describe());
+        assert!(
+            d <= 1e-3,
+            "webgpu {name}: max |Δ| {d} > 1e-3 on {}",
+            gpu.describe()
+        );
+    }
+}
+
+/// The pruning cases on WebGPU equal the torch reference, and every scorer keeps the same
+/// tokens as the CPU path.
+#[wasm_bindgen_test]
+async fn pruning_on_webgpu_matches_reference_and_cpu() {
+    let fx = fixture();
+    let gpu = webgpu().await;
+    let clip = fx.clip(&gpu).unwrap();
+    let res = fx.check_pruning_async(&clip).await.unwrap();
+    assert_eq!(res.len(), 8);
+    for r in res {
+        assert!(r.kept_equal, "webgpu {}: kept indices differ", r.name);
+        assert!(
+            r.scores <= 1e-3 && r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3,
+            "{r:?}"
+        );
+    }
+    let cpu = fx.clip(&Device::Cpu).unwrap();
+    for (scorer, equal) in effarch::testing::compare_scorers_async(&fx, &cpu, &clip)
+        .await
+        .unwrap()
+    {
+        assert!(equal, "{scorer}: WebGPU kept other tokens than the CPU");
+    }
+}
+
+/// The page's API on WebGPU: runs there, and a lost device falls back to the CPU with a message.
+#[wasm_bindgen_test]
+async fn session_on_webgpu_falls_back_to_cpu_when_the_device_is_lost() {
+    let fx = fixture();
+    webgpu().await;
+    let s = effarch::web::ClipSession::create(
+        fx.config.clone(),
+        fx.model.clone(),
+        false,
+        "webgpu".into(),
+    )
+    .await
+    .unwrap();
+    assert!(s.device().starts_with("gpu"), "{}", s.device());
+    let a = run(&s, &fx.images[0].1, r#"{"keep": 0.5}"#).await.unwrap();
+    assert!(
+        a["fallback"].is_null() && a["device"].as_str().unwrap().contains("WebGpu"),
+        "{a}"
+    );
+    s.simulate_device_loss();
+    let b = run(&s, &fx.images[0].1, r#"{"keep": 0.5}"#).await.unwrap();
+    assert!(
+        b["fallback"].as_str().unwrap().contains("device lost"),
+        "{b}"
+    );
+    assert!(s.device().starts_with("cpu"), "{}", s.device());
+    assert_eq!(a["kept"], b["kept"]);
 }
 
 /// The first GPU kernel on the browser's WebGPU (SwiftShader in CI). No adapter fails.
@@ -90,18 +205,33 @@ fn session_api_reports_kept_patches_and_rejects_bad_input() {
 async fn gpu_linear_on_webgpu_matches_cpu() {
     use effarch::tensor::gpu::{linear::linear, GpuContext};
     use effarch::tensor::Tensor;
-    let ctx = GpuContext::new().await.expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu)");
+    let ctx = GpuContext::new()
+        .await
+        .expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu)");
     let (m, k, n) = (197usize, 96usize, 130usize);
-    let xv: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
-    let wv: Vec<f32> = (0..n * k).map(|i| ((i * 17 % 89) as f32 - 44.0) / 45.0).collect();
+    let xv: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0)
+        .collect();
+    let wv: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 17 % 89) as f32 - 44.0) / 45.0)
+        .collect();
     let bv: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
     let want = Tensor::from_f32(xv.clone(), &[m, k], &Device::Cpu)
         .unwrap()
-        .linear(&Tensor::from_f32(wv.clone(), &[n, k], &Device::Cpu).unwrap(), Some(&Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap()))
+        .linear(
+            &Tensor::from_f32(wv.clone(), &[n, k], &Device::Cpu).unwrap(),
+            Some(&Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap()),
+        )
         .unwrap()
         .to_vec_f32()
         .unwrap();
-    let y = linear(&ctx, &ctx.upload(&xv, &[m, k]).unwrap(), &ctx.upload(&wv, &[n, k]).unwrap(), Some(&ctx.upload(&bv, &[n]).unwrap())).unwrap();
+    let y = linear(
+        &ctx,
+        &ctx.upload(&xv, &[m, k]).unwrap(),
+        &ctx.upload(&wv, &[n, k]).unwrap(),
+        Some(&ctx.upload(&bv, &[n]).unwrap()),
+    )
+    .unwrap();
     let got = ctx.read(&y).await.unwrap();
     let d = effarch::testing::max_abs_diff(&got, &want);
     assert!(d < 1e-3, "max |Δ| {d} on {:?}", ctx.adapter);

@@ -37,10 +37,21 @@ impl PartialEq for Device {
 }
 
 impl Device {
-    /// The default device. The CPU until the GPU path is chosen automatically; ask for the
-    /// GPU with [`Device::gpu`] (natively) or [`Device::gpu_async`].
+    /// The device to run on when the user has not chosen: the GPU when an adapter exists,
+    /// else the CPU. Natively a software adapter (llvmpipe/lavapipe, WARP) is passed over, as
+    /// our CPU kernels are far faster than it; in the browser any WebGPU adapter is taken, so
+    /// the page shows the WebGPU path wherever the browser has one. [`Device::describe`] says
+    /// which adapter was picked and whether it is a software one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn best() -> Device {
-        Device::Cpu
+        pollster::block_on(Self::best_async())
+    }
+
+    pub async fn best_async() -> Device {
+        match GpuContext::new().await {
+            Ok(c) if !(c.adapter.software && cfg!(not(target_arch = "wasm32"))) => Device::Gpu(c),
+            _ => Device::Cpu,
+        }
     }
 
     /// A GPU device on the first adapter; an error (naming why) when there is none.
@@ -61,7 +72,11 @@ impl Device {
                 "gpu (wgpu, {}, {}{})",
                 c.adapter.name,
                 c.adapter.backend,
-                if c.adapter.software { ", software adapter" } else { "" }
+                if c.adapter.software {
+                    ", software adapter"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -131,7 +146,11 @@ impl Tensor {
     pub fn from_f32(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         match device {
-            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
+            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(
+                data,
+                shape,
+                &candle_core::Device::Cpu,
+            )?)),
             Device::Gpu(c) => Ok(Tensor::Gpu(c.clone(), c.upload(&data, shape)?)),
         }
     }
@@ -139,7 +158,11 @@ impl Tensor {
     pub fn from_u32(data: Vec<u32>, shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         match device {
-            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
+            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(
+                data,
+                shape,
+                &candle_core::Device::Cpu,
+            )?)),
             Device::Gpu(c) => Ok(Tensor::Gpu(c.clone(), c.upload_u32(&data, shape)?)),
         }
     }
@@ -162,17 +185,11 @@ impl Tensor {
         self.shape().get(i).copied().unwrap_or(1)
     }
 
-    /// All elements, row-major. On the GPU this is the one place that waits for the device.
-    /// In the browser the GPU cannot be waited on synchronously: use
-    /// [`Tensor::to_vec_f32_async`] there.
+    /// All elements, row-major. On the GPU this waits for the device natively; in the browser
+    /// a GPU tensor cannot be waited on synchronously, so this errors there: use
+    /// [`Tensor::to_vec_f32_async`].
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
-        match self {
-            Tensor::Cpu(t) => Ok(t.flatten_all()?.to_vec1::<f32>()?),
-            #[cfg(not(target_arch = "wasm32"))]
-            Tensor::Gpu(c, g) => c.read_blocking(g),
-            #[cfg(target_arch = "wasm32")]
-            Tensor::Gpu(..) => Err(Error::Backend("GPU read-back in the browser is async: use to_vec_f32_async".into())),
-        }
+        block_on(self.to_vec_f32_async())
     }
 
     /// Read-back that works everywhere (awaits the GPU's buffer mapping).
@@ -203,11 +220,23 @@ impl Tensor {
         match parts.first() {
             None => Err(Error::arg("cat of no tensors")),
             Some(Tensor::Cpu(_)) => {
-                let cpu = parts.iter().map(|p| match p { Tensor::Cpu(t) => Ok(t), _ => Err(mixed()) }).collect::<Result<Vec<_>>>()?;
+                let cpu = parts
+                    .iter()
+                    .map(|p| match p {
+                        Tensor::Cpu(t) => Ok(t),
+                        _ => Err(mixed()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(Tensor::Cpu(candle_core::Tensor::cat(&cpu, dim)?))
             }
             Some(Tensor::Gpu(c, _)) => {
-                let g = parts.iter().map(|p| match p { Tensor::Gpu(_, g) => Ok(g), _ => Err(mixed()) }).collect::<Result<Vec<_>>>()?;
+                let g = parts
+                    .iter()
+                    .map(|p| match p {
+                        Tensor::Gpu(_, g) => Ok(g),
+                        _ => Err(mixed()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(Tensor::Gpu(c.clone(), gpu::copy::cat(c, &g, dim)?))
             }
         }
@@ -218,10 +247,14 @@ impl Tensor {
     pub fn patchify(&self, p: usize) -> Result<Tensor> {
         let s = self.shape();
         let [b, c, h, w] = s[..] else {
-            return Err(Error::arg(format!("patchify expects [B, C, H, W], got {s:?}")));
+            return Err(Error::arg(format!(
+                "patchify expects [B, C, H, W], got {s:?}"
+            )));
         };
         if p == 0 || h % p != 0 || w % p != 0 {
-            return Err(Error::arg(format!("image {h}x{w} is not a multiple of patch size {p}")));
+            return Err(Error::arg(format!(
+                "image {h}x{w} is not a multiple of patch size {p}"
+            )));
         }
         self.reshape(&[b, c, h / p, p, w / p, p])?
             .permute(&[0, 2, 4, 1, 3, 5])?
@@ -233,9 +266,16 @@ impl Tensor {
     pub fn linear(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         match (self, w, b) {
             (Tensor::Cpu(x), Tensor::Cpu(w), None) => Ok(Tensor::Cpu(cpu::linear(x, w, None)?)),
-            (Tensor::Cpu(x), Tensor::Cpu(w), Some(Tensor::Cpu(b))) => Ok(Tensor::Cpu(cpu::linear(x, w, Some(b))?)),
-            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), None) => Ok(Tensor::Gpu(c.clone(), gpu::linear::linear(c, x, w, None)?)),
-            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Some(Tensor::Gpu(_, b))) => Ok(Tensor::Gpu(c.clone(), gpu::linear::linear(c, x, w, Some(b))?)),
+            (Tensor::Cpu(x), Tensor::Cpu(w), Some(Tensor::Cpu(b))) => {
+                Ok(Tensor::Cpu(cpu::linear(x, w, Some(b))?))
+            }
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), None) => {
+                Ok(Tensor::Gpu(c.clone(), gpu::linear::linear(c, x, w, None)?))
+            }
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Some(Tensor::Gpu(_, b))) => Ok(Tensor::Gpu(
+                c.clone(),
+                gpu::linear::linear(c, x, w, Some(b))?,
+            )),
             _ => Err(mixed()),
         }
     }
@@ -247,11 +287,16 @@ impl Tensor {
             (Tensor::Gpu(c, a), Tensor::Gpu(..)) => {
                 let r = rhs.shape().len();
                 if r < 2 {
-                    return Err(Error::arg(format!("matmul: rhs {:?} needs 2+ dims", rhs.shape())));
+                    return Err(Error::arg(format!(
+                        "matmul: rhs {:?} needs 2+ dims",
+                        rhs.shape()
+                    )));
                 }
                 let mut perm: Vec<usize> = (0..r).collect();
                 perm.swap(r - 2, r - 1);
-                let Tensor::Gpu(_, bt) = rhs.permute(&perm)? else { return Err(mixed()) };
+                let Tensor::Gpu(_, bt) = rhs.permute(&perm)? else {
+                    return Err(mixed());
+                };
                 Ok(Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, a, &bt)?))
             }
             _ => Err(mixed()),
@@ -273,10 +318,13 @@ impl Tensor {
 
     pub fn layer_norm(&self, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
         match (self, w, b) {
-            (Tensor::Cpu(x), Tensor::Cpu(w), Tensor::Cpu(b)) => Ok(Tensor::Cpu(candle_nn::ops::layer_norm(x, w, b, eps)?)),
-            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Tensor::Gpu(_, b)) => {
-                Ok(Tensor::Gpu(c.clone(), gpu::rows::rows(c, x, Some((w, b)), gpu::rows::RowOp::LayerNorm { eps })?))
+            (Tensor::Cpu(x), Tensor::Cpu(w), Tensor::Cpu(b)) => {
+                Ok(Tensor::Cpu(candle_nn::ops::layer_norm(x, w, b, eps)?))
             }
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Tensor::Gpu(_, b)) => Ok(Tensor::Gpu(
+                c.clone(),
+                gpu::rows::rows(c, x, Some((w, b)), gpu::rows::RowOp::LayerNorm { eps })?,
+            )),
             _ => Err(mixed()),
         }
     }
@@ -295,8 +343,13 @@ impl Tensor {
     /// Scaled dot-product attention on `[B, H, N, d]` heads; `causal` masks the future.
     pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
         match (q, k, v) {
-            (Tensor::Cpu(q), Tensor::Cpu(k), Tensor::Cpu(v)) => Ok(Tensor::Cpu(cpu::attention(q, k, v, causal)?)),
-            (Tensor::Gpu(c, q), Tensor::Gpu(_, k), Tensor::Gpu(_, v)) => Ok(Tensor::Gpu(c.clone(), gpu::attention::attention(c, q, k, v, causal)?)),
+            (Tensor::Cpu(q), Tensor::Cpu(k), Tensor::Cpu(v)) => {
+                Ok(Tensor::Cpu(cpu::attention(q, k, v, causal)?))
+            }
+            (Tensor::Gpu(c, q), Tensor::Gpu(_, k), Tensor::Gpu(_, v)) => Ok(Tensor::Gpu(
+                c.clone(),
+                gpu::attention::attention(c, q, k, v, causal)?,
+            )),
             _ => Err(mixed()),
         }
     }
@@ -314,16 +367,31 @@ impl Tensor {
             (Tensor::Cpu(q), Tensor::Cpu(k)) => Ok(Tensor::Cpu(cpu::cls_attention(q, k)?)),
             (Tensor::Gpu(c, _), Tensor::Gpu(_, kg)) => {
                 let &[b, h, n, d] = &q.shape()[..] else {
-                    return Err(Error::arg(format!("cls_attention: q {:?} must be [B, H, N, d]", q.shape())));
+                    return Err(Error::arg(format!(
+                        "cls_attention: q {:?} must be [B, H, N, d]",
+                        q.shape()
+                    )));
                 };
                 if n < 2 {
                     return Err(Error::arg("cls_attention needs CLS and at least one patch"));
                 }
-                let Tensor::Gpu(_, q0) = q.narrow(2, 0, 1)? else { return Err(mixed()) };
-                let scores = Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, &q0, kg)?).scale(1.0 / (d as f32).sqrt())?;
-                let probs = scores.softmax_last()?.reshape(&[b, h, n])?.permute(&[0, 2, 1])?;
-                let Tensor::Gpu(_, pg) = probs else { return Err(mixed()) };
-                Tensor::Gpu(c.clone(), gpu::rows::rows(c, &pg, None, gpu::rows::RowOp::Mean)?).narrow(1, 1, n - 1)
+                let Tensor::Gpu(_, q0) = q.narrow(2, 0, 1)? else {
+                    return Err(mixed());
+                };
+                let scores = Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, &q0, kg)?)
+                    .scale(1.0 / (d as f32).sqrt())?;
+                let probs = scores
+                    .softmax_last()?
+                    .reshape(&[b, h, n])?
+                    .permute(&[0, 2, 1])?;
+                let Tensor::Gpu(_, pg) = probs else {
+                    return Err(mixed());
+                };
+                Tensor::Gpu(
+                    c.clone(),
+                    gpu::rows::rows(c, &pg, None, gpu::rows::RowOp::Mean)?,
+                )
+                .narrow(1, 1, n - 1)
             }
             _ => Err(mixed()),
         }
@@ -355,13 +423,36 @@ impl Tensor {
 
     /// Read back `u32` indices (kept-token lists for reports).
     pub fn to_vec_u32(&self) -> Result<Vec<u32>> {
+        block_on(self.to_vec_u32_async())
+    }
+
+    pub async fn to_vec_u32_async(&self) -> Result<Vec<u32>> {
         match self {
             Tensor::Cpu(t) => Ok(t.flatten_all()?.to_vec1::<u32>()?),
-            #[cfg(not(target_arch = "wasm32"))]
-            Tensor::Gpu(c, g) if g.dtype == GpuDtype::U32 => c.read_u32_blocking(g),
-            #[cfg(target_arch = "wasm32")]
-            Tensor::Gpu(_, g) if g.dtype == GpuDtype::U32 => Err(Error::Backend("GPU read-back in the browser is async".into())),
+            Tensor::Gpu(c, g) if g.dtype == GpuDtype::U32 => c.read_u32(g).await,
             Tensor::Gpu(..) => Err(Error::Backend("to_vec_u32 of an f32 tensor".into())),
+        }
+    }
+}
+
+/// Runs model code written once as `async` (it awaits only read-backs) to completion from
+/// synchronous code. Natively this waits for the device. In the browser nothing may block:
+/// a CPU future is ready on its first poll, and one still waiting for WebGPU is an error
+/// that points to the async API.
+pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        pollster::block_on(f)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => Err(Error::Backend(
+                "WebGPU results are read back asynchronously in the browser: use the async API (e.g. Clip::run_async)".into(),
+            )),
         }
     }
 }
@@ -369,7 +460,9 @@ impl Tensor {
 fn check_len(len: usize, shape: &[usize]) -> Result<()> {
     let want: usize = shape.iter().product();
     if want != len {
-        return Err(Error::arg(format!("{len} values do not fill shape {shape:?} ({want})")));
+        return Err(Error::arg(format!(
+            "{len} values do not fill shape {shape:?} ({want})"
+        )));
     }
     Ok(())
 }

@@ -2,11 +2,13 @@
 //! `pkg/`) calls. Errors come back as JS `Error`s with the core's message; nothing panics.
 
 use crate::bench::{self, BenchSpec};
-use crate::models::clip::{Clip, ClipConfig, RunOptions, Tokenizer};
+use crate::models::clip::{ClipConfig, ClipSession as CoreSession, RunOptions, Tokenizer};
 use crate::prune::{PruneConfig, Scorer};
 use crate::tensor::Device;
 use crate::weights::{Header, Weights};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(start)]
@@ -19,7 +21,8 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(js_err)
 }
 
 /// Options of one run, as a plain JS object: `{keep, scorer, layers, seed, labels, compareUnpruned}`.
@@ -34,7 +37,12 @@ struct JsRunOptions {
     compare_unpruned: Option<bool>,
 }
 
-fn prune_config(keep: Option<f32>, scorer: Option<&str>, layers: Option<Vec<usize>>, seed: Option<u64>) -> crate::Result<PruneConfig> {
+fn prune_config(
+    keep: Option<f32>,
+    scorer: Option<&str>,
+    layers: Option<Vec<usize>>,
+    seed: Option<u64>,
+) -> crate::Result<PruneConfig> {
     let mut s: Scorer = scorer.unwrap_or("kq-norm").parse()?;
     if let Scorer::Random { seed: sd } = &mut s {
         *sd = seed.unwrap_or(0);
@@ -42,68 +50,169 @@ fn prune_config(keep: Option<f32>, scorer: Option<&str>, layers: Option<Vec<usiz
     PruneConfig::new(s, keep.unwrap_or(1.0), layers.unwrap_or_else(|| vec![1]))
 }
 
-/// The device a model made now would run on, e.g. "cpu (candle-core, wasm simd128)".
+/// The device a model made now with backend "auto" would run on, e.g. "gpu (wgpu, SwiftShader
+/// Device (Subzero), BrowserWebGpu, software adapter)" or "cpu (candle-core, wasm simd128)".
 #[wasm_bindgen(js_name = defaultDevice)]
-pub fn default_device() -> String {
-    Device::best().describe()
+pub async fn default_device() -> String {
+    Device::best_async().await.describe()
 }
 
-/// A loaded CLIP model.
+/// Whether the CPU path is what this build runs without a GPU ("cpu (candle-core, wasm simd128)").
+#[wasm_bindgen(js_name = cpuDevice)]
+pub fn cpu_device() -> String {
+    Device::Cpu.describe()
+}
+
+/// `"auto"` (WebGPU when the browser has an adapter, else the CPU), `"webgpu"` (an error
+/// when there is no adapter) or `"cpu"`.
+async fn device_for(backend: &str) -> Result<Device, JsError> {
+    match backend {
+        "" | "auto" => Ok(Device::best_async().await),
+        "webgpu" | "gpu" => Device::gpu_async().await.map_err(js_err),
+        "cpu" => Ok(Device::Cpu),
+        other => Err(js_err(format!(
+            "unknown backend `{other}` (auto, webgpu, cpu)"
+        ))),
+    }
+}
+
+/// A loaded CLIP model. On WebGPU a failing device (lost, out of memory) makes the session
+/// rebuild itself on the CPU; the report's `fallback` says why.
 #[wasm_bindgen]
 pub struct ClipSession {
-    clip: Clip,
+    inner: Rc<RefCell<CoreSession>>,
 }
 
 #[wasm_bindgen]
 impl ClipSession {
-    /// `config_json`: the text of `config.json`; `weights`: `model.safetensors` (whole, or
-    /// only the tensors needed, see `fromParts`). `withText` loads the text tower for labels.
+    /// A CPU session. `config_json`: the text of `config.json`; `weights`: `model.safetensors`
+    /// (whole, or only the tensors needed). `withText` loads the text tower for labels.
     #[wasm_bindgen(constructor)]
-    pub fn new(config_json: &str, weights: Vec<u8>, with_text: bool) -> Result<ClipSession, JsError> {
+    pub fn new(
+        config_json: &str,
+        weights: Vec<u8>,
+        with_text: bool,
+    ) -> Result<ClipSession, JsError> {
+        Self::build(config_json, weights, with_text, &Device::Cpu)
+    }
+
+    /// Like the constructor, on `backend` ("auto", "webgpu", "cpu").
+    pub async fn create(
+        config_json: String,
+        weights: Vec<u8>,
+        with_text: bool,
+        backend: String,
+    ) -> Result<ClipSession, JsError> {
+        let device = device_for(&backend).await?;
+        Self::build(&config_json, weights, with_text, &device)
+    }
+
+    fn build(
+        config_json: &str,
+        weights: Vec<u8>,
+        with_text: bool,
+        device: &Device,
+    ) -> Result<ClipSession, JsError> {
         let cfg = ClipConfig::from_json("config.json", config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
-        let clip = Clip::load(cfg, &w, &Device::best(), with_text).map_err(js_err)?;
-        Ok(ClipSession { clip })
+        let s = CoreSession::new(cfg, w, device, with_text).map_err(js_err)?;
+        Ok(ClipSession {
+            inner: Rc::new(RefCell::new(s)),
+        })
     }
 
     /// Adds CLIP's tokenizer from `vocab.json` and `merges.txt`.
     #[wasm_bindgen(js_name = setTokenizer)]
-    pub fn set_tokenizer(&mut self, vocab_json: &str, merges_txt: &str) -> Result<(), JsError> {
-        self.clip.tokenizer = Some(Tokenizer::from_vocab_merges(vocab_json, merges_txt).map_err(js_err)?);
+    pub fn set_tokenizer(&self, vocab_json: &str, merges_txt: &str) -> Result<(), JsError> {
+        let tok = Tokenizer::from_vocab_merges(vocab_json, merges_txt).map_err(js_err)?;
+        self.inner
+            .try_borrow_mut()
+            .map_err(|_| busy())?
+            .clip
+            .tokenizer = Some(tok);
         Ok(())
     }
 
-    /// Runs one encoded image (PNG/JPEG/…) and returns the report: `image_embeds`, `kept`,
-    /// `tokens_per_layer`, `timings_ms`, `cos_to_unpruned`, `label_probs`, `flops`, ….
-    pub fn run(&self, image: &[u8], options: JsValue) -> Result<JsValue, JsError> {
-        let o: JsRunOptions = if options.is_undefined() || options.is_null() {
-            JsRunOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
-        };
-        let prune = prune_config(o.keep, o.scorer.as_deref(), o.layers, o.seed).map_err(js_err)?;
-        prune.validate(self.clip.vision.num_layers()).map_err(js_err)?;
-        let opts = RunOptions {
-            prune: Some(prune),
-            labels: o.labels.unwrap_or_default(),
-            compare_unpruned: o.compare_unpruned.unwrap_or(true),
-        };
-        to_js(&self.clip.run(image, &opts).map_err(js_err)?)
+    /// Runs one encoded image (PNG/JPEG/…); resolves to the report: `image_embeds`, `kept`,
+    /// `tokens_per_layer`, `timings_ms`, `cos_to_unpruned`, `label_probs`, `flops`,
+    /// `device`, `fallback`. Options: `{keep, scorer, layers, seed, labels, compareUnpruned}`.
+    pub fn run(&self, image: Vec<u8>, options: JsValue) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let opts = run_options(options);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let opts = opts.map_err(JsValue::from)?;
+            let mut s = inner.try_borrow_mut().map_err(|_| JsValue::from(busy()))?;
+            opts.prune
+                .as_ref()
+                .map_or(Ok(()), |p| p.validate(s.clip.vision.num_layers()))
+                .map_err(|e| JsValue::from(js_err(e)))?;
+            let report = s
+                .run_async(&image, &opts)
+                .await
+                .map_err(|e| JsValue::from(js_err(e)))?;
+            to_js(&report).map_err(JsValue::from)
+        })
     }
 
-    /// The device the model runs on, e.g. "cpu (candle-core, wasm simd128)".
+    /// The device the model runs on now, e.g. "gpu (wgpu, …, BrowserWebGpu)".
     pub fn device(&self) -> String {
-        self.clip.device.describe()
+        self.inner
+            .try_borrow()
+            .map(|s| s.clip.device.describe())
+            .unwrap_or_else(|_| "busy".into())
+    }
+
+    /// Why the session left the GPU, if it did.
+    pub fn fallback(&self) -> Option<String> {
+        self.inner
+            .try_borrow()
+            .ok()
+            .and_then(|s| s.fallback().map(str::to_string))
     }
 
     #[wasm_bindgen(js_name = numLayers)]
     pub fn num_layers(&self) -> usize {
-        self.clip.vision.num_layers()
+        self.inner
+            .try_borrow()
+            .map(|s| s.clip.vision.num_layers())
+            .unwrap_or(0)
     }
 
     pub fn grid(&self) -> usize {
-        self.clip.config.vision().grid()
+        self.inner
+            .try_borrow()
+            .map(|s| s.clip.config.vision().grid())
+            .unwrap_or(0)
     }
+
+    /// Test hook: makes the next GPU op fail as a lost device would.
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = simulateDeviceLoss)]
+    pub fn simulate_device_loss(&self) {
+        if let Ok(s) = self.inner.try_borrow() {
+            if let Device::Gpu(c) = &s.clip.device {
+                c.inject_error("device lost (simulated)");
+            }
+        }
+    }
+}
+
+fn busy() -> JsError {
+    js_err("the model is busy with another run; wait for it to finish")
+}
+
+fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
+    let o: JsRunOptions = if options.is_undefined() || options.is_null() {
+        JsRunOptions::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
+    };
+    let prune = prune_config(o.keep, o.scorer.as_deref(), o.layers, o.seed).map_err(js_err)?;
+    Ok(RunOptions {
+        prune: Some(prune),
+        labels: o.labels.unwrap_or_default(),
+        compare_unpruned: o.compare_unpruned.unwrap_or(true),
+    })
 }
 
 /// Reads a safetensors header from the first bytes of a file (fetched with a range request):
@@ -125,22 +234,37 @@ pub fn parse_safetensors_header(prefix: &[u8]) -> Result<JsValue, JsError> {
     }
     let n = Header::header_len("model.safetensors", prefix, None).map_err(js_err)?;
     let Some(json) = prefix.get(8..8 + n as usize) else {
-        return to_js(&Out { header_length: n, tensors: None });
+        return to_js(&Out {
+            header_length: n,
+            tensors: None,
+        });
     };
     let h = Header::parse("model.safetensors", json, None).map_err(js_err)?;
     let base = 8 + n as usize;
     let tensors = h
         .tensors
         .into_iter()
-        .map(|(k, v)| (k, Entry { shape: v.shape, start: base + v.start, end: base + v.end }))
+        .map(|(k, v)| {
+            (
+                k,
+                Entry {
+                    shape: v.shape,
+                    start: base + v.start,
+                    end: base + v.end,
+                },
+            )
+        })
         .collect();
-    to_js(&Out { header_length: n, tensors: Some(tensors) })
+    to_js(&Out {
+        header_length: n,
+        tensors: Some(tensors),
+    })
 }
 
 /// The benchmark driver of `effarch bench clip`, on a random full-size ViT-B/16:
 /// `{keeps, batches, iters, scorer, layers}` → `[{keep, batch, ms_median, ratio, flop_ratio}]`.
 #[wasm_bindgen(js_name = benchClip)]
-pub fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
+pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
     #[derive(Deserialize, Default)]
     #[serde(default)]
     struct O {
@@ -149,6 +273,7 @@ pub fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         iters: Option<usize>,
         scorer: Option<String>,
         layers: Option<Vec<usize>>,
+        backend: Option<String>,
     }
     let o: O = if options.is_undefined() || options.is_null() {
         O::default()
@@ -156,7 +281,8 @@ pub fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
     };
     let d = BenchSpec::default();
-    let probe = prune_config(Some(1.0), o.scorer.as_deref(), o.layers.clone(), None).map_err(js_err)?;
+    let probe =
+        prune_config(Some(1.0), o.scorer.as_deref(), o.layers.clone(), None).map_err(js_err)?;
     let spec = BenchSpec {
         keeps: o.keeps.unwrap_or(d.keeps),
         batches: o.batches.unwrap_or_else(|| vec![1]),
@@ -164,6 +290,11 @@ pub fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         scorer: probe.scorer,
         layers: probe.layers,
     };
-    let model = bench::random_vit_b16(&Device::best()).map_err(js_err)?;
-    to_js(&bench::bench_clip(&model, &spec, |_| {}).map_err(js_err)?)
+    let device = device_for(o.backend.as_deref().unwrap_or("auto")).await?;
+    let model = bench::random_vit_b16(&device).map_err(js_err)?;
+    to_js(
+        &bench::bench_clip_async(&model, &spec, |_| {})
+            .await
+            .map_err(js_err)?,
+    )
 }

@@ -65,21 +65,51 @@ pub struct ClipConfig {
     pub projection_dim: usize,
 }
 
-fn text_vocab() -> usize { 49408 }
-fn text_hidden() -> usize { 512 }
-fn text_inter() -> usize { 2048 }
-fn vis_hidden() -> usize { 768 }
-fn vis_inter() -> usize { 3072 }
-fn twelve() -> usize { 12 }
-fn eight() -> usize { 8 }
-fn three() -> usize { 3 }
-fn two() -> u32 { 2 }
-fn seventy_seven() -> usize { 77 }
-fn two_two_four() -> usize { 224 }
-fn thirty_two() -> usize { 32 }
-fn five_twelve() -> usize { 512 }
-fn quick_gelu() -> String { "quick_gelu".into() }
-fn eps() -> f64 { 1e-5 }
+fn text_vocab() -> usize {
+    49408
+}
+fn text_hidden() -> usize {
+    512
+}
+fn text_inter() -> usize {
+    2048
+}
+fn vis_hidden() -> usize {
+    768
+}
+fn vis_inter() -> usize {
+    3072
+}
+fn twelve() -> usize {
+    12
+}
+fn eight() -> usize {
+    8
+}
+fn three() -> usize {
+    3
+}
+fn two() -> u32 {
+    2
+}
+fn seventy_seven() -> usize {
+    77
+}
+fn two_two_four() -> usize {
+    224
+}
+fn thirty_two() -> usize {
+    32
+}
+fn five_twelve() -> usize {
+    512
+}
+fn quick_gelu() -> String {
+    "quick_gelu".into()
+}
+fn eps() -> f64 {
+    1e-5
+}
 
 impl VisionConfig {
     pub fn grid(&self) -> usize {
@@ -93,16 +123,26 @@ impl VisionConfig {
 impl ClipConfig {
     /// Parses `config.json`; `file` names it in errors.
     pub fn from_json(file: &str, json: &str) -> Result<ClipConfig> {
-        let bad = |msg: String| Error::Config { file: file.to_string(), msg };
-        let raw: RawConfig = serde_json::from_str(json).map_err(|e| bad(format!("not a CLIP config: {e}")))?;
+        let bad = |msg: String| Error::Config {
+            file: file.to_string(),
+            msg,
+        };
+        let raw: RawConfig =
+            serde_json::from_str(json).map_err(|e| bad(format!("not a CLIP config: {e}")))?;
         let Some(vision_config) = raw.vision_config else {
-            return Err(bad("no `vision_config` (is this a CLIPModel config.json?)".into()));
+            return Err(bad(
+                "no `vision_config` (is this a CLIPModel config.json?)".into()
+            ));
         };
         let text_config = match raw.text_config {
             Some(t) => t,
             None => serde_json::from_str("{}").map_err(|e| bad(e.to_string()))?,
         };
-        let c = ClipConfig { text_config, vision_config, projection_dim: raw.projection_dim };
+        let c = ClipConfig {
+            text_config,
+            vision_config,
+            projection_dim: raw.projection_dim,
+        };
         c.validate().map_err(bad)?;
         Ok(c)
     }
@@ -119,14 +159,44 @@ impl ClipConfig {
         let v = self.vision();
         let t = self.text();
         let checks = [
-            (v.hidden_size > 0 && v.num_attention_heads > 0 && v.hidden_size % v.num_attention_heads == 0,
-             format!("vision hidden_size {} is not a multiple of num_attention_heads {}", v.hidden_size, v.num_attention_heads)),
-            (v.patch_size > 0 && v.image_size >= v.patch_size && v.image_size % v.patch_size == 0,
-             format!("vision image_size {} is not a multiple of patch_size {}", v.image_size, v.patch_size)),
-            (v.image_size <= 4096, format!("vision image_size {} is over the limit of 4096", v.image_size)),
-            (v.num_hidden_layers <= 256 && t.num_hidden_layers <= 256, "more than 256 layers".to_string()),
-            (t.hidden_size > 0 && t.num_attention_heads > 0 && t.hidden_size % t.num_attention_heads == 0,
-             format!("text hidden_size {} is not a multiple of num_attention_heads {}", t.hidden_size, t.num_attention_heads)),
+            (
+                v.hidden_size > 0
+                    && v.num_attention_heads > 0
+                    && v.hidden_size % v.num_attention_heads == 0,
+                format!(
+                    "vision hidden_size {} is not a multiple of num_attention_heads {}",
+                    v.hidden_size, v.num_attention_heads
+                ),
+            ),
+            (
+                v.patch_size > 0
+                    && v.image_size >= v.patch_size
+                    && v.image_size % v.patch_size == 0,
+                format!(
+                    "vision image_size {} is not a multiple of patch_size {}",
+                    v.image_size, v.patch_size
+                ),
+            ),
+            (
+                v.image_size <= 4096,
+                format!(
+                    "vision image_size {} is over the limit of 4096",
+                    v.image_size
+                ),
+            ),
+            (
+                v.num_hidden_layers <= 256 && t.num_hidden_layers <= 256,
+                "more than 256 layers".to_string(),
+            ),
+            (
+                t.hidden_size > 0
+                    && t.num_attention_heads > 0
+                    && t.hidden_size % t.num_attention_heads == 0,
+                format!(
+                    "text hidden_size {} is not a multiple of num_attention_heads {}",
+                    t.hidden_size, t.num_attention_heads
+                ),
+            ),
             (self.projection_dim > 0, "projection_dim is 0".to_string()),
             (v.num_channels > 0, "num_channels is 0".to_string()),
         ];
@@ -160,6 +230,10 @@ impl ClipConfig {
             layer_norm_eps: eps(),
             eos_token_id: two(),
         };
-        ClipConfig { text_config, vision_config, projection_dim: five_twelve() }
+        ClipConfig {
+            text_config,
+            vision_config,
+            projection_dim: five_twelve(),
+        }
     }
 }

@@ -68,6 +68,8 @@ pub struct RunReport {
     pub label_probs: Option<Vec<LabelProb>>,
     pub label_probs_unpruned: Option<Vec<LabelProb>>,
     pub device: String,
+    /// Set when the GPU failed (device lost, out of memory) and the run was redone on the CPU.
+    pub fallback: Option<String>,
 }
 
 impl Clip {
@@ -75,9 +77,21 @@ impl Clip {
     /// tower (needed for labels); the vision tower and projection are always loaded.
     pub fn load(config: ClipConfig, w: &Weights, device: &Device, with_text: bool) -> Result<Clip> {
         let vision = VisionModel::load(w, config.vision(), config.projection_dim, device)?;
-        let text = if with_text { Some(TextModel::load(w, config.text(), config.projection_dim, device)?) } else { None };
+        let text = if with_text {
+            Some(TextModel::load(
+                w,
+                config.text(),
+                config.projection_dim,
+                device,
+            )?)
+        } else {
+            None
+        };
         let logit_scale = if w.contains("logit_scale") {
-            w.get_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0)
+            w.get_f32("logit_scale", &[])?
+                .first()
+                .copied()
+                .unwrap_or(0.0)
         } else {
             (1.0f32 / 0.07).ln()
         };
@@ -95,14 +109,24 @@ impl Clip {
     /// `[B, 3, S, S]` pixel values for decoded images.
     pub fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
         let s = self.config.vision().image_size;
-        let data: Vec<f32> = images.iter().flat_map(|im| self.preprocess.pixel_values(im)).collect();
+        let data: Vec<f32> = images
+            .iter()
+            .flat_map(|im| self.preprocess.pixel_values(im))
+            .collect();
         Tensor::from_f32(data, &[images.len(), 3, s, s], &self.device)
     }
 
     /// Token ids for each label (start/end tokens included).
     pub fn tokenize(&self, labels: &[String]) -> Result<Vec<Vec<u32>>> {
-        let tok = self.tokenizer.as_ref().ok_or_else(|| Error::Tokenizer("labels need a tokenizer (vocab.json + merges.txt or tokenizer.json)".into()))?;
-        let max = self.text.as_ref().map_or(77, |t| t.cfg.max_position_embeddings);
+        let tok = self.tokenizer.as_ref().ok_or_else(|| {
+            Error::Tokenizer(
+                "labels need a tokenizer (vocab.json + merges.txt or tokenizer.json)".into(),
+            )
+        })?;
+        let max = self
+            .text
+            .as_ref()
+            .map_or(77, |t| t.cfg.max_position_embeddings);
         if labels.is_empty() || labels.iter().all(|l| l.trim().is_empty()) {
             return Err(Error::arg("the label list is empty"));
         }
@@ -112,35 +136,61 @@ impl Clip {
     /// `[labels, projection_dim]` text embeddings.
     pub fn encode_text(&self, labels: &[String]) -> Result<Tensor> {
         let ids = self.tokenize(labels)?;
-        let text = self.text.as_ref().ok_or_else(|| Error::arg("labels need the text tower (load with text)"))?;
+        let text = self
+            .text
+            .as_ref()
+            .ok_or_else(|| Error::arg("labels need the text tower (load with text)"))?;
         let pad = self.tokenizer.as_ref().map_or(0, |t| t.eos);
         Ok(text.forward(&ids, pad)?.1)
     }
 
     /// softmax(exp(logit_scale) · cos(image, label)) over the labels.
-    pub fn label_probs(&self, image_embed: &[f32], text_embeds: &Tensor) -> Result<Vec<f32>> {
-        let n = text_embeds.dim(0);
-        let t = text_embeds.to_vec_f32()?;
+    pub fn label_probs(&self, image_embed: &[f32], text_embeds: &[f32]) -> Result<Vec<f32>> {
+        let t = text_embeds;
         let d = image_embed.len();
         let scale = self.logit_scale.exp();
-        let logits: Vec<f32> = (0..n).map(|i| scale * cosine(image_embed, &t[i * d..(i + 1) * d])).collect();
+        let n = if d == 0 { 0 } else { t.len() / d };
+        let logits: Vec<f32> = (0..n)
+            .map(|i| scale * cosine(image_embed, &t[i * d..(i + 1) * d]))
+            .collect();
         Ok(softmax(&logits))
     }
 
     /// Decode, preprocess, run (pruned, and unpruned when asked), score labels.
     pub fn run(&self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {
+        crate::tensor::block_on(self.run_async(image_bytes, opts))
+    }
+
+    /// [`Clip::run`] for callers that must not block (the browser on WebGPU).
+    pub async fn run_async(&self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {
         let mut t = Timings::start();
         let img = decode(image_bytes)?;
         t.lap("decode");
-        self.run_image(&img, opts, t)
+        self.run_image_async(&img, opts, t).await
     }
 
-    pub fn run_image(&self, img: &RgbImage, opts: &RunOptions, mut t: Timings) -> Result<RunReport> {
-        let text = if opts.labels.is_empty() { None } else { Some(self.encode_text(&opts.labels)?) };
+    pub fn run_image(&self, img: &RgbImage, opts: &RunOptions, t: Timings) -> Result<RunReport> {
+        crate::tensor::block_on(self.run_image_async(img, opts, t))
+    }
+
+    pub async fn run_image_async(
+        &self,
+        img: &RgbImage,
+        opts: &RunOptions,
+        mut t: Timings,
+    ) -> Result<RunReport> {
+        let text = if opts.labels.is_empty() {
+            None
+        } else {
+            Some(self.encode_text(&opts.labels)?.to_vec_f32_async().await?)
+        };
         let pv = self.pixel_values(std::slice::from_ref(img))?;
         t.lap("preprocess");
-        let out = self.vision.forward(&pv, opts.prune.as_ref(), &mut t)?;
-        let embeds = out.image_embeds.to_vec_f32()?;
+        let out = self
+            .vision
+            .forward_async(&pv, opts.prune.as_ref(), &mut t)
+            .await?;
+        let embeds = out.image_embeds.to_vec_f32_async().await?;
         t.lap("readback");
         let total = t.total();
         let probs = match &text {
@@ -149,7 +199,13 @@ impl Clip {
         };
         let pruned = opts.prune.as_ref().is_some_and(|p| !p.is_identity());
         let (cos, probs_unpruned) = if opts.compare_unpruned && pruned {
-            let full = self.vision.forward(&pv, None, &mut Timings::start())?.image_embeds.to_vec_f32()?;
+            let full = self
+                .vision
+                .forward_async(&pv, None, &mut Timings::start())
+                .await?
+                .image_embeds
+                .to_vec_f32_async()
+                .await?;
             let p = match &text {
                 Some(te) => Some(self.label_probs(&full, te)?),
                 None => None,
@@ -161,7 +217,16 @@ impl Clip {
             (None, None)
         };
         let with_labels = |p: Option<Vec<f32>>| {
-            p.map(|p| opts.labels.iter().zip(p).map(|(l, prob)| LabelProb { label: l.clone(), prob }).collect())
+            p.map(|p| {
+                opts.labels
+                    .iter()
+                    .zip(p)
+                    .map(|(l, prob)| LabelProb {
+                        label: l.clone(),
+                        prob,
+                    })
+                    .collect()
+            })
         };
         let mut timings = serde_json::Map::new();
         for (name, ms) in &t.stages {
@@ -174,7 +239,14 @@ impl Clip {
             cos_to_unpruned: cos,
             grid: self.config.vision().grid(),
             num_patches: self.config.vision().num_patches(),
-            kept: out.steps.iter().map(|s| KeptStep { layer: s.layer, indices: s.kept[0].clone() }).collect(),
+            kept: out
+                .steps
+                .iter()
+                .map(|s| KeptStep {
+                    layer: s.layer,
+                    indices: s.kept[0].clone(),
+                })
+                .collect(),
             tokens_per_layer: out.tokens_per_layer,
             flops: out.flops,
             flops_unpruned: out.flops_unpruned,
@@ -182,7 +254,87 @@ impl Clip {
             label_probs: with_labels(probs),
             label_probs_unpruned: with_labels(probs_unpruned),
             device: self.device.describe(),
+            fallback: None,
         })
+    }
+}
+
+/// A loaded model that survives its GPU: when a run fails with a backend error (device lost,
+/// out of memory, a limit), the model is rebuilt on the CPU from the weights it was loaded
+/// from, the run is redone there, and every later report says why in `fallback`.
+pub struct ClipSession {
+    pub clip: Clip,
+    weights: Weights,
+    with_text: bool,
+    fallback: Option<String>,
+}
+
+impl ClipSession {
+    pub fn new(
+        config: ClipConfig,
+        weights: Weights,
+        device: &Device,
+        with_text: bool,
+    ) -> Result<ClipSession> {
+        let clip = match Clip::load(config.clone(), &weights, device, with_text) {
+            Err(Error::Backend(msg)) if matches!(device, Device::Gpu(_)) => {
+                let mut s = ClipSession {
+                    clip: Clip::load(config, &weights, &Device::Cpu, with_text)?,
+                    weights,
+                    with_text,
+                    fallback: None,
+                };
+                s.fallback = Some(format!(
+                    "{}: loading failed ({msg}); running on the CPU",
+                    device.describe()
+                ));
+                return Ok(s);
+            }
+            r => r?,
+        };
+        Ok(ClipSession {
+            clip,
+            weights,
+            with_text,
+            fallback: None,
+        })
+    }
+
+    /// Why the session left the GPU, if it did.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    pub fn run(&mut self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {
+        crate::tensor::block_on(self.run_async(image_bytes, opts))
+    }
+
+    pub async fn run_async(&mut self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {
+        let first = self.clip.run_async(image_bytes, opts).await;
+        let mut report = match first {
+            Err(Error::Backend(msg)) if matches!(self.clip.device, Device::Gpu(_)) => {
+                self.fall_back(&msg)?;
+                self.clip.run_async(image_bytes, opts).await?
+            }
+            r => r?,
+        };
+        report.fallback = self.fallback.clone();
+        Ok(report)
+    }
+
+    /// Rebuilds the model on the CPU (tokenizer kept) and records why.
+    pub fn fall_back(&mut self, why: &str) -> Result<()> {
+        let was = self.clip.device.describe();
+        let mut cpu = Clip::load(
+            self.clip.config.clone(),
+            &self.weights,
+            &Device::Cpu,
+            self.with_text,
+        )?;
+        cpu.tokenizer = self.clip.tokenizer.take();
+        self.clip = cpu;
+        self.fallback = Some(format!("{was} failed ({why}); running on the CPU"));
+        Ok(())
     }
 }
 
@@ -207,20 +359,28 @@ pub fn softmax(x: &[f32]) -> Vec<f32> {
 /// Loading from a directory laid out as on the hub (native builds).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(dir: &std::path::Path, device: &Device, with_text: bool) -> Result<Clip> {
+    open_dir(dir, device, with_text).map(|s| s.clip)
+}
+
+/// [`load_dir`] as a [`ClipSession`], which falls back to the CPU when the GPU fails.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_dir(dir: &std::path::Path, device: &Device, with_text: bool) -> Result<ClipSession> {
     let cfg_path = dir.join("config.json");
     let json = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(cfg_path.display(), e))?;
     let config = ClipConfig::from_json(&cfg_path.display().to_string(), &json)?;
     let w = Weights::from_file(&dir.join("model.safetensors"))?;
-    let mut clip = Clip::load(config, &w, device, with_text)?;
+    let mut s = ClipSession::new(config, w, device, with_text)?;
     if with_text {
-        clip.tokenizer = load_tokenizer(dir)?;
+        s.clip.tokenizer = load_tokenizer(dir)?;
     }
-    Ok(clip)
+    Ok(s)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 fn load_tokenizer(dir: &std::path::Path) -> Result<Option<Tokenizer>> {
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| Error::io(dir.join(name).display(), e));
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name)).map_err(|e| Error::io(dir.join(name).display(), e))
+    };
     if dir.join("vocab.json").exists() && dir.join("merges.txt").exists() {
         return Tokenizer::from_vocab_merges(&read("vocab.json")?, &read("merges.txt")?).map(Some);
     }

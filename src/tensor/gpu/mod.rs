@@ -32,6 +32,10 @@ pub struct GpuContext {
     pub adapter: AdapterReport,
     pub limits: wgpu::Limits,
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
+    pool: Arc<Mutex<BufferPool>>,
+    /// Dispatches recorded but not yet submitted: one submit per [`Self::BATCH`] ops (or at
+    /// a read-back) instead of one per op.
+    pending: Mutex<Option<(wgpu::CommandEncoder, usize)>>,
     /// The first device error not yet reported (validation, out of memory, device loss).
     /// wgpu's default handler panics; ours records it and the next op returns it.
     error: Arc<Mutex<Option<String>>>,
@@ -50,10 +54,65 @@ pub enum GpuDtype {
     U32,
 }
 
+/// A storage buffer that goes back to its context's pool when the last tensor using it is
+/// dropped (creating buffers is slow in WebGPU; a transformer asks for the same sizes in
+/// every layer).
+#[derive(Debug)]
+pub struct PooledBuffer {
+    buf: Option<wgpu::Buffer>,
+    pool: Option<std::sync::Weak<Mutex<BufferPool>>>,
+}
+
+impl std::ops::Deref for PooledBuffer {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        // Some from creation until drop.
+        self.buf.as_ref().expect("buffer present until drop")
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let (Some(buf), Some(pool)) = (
+            self.buf.take(),
+            self.pool.as_ref().and_then(|p| p.upgrade()),
+        ) {
+            pool.lock().unwrap_or_else(|p| p.into_inner()).put(buf);
+        }
+    }
+}
+
+/// Idle buffers by exact size, up to [`BufferPool::MAX_IDLE`] bytes in all.
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    idle: HashMap<u64, Vec<wgpu::Buffer>>,
+    idle_bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl BufferPool {
+    const MAX_IDLE: u64 = 512 << 20;
+
+    fn put(&mut self, buf: wgpu::Buffer) {
+        let n = buf.size();
+        if self.idle_bytes + n <= Self::MAX_IDLE {
+            self.idle_bytes += n;
+            self.idle.entry(n).or_default().push(buf);
+        }
+    }
+
+    fn take(&mut self, bytes: u64) -> Option<wgpu::Buffer> {
+        let b = self.idle.get_mut(&bytes)?.pop()?;
+        self.idle_bytes -= bytes;
+        Some(b)
+    }
+}
+
 /// A row-major tensor in a storage buffer.
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
-    pub buf: Arc<wgpu::Buffer>,
+    pub buf: Arc<PooledBuffer>,
     pub shape: Vec<usize>,
     pub dtype: GpuDtype,
 }
@@ -92,13 +151,20 @@ impl GpuContext {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Backend(format!("GPU device request failed on {}: {e}", info.name)))?;
+            .map_err(|e| {
+                Error::Backend(format!("GPU device request failed on {}: {e}", info.name))
+            })?;
         let error = Arc::new(Mutex::new(None));
         let slot = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
             s.get_or_insert_with(|| e.to_string());
         }));
+        let slot = error.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+            s.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+        });
         Ok(Arc::new(GpuContext {
             error,
             device,
@@ -110,6 +176,8 @@ impl GpuContext {
             },
             limits,
             pipelines: Mutex::new(HashMap::new()),
+            pool: Arc::new(Mutex::new(BufferPool::default())),
+            pending: Mutex::new(None),
         }))
     }
 
@@ -124,26 +192,36 @@ impl GpuContext {
         cache
             .entry(name)
             .or_insert_with(|| {
-                let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(name),
-                    source: wgpu::ShaderSource::Wgsl(wgsl.into()),
-                });
-                Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(name),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                }))
+                let module = self
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(name),
+                        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+                    });
+                Arc::new(
+                    self.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(name),
+                            layout: None,
+                            module: &module,
+                            entry_point: Some("main"),
+                            compilation_options: Default::default(),
+                            cache: None,
+                        }),
+                )
             })
             .clone()
     }
 
     fn check_size(&self, bytes: u64, what: &str) -> Result<()> {
-        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let max = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
         if bytes > max {
-            return Err(Error::Backend(format!("{what}: {bytes} bytes exceed the adapter's storage buffer limit of {max}")));
+            return Err(Error::Backend(format!(
+                "{what}: {bytes} bytes exceed the adapter's storage buffer limit of {max}"
+            )));
         }
         Ok(())
     }
@@ -158,79 +236,203 @@ impl GpuContext {
 
     fn upload_words(&self, data: &[u32], shape: &[usize], dtype: GpuDtype) -> Result<GpuTensor> {
         if data.len() != shape.iter().product::<usize>() {
-            return Err(Error::arg(format!("{} values do not fill shape {shape:?}", data.len())));
+            return Err(Error::arg(format!(
+                "{} values do not fill shape {shape:?}",
+                data.len()
+            )));
         }
         self.check_size((data.len().max(1) * 4) as u64, "upload")?;
-        let contents: &[u8] = if data.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(data) };
-        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        });
-        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec(), dtype })
+        let contents: &[u8] = if data.is_empty() {
+            &[0u8; 4]
+        } else {
+            bytemuck::cast_slice(data)
+        };
+        let buf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            });
+        Ok(GpuTensor {
+            buf: Arc::new(PooledBuffer {
+                buf: Some(buf),
+                pool: None,
+            }),
+            shape: shape.to_vec(),
+            dtype,
+        })
     }
 
     pub fn empty(&self, shape: &[usize]) -> Result<GpuTensor> {
         self.empty_like(shape, GpuDtype::F32)
     }
 
+    /// An output buffer, from the pool when one of the size is idle. Its contents are
+    /// undefined: every kernel writes each element of its output.
     pub fn empty_like(&self, shape: &[usize], dtype: GpuDtype) -> Result<GpuTensor> {
         let bytes = (shape.iter().product::<usize>().max(1) * 4) as u64;
         self.check_size(bytes, "allocation")?;
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let reused = {
+            let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let b = pool.take(bytes);
+            if b.is_some() {
+                pool.hits += 1
+            } else {
+                pool.misses += 1
+            }
+            b
+        };
+        let buf = reused.unwrap_or_else(|| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
-        Ok(GpuTensor { buf: Arc::new(buf), shape: shape.to_vec(), dtype })
-    }
-
-    pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(words),
-            usage: wgpu::BufferUsages::UNIFORM,
+        let pool = Some(Arc::downgrade(&self.pool));
+        Ok(GpuTensor {
+            buf: Arc::new(PooledBuffer {
+                buf: Some(buf),
+                pool,
+            }),
+            shape: shape.to_vec(),
+            dtype,
         })
     }
 
+    /// `(hits, misses)` of the buffer pool so far.
+    pub fn pool_stats(&self) -> (u64, u64) {
+        let p = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        (p.hits, p.misses)
+    }
+
+    pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
     /// Records one dispatch of `pipeline` over `bindings` (in binding order).
-    pub fn dispatch(&self, pipeline: &wgpu::ComputePipeline, bindings: &[&wgpu::Buffer], groups: (u32, u32, u32)) -> Result<()> {
+    pub fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[&wgpu::Buffer],
+        groups: (u32, u32, u32),
+    ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.0 > max || groups.1 > max || groups.2 > max {
-            return Err(Error::Backend(format!("dispatch {groups:?} exceeds {max} workgroups per dimension")));
+            return Err(Error::Backend(format!(
+                "dispatch {groups:?} exceeds {max} workgroups per dimension"
+            )));
         }
         let layout = pipeline.get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry> = bindings
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        });
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (enc, n) = pending.get_or_insert_with(|| {
+            (
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
+                0,
+            )
+        });
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         }
-        self.queue.submit([enc.finish()]);
+        *n += 1;
+        if *n >= Self::BATCH {
+            if let Some((enc, _)) = pending.take() {
+                self.queue.submit([enc.finish()]);
+            }
+        }
+        drop(pending);
         self.take_error()
+    }
+
+    /// Ops recorded per command buffer before it is submitted.
+    const BATCH: usize = 48;
+
+    /// Submits the recorded ops, with `extra` (e.g. a read-back copy) recorded after them.
+    fn flush_with(&self, extra: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut enc = match pending.take() {
+            Some((enc, _)) => enc,
+            None => self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
+        };
+        extra(&mut enc);
+        self.queue.submit([enc.finish()]);
+    }
+
+    /// Submits every recorded op (reads do this themselves).
+    pub fn flush(&self) {
+        self.flush_with(|_| {});
     }
 
     /// Dispatches `items` invocations of a 1-D kernel with workgroup size `wg`, split over
     /// x and y so no dimension passes the per-dimension limit (kernels index
     /// `gid.x + gid.y · num_workgroups.x · wg`).
-    pub fn dispatch_1d(&self, name: &'static str, wgsl: &str, bindings: &[&wgpu::Buffer], items: usize, wg: usize) -> Result<()> {
+    pub fn dispatch_1d(
+        &self,
+        name: &'static str,
+        wgsl: &str,
+        bindings: &[&wgpu::Buffer],
+        items: usize,
+        wg: usize,
+    ) -> Result<()> {
         let groups = items.div_ceil(wg.max(1)) as u32;
         let gx = groups.clamp(1, 32768);
-        self.dispatch(&self.pipeline(name, wgsl), bindings, (gx, groups.div_ceil(gx), 1))
+        self.dispatch(
+            &self.pipeline(name, wgsl),
+            bindings,
+            (gx, groups.div_ceil(gx), 1),
+        )
+    }
+
+    /// Records `msg` as if the device had raised it: the next op fails with it. For tests of
+    /// the CPU fallback, which cannot lose a real device on demand.
+    #[doc(hidden)]
+    pub fn inject_error(&self, msg: &str) {
+        self.error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| msg.to_string());
     }
 
     /// Returns (and clears) a device error raised since the last check.
     pub fn take_error(&self) -> Result<()> {
         match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(e) => Err(Error::Backend(format!("GPU error on {}: {e}", self.adapter.name))),
+            Some(e) => Err(Error::Backend(format!(
+                "GPU error on {}: {e}",
+                self.adapter.name
+            ))),
             None => Ok(()),
         }
     }
@@ -253,18 +455,22 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        enc.copy_buffer_to_buffer(&t.buf, 0, &staging, 0, bytes);
-        self.queue.submit([enc.finish()]);
+        self.flush_with(|enc| enc.copy_buffer_to_buffer(&t.buf, 0, &staging, 0, bytes));
         let (tx, rx) = futures_oneshot();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx(r));
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| tx(r));
         #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Backend(format!("GPU poll failed: {e}")))?;
-        rx.await.map_err(|e| Error::Backend(format!("GPU read-back failed: {e}")))?;
+        rx.await
+            .map_err(|e| Error::Backend(format!("GPU read-back failed: {e}")))?;
         self.take_error()?;
-        let data = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU read-back map failed: {e:?}")))?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Backend(format!("GPU read-back map failed: {e:?}")))?;
         let out: Vec<u32> = bytemuck::cast_slice::<u8, u32>(&data)[..n].to_vec();
         drop(data);
         staging.unmap();
@@ -319,5 +525,6 @@ impl<T> std::future::Future for OneShot<T> {
 /// by skipping.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) fn test_context() -> Arc<GpuContext> {
-    GpuContext::new_blocking().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers for lavapipe)")
+    GpuContext::new_blocking()
+        .expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers for lavapipe)")
 }

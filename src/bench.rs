@@ -28,26 +28,12 @@ fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 /// A CLIP checkpoint (vision tower + projection) in the HF layout with random weights.
 pub fn random_clip_weights(cfg: &ClipConfig) -> Result<Weights> {
     let v = cfg.vision();
-    let (h, i, p, c) = (
-        v.hidden_size,
-        v.intermediate_size,
-        v.patch_size,
-        v.num_channels,
-    );
+    let (h, i, p, c) = (v.hidden_size, v.intermediate_size, v.patch_size, v.num_channels);
     let mut t: Vec<(String, Vec<usize>)> = vec![
-        (
-            "vision_model.embeddings.patch_embedding.weight".into(),
-            vec![h, c, p, p],
-        ),
+        ("vision_model.embeddings.patch_embedding.weight".into(), vec![h, c, p, p]),
         ("vision_model.embeddings.class_embedding".into(), vec![h]),
-        (
-            "vision_model.embeddings.position_embedding.weight".into(),
-            vec![v.num_patches() + 1, h],
-        ),
-        (
-            "visual_projection.weight".into(),
-            vec![cfg.projection_dim, h],
-        ),
+        ("vision_model.embeddings.position_embedding.weight".into(), vec![v.num_patches() + 1, h]),
+        ("visual_projection.weight".into(), vec![cfg.projection_dim, h]),
     ];
     for ln in ["pre_layrnorm", "post_layernorm"] {
         t.push((format!("vision_model.{ln}.weight"), vec![h]));
@@ -114,13 +100,7 @@ pub struct BenchSpec {
 
 impl Default for BenchSpec {
     fn default() -> Self {
-        BenchSpec {
-            keeps: vec![1.0, 0.9, 0.7, 0.5, 0.3],
-            batches: vec![1, 8],
-            iters: 7,
-            scorer: Scorer::KqNorm(crate::prune::KqWhich::Key),
-            layers: vec![1],
-        }
+        BenchSpec { keeps: vec![1.0, 0.9, 0.7, 0.5, 0.3], batches: vec![1, 8], iters: 7, scorer: Scorer::KqNorm(crate::prune::KqWhich::Key), layers: vec![1] }
     }
 }
 
@@ -139,25 +119,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Times the vision tower at every (batch, keep) of `spec`. Each round runs every keep once,
 /// so slow drift (thermal, other load) hits all settings alike. `progress` gets a line per
 /// finished setting.
-pub fn bench_clip(
-    clip: &Clip,
-    spec: &BenchSpec,
-    progress: impl FnMut(&str),
-) -> Result<Vec<BenchRow>> {
+pub fn bench_clip(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
     crate::tensor::block_on(bench_clip_async(clip, spec, progress))
 }
 
 /// [`bench_clip`] for the browser on WebGPU, where read-backs are awaited. Each timed pass
 /// ends with the read-back of its embeddings, so queued GPU work is inside the timing.
-pub async fn bench_clip_async(
-    clip: &Clip,
-    spec: &BenchSpec,
-    mut progress: impl FnMut(&str),
-) -> Result<Vec<BenchRow>> {
+pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
     if spec.keeps.is_empty() || spec.batches.is_empty() || spec.iters == 0 {
-        return Err(Error::arg(
-            "benchmark needs at least one keep ratio, batch size and iteration",
-        ));
+        return Err(Error::arg("benchmark needs at least one keep ratio, batch size and iteration"));
     }
     if spec.batches.iter().any(|&b| b == 0 || b > 256) {
         return Err(Error::arg("batch sizes must be in 1..=256"));
@@ -165,23 +135,12 @@ pub async fn bench_clip_async(
     let s = clip.config.vision().image_size;
     let mut rows = Vec::new();
     for &b in &spec.batches {
-        let pv = Tensor::from_f32(
-            random_values(b * 3 * s * s, 99, 1.0),
-            &[b, 3, s, s],
-            &clip.device,
-        )?;
-        let cfgs = spec
-            .keeps
-            .iter()
-            .map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone()))
-            .collect::<Result<Vec<_>>>()?;
+        let pv = Tensor::from_f32(random_values(b * 3 * s * s, 99, 1.0), &[b, 3, s, s], &clip.device)?;
+        let cfgs = spec.keeps.iter().map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone())).collect::<Result<Vec<_>>>()?;
         // Warm-up: first-touch allocations, thread pools, pipeline caches.
         let mut flops = Vec::new();
         for cfg in &cfgs {
-            let out = clip
-                .vision
-                .forward_async(&pv, Some(cfg), &mut Timings::start())
-                .await?;
+            let out = clip.vision.forward_async(&pv, Some(cfg), &mut Timings::start()).await?;
             out.image_embeds.to_vec_f32_async().await?;
             flops.push(out.flops / out.flops_unpruned);
         }
@@ -189,33 +148,16 @@ pub async fn bench_clip_async(
         for _ in 0..spec.iters {
             for (i, cfg) in cfgs.iter().enumerate() {
                 let t0 = now_ms();
-                let out = clip
-                    .vision
-                    .forward_async(&pv, Some(cfg), &mut Timings::start())
-                    .await?;
+                let out = clip.vision.forward_async(&pv, Some(cfg), &mut Timings::start()).await?;
                 out.image_embeds.to_vec_f32_async().await?;
                 times[i].push((now_ms() - t0) / b as f64);
             }
         }
         let medians: Vec<f64> = times.into_iter().map(median).collect();
-        let base = spec
-            .keeps
-            .iter()
-            .position(|&k| k >= 1.0)
-            .map(|i| medians[i])
-            .unwrap_or(medians[0]);
+        let base = spec.keeps.iter().position(|&k| k >= 1.0).map(|i| medians[i]).unwrap_or(medians[0]);
         for (i, &keep) in spec.keeps.iter().enumerate() {
-            let row = BenchRow {
-                keep,
-                batch: b,
-                ms_median: medians[i],
-                ratio: medians[i] / base,
-                flop_ratio: flops[i],
-            };
-            progress(&format!(
-                "batch {b} keep {keep:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})",
-                row.ms_median, row.ratio, row.flop_ratio
-            ));
+            let row = BenchRow { keep, batch: b, ms_median: medians[i], ratio: medians[i] / base, flop_ratio: flops[i] };
+            progress(&format!("batch {b} keep {keep:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})", row.ms_median, row.ratio, row.flop_ratio));
             rows.push(row);
         }
     }

@@ -6,18 +6,9 @@ pub fn now_ms() -> f64 {
     {
         use wasm_bindgen::JsCast;
         let perf = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
-        let now = perf
-            .as_ref()
-            .and_then(|p| js_sys::Reflect::get(p, &"now".into()).ok());
-        match (
-            perf,
-            now.and_then(|f| f.dyn_into::<js_sys::Function>().ok()),
-        ) {
-            (Some(p), Some(f)) => f
-                .call0(&p)
-                .ok()
-                .and_then(|v| v.as_f64())
-                .unwrap_or_else(js_sys::Date::now),
+        let now = perf.as_ref().and_then(|p| js_sys::Reflect::get(p, &"now".into()).ok());
+        match (perf, now.and_then(|f| f.dyn_into::<js_sys::Function>().ok())) {
+            (Some(p), Some(f)) => f.call0(&p).ok().and_then(|v| v.as_f64()).unwrap_or_else(js_sys::Date::now),
             _ => js_sys::Date::now(),
         }
     }
@@ -40,10 +31,7 @@ pub struct Timings {
 
 impl Timings {
     pub fn start() -> Self {
-        Timings {
-            last: now_ms(),
-            stages: Vec::new(),
-        }
+        Timings { last: now_ms(), stages: Vec::new() }
     }
 
     /// Ends the current stage under `name` and starts the next.
@@ -58,9 +46,6 @@ impl Timings {
     }
 
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.stages
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, ms)| *ms)
+        self.stages.iter().find(|(n, _)| n == name).map(|(_, ms)| *ms)
     }
 }

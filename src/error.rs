@@ -6,10 +6,7 @@ use std::fmt;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 
     #[error("image: {0}")]
     Image(String),
@@ -21,19 +18,10 @@ pub enum Error {
     MissingTensor { file: String, name: String },
 
     #[error("weights {file}: tensor `{name}` has shape {got:?}, expected {expected:?}")]
-    Shape {
-        file: String,
-        name: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
+    Shape { file: String, name: String, expected: Vec<usize>, got: Vec<usize> },
 
     #[error("weights {file}: tensor `{name}` has dtype {dtype}, expected one of F32, F16, BF16")]
-    Dtype {
-        file: String,
-        name: String,
-        dtype: String,
-    },
+    Dtype { file: String, name: String, dtype: String },
 
     #[error("config {file}: {msg}")]
     Config { file: String, msg: String },
@@ -64,9 +52,6 @@ impl Error {
         Error::Arg(msg.to_string())
     }
     pub fn io(path: impl fmt::Display, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.to_string(),
-            source,
-        }
+        Error::Io { path: path.to_string(), source }
     }
 }

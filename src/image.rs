@@ -23,38 +23,22 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
         return Err(Error::Image("no image data (empty file)".into()));
     }
     if bytes.len() > MAX_FILE_BYTES {
-        return Err(Error::Image(format!(
-            "file is {} bytes; the limit is {MAX_FILE_BYTES}",
-            bytes.len()
-        )));
+        return Err(Error::Image(format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", bytes.len())));
     }
-    let reader = || {
-        ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| Error::Image(format!("cannot read image: {e}")))
-    };
+    let reader = || ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| Error::Image(format!("cannot read image: {e}")));
     let r = reader()?;
     let Some(format) = r.format() else {
-        return Err(Error::Image(
-            "unsupported or unrecognised image format (expected PNG, JPEG, GIF, WebP or BMP)"
-                .into(),
-        ));
+        return Err(Error::Image("unsupported or unrecognised image format (expected PNG, JPEG, GIF, WebP or BMP)".into()));
     };
     if !format.reading_enabled() {
-        return Err(Error::Image(format!(
-            "unsupported image format {format:?} (expected PNG, JPEG, GIF, WebP or BMP)"
-        )));
+        return Err(Error::Image(format!("unsupported image format {format:?} (expected PNG, JPEG, GIF, WebP or BMP)")));
     }
-    let (w, h) = r
-        .into_dimensions()
-        .map_err(|e| Error::Image(format!("corrupt {format:?} header: {e}")))?;
+    let (w, h) = r.into_dimensions().map_err(|e| Error::Image(format!("corrupt {format:?} header: {e}")))?;
     if w == 0 || h == 0 {
         return Err(Error::Image(format!("image has an empty side ({w}x{h})")));
     }
     if w > MAX_SIDE || h > MAX_SIDE || (w as u64) * (h as u64) > MAX_PIXELS {
-        return Err(Error::Image(format!(
-            "image is {w}x{h}; the limit is {MAX_SIDE} pixels a side and {MAX_PIXELS} pixels in all"
-        )));
+        return Err(Error::Image(format!("image is {w}x{h}; the limit is {MAX_SIDE} pixels a side and {MAX_PIXELS} pixels in all")));
     }
     let mut r = reader()?;
     let mut limits = image::Limits::default();
@@ -62,9 +46,7 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_PIXELS * 8);
     r.limits(limits);
-    let img = r
-        .decode()
-        .map_err(|e| Error::Image(format!("cannot decode {format:?} image ({w}x{h}): {e}")))?;
+    let img = r.decode().map_err(|e| Error::Image(format!("cannot decode {format:?} image ({w}x{h}): {e}")))?;
     if img.color().has_alpha() {
         return Ok(composite_on_white(&img.to_rgba8()));
     }
@@ -101,12 +83,7 @@ pub struct ClipPreprocess {
 
 impl ClipPreprocess {
     pub fn new(image_size: u32) -> Self {
-        ClipPreprocess {
-            shortest_edge: image_size,
-            crop: image_size,
-            mean: OPENAI_CLIP_MEAN,
-            std: OPENAI_CLIP_STD,
-        }
+        ClipPreprocess { shortest_edge: image_size, crop: image_size, mean: OPENAI_CLIP_MEAN, std: OPENAI_CLIP_STD }
     }
 
     /// The resized and centre-cropped RGB image the model sees (also drawn by the overlay).
@@ -165,9 +142,7 @@ fn coeffs(in_size: u32, out_size: u32) -> Vec<(usize, Vec<i32>)> {
             let center = (xx as f64 + 0.5) * scale;
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let w: Vec<f64> = (xmin..xmax.max(xmin))
-                .map(|x| bicubic((x as f64 - center + 0.5) / filterscale))
-                .collect();
+            let w: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| bicubic((x as f64 - center + 0.5) / filterscale)).collect();
             let sum: f64 = w.iter().sum();
             let fixed = w
                 .iter()

@@ -16,12 +16,7 @@ pub fn draw(view: &RgbImage, grid: usize, kept: &[u32], scale: u32) -> RgbImage 
         }
     }
     RgbImage::from_fn(w, h, |x, y| {
-        let p = view
-            .get_pixel(
-                (x / scale).min(view.width() - 1),
-                (y / scale).min(view.height() - 1),
-            )
-            .0;
+        let p = view.get_pixel((x / scale).min(view.width() - 1), (y / scale).min(view.height() - 1)).0;
         let (col, row) = ((x * grid / w).min(grid - 1), (y * grid / h).min(grid - 1));
         let on_line = (x * grid) % w < grid || (y * grid) % h < grid;
         if keep[(row * grid + col) as usize] {

@@ -26,31 +26,22 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     if a.len() != b.len() {
         return f32::INFINITY;
     }
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 impl ClipFixture {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_dir(dir: &std::path::Path) -> Result<Self> {
-        Self::from_files(|n| {
-            std::fs::read(dir.join(n)).map_err(|e| Error::io(dir.join(n).display(), e))
-        })
+        Self::from_files(|n| std::fs::read(dir.join(n)).map_err(|e| Error::io(dir.join(n).display(), e)))
     }
 
     /// Builds the fixture from a reader of its files by name (disk natively, embedded bytes
     /// in the browser tests).
     pub fn from_files(read: impl Fn(&str) -> Result<Vec<u8>>) -> Result<Self> {
         let text = |n: &str| read(n).map(|b| String::from_utf8_lossy(&b).into_owned());
-        let meta: serde_json::Value = serde_json::from_str(&text("expected.json")?)
-            .map_err(|e| Error::arg(format!("expected.json: {e}")))?;
+        let meta: serde_json::Value = serde_json::from_str(&text("expected.json")?).map_err(|e| Error::arg(format!("expected.json: {e}")))?;
         let names: Vec<String> = serde_json::from_value(meta["images"].clone()).unwrap_or_default();
-        let images = names
-            .iter()
-            .map(|n| Ok((n.clone(), read(n)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let images = names.iter().map(|n| Ok((n.clone(), read(n)?))).collect::<Result<Vec<_>>>()?;
         Ok(ClipFixture {
             config: text("config.json")?,
             model: read("model.safetensors")?,
@@ -72,11 +63,7 @@ impl ClipFixture {
 
     /// An expected tensor's values and shape.
     pub fn expect(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
-        let shape = self
-            .expected
-            .info(name)
-            .map(|i| i.shape.clone())
-            .ok_or_else(|| Error::arg(format!("no expected `{name}`")))?;
+        let shape = self.expected.info(name).map(|i| i.shape.clone()).ok_or_else(|| Error::arg(format!("no expected `{name}`")))?;
         Ok((self.expected.get_f32(name, &shape)?, shape))
     }
 
@@ -94,10 +81,7 @@ impl ClipFixture {
             .enumerate()
             .map(|(i, (name, bytes))| {
                 let got = clip.preprocess.pixel_values(&crate::image::decode(bytes)?);
-                Ok((
-                    name.clone(),
-                    max_abs_diff(&got, &want[i * per..(i + 1) * per]),
-                ))
+                Ok((name.clone(), max_abs_diff(&got, &want[i * per..(i + 1) * per])))
             })
             .collect()
     }
@@ -110,50 +94,23 @@ impl ClipFixture {
     pub async fn check_towers_async(&self, clip: &Clip) -> Result<Vec<(String, f32)>> {
         let dev = &clip.device;
         let pv = self.expect_tensor("pixel_values", dev)?;
-        let out = clip
-            .vision
-            .forward_async(&pv, None, &mut Timings::start())
-            .await?;
+        let out = clip.vision.forward_async(&pv, None, &mut Timings::start()).await?;
         let mut res = Vec::new();
-        for (name, t) in [
-            ("vision_last_hidden_state", &out.last_hidden_state),
-            ("vision_pooled", &out.pooled),
-            ("image_embeds", &out.image_embeds),
-        ] {
-            res.push((
-                name.to_string(),
-                max_abs_diff(&t.to_vec_f32_async().await?, &self.expect(name)?.0),
-            ));
+        for (name, t) in [("vision_last_hidden_state", &out.last_hidden_state), ("vision_pooled", &out.pooled), ("image_embeds", &out.image_embeds)] {
+            res.push((name.to_string(), max_abs_diff(&t.to_vec_f32_async().await?, &self.expect(name)?.0)));
         }
-        let labels: Vec<String> =
-            serde_json::from_value(self.meta["labels"].clone()).unwrap_or_default();
-        let want_ids: Vec<Vec<u32>> =
-            serde_json::from_value(self.meta["input_ids"].clone()).unwrap_or_default();
+        let labels: Vec<String> = serde_json::from_value(self.meta["labels"].clone()).unwrap_or_default();
+        let want_ids: Vec<Vec<u32>> = serde_json::from_value(self.meta["input_ids"].clone()).unwrap_or_default();
         let ids = clip.tokenize(&labels)?;
-        res.push((
-            "input_ids (mismatching rows)".into(),
-            ids.iter().zip(&want_ids).filter(|(a, b)| a != b).count() as f32,
-        ));
+        res.push(("input_ids (mismatching rows)".into(), ids.iter().zip(&want_ids).filter(|(a, b)| a != b).count() as f32));
         let text = clip.encode_text(&labels)?;
         let t = text.to_vec_f32_async().await?;
-        res.push((
-            "text_embeds".into(),
-            max_abs_diff(&t, &self.expect("text_embeds")?.0),
-        ));
+        res.push(("text_embeds".into(), max_abs_diff(&t, &self.expect("text_embeds")?.0)));
         let img = out.image_embeds.to_vec_f32_async().await?;
         let d = out.image_embeds.dim(1);
         let scale = clip.logit_scale.exp();
-        let logits: Vec<f32> = img
-            .chunks(d)
-            .flat_map(|a| {
-                t.chunks(d)
-                    .map(move |b| scale * crate::models::clip::cosine(a, b))
-            })
-            .collect();
-        res.push((
-            "logits_per_image".into(),
-            max_abs_diff(&logits, &self.expect("logits_per_image")?.0),
-        ));
+        let logits: Vec<f32> = img.chunks(d).flat_map(|a| t.chunks(d).map(move |b| scale * crate::models::clip::cosine(a, b))).collect();
+        res.push(("logits_per_image".into(), max_abs_diff(&logits, &self.expect("logits_per_image")?.0)));
         Ok(res)
     }
 
@@ -173,42 +130,23 @@ impl ClipFixture {
             if let Scorer::Random { seed } = &mut scorer {
                 *seed = c["seed"].as_u64().unwrap_or(0);
             }
-            let layers: Vec<usize> =
-                serde_json::from_value(c["layers"].clone()).unwrap_or_default();
+            let layers: Vec<usize> = serde_json::from_value(c["layers"].clone()).unwrap_or_default();
             let keep = c["keep"].as_f64().unwrap_or(1.0) as f32;
             let cfg = PruneConfig::new(scorer, keep, layers)?;
-            let r = clip
-                .vision
-                .forward_async(&pv, Some(&cfg), &mut Timings::start())
-                .await?;
-            let want_kept: Vec<Vec<Vec<u32>>> = c["kept"]
-                .as_array()
-                .map(|s| {
-                    s.iter()
-                        .map(|s| serde_json::from_value(s["indices"].clone()).unwrap_or_default())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let r = clip.vision.forward_async(&pv, Some(&cfg), &mut Timings::start()).await?;
+            let want_kept: Vec<Vec<Vec<u32>>> =
+                c["kept"].as_array().map(|s| s.iter().map(|s| serde_json::from_value(s["indices"].clone()).unwrap_or_default()).collect()).unwrap_or_default();
             let got_kept: Vec<Vec<Vec<u32>>> = r.steps.iter().map(|s| s.kept.clone()).collect();
             let mut score_delta = 0f32;
             for (si, s) in r.scores.iter().enumerate() {
-                score_delta = score_delta.max(max_abs_diff(
-                    &s.to_vec_f32_async().await?,
-                    &self.expect(&format!("case{ci}.step{si}.scores"))?.0,
-                ));
+                score_delta = score_delta.max(max_abs_diff(&s.to_vec_f32_async().await?, &self.expect(&format!("case{ci}.step{si}.scores"))?.0));
             }
             out.push(PruneCaseResult {
                 name: format!("case{ci} {scorer_name} keep={keep} layers={:?}", cfg.layers),
                 kept_equal: got_kept == want_kept,
                 scores: score_delta,
-                image_embeds: max_abs_diff(
-                    &r.image_embeds.to_vec_f32_async().await?,
-                    &self.expect(&format!("case{ci}.image_embeds"))?.0,
-                ),
-                last_hidden_state: max_abs_diff(
-                    &r.last_hidden_state.to_vec_f32_async().await?,
-                    &self.expect(&format!("case{ci}.last_hidden_state"))?.0,
-                ),
+                image_embeds: max_abs_diff(&r.image_embeds.to_vec_f32_async().await?, &self.expect(&format!("case{ci}.image_embeds"))?.0),
+                last_hidden_state: max_abs_diff(&r.last_hidden_state.to_vec_f32_async().await?, &self.expect(&format!("case{ci}.last_hidden_state"))?.0),
             });
         }
         Ok(out)
@@ -217,36 +155,14 @@ impl ClipFixture {
 
 /// Every scorer at keep 0.4 in layers 0 and 2 on two models (the CPU and the GPU one):
 /// `(scorer, kept steps equal)`. The same fixture pixels go to both.
-pub async fn compare_scorers_async(
-    fx: &ClipFixture,
-    a: &Clip,
-    b: &Clip,
-) -> Result<Vec<(String, bool)>> {
-    let (pa, pb) = (
-        fx.expect_tensor("pixel_values", &a.device)?,
-        fx.expect_tensor("pixel_values", &b.device)?,
-    );
+pub async fn compare_scorers_async(fx: &ClipFixture, a: &Clip, b: &Clip) -> Result<Vec<(String, bool)>> {
+    let (pa, pb) = (fx.expect_tensor("pixel_values", &a.device)?, fx.expect_tensor("pixel_values", &b.device)?);
     let mut out = Vec::new();
-    for scorer in [
-        "kq-norm:key",
-        "kq-norm:query",
-        "kq-norm:both",
-        "cls-attn",
-        "random",
-    ] {
+    for scorer in ["kq-norm:key", "kq-norm:query", "kq-norm:both", "cls-attn", "random"] {
         let cfg = PruneConfig::new(scorer.parse()?, 0.4, vec![0, 2])?;
-        let x = a
-            .vision
-            .forward_async(&pa, Some(&cfg), &mut Timings::start())
-            .await?;
-        let y = b
-            .vision
-            .forward_async(&pb, Some(&cfg), &mut Timings::start())
-            .await?;
-        out.push((
-            scorer.to_string(),
-            x.steps == y.steps && !x.steps.is_empty(),
-        ));
+        let x = a.vision.forward_async(&pa, Some(&cfg), &mut Timings::start()).await?;
+        let y = b.vision.forward_async(&pb, Some(&cfg), &mut Timings::start()).await?;
+        out.push((scorer.to_string(), x.steps == y.steps && !x.steps.is_empty()));
     }
     Ok(out)
 }

@@ -46,15 +46,9 @@ pub struct Header {
 impl Header {
     /// Reads the 8-byte length prefix. `total_len` (the whole file's size, when known) bounds it.
     pub fn header_len(file: &str, prefix: &[u8], total_len: Option<u64>) -> Result<u64> {
-        let bad = |msg: String| Error::Weights {
-            file: file.to_string(),
-            msg,
-        };
+        let bad = |msg: String| Error::Weights { file: file.to_string(), msg };
         let Some(len) = prefix.get(..8) else {
-            return Err(bad(format!(
-                "file is {} bytes, too short for a safetensors header",
-                prefix.len()
-            )));
+            return Err(bad(format!("file is {} bytes, too short for a safetensors header", prefix.len())));
         };
         let mut b = [0u8; 8];
         b.copy_from_slice(len);
@@ -64,9 +58,7 @@ impl Header {
         }
         if let Some(total) = total_len {
             if 8 + n > total {
-                return Err(bad(format!(
-                    "header length {n} runs past the end of the {total}-byte file (truncated?)"
-                )));
+                return Err(bad(format!("header length {n} runs past the end of the {total}-byte file (truncated?)")));
             }
         }
         Ok(n)
@@ -74,12 +66,8 @@ impl Header {
 
     /// Parses `json` (the header's bytes). `data_len` (when known) bounds every tensor.
     pub fn parse(file: &str, json: &[u8], data_len: Option<usize>) -> Result<Header> {
-        let bad = |msg: String| Error::Weights {
-            file: file.to_string(),
-            msg,
-        };
-        let raw: HashMap<String, serde_json::Value> = serde_json::from_slice(json)
-            .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+        let bad = |msg: String| Error::Weights { file: file.to_string(), msg };
+        let raw: HashMap<String, serde_json::Value> = serde_json::from_slice(json).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
         let mut tensors = HashMap::with_capacity(raw.len());
         for (name, v) in raw {
             if name == "__metadata__" {
@@ -88,18 +76,12 @@ impl Header {
             let info = parse_entry(&v).map_err(|m| bad(format!("tensor `{name}`: {m}")))?;
             if let Some(len) = data_len {
                 if info.end > len {
-                    return Err(bad(format!(
-                        "tensor `{name}` ends at byte {} of a {len}-byte data section (truncated file?)",
-                        info.end
-                    )));
+                    return Err(bad(format!("tensor `{name}` ends at byte {} of a {len}-byte data section (truncated file?)", info.end)));
                 }
             }
             tensors.insert(name, info);
         }
-        Ok(Header {
-            data_offset: 0,
-            tensors,
-        })
+        Ok(Header { data_offset: 0, tensors })
     }
 }
 
@@ -116,45 +98,23 @@ fn parse_entry(v: &serde_json::Value) -> std::result::Result<TensorInfo, String>
         .and_then(|s| s.as_array())
         .ok_or("no shape")?
         .iter()
-        .map(|d| {
-            d.as_u64()
-                .map(|d| d as usize)
-                .ok_or("shape entries must be non-negative integers")
-        })
+        .map(|d| d.as_u64().map(|d| d as usize).ok_or("shape entries must be non-negative integers"))
         .collect::<std::result::Result<_, _>>()?;
-    let offs = v
-        .get("data_offsets")
-        .and_then(|o| o.as_array())
-        .ok_or("no data_offsets")?;
+    let offs = v.get("data_offsets").and_then(|o| o.as_array()).ok_or("no data_offsets")?;
     let (start, end) = match offs.as_slice() {
-        [a, b] => (
-            a.as_u64().ok_or("bad offset")? as usize,
-            b.as_u64().ok_or("bad offset")? as usize,
-        ),
+        [a, b] => (a.as_u64().ok_or("bad offset")? as usize, b.as_u64().ok_or("bad offset")? as usize),
         _ => return Err("data_offsets must hold two numbers".into()),
     };
     if end < start {
         return Err(format!("data_offsets [{start}, {end}] are reversed"));
     }
-    let count = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or("shape overflows")?;
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
     if let Ok(dt) = dtype {
         if count.checked_mul(dt.size()) != Some(end - start) {
-            return Err(format!(
-                "shape {shape:?} needs {} bytes but data_offsets span {}",
-                count * dt.size(),
-                end - start
-            ));
+            return Err(format!("shape {shape:?} needs {} bytes but data_offsets span {}", count * dt.size(), end - start));
         }
     }
-    Ok(TensorInfo {
-        dtype,
-        shape,
-        start,
-        end,
-    })
+    Ok(TensorInfo { dtype, shape, start, end })
 }
 
 /// A loaded checkpoint: its header and data bytes. Tensors are converted to f32 on request.
@@ -172,58 +132,29 @@ impl Weights {
         let mut header = Header::parse(file, &bytes[8..8 + n], Some(data_len))?;
         header.data_offset = 8 + n;
         bytes.drain(..8 + n);
-        Ok(Weights {
-            file: file.to_string(),
-            header,
-            data: bytes,
-        })
+        Ok(Weights { file: file.to_string(), header, data: bytes })
     }
 
     /// Builds weights from a parsed header and the bytes of some of its tensors (the page
     /// fetches only the tensors a model needs). Missing tensors fail when asked for.
-    pub fn from_parts(
-        file: &str,
-        header: Header,
-        parts: Vec<(String, Vec<u8>)>,
-    ) -> Result<Weights> {
+    pub fn from_parts(file: &str, header: Header, parts: Vec<(String, Vec<u8>)>) -> Result<Weights> {
         let mut data = Vec::new();
         let mut tensors = HashMap::new();
         for (name, bytes) in parts {
             let Some(info) = header.tensors.get(&name) else {
-                return Err(Error::MissingTensor {
-                    file: file.to_string(),
-                    name,
-                });
+                return Err(Error::MissingTensor { file: file.to_string(), name });
             };
             if bytes.len() != info.end - info.start {
                 return Err(Error::Weights {
                     file: file.to_string(),
-                    msg: format!(
-                        "tensor `{name}`: got {} bytes, header says {}",
-                        bytes.len(),
-                        info.end - info.start
-                    ),
+                    msg: format!("tensor `{name}`: got {} bytes, header says {}", bytes.len(), info.end - info.start),
                 });
             }
             let start = data.len();
             data.extend_from_slice(&bytes);
-            tensors.insert(
-                name,
-                TensorInfo {
-                    start,
-                    end: data.len(),
-                    ..info.clone()
-                },
-            );
+            tensors.insert(name, TensorInfo { start, end: data.len(), ..info.clone() });
         }
-        Ok(Weights {
-            file: file.to_string(),
-            header: Header {
-                data_offset: 0,
-                tensors,
-            },
-            data,
-        })
+        Ok(Weights { file: file.to_string(), header: Header { data_offset: 0, tensors }, data })
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -251,34 +182,15 @@ impl Weights {
 
     /// The named tensor's values as f32, after checking its shape against `shape`.
     pub fn get_f32(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let info = self
-            .header
-            .tensors
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor {
-                file: self.file.clone(),
-                name: name.to_string(),
-            })?;
+        let info = self.header.tensors.get(name).ok_or_else(|| Error::MissingTensor { file: self.file.clone(), name: name.to_string() })?;
         if info.shape != shape {
-            return Err(Error::Shape {
-                file: self.file.clone(),
-                name: name.to_string(),
-                expected: shape.to_vec(),
-                got: info.shape.clone(),
-            });
+            return Err(Error::Shape { file: self.file.clone(), name: name.to_string(), expected: shape.to_vec(), got: info.shape.clone() });
         }
-        let dtype = info.dtype.clone().map_err(|d| Error::Dtype {
-            file: self.file.clone(),
-            name: name.to_string(),
-            dtype: d,
-        })?;
+        let dtype = info.dtype.clone().map_err(|d| Error::Dtype { file: self.file.clone(), name: name.to_string(), dtype: d })?;
         let bytes = self
             .data
             .get(info.start..info.end)
-            .ok_or_else(|| Error::Weights {
-                file: self.file.clone(),
-                msg: format!("tensor `{name}` lies outside the data section"),
-            })?;
+            .ok_or_else(|| Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` lies outside the data section") })?;
         Ok(to_f32(dtype, bytes))
     }
 
@@ -289,27 +201,15 @@ impl Weights {
 
     /// A view that prefixes every name (`vision_model.encoder.layers.0`), like HF module paths.
     pub fn pp<'a>(&'a self, prefix: &str) -> Scope<'a> {
-        Scope {
-            w: self,
-            prefix: prefix.to_string(),
-        }
+        Scope { w: self, prefix: prefix.to_string() }
     }
 }
 
 fn to_f32(dtype: Dtype, bytes: &[u8]) -> Vec<f32> {
     match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
+        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
     }
 }
 
@@ -322,10 +222,7 @@ pub struct Scope<'a> {
 
 impl<'a> Scope<'a> {
     pub fn pp(&self, name: impl std::fmt::Display) -> Scope<'a> {
-        Scope {
-            w: self.w,
-            prefix: self.join(&name.to_string()),
-        }
+        Scope { w: self.w, prefix: self.join(&name.to_string()) }
     }
 
     fn join(&self, name: &str) -> String {
@@ -355,10 +252,7 @@ pub fn serialize_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
     let mut off = 0usize;
     for (name, shape, data) in tensors {
         let end = off + data.len() * 4;
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, end]}),
-        );
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, end]}));
         off = end;
     }
     let mut json = serde_json::Value::Object(header).to_string().into_bytes();

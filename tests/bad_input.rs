@@ -22,11 +22,7 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
         }
     }
     !c
@@ -88,11 +84,7 @@ fn fixture_tensors() -> Vec<(String, Vec<usize>, Vec<f32>)> {
 }
 
 fn config() -> ClipConfig {
-    ClipConfig::from_json(
-        "config.json",
-        &std::fs::read_to_string(fixture_dir().join("config.json")).unwrap(),
-    )
-    .unwrap()
+    ClipConfig::from_json("config.json", &std::fs::read_to_string(fixture_dir().join("config.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -106,10 +98,7 @@ fn safetensors_bad_header_length_and_truncation() {
     let mut past = bytes.clone();
     past[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
     assert!(err_of(Weights::from_bytes("x.safetensors", past)).contains("past the end"));
-    let e = err_of(Weights::from_bytes(
-        "x.safetensors",
-        bytes[..bytes.len() - 100].to_vec(),
-    ));
+    let e = err_of(Weights::from_bytes("x.safetensors", bytes[..bytes.len() - 100].to_vec()));
     assert!(e.contains("truncated"), "{e}");
     let mut notjson = bytes.clone();
     notjson[8] = b'#';
@@ -119,34 +108,18 @@ fn safetensors_bad_header_length_and_truncation() {
 #[test]
 fn safetensors_missing_tensor_wrong_shape_wrong_dtype() {
     let t = fixture_tensors();
-    let missing: Vec<_> = t
-        .iter()
-        .filter(|(n, _, _)| !n.contains("layers.2.mlp.fc1.weight"))
-        .cloned()
-        .collect();
+    let missing: Vec<_> = t.iter().filter(|(n, _, _)| !n.contains("layers.2.mlp.fc1.weight")).cloned().collect();
     let w = Weights::from_bytes("m.safetensors", serialize_f32(&missing)).unwrap();
     let e = err_of(Clip::load(config(), &w, &Device::Cpu, false));
-    assert!(
-        e.contains("vision_model.encoder.layers.2.mlp.fc1.weight") && e.contains("missing"),
-        "{e}"
-    );
+    assert!(e.contains("vision_model.encoder.layers.2.mlp.fc1.weight") && e.contains("missing"), "{e}");
 
     let reshaped: Vec<_> = t
         .iter()
-        .map(|(n, s, v)| {
-            if n == "visual_projection.weight" {
-                (n.clone(), vec![s[1], s[0]], v.clone())
-            } else {
-                (n.clone(), s.clone(), v.clone())
-            }
-        })
+        .map(|(n, s, v)| if n == "visual_projection.weight" { (n.clone(), vec![s[1], s[0]], v.clone()) } else { (n.clone(), s.clone(), v.clone()) })
         .collect();
     let w = Weights::from_bytes("m.safetensors", serialize_f32(&reshaped)).unwrap();
     let e = err_of(Clip::load(config(), &w, &Device::Cpu, false));
-    assert!(
-        e.contains("visual_projection.weight") && e.contains("[48, 24]") && e.contains("[24, 48]"),
-        "{e}"
-    );
+    assert!(e.contains("visual_projection.weight") && e.contains("[48, 24]") && e.contains("[24, 48]"), "{e}");
 
     let header = r#"{"visual_projection.weight":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#;
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
@@ -154,10 +127,7 @@ fn safetensors_missing_tensor_wrong_shape_wrong_dtype() {
     bytes.extend([0u8; 8]);
     let w = Weights::from_bytes("d.safetensors", bytes).unwrap();
     let e = err_of(w.get_f32("visual_projection.weight", &[1]));
-    assert!(
-        e.contains("I64") && e.contains("visual_projection.weight"),
-        "{e}"
-    );
+    assert!(e.contains("I64") && e.contains("visual_projection.weight"), "{e}");
 
     let header = r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,8]}}"#;
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
@@ -176,23 +146,12 @@ fn config_missing_or_wrong() {
     std::fs::remove_dir_all(&dir).ok();
 
     assert!(err_of(ClipConfig::from_json("c.json", "{not json")).contains("c.json"));
-    assert!(
-        err_of(ClipConfig::from_json("c.json", r#"{"text_config": {}}"#)).contains("vision_config")
-    );
-    let e = err_of(ClipConfig::from_json(
-        "c.json",
-        r#"{"vision_config": {"hidden_size": 50, "num_attention_heads": 12}}"#,
-    ));
+    assert!(err_of(ClipConfig::from_json("c.json", r#"{"text_config": {}}"#)).contains("vision_config"));
+    let e = err_of(ClipConfig::from_json("c.json", r#"{"vision_config": {"hidden_size": 50, "num_attention_heads": 12}}"#));
     assert!(e.contains("50") && e.contains("12"), "{e}");
-    let e = err_of(ClipConfig::from_json(
-        "c.json",
-        r#"{"vision_config": {"image_size": 100, "patch_size": 16}}"#,
-    ));
+    let e = err_of(ClipConfig::from_json("c.json", r#"{"vision_config": {"image_size": 100, "patch_size": 16}}"#));
     assert!(e.contains("patch_size"), "{e}");
-    let e = err_of(ClipConfig::from_json(
-        "c.json",
-        r#"{"vision_config": {"hidden_size": "wide"}}"#,
-    ));
+    let e = err_of(ClipConfig::from_json("c.json", r#"{"vision_config": {"hidden_size": "wide"}}"#));
     assert!(e.contains("c.json"), "{e}");
 }
 
@@ -201,24 +160,12 @@ fn run_rejects_bad_options_without_panicking() {
     let model = clip::load_dir(&fixture_dir(), &Device::Cpu, true).unwrap();
     let img = std::fs::read(fixture_dir().join("tiny_20x30.png")).unwrap();
     let cfg = effarch::prune::PruneConfig::new("kq-norm".parse().unwrap(), 0.5, vec![7]).unwrap();
-    let opts = clip::RunOptions {
-        prune: Some(cfg),
-        ..Default::default()
-    };
+    let opts = clip::RunOptions { prune: Some(cfg), ..Default::default() };
     assert!(err_of(model.run(&img, &opts)).contains("out of range"));
-    let opts = clip::RunOptions {
-        labels: vec!["  ".into()],
-        ..Default::default()
-    };
+    let opts = clip::RunOptions { labels: vec!["  ".into()], ..Default::default() };
     assert!(err_of(model.run(&img, &opts)).contains("empty"));
     assert!(err_of(model.run(b"", &Default::default())).contains("empty"));
     let long = vec!["word ".repeat(200)];
-    let r = model.run(
-        &img,
-        &clip::RunOptions {
-            labels: long,
-            ..Default::default()
-        },
-    );
+    let r = model.run(&img, &clip::RunOptions { labels: long, ..Default::default() });
     assert!(r.is_ok(), "long labels are truncated to the context length");
 }

@@ -9,10 +9,7 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn effarch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effarch"))
-        .args(args)
-        .output()
-        .expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_effarch")).args(args).output().expect("runs")
 }
 
 fn clip_args<'a>(extra: &[&'a str], image: &'a str, model: &'a str) -> Vec<&'a str> {
@@ -27,25 +24,11 @@ fn clip_json_has_the_documented_fields() {
     let (model, image) = (dir.to_str().unwrap(), dir.join("cat_300x257.png"));
     let overlay = std::env::temp_dir().join(format!("effarch-overlay-{}.png", std::process::id()));
     let out = effarch(&clip_args(
-        &[
-            "--keep",
-            "0.5",
-            "--layer",
-            "1",
-            "--labels",
-            "a photo of a cat,a dog",
-            "--json",
-            "--overlay",
-            overlay.to_str().unwrap(),
-        ],
+        &["--keep", "0.5", "--layer", "1", "--labels", "a photo of a cat,a dog", "--json", "--overlay", overlay.to_str().unwrap()],
         image.to_str().unwrap(),
         model,
     ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(v["image_embeds"].as_array().unwrap().len(), 24);
     assert_eq!(v["kept"][0]["layer"], 1);
@@ -53,12 +36,7 @@ fn clip_json_has_the_documented_fields() {
     assert_eq!(v["tokens_per_layer"], serde_json::json!([197, 197, 99, 99]));
     assert!(v["timings_ms"]["total"].as_f64().unwrap() > 0.0);
     assert!(v["timings_ms"]["block_3"].as_f64().is_some());
-    let probs: f64 = v["label_probs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["prob"].as_f64().unwrap())
-        .sum();
+    let probs: f64 = v["label_probs"].as_array().unwrap().iter().map(|p| p["prob"].as_f64().unwrap()).sum();
     assert!((probs - 1.0).abs() < 1e-5);
     let cos = v["cos_to_unpruned"].as_f64().unwrap();
     assert!(cos > -1.0 && cos < 1.0);
@@ -71,16 +49,8 @@ fn clip_json_has_the_documented_fields() {
 fn clip_keep_one_matches_transformers_embedding() {
     let dir = fixture_dir();
     let image = dir.join("cat_300x257.png");
-    let out = effarch(&clip_args(
-        &["--keep", "1", "--json"],
-        image.to_str().unwrap(),
-        dir.to_str().unwrap(),
-    ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = effarch(&clip_args(&["--keep", "1", "--json"], image.to_str().unwrap(), dir.to_str().unwrap()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let got: Vec<f32> = serde_json::from_value(v["image_embeds"].clone()).unwrap();
     let fx = effarch::testing::ClipFixture::from_dir(&dir).unwrap();
@@ -95,17 +65,10 @@ fn clip_text_output_and_errors() {
     let dir = fixture_dir();
     let image = dir.join("coffee_rgba_250.png");
     let (m, i) = (dir.to_str().unwrap(), image.to_str().unwrap());
-    let out = effarch(&clip_args(
-        &["--keep", "0.3", "--scorer", "cls-attn", "--layer", "0,2"],
-        i,
-        m,
-    ));
+    let out = effarch(&clip_args(&["--keep", "0.3", "--scorer", "cls-attn", "--layer", "0,2"], i, m));
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("cos-sim to unpruned") && text.contains("layer  2: kept"),
-        "{text}"
-    );
+    assert!(text.contains("cos-sim to unpruned") && text.contains("layer  2: kept"), "{text}");
 
     for (args, needle) in [
         (vec!["--keep", "0"], "keep ratio"),
@@ -120,10 +83,7 @@ fn clip_text_output_and_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     let out = effarch(&clip_args(&[], "/nonexistent/cat.png", m));
-    assert!(
-        !out.status.success()
-            && String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cat.png")
-    );
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cat.png"));
     let out = effarch(&clip_args(&[], i, "not a model"));
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a model"));
     let out = effarch(&clip_args(&[], m, m));
@@ -132,22 +92,8 @@ fn clip_text_output_and_errors() {
 
 #[test]
 fn bench_json_rows() {
-    let out = effarch(&[
-        "bench",
-        "clip",
-        "--keeps",
-        "1,0.5",
-        "--batches",
-        "1",
-        "--iters",
-        "1",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = effarch(&["bench", "clip", "--keeps", "1,0.5", "--batches", "1", "--iters", "1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.len(), 2);
     for r in &rows {
@@ -171,35 +117,17 @@ fn clip_finds_a_hub_id_in_the_hf_cache() {
     std::fs::create_dir_all(&snap).unwrap();
     std::fs::create_dir_all(cache.join("models--tiny--clip/refs")).unwrap();
     std::fs::write(cache.join("models--tiny--clip/refs/main"), "0123abcd").unwrap();
-    for f in [
-        "config.json",
-        "model.safetensors",
-        "vocab.json",
-        "merges.txt",
-    ] {
+    for f in ["config.json", "model.safetensors", "vocab.json", "merges.txt"] {
         std::fs::copy(fixture_dir().join(f), snap.join(f)).unwrap();
     }
     let image = fixture_dir().join("tiny_20x30.png");
     let out = Command::new(env!("CARGO_BIN_EXE_effarch"))
-        .args([
-            "clip",
-            "--model",
-            "tiny/clip",
-            "--image",
-            image.to_str().unwrap(),
-            "--labels",
-            "a cat,a dog",
-            "--json",
-        ])
+        .args(["clip", "--model", "tiny/clip", "--image", image.to_str().unwrap(), "--labels", "a cat,a dog", "--json"])
         .env("HF_HUB_CACHE", &cache)
         .output()
         .unwrap();
     std::fs::remove_dir_all(&cache).ok();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["label_probs"].as_array().unwrap().len(), 2);
 }

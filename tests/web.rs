@@ -10,10 +10,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 macro_rules! fixture_file {
     ($n:literal) => {
-        (
-            $n,
-            include_bytes!(concat!("fixtures/clip-tiny/", $n)).as_slice(),
-        )
+        ($n, include_bytes!(concat!("fixtures/clip-tiny/", $n)).as_slice())
     };
 }
 
@@ -32,22 +29,14 @@ const FILES: &[(&str, &[u8])] = &[
 
 fn fixture() -> ClipFixture {
     ClipFixture::from_files(|n| {
-        FILES
-            .iter()
-            .find(|(name, _)| *name == n)
-            .map(|(_, b)| b.to_vec())
-            .ok_or_else(|| effarch::Error::arg(format!("no embedded fixture {n}")))
+        FILES.iter().find(|(name, _)| *name == n).map(|(_, b)| b.to_vec()).ok_or_else(|| effarch::Error::arg(format!("no embedded fixture {n}")))
     })
     .expect("fixture loads")
 }
 
 #[wasm_bindgen_test]
 fn simd128_is_enabled() {
-    assert!(
-        Device::Cpu.describe().contains("simd128"),
-        "{}",
-        Device::Cpu.describe()
-    );
+    assert!(Device::Cpu.describe().contains("simd128"), "{}", Device::Cpu.describe());
 }
 
 #[wasm_bindgen_test]
@@ -58,11 +47,7 @@ fn golden_clip_in_browser() {
         assert!(d <= 1e-5, "preprocess {name}: {d}");
     }
     for (name, d) in fx.check_towers(&clip).unwrap() {
-        let tol = if name == "logits_per_image" {
-            1e-3
-        } else {
-            1e-4
-        };
+        let tol = if name == "logits_per_image" { 1e-3 } else { 1e-4 };
         assert!(d <= tol, "{name}: max |Δ| {d} > {tol}");
     }
 }
@@ -75,23 +60,12 @@ fn pruning_in_browser() {
     assert_eq!(res.len(), 8);
     for r in res {
         assert!(r.kept_equal, "{}: kept indices differ", r.name);
-        assert!(
-            r.scores <= 1e-4 && r.image_embeds <= 1e-4 && r.last_hidden_state <= 1e-4,
-            "{r:?}"
-        );
+        assert!(r.scores <= 1e-4 && r.image_embeds <= 1e-4 && r.last_hidden_state <= 1e-4, "{r:?}");
     }
 }
 
-async fn run(
-    s: &effarch::web::ClipSession,
-    image: &[u8],
-    opts: &str,
-) -> Result<serde_json::Value, String> {
-    let o = if opts.is_empty() {
-        wasm_bindgen::JsValue::UNDEFINED
-    } else {
-        js_sys::JSON::parse(opts).unwrap()
-    };
+async fn run(s: &effarch::web::ClipSession, image: &[u8], opts: &str) -> Result<serde_json::Value, String> {
+    let o = if opts.is_empty() { wasm_bindgen::JsValue::UNDEFINED } else { js_sys::JSON::parse(opts).unwrap() };
     match wasm_bindgen_futures::JsFuture::from(s.run(image.to_vec(), o)).await {
         Ok(v) => Ok(serde_wasm_bindgen::from_value(v).unwrap()),
         Err(e) => Err(js_sys::Error::from(e).message().into()),
@@ -103,19 +77,11 @@ async fn session_api_reports_kept_patches_and_rejects_bad_input() {
     let fx = fixture();
     let s = effarch::web::ClipSession::new(&fx.config, fx.model.clone(), true).unwrap();
     s.set_tokenizer(&fx.vocab, &fx.merges).unwrap();
-    let v = run(
-        &s,
-        &fx.images[0].1,
-        r#"{"keep": 0.5, "scorer": "kq-norm", "layers": [1], "labels": ["a cat", "a dog"]}"#,
-    )
-    .await
-    .unwrap();
+    let v = run(&s, &fx.images[0].1, r#"{"keep": 0.5, "scorer": "kq-norm", "layers": [1], "labels": ["a cat", "a dog"]}"#).await.unwrap();
     assert_eq!(v["kept"][0]["indices"].as_array().unwrap().len(), 98);
     assert!(v["timings_ms"]["total"].as_f64().unwrap() > 0.0);
     assert_eq!(v["label_probs"].as_array().unwrap().len(), 2);
-    let e = run(&s, &fx.images[0].1, r#"{"keep": 0}"#)
-        .await
-        .unwrap_err();
+    let e = run(&s, &fx.images[0].1, r#"{"keep": 0}"#).await.unwrap_err();
     assert!(e.contains("keep"), "{e}");
     let e = run(&s, b"not an image", "").await.unwrap_err();
     assert!(e.contains("image"), "{e}");
@@ -125,9 +91,7 @@ async fn session_api_reports_kept_patches_and_rejects_bad_input() {
 
 /// The context for WebGPU tests. No adapter fails the test: it never passes by skipping.
 async fn webgpu() -> Device {
-    Device::gpu_async()
-        .await
-        .expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu, see webdriver.json)")
+    Device::gpu_async().await.expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu, see webdriver.json)")
 }
 
 /// The whole CLIP golden test with every op on WebGPU (SwiftShader in CI), read back async.
@@ -138,11 +102,7 @@ async fn golden_clip_on_webgpu() {
     let clip = fx.clip(&gpu).unwrap();
     for (name, d) in fx.check_towers_async(&clip).await.unwrap() {
         console_log!("webgpu {name}: max |Δ| = {d:e} ({})", gpu.describe());
-        assert!(
-            d <= 1e-3,
-            "webgpu {name}: max |Δ| {d} > 1e-3 on {}",
-            gpu.describe()
-        );
+        assert!(d <= 1e-3, "webgpu {name}: max |Δ| {d} > 1e-3 on {}", gpu.describe());
     }
 }
 
@@ -157,16 +117,10 @@ async fn pruning_on_webgpu_matches_reference_and_cpu() {
     assert_eq!(res.len(), 8);
     for r in res {
         assert!(r.kept_equal, "webgpu {}: kept indices differ", r.name);
-        assert!(
-            r.scores <= 1e-3 && r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3,
-            "{r:?}"
-        );
+        assert!(r.scores <= 1e-3 && r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "{r:?}");
     }
     let cpu = fx.clip(&Device::Cpu).unwrap();
-    for (scorer, equal) in effarch::testing::compare_scorers_async(&fx, &cpu, &clip)
-        .await
-        .unwrap()
-    {
+    for (scorer, equal) in effarch::testing::compare_scorers_async(&fx, &cpu, &clip).await.unwrap() {
         assert!(equal, "{scorer}: WebGPU kept other tokens than the CPU");
     }
 }
@@ -176,26 +130,13 @@ async fn pruning_on_webgpu_matches_reference_and_cpu() {
 async fn session_on_webgpu_falls_back_to_cpu_when_the_device_is_lost() {
     let fx = fixture();
     webgpu().await;
-    let s = effarch::web::ClipSession::create(
-        fx.config.clone(),
-        fx.model.clone(),
-        false,
-        "webgpu".into(),
-    )
-    .await
-    .unwrap();
+    let s = effarch::web::ClipSession::create(fx.config.clone(), fx.model.clone(), false, "webgpu".into()).await.unwrap();
     assert!(s.device().starts_with("gpu"), "{}", s.device());
     let a = run(&s, &fx.images[0].1, r#"{"keep": 0.5}"#).await.unwrap();
-    assert!(
-        a["fallback"].is_null() && a["device"].as_str().unwrap().contains("WebGpu"),
-        "{a}"
-    );
+    assert!(a["fallback"].is_null() && a["device"].as_str().unwrap().contains("WebGpu"), "{a}");
     s.simulate_device_loss();
     let b = run(&s, &fx.images[0].1, r#"{"keep": 0.5}"#).await.unwrap();
-    assert!(
-        b["fallback"].as_str().unwrap().contains("device lost"),
-        "{b}"
-    );
+    assert!(b["fallback"].as_str().unwrap().contains("device lost"), "{b}");
     assert!(s.device().starts_with("cpu"), "{}", s.device());
     assert_eq!(a["kept"], b["kept"]);
 }
@@ -205,33 +146,18 @@ async fn session_on_webgpu_falls_back_to_cpu_when_the_device_is_lost() {
 async fn gpu_linear_on_webgpu_matches_cpu() {
     use effarch::tensor::gpu::{linear::linear, GpuContext};
     use effarch::tensor::Tensor;
-    let ctx = GpuContext::new()
-        .await
-        .expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu)");
+    let ctx = GpuContext::new().await.expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu)");
     let (m, k, n) = (197usize, 96usize, 130usize);
-    let xv: Vec<f32> = (0..m * k)
-        .map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0)
-        .collect();
-    let wv: Vec<f32> = (0..n * k)
-        .map(|i| ((i * 17 % 89) as f32 - 44.0) / 45.0)
-        .collect();
+    let xv: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
+    let wv: Vec<f32> = (0..n * k).map(|i| ((i * 17 % 89) as f32 - 44.0) / 45.0).collect();
     let bv: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
     let want = Tensor::from_f32(xv.clone(), &[m, k], &Device::Cpu)
         .unwrap()
-        .linear(
-            &Tensor::from_f32(wv.clone(), &[n, k], &Device::Cpu).unwrap(),
-            Some(&Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap()),
-        )
+        .linear(&Tensor::from_f32(wv.clone(), &[n, k], &Device::Cpu).unwrap(), Some(&Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap()))
         .unwrap()
         .to_vec_f32()
         .unwrap();
-    let y = linear(
-        &ctx,
-        &ctx.upload(&xv, &[m, k]).unwrap(),
-        &ctx.upload(&wv, &[n, k]).unwrap(),
-        Some(&ctx.upload(&bv, &[n]).unwrap()),
-    )
-    .unwrap();
+    let y = linear(&ctx, &ctx.upload(&xv, &[m, k]).unwrap(), &ctx.upload(&wv, &[n, k]).unwrap(), Some(&ctx.upload(&bv, &[n]).unwrap())).unwrap();
     let got = ctx.read(&y).await.unwrap();
     let d = effarch::testing::max_abs_diff(&got, &want);
     assert!(d < 1e-3, "max |Δ| {d} on {:?}", ctx.adapter);

@@ -41,9 +41,7 @@ impl FromStr for Scorer {
             "cls-attn" => Scorer::ClsAttn,
             "random" => Scorer::Random { seed: 0 },
             other => {
-                return Err(Error::arg(format!(
-                    "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random)"
-                )))
+                return Err(Error::arg(format!("unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random)")))
             }
         })
     }
@@ -79,24 +77,15 @@ impl PruneConfig {
             return Err(Error::arg("at least one pruning layer is needed"));
         }
         if layers.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::arg(format!(
-                "pruning layers {layers:?} must be strictly increasing"
-            )));
+            return Err(Error::arg(format!("pruning layers {layers:?} must be strictly increasing")));
         }
-        Ok(PruneConfig {
-            scorer,
-            keep,
-            layers,
-        })
+        Ok(PruneConfig { scorer, keep, layers })
     }
 
     /// Checks the layers against a model's depth.
     pub fn validate(&self, num_layers: usize) -> Result<()> {
         match self.layers.iter().find(|&&l| l >= num_layers) {
-            Some(l) => Err(Error::arg(format!(
-                "pruning layer {l} out of range: the encoder has layers 0..={}",
-                num_layers.saturating_sub(1)
-            ))),
+            Some(l) => Err(Error::arg(format!("pruning layer {l} out of range: the encoder has layers 0..={}", num_layers.saturating_sub(1)))),
             None => Ok(()),
         }
     }
@@ -143,9 +132,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 /// The fixture script implements the same stream so the control is testable too.
 pub fn random_scores(seed: u64, step: usize, batch: usize, n: usize) -> Vec<f32> {
     let mut state = seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    (0..batch * n)
-        .map(|_| (splitmix64(&mut state) >> 40) as f32 / (1u64 << 24) as f32)
-        .collect()
+    (0..batch * n).map(|_| (splitmix64(&mut state) >> 40) as f32 / (1u64 << 24) as f32).collect()
 }
 
 /// The projections of one attention layer that scorers read. `q`, `k`: `[B, N, D]` with CLS
@@ -166,15 +153,9 @@ impl Scorer {
         match self {
             Scorer::KqNorm(KqWhich::Key) => patches(a.k)?.row_norms(),
             Scorer::KqNorm(KqWhich::Query) => patches(a.q)?.row_norms(),
-            Scorer::KqNorm(KqWhich::Both) => {
-                patches(a.k)?.row_norms()?.add(&patches(a.q)?.row_norms()?)
-            }
+            Scorer::KqNorm(KqWhich::Both) => patches(a.k)?.row_norms()?.add(&patches(a.q)?.row_norms()?),
             Scorer::ClsAttn => Tensor::cls_attention(a.qh, a.kh),
-            Scorer::Random { seed } => Tensor::from_f32(
-                random_scores(*seed, step, b, n - 1),
-                &[b, n - 1],
-                &a.q.device(),
-            ),
+            Scorer::Random { seed } => Tensor::from_f32(random_scores(*seed, step, b, n - 1), &[b, n - 1], &a.q.device()),
         }
     }
 }
@@ -192,15 +173,7 @@ pub struct PruneStep {
 pub fn compose(orig: &[Vec<u32>], step: &[u32], k: usize) -> Result<Vec<Vec<u32>>> {
     orig.iter()
         .zip(step.chunks(k.max(1)))
-        .map(|(o, s)| {
-            s.iter()
-                .map(|&i| {
-                    o.get(i as usize)
-                        .copied()
-                        .ok_or_else(|| Error::Backend(format!("kept index {i} out of range")))
-                })
-                .collect()
-        })
+        .map(|(o, s)| s.iter().map(|&i| o.get(i as usize).copied().ok_or_else(|| Error::Backend(format!("kept index {i} out of range")))).collect())
         .collect()
 }
 
@@ -237,20 +210,13 @@ mod tests {
         assert!(c.validate(12).is_ok());
         let e = c.validate(6).unwrap_err().to_string();
         assert!(e.contains("layer 6") && e.contains("0..=5"), "{e}");
-        assert!("bogus"
-            .parse::<Scorer>()
-            .unwrap_err()
-            .to_string()
-            .contains("bogus"));
+        assert!("bogus".parse::<Scorer>().unwrap_err().to_string().contains("bogus"));
     }
 
     #[test]
     fn compose_maps_back_to_original_indices() {
         let orig = vec![vec![0, 2, 5, 7], vec![1, 3, 4, 6]];
-        assert_eq!(
-            compose(&orig, &[1, 3, 0, 2], 2).unwrap(),
-            vec![vec![2, 7], vec![1, 4]]
-        );
+        assert_eq!(compose(&orig, &[1, 3, 0, 2], 2).unwrap(), vec![vec![2, 7], vec![1, 4]]);
     }
 
     #[test]

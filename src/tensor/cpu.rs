@@ -3,9 +3,7 @@
 
 use super::kernels::{self, AttnDims, HeadLayout};
 use super::Activation;
-use candle_core::{
-    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D,
-};
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 pub(crate) fn simd_name() -> &'static str {
     #[cfg(target_arch = "wasm32")]
@@ -20,9 +18,7 @@ pub(crate) fn simd_name() -> &'static str {
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             "avx512"
-        } else if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
+        } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             "avx2+fma"
         } else {
             "sse"
@@ -36,9 +32,7 @@ pub(crate) fn simd_name() -> &'static str {
 
 /// The f32 elements of a contiguous tensor's storage.
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        bail!("{what}: expected f32 data")
-    };
+    let CpuStorage::F32(v) = s else { bail!("{what}: expected f32 data") };
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
         None => bail!("{what}: expected a contiguous tensor"),
@@ -48,11 +42,7 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
 struct Linear;
 
 impl Linear {
-    fn run(
-        x: (&CpuStorage, &Layout),
-        w: (&CpuStorage, &Layout),
-        b: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn run(x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), b: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
         let dims = x.1.dims();
         let k = *dims.last().unwrap_or(&1);
         let m = x.1.shape().elem_count() / k.max(1);
@@ -62,25 +52,14 @@ impl Linear {
         }
         if let Some((_, bl)) = b {
             if bl.shape().elem_count() != n {
-                bail!(
-                    "linear: bias has {} values for {n} outputs",
-                    bl.shape().elem_count()
-                );
+                bail!("linear: bias has {} values for {n} outputs", bl.shape().elem_count());
             }
         }
         let bias = match b {
             Some((s, l)) => Some(slice(s, l, "linear bias")?),
             None => None,
         };
-        let y = kernels::linear(
-            slice(x.0, x.1, "linear input")?,
-            slice(w.0, w.1, "linear weight")?,
-            bias,
-            m,
-            k,
-            n,
-        )
-        .map_err(candle_core::Error::msg)?;
+        let y = kernels::linear(slice(x.0, x.1, "linear input")?, slice(w.0, w.1, "linear weight")?, bias, m, k, n).map_err(candle_core::Error::msg)?;
         let mut out = dims.to_vec();
         if let Some(last) = out.last_mut() {
             *last = n;
@@ -93,13 +72,7 @@ impl CustomOp2 for Linear {
     fn name(&self) -> &'static str {
         "effarch-linear"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         Linear::run((s1, l1), (s2, l2), None)
     }
 }
@@ -108,15 +81,7 @@ impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
         "effarch-linear-bias"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         Linear::run((s1, l1), (s2, l2), Some((s3, l3)))
     }
 }
@@ -161,10 +126,7 @@ impl CustomOp1 for Softmax {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = *l.dims().last().unwrap_or(&1);
-        Ok((
-            CpuStorage::F32(kernels::softmax_rows(slice(s, l, "softmax")?, n)),
-            l.shape().clone(),
-        ))
+        Ok((CpuStorage::F32(kernels::softmax_rows(slice(s, l, "softmax")?, n)), l.shape().clone()))
     }
 }
 
@@ -183,15 +145,7 @@ struct PackedAttention {
     causal: bool,
 }
 
-fn check_extent(
-    len: usize,
-    l: HeadLayout,
-    b: usize,
-    h: usize,
-    n: usize,
-    d: usize,
-    what: &str,
-) -> Result<()> {
+fn check_extent(len: usize, l: HeadLayout, b: usize, h: usize, n: usize, d: usize, what: &str) -> Result<()> {
     if kernels::extent(l, b, h, n, d) > len {
         bail!("attention: {what} buffer too small for {b}x{h}x{n}x{d}");
     }
@@ -210,34 +164,13 @@ impl CustomOp1 for PackedAttention {
         }
         let d = three_h / (3 * heads);
         let qkv = slice(s, l, "attention qkv")?;
-        let (ql, kl, vl) = (
-            HeadLayout::packed(0, heads, n, d),
-            HeadLayout::packed(1, heads, n, d),
-            HeadLayout::packed(2, heads, n, d),
-        );
+        let (ql, kl, vl) = (HeadLayout::packed(0, heads, n, d), HeadLayout::packed(1, heads, n, d), HeadLayout::packed(2, heads, n, d));
         for (lay, what) in [(ql, "q"), (kl, "k"), (vl, "v")] {
             check_extent(qkv.len(), lay, b, heads, n, d, what)?;
         }
         let mut out = vec![0f32; b * n * heads * d];
-        let dims = AttnDims {
-            batch: b,
-            heads,
-            nq: n,
-            nk: n,
-            d,
-            causal: self.causal,
-        };
-        kernels::attention(
-            qkv,
-            ql,
-            qkv,
-            kl,
-            qkv,
-            vl,
-            dims,
-            &mut out,
-            HeadLayout::bnhd(heads, n, d),
-        );
+        let dims = AttnDims { batch: b, heads, nq: n, nk: n, d, causal: self.causal };
+        kernels::attention(qkv, ql, qkv, kl, qkv, vl, dims, &mut out, HeadLayout::bnhd(heads, n, d));
         Ok((CpuStorage::F32(out), Shape::from((b, n, heads * d))))
     }
 }
@@ -246,39 +179,15 @@ impl CustomOp3 for Attention {
     fn name(&self) -> &'static str {
         "effarch-attention"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, h, nq, d) = l1.shape().dims4()?;
         let (b2, h2, nk, d2) = l2.shape().dims4()?;
         if (b2, h2, d2) != (b, h, d) || l3.dims() != l2.dims() {
-            bail!(
-                "attention: q {:?}, k {:?}, v {:?} do not fit",
-                l1.dims(),
-                l2.dims(),
-                l3.dims()
-            );
+            bail!("attention: q {:?}, k {:?}, v {:?} do not fit", l1.dims(), l2.dims(), l3.dims());
         }
-        let (q, k, v) = (
-            slice(s1, l1, "q")?,
-            slice(s2, l2, "k")?,
-            slice(s3, l3, "v")?,
-        );
+        let (q, k, v) = (slice(s1, l1, "q")?, slice(s2, l2, "k")?, slice(s3, l3, "v")?);
         let mut out = vec![0f32; b * h * nq * d];
-        let dims = AttnDims {
-            batch: b,
-            heads: h,
-            nq,
-            nk,
-            d,
-            causal: self.causal,
-        };
+        let dims = AttnDims { batch: b, heads: h, nq, nk, d, causal: self.causal };
         let (ql, kl) = (HeadLayout::bhnd(h, nq, d), HeadLayout::bhnd(h, nk, d));
         kernels::attention(q, ql, k, kl, v, kl, dims, &mut out, ql);
         Ok((CpuStorage::F32(out), Shape::from((b, h, nq, d))))
@@ -286,13 +195,11 @@ impl CustomOp3 for Attention {
 }
 
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
-    q.contiguous()?
-        .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &Attention { causal })
+    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &Attention { causal })
 }
 
 pub(crate) fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-    qkv.contiguous()?
-        .apply_op1_no_bwd(&PackedAttention { heads, causal })
+    qkv.contiguous()?.apply_op1_no_bwd(&PackedAttention { heads, causal })
 }
 
 pub(crate) fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {
@@ -334,19 +241,13 @@ pub(crate) fn gather_rows(x: &Tensor, idx: &Tensor) -> Result<Tensor> {
         }
     }
     let flat = Tensor::from_vec(flat, b * k, x.device())?;
-    x.reshape((b * n, d))?
-        .index_select(&flat, 0)?
-        .reshape((b, k, d))
+    x.reshape((b * n, d))?.index_select(&flat, 0)?.reshape((b, k, d))
 }
 
 pub(crate) fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     let (v, d) = table.dims2()?;
     let flat = ids.flatten_all()?;
-    if let Some(bad) = flat
-        .to_vec1::<u32>()?
-        .into_iter()
-        .find(|&i| i as usize >= v)
-    {
+    if let Some(bad) = flat.to_vec1::<u32>()?.into_iter().find(|&i| i as usize >= v) {
         bail!("embedding: id {bad} out of range 0..{v}");
     }
     let mut shape = ids.dims().to_vec();

@@ -15,10 +15,7 @@ pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let k = (x * LOG2E + ROUND) - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     p * f32::from_bits(((k as i32 + 127) as u32) << 23)
 }
 
@@ -46,8 +43,7 @@ fn with_simd<R>(f: impl FnOnce() -> R) -> R {
         unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the features were just detected.
             return unsafe { avx2(f) };
         }
@@ -66,9 +62,7 @@ fn quick_gelu_into(y: &mut [f32], x: &[f32]) {
 pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
     let c = chunk(x.len(), 8);
-    y.par_chunks_mut(c)
-        .zip(x.par_chunks(c))
-        .for_each(|(y, x)| with_simd(|| quick_gelu_into(y, x)));
+    y.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(y, x)| with_simd(|| quick_gelu_into(y, x)));
     y
 }
 
@@ -93,8 +87,7 @@ pub fn softmax_row(row: &mut [f32], valid: usize) {
 pub fn softmax_rows(x: &[f32], n: usize) -> Vec<f32> {
     let mut y = x.to_vec();
     let n = n.max(1);
-    y.par_chunks_mut(chunk(x.len(), n))
-        .for_each(|c| with_simd(|| c.chunks_mut(n).for_each(|r| softmax_row(r, n))));
+    y.par_chunks_mut(chunk(x.len(), n)).for_each(|c| with_simd(|| c.chunks_mut(n).for_each(|r| softmax_row(r, n))));
     y
 }
 
@@ -113,30 +106,15 @@ impl HeadLayout {
     }
     /// `[B, H, N, d]` contiguous.
     pub fn bhnd(heads: usize, n: usize, d: usize) -> Self {
-        HeadLayout {
-            batch_stride: heads * n * d,
-            head_stride: n * d,
-            row_stride: d,
-            offset: 0,
-        }
+        HeadLayout { batch_stride: heads * n * d, head_stride: n * d, row_stride: d, offset: 0 }
     }
     /// Part `which` (0 = q, 1 = k, 2 = v) of a fused `[B, N, 3, H, d]` projection.
     pub fn packed(which: usize, heads: usize, n: usize, d: usize) -> Self {
-        HeadLayout {
-            batch_stride: n * 3 * heads * d,
-            head_stride: d,
-            row_stride: 3 * heads * d,
-            offset: which * heads * d,
-        }
+        HeadLayout { batch_stride: n * 3 * heads * d, head_stride: d, row_stride: 3 * heads * d, offset: which * heads * d }
     }
     /// `[B, N, H, d]` contiguous (= `[B, N, H·d]`).
     pub fn bnhd(heads: usize, n: usize, d: usize) -> Self {
-        HeadLayout {
-            batch_stride: n * heads * d,
-            head_stride: d,
-            row_stride: heads * d,
-            offset: 0,
-        }
+        HeadLayout { batch_stride: n * heads * d, head_stride: d, row_stride: heads * d, offset: 0 }
     }
 }
 
@@ -154,25 +132,8 @@ pub struct AttnDims {
 /// softmax(q kᵀ / √d) v per (batch, head), heads run in parallel; writes `out` laid out as
 /// `ol`. All inputs are read through their layouts, so fused QKV needs no copies.
 #[allow(clippy::too_many_arguments)]
-pub fn attention(
-    q: &[f32],
-    ql: HeadLayout,
-    k: &[f32],
-    kl: HeadLayout,
-    v: &[f32],
-    vl: HeadLayout,
-    dims: AttnDims,
-    out: &mut [f32],
-    ol: HeadLayout,
-) {
-    let AttnDims {
-        batch,
-        heads,
-        nq,
-        nk,
-        d,
-        causal,
-    } = dims;
+pub fn attention(q: &[f32], ql: HeadLayout, k: &[f32], kl: HeadLayout, v: &[f32], vl: HeadLayout, dims: AttnDims, out: &mut [f32], ol: HeadLayout) {
+    let AttnDims { batch, heads, nq, nk, d, causal } = dims;
     let scale = 1.0 / (d as f32).sqrt();
     let results: Vec<(usize, usize, Vec<f32>)> = (0..batch * heads)
         .into_par_iter()
@@ -253,57 +214,21 @@ pub fn extent(l: HeadLayout, batch: usize, heads: usize, n: usize, d: usize) -> 
 }
 
 /// `x [m, k] @ w[n, k]ᵀ + b` in one call (no transposed copy of `w`, no broadcast tensor).
-pub fn linear(
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    m: usize,
-    k: usize,
-    n: usize,
-) -> Result<Vec<f32>, String> {
+pub fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, k: usize, n: usize) -> Result<Vec<f32>, String> {
     if x.len() < m * k || w.len() < n * k || b.is_some_and(|b| b.len() < n) {
-        return Err(format!(
-            "linear: buffers too short for [{m}, {k}] @ [{n}, {k}]ᵀ"
-        ));
+        return Err(format!("linear: buffers too short for [{m}, {k}] @ [{n}, {k}]ᵀ"));
     }
     let mut y = vec![0f32; m * n];
-    let par = if threads() > 1 && m * n * k > 1 << 16 {
-        gemm::Parallelism::Rayon(threads())
-    } else {
-        gemm::Parallelism::None
-    };
+    let par = if threads() > 1 && m * n * k > 1 << 16 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
     // SAFETY: sizes checked above; `w` is read as its transpose through strides.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
+        gemm::gemm(m, n, k, y.as_mut_ptr(), 1, n as isize, false, x.as_ptr(), 1, k as isize, w.as_ptr(), k as isize, 1, 0.0, 1.0, false, false, false, par);
     }
     // Accumulating into a bias-filled destination (read_dst) is markedly slower in gemm
     // than this extra pass.
     if let Some(b) = b {
         let b = &b[..n];
-        y.par_chunks_mut(chunk(m * n, n)).for_each(|c| {
-            c.chunks_mut(n)
-                .for_each(|r| r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb))
-        });
+        y.par_chunks_mut(chunk(m * n, n)).for_each(|c| c.chunks_mut(n).for_each(|r| r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb)));
     }
     Ok(y)
 }

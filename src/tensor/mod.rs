@@ -64,19 +64,21 @@ impl Device {
         Ok(Device::Gpu(GpuContext::new().await?))
     }
 
+    /// A GPU device that stores linear weights as f16 (`f16 = true`) or f32.
+    pub async fn gpu_with(f16: bool) -> Result<Device> {
+        Ok(Device::Gpu(GpuContext::new_with(f16).await?))
+    }
+
     /// A short human-readable name for reports ("cpu (candle-core, avx2+fma)").
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu => format!("cpu (candle-core, {})", cpu::simd_name()),
             Device::Gpu(c) => format!(
-                "gpu (wgpu, {}, {}{})",
+                "gpu (wgpu, {}, {}{}{})",
                 c.adapter.name,
                 c.adapter.backend,
-                if c.adapter.software {
-                    ", software adapter"
-                } else {
-                    ""
-                }
+                if c.adapter.software { ", software adapter" } else { "" },
+                if c.f16_weights { ", f16 weights" } else { "" }
             ),
         }
     }
@@ -146,23 +148,24 @@ impl Tensor {
     pub fn from_f32(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         match device {
-            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(
-                data,
-                shape,
-                &candle_core::Device::Cpu,
-            )?)),
+            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
             Device::Gpu(c) => Ok(Tensor::Gpu(c.clone(), c.upload(&data, shape)?)),
+        }
+    }
+
+    /// A linear layer's `[out, in]` weight: f32, or packed f16 on a GPU context made with
+    /// f16 weights (when `in` is even).
+    pub fn linear_weight(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
+        match device {
+            Device::Gpu(c) if c.f16_weights && shape.len() == 2 && shape[1] % 2 == 0 => Ok(Tensor::Gpu(c.clone(), c.upload_f16(&data, shape)?)),
+            _ => Tensor::from_f32(data, shape, device),
         }
     }
 
     pub fn from_u32(data: Vec<u32>, shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         match device {
-            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(
-                data,
-                shape,
-                &candle_core::Device::Cpu,
-            )?)),
+            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
             Device::Gpu(c) => Ok(Tensor::Gpu(c.clone(), c.upload_u32(&data, shape)?)),
         }
     }
@@ -247,18 +250,12 @@ impl Tensor {
     pub fn patchify(&self, p: usize) -> Result<Tensor> {
         let s = self.shape();
         let [b, c, h, w] = s[..] else {
-            return Err(Error::arg(format!(
-                "patchify expects [B, C, H, W], got {s:?}"
-            )));
+            return Err(Error::arg(format!("patchify expects [B, C, H, W], got {s:?}")));
         };
         if p == 0 || h % p != 0 || w % p != 0 {
-            return Err(Error::arg(format!(
-                "image {h}x{w} is not a multiple of patch size {p}"
-            )));
+            return Err(Error::arg(format!("image {h}x{w} is not a multiple of patch size {p}")));
         }
-        self.reshape(&[b, c, h / p, p, w / p, p])?
-            .permute(&[0, 2, 4, 1, 3, 5])?
-            .reshape(&[b, (h / p) * (w / p), c * p * p])
+        self.reshape(&[b, c, h / p, p, w / p, p])?.permute(&[0, 2, 4, 1, 3, 5])?.reshape(&[b, (h / p) * (w / p), c * p * p])
     }
 
     // ---- arithmetic --------------------------------------------------------------------
@@ -266,16 +263,9 @@ impl Tensor {
     pub fn linear(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         match (self, w, b) {
             (Tensor::Cpu(x), Tensor::Cpu(w), None) => Ok(Tensor::Cpu(cpu::linear(x, w, None)?)),
-            (Tensor::Cpu(x), Tensor::Cpu(w), Some(Tensor::Cpu(b))) => {
-                Ok(Tensor::Cpu(cpu::linear(x, w, Some(b))?))
-            }
-            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), None) => {
-                Ok(Tensor::Gpu(c.clone(), gpu::linear::linear(c, x, w, None)?))
-            }
-            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Some(Tensor::Gpu(_, b))) => Ok(Tensor::Gpu(
-                c.clone(),
-                gpu::linear::linear(c, x, w, Some(b))?,
-            )),
+            (Tensor::Cpu(x), Tensor::Cpu(w), Some(Tensor::Cpu(b))) => Ok(Tensor::Cpu(cpu::linear(x, w, Some(b))?)),
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), None) => Ok(Tensor::Gpu(c.clone(), gpu::linear::linear(c, x, w, None)?)),
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Some(Tensor::Gpu(_, b))) => Ok(Tensor::Gpu(c.clone(), gpu::linear::linear(c, x, w, Some(b))?)),
             _ => Err(mixed()),
         }
     }
@@ -287,10 +277,7 @@ impl Tensor {
             (Tensor::Gpu(c, a), Tensor::Gpu(..)) => {
                 let r = rhs.shape().len();
                 if r < 2 {
-                    return Err(Error::arg(format!(
-                        "matmul: rhs {:?} needs 2+ dims",
-                        rhs.shape()
-                    )));
+                    return Err(Error::arg(format!("matmul: rhs {:?} needs 2+ dims", rhs.shape())));
                 }
                 let mut perm: Vec<usize> = (0..r).collect();
                 perm.swap(r - 2, r - 1);
@@ -318,13 +305,10 @@ impl Tensor {
 
     pub fn layer_norm(&self, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
         match (self, w, b) {
-            (Tensor::Cpu(x), Tensor::Cpu(w), Tensor::Cpu(b)) => {
-                Ok(Tensor::Cpu(candle_nn::ops::layer_norm(x, w, b, eps)?))
+            (Tensor::Cpu(x), Tensor::Cpu(w), Tensor::Cpu(b)) => Ok(Tensor::Cpu(candle_nn::ops::layer_norm(x, w, b, eps)?)),
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Tensor::Gpu(_, b)) => {
+                Ok(Tensor::Gpu(c.clone(), gpu::rows::rows(c, x, Some((w, b)), gpu::rows::RowOp::LayerNorm { eps })?))
             }
-            (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Tensor::Gpu(_, b)) => Ok(Tensor::Gpu(
-                c.clone(),
-                gpu::rows::rows(c, x, Some((w, b)), gpu::rows::RowOp::LayerNorm { eps })?,
-            )),
             _ => Err(mixed()),
         }
     }
@@ -343,13 +327,8 @@ impl Tensor {
     /// Scaled dot-product attention on `[B, H, N, d]` heads; `causal` masks the future.
     pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
         match (q, k, v) {
-            (Tensor::Cpu(q), Tensor::Cpu(k), Tensor::Cpu(v)) => {
-                Ok(Tensor::Cpu(cpu::attention(q, k, v, causal)?))
-            }
-            (Tensor::Gpu(c, q), Tensor::Gpu(_, k), Tensor::Gpu(_, v)) => Ok(Tensor::Gpu(
-                c.clone(),
-                gpu::attention::attention(c, q, k, v, causal)?,
-            )),
+            (Tensor::Cpu(q), Tensor::Cpu(k), Tensor::Cpu(v)) => Ok(Tensor::Cpu(cpu::attention(q, k, v, causal)?)),
+            (Tensor::Gpu(c, q), Tensor::Gpu(_, k), Tensor::Gpu(_, v)) => Ok(Tensor::Gpu(c.clone(), gpu::attention::attention(c, q, k, v, causal)?)),
             _ => Err(mixed()),
         }
     }
@@ -367,10 +346,7 @@ impl Tensor {
             (Tensor::Cpu(q), Tensor::Cpu(k)) => Ok(Tensor::Cpu(cpu::cls_attention(q, k)?)),
             (Tensor::Gpu(c, _), Tensor::Gpu(_, kg)) => {
                 let &[b, h, n, d] = &q.shape()[..] else {
-                    return Err(Error::arg(format!(
-                        "cls_attention: q {:?} must be [B, H, N, d]",
-                        q.shape()
-                    )));
+                    return Err(Error::arg(format!("cls_attention: q {:?} must be [B, H, N, d]", q.shape())));
                 };
                 if n < 2 {
                     return Err(Error::arg("cls_attention needs CLS and at least one patch"));
@@ -378,20 +354,12 @@ impl Tensor {
                 let Tensor::Gpu(_, q0) = q.narrow(2, 0, 1)? else {
                     return Err(mixed());
                 };
-                let scores = Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, &q0, kg)?)
-                    .scale(1.0 / (d as f32).sqrt())?;
-                let probs = scores
-                    .softmax_last()?
-                    .reshape(&[b, h, n])?
-                    .permute(&[0, 2, 1])?;
+                let scores = Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, &q0, kg)?).scale(1.0 / (d as f32).sqrt())?;
+                let probs = scores.softmax_last()?.reshape(&[b, h, n])?.permute(&[0, 2, 1])?;
                 let Tensor::Gpu(_, pg) = probs else {
                     return Err(mixed());
                 };
-                Tensor::Gpu(
-                    c.clone(),
-                    gpu::rows::rows(c, &pg, None, gpu::rows::RowOp::Mean)?,
-                )
-                .narrow(1, 1, n - 1)
+                Tensor::Gpu(c.clone(), gpu::rows::rows(c, &pg, None, gpu::rows::RowOp::Mean)?).narrow(1, 1, n - 1)
             }
             _ => Err(mixed()),
         }
@@ -450,9 +418,9 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match f.as_mut().poll(&mut cx) {
             std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => Err(Error::Backend(
-                "WebGPU results are read back asynchronously in the browser: use the async API (e.g. Clip::run_async)".into(),
-            )),
+            std::task::Poll::Pending => {
+                Err(Error::Backend("WebGPU results are read back asynchronously in the browser: use the async API (e.g. Clip::run_async)".into()))
+            }
         }
     }
 }
@@ -460,9 +428,7 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
 fn check_len(len: usize, shape: &[usize]) -> Result<()> {
     let want: usize = shape.iter().product();
     if want != len {
-        return Err(Error::arg(format!(
-            "{len} values do not fill shape {shape:?} ({want})"
-        )));
+        return Err(Error::arg(format!("{len} values do not fill shape {shape:?} ({want})")));
     }
     Ok(())
 }

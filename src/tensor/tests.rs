@@ -8,9 +8,7 @@ fn t(v: Vec<f32>, s: &[usize]) -> Tensor {
 }
 
 fn seq(n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-        .collect()
+    (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect()
 }
 
 #[test]
@@ -19,9 +17,7 @@ fn linear_matches_loops_over_leading_dims() {
     let x = seq(b * n * k);
     let w = seq(m * k);
     let bias: Vec<f32> = (0..m).map(|i| i as f32).collect();
-    let y = t(x.clone(), &[b, n, k])
-        .linear(&t(w.clone(), &[m, k]), Some(&t(bias.clone(), &[m])))
-        .unwrap();
+    let y = t(x.clone(), &[b, n, k]).linear(&t(w.clone(), &[m, k]), Some(&t(bias.clone(), &[m]))).unwrap();
     assert_eq!(y.shape(), vec![b, n, m]);
     let got = y.to_vec_f32().unwrap();
     for r in 0..b * n {
@@ -38,15 +34,9 @@ fn causal_attention_ignores_the_future() {
     let q = t(seq(n * d), &[1, 1, n, d]);
     let k = t(seq(n * d).into_iter().rev().collect(), &[1, 1, n, d]);
     let mut v = seq(n * d);
-    let a = Tensor::attention(&q, &k, &t(v.clone(), &[1, 1, n, d]), true)
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let a = Tensor::attention(&q, &k, &t(v.clone(), &[1, 1, n, d]), true).unwrap().to_vec_f32().unwrap();
     v[(n - 1) * d] += 100.0; // changing the last value row may only change the last output row
-    let b = Tensor::attention(&q, &k, &t(v, &[1, 1, n, d]), true)
-        .unwrap()
-        .to_vec_f32()
-        .unwrap();
+    let b = Tensor::attention(&q, &k, &t(v, &[1, 1, n, d]), true).unwrap().to_vec_f32().unwrap();
     assert_eq!(a[..(n - 1) * d], b[..(n - 1) * d]);
     assert_ne!(a[(n - 1) * d..], b[(n - 1) * d..]);
     // the first query sees only the first value
@@ -60,10 +50,7 @@ fn topk_gather_and_patchify() {
     assert_eq!(idx.to_vec_u32().unwrap(), vec![1, 3, 0, 2]);
     let x = t((0..24).map(|i| i as f32).collect(), &[2, 4, 3]);
     let g = x.gather_rows(&idx).unwrap();
-    assert_eq!(
-        g.to_vec_f32().unwrap(),
-        vec![3., 4., 5., 9., 10., 11., 12., 13., 14., 18., 19., 20.]
-    );
+    assert_eq!(g.to_vec_f32().unwrap(), vec![3., 4., 5., 9., 10., 11., 12., 13., 14., 18., 19., 20.]);
     let bad = Tensor::from_u32(vec![0, 9], &[1, 2], &Device::Cpu).unwrap();
     assert!(t(vec![0.0; 6], &[1, 2, 3]).gather_rows(&bad).is_err());
 
@@ -80,7 +67,5 @@ fn shapes_that_do_not_fit_are_errors() {
     assert!(Tensor::from_f32(vec![1.0; 5], &[2, 3], &Device::Cpu).is_err());
     let x = t(vec![1.0; 6], &[2, 3]);
     assert!(x.linear(&t(vec![1.0; 8], &[2, 4]), None).is_err());
-    assert!(t(vec![0.0; 4], &[4, 1])
-        .embedding(&Tensor::from_u32(vec![4], &[1], &Device::Cpu).unwrap())
-        .is_err());
+    assert!(t(vec![0.0; 4], &[4, 1]).embedding(&Tensor::from_u32(vec![4], &[1], &Device::Cpu).unwrap()).is_err());
 }

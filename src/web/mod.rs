@@ -21,8 +21,7 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 }
 
 fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(js_err)
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
 }
 
 /// Options of one run, as a plain JS object: `{keep, scorer, layers, seed, labels, compareUnpruned}`.
@@ -37,12 +36,7 @@ struct JsRunOptions {
     compare_unpruned: Option<bool>,
 }
 
-fn prune_config(
-    keep: Option<f32>,
-    scorer: Option<&str>,
-    layers: Option<Vec<usize>>,
-    seed: Option<u64>,
-) -> crate::Result<PruneConfig> {
+fn prune_config(keep: Option<f32>, scorer: Option<&str>, layers: Option<Vec<usize>>, seed: Option<u64>) -> crate::Result<PruneConfig> {
     let mut s: Scorer = scorer.unwrap_or("kq-norm").parse()?;
     if let Scorer::Random { seed: sd } = &mut s {
         *sd = seed.unwrap_or(0);
@@ -70,9 +64,7 @@ async fn device_for(backend: &str) -> Result<Device, JsError> {
         "" | "auto" => Ok(Device::best_async().await),
         "webgpu" | "gpu" => Device::gpu_async().await.map_err(js_err),
         "cpu" => Ok(Device::Cpu),
-        other => Err(js_err(format!(
-            "unknown backend `{other}` (auto, webgpu, cpu)"
-        ))),
+        other => Err(js_err(format!("unknown backend `{other}` (auto, webgpu, cpu)"))),
     }
 }
 
@@ -88,48 +80,28 @@ impl ClipSession {
     /// A CPU session. `config_json`: the text of `config.json`; `weights`: `model.safetensors`
     /// (whole, or only the tensors needed). `withText` loads the text tower for labels.
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        config_json: &str,
-        weights: Vec<u8>,
-        with_text: bool,
-    ) -> Result<ClipSession, JsError> {
+    pub fn new(config_json: &str, weights: Vec<u8>, with_text: bool) -> Result<ClipSession, JsError> {
         Self::build(config_json, weights, with_text, &Device::Cpu)
     }
 
     /// Like the constructor, on `backend` ("auto", "webgpu", "cpu").
-    pub async fn create(
-        config_json: String,
-        weights: Vec<u8>,
-        with_text: bool,
-        backend: String,
-    ) -> Result<ClipSession, JsError> {
+    pub async fn create(config_json: String, weights: Vec<u8>, with_text: bool, backend: String) -> Result<ClipSession, JsError> {
         let device = device_for(&backend).await?;
         Self::build(&config_json, weights, with_text, &device)
     }
 
-    fn build(
-        config_json: &str,
-        weights: Vec<u8>,
-        with_text: bool,
-        device: &Device,
-    ) -> Result<ClipSession, JsError> {
+    fn build(config_json: &str, weights: Vec<u8>, with_text: bool, device: &Device) -> Result<ClipSession, JsError> {
         let cfg = ClipConfig::from_json("config.json", config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
         let s = CoreSession::new(cfg, w, device, with_text).map_err(js_err)?;
-        Ok(ClipSession {
-            inner: Rc::new(RefCell::new(s)),
-        })
+        Ok(ClipSession { inner: Rc::new(RefCell::new(s)) })
     }
 
     /// Adds CLIP's tokenizer from `vocab.json` and `merges.txt`.
     #[wasm_bindgen(js_name = setTokenizer)]
     pub fn set_tokenizer(&self, vocab_json: &str, merges_txt: &str) -> Result<(), JsError> {
         let tok = Tokenizer::from_vocab_merges(vocab_json, merges_txt).map_err(js_err)?;
-        self.inner
-            .try_borrow_mut()
-            .map_err(|_| busy())?
-            .clip
-            .tokenizer = Some(tok);
+        self.inner.try_borrow_mut().map_err(|_| busy())?.clip.tokenizer = Some(tok);
         Ok(())
     }
 
@@ -142,47 +114,29 @@ impl ClipSession {
         wasm_bindgen_futures::future_to_promise(async move {
             let opts = opts.map_err(JsValue::from)?;
             let mut s = inner.try_borrow_mut().map_err(|_| JsValue::from(busy()))?;
-            opts.prune
-                .as_ref()
-                .map_or(Ok(()), |p| p.validate(s.clip.vision.num_layers()))
-                .map_err(|e| JsValue::from(js_err(e)))?;
-            let report = s
-                .run_async(&image, &opts)
-                .await
-                .map_err(|e| JsValue::from(js_err(e)))?;
+            opts.prune.as_ref().map_or(Ok(()), |p| p.validate(s.clip.vision.num_layers())).map_err(|e| JsValue::from(js_err(e)))?;
+            let report = s.run_async(&image, &opts).await.map_err(|e| JsValue::from(js_err(e)))?;
             to_js(&report).map_err(JsValue::from)
         })
     }
 
     /// The device the model runs on now, e.g. "gpu (wgpu, …, BrowserWebGpu)".
     pub fn device(&self) -> String {
-        self.inner
-            .try_borrow()
-            .map(|s| s.clip.device.describe())
-            .unwrap_or_else(|_| "busy".into())
+        self.inner.try_borrow().map(|s| s.clip.device.describe()).unwrap_or_else(|_| "busy".into())
     }
 
     /// Why the session left the GPU, if it did.
     pub fn fallback(&self) -> Option<String> {
-        self.inner
-            .try_borrow()
-            .ok()
-            .and_then(|s| s.fallback().map(str::to_string))
+        self.inner.try_borrow().ok().and_then(|s| s.fallback().map(str::to_string))
     }
 
     #[wasm_bindgen(js_name = numLayers)]
     pub fn num_layers(&self) -> usize {
-        self.inner
-            .try_borrow()
-            .map(|s| s.clip.vision.num_layers())
-            .unwrap_or(0)
+        self.inner.try_borrow().map(|s| s.clip.vision.num_layers()).unwrap_or(0)
     }
 
     pub fn grid(&self) -> usize {
-        self.inner
-            .try_borrow()
-            .map(|s| s.clip.config.vision().grid())
-            .unwrap_or(0)
+        self.inner.try_borrow().map(|s| s.clip.config.vision().grid()).unwrap_or(0)
     }
 
     /// Test hook: makes the next GPU op fail as a lost device would.
@@ -208,11 +162,7 @@ fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
         serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
     };
     let prune = prune_config(o.keep, o.scorer.as_deref(), o.layers, o.seed).map_err(js_err)?;
-    Ok(RunOptions {
-        prune: Some(prune),
-        labels: o.labels.unwrap_or_default(),
-        compare_unpruned: o.compare_unpruned.unwrap_or(true),
-    })
+    Ok(RunOptions { prune: Some(prune), labels: o.labels.unwrap_or_default(), compare_unpruned: o.compare_unpruned.unwrap_or(true) })
 }
 
 /// Reads a safetensors header from the first bytes of a file (fetched with a range request):
@@ -234,31 +184,12 @@ pub fn parse_safetensors_header(prefix: &[u8]) -> Result<JsValue, JsError> {
     }
     let n = Header::header_len("model.safetensors", prefix, None).map_err(js_err)?;
     let Some(json) = prefix.get(8..8 + n as usize) else {
-        return to_js(&Out {
-            header_length: n,
-            tensors: None,
-        });
+        return to_js(&Out { header_length: n, tensors: None });
     };
     let h = Header::parse("model.safetensors", json, None).map_err(js_err)?;
     let base = 8 + n as usize;
-    let tensors = h
-        .tensors
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                Entry {
-                    shape: v.shape,
-                    start: base + v.start,
-                    end: base + v.end,
-                },
-            )
-        })
-        .collect();
-    to_js(&Out {
-        header_length: n,
-        tensors: Some(tensors),
-    })
+    let tensors = h.tensors.into_iter().map(|(k, v)| (k, Entry { shape: v.shape, start: base + v.start, end: base + v.end })).collect();
+    to_js(&Out { header_length: n, tensors: Some(tensors) })
 }
 
 /// The benchmark driver of `effarch bench clip`, on a random full-size ViT-B/16:
@@ -281,8 +212,7 @@ pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
     };
     let d = BenchSpec::default();
-    let probe =
-        prune_config(Some(1.0), o.scorer.as_deref(), o.layers.clone(), None).map_err(js_err)?;
+    let probe = prune_config(Some(1.0), o.scorer.as_deref(), o.layers.clone(), None).map_err(js_err)?;
     let spec = BenchSpec {
         keeps: o.keeps.unwrap_or(d.keeps),
         batches: o.batches.unwrap_or_else(|| vec![1]),
@@ -292,9 +222,5 @@ pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
     };
     let device = device_for(o.backend.as_deref().unwrap_or("auto")).await?;
     let model = bench::random_vit_b16(&device).map_err(js_err)?;
-    to_js(
-        &bench::bench_clip_async(&model, &spec, |_| {})
-            .await
-            .map_err(js_err)?,
-    )
+    to_js(&bench::bench_clip_async(&model, &spec, |_| {}).await.map_err(js_err)?)
 }

@@ -11,11 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "effarch",
-    version,
-    about = "Efficient neural architectures: CLIP token pruning and friends"
-)]
+#[command(name = "effarch", version, about = "Efficient neural architectures: CLIP token pruning and friends")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -40,9 +36,14 @@ enum BenchCmd {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum DeviceArg {
+    /// The GPU when a hardware adapter exists, else the CPU.
     Auto,
     Cpu,
+    /// The first GPU adapter (software ones included); an error when there is none.
     Gpu,
+    /// The GPU with linear weights stored as f16 (math in f32).
+    #[value(name = "gpu-f16")]
+    GpuF16,
 }
 
 impl DeviceArg {
@@ -51,6 +52,7 @@ impl DeviceArg {
             DeviceArg::Auto => Ok(Device::best()),
             DeviceArg::Cpu => Ok(Device::Cpu),
             DeviceArg::Gpu => Device::gpu(),
+            DeviceArg::GpuF16 => effarch::tensor::block_on(Device::gpu_with(true)),
         }
     }
 }
@@ -130,9 +132,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Clip(a) => run_clip(a),
-        Cmd::Bench {
-            which: BenchCmd::Clip(a),
-        } => run_bench_clip(a),
+        Cmd::Bench { which: BenchCmd::Clip(a) } => run_bench_clip(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -149,15 +149,9 @@ fn run_clip(a: ClipArgs) -> Result<()> {
     let labels: Vec<String> = match &a.labels {
         None => Vec::new(),
         Some(l) => {
-            let v: Vec<String> = l
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            let v: Vec<String> = l.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
             if v.is_empty() {
-                return Err(Error::arg(
-                    "--labels is empty: give comma-separated labels such as \"a cat,a dog\"",
-                ));
+                return Err(Error::arg("--labels is empty: give comma-separated labels such as \"a cat,a dog\""));
             }
             v
         }
@@ -176,11 +170,7 @@ fn run_clip(a: ClipArgs) -> Result<()> {
     let load_ms = effarch::clock::now_ms() - t0;
     prune.validate(session.clip.vision.num_layers())?;
 
-    let opts = RunOptions {
-        prune: Some(prune.clone()),
-        labels,
-        compare_unpruned: true,
-    };
+    let opts = RunOptions { prune: Some(prune.clone()), labels, compare_unpruned: true };
     let report = session.run(&bytes, &opts)?;
     if let Some(why) = &report.fallback {
         eprintln!("warning: {why}");
@@ -190,14 +180,8 @@ fn run_clip(a: ClipArgs) -> Result<()> {
     if let Some(path) = &a.overlay {
         let img = effarch::image::decode(&bytes)?;
         let view = model.preprocess.crop_view(&img);
-        let kept = report
-            .kept
-            .last()
-            .map(|s| s.indices.clone())
-            .unwrap_or_else(|| (0..report.num_patches as u32).collect());
-        effarch::overlay::draw(&view, report.grid, &kept, 2)
-            .save(path)
-            .map_err(|e| Error::Image(format!("cannot write overlay {}: {e}", path.display())))?;
+        let kept = report.kept.last().map(|s| s.indices.clone()).unwrap_or_else(|| (0..report.num_patches as u32).collect());
+        effarch::overlay::draw(&view, report.grid, &kept, 2).save(path).map_err(|e| Error::Image(format!("cannot write overlay {}: {e}", path.display())))?;
     }
 
     if a.json {
@@ -208,48 +192,20 @@ fn run_clip(a: ClipArgs) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!(
-        "model       {} ({} layers, {}x{} patches), loaded in {load_ms:.0} ms",
-        dir.display(),
-        model.vision.num_layers(),
-        report.grid,
-        report.grid
-    );
+    println!("model       {} ({} layers, {}x{} patches), loaded in {load_ms:.0} ms", dir.display(), model.vision.num_layers(), report.grid, report.grid);
     println!("device      {}", report.device);
-    println!(
-        "pruning     {} keep {} at layer(s) {:?}",
-        prune.scorer, prune.keep, prune.layers
-    );
+    println!("pruning     {} keep {} at layer(s) {:?}", prune.scorer, prune.keep, prune.layers);
     for s in &report.kept {
-        println!(
-            "  layer {:>2}: kept {}/{} patches",
-            s.layer,
-            s.indices.len(),
-            report.num_patches
-        );
+        println!("  layer {:>2}: kept {}/{} patches", s.layer, s.indices.len(), report.num_patches);
     }
     println!("tokens      per layer {:?}", report.tokens_per_layer);
-    println!(
-        "FLOPs       {:.2} G of {:.2} G unpruned ({:.3})",
-        report.flops / 1e9,
-        report.flops_unpruned / 1e9,
-        report.flops / report.flops_unpruned
-    );
-    println!(
-        "embedding   norm {:.4}, cos-sim to unpruned {:.5}",
-        report.embed_norm,
-        report.cos_to_unpruned.unwrap_or(1.0)
-    );
+    println!("FLOPs       {:.2} G of {:.2} G unpruned ({:.3})", report.flops / 1e9, report.flops_unpruned / 1e9, report.flops / report.flops_unpruned);
+    println!("embedding   norm {:.4}, cos-sim to unpruned {:.5}", report.embed_norm, report.cos_to_unpruned.unwrap_or(1.0));
     if let Some(p) = &report.label_probs {
         let un = report.label_probs_unpruned.clone().unwrap_or_default();
         println!("labels      pruned   unpruned");
         for (i, lp) in p.iter().enumerate() {
-            println!(
-                "  {:>6.2}%  {:>6.2}%  {}",
-                lp.prob * 100.0,
-                un.get(i).map_or(f32::NAN, |u| u.prob * 100.0),
-                lp.label
-            );
+            println!("  {:>6.2}%  {:>6.2}%  {}", lp.prob * 100.0, un.get(i).map_or(f32::NAN, |u| u.prob * 100.0), lp.label);
         }
     }
     println!("timings ms");
@@ -268,22 +224,13 @@ fn run_bench_clip(a: BenchClipArgs) -> Result<()> {
     if let Scorer::Random { seed } = &mut scorer {
         *seed = 0;
     }
-    let spec = BenchSpec {
-        keeps: a.keeps,
-        batches: a.batches,
-        iters: a.iters,
-        scorer,
-        layers: a.layer,
-    };
+    let spec = BenchSpec { keeps: a.keeps, batches: a.batches, iters: a.iters, scorer, layers: a.layer };
     for &k in &spec.keeps {
         PruneConfig::new(scorer, k, spec.layers.clone())?;
     }
     let quiet = a.json;
     if !quiet {
-        eprintln!(
-            "building ViT-B/16 with random weights on {} ...",
-            device.describe()
-        );
+        eprintln!("building ViT-B/16 with random weights on {} ...", device.describe());
     }
     let model = bench::random_vit_b16(&device)?;
     let rows = bench::bench_clip(&model, &spec, |line| {
@@ -292,28 +239,13 @@ fn run_bench_clip(a: BenchClipArgs) -> Result<()> {
         }
     })?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&rows).map_err(|e| Error::arg(e.to_string()))?
-        );
+        println!("{}", serde_json::to_string(&rows).map_err(|e| Error::arg(e.to_string()))?);
         return Ok(());
     }
-    println!(
-        "ViT-B/16 vision tower, {} , scorer {} at layer(s) {:?}, median of {} rounds",
-        device.describe(),
-        scorer,
-        spec.layers,
-        spec.iters
-    );
-    println!(
-        "{:>5} {:>5} {:>10} {:>7} {:>10}",
-        "batch", "keep", "ms/img", "ratio", "FLOP bound"
-    );
+    println!("ViT-B/16 vision tower, {} , scorer {} at layer(s) {:?}, median of {} rounds", device.describe(), scorer, spec.layers, spec.iters);
+    println!("{:>5} {:>5} {:>10} {:>7} {:>10}", "batch", "keep", "ms/img", "ratio", "FLOP bound");
     for r in rows {
-        println!(
-            "{:>5} {:>5.2} {:>10.1} {:>7.3} {:>10.3}",
-            r.batch, r.keep, r.ms_median, r.ratio, r.flop_ratio
-        );
+        println!("{:>5} {:>5.2} {:>10.1} {:>7.3} {:>10.3}", r.batch, r.keep, r.ms_median, r.ratio, r.flop_ratio);
     }
     Ok(())
 }

@@ -123,26 +123,16 @@ impl VisionConfig {
 impl ClipConfig {
     /// Parses `config.json`; `file` names it in errors.
     pub fn from_json(file: &str, json: &str) -> Result<ClipConfig> {
-        let bad = |msg: String| Error::Config {
-            file: file.to_string(),
-            msg,
-        };
-        let raw: RawConfig =
-            serde_json::from_str(json).map_err(|e| bad(format!("not a CLIP config: {e}")))?;
+        let bad = |msg: String| Error::Config { file: file.to_string(), msg };
+        let raw: RawConfig = serde_json::from_str(json).map_err(|e| bad(format!("not a CLIP config: {e}")))?;
         let Some(vision_config) = raw.vision_config else {
-            return Err(bad(
-                "no `vision_config` (is this a CLIPModel config.json?)".into()
-            ));
+            return Err(bad("no `vision_config` (is this a CLIPModel config.json?)".into()));
         };
         let text_config = match raw.text_config {
             Some(t) => t,
             None => serde_json::from_str("{}").map_err(|e| bad(e.to_string()))?,
         };
-        let c = ClipConfig {
-            text_config,
-            vision_config,
-            projection_dim: raw.projection_dim,
-        };
+        let c = ClipConfig { text_config, vision_config, projection_dim: raw.projection_dim };
         c.validate().map_err(bad)?;
         Ok(c)
     }
@@ -160,42 +150,18 @@ impl ClipConfig {
         let t = self.text();
         let checks = [
             (
-                v.hidden_size > 0
-                    && v.num_attention_heads > 0
-                    && v.hidden_size % v.num_attention_heads == 0,
-                format!(
-                    "vision hidden_size {} is not a multiple of num_attention_heads {}",
-                    v.hidden_size, v.num_attention_heads
-                ),
+                v.hidden_size > 0 && v.num_attention_heads > 0 && v.hidden_size % v.num_attention_heads == 0,
+                format!("vision hidden_size {} is not a multiple of num_attention_heads {}", v.hidden_size, v.num_attention_heads),
             ),
             (
-                v.patch_size > 0
-                    && v.image_size >= v.patch_size
-                    && v.image_size % v.patch_size == 0,
-                format!(
-                    "vision image_size {} is not a multiple of patch_size {}",
-                    v.image_size, v.patch_size
-                ),
+                v.patch_size > 0 && v.image_size >= v.patch_size && v.image_size % v.patch_size == 0,
+                format!("vision image_size {} is not a multiple of patch_size {}", v.image_size, v.patch_size),
             ),
+            (v.image_size <= 4096, format!("vision image_size {} is over the limit of 4096", v.image_size)),
+            (v.num_hidden_layers <= 256 && t.num_hidden_layers <= 256, "more than 256 layers".to_string()),
             (
-                v.image_size <= 4096,
-                format!(
-                    "vision image_size {} is over the limit of 4096",
-                    v.image_size
-                ),
-            ),
-            (
-                v.num_hidden_layers <= 256 && t.num_hidden_layers <= 256,
-                "more than 256 layers".to_string(),
-            ),
-            (
-                t.hidden_size > 0
-                    && t.num_attention_heads > 0
-                    && t.hidden_size % t.num_attention_heads == 0,
-                format!(
-                    "text hidden_size {} is not a multiple of num_attention_heads {}",
-                    t.hidden_size, t.num_attention_heads
-                ),
+                t.hidden_size > 0 && t.num_attention_heads > 0 && t.hidden_size % t.num_attention_heads == 0,
+                format!("text hidden_size {} is not a multiple of num_attention_heads {}", t.hidden_size, t.num_attention_heads),
             ),
             (self.projection_dim > 0, "projection_dim is 0".to_string()),
             (v.num_channels > 0, "num_channels is 0".to_string()),
@@ -230,10 +196,6 @@ impl ClipConfig {
             layer_norm_eps: eps(),
             eos_token_id: two(),
         };
-        ClipConfig {
-            text_config,
-            vision_config,
-            projection_dim: five_twelve(),
-        }
+        ClipConfig { text_config, vision_config, projection_dim: five_twelve() }
     }
 }

@@ -14,11 +14,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn load(s: &Scope, d: usize, eps: f64, dev: &Device) -> Result<Self> {
-        Ok(LayerNorm {
-            w: s.get("weight", &[d], dev)?,
-            b: s.get("bias", &[d], dev)?,
-            eps: eps as f32,
-        })
+        Ok(LayerNorm { w: s.get("weight", &[d], dev)?, b: s.get("bias", &[d], dev)?, eps: eps as f32 })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.layer_norm(&self.w, &self.b, self.eps)
@@ -32,15 +28,8 @@ pub struct Linear {
 
 impl Linear {
     pub fn load(s: &Scope, out: usize, inp: usize, bias: bool, dev: &Device) -> Result<Self> {
-        let b = if bias {
-            Some(s.get("bias", &[out], dev)?)
-        } else {
-            None
-        };
-        Ok(Linear {
-            w: s.get("weight", &[out, inp], dev)?,
-            b,
-        })
+        let b = if bias { Some(s.get("bias", &[out], dev)?) } else { None };
+        Ok(Linear { w: Tensor::linear_weight(s.get_f32("weight", &[out, inp])?, &[out, inp], dev)?, b })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.linear(&self.w, self.b.as_ref())
@@ -84,10 +73,7 @@ impl EncoderLayer {
             w.extend(a.pp(p).get_f32("weight", &[h, h])?);
             b.extend(a.pp(p).get_f32("bias", &[h])?);
         }
-        let qkv = Linear {
-            w: Tensor::from_f32(w, &[3 * h, h], dev)?,
-            b: Some(Tensor::from_f32(b, &[3 * h], dev)?),
-        };
+        let qkv = Linear { w: Tensor::linear_weight(w, &[3 * h, h], dev)?, b: Some(Tensor::from_f32(b, &[3 * h], dev)?) };
         Ok(EncoderLayer {
             ln1: LayerNorm::load(&s.pp("layer_norm1"), h, d.eps, dev)?,
             qkv,
@@ -106,16 +92,9 @@ impl EncoderLayer {
 
     /// The layer with a pruning step between attention and MLP (EViT's placement): the
     /// attention sees every token and provides the scores; the MLP runs on the kept ones.
-    pub fn forward_pruned(
-        &self,
-        x: &Tensor,
-        scorer: &Scorer,
-        keep: usize,
-        step: usize,
-    ) -> Result<(Tensor, Pruned)> {
+    pub fn forward_pruned(&self, x: &Tensor, scorer: &Scorer, keep: usize, step: usize) -> Result<(Tensor, Pruned)> {
         let (x, pruned) = self.attention(x, false, Some((scorer, keep, step)))?;
-        let p =
-            pruned.ok_or_else(|| Error::Backend("pruning step produced no selection".into()))?;
+        let p = pruned.ok_or_else(|| Error::Backend("pruning step produced no selection".into()))?;
         let b = x.dim(0);
         let h = x.dim(2);
         let cls = x.narrow(1, 0, 1)?;
@@ -125,12 +104,7 @@ impl EncoderLayer {
         Ok((self.mlp(&x)?, p))
     }
 
-    fn attention(
-        &self,
-        x: &Tensor,
-        causal: bool,
-        select: Option<(&Scorer, usize, usize)>,
-    ) -> Result<(Tensor, Option<Pruned>)> {
+    fn attention(&self, x: &Tensor, causal: bool, select: Option<(&Scorer, usize, usize)>) -> Result<(Tensor, Option<Pruned>)> {
         let s = x.shape();
         let (b, n, h) = (s[0], s[1], s[2]);
         let heads = self.dims.heads;
@@ -145,29 +119,15 @@ impl EncoderLayer {
                 let k = qkv.narrow(2, h, h)?;
                 let qh = q.reshape(&[b, n, heads, hd])?.permute(&[0, 2, 1, 3])?;
                 let kh = k.reshape(&[b, n, heads, hd])?.permute(&[0, 2, 1, 3])?;
-                let scores = scorer.score(
-                    &AttnView {
-                        q: &q,
-                        k: &k,
-                        qh: &qh,
-                        kh: &kh,
-                    },
-                    step,
-                )?;
-                Some(Pruned {
-                    kept: scores.topk_indices(keep)?,
-                    scores,
-                })
+                let scores = scorer.score(&AttnView { q: &q, k: &k, qh: &qh, kh: &kh }, step)?;
+                Some(Pruned { kept: scores.topk_indices(keep)?, scores })
             }
         };
         Ok((x, pruned))
     }
 
     fn mlp(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self
-            .fc1
-            .forward(&self.ln2.forward(x)?)?
-            .act(self.dims.act)?;
+        let y = self.fc1.forward(&self.ln2.forward(x)?)?.act(self.dims.act)?;
         x.add(&self.fc2.forward(&y)?)
     }
 

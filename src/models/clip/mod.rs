@@ -77,24 +77,8 @@ impl Clip {
     /// tower (needed for labels); the vision tower and projection are always loaded.
     pub fn load(config: ClipConfig, w: &Weights, device: &Device, with_text: bool) -> Result<Clip> {
         let vision = VisionModel::load(w, config.vision(), config.projection_dim, device)?;
-        let text = if with_text {
-            Some(TextModel::load(
-                w,
-                config.text(),
-                config.projection_dim,
-                device,
-            )?)
-        } else {
-            None
-        };
-        let logit_scale = if w.contains("logit_scale") {
-            w.get_f32("logit_scale", &[])?
-                .first()
-                .copied()
-                .unwrap_or(0.0)
-        } else {
-            (1.0f32 / 0.07).ln()
-        };
+        let text = if with_text { Some(TextModel::load(w, config.text(), config.projection_dim, device)?) } else { None };
+        let logit_scale = if w.contains("logit_scale") { w.get_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0) } else { (1.0f32 / 0.07).ln() };
         Ok(Clip {
             preprocess: ClipPreprocess::new(config.vision().image_size as u32),
             config,
@@ -109,24 +93,14 @@ impl Clip {
     /// `[B, 3, S, S]` pixel values for decoded images.
     pub fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
         let s = self.config.vision().image_size;
-        let data: Vec<f32> = images
-            .iter()
-            .flat_map(|im| self.preprocess.pixel_values(im))
-            .collect();
+        let data: Vec<f32> = images.iter().flat_map(|im| self.preprocess.pixel_values(im)).collect();
         Tensor::from_f32(data, &[images.len(), 3, s, s], &self.device)
     }
 
     /// Token ids for each label (start/end tokens included).
     pub fn tokenize(&self, labels: &[String]) -> Result<Vec<Vec<u32>>> {
-        let tok = self.tokenizer.as_ref().ok_or_else(|| {
-            Error::Tokenizer(
-                "labels need a tokenizer (vocab.json + merges.txt or tokenizer.json)".into(),
-            )
-        })?;
-        let max = self
-            .text
-            .as_ref()
-            .map_or(77, |t| t.cfg.max_position_embeddings);
+        let tok = self.tokenizer.as_ref().ok_or_else(|| Error::Tokenizer("labels need a tokenizer (vocab.json + merges.txt or tokenizer.json)".into()))?;
+        let max = self.text.as_ref().map_or(77, |t| t.cfg.max_position_embeddings);
         if labels.is_empty() || labels.iter().all(|l| l.trim().is_empty()) {
             return Err(Error::arg("the label list is empty"));
         }
@@ -136,10 +110,7 @@ impl Clip {
     /// `[labels, projection_dim]` text embeddings.
     pub fn encode_text(&self, labels: &[String]) -> Result<Tensor> {
         let ids = self.tokenize(labels)?;
-        let text = self
-            .text
-            .as_ref()
-            .ok_or_else(|| Error::arg("labels need the text tower (load with text)"))?;
+        let text = self.text.as_ref().ok_or_else(|| Error::arg("labels need the text tower (load with text)"))?;
         let pad = self.tokenizer.as_ref().map_or(0, |t| t.eos);
         Ok(text.forward(&ids, pad)?.1)
     }
@@ -150,9 +121,7 @@ impl Clip {
         let d = image_embed.len();
         let scale = self.logit_scale.exp();
         let n = if d == 0 { 0 } else { t.len() / d };
-        let logits: Vec<f32> = (0..n)
-            .map(|i| scale * cosine(image_embed, &t[i * d..(i + 1) * d]))
-            .collect();
+        let logits: Vec<f32> = (0..n).map(|i| scale * cosine(image_embed, &t[i * d..(i + 1) * d])).collect();
         Ok(softmax(&logits))
     }
 
@@ -173,23 +142,11 @@ impl Clip {
         crate::tensor::block_on(self.run_image_async(img, opts, t))
     }
 
-    pub async fn run_image_async(
-        &self,
-        img: &RgbImage,
-        opts: &RunOptions,
-        mut t: Timings,
-    ) -> Result<RunReport> {
-        let text = if opts.labels.is_empty() {
-            None
-        } else {
-            Some(self.encode_text(&opts.labels)?.to_vec_f32_async().await?)
-        };
+    pub async fn run_image_async(&self, img: &RgbImage, opts: &RunOptions, mut t: Timings) -> Result<RunReport> {
+        let text = if opts.labels.is_empty() { None } else { Some(self.encode_text(&opts.labels)?.to_vec_f32_async().await?) };
         let pv = self.pixel_values(std::slice::from_ref(img))?;
         t.lap("preprocess");
-        let out = self
-            .vision
-            .forward_async(&pv, opts.prune.as_ref(), &mut t)
-            .await?;
+        let out = self.vision.forward_async(&pv, opts.prune.as_ref(), &mut t).await?;
         let embeds = out.image_embeds.to_vec_f32_async().await?;
         t.lap("readback");
         let total = t.total();
@@ -199,13 +156,7 @@ impl Clip {
         };
         let pruned = opts.prune.as_ref().is_some_and(|p| !p.is_identity());
         let (cos, probs_unpruned) = if opts.compare_unpruned && pruned {
-            let full = self
-                .vision
-                .forward_async(&pv, None, &mut Timings::start())
-                .await?
-                .image_embeds
-                .to_vec_f32_async()
-                .await?;
+            let full = self.vision.forward_async(&pv, None, &mut Timings::start()).await?.image_embeds.to_vec_f32_async().await?;
             let p = match &text {
                 Some(te) => Some(self.label_probs(&full, te)?),
                 None => None,
@@ -216,18 +167,7 @@ impl Clip {
         } else {
             (None, None)
         };
-        let with_labels = |p: Option<Vec<f32>>| {
-            p.map(|p| {
-                opts.labels
-                    .iter()
-                    .zip(p)
-                    .map(|(l, prob)| LabelProb {
-                        label: l.clone(),
-                        prob,
-                    })
-                    .collect()
-            })
-        };
+        let with_labels = |p: Option<Vec<f32>>| p.map(|p| opts.labels.iter().zip(p).map(|(l, prob)| LabelProb { label: l.clone(), prob }).collect());
         let mut timings = serde_json::Map::new();
         for (name, ms) in &t.stages {
             timings.insert(name.clone(), serde_json::json!(ms));
@@ -239,14 +179,7 @@ impl Clip {
             cos_to_unpruned: cos,
             grid: self.config.vision().grid(),
             num_patches: self.config.vision().num_patches(),
-            kept: out
-                .steps
-                .iter()
-                .map(|s| KeptStep {
-                    layer: s.layer,
-                    indices: s.kept[0].clone(),
-                })
-                .collect(),
+            kept: out.steps.iter().map(|s| KeptStep { layer: s.layer, indices: s.kept[0].clone() }).collect(),
             tokens_per_layer: out.tokens_per_layer,
             flops: out.flops,
             flops_unpruned: out.flops_unpruned,
@@ -270,34 +203,16 @@ pub struct ClipSession {
 }
 
 impl ClipSession {
-    pub fn new(
-        config: ClipConfig,
-        weights: Weights,
-        device: &Device,
-        with_text: bool,
-    ) -> Result<ClipSession> {
+    pub fn new(config: ClipConfig, weights: Weights, device: &Device, with_text: bool) -> Result<ClipSession> {
         let clip = match Clip::load(config.clone(), &weights, device, with_text) {
             Err(Error::Backend(msg)) if matches!(device, Device::Gpu(_)) => {
-                let mut s = ClipSession {
-                    clip: Clip::load(config, &weights, &Device::Cpu, with_text)?,
-                    weights,
-                    with_text,
-                    fallback: None,
-                };
-                s.fallback = Some(format!(
-                    "{}: loading failed ({msg}); running on the CPU",
-                    device.describe()
-                ));
+                let mut s = ClipSession { clip: Clip::load(config, &weights, &Device::Cpu, with_text)?, weights, with_text, fallback: None };
+                s.fallback = Some(format!("{}: loading failed ({msg}); running on the CPU", device.describe()));
                 return Ok(s);
             }
             r => r?,
         };
-        Ok(ClipSession {
-            clip,
-            weights,
-            with_text,
-            fallback: None,
-        })
+        Ok(ClipSession { clip, weights, with_text, fallback: None })
     }
 
     /// Why the session left the GPU, if it did.
@@ -325,12 +240,7 @@ impl ClipSession {
     /// Rebuilds the model on the CPU (tokenizer kept) and records why.
     pub fn fall_back(&mut self, why: &str) -> Result<()> {
         let was = self.clip.device.describe();
-        let mut cpu = Clip::load(
-            self.clip.config.clone(),
-            &self.weights,
-            &Device::Cpu,
-            self.with_text,
-        )?;
+        let mut cpu = Clip::load(self.clip.config.clone(), &self.weights, &Device::Cpu, self.with_text)?;
         cpu.tokenizer = self.clip.tokenizer.take();
         self.clip = cpu;
         self.fallback = Some(format!("{was} failed ({why}); running on the CPU"));
@@ -378,9 +288,7 @@ pub fn open_dir(dir: &std::path::Path, device: &Device, with_text: bool) -> Resu
 
 #[cfg(not(target_arch = "wasm32"))]
 fn load_tokenizer(dir: &std::path::Path) -> Result<Option<Tokenizer>> {
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name)).map_err(|e| Error::io(dir.join(name).display(), e))
-    };
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| Error::io(dir.join(name).display(), e));
     if dir.join("vocab.json").exists() && dir.join("merges.txt").exists() {
         return Tokenizer::from_vocab_merges(&read("vocab.json")?, &read("merges.txt")?).map(Some);
     }

@@ -18,12 +18,7 @@ pub struct TextModel {
 }
 
 impl TextModel {
-    pub fn load(
-        w: &Weights,
-        cfg: &TextConfig,
-        projection_dim: usize,
-        dev: &Device,
-    ) -> Result<Self> {
+    pub fn load(w: &Weights, cfg: &TextConfig, projection_dim: usize, dev: &Device) -> Result<Self> {
         let t = w.pp("text_model");
         let h = cfg.hidden_size;
         let dims = LayerDims {
@@ -33,24 +28,14 @@ impl TextModel {
             eps: cfg.layer_norm_eps,
             act: Activation::from_hf(&cfg.hidden_act)?,
         };
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| EncoderLayer::load(&t.pp("encoder.layers").pp(i), dims, dev))
-            .collect::<Result<Vec<_>>>()?;
+        let layers = (0..cfg.num_hidden_layers).map(|i| EncoderLayer::load(&t.pp("encoder.layers").pp(i), dims, dev)).collect::<Result<Vec<_>>>()?;
         Ok(TextModel {
             cfg: cfg.clone(),
-            tok_emb: t
-                .pp("embeddings.token_embedding")
-                .get("weight", &[cfg.vocab_size, h], dev)?,
-            pos_emb: t.pp("embeddings.position_embedding").get(
-                "weight",
-                &[cfg.max_position_embeddings, h],
-                dev,
-            )?,
+            tok_emb: t.pp("embeddings.token_embedding").get("weight", &[cfg.vocab_size, h], dev)?,
+            pos_emb: t.pp("embeddings.position_embedding").get("weight", &[cfg.max_position_embeddings, h], dev)?,
             layers,
             final_ln: LayerNorm::load(&t.pp("final_layer_norm"), h, cfg.layer_norm_eps, dev)?,
-            proj: w
-                .pp("text_projection")
-                .get("weight", &[projection_dim, h], dev)?,
+            proj: w.pp("text_projection").get("weight", &[projection_dim, h], dev)?,
             device: dev.clone(),
         })
     }
@@ -62,10 +47,7 @@ impl TextModel {
         ids.iter()
             .map(|row| {
                 let pos = if self.cfg.eos_token_id == 2 {
-                    row.iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
-                        .map(|(i, _)| i)
+                    row.iter().enumerate().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map(|(i, _)| i)
                 } else {
                     row.iter().position(|&t| t == self.cfg.eos_token_id)
                 };
@@ -83,31 +65,15 @@ impl TextModel {
             return Err(Error::arg("no text to encode"));
         }
         if len > self.cfg.max_position_embeddings {
-            return Err(Error::arg(format!(
-                "text is {len} tokens; the model takes at most {}",
-                self.cfg.max_position_embeddings
-            )));
+            return Err(Error::arg(format!("text is {len} tokens; the model takes at most {}", self.cfg.max_position_embeddings)));
         }
-        if let Some(bad) = ids
-            .iter()
-            .flatten()
-            .find(|&&t| t as usize >= self.cfg.vocab_size)
-        {
-            return Err(Error::arg(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.cfg.vocab_size
-            )));
+        if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            return Err(Error::arg(format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab_size)));
         }
         let b = ids.len();
-        let flat: Vec<u32> = ids
-            .iter()
-            .flat_map(|r| r.iter().copied().chain(std::iter::repeat(pad)).take(len))
-            .collect();
+        let flat: Vec<u32> = ids.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(pad)).take(len)).collect();
         let ids_t = Tensor::from_u32(flat, &[b, len], &self.device)?;
-        let mut x = self
-            .tok_emb
-            .embedding(&ids_t)?
-            .add(&self.pos_emb.narrow(0, 0, len)?)?;
+        let mut x = self.tok_emb.embedding(&ids_t)?.add(&self.pos_emb.narrow(0, 0, len)?)?;
         for layer in &self.layers {
             x = layer.forward(&x, true)?;
         }

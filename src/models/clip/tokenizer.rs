@@ -24,8 +24,7 @@ pub struct Tokenizer {
 /// GPT-2's reversible byte → printable character map.
 fn bytes_to_unicode() -> [char; 256] {
     let mut map = ['\0'; 256];
-    let printable =
-        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut n = 0;
     for b in 0..256u32 {
         let c = if printable(b) {
@@ -41,8 +40,7 @@ fn bytes_to_unicode() -> [char; 256] {
 
 impl Tokenizer {
     pub fn from_vocab_merges(vocab_json: &str, merges_txt: &str) -> Result<Self> {
-        let vocab: HashMap<String, u32> = serde_json::from_str(vocab_json)
-            .map_err(|e| Error::Tokenizer(format!("vocab.json: {e}")))?;
+        let vocab: HashMap<String, u32> = serde_json::from_str(vocab_json).map_err(|e| Error::Tokenizer(format!("vocab.json: {e}")))?;
         let merges = merges_txt
             .lines()
             .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
@@ -58,14 +56,10 @@ impl Tokenizer {
     }
 
     pub fn from_tokenizer_json(json: &str) -> Result<Self> {
-        let v: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
-        let model = v
-            .get("model")
-            .ok_or_else(|| Error::Tokenizer("tokenizer.json: no `model`".into()))?;
-        let vocab: HashMap<String, u32> =
-            serde_json::from_value(model.get("vocab").cloned().unwrap_or_default())
-                .map_err(|e| Error::Tokenizer(format!("tokenizer.json model.vocab: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        let model = v.get("model").ok_or_else(|| Error::Tokenizer("tokenizer.json: no `model`".into()))?;
+        let vocab: HashMap<String, u32> = serde_json::from_value(model.get("vocab").cloned().unwrap_or_default())
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json model.vocab: {e}")))?;
         let merges = model
             .get("merges")
             .and_then(|m| m.as_array())
@@ -73,13 +67,8 @@ impl Tokenizer {
             .iter()
             .map(|m| {
                 let pair = match m {
-                    serde_json::Value::String(s) => s
-                        .split_once(' ')
-                        .map(|(a, b)| (a.to_string(), b.to_string())),
-                    serde_json::Value::Array(a) => match (
-                        a.first().and_then(|x| x.as_str()),
-                        a.get(1).and_then(|x| x.as_str()),
-                    ) {
+                    serde_json::Value::String(s) => s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())),
+                    serde_json::Value::Array(a) => match (a.first().and_then(|x| x.as_str()), a.get(1).and_then(|x| x.as_str())) {
                         (Some(x), Some(y)) => Some((x.to_string(), y.to_string())),
                         _ => None,
                     },
@@ -92,25 +81,10 @@ impl Tokenizer {
     }
 
     fn new(vocab: HashMap<String, u32>, merges: Vec<(String, String)>) -> Result<Self> {
-        let id = |t: &str| {
-            vocab
-                .get(t)
-                .copied()
-                .ok_or_else(|| Error::Tokenizer(format!("vocabulary lacks `{t}`")))
-        };
+        let id = |t: &str| vocab.get(t).copied().ok_or_else(|| Error::Tokenizer(format!("vocabulary lacks `{t}`")));
         let (bos, eos) = (id(BOS)?, id(EOS)?);
-        let ranks = merges
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (p, i))
-            .collect();
-        Ok(Tokenizer {
-            vocab,
-            ranks,
-            byte_char: bytes_to_unicode(),
-            bos,
-            eos,
-        })
+        let ranks = merges.into_iter().enumerate().map(|(i, p)| (p, i)).collect();
+        Ok(Tokenizer { vocab, ranks, byte_char: bytes_to_unicode(), bos, eos })
     }
 
     /// `<|startoftext|> tokens… <|endoftext|>`, cut to `max_len` (the end token kept).
@@ -118,22 +92,14 @@ impl Tokenizer {
     /// cut to [`MAX_WORD_BYTES`], so BPE's quadratic merge loop stays bounded.
     pub fn encode(&self, text: &str, max_len: usize) -> Vec<u32> {
         let text: String = text.chars().take(MAX_TEXT_CHARS).collect();
-        let norm = text
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_lowercase();
+        let norm = text.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
         let mut ids = vec![self.bos];
         for word in split_words(&norm) {
             match word {
                 BOS => ids.push(self.bos),
                 EOS => ids.push(self.eos),
                 w => {
-                    let mapped: String = w
-                        .bytes()
-                        .take(MAX_WORD_BYTES)
-                        .map(|b| self.byte_char[b as usize])
-                        .collect();
+                    let mapped: String = w.bytes().take(MAX_WORD_BYTES).map(|b| self.byte_char[b as usize]).collect();
                     for piece in self.bpe(&mapped) {
                         ids.push(self.vocab.get(&piece).copied().unwrap_or(self.eos));
                     }
@@ -152,15 +118,7 @@ impl Tokenizer {
             last.push_str("</w>");
         }
         loop {
-            let best = parts
-                .windows(2)
-                .enumerate()
-                .filter_map(|(i, w)| {
-                    self.ranks
-                        .get(&(w[0].clone(), w[1].clone()))
-                        .map(|&r| (r, i))
-                })
-                .min();
+            let best = parts.windows(2).enumerate().filter_map(|(i, w)| self.ranks.get(&(w[0].clone(), w[1].clone())).map(|&r| (r, i))).min();
             let Some((_, i)) = best else { break };
             let (a, b) = (parts[i].clone(), parts[i + 1].clone());
             let mut merged = Vec::with_capacity(parts.len());
@@ -190,22 +148,17 @@ fn split_words(s: &str) -> Vec<&str> {
         let Some(c) = rest.chars().next() else { break };
         let len = if let Some(t) = [BOS, EOS].iter().find(|t| rest.starts_with(**t)) {
             t.len()
-        } else if let Some(t) = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"]
-            .iter()
-            .find(|t| rest.starts_with(**t))
-        {
+        } else if let Some(t) = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"].iter().find(|t| rest.starts_with(**t)) {
             t.len()
         } else if c.is_alphabetic() {
-            rest.find(|ch: char| !ch.is_alphabetic())
-                .unwrap_or(rest.len())
+            rest.find(|ch: char| !ch.is_alphabetic()).unwrap_or(rest.len())
         } else if c.is_numeric() {
             c.len_utf8()
         } else if c.is_whitespace() {
             i += c.len_utf8();
             continue;
         } else {
-            rest.find(|ch: char| ch.is_whitespace() || ch.is_alphabetic() || ch.is_numeric())
-                .unwrap_or(rest.len())
+            rest.find(|ch: char| ch.is_whitespace() || ch.is_alphabetic() || ch.is_numeric()).unwrap_or(rest.len())
         };
         out.push(&rest[..len]);
         i += len;
@@ -219,14 +172,8 @@ mod tests {
 
     #[test]
     fn splits_like_clips_pattern() {
-        assert_eq!(
-            split_words("a cup of coffee!"),
-            vec!["a", "cup", "of", "coffee", "!"]
-        );
+        assert_eq!(split_words("a cup of coffee!"), vec!["a", "cup", "of", "coffee", "!"]);
         assert_eq!(split_words("rocket's 42"), vec!["rocket", "'s", "4", "2"]);
-        assert_eq!(
-            split_words("x<|endoftext|>!!'s"),
-            vec!["x", "<|endoftext|>", "!!'", "s"]
-        );
+        assert_eq!(split_words("x<|endoftext|>!!'s"), vec!["x", "<|endoftext|>", "!!'", "s"]);
     }
 }

@@ -39,19 +39,11 @@ pub struct VisionOutput {
 }
 
 impl VisionModel {
-    pub fn load(
-        w: &Weights,
-        cfg: &VisionConfig,
-        projection_dim: usize,
-        dev: &Device,
-    ) -> Result<Self> {
+    pub fn load(w: &Weights, cfg: &VisionConfig, projection_dim: usize, dev: &Device) -> Result<Self> {
         let v = w.pp("vision_model");
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
         let e = v.pp("embeddings");
-        let patch_w = e
-            .pp("patch_embedding")
-            .get("weight", &[h, c, p, p], dev)?
-            .reshape(&[h, c * p * p])?;
+        let patch_w = e.pp("patch_embedding").get("weight", &[h, c, p, p], dev)?.reshape(&[h, c * p * p])?;
         let dims = LayerDims {
             hidden: h,
             intermediate: cfg.intermediate_size,
@@ -59,49 +51,31 @@ impl VisionModel {
             eps: cfg.layer_norm_eps,
             act: Activation::from_hf(&cfg.hidden_act)?,
         };
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| EncoderLayer::load(&v.pp("encoder.layers").pp(i), dims, dev))
-            .collect::<Result<Vec<_>>>()?;
+        let layers = (0..cfg.num_hidden_layers).map(|i| EncoderLayer::load(&v.pp("encoder.layers").pp(i), dims, dev)).collect::<Result<Vec<_>>>()?;
         Ok(VisionModel {
             cfg: cfg.clone(),
             patch_w,
             class_emb: e.get("class_embedding", &[h], dev)?.reshape(&[1, 1, h])?,
-            pos_emb: e
-                .pp("position_embedding")
-                .get("weight", &[cfg.num_patches() + 1, h], dev)?,
+            pos_emb: e.pp("position_embedding").get("weight", &[cfg.num_patches() + 1, h], dev)?,
             pre_ln: LayerNorm::load(&v.pp("pre_layrnorm"), h, cfg.layer_norm_eps, dev)?,
             layers,
             post_ln: LayerNorm::load(&v.pp("post_layernorm"), h, cfg.layer_norm_eps, dev)?,
-            proj: w
-                .pp("visual_projection")
-                .get("weight", &[projection_dim, h], dev)?,
+            proj: w.pp("visual_projection").get("weight", &[projection_dim, h], dev)?,
         })
     }
 
     /// `pixel_values`: `[B, C, S, S]` as made by [`crate::image::ClipPreprocess`].
-    pub fn forward(
-        &self,
-        pixel_values: &Tensor,
-        prune: Option<&PruneConfig>,
-        t: &mut Timings,
-    ) -> Result<VisionOutput> {
+    pub fn forward(&self, pixel_values: &Tensor, prune: Option<&PruneConfig>, t: &mut Timings) -> Result<VisionOutput> {
         crate::tensor::block_on(self.forward_async(pixel_values, prune, t))
     }
 
     /// The forward pass, written once: the whole pass is recorded without waiting for the
     /// device; the kept indices are read back (awaited) once at the end.
-    pub async fn forward_async(
-        &self,
-        pixel_values: &Tensor,
-        prune: Option<&PruneConfig>,
-        t: &mut Timings,
-    ) -> Result<VisionOutput> {
+    pub async fn forward_async(&self, pixel_values: &Tensor, prune: Option<&PruneConfig>, t: &mut Timings) -> Result<VisionOutput> {
         let (s, c) = (self.cfg.image_size, self.cfg.num_channels);
         let shape = pixel_values.shape();
         if shape.len() != 4 || shape[1] != c || shape[2] != s || shape[3] != s {
-            return Err(Error::arg(format!(
-                "pixel_values must be [B, {c}, {s}, {s}], got {shape:?}"
-            )));
+            return Err(Error::arg(format!("pixel_values must be [B, {c}, {s}, {s}], got {shape:?}")));
         }
         if let Some(p) = prune {
             p.validate(self.layers.len())?;
@@ -110,21 +84,12 @@ impl VisionModel {
         let np = self.cfg.num_patches();
         // keep = 1 runs the unpruned path (bit-identical) and reports every patch as kept.
         let identity_steps: Vec<PruneStep> = match prune {
-            Some(p) if p.is_identity() => p
-                .layers
-                .iter()
-                .map(|&l| PruneStep {
-                    layer: l,
-                    kept: vec![(0..np as u32).collect(); b],
-                })
-                .collect(),
+            Some(p) if p.is_identity() => p.layers.iter().map(|&l| PruneStep { layer: l, kept: vec![(0..np as u32).collect(); b] }).collect(),
             _ => Vec::new(),
         };
         let prune = prune.filter(|p| !p.is_identity());
 
-        let patches = pixel_values
-            .patchify(self.cfg.patch_size)?
-            .linear(&self.patch_w, None)?;
+        let patches = pixel_values.patchify(self.cfg.patch_size)?.linear(&self.patch_w, None)?;
         let cls = Tensor::cat(&vec![&self.class_emb; b], 0)?;
         let x = Tensor::cat(&[&cls, &patches], 1)?.add(&self.pos_emb)?;
         let mut x = self.pre_ln.forward(&x)?;
@@ -134,10 +99,7 @@ impl VisionModel {
         // pass is recorded in one go); they are mapped to grid indices at the end.
         let mut selections: Vec<(usize, Tensor, usize)> = Vec::new();
         let (mut scores, mut tokens) = (Vec::new(), Vec::new());
-        let (mut flops, mut flops_unpruned) = (
-            2.0 * (np * c * self.cfg.patch_size.pow(2) * self.cfg.hidden_size) as f64,
-            0.0,
-        );
+        let (mut flops, mut flops_unpruned) = (2.0 * (np * c * self.cfg.patch_size.pow(2) * self.cfg.hidden_size) as f64, 0.0);
         flops_unpruned += flops;
         for (i, layer) in self.layers.iter().enumerate() {
             let n = x.dim(1);
@@ -163,15 +125,10 @@ impl VisionModel {
         let mut orig: Vec<Vec<u32>> = vec![(0..np as u32).collect(); b];
         for (layer, kept, k) in selections {
             orig = prune::compose(&orig, &kept.to_vec_u32_async().await?, k)?;
-            steps.push(PruneStep {
-                layer,
-                kept: orig.clone(),
-            });
+            steps.push(PruneStep { layer, kept: orig.clone() });
         }
         let h = self.cfg.hidden_size;
-        let pooled = self
-            .post_ln
-            .forward(&x.narrow(1, 0, 1)?.reshape(&[b, h])?)?;
+        let pooled = self.post_ln.forward(&x.narrow(1, 0, 1)?.reshape(&[b, h])?)?;
         let image_embeds = pooled.linear(&self.proj, None)?;
         let head = 2.0 * (h * self.proj.dim(0)) as f64;
         t.lap("head");

@@ -17,135 +17,53 @@ struct Lay {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(
-    ctx: &GpuContext,
-    bufs: [&GpuTensor; 3],
-    lays: [Lay; 4],
-    dims: [usize; 5],
-    causal: bool,
-    out_shape: &[usize],
-) -> Result<GpuTensor> {
+fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5], causal: bool, out_shape: &[usize]) -> Result<GpuTensor> {
     let [batch, heads, nq, nk, d] = dims;
     if d == 0 || d > MAX_HEAD_DIM {
-        return Err(Error::arg(format!(
-            "attention: head size {d} outside 1..={MAX_HEAD_DIM}"
-        )));
+        return Err(Error::arg(format!("attention: head size {d} outside 1..={MAX_HEAD_DIM}")));
     }
     if causal && nk < nq {
-        return Err(Error::arg(format!(
-            "attention: causal with {nq} queries over {nk} keys"
-        )));
+        return Err(Error::arg(format!("attention: causal with {nq} queries over {nk} keys")));
     }
     let o = ctx.empty(out_shape)?;
     let total = batch * heads * nq;
     if total == 0 || nk == 0 {
         return Ok(o);
     }
-    let mut w = vec![
-        batch as u32,
-        heads as u32,
-        nq as u32,
-        nk as u32,
-        d as u32,
-        causal as u32,
-        (1.0 / (d as f32).sqrt()).to_bits(),
-        0,
-    ];
+    let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), 0];
     for l in lays {
         w.extend([l.bs as u32, l.hs as u32, l.rs as u32, l.off as u32]);
     }
     let params = ctx.uniform(&w);
-    ctx.dispatch_1d(
-        "attention",
-        WGSL,
-        &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &params],
-        total,
-        64,
-    )?;
+    ctx.dispatch_1d("attention", WGSL, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &params], total, 64)?;
     Ok(o)
 }
 
 /// `q [B, H, Nq, d]`, `k`/`v [B, H, Nk, d]` → `[B, H, Nq, d]`.
-pub fn attention(
-    ctx: &GpuContext,
-    q: &GpuTensor,
-    k: &GpuTensor,
-    v: &GpuTensor,
-    causal: bool,
-) -> Result<GpuTensor> {
+pub fn attention(ctx: &GpuContext, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, causal: bool) -> Result<GpuTensor> {
     let (&[b, h, nq, d], &[b2, h2, nk, d2]) = (&q.shape[..], &k.shape[..]) else {
-        return Err(Error::arg(format!(
-            "attention: q {:?}, k {:?} must be [B, H, N, d]",
-            q.shape, k.shape
-        )));
+        return Err(Error::arg(format!("attention: q {:?}, k {:?} must be [B, H, N, d]", q.shape, k.shape)));
     };
     if (b2, h2, d2) != (b, h, d) || v.shape != k.shape {
-        return Err(Error::arg(format!(
-            "attention: q {:?}, k {:?}, v {:?} do not fit",
-            q.shape, k.shape, v.shape
-        )));
+        return Err(Error::arg(format!("attention: q {:?}, k {:?}, v {:?} do not fit", q.shape, k.shape, v.shape)));
     }
-    let lq = Lay {
-        bs: h * nq * d,
-        hs: nq * d,
-        rs: d,
-        off: 0,
-    };
-    let lk = Lay {
-        bs: h * nk * d,
-        hs: nk * d,
-        rs: d,
-        off: 0,
-    };
-    run(
-        ctx,
-        [q, k, v],
-        [lq, lk, lk, lq],
-        [b, h, nq, nk, d],
-        causal,
-        &q.shape,
-    )
+    let lq = Lay { bs: h * nq * d, hs: nq * d, rs: d, off: 0 };
+    let lk = Lay { bs: h * nk * d, hs: nk * d, rs: d, off: 0 };
+    run(ctx, [q, k, v], [lq, lk, lk, lq], [b, h, nq, nk, d], causal, &q.shape)
 }
 
 /// Self-attention from a fused `[B, N, 3·H·d]` projection → `[B, N, H·d]`.
-pub fn attention_packed(
-    ctx: &GpuContext,
-    qkv: &GpuTensor,
-    heads: usize,
-    causal: bool,
-) -> Result<GpuTensor> {
+pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal: bool) -> Result<GpuTensor> {
     let &[b, n, w] = &qkv.shape[..] else {
-        return Err(Error::arg(format!(
-            "attention: qkv {:?} must be [B, N, 3·H·d]",
-            qkv.shape
-        )));
+        return Err(Error::arg(format!("attention: qkv {:?} must be [B, N, 3·H·d]", qkv.shape)));
     };
     if heads == 0 || w % (3 * heads) != 0 {
-        return Err(Error::arg(format!(
-            "attention: fused width {w} is not 3 × {heads} heads"
-        )));
+        return Err(Error::arg(format!("attention: fused width {w} is not 3 × {heads} heads")));
     }
     let d = w / (3 * heads);
-    let part = |i: usize| Lay {
-        bs: n * w,
-        hs: d,
-        rs: w,
-        off: i * heads * d,
-    };
-    let lo = Lay {
-        bs: n * heads * d,
-        hs: d,
-        rs: heads * d,
-        off: 0,
-    };
-    run(
-        ctx,
-        [qkv, qkv, qkv],
-        [part(0), part(1), part(2), lo],
-        [b, heads, n, n, d],
-        causal,
-        &[b, n, heads * d],
-    )
+    let part = |i: usize| Lay { bs: n * w, hs: d, rs: w, off: i * heads * d };
+    let lo = Lay { bs: n * heads * d, hs: d, rs: heads * d, off: 0 };
+    run(ctx, [qkv, qkv, qkv], [part(0), part(1), part(2), lo], [b, heads, n, n, d], causal, &[b, n, heads * d])
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -156,50 +74,21 @@ mod tests {
     #[test]
     fn matches_cpu() {
         let ctx = super::super::test_context();
-        for &(b, h, n, d, causal) in &[
-            (1usize, 12usize, 197usize, 64usize, false),
-            (2, 3, 17, 8, true),
-            (1, 1, 1, 4, false),
-        ] {
-            let qkv: Vec<f32> = (0..b * n * 3 * h * d)
-                .map(|i| (((i * 7919) % 1999) as f32 / 999.5 - 1.0) * 2.0)
-                .collect();
+        for &(b, h, n, d, causal) in &[(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false)] {
+            let qkv: Vec<f32> = (0..b * n * 3 * h * d).map(|i| (((i * 7919) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect();
             let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::Cpu).unwrap();
-            let want = Tensor::attention_packed(&c, h, causal)
-                .unwrap()
-                .to_vec_f32()
-                .unwrap();
+            let want = Tensor::attention_packed(&c, h, causal).unwrap().to_vec_f32().unwrap();
             let g = ctx.upload(&qkv, &[b, n, 3 * h * d]).unwrap();
-            let got = ctx
-                .read_blocking(&attention_packed(&ctx, &g, h, causal).unwrap())
-                .unwrap();
+            let got = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal).unwrap()).unwrap();
             let dd = crate::testing::max_abs_diff(&got, &want);
-            assert!(
-                dd < 1e-4,
-                "packed b{b} h{h} n{n} d{d} causal {causal}: max |Δ| {dd}"
-            );
+            assert!(dd < 1e-4, "packed b{b} h{h} n{n} d{d} causal {causal}: max |Δ| {dd}");
 
-            let split = c
-                .reshape(&[b, n, 3, h, d])
-                .unwrap()
-                .permute(&[2, 0, 3, 1, 4])
-                .unwrap();
-            let part = |i: usize| {
-                split
-                    .narrow(0, i, 1)
-                    .unwrap()
-                    .reshape(&[b, h, n, d])
-                    .unwrap()
-            };
+            let split = c.reshape(&[b, n, 3, h, d]).unwrap().permute(&[2, 0, 3, 1, 4]).unwrap();
+            let part = |i: usize| split.narrow(0, i, 1).unwrap().reshape(&[b, h, n, d]).unwrap();
             let (q, k, v) = (part(0), part(1), part(2));
-            let want = Tensor::attention(&q, &k, &v, causal)
-                .unwrap()
-                .to_vec_f32()
-                .unwrap();
+            let want = Tensor::attention(&q, &k, &v, causal).unwrap().to_vec_f32().unwrap();
             let up = |t: &Tensor| ctx.upload(&t.to_vec_f32().unwrap(), &[b, h, n, d]).unwrap();
-            let got = ctx
-                .read_blocking(&attention(&ctx, &up(&q), &up(&k), &up(&v), causal).unwrap())
-                .unwrap();
+            let got = ctx.read_blocking(&attention(&ctx, &up(&q), &up(&k), &up(&v), causal).unwrap()).unwrap();
             let dd = crate::testing::max_abs_diff(&got, &want);
             assert!(dd < 1e-4, "separate b{b} h{h} n{n}: max |Δ| {dd}");
         }

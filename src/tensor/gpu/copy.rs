@@ -16,21 +16,9 @@ fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
 
 /// Copies `shape` elements from `src` (offset, strides) into `dst` (offset, strides).
 #[allow(clippy::too_many_arguments)]
-fn copy(
-    ctx: &GpuContext,
-    src: &GpuTensor,
-    soff: usize,
-    ss: &[usize],
-    dst: &GpuTensor,
-    doff: usize,
-    ds: &[usize],
-    shape: &[usize],
-) -> Result<()> {
+fn copy(ctx: &GpuContext, src: &GpuTensor, soff: usize, ss: &[usize], dst: &GpuTensor, doff: usize, ds: &[usize], shape: &[usize]) -> Result<()> {
     if shape.len() > MAX_RANK {
-        return Err(Error::arg(format!(
-            "copy: rank {} over {MAX_RANK}",
-            shape.len()
-        )));
+        return Err(Error::arg(format!("copy: rank {} over {MAX_RANK}", shape.len())));
     }
     let n: usize = shape.iter().product();
     if n == 0 {
@@ -51,15 +39,8 @@ fn copy(
 
 pub fn permute(ctx: &GpuContext, x: &GpuTensor, dims: &[usize]) -> Result<GpuTensor> {
     let mut seen = vec![false; x.shape.len()];
-    if dims.len() != x.shape.len()
-        || dims
-            .iter()
-            .any(|&d| d >= seen.len() || std::mem::replace(&mut seen[d], true))
-    {
-        return Err(Error::arg(format!(
-            "permute {dims:?} of shape {:?}",
-            x.shape
-        )));
+    if dims.len() != x.shape.len() || dims.iter().any(|&d| d >= seen.len() || std::mem::replace(&mut seen[d], true)) {
+        return Err(Error::arg(format!("permute {dims:?} of shape {:?}", x.shape)));
     }
     let st = contiguous_strides(&x.shape);
     let shape: Vec<usize> = dims.iter().map(|&d| x.shape[d]).collect();
@@ -69,34 +50,15 @@ pub fn permute(ctx: &GpuContext, x: &GpuTensor, dims: &[usize]) -> Result<GpuTen
     Ok(y)
 }
 
-pub fn narrow(
-    ctx: &GpuContext,
-    x: &GpuTensor,
-    dim: usize,
-    start: usize,
-    len: usize,
-) -> Result<GpuTensor> {
+pub fn narrow(ctx: &GpuContext, x: &GpuTensor, dim: usize, start: usize, len: usize) -> Result<GpuTensor> {
     if dim >= x.shape.len() || start + len > x.shape[dim] {
-        return Err(Error::arg(format!(
-            "narrow dim {dim} [{start}, {}) of shape {:?}",
-            start + len,
-            x.shape
-        )));
+        return Err(Error::arg(format!("narrow dim {dim} [{start}, {}) of shape {:?}", start + len, x.shape)));
     }
     let st = contiguous_strides(&x.shape);
     let mut shape = x.shape.clone();
     shape[dim] = len;
     let y = ctx.empty_like(&shape, x.dtype)?;
-    copy(
-        ctx,
-        x,
-        start * st[dim],
-        &st,
-        &y,
-        0,
-        &contiguous_strides(&shape),
-        &shape,
-    )?;
+    copy(ctx, x, start * st[dim], &st, &y, 0, &contiguous_strides(&shape), &shape)?;
     Ok(y)
 }
 
@@ -106,23 +68,13 @@ pub fn cat(ctx: &GpuContext, parts: &[&GpuTensor], dim: usize) -> Result<GpuTens
     };
     let mut shape = first.shape.clone();
     if dim >= shape.len() {
-        return Err(Error::arg(format!(
-            "cat along dim {dim} of shape {shape:?}"
-        )));
+        return Err(Error::arg(format!("cat along dim {dim} of shape {shape:?}")));
     }
     shape[dim] = 0;
     for p in parts {
-        let same = p.shape.len() == first.shape.len()
-            && p.shape
-                .iter()
-                .zip(&first.shape)
-                .enumerate()
-                .all(|(i, (a, b))| i == dim || a == b);
+        let same = p.shape.len() == first.shape.len() && p.shape.iter().zip(&first.shape).enumerate().all(|(i, (a, b))| i == dim || a == b);
         if !same {
-            return Err(Error::arg(format!(
-                "cat: shapes {:?} and {:?} differ off dim {dim}",
-                first.shape, p.shape
-            )));
+            return Err(Error::arg(format!("cat: shapes {:?} and {:?} differ off dim {dim}", first.shape, p.shape)));
         }
         shape[dim] += p.shape[dim];
     }
@@ -130,16 +82,7 @@ pub fn cat(ctx: &GpuContext, parts: &[&GpuTensor], dim: usize) -> Result<GpuTens
     let ds = contiguous_strides(&shape);
     let mut at = 0;
     for p in parts {
-        copy(
-            ctx,
-            p,
-            0,
-            &contiguous_strides(&p.shape),
-            &y,
-            at * ds[dim],
-            &ds,
-            &p.shape,
-        )?;
+        copy(ctx, p, 0, &contiguous_strides(&p.shape), &y, at * ds[dim], &ds, &p.shape)?;
         at += p.shape[dim];
     }
     Ok(y)
@@ -154,21 +97,13 @@ mod tests {
     fn layout_ops_match_cpu() {
         let ctx = super::super::test_context();
         let shape = [2usize, 3, 4, 5, 6];
-        let v: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|i| i as f32)
-            .collect();
+        let v: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| i as f32).collect();
         let c = Tensor::from_f32(v.clone(), &shape, &Device::Cpu).unwrap();
         let g = ctx.upload(&v, &shape).unwrap();
         let read = |t: &GpuTensor| ctx.read_blocking(t).unwrap();
         let p = [2usize, 0, 4, 1, 3];
-        assert_eq!(
-            read(&permute(&ctx, &g, &p).unwrap()),
-            c.permute(&p).unwrap().to_vec_f32().unwrap()
-        );
-        assert_eq!(
-            read(&narrow(&ctx, &g, 2, 1, 2).unwrap()),
-            c.narrow(2, 1, 2).unwrap().to_vec_f32().unwrap()
-        );
+        assert_eq!(read(&permute(&ctx, &g, &p).unwrap()), c.permute(&p).unwrap().to_vec_f32().unwrap());
+        assert_eq!(read(&narrow(&ctx, &g, 2, 1, 2).unwrap()), c.narrow(2, 1, 2).unwrap().to_vec_f32().unwrap());
         let a = narrow(&ctx, &g, 1, 0, 1).unwrap();
         let b = narrow(&ctx, &g, 1, 1, 2).unwrap();
         assert_eq!(read(&cat(&ctx, &[&a, &b], 1).unwrap()), v);

@@ -15,12 +15,7 @@ pub enum Op {
 }
 
 /// `a op b`; `b` (for Add/Mul) must have a suffix of `a`'s shape.
-pub fn elementwise(
-    ctx: &GpuContext,
-    a: &GpuTensor,
-    b: Option<&GpuTensor>,
-    op: Op,
-) -> Result<GpuTensor> {
+pub fn elementwise(ctx: &GpuContext, a: &GpuTensor, b: Option<&GpuTensor>, op: Op) -> Result<GpuTensor> {
     let (code, s) = match op {
         Op::Add => (0u32, 0.0f32),
         Op::Mul => (1, 0.0),
@@ -29,20 +24,12 @@ pub fn elementwise(
     };
     let rhs = match (op, b) {
         (Op::Add | Op::Mul, Some(b)) => {
-            if b.shape.len() > a.shape.len()
-                || a.shape[a.shape.len() - b.shape.len()..] != b.shape[..]
-                || b.is_empty()
-            {
-                return Err(Error::arg(format!(
-                    "{op:?}: shape {:?} does not broadcast to {:?}",
-                    b.shape, a.shape
-                )));
+            if b.shape.len() > a.shape.len() || a.shape[a.shape.len() - b.shape.len()..] != b.shape[..] || b.is_empty() {
+                return Err(Error::arg(format!("{op:?}: shape {:?} does not broadcast to {:?}", b.shape, a.shape)));
             }
             b
         }
-        (Op::Add | Op::Mul, None) => {
-            return Err(Error::arg(format!("{op:?} needs a second operand")))
-        }
+        (Op::Add | Op::Mul, None) => return Err(Error::arg(format!("{op:?} needs a second operand"))),
         _ => a,
     };
     let y = ctx.empty(&a.shape)?;
@@ -51,13 +38,7 @@ pub fn elementwise(
         return Ok(y);
     }
     let params = ctx.uniform(&[n as u32, rhs.len() as u32, code, s.to_bits()]);
-    ctx.dispatch_1d(
-        "elementwise",
-        WGSL,
-        &[&a.buf, &rhs.buf, &y.buf, &params],
-        n,
-        256,
-    )?;
+    ctx.dispatch_1d("elementwise", WGSL, &[&a.buf, &rhs.buf, &y.buf, &params], n, 256)?;
     Ok(y)
 }
 
@@ -69,20 +50,10 @@ mod tests {
     #[test]
     fn matches_cpu() {
         let ctx = super::super::test_context();
-        let a: Vec<f32> = (0..2 * 197 * 48)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0)
-            .collect();
-        let b: Vec<f32> = (0..197 * 48)
-            .map(|i| ((i * 13 % 31) as f32 - 15.0) / 7.0)
-            .collect();
-        let (ca, cb) = (
-            Tensor::from_f32(a.clone(), &[2, 197, 48], &Device::Cpu).unwrap(),
-            Tensor::from_f32(b.clone(), &[197, 48], &Device::Cpu).unwrap(),
-        );
-        let (ga, gb) = (
-            ctx.upload(&a, &[2, 197, 48]).unwrap(),
-            ctx.upload(&b, &[197, 48]).unwrap(),
-        );
+        let a: Vec<f32> = (0..2 * 197 * 48).map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0).collect();
+        let b: Vec<f32> = (0..197 * 48).map(|i| ((i * 13 % 31) as f32 - 15.0) / 7.0).collect();
+        let (ca, cb) = (Tensor::from_f32(a.clone(), &[2, 197, 48], &Device::Cpu).unwrap(), Tensor::from_f32(b.clone(), &[197, 48], &Device::Cpu).unwrap());
+        let (ga, gb) = (ctx.upload(&a, &[2, 197, 48]).unwrap(), ctx.upload(&b, &[197, 48]).unwrap());
         let cases: Vec<(Op, Tensor)> = vec![
             (Op::Add, ca.add(&cb).unwrap()),
             (Op::Mul, ca.mul(&cb).unwrap()),
@@ -90,9 +61,7 @@ mod tests {
             (Op::QuickGelu, ca.act(Activation::QuickGelu).unwrap()),
         ];
         for (op, want) in cases {
-            let got = ctx
-                .read_blocking(&elementwise(&ctx, &ga, Some(&gb), op).unwrap())
-                .unwrap();
+            let got = ctx.read_blocking(&elementwise(&ctx, &ga, Some(&gb), op).unwrap()).unwrap();
             let d = crate::testing::max_abs_diff(&got, &want.to_vec_f32().unwrap());
             assert!(d < 1e-5, "{op:?}: max |Δ| {d}");
         }

@@ -1,34 +1,58 @@
 //! `linear`: `x @ wᵀ + b` over any leading dims (folded into M). See `linear.wgsl`.
 
-use super::{GpuContext, GpuTensor};
+use super::{GpuContext, GpuDtype, GpuTensor};
 use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("linear.wgsl");
 const TILE: usize = 64;
 
-pub fn linear(
-    ctx: &GpuContext,
-    x: &GpuTensor,
-    w: &GpuTensor,
-    b: Option<&GpuTensor>,
-) -> Result<GpuTensor> {
+/// The kernel's variants: vec4 loads (when K is a multiple of 4, so rows start 16-byte
+/// aligned) and packed f16 weights (see [`GpuDtype::F16`]). Only the bindings and the LOAD
+/// block differ, so they are derived from `linear.wgsl` rather than copied.
+fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
+    static SRC: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
+    const NAMES: [&str; 4] = ["linear", "linear_f16", "linear_v4", "linear_f16_v4"];
+    let srcs = SRC.get_or_init(|| {
+        let (a, b) = (WGSL.find("        // LOAD:").unwrap_or(0), WGSL.find("        // END LOAD").unwrap_or(0));
+        let vec4_load = |w_load: &str| {
+            format!(
+                "        {{\n            let r = t / 4u;\n            let c = k0 + (t % 4u) * 4u;\n            var xv = vec4<f32>(0.0);\n            if (row0 + r < p.m && c < p.k) {{ xv = x[(xo + (row0 + r) * p.k + c) / 4u]; }}\n            var wv = vec4<f32>(0.0);\n            if (col0 + r < p.n && c < p.k) {{ {w_load} }}\n            for (var i = 0u; i < 4u; i++) {{ xs[t * 4u + i] = xv[i]; ws[t * 4u + i] = wv[i]; }}\n        }}\n"
+            )
+        };
+        let f16_scalar = WGSL
+            .replace("var<storage, read> w: array<f32>;", "var<storage, read> w: array<u32>;")
+            .replace("wv = w[wo + gn * p.k + c];", "wv = unpack2x16float(w[(wo + gn * p.k + c) / 2u])[c % 2u];");
+        let v4 = |w_ty: &str, w_load: &str| {
+            format!("{}{}{}", &WGSL[..a], vec4_load(w_load), &WGSL[b..])
+                .replace("var<storage, read> x: array<f32>;", "var<storage, read> x: array<vec4<f32>>;")
+                .replace("var<storage, read> w: array<f32>;", &format!("var<storage, read> w: array<{w_ty}>;"))
+        };
+        [
+            WGSL.to_string(),
+            f16_scalar,
+            v4("vec4<f32>", "wv = w[(wo + (col0 + r) * p.k + c) / 4u];"),
+            v4("vec2<u32>", "let q = w[(wo + (col0 + r) * p.k + c) / 4u]; wv = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));"),
+        ]
+    });
+    let i = f16 as usize + 2 * vec4 as usize;
+    (NAMES[i], &srcs[i])
+}
+
+fn pipeline(ctx: &GpuContext, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::ComputePipeline> {
+    let (name, src) = variant(k % 4 == 0, w.dtype == GpuDtype::F16);
+    ctx.pipeline(name, src)
+}
+
+pub fn linear(ctx: &GpuContext, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>) -> Result<GpuTensor> {
     let (Some(&k), &[n, wk]) = (x.shape.last(), &w.shape[..]) else {
-        return Err(Error::arg(format!(
-            "linear: input {:?} and weight {:?} must be [.., K] and [N, K]",
-            x.shape, w.shape
-        )));
+        return Err(Error::arg(format!("linear: input {:?} and weight {:?} must be [.., K] and [N, K]", x.shape, w.shape)));
     };
     if wk != k {
-        return Err(Error::arg(format!(
-            "linear: input has {k} features but the weight is [{n}, {wk}]"
-        )));
+        return Err(Error::arg(format!("linear: input has {k} features but the weight is [{n}, {wk}]")));
     }
     if let Some(b) = b {
         if b.shape != [n] {
-            return Err(Error::arg(format!(
-                "linear: bias {:?} for {n} outputs",
-                b.shape
-            )));
+            return Err(Error::arg(format!("linear: bias {:?} for {n} outputs", b.shape)));
         }
     }
     let m = x.len() / k.max(1);
@@ -42,27 +66,16 @@ pub fn linear(
     }
     let params = ctx.uniform(&[m as u32, n as u32, k as u32, b.is_some() as u32, 0, 0, 0, 0]);
     let bias = b.map_or(&w.buf, |b| &b.buf);
-    let pipe = ctx.pipeline("linear", WGSL);
-    ctx.dispatch(
-        &pipe,
-        &[&x.buf, &w.buf, bias, &y.buf, &params],
-        (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1),
-    )?;
+    let pipe = pipeline(ctx, k, w);
+    ctx.dispatch(&pipe, &[&x.buf, &w.buf, bias, &y.buf, &params], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1))?;
     Ok(y)
 }
 
 /// Batched `a @ bᵀ`: `a [.., m, k]`, `b [.., n, k]` with the same leading dims → `[.., m, n]`.
 pub fn matmul_nt(ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
     let (ra, rb) = (a.shape.len(), b.shape.len());
-    if ra < 2
-        || ra != rb
-        || a.shape[..ra - 2] != b.shape[..rb - 2]
-        || a.shape[ra - 1] != b.shape[rb - 1]
-    {
-        return Err(Error::arg(format!(
-            "matmul_nt: {:?} @ {:?}ᵀ do not fit",
-            a.shape, b.shape
-        )));
+    if ra < 2 || ra != rb || a.shape[..ra - 2] != b.shape[..rb - 2] || a.shape[ra - 1] != b.shape[rb - 1] {
+        return Err(Error::arg(format!("matmul_nt: {:?} @ {:?}ᵀ do not fit", a.shape, b.shape)));
     }
     let (m, k, n) = (a.shape[ra - 2], a.shape[ra - 1], b.shape[rb - 2]);
     let batch: usize = a.shape[..ra - 2].iter().product();
@@ -72,26 +85,9 @@ pub fn matmul_nt(ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTe
     if batch == 0 || m == 0 || n == 0 {
         return Ok(y);
     }
-    let params = ctx.uniform(&[
-        m as u32,
-        n as u32,
-        k as u32,
-        0,
-        (m * k) as u32,
-        (n * k) as u32,
-        (m * n) as u32,
-        0,
-    ]);
-    let pipe = ctx.pipeline("linear", WGSL);
-    ctx.dispatch(
-        &pipe,
-        &[&a.buf, &b.buf, &b.buf, &y.buf, &params],
-        (
-            n.div_ceil(TILE) as u32,
-            m.div_ceil(TILE) as u32,
-            batch as u32,
-        ),
-    )?;
+    let params = ctx.uniform(&[m as u32, n as u32, k as u32, 0, (m * k) as u32, (n * k) as u32, (m * n) as u32, 0]);
+    let pipe = pipeline(ctx, k, b);
+    ctx.dispatch(&pipe, &[&a.buf, &b.buf, &b.buf, &y.buf, &params], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, batch as u32))?;
     Ok(y)
 }
 
@@ -101,21 +97,16 @@ mod tests {
     use crate::tensor::{Device, Tensor};
 
     fn vals(n: usize, seed: usize) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5) - 1.0)
-            .collect()
+        (0..n).map(|i| (((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5) - 1.0).collect()
     }
 
     /// Awkward shapes (1 row, 197 tokens, non-multiples of the 64×64×16 tile) against the CPU.
     #[test]
     fn matches_cpu_on_awkward_shapes() {
         let ctx = super::super::test_context();
-        for &(lead, k, n, bias) in &[
-            (&[1usize][..], 768usize, 3usize, true),
-            (&[1, 197][..], 768, 2304, true),
-            (&[2, 65][..], 17, 130, false),
-            (&[3][..], 1, 1, true),
-        ] {
+        for &(lead, k, n, bias) in
+            &[(&[1usize][..], 768usize, 3usize, true), (&[1, 197][..], 768, 2304, true), (&[2, 65][..], 17, 130, false), (&[3][..], 1, 1, true)]
+        {
             let m: usize = lead.iter().product();
             let (xv, wv, bv) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));
             let mut xs = lead.to_vec();
@@ -124,31 +115,32 @@ mod tests {
                 .unwrap()
                 .linear(
                     &Tensor::from_f32(wv.clone(), &[n, k], &Device::Cpu).unwrap(),
-                    bias.then(|| Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap())
-                        .as_ref(),
+                    bias.then(|| Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap()).as_ref(),
                 )
                 .unwrap()
                 .to_vec_f32()
                 .unwrap();
-            let (gx, gw, gb) = (
-                ctx.upload(&xv, &xs).unwrap(),
-                ctx.upload(&wv, &[n, k]).unwrap(),
-                ctx.upload(&bv, &[n]).unwrap(),
-            );
+            let (gx, gw, gb) = (ctx.upload(&xv, &xs).unwrap(), ctx.upload(&wv, &[n, k]).unwrap(), ctx.upload(&bv, &[n]).unwrap());
             let y = linear(&ctx, &gx, &gw, bias.then_some(&gb)).unwrap();
             let got = ctx.read_blocking(&y).unwrap();
             let d = crate::testing::max_abs_diff(&got, &want);
-            assert!(
-                d < 1e-3,
-                "[{m}, {k}] x [{n}, {k}]: max |Δ| {d} on {}",
-                ctx.adapter.name
-            );
+            assert!(d < 1e-3, "[{m}, {k}] x [{n}, {k}]: max |Δ| {d} on {}", ctx.adapter.name);
         }
+        // f16 weights (vec4 loads for K = 768, scalar for K = 6): the same products within
+        // f16 rounding of the weights.
+        for &(m, k, n) in &[(197usize, 768usize, 130usize), (5, 6, 3)] {
+            let (xv, wv, bv) = (vals(m * k, 4), vals(n * k, 5), vals(n, 6));
+            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+            let want = cpu(&xv, &[m, k]).linear(&cpu(&wv, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();
+            let y = linear(&ctx, &ctx.upload(&xv, &[m, k]).unwrap(), &ctx.upload_f16(&wv, &[n, k]).unwrap(), Some(&ctx.upload(&bv, &[n]).unwrap())).unwrap();
+            let d = crate::testing::max_abs_diff(&ctx.read_blocking(&y).unwrap(), &want);
+            // |x|, |w| ≤ 1: f16 rounding of w (≤ 2⁻¹² relative) bounds |Δ| by k · 2⁻¹²; it is far less.
+            println!("linear [{m}, {k}] with f16 weights: max |Δ| {d:e}");
+            assert!(d < 0.05 && d > 0.0, "f16 weights [{m}, {k}] x [{n}, {k}]: max |Δ| {d}");
+        }
+        assert!(ctx.upload_f16(&[0.0; 3], &[1, 3]).is_err());
         let x = ctx.upload(&[0.0; 6], &[2, 3]).unwrap();
         let w = ctx.upload(&[0.0; 8], &[2, 4]).unwrap();
-        assert!(linear(&ctx, &x, &w, None)
-            .unwrap_err()
-            .to_string()
-            .contains("3 features"));
+        assert!(linear(&ctx, &x, &w, None).unwrap_err().to_string().contains("3 features"));
     }
 }

@@ -2,7 +2,9 @@
 // Batched over workgroup z with per-batch strides (0 for a shared weight).
 // Tiled: a 16×16 workgroup computes a 64×64 output tile, each invocation a 4×4 block, with
 // 64×16 tiles of x and w staged in workgroup memory. Edges (M, N, K not multiples of the
-// tile) are zero-padded on load and masked on store.
+// tile) are zero-padded on load and masked on store. `linear.rs` derives variants that load
+// vec4s (K a multiple of 4) and/or read packed f16 weights, by replacing the bindings and
+// the LOAD block.
 
 struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, pad: u32 }
 
@@ -29,6 +31,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
 
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        // LOAD: each invocation stages 4 consecutive k of one row of x and of w.
         for (var i = 0u; i < 4u; i++) {
             let e = t * 4u + i;
             let r = e / TK;
@@ -42,6 +45,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             if (gn < p.n && c < p.k) { wv = w[wo + gn * p.k + c]; }
             ws[e] = wv;
         }
+        // END LOAD
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             var a: array<f32, 4>;

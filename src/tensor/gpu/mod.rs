@@ -31,6 +31,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter: AdapterReport,
     pub limits: wgpu::Limits,
+    /// Store linear weights as f16 (half the memory and bandwidth; math stays f32).
+    pub f16_weights: bool,
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     pool: Arc<Mutex<BufferPool>>,
     /// Dispatches recorded but not yet submitted: one submit per [`Self::BATCH`] ops (or at
@@ -47,11 +49,14 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
-/// Element type of a GPU buffer (both 4 bytes wide).
+/// Element type of a GPU buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuDtype {
     F32,
     U32,
+    /// f16 pairs packed in 32-bit words (read with WGSL's `unpack2x16float`, so no
+    /// `shader-f16` feature is needed). Linear weights only; rows have an even length.
+    F16,
 }
 
 /// A storage buffer that goes back to its context's pool when the last tensor using it is
@@ -73,10 +78,7 @@ impl std::ops::Deref for PooledBuffer {
 
 impl Drop for PooledBuffer {
     fn drop(&mut self) {
-        if let (Some(buf), Some(pool)) = (
-            self.buf.take(),
-            self.pool.as_ref().and_then(|p| p.upgrade()),
-        ) {
+        if let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.as_ref().and_then(|p| p.upgrade())) {
             pool.lock().unwrap_or_else(|p| p.into_inner()).put(buf);
         }
     }
@@ -130,15 +132,15 @@ impl GpuContext {
     /// The first adapter wgpu offers (high-performance preference). Errors when there is none,
     /// so a test or run asked for the GPU never passes silently on the CPU.
     pub async fn new() -> Result<Arc<GpuContext>> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::PRIMARY,
-            ..wgpu::InstanceDescriptor::new_without_display_handle()
-        });
+        Self::new_with(false).await
+    }
+
+    /// [`GpuContext::new`] with linear weights stored as f16 when `f16_weights`.
+    pub async fn new_with(f16_weights: bool) -> Result<Arc<GpuContext>> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::PRIMARY, ..wgpu::InstanceDescriptor::new_without_display_handle() });
         let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                ..Default::default()
-            })
+            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
             .await
             .map_err(|e| Error::Backend(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
@@ -151,9 +153,7 @@ impl GpuContext {
                 ..Default::default()
             })
             .await
-            .map_err(|e| {
-                Error::Backend(format!("GPU device request failed on {}: {e}", info.name))
-            })?;
+            .map_err(|e| Error::Backend(format!("GPU device request failed on {}: {e}", info.name)))?;
         let error = Arc::new(Mutex::new(None));
         let slot = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -169,12 +169,9 @@ impl GpuContext {
             error,
             device,
             queue,
-            adapter: AdapterReport {
-                name: info.name.clone(),
-                backend: format!("{:?}", info.backend),
-                software: info.device_type == wgpu::DeviceType::Cpu,
-            },
+            adapter: AdapterReport { name: info.name.clone(), backend: format!("{:?}", info.backend), software: info.device_type == wgpu::DeviceType::Cpu },
             limits,
+            f16_weights,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(BufferPool::default())),
             pending: Mutex::new(None),
@@ -192,36 +189,24 @@ impl GpuContext {
         cache
             .entry(name)
             .or_insert_with(|| {
-                let module = self
-                    .device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(name),
-                        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
-                    });
-                Arc::new(
-                    self.device
-                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                            label: Some(name),
-                            layout: None,
-                            module: &module,
-                            entry_point: Some("main"),
-                            compilation_options: Default::default(),
-                            cache: None,
-                        }),
-                )
+                let module =
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(wgsl.into()) });
+                Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                }))
             })
             .clone()
     }
 
     fn check_size(&self, bytes: u64, what: &str) -> Result<()> {
-        let max = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
+        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         if bytes > max {
-            return Err(Error::Backend(format!(
-                "{what}: {bytes} bytes exceed the adapter's storage buffer limit of {max}"
-            )));
+            return Err(Error::Backend(format!("{what}: {bytes} bytes exceed the adapter's storage buffer limit of {max}")));
         }
         Ok(())
     }
@@ -234,36 +219,35 @@ impl GpuContext {
         self.upload_words(data, shape, GpuDtype::U32)
     }
 
+    /// Uploads `[rows, cols]` values as packed f16 (`cols` even).
+    pub fn upload_f16(&self, data: &[f32], shape: &[usize]) -> Result<GpuTensor> {
+        if shape.len() != 2 || shape[1] % 2 != 0 || data.len() != shape[0] * shape[1] {
+            return Err(Error::arg(format!("f16 upload needs [rows, even cols] filled by the data, got {shape:?} for {} values", data.len())));
+        }
+        let words: Vec<u32> =
+            data.chunks_exact(2).map(|p| half::f16::from_f32(p[0]).to_bits() as u32 | ((half::f16::from_f32(p[1]).to_bits() as u32) << 16)).collect();
+        self.check_size((words.len().max(1) * 4) as u64, "upload")?;
+        let contents: &[u8] = if words.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(&words) };
+        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        });
+        Ok(GpuTensor { buf: Arc::new(PooledBuffer { buf: Some(buf), pool: None }), shape: shape.to_vec(), dtype: GpuDtype::F16 })
+    }
+
     fn upload_words(&self, data: &[u32], shape: &[usize], dtype: GpuDtype) -> Result<GpuTensor> {
         if data.len() != shape.iter().product::<usize>() {
-            return Err(Error::arg(format!(
-                "{} values do not fill shape {shape:?}",
-                data.len()
-            )));
+            return Err(Error::arg(format!("{} values do not fill shape {shape:?}", data.len())));
         }
         self.check_size((data.len().max(1) * 4) as u64, "upload")?;
-        let contents: &[u8] = if data.is_empty() {
-            &[0u8; 4]
-        } else {
-            bytemuck::cast_slice(data)
-        };
-        let buf = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            });
-        Ok(GpuTensor {
-            buf: Arc::new(PooledBuffer {
-                buf: Some(buf),
-                pool: None,
-            }),
-            shape: shape.to_vec(),
-            dtype,
-        })
+        let contents: &[u8] = if data.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(data) };
+        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        });
+        Ok(GpuTensor { buf: Arc::new(PooledBuffer { buf: Some(buf), pool: None }), shape: shape.to_vec(), dtype })
     }
 
     pub fn empty(&self, shape: &[usize]) -> Result<GpuTensor> {
@@ -289,21 +273,12 @@ impl GpuContext {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
                 size: bytes,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         });
         let pool = Some(Arc::downgrade(&self.pool));
-        Ok(GpuTensor {
-            buf: Arc::new(PooledBuffer {
-                buf: Some(buf),
-                pool,
-            }),
-            shape: shape.to_vec(),
-            dtype,
-        })
+        Ok(GpuTensor { buf: Arc::new(PooledBuffer { buf: Some(buf), pool }), shape: shape.to_vec(), dtype })
     }
 
     /// `(hits, misses)` of the buffer pool so far.
@@ -313,54 +288,27 @@ impl GpuContext {
     }
 
     pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(words),
-                usage: wgpu::BufferUsages::UNIFORM,
-            })
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        })
     }
 
     /// Records one dispatch of `pipeline` over `bindings` (in binding order).
-    pub fn dispatch(
-        &self,
-        pipeline: &wgpu::ComputePipeline,
-        bindings: &[&wgpu::Buffer],
-        groups: (u32, u32, u32),
-    ) -> Result<()> {
+    pub fn dispatch(&self, pipeline: &wgpu::ComputePipeline, bindings: &[&wgpu::Buffer], groups: (u32, u32, u32)) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.0 > max || groups.1 > max || groups.2 > max {
-            return Err(Error::Backend(format!(
-                "dispatch {groups:?} exceeds {max} workgroups per dimension"
-            )));
+            return Err(Error::Backend(format!("dispatch {groups:?} exceeds {max} workgroups per dimension")));
         }
         let layout = pipeline.get_bind_group_layout(0);
-        let entries: Vec<wgpu::BindGroupEntry> = bindings
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &layout,
-            entries: &entries,
-        });
+        let entries: Vec<wgpu::BindGroupEntry> =
+            bindings.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let (enc, n) = pending.get_or_insert_with(|| {
-            (
-                self.device
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
-                0,
-            )
-        });
+        let (enc, n) = pending.get_or_insert_with(|| (self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }), 0));
         {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: None,
-            });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
@@ -383,9 +331,7 @@ impl GpuContext {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let mut enc = match pending.take() {
             Some((enc, _)) => enc,
-            None => self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
+            None => self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
         };
         extra(&mut enc);
         self.queue.submit([enc.finish()]);
@@ -399,40 +345,23 @@ impl GpuContext {
     /// Dispatches `items` invocations of a 1-D kernel with workgroup size `wg`, split over
     /// x and y so no dimension passes the per-dimension limit (kernels index
     /// `gid.x + gid.y · num_workgroups.x · wg`).
-    pub fn dispatch_1d(
-        &self,
-        name: &'static str,
-        wgsl: &str,
-        bindings: &[&wgpu::Buffer],
-        items: usize,
-        wg: usize,
-    ) -> Result<()> {
+    pub fn dispatch_1d(&self, name: &'static str, wgsl: &str, bindings: &[&wgpu::Buffer], items: usize, wg: usize) -> Result<()> {
         let groups = items.div_ceil(wg.max(1)) as u32;
         let gx = groups.clamp(1, 32768);
-        self.dispatch(
-            &self.pipeline(name, wgsl),
-            bindings,
-            (gx, groups.div_ceil(gx), 1),
-        )
+        self.dispatch(&self.pipeline(name, wgsl), bindings, (gx, groups.div_ceil(gx), 1))
     }
 
     /// Records `msg` as if the device had raised it: the next op fails with it. For tests of
     /// the CPU fallback, which cannot lose a real device on demand.
     #[doc(hidden)]
     pub fn inject_error(&self, msg: &str) {
-        self.error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(|| msg.to_string());
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| msg.to_string());
     }
 
     /// Returns (and clears) a device error raised since the last check.
     pub fn take_error(&self) -> Result<()> {
         match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(e) => Err(Error::Backend(format!(
-                "GPU error on {}: {e}",
-                self.adapter.name
-            ))),
+            Some(e) => Err(Error::Backend(format!("GPU error on {}: {e}", self.adapter.name))),
             None => Ok(()),
         }
     }
@@ -447,6 +376,9 @@ impl GpuContext {
     }
 
     async fn read_words(&self, t: &GpuTensor) -> Result<Vec<u32>> {
+        if t.dtype == GpuDtype::F16 {
+            return Err(Error::Backend("reading back packed f16 weights is not supported".into()));
+        }
         let n = t.len();
         let bytes = (n.max(1) * 4) as u64;
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -457,20 +389,12 @@ impl GpuContext {
         });
         self.flush_with(|enc| enc.copy_buffer_to_buffer(&t.buf, 0, &staging, 0, bytes));
         let (tx, rx) = futures_oneshot();
-        staging
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| tx(r));
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx(r));
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Backend(format!("GPU poll failed: {e}")))?;
-        rx.await
-            .map_err(|e| Error::Backend(format!("GPU read-back failed: {e}")))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Backend(format!("GPU poll failed: {e}")))?;
+        rx.await.map_err(|e| Error::Backend(format!("GPU read-back failed: {e}")))?;
         self.take_error()?;
-        let data = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::Backend(format!("GPU read-back map failed: {e:?}")))?;
+        let data = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU read-back map failed: {e:?}")))?;
         let out: Vec<u32> = bytemuck::cast_slice::<u8, u32>(&data)[..n].to_vec();
         drop(data);
         staging.unmap();
@@ -525,6 +449,5 @@ impl<T> std::future::Future for OneShot<T> {
 /// by skipping.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) fn test_context() -> Arc<GpuContext> {
-    GpuContext::new_blocking()
-        .expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers for lavapipe)")
+    GpuContext::new_blocking().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers for lavapipe)")
 }

@@ -14,12 +14,7 @@ pub enum RowOp {
 }
 
 /// `x`: `[.., n]`. LayerNorm takes `w`, `b` of `[n]`; L2Norm returns `[..]`.
-pub fn rows(
-    ctx: &GpuContext,
-    x: &GpuTensor,
-    wb: Option<(&GpuTensor, &GpuTensor)>,
-    op: RowOp,
-) -> Result<GpuTensor> {
+pub fn rows(ctx: &GpuContext, x: &GpuTensor, wb: Option<(&GpuTensor, &GpuTensor)>, op: RowOp) -> Result<GpuTensor> {
     let Some(&n) = x.shape.last() else {
         return Err(Error::arg("row op on a scalar"));
     };
@@ -27,16 +22,11 @@ pub fn rows(
     let (code, eps, w, b) = match (op, wb) {
         (RowOp::LayerNorm { eps }, Some((w, b))) => {
             if w.shape != [n] || b.shape != [n] {
-                return Err(Error::arg(format!(
-                    "layer_norm: weight {:?} / bias {:?} for rows of {n}",
-                    w.shape, b.shape
-                )));
+                return Err(Error::arg(format!("layer_norm: weight {:?} / bias {:?} for rows of {n}", w.shape, b.shape)));
             }
             (0u32, eps, w, b)
         }
-        (RowOp::LayerNorm { .. }, None) => {
-            return Err(Error::arg("layer_norm needs weight and bias"))
-        }
+        (RowOp::LayerNorm { .. }, None) => return Err(Error::arg("layer_norm needs weight and bias")),
         (RowOp::Softmax, _) => (1, 0.0, x, x),
         (RowOp::L2Norm, _) => (2, 0.0, x, x),
         (RowOp::Mean, _) => (3, 0.0, x, x),
@@ -51,13 +41,7 @@ pub fn rows(
     }
     let params = ctx.uniform(&[rows as u32, n as u32, code, eps.to_bits()]);
     // one workgroup per row
-    ctx.dispatch_1d(
-        "rows",
-        WGSL,
-        &[&x.buf, &w.buf, &b.buf, &y.buf, &params],
-        rows,
-        1,
-    )?;
+    ctx.dispatch_1d("rows", WGSL, &[&x.buf, &w.buf, &b.buf, &y.buf, &params], rows, 1)?;
     Ok(y)
 }
 
@@ -70,33 +54,19 @@ mod tests {
     fn matches_cpu() {
         let ctx = super::super::test_context();
         for &(r, n) in &[(1usize, 1usize), (197, 768), (3, 197), (5, 70)] {
-            let x: Vec<f32> = (0..r * n)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0)
-                .collect();
+            let x: Vec<f32> = (0..r * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0).collect();
             let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32 / 10.0).collect();
             let b: Vec<f32> = (0..n).map(|i| (i % 5) as f32 / 10.0 - 0.2).collect();
             let cx = Tensor::from_f32(x.clone(), &[r, n], &Device::Cpu).unwrap();
-            let (cw, cb) = (
-                Tensor::from_f32(w.clone(), &[n], &Device::Cpu).unwrap(),
-                Tensor::from_f32(b.clone(), &[n], &Device::Cpu).unwrap(),
-            );
-            let (gx, gw, gb) = (
-                ctx.upload(&x, &[r, n]).unwrap(),
-                ctx.upload(&w, &[n]).unwrap(),
-                ctx.upload(&b, &[n]).unwrap(),
-            );
+            let (cw, cb) = (Tensor::from_f32(w.clone(), &[n], &Device::Cpu).unwrap(), Tensor::from_f32(b.clone(), &[n], &Device::Cpu).unwrap());
+            let (gx, gw, gb) = (ctx.upload(&x, &[r, n]).unwrap(), ctx.upload(&w, &[n]).unwrap(), ctx.upload(&b, &[n]).unwrap());
             let cases = [
-                (
-                    RowOp::LayerNorm { eps: 1e-5 },
-                    cx.layer_norm(&cw, &cb, 1e-5).unwrap(),
-                ),
+                (RowOp::LayerNorm { eps: 1e-5 }, cx.layer_norm(&cw, &cb, 1e-5).unwrap()),
                 (RowOp::Softmax, cx.softmax_last().unwrap()),
                 (RowOp::L2Norm, cx.row_norms().unwrap()),
             ];
             for (op, want) in cases {
-                let got = ctx
-                    .read_blocking(&rows(&ctx, &gx, Some((&gw, &gb)), op).unwrap())
-                    .unwrap();
+                let got = ctx.read_blocking(&rows(&ctx, &gx, Some((&gw, &gb)), op).unwrap()).unwrap();
                 let d = crate::testing::max_abs_diff(&got, &want.to_vec_f32().unwrap());
                 assert!(d < 1e-4, "{op:?} [{r}, {n}]: max |Δ| {d}");
             }

@@ -18,6 +18,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt: ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -43,4 +45,11 @@ fi
 if [ "${EFFARCH_SKIP_TRUNK:-0}" != 1 ] && ! have trunk "$TRUNK_VERSION"; then
   say "cargo install trunk $TRUNK_VERSION"
   cargo install trunk --version "$TRUNK_VERSION" --locked --force
+fi
+
+# Playwright's core library only (it drives /usr/bin/chromium; it never downloads a browser).
+PLAYWRIGHT_VERSION=$(sed -n 's/.*"playwright-core": "\([^"]*\)".*/\1/p' tests/e2e/package.json)
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" tests/e2e/node_modules/playwright-core/package.json; then
+  say "npm ci (tests/e2e: playwright-core $PLAYWRIGHT_VERSION)"
+  (cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi

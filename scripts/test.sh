@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: native tests (golden CLIP vs transformers, pruning, bad input, CLI)
-# the same golden/pruning checks inside headless Chrome on the wasm SIMD128 path, and the
-# built page loading in headless Chromium.
+# The whole test suite: native tests (golden CLIP vs transformers on the CPU and on the GPU
+# via Mesa's lavapipe, pruning, bad input, CLI), the same golden/pruning checks inside
+# headless Chrome on wasm SIMD128 and on WebGPU, and the built page end to end in headless
+# Chromium (Playwright, WebGPU on SwiftShader).
 # Installs what it needs first (scripts/setup.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ run() {
 
 run cargo test --all-targets
 WASM_BINDGEN_TEST_TIMEOUT=600 run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web
-run bash tests/e2e/page_smoke.sh
+run bash tests/e2e/run.sh
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -1,11 +1,552 @@
-// Loads the wasm core and reports which backend it runs on.
-import init, { defaultDevice } from './effarch.js';
+// The page: controls, URL state, drawing. Model loading and inference run in worker.js, so
+// nothing here blocks; every request carries an id and its reply comes back as a promise.
+import { drawSweep } from './chart.js';
+import { modelBase } from './loader.js';
 
-const status = document.getElementById('status');
-try {
-  await init({ module_or_path: new URL('./effarch_bg.wasm', import.meta.url) });
-  status.textContent = `Core loaded: ${defaultDevice()}.`;
-} catch (e) {
-  status.textContent = `Could not load the WebAssembly core: ${e}`;
-  status.classList.add('error');
+const $ = (id) => document.getElementById(id);
+const SAMPLES = [
+  ['chelsea-cat', 'a cat'],
+  ['astronaut', 'an astronaut'],
+  ['coffee', 'a cup of coffee'],
+  ['rocket', 'a rocket'],
+];
+const DEFAULTS = { model: 'openai/clip-vit-base-patch16', sample: 'chelsea-cat', image: '', scorer: 'kq-norm', layers: '1', keep: '0.5', backend: 'auto', labels: '' };
+const SWEEP_KEEPS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3];
+
+// ---- worker RPC --------------------------------------------------------------------------
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+let nextId = 1;
+const pending = new Map();
+worker.onmessage = (ev) => {
+  const m = ev.data;
+  const p = pending.get(m.id);
+  if (!p) return;
+  if (m.type === 'done') {
+    pending.delete(m.id);
+    p.resolve(m.result);
+  } else if (m.type === 'error') {
+    pending.delete(m.id);
+    p.reject(new Error(m.message));
+  } else p.onEvent?.(m);
+};
+worker.onerror = (e) => showError(`The worker failed: ${e.message || 'see the console'}. Reload the page.`);
+function call(type, payload = {}, onEvent, transfer = []) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, onEvent });
+    worker.postMessage({ id, type, ...payload }, transfer);
+  });
 }
+
+// ---- state -------------------------------------------------------------------------------
+const state = { ...DEFAULTS };
+let imageBytes = null; // ArrayBuffer of the current image
+let imageBitmap = null; // for drawing
+let imageName = '';
+let lastReport = null;
+let modelInfo = null;
+let localFiles = null;
+let busy = 0;
+
+function readUrl() {
+  const q = new URLSearchParams(location.search);
+  for (const k of Object.keys(DEFAULTS)) if (q.has(k)) state[k] = q.get(k);
+  if (q.has('image')) state.sample = '';
+}
+
+function writeUrl() {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(state)) if (k !== 'sample' && v !== '' && v !== DEFAULTS[k]) q.set(k, v);
+  // The image: a sample by name, or an image URL; an uploaded file cannot travel in a link.
+  if (!state.image && state.sample && state.sample !== DEFAULTS.sample) q.set('sample', state.sample);
+  const s = q.toString();
+  history.replaceState(null, '', s ? `?${s}` : location.pathname);
+}
+
+function syncControls() {
+  $('model').value = state.model;
+  $('keep').value = state.keep;
+  $('keep-out').textContent = Number(state.keep).toFixed(2);
+  $('scorer').value = state.scorer;
+  $('layers').value = state.layers;
+  $('backend').value = state.backend;
+  $('labels').value = state.labels;
+  for (const b of document.querySelectorAll('.samples button')) b.classList.toggle('selected', b.dataset.sample === state.sample);
+}
+
+function options() {
+  const keep = Number(state.keep);
+  const layers = state.layers
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map((s) => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`pruning layer "${s}" is not a layer number (0, 1, 2, …)`);
+      return n;
+    });
+  if (!layers.length) throw new Error('give at least one pruning layer');
+  return { keep, scorer: state.scorer, layers, labels: labels(), compareUnpruned: true };
+}
+
+function labels() {
+  return state.labels.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+// ---- UI helpers --------------------------------------------------------------------------
+function setStatus(text) {
+  $('status').textContent = text;
+}
+function showError(msg) {
+  const e = $('error');
+  e.textContent = msg;
+  e.hidden = false;
+}
+function clearError() {
+  $('error').hidden = true;
+}
+function setBusy(delta) {
+  busy += delta;
+  document.body.classList.toggle('busy', busy > 0);
+}
+async function task(label, fn) {
+  setBusy(1);
+  setStatus(label);
+  try {
+    clearError();
+    return await fn();
+  } catch (e) {
+    showError(e.message || String(e));
+    setStatus('Ready.');
+    return undefined;
+  } finally {
+    setBusy(-1);
+  }
+}
+
+function fmtBytes(n) {
+  return n > 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`;
+}
+
+function progress(p) {
+  $('progress').hidden = false;
+  const frac = p.total ? Math.min(1, p.loaded / p.total) : 0;
+  $('progress-fill').style.width = `${(frac * 100).toFixed(1)}%`;
+  const eta = p.eta ? `, ${Math.ceil(p.eta)} s left` : '';
+  $('progress-text').textContent = `${fmtBytes(p.loaded)} of ${fmtBytes(p.total)} · ${fmtBytes(p.rate)}/s${eta}`;
+  setStatus(`Downloading weights… ${(frac * 100).toFixed(0)}%`);
+}
+
+function backendBadge(device, fallback) {
+  const b = $('backend-badge');
+  const gpu = device.startsWith('gpu');
+  const m = /^gpu \(wgpu, (.*?), BrowserWebGpu/.exec(device);
+  b.textContent = gpu ? `WebGPU · ${m ? m[1] || 'adapter' : device}` : 'CPU · wasm SIMD128';
+  b.title = device;
+  b.dataset.backend = gpu ? 'webgpu' : 'cpu';
+  b.classList.toggle('warn', !!fallback);
+  if (fallback) showError(`The GPU failed and the model now runs on the CPU: ${fallback}`);
+}
+
+// ---- model -------------------------------------------------------------------------------
+/** Makes sure the model for the current settings is loaded (the worker keeps it between runs). */
+async function ensureModel(withText) {
+  if (localFiles) {
+    if (!modelInfo) {
+      setStatus('Reading local files…');
+      modelInfo = await call('loadFiles', { files: localFiles, backend: state.backend });
+      afterLoad();
+    }
+    return;
+  }
+  const base = modelBase(state.model, location.href);
+  try {
+    const info = await call('load', { model: state.model, base, backend: state.backend, withText }, progress);
+    const fresh = !modelInfo || info.device !== modelInfo.device || info.model !== modelInfo.model;
+    modelInfo = info;
+    if (fresh) afterLoad();
+  } catch (e) {
+    modelInfo = null;
+    if (/could not reach/.test(e.message)) $('local-files').open = true;
+    throw e;
+  } finally {
+    $('progress').hidden = true;
+  }
+}
+
+function afterLoad() {
+  backendBadge(modelInfo.device, modelInfo.fallback);
+  setStatus(`Model ready${modelInfo.fromCache ? ' (from the cache)' : ''}: ${modelInfo.numLayers} layers, ${modelInfo.grid}×${modelInfo.grid} patches.`);
+}
+
+// ---- images ------------------------------------------------------------------------------
+async function setImage(bytes, name) {
+  imageBytes = bytes;
+  imageName = name;
+  try {
+    imageBitmap = await createImageBitmap(new Blob([bytes]));
+  } catch {
+    imageBitmap = null; // undecodable: the core's error will say why
+  }
+}
+
+async function loadSample(name) {
+  const r = await fetch(new URL(`samples/${name}.jpg`, location.href));
+  if (!r.ok) throw new Error(`sample ${name}: HTTP ${r.status}`);
+  await setImage(await r.arrayBuffer(), name);
+}
+
+async function loadImageUrl(url) {
+  let r;
+  try {
+    r = await fetch(new URL(url, location.href));
+  } catch (e) {
+    throw new Error(`image ${url}: ${e.message} (the host may not allow cross-origin reads)`);
+  }
+  if (!r.ok) throw new Error(`image ${url}: HTTP ${r.status}`);
+  await setImage(await r.arrayBuffer(), url.split('/').pop());
+}
+
+async function useFile(file) {
+  if (!file) return;
+  state.sample = '';
+  state.image = '';
+  syncControls();
+  writeUrl();
+  await setImage(await file.arrayBuffer(), file.name);
+  await run();
+}
+
+// ---- runs --------------------------------------------------------------------------------
+let running = null;
+let rerun = false;
+async function run() {
+  if (running) {
+    rerun = true; // coalesce: run once more with the newest settings when this one ends
+    return running;
+  }
+  running = (async () => {
+    do {
+      rerun = false;
+      await runOnce();
+    } while (rerun);
+  })();
+  try {
+    await running;
+  } finally {
+    running = null;
+  }
+}
+
+async function runOnce() {
+  if (!imageBytes) return;
+  await task('Running…', async () => {
+    const opts = options();
+    await ensureModel(opts.labels.length > 0);
+    setStatus('Running…');
+    const report = await call('run', { image: imageBytes.slice(0), options: opts });
+    lastReport = report;
+    backendBadge(report.device, report.fallback);
+    render(report);
+    const t = report.timings_ms.total;
+    setStatus(`Done in ${t.toFixed(1)} ms · ${(1000 / t).toFixed(1)} img/s · ${imageName}`);
+  });
+}
+
+async function sweep() {
+  if (!imageBytes) return;
+  await task('Sweeping keep ratios…', async () => {
+    const opts = options();
+    await ensureModel(opts.labels.length > 0);
+    const points = [];
+    $('sweep-out').hidden = false;
+    drawSweep($('chart'), points, SWEEP_KEEPS);
+    const res = await call('sweep', { image: imageBytes.slice(0), options: opts, keeps: SWEEP_KEEPS }, (m) => {
+      if (m.type === 'sweepPoint') {
+        points.push(m.point);
+        drawSweep($('chart'), points, SWEEP_KEEPS);
+        setStatus(`Sweeping… p = ${m.point.keep.toFixed(1)} done`);
+      }
+    });
+    drawSweep($('chart'), res.points, SWEEP_KEEPS);
+    setStatus(`Sweep done on ${res.device}.`);
+  });
+}
+
+// ---- rendering ---------------------------------------------------------------------------
+function render(r) {
+  const steps = r.kept;
+  const stepInput = $('step');
+  stepInput.max = String(Math.max(0, steps.length - 1));
+  stepInput.value = stepInput.max;
+  $('steps').hidden = steps.length < 2;
+  drawOverlay();
+  renderStats(r);
+  renderTimings(r.timings_ms);
+  renderLabels(r);
+}
+
+function drawOverlay() {
+  const r = lastReport;
+  const c = $('overlay');
+  const ctx = c.getContext('2d');
+  const S = c.width;
+  ctx.fillStyle = '#111';
+  ctx.fillRect(0, 0, S, S);
+  if (imageBitmap) {
+    // The processor's view: shortest side to the input size, then a centre crop.
+    const side = Math.min(imageBitmap.width, imageBitmap.height);
+    const sx = (imageBitmap.width - side) / 2, sy = (imageBitmap.height - side) / 2;
+    ctx.imageSmoothingQuality = 'high';
+    ctx.drawImage(imageBitmap, sx, sy, side, side, 0, 0, S, S);
+  }
+  if (!r) return;
+  const g = r.grid;
+  const cell = S / g;
+  const si = Number($('step').value);
+  const step = r.kept[si];
+  const kept = new Set(step ? step.indices : [...Array(r.num_patches).keys()]);
+  const pruned = r.num_patches - kept.size;
+  ctx.save();
+  for (let i = 0; i < r.num_patches; i++) {
+    if (kept.has(i)) continue;
+    const x = (i % g) * cell, y = Math.floor(i / g) * cell;
+    ctx.fillStyle = 'rgba(8, 10, 20, 0.72)';
+    ctx.fillRect(x, y, cell, cell);
+    ctx.strokeStyle = 'rgba(255, 120, 90, 0.55)';
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    for (let d = -cell; d < cell; d += cell / 3) {
+      ctx.moveTo(x + Math.max(0, d), y + Math.max(0, -d));
+      ctx.lineTo(x + Math.min(cell, cell + d), y + Math.min(cell, cell - d));
+    }
+    ctx.stroke();
+  }
+  ctx.strokeStyle = 'rgba(255, 255, 255, 0.18)';
+  ctx.lineWidth = 1;
+  for (let i = 1; i < g; i++) {
+    ctx.beginPath();
+    ctx.moveTo(i * cell, 0);
+    ctx.lineTo(i * cell, S);
+    ctx.moveTo(0, i * cell);
+    ctx.lineTo(S, i * cell);
+    ctx.stroke();
+  }
+  ctx.restore();
+  c.dataset.pruned = String(pruned);
+  c.dataset.kept = String(kept.size);
+  $('pruned-count').textContent = `${pruned} of ${r.num_patches} patches pruned${step ? ` after layer ${step.layer}` : ''}`;
+  $('step-label').textContent = step ? `step ${si + 1}/${r.kept.length} (layer ${step.layer})` : '';
+}
+
+function renderStats(r) {
+  const cos = r.cos_to_unpruned;
+  const items = [
+    ['cos-sim to unpruned', cos == null ? '—' : cos.toFixed(4)],
+    ['FLOPs', `${(r.flops / 1e9).toFixed(2)} G (${((100 * r.flops) / r.flops_unpruned).toFixed(0)}%)`],
+    ['tokens per layer', r.tokens_per_layer.join(' → ')],
+    ['throughput', `${(1000 / r.timings_ms.total).toFixed(1)} img/s`],
+  ];
+  $('stats').innerHTML = '';
+  for (const [k, v] of items) {
+    const d = document.createElement('div');
+    d.className = 'stat';
+    d.innerHTML = '<span class="k"></span><span class="v"></span>';
+    d.querySelector('.k').textContent = k;
+    d.querySelector('.v').textContent = v;
+    if (k.startsWith('cos')) d.id = 'cos';
+    $('stats').append(d);
+  }
+}
+
+function renderTimings(t) {
+  const body = $('timings').tBodies[0];
+  body.innerHTML = '';
+  const total = t.total || 1;
+  const entries = Object.entries(t).filter(([k]) => k !== 'total');
+  // Blocks are many: show them together with a per-block mini bar chart.
+  const blocks = entries.filter(([k]) => k.startsWith('block_'));
+  const rows = entries.filter(([k]) => !k.startsWith('block_'));
+  const blockSum = blocks.reduce((s, [, v]) => s + v, 0);
+  const add = (name, ms, extra) => {
+    const tr = body.insertRow();
+    tr.dataset.stage = name;
+    tr.insertCell().textContent = name;
+    const bar = tr.insertCell();
+    bar.className = 'barcell';
+    const b = document.createElement('div');
+    b.className = 'tbar';
+    b.style.width = `${Math.max(0.5, (100 * ms) / total)}%`;
+    bar.append(b);
+    if (extra) bar.append(extra);
+    tr.insertCell().textContent = `${ms.toFixed(2)} ms`;
+  };
+  for (const [k, v] of rows.filter(([k]) => ['decode', 'preprocess', 'patch_embed'].includes(k))) add(k, v);
+  if (blocks.length) {
+    const spark = document.createElement('div');
+    spark.className = 'spark';
+    const max = Math.max(...blocks.map(([, v]) => v)) || 1;
+    for (const [k, v] of blocks) {
+      const s = document.createElement('span');
+      s.style.height = `${(100 * v) / max}%`;
+      s.title = `${k}: ${v.toFixed(2)} ms`;
+      spark.append(s);
+    }
+    add(`blocks ×${blocks.length}`, blockSum, spark);
+  }
+  for (const [k, v] of rows.filter(([k]) => !['decode', 'preprocess', 'patch_embed'].includes(k))) add(k, v);
+  const tr = body.insertRow();
+  tr.className = 'total';
+  tr.dataset.stage = 'total';
+  tr.insertCell().textContent = 'total';
+  tr.insertCell();
+  tr.insertCell().textContent = `${total.toFixed(2)} ms`;
+  $('timing-note').hidden = !(lastReport && lastReport.device.startsWith('gpu'));
+}
+
+function renderLabels(r) {
+  const box = $('labels-out');
+  if (!r.label_probs) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const bars = $('label-bars');
+  bars.innerHTML = '';
+  r.label_probs.forEach((lp, i) => {
+    const un = r.label_probs_unpruned?.[i]?.prob ?? lp.prob;
+    const row = document.createElement('div');
+    row.className = 'label-row';
+    row.innerHTML = '<span class="name"></span><div class="pair"><div class="lb pruned"></div><div class="lb full"></div></div><span class="pct"></span>';
+    row.querySelector('.name').textContent = lp.label;
+    row.querySelector('.pruned').style.width = `${lp.prob * 100}%`;
+    row.querySelector('.full').style.width = `${un * 100}%`;
+    row.querySelector('.pct').textContent = `${(lp.prob * 100).toFixed(1)}% / ${(un * 100).toFixed(1)}%`;
+    bars.append(row);
+  });
+}
+
+// ---- wiring ------------------------------------------------------------------------------
+function buildSamples() {
+  for (const [name, alt] of SAMPLES) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.dataset.sample = name;
+    b.title = alt;
+    const img = document.createElement('img');
+    img.src = `samples/${name}.jpg`;
+    img.alt = alt;
+    b.append(img);
+    b.onclick = () =>
+      task(`Loading ${name}…`, async () => {
+        state.sample = name;
+        state.image = '';
+        syncControls();
+        writeUrl();
+        await loadSample(name);
+      }).then(run);
+    $('samples').append(b);
+  }
+}
+
+function onChange(id, key, { rerunModel = false, live = false } = {}) {
+  const el = $(id);
+  const apply = () => {
+    state[key] = el.value;
+    if (key === 'keep') $('keep-out').textContent = Number(el.value).toFixed(2);
+    writeUrl();
+  };
+  if (live) el.addEventListener('input', apply);
+  el.addEventListener('change', async () => {
+    apply();
+    if (rerunModel) {
+      modelInfo = null;
+      localFiles = key === 'model' ? null : localFiles;
+    }
+    await run();
+  });
+}
+
+function wire() {
+  onChange('keep', 'keep', { live: true });
+  onChange('scorer', 'scorer');
+  onChange('layers', 'layers');
+  onChange('backend', 'backend', { rerunModel: true });
+  onChange('labels', 'labels');
+  onChange('model', 'model', { rerunModel: true });
+  $('load').onclick = async () => {
+    state.model = $('model').value.trim();
+    localFiles = null;
+    modelInfo = null;
+    writeUrl();
+    await run();
+  };
+  $('run').onclick = () => run();
+  $('sweep').onclick = () => sweep();
+  $('step').oninput = () => drawOverlay();
+  let anim = null;
+  $('animate').onclick = () => {
+    if (anim) {
+      clearInterval(anim);
+      anim = null;
+      return;
+    }
+    const s = $('step');
+    s.value = '0';
+    drawOverlay();
+    anim = setInterval(() => {
+      s.value = String((Number(s.value) + 1) % (Number(s.max) + 1));
+      drawOverlay();
+    }, 900);
+  };
+  $('copy-link').onclick = async () => {
+    writeUrl();
+    try {
+      await navigator.clipboard.writeText(location.href);
+      setStatus('Link copied: it reproduces this run.');
+    } catch {
+      setStatus(`Copy this link: ${location.href}`);
+    }
+  };
+  $('clear-cache').onclick = () =>
+    task('Clearing the cache…', async () => {
+      const r = await call('clearCache');
+      setStatus(r.removed ? 'Cached weights removed; the next load downloads again.' : 'The cache was already empty.');
+    });
+  $('files').onchange = async (ev) => {
+    const fs = [...ev.target.files];
+    const by = (re) => fs.find((f) => re.test(f.name));
+    localFiles = { config: by(/config\.json$/), weights: by(/\.safetensors$/), vocab: by(/vocab\.json$/), merges: by(/merges\.txt$/) };
+    modelInfo = null;
+    await run();
+  };
+  $('image-file').onchange = (ev) => useFile(ev.target.files[0]);
+  const drop = $('drop');
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    useFile(e.dataTransfer.files[0]);
+  });
+  document.addEventListener('paste', (e) => {
+    const f = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith('image/'));
+    if (f) useFile(f);
+  });
+}
+
+async function main() {
+  readUrl();
+  buildSamples();
+  syncControls();
+  wire();
+  const hello = await task('Loading the WebAssembly core…', () => call('hello'));
+  if (hello) backendBadge(state.backend === 'cpu' ? hello.cpu : hello.defaultDevice);
+  await task('Loading the image…', () => (state.image ? loadImageUrl(state.image) : loadSample(state.sample || DEFAULTS.sample)));
+  drawOverlay();
+  await run();
+}
+
+main();

@@ -90,6 +90,23 @@ impl ClipSession {
         Self::build(&config_json, weights, with_text, &device)
     }
 
+    /// Loads `config.json` and `model.safetensors` (and, with `withText`, `vocab.json` and
+    /// `merges.txt`) from a folder URL, e.g. `https://huggingface.co/openai/clip-vit-base-patch16/resolve/main`.
+    /// Downloads the whole checkpoint; the demo page's loader fetches only the needed tensors.
+    #[wasm_bindgen(js_name = fromUrl)]
+    pub async fn from_url(base_url: String, with_text: bool, backend: String) -> Result<ClipSession, JsError> {
+        let base = base_url.trim_end_matches('/');
+        let config = String::from_utf8_lossy(&fetch_bytes(&format!("{base}/config.json")).await?).into_owned();
+        let weights = fetch_bytes(&format!("{base}/model.safetensors")).await?;
+        let s = Self::create(config, weights, with_text, backend).await?;
+        if with_text {
+            let vocab = fetch_bytes(&format!("{base}/vocab.json")).await?;
+            let merges = fetch_bytes(&format!("{base}/merges.txt")).await?;
+            s.set_tokenizer(&String::from_utf8_lossy(&vocab), &String::from_utf8_lossy(&merges))?;
+        }
+        Ok(s)
+    }
+
     fn build(config_json: &str, weights: Vec<u8>, with_text: bool, device: &Device) -> Result<ClipSession, JsError> {
         let cfg = ClipConfig::from_json("config.json", config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
@@ -108,7 +125,8 @@ impl ClipSession {
     /// Runs one encoded image (PNG/JPEG/…); resolves to the report: `image_embeds`, `kept`,
     /// `tokens_per_layer`, `timings_ms`, `cos_to_unpruned`, `label_probs`, `flops`,
     /// `device`, `fallback`. Options: `{keep, scorer, layers, seed, labels, compareUnpruned}`.
-    pub fn run(&self, image: Vec<u8>, options: JsValue) -> js_sys::Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<RunReport>")]
+    pub fn run(&self, image: Vec<u8>, #[wasm_bindgen(unchecked_param_type = "RunOptions | undefined")] options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
         let opts = run_options(options);
         wasm_bindgen_futures::future_to_promise(async move {
@@ -150,6 +168,69 @@ impl ClipSession {
         }
     }
 }
+
+/// `fetch(url)` → bytes, from the page or a worker; HTTP errors name the URL and status.
+async fn fetch_bytes(url: &str) -> Result<Vec<u8>, JsError> {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_futures::JsFuture;
+    let fail = |what: &str| js_err(format!("{url}: {what}"));
+    let global = js_sys::global();
+    let fetch = js_sys::Reflect::get(&global, &"fetch".into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()).ok_or_else(|| fail("no fetch here"))?;
+    let promise = fetch.call1(&global, &url.into()).map_err(|_| fail("fetch failed"))?.dyn_into::<js_sys::Promise>().map_err(|_| fail("fetch failed"))?;
+    let resp = JsFuture::from(promise).await.map_err(|e| fail(&format!("could not reach the host ({})", js_sys::Error::from(e).message())))?;
+    let field = |k: &str| js_sys::Reflect::get(&resp, &k.into()).unwrap_or(JsValue::UNDEFINED);
+    if field("ok").as_bool() != Some(true) {
+        return Err(fail(&format!("HTTP {}", field("status").as_f64().unwrap_or(0.0))));
+    }
+    let read = field("arrayBuffer").dyn_into::<js_sys::Function>().map_err(|_| fail("no body"))?;
+    let buf = read.call0(&resp).map_err(|_| fail("no body"))?.dyn_into::<js_sys::Promise>().map_err(|_| fail("no body"))?;
+    let buf = JsFuture::from(buf).await.map_err(|_| fail("reading the body failed"))?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of one run. Every field is optional. */
+export interface RunOptions {
+  /** Fraction of patch tokens kept at each pruning layer, in (0, 1]. Default 1. */
+  keep?: number;
+  /** "kq-norm" (= "kq-norm:key"), "kq-norm:query", "kq-norm:both", "cls-attn", "random". */
+  scorer?: string;
+  /** 0-based encoder layers to prune in (several = progressive). Default [1]. */
+  layers?: number[];
+  /** Seed of the "random" scorer. */
+  seed?: number;
+  /** Zero-shot labels (needs the text tower and a tokenizer). */
+  labels?: string[];
+  /** Also run unpruned for cos-sim and label comparison. Default true. */
+  compareUnpruned?: boolean;
+}
+
+/** What one run reports (the same fields as `effarch clip --json`). */
+export interface RunReport {
+  /** Projected image embedding (not normalised). */
+  image_embeds: number[];
+  embed_norm: number;
+  cos_to_unpruned: number | null;
+  /** Patch grid side (14 for ViT-B/16 at 224 px) and patch count. */
+  grid: number;
+  num_patches: number;
+  /** Kept patch indices (row-major over the grid) after each pruning step. */
+  kept: { layer: number; indices: number[] }[];
+  /** Tokens (CLS included) entering each layer. */
+  tokens_per_layer: number[];
+  flops: number;
+  flops_unpruned: number;
+  /** decode, preprocess, patch_embed, block_0 …, sync, head, readback, total (ms). */
+  timings_ms: Record<string, number>;
+  label_probs: { label: string; prob: number }[] | null;
+  label_probs_unpruned: { label: string; prob: number }[] | null;
+  /** e.g. "gpu (wgpu, google swiftshader, BrowserWebGpu, software adapter)". */
+  device: string;
+  /** Why the run left the GPU for the CPU, if it did. */
+  fallback: string | null;
+}
+"#;
 
 fn busy() -> JsError {
     js_err("the model is busy with another run; wait for it to finish")

@@ -121,11 +121,15 @@ impl VisionModel {
             }
             t.lap(&format!("block_{i}"));
         }
+        // The first wait for the device (GPU): the blocks above only recorded their work.
         let mut steps = identity_steps;
         let mut orig: Vec<Vec<u32>> = vec![(0..np as u32).collect(); b];
         for (layer, kept, k) in selections {
             orig = prune::compose(&orig, &kept.to_vec_u32_async().await?, k)?;
             steps.push(PruneStep { layer, kept: orig.clone() });
+        }
+        if !steps.is_empty() {
+            t.lap("sync");
         }
         let h = self.cfg.hidden_size;
         let pooled = self.post_ln.forward(&x.narrow(1, 0, 1)?.reshape(&[b, h])?)?;

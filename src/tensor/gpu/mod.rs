@@ -165,11 +165,17 @@ impl GpuContext {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
             s.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
         });
+        let mut adapter = AdapterReport { name: info.name.clone(), backend: format!("{:?}", info.backend), software: info.device_type == wgpu::DeviceType::Cpu };
+        #[cfg(target_arch = "wasm32")]
+        if let Some((name, fallback)) = browser_adapter_info().await {
+            adapter.name = name;
+            adapter.software |= fallback;
+        }
         Ok(Arc::new(GpuContext {
             error,
             device,
             queue,
-            adapter: AdapterReport { name: info.name.clone(), backend: format!("{:?}", info.backend), software: info.device_type == wgpu::DeviceType::Cpu },
+            adapter,
             limits,
             f16_weights,
             pipelines: Mutex::new(HashMap::new()),
@@ -410,6 +416,24 @@ impl GpuContext {
     pub fn read_u32_blocking(&self, t: &GpuTensor) -> Result<Vec<u32>> {
         pollster::block_on(self.read_u32(t))
     }
+}
+
+/// The browser's own description of its WebGPU adapter (`GPUAdapter.info`: vendor,
+/// architecture, description; SwiftShader is Google's software fallback), which wgpu's
+/// WebGPU backend leaves empty. `None` when the browser gives nothing.
+#[cfg(target_arch = "wasm32")]
+async fn browser_adapter_info() -> Option<(String, bool)> {
+    use wasm_bindgen::JsCast;
+    let get = |o: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).ok().filter(|v| !v.is_undefined() && !v.is_null());
+    let gpu = get(&get(&js_sys::global(), "navigator")?, "gpu")?;
+    let request = get(&gpu, "requestAdapter")?.dyn_into::<js_sys::Function>().ok()?;
+    let promise = request.call0(&gpu).ok()?.dyn_into::<js_sys::Promise>().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok().filter(|a| !a.is_null())?;
+    let info = get(&adapter, "info")?;
+    let text = |k: &str| get(&info, k).and_then(|v| v.as_string()).unwrap_or_default();
+    let parts: Vec<String> = [text("vendor"), text("architecture"), text("description")].into_iter().filter(|s| !s.is_empty()).collect();
+    let fallback = get(&info, "isFallbackAdapter").and_then(|v| v.as_bool()).unwrap_or(false) || text("architecture") == "swiftshader";
+    (!parts.is_empty()).then(|| (parts.join(" "), fallback))
 }
 
 /// A one-shot channel from wgpu's map callback to the awaiting reader, without pulling in

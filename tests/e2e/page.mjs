@@ -1,0 +1,251 @@
+// End-to-end test of the built page (dist/) in headless Chromium on WebGPU (SwiftShader in
+// CI), with the tiny fixture model served from localhost (no hub). Prints one
+// "test result:" line that scripts/test.sh counts; screenshots go to target/e2e/.
+//
+//   node tests/e2e/page.mjs [dist-dir]
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const dist = path.resolve(process.argv[2] ?? path.join(root, 'dist'));
+const shots = path.join(root, 'target/e2e');
+fs.mkdirSync(shots, { recursive: true });
+const fixture = path.join(root, 'tests/fixtures/clip-tiny');
+const pkg = path.join(root, 'pkg');
+const example = path.join(root, 'tests/e2e/npm-example');
+
+// ---- a static server with Range support (as the hub's CDN has) -------------------------
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json', '.jpg': 'image/jpeg', '.png': 'image/png' };
+const virtual = new Map(); // url path → Buffer
+const model = fs.readFileSync(path.join(fixture, 'model.safetensors'));
+for (const f of ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt']) virtual.set(`/fixtures/clip-tiny/${f}`, fs.readFileSync(path.join(fixture, f)));
+virtual.set('/fixtures/clip-trunc/config.json', fs.readFileSync(path.join(fixture, 'config.json')));
+virtual.set('/fixtures/clip-trunc/model.safetensors', model.subarray(0, Math.floor(model.length * 0.6)));
+let weightRequests = 0;
+const server = http.createServer((req, res) => {
+  let p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  if (p.endsWith('/')) p += 'index.html';
+  let body = virtual.get(p);
+  if (!body) {
+    // The npm package (pkg/) and the README's example page using it sit beside the site.
+    const [dir, rel] = p.startsWith('/pkg/') ? [pkg, p.slice(5)] : p.startsWith('/npm-example/') ? [example, p.slice(13)] : [dist, p];
+    const file = path.join(dir, rel);
+    if (!file.startsWith(dir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    body = fs.readFileSync(file);
+  }
+  if (p.endsWith('.safetensors')) weightRequests++;
+  const type = TYPES[path.extname(p)] ?? 'application/octet-stream';
+  const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+  if (m) {
+    const start = Number(m[1]);
+    const end = Math.min(body.length - 1, m[2] ? Number(m[2]) : body.length - 1);
+    if (start >= body.length) {
+      res.writeHead(416, { 'Content-Range': `bytes */${body.length}` }).end();
+      return;
+    }
+    res.writeHead(206, { 'Content-Type': type, 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': end - start + 1 });
+    res.end(body.subarray(start, end + 1));
+    return;
+  }
+  res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.length });
+  res.end(body);
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+// ---- checks ------------------------------------------------------------------------------
+let passed = 0, failed = 0;
+async function check(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`test ${name} ... ok (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed++;
+    console.log(`test ${name} ... FAILED\n    ${String(e.stack || e).split('\n').slice(0, 4).join('\n    ')}`);
+    await page?.screenshot({ path: path.join(shots, `failed-${name.replace(/\W+/g, '_')}.png`), fullPage: true }).catch(() => {});
+    if (!passed) {
+      // Nothing works when the first check fails: stop instead of timing out on each.
+      console.log(`test result: FAILED. 0 passed; ${failed} failed`);
+      process.exit(1);
+    }
+  }
+}
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+const nKeep = (p, n) => Math.max(1, Math.min(n, Math.floor(p * n + 0.5)));
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-dev-shm-usage'],
+});
+const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+const problems = [];
+let page;
+async function open(url) {
+  page = await context.newPage();
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to/.test(m.text())) problems.push(`CSP: ${m.text()}`);
+  });
+  await page.goto(url);
+  return page;
+}
+/** Waits until the run in flight is done (status "Done …") and returns the overlay's counts. */
+async function result(timeout = 240_000) {
+  await page.waitForFunction(() => !document.body.classList.contains('busy') && /^Done in/.test(document.getElementById('status').textContent), null, { timeout });
+  return page.evaluate(() => {
+    const c = document.getElementById('overlay');
+    return { pruned: Number(c.dataset.pruned), kept: Number(c.dataset.kept), status: document.getElementById('status').textContent };
+  });
+}
+async function waitError(re, timeout = 120_000) {
+  await page.waitForFunction(() => !document.body.classList.contains('busy') && !document.getElementById('error').hidden, null, { timeout });
+  const msg = await page.textContent('#error');
+  assert(re.test(msg), `error shown: "${msg}" does not match ${re}`);
+  return msg;
+}
+async function setSlider(value) {
+  await page.$eval('#keep', (el, v) => {
+    el.value = String(v);
+    el.dispatchEvent(new Event('input'));
+    el.dispatchEvent(new Event('change'));
+  }, value);
+}
+
+const N = 196;
+const start = `${origin}/?model=./fixtures/clip-tiny&keep=0.5&layers=1`;
+
+await check('page loads, runs on WebGPU and shows the pruned patches', async () => {
+  await open(start);
+  const r = await result();
+  assert(r.pruned === N - nKeep(0.5, N), `pruned ${r.pruned}, expected ${N - nKeep(0.5, N)}`);
+  const badge = await page.$eval('#backend-badge', (b) => ({ backend: b.dataset.backend, text: b.textContent, title: b.title }));
+  assert(badge.backend === 'webgpu' && /WebGPU/.test(badge.text), `backend shown: ${JSON.stringify(badge)}`);
+  console.log(`    backend: ${badge.title}`);
+});
+
+await check('uploading an image runs it; keep 0.3 prunes the expected patches', async () => {
+  await page.setInputFiles('#image-file', path.join(root, 'www/samples/coffee.jpg'));
+  let r = await result();
+  assert(/coffee\.jpg/.test(r.status), `status after upload: ${r.status}`);
+  assert(r.pruned === N - nKeep(0.5, N), `pruned ${r.pruned}`);
+  await setSlider(0.3);
+  r = await result();
+  assert(r.pruned === N - nKeep(0.3, N), `pruned ${r.pruned} at p = 0.3, expected ${N - nKeep(0.3, N)}`);
+  await page.screenshot({ path: path.join(shots, 'result.png'), fullPage: true });
+});
+
+await check('timings are present and positive', async () => {
+  const t = await page.$$eval('#timings tr', (rows) => rows.map((r) => [r.dataset.stage, parseFloat(r.cells[r.cells.length - 1].textContent)]));
+  const stages = Object.fromEntries(t);
+  assert(t.length >= 5, `timing rows: ${JSON.stringify(t)}`);
+  assert(stages.total > 0, `total ${stages.total}`);
+  for (const [k, v] of t) assert(Number.isFinite(v) && v >= 0, `stage ${k}: ${v}`);
+  const blocks = t.find(([k]) => k.startsWith('blocks'));
+  assert(blocks && blocks[1] > 0, `blocks: ${JSON.stringify(blocks)}`);
+  const cos = await page.textContent('#cos .v');
+  assert(parseFloat(cos) > 0 && parseFloat(cos) <= 1.0001, `cos-sim ${cos}`);
+});
+
+let sharedUrl = '';
+let sharedKept = 0;
+await check('the URL holds the settings and a copied link reproduces the run', async () => {
+  await page.click('.samples button[data-sample="rocket"]');
+  await result();
+  await page.selectOption('#scorer', 'cls-attn');
+  let r = await result();
+  await page.fill('#layers', '0,2');
+  await page.$eval('#layers', (el) => el.dispatchEvent(new Event('change')));
+  r = await result();
+  sharedUrl = page.url();
+  sharedKept = r.kept;
+  const q = new URL(sharedUrl).searchParams;
+  assert(q.get('keep') === '0.3' && q.get('scorer') === 'cls-attn' && q.get('layers') === '0,2' && q.get('sample') === 'rocket' && q.get('model') === './fixtures/clip-tiny', `URL ${sharedUrl}`);
+  assert(r.kept === nKeep(0.3, nKeep(0.3, N)), `kept ${r.kept} after two steps`);
+  const before = weightRequests;
+  const p2 = await open(sharedUrl);
+  const r2 = await result();
+  const ctl = await p2.evaluate(() => ({ keep: document.getElementById('keep').value, scorer: document.getElementById('scorer').value, layers: document.getElementById('layers').value }));
+  assert(ctl.keep === '0.3' && ctl.scorer === 'cls-attn' && ctl.layers === '0,2', `controls after opening the link: ${JSON.stringify(ctl)}`);
+  assert(r2.kept === sharedKept && r2.pruned === N - sharedKept, `the link gave kept ${r2.kept}, the sender saw ${sharedKept}`);
+  assert(weightRequests === before, `reload fetched the weights again (${weightRequests - before} requests); the cache should serve them`);
+  const steps = await p2.$eval('#steps', (s) => !s.hidden);
+  assert(steps, 'progressive pruning (two layers) shows the step control');
+});
+
+await check('a corrupt image shows an error, and a good run works after it', async () => {
+  await page.setInputFiles('#image-file', { name: 'broken.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('this is not a jpeg at all') });
+  const msg = await waitError(/image/i);
+  console.log(`    error shown: ${msg}`);
+  await page.screenshot({ path: path.join(shots, 'error-image.png'), fullPage: true });
+  await page.click('.samples button[data-sample="chelsea-cat"]');
+  const r = await result();
+  assert(await page.$eval('#error', (e) => e.hidden), 'the error stays after a good run');
+  assert(r.pruned + r.kept === N, `after the error: ${JSON.stringify(r)}`);
+});
+
+await check('a truncated weights file shows an error, and a good model works after it', async () => {
+  await page.fill('#model', './fixtures/clip-trunc');
+  await page.click('#load');
+  const msg = await waitError(/truncated|ends at byte|outside/i);
+  console.log(`    error shown: ${msg}`);
+  await page.screenshot({ path: path.join(shots, 'error-weights.png'), fullPage: true });
+  await page.fill('#model', './fixtures/clip-tiny');
+  await page.click('#load');
+  const r = await result();
+  assert(r.pruned + r.kept === N && r.kept > 0, `after the error: ${JSON.stringify(r)}`);
+});
+
+await check('zero-shot labels show pruned and unpruned bars', async () => {
+  await page.fill('#labels', 'a cat, a dog, a rocket');
+  await page.$eval('#labels', (el) => el.dispatchEvent(new Event('change')));
+  await result();
+  const rows = await page.$$eval('#label-bars .label-row', (r) => r.map((x) => x.querySelector('.pct').textContent));
+  assert(rows.length === 3, `label rows: ${JSON.stringify(rows)}`);
+  assert(new URL(page.url()).searchParams.get('labels') === 'a cat, a dog, a rocket', `URL ${page.url()}`);
+});
+
+await check('the sweep draws latency and cos-sim for p = 1.0 … 0.3', async () => {
+  await page.click('#sweep');
+  await page.waitForFunction(() => document.getElementById('chart').dataset.points === '8' && !document.body.classList.contains('busy'), null, { timeout: 300_000 });
+  const dots = await page.$$eval('#chart circle', (c) => c.length);
+  assert(dots === 16, `chart dots: ${dots}`);
+  await page.screenshot({ path: path.join(shots, 'sweep.png'), fullPage: true });
+});
+
+await check('the npm package (pkg/) works from another page', async () => {
+  assert(fs.existsSync(path.join(pkg, 'effarch.d.ts')), 'pkg/ is missing: run wasm-pack build --target web');
+  const dts = fs.readFileSync(path.join(pkg, 'effarch.d.ts'), 'utf8');
+  for (const t of ['interface RunReport', 'interface RunOptions', 'static fromUrl(', 'run(image: Uint8Array | number[], options: RunOptions | undefined): Promise<RunReport>']) {
+    assert(dts.includes(t), `effarch.d.ts lacks \`${t}\``);
+  }
+  const p = await context.newPage();
+  p.on('pageerror', (e) => problems.push(`npm example: ${e.message}`));
+  await p.goto(`${origin}/npm-example/`);
+  await p.waitForFunction(() => !/^running/.test(document.getElementById('out').textContent), null, { timeout: 120_000 });
+  const text = await p.textContent('#out');
+  assert(!text.startsWith('error'), text);
+  const r = JSON.parse(text);
+  assert(r.kept === nKeep(0.5, N) && r.dim > 0 && r.total_ms > 0 && r.labels === 2, text);
+  console.log(`    npm example: ${text}`);
+});
+
+await check('no page errors and no CSP violations', async () => {
+  assert(problems.length === 0, problems.join('\n'));
+});
+
+await browser.close();
+server.close();
+console.log(`screenshots: ${shots}`);
+console.log(`test result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,246 @@
+// Fetches a CLIP checkpoint in the hub layout, downloading only the tensors a run needs.
+//
+// The safetensors header is read with HTTP range requests (8 bytes, then the header), the
+// needed tensors are grouped into a few byte ranges and fetched with progress, and each group
+// (vision tower + projection; text tower + projection) is stored in the Cache API as a small
+// safetensors file of its own, so a reload does not download again. Hosts that ignore Range
+// (answer 200 with the whole file) still work: the body is read once and sliced.
+
+const CACHE = 'effarch-weights-v1';
+const MAX_HEADER = 64 << 20; // the core's limit as well
+const GROUPS = {
+  vision: (n) => n.startsWith('vision_model.') || n.startsWith('visual_projection.') || n === 'logit_scale',
+  text: (n) => n.startsWith('text_model.') || n.startsWith('text_projection.'),
+};
+
+/** `openai/clip-vit-base-patch16` → its hub folder; anything with `/` + `:` or starting `.`/`/` is a URL. */
+export function modelBase(model, pageUrl) {
+  if (/^(https?:)?\/\//.test(model) || model.startsWith('.') || model.startsWith('/')) {
+    return new URL(model.replace(/\/+$/, ''), pageUrl).href;
+  }
+  if (!/^[\w.-]+\/[\w.-]+$/.test(model)) throw new Error(`model "${model}" is neither a hub id (owner/name) nor a URL`);
+  return `https://huggingface.co/${model}/resolve/main`;
+}
+
+async function openCache() {
+  try {
+    return self.caches ? await self.caches.open(CACHE) : null;
+  } catch {
+    return null; // e.g. an insecure context: work without a cache
+  }
+}
+
+export async function clearCache() {
+  return self.caches ? await self.caches.delete(CACHE) : false;
+}
+
+function netError(url, e) {
+  const host = new URL(url).host;
+  return new Error(`could not reach ${host} (${e.message || e}). Check the connection, or pick local files (config.json + model.safetensors).`);
+}
+
+async function get(url, headers) {
+  let r;
+  try {
+    r = await fetch(url, { headers });
+  } catch (e) {
+    throw netError(url, e);
+  }
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status} ${r.statusText}`);
+  return r;
+}
+
+async function cachedText(cache, url) {
+  const hit = cache && (await cache.match(url));
+  if (hit) return { text: await hit.text(), hit: true };
+  const r = await get(url);
+  const text = await r.text();
+  if (cache) await cache.put(url, new Response(text));
+  return { text, hit: false };
+}
+
+/** Reads a body to the end, reporting bytes as they arrive. */
+async function readBody(r, onBytes) {
+  if (!r.body) return new Uint8Array(await r.arrayBuffer());
+  const reader = r.body.getReader();
+  const chunks = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    n += value.length;
+    onBytes(value.length);
+  }
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
+}
+
+/** Byte ranges of one remote file; falls back to one whole-file read when Range is ignored. */
+class RangeReader {
+  constructor(url, onBytes) {
+    this.url = url;
+    this.onBytes = onBytes;
+    this.whole = null;
+  }
+  async read(start, end) {
+    if (!this.whole) {
+      const r = await get(this.url, { Range: `bytes=${start}-${end - 1}` });
+      if (r.status === 206) {
+        const b = await readBody(r, this.onBytes);
+        if (b.length < end - start) throw truncated(this.url, end, start + b.length);
+        return b.subarray(0, end - start);
+      }
+      this.whole = await readBody(r, this.onBytes); // 200: the host sent everything
+    }
+    if (this.whole.length < end) throw truncated(this.url, end, this.whole.length);
+    return this.whole.subarray(start, end);
+  }
+}
+
+function truncated(url, want, got) {
+  const name = url.split('/').pop();
+  return new Error(`weights ${name}: truncated file: a tensor ends at byte ${want} but the file has ${got} bytes`);
+}
+
+function parseHeader(name, bytes) {
+  let h;
+  try {
+    h = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new Error(`weights ${name}: header is not valid JSON (${e.message})`);
+  }
+  if (typeof h !== 'object' || h === null) throw new Error(`weights ${name}: header is not a JSON object`);
+  delete h.__metadata__;
+  return h;
+}
+
+function headerLength(name, b) {
+  if (b.length < 8) throw new Error(`weights ${name}: file is ${b.length} bytes, too short for a safetensors header`);
+  const n = Number(new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true));
+  if (n > MAX_HEADER) throw new Error(`weights ${name}: header length ${n} exceeds the ${MAX_HEADER}-byte limit`);
+  return n;
+}
+
+/** A safetensors file holding `entries` ([name, {dtype, shape}, bytes]). */
+function buildSafetensors(entries) {
+  const header = {};
+  let off = 0;
+  for (const [name, info, bytes] of entries) {
+    header[name] = { dtype: info.dtype, shape: info.shape, data_offsets: [off, off + bytes.length] };
+    off += bytes.length;
+  }
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  const pad = (8 - (json.length % 8)) % 8;
+  if (pad) json = new TextEncoder().encode(JSON.stringify(header) + ' '.repeat(pad));
+  const out = new Uint8Array(8 + json.length + off);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  let o = 8 + json.length;
+  for (const [, , bytes] of entries) {
+    out.set(bytes, o);
+    o += bytes.length;
+  }
+  return out;
+}
+
+/** [name, info, bytes] of every tensor of a safetensors file in memory. */
+function splitSafetensors(name, file) {
+  const n = headerLength(name, file);
+  const h = parseHeader(name, file.subarray(8, 8 + n));
+  const base = 8 + n;
+  return Object.entries(h).map(([k, v]) => [k, v, file.subarray(base + v.data_offsets[0], base + v.data_offsets[1])]);
+}
+
+/** Contiguous byte ranges covering `tensors` (sorted by offset; gaps under 1 MiB are read through). */
+function ranges(tensors, base) {
+  const sorted = [...tensors].sort((a, b) => a[1].data_offsets[0] - b[1].data_offsets[0]);
+  const out = [];
+  for (const t of sorted) {
+    const [s, e] = [base + t[1].data_offsets[0], base + t[1].data_offsets[1]];
+    const last = out[out.length - 1];
+    if (last && s - last.end < 1 << 20) {
+      last.end = Math.max(last.end, e);
+      last.tensors.push(t);
+    } else out.push({ start: s, end: e, tensors: [t] });
+  }
+  return out;
+}
+
+/**
+ * The files a session needs from `base` (a hub folder or any URL folder):
+ * `{config, weights, vocab, merges, fromCache}`. `progress({what, loaded, total, rate, eta})`.
+ */
+export async function fetchModel(base, withText, progress) {
+  const cache = await openCache();
+  const cfg = await cachedText(cache, `${base}/config.json`);
+  let vocab = null, merges = null;
+  if (withText) {
+    vocab = (await cachedText(cache, `${base}/vocab.json`)).text;
+    merges = (await cachedText(cache, `${base}/merges.txt`)).text;
+  }
+  const url = `${base}/model.safetensors`;
+  const want = withText ? ['vision', 'text'] : ['vision'];
+  const parts = [];
+  const missing = [];
+  for (const g of want) {
+    const key = `${url}?effarch-group=${g}`;
+    const hit = cache && (await cache.match(key));
+    if (hit) parts.push(...splitSafetensors('model.safetensors', new Uint8Array(await hit.arrayBuffer())));
+    else missing.push(g);
+  }
+  if (missing.length) {
+    const t0 = performance.now();
+    let loaded = 0, total = 0;
+    const tick = (n) => {
+      loaded += n;
+      const secs = (performance.now() - t0) / 1000;
+      const rate = secs > 0 ? loaded / secs : 0;
+      progress({ what: 'weights', loaded, total, rate, eta: rate > 0 && total > loaded ? (total - loaded) / rate : 0 });
+    };
+    const rr = new RangeReader(url, tick);
+    const n = headerLength('model.safetensors', await rr.read(0, 8));
+    const header = parseHeader('model.safetensors', await rr.read(8, 8 + n));
+    for (const g of missing) {
+      const tensors = Object.entries(header).filter(([k]) => GROUPS[g](k));
+      if (!tensors.length) throw new Error(`weights model.safetensors: no ${g} tensors (is this a CLIPModel checkpoint?)`);
+      const rs = ranges(tensors, 8 + n);
+      total += rs.reduce((s, r) => s + r.end - r.start, 0);
+      const got = [];
+      for (const r of rs) {
+        const bytes = await rr.read(r.start, r.end);
+        for (const t of r.tensors) {
+          const s = 8 + n + t[1].data_offsets[0] - r.start;
+          got.push([t[0], t[1], bytes.subarray(s, s + t[1].data_offsets[1] - t[1].data_offsets[0])]);
+        }
+      }
+      parts.push(...got);
+      if (cache) {
+        try {
+          await cache.put(`${url}?effarch-group=${g}`, new Response(buildSafetensors(got)));
+        } catch {
+          // Quota exceeded: run without caching this group.
+        }
+      }
+    }
+  }
+  return { config: cfg.text, weights: buildSafetensors(parts), vocab, merges, fromCache: missing.length === 0 };
+}
+
+/** Local files picked by the user: `{config, weights, vocab?, merges?}` as File objects. */
+export async function readLocalFiles(files) {
+  if (!files.config || !files.weights) throw new Error('pick at least config.json and model.safetensors');
+  const withText = !!(files.vocab && files.merges);
+  return {
+    config: await files.config.text(),
+    weights: new Uint8Array(await files.weights.arrayBuffer()),
+    vocab: withText ? await files.vocab.text() : null,
+    merges: withText ? await files.merges.text() : null,
+    withText,
+  };
+}

@@ -1,0 +1,113 @@
+// The page's worker: loads the wasm core, downloads (or reads from the cache) only the
+// tensors a run needs, and runs the model, so the page itself never blocks.
+//
+// Messages in:  {id, type: 'load' | 'loadFiles' | 'run' | 'sweep' | 'clearCache', ...}
+// Messages out: {id, type: 'progress' | 'done' | 'error' | 'sweepPoint', ...}
+import init, { ClipSession, defaultDevice, cpuDevice } from './effarch.js';
+import { fetchModel, readLocalFiles, clearCache } from './loader.js';
+
+const ready = init({ module_or_path: new URL('./effarch_bg.wasm', import.meta.url) });
+
+let session = null;
+let loaded = null; // {key, withText, backend}
+
+function post(msg) {
+  self.postMessage(msg);
+}
+
+async function load(id, { model, base, backend, withText }) {
+  await ready;
+  const key = `${base}|${backend}`;
+  if (session && loaded && loaded.key === key && (loaded.withText || !withText)) {
+    return describe(false, model);
+  }
+  const progress = (p) => post({ id, type: 'progress', ...p });
+  const files = await fetchModel(base, withText, progress);
+  await create(files, withText, backend);
+  loaded = { key, withText, backend };
+  return describe(files.fromCache, model);
+}
+
+async function loadFiles(id, { files, backend }) {
+  await ready;
+  const f = await readLocalFiles(files);
+  await create(f, f.withText, backend);
+  loaded = { key: `local:${files.weights.name}:${files.weights.size}|${backend}`, withText: f.withText, backend };
+  return describe(false, files.weights.name);
+}
+
+async function create(files, withText, backend) {
+  if (session) {
+    session.free();
+    session = null;
+  }
+  const s = await ClipSession.create(files.config, files.weights, withText, backend);
+  if (withText) s.setTokenizer(files.vocab, files.merges);
+  session = s;
+}
+
+function describe(fromCache, model) {
+  return { device: session.device(), fallback: session.fallback() ?? null, numLayers: session.numLayers(), grid: session.grid(), fromCache, model };
+}
+
+async function run(_id, { image, options }) {
+  if (!session) throw new Error('no model is loaded yet');
+  return await session.run(new Uint8Array(image), options);
+}
+
+/** p = 1.0 … 0.3 on one image: latency and cos-sim of each pruned embedding to the unpruned one. */
+async function sweep(id, { image, options, keeps }) {
+  if (!session) throw new Error('no model is loaded yet');
+  const bytes = new Uint8Array(image);
+  const base = { ...options, labels: [], compareUnpruned: false };
+  // Warm-up (pipelines, buffers), then the unpruned reference.
+  await session.run(bytes, { ...base, keep: 1 });
+  const ref = await session.run(bytes, { ...base, keep: 1 });
+  const points = [];
+  for (const keep of keeps) {
+    const r = keep >= 1 ? ref : await session.run(bytes, { ...base, keep });
+    const point = { keep, ms: r.timings_ms.total, cos: cosine(r.image_embeds, ref.image_embeds), flopRatio: r.flops / r.flops_unpruned };
+    points.push(point);
+    post({ id, type: 'sweepPoint', point });
+  }
+  return { points, device: ref.device };
+}
+
+function cosine(a, b) {
+  let d = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return na && nb ? d / Math.sqrt(na * nb) : 0;
+}
+
+const handlers = {
+  async hello() {
+    await ready;
+    return { defaultDevice: await defaultDevice(), cpu: cpuDevice() };
+  },
+  load,
+  loadFiles,
+  run,
+  sweep,
+  async clearCache() {
+    return { removed: await clearCache() };
+  },
+};
+
+// One message at a time: runs share one model, and the core refuses overlapping runs.
+let queue = Promise.resolve();
+self.onmessage = (ev) => {
+  const { id, type } = ev.data;
+  queue = queue.then(async () => {
+    try {
+      const h = handlers[type];
+      if (!h) throw new Error(`unknown request ${type}`);
+      post({ id, type: 'done', result: await h(id, ev.data) });
+    } catch (e) {
+      post({ id, type: 'error', message: String(e?.message ?? e) });
+    }
+  });
+};

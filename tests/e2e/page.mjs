@@ -206,6 +206,17 @@ await check('a truncated weights file shows an error, and a good model works aft
   assert(r.pruned + r.kept === N && r.kept > 0, `after the error: ${JSON.stringify(r)}`);
 });
 
+await check('local files (config.json + model.safetensors) load and run', async () => {
+  await page.click('#local-files summary');
+  await page.setInputFiles('#files', [path.join(fixture, 'config.json'), path.join(fixture, 'model.safetensors')]);
+  const r = await result();
+  assert(r.pruned + r.kept === N && r.kept === nKeep(0.3, nKeep(0.3, N)), `local files: ${JSON.stringify(r)}`);
+  // Back to the served model for the checks below.
+  await page.fill('#model', './fixtures/clip-tiny');
+  await page.click('#load');
+  await result();
+});
+
 await check('zero-shot labels show pruned and unpruned bars', async () => {
   await page.fill('#labels', 'a cat, a dog, a rocket');
   await page.$eval('#labels', (el) => el.dispatchEvent(new Event('change')));

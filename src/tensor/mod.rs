@@ -153,15 +153,6 @@ impl Tensor {
         }
     }
 
-    /// A linear layer's `[out, in]` weight: f32, or packed f16 on a GPU context made with
-    /// f16 weights (when `in` is even).
-    pub fn linear_weight(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
-        match device {
-            Device::Gpu(c) if c.f16_weights && shape.len() == 2 && shape[1] % 2 == 0 => Ok(Tensor::Gpu(c.clone(), c.upload_f16(&data, shape)?)),
-            _ => Tensor::from_f32(data, shape, device),
-        }
-    }
-
     pub fn from_u32(data: Vec<u32>, shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         match device {
@@ -400,6 +391,62 @@ impl Tensor {
             Tensor::Gpu(c, g) if g.dtype == GpuDtype::U32 => c.read_u32(g).await,
             Tensor::Gpu(..) => Err(Error::Backend("to_vec_u32 of an f32 tensor".into())),
         }
+    }
+}
+
+/// A linear layer's `[out, in]` weight (HF layout), stored for the device it lives on: one
+/// tensor (f32, or packed f16 on a GPU context made with f16 weights), or, when the weight is
+/// larger than the GPU's storage-buffer binding limit, blocks of output rows that each fit,
+/// run one linear per block and concatenated (the adapter's limits are respected by splitting
+/// the work, not by failing).
+#[derive(Clone, Debug)]
+pub struct LinearWeight {
+    parts: Vec<Tensor>,
+}
+
+impl LinearWeight {
+    pub fn new(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
+        let [out, inp] = shape;
+        if data.len() != out * inp {
+            return Err(Error::arg(format!("linear weight: {} values for [{out}, {inp}]", data.len())));
+        }
+        let Device::Gpu(c) = device else {
+            return Ok(LinearWeight { parts: vec![Tensor::from_f32(data, &shape, device)?] });
+        };
+        let f16 = c.f16_weights && inp % 2 == 0;
+        let row_bytes = (inp * if f16 { 2 } else { 4 }).max(1) as u64;
+        let rows = (c.max_binding() / row_bytes).max(1) as usize;
+        let parts = data
+            .chunks((rows * inp).max(1))
+            .map(|d| {
+                let s = [d.len() / inp.max(1), inp];
+                let g = if f16 { c.upload_f16(d, &s)? } else { c.upload(d, &s)? };
+                Ok(Tensor::Gpu(c.clone(), g))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LinearWeight { parts })
+    }
+
+    /// Number of row blocks (1 unless the weight had to be split).
+    pub fn blocks(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// `x @ wᵀ + b` over any leading dims.
+    pub fn forward(&self, x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        if let [w] = &self.parts[..] {
+            return x.linear(w, b);
+        }
+        let mut outs = Vec::with_capacity(self.parts.len());
+        let mut start = 0;
+        for w in &self.parts {
+            let n = w.dim(0);
+            let bias = b.map(|b| b.narrow(0, start, n)).transpose()?;
+            outs.push(x.linear(w, bias.as_ref())?);
+            start += n;
+        }
+        let last = x.shape().len().saturating_sub(1);
+        Tensor::cat(&outs.iter().collect::<Vec<_>>(), last)
     }
 }
 

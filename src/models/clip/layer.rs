@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::prune::{AttnView, Scorer};
-use crate::tensor::{Activation, Device, Tensor};
+use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Scope;
 
 pub struct LayerNorm {
@@ -22,17 +22,17 @@ impl LayerNorm {
 }
 
 pub struct Linear {
-    w: Tensor,
+    w: LinearWeight,
     b: Option<Tensor>,
 }
 
 impl Linear {
     pub fn load(s: &Scope, out: usize, inp: usize, bias: bool, dev: &Device) -> Result<Self> {
         let b = if bias { Some(s.get("bias", &[out], dev)?) } else { None };
-        Ok(Linear { w: Tensor::linear_weight(s.get_f32("weight", &[out, inp])?, &[out, inp], dev)?, b })
+        Ok(Linear { w: LinearWeight::new(s.get_f32("weight", &[out, inp])?, [out, inp], dev)?, b })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.linear(&self.w, self.b.as_ref())
+        self.w.forward(x, self.b.as_ref())
     }
 }
 
@@ -73,7 +73,7 @@ impl EncoderLayer {
             w.extend(a.pp(p).get_f32("weight", &[h, h])?);
             b.extend(a.pp(p).get_f32("bias", &[h])?);
         }
-        let qkv = Linear { w: Tensor::linear_weight(w, &[3 * h, h], dev)?, b: Some(Tensor::from_f32(b, &[3 * h], dev)?) };
+        let qkv = Linear { w: LinearWeight::new(w, [3 * h, h], dev)?, b: Some(Tensor::from_f32(b, &[3 * h], dev)?) };
         Ok(EncoderLayer {
             ln1: LayerNorm::load(&s.pp("layer_norm1"), h, d.eps, dev)?,
             qkv,

@@ -143,4 +143,26 @@ mod tests {
         let w = ctx.upload(&[0.0; 8], &[2, 4]).unwrap();
         assert!(linear(&ctx, &x, &w, None).unwrap_err().to_string().contains("3 features"));
     }
+
+    /// A weight larger than the binding limit is split into row blocks that each fit, and
+    /// gives the same result.
+    #[test]
+    fn weights_over_the_binding_limit_are_split() {
+        use crate::tensor::LinearWeight;
+        let ctx = super::super::test_context();
+        let (m, k, n) = (5usize, 768usize, 130usize);
+        let (xv, wv, bv) = (vals(m * k, 7), vals(n * k, 8), vals(n, 9));
+        let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+        let want = cpu(&xv, &[m, k]).linear(&cpu(&wv, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();
+        let dev = Device::Gpu(ctx.clone());
+        let (x, b) = (Tensor::from_f32(xv.clone(), &[m, k], &dev).unwrap(), Tensor::from_f32(bv.clone(), &[n], &dev).unwrap());
+        ctx.set_binding_limit(64 << 10); // 400 KB of weight → 7 blocks of 21 rows
+        let w = LinearWeight::new(wv.clone(), [n, k], &dev).unwrap();
+        let got = w.forward(&x, Some(&b)).unwrap().to_vec_f32().unwrap();
+        ctx.set_binding_limit(0);
+        assert_eq!(w.blocks(), 7);
+        let d = crate::testing::max_abs_diff(&got, &want);
+        assert!(d < 1e-3, "split linear: max |Δ| {d}");
+        assert!(ctx.upload(&wv, &[n, k]).is_ok());
+    }
 }

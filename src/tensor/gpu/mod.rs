@@ -35,6 +35,7 @@ pub struct GpuContext {
     pub f16_weights: bool,
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     pool: Arc<Mutex<BufferPool>>,
+    binding_limit: std::sync::atomic::AtomicU64,
     /// Dispatches recorded but not yet submitted: one submit per [`Self::BATCH`] ops (or at
     /// a read-back) instead of one per op.
     pending: Mutex<Option<(wgpu::CommandEncoder, usize)>>,
@@ -165,7 +166,9 @@ impl GpuContext {
             let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
             s.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
         });
-        let mut adapter = AdapterReport { name: info.name.clone(), backend: format!("{:?}", info.backend), software: info.device_type == wgpu::DeviceType::Cpu };
+        #[cfg_attr(not(target_arch = "wasm32"), allow(unused_mut))]
+        let mut adapter =
+            AdapterReport { name: info.name.clone(), backend: format!("{:?}", info.backend), software: info.device_type == wgpu::DeviceType::Cpu };
         #[cfg(target_arch = "wasm32")]
         if let Some((name, fallback)) = browser_adapter_info().await {
             adapter.name = name;
@@ -180,6 +183,7 @@ impl GpuContext {
             f16_weights,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(BufferPool::default())),
+            binding_limit: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(None),
         }))
     }
@@ -209,8 +213,23 @@ impl GpuContext {
             .clone()
     }
 
+    /// The largest buffer one binding may hold: the adapter's limits (or a lower one set for tests).
+    pub fn max_binding(&self) -> u64 {
+        let adapter = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        match self.binding_limit.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => adapter,
+            l => l.min(adapter),
+        }
+    }
+
+    /// Pretends the adapter's binding limit is `bytes`, so tests can exercise splitting.
+    #[doc(hidden)]
+    pub fn set_binding_limit(&self, bytes: u64) {
+        self.binding_limit.store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn check_size(&self, bytes: u64, what: &str) -> Result<()> {
-        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let max = self.max_binding();
         if bytes > max {
             return Err(Error::Backend(format!("{what}: {bytes} bytes exceed the adapter's storage buffer limit of {max}")));
         }

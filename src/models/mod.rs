@@ -1,3 +1,5 @@
 //! Models, each written once against [`crate::tensor`].
 
+pub mod bpe;
 pub mod clip;
+pub mod mamba;

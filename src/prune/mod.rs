@@ -120,7 +120,8 @@ pub fn top_k_ascending(scores: &[f32], k: usize) -> Vec<u32> {
     order
 }
 
-fn splitmix64(state: &mut u64) -> u64 {
+/// One step of the splitmix64 generator: advances `state` and returns 64 random bits.
+pub fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

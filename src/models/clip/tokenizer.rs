@@ -15,28 +15,13 @@ pub const MAX_WORD_BYTES: usize = 256;
 
 pub struct Tokenizer {
     vocab: HashMap<String, u32>,
-    ranks: HashMap<(String, String), usize>,
+    ranks: bpe::Ranks,
     byte_char: [char; 256],
     pub bos: u32,
     pub eos: u32,
 }
 
-/// GPT-2's reversible byte → printable character map.
-fn bytes_to_unicode() -> [char; 256] {
-    let mut map = ['\0'; 256];
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-    let mut n = 0;
-    for b in 0..256u32 {
-        let c = if printable(b) {
-            b
-        } else {
-            n += 1;
-            255 + n
-        };
-        map[b as usize] = char::from_u32(c).unwrap_or('?');
-    }
-    map
-}
+use crate::models::bpe::{self, bytes_to_unicode};
 
 impl Tokenizer {
     pub fn from_vocab_merges(vocab_json: &str, merges_txt: &str) -> Result<Self> {
@@ -57,33 +42,14 @@ impl Tokenizer {
 
     pub fn from_tokenizer_json(json: &str) -> Result<Self> {
         let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
-        let model = v.get("model").ok_or_else(|| Error::Tokenizer("tokenizer.json: no `model`".into()))?;
-        let vocab: HashMap<String, u32> = serde_json::from_value(model.get("vocab").cloned().unwrap_or_default())
-            .map_err(|e| Error::Tokenizer(format!("tokenizer.json model.vocab: {e}")))?;
-        let merges = model
-            .get("merges")
-            .and_then(|m| m.as_array())
-            .ok_or_else(|| Error::Tokenizer("tokenizer.json: no `model.merges`".into()))?
-            .iter()
-            .map(|m| {
-                let pair = match m {
-                    serde_json::Value::String(s) => s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())),
-                    serde_json::Value::Array(a) => match (a.first().and_then(|x| x.as_str()), a.get(1).and_then(|x| x.as_str())) {
-                        (Some(x), Some(y)) => Some((x.to_string(), y.to_string())),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                pair.ok_or_else(|| Error::Tokenizer(format!("tokenizer.json: bad merge {m}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (vocab, merges) = bpe::vocab_merges_from_tokenizer_json(&v)?;
         Self::new(vocab, merges)
     }
 
     fn new(vocab: HashMap<String, u32>, merges: Vec<(String, String)>) -> Result<Self> {
         let id = |t: &str| vocab.get(t).copied().ok_or_else(|| Error::Tokenizer(format!("vocabulary lacks `{t}`")));
         let (bos, eos) = (id(BOS)?, id(EOS)?);
-        let ranks = merges.into_iter().enumerate().map(|(i, p)| (p, i)).collect();
+        let ranks = bpe::ranks(merges);
         Ok(Tokenizer { vocab, ranks, byte_char: bytes_to_unicode(), bos, eos })
     }
 
@@ -112,29 +78,11 @@ impl Tokenizer {
     }
 
     fn bpe(&self, word: &str) -> Vec<String> {
-        let chars: Vec<char> = word.chars().collect();
-        let mut parts: Vec<String> = chars.iter().map(|c| c.to_string()).collect();
+        let mut parts: Vec<String> = word.chars().map(|c| c.to_string()).collect();
         if let Some(last) = parts.last_mut() {
             last.push_str("</w>");
         }
-        loop {
-            let best = parts.windows(2).enumerate().filter_map(|(i, w)| self.ranks.get(&(w[0].clone(), w[1].clone())).map(|&r| (r, i))).min();
-            let Some((_, i)) = best else { break };
-            let (a, b) = (parts[i].clone(), parts[i + 1].clone());
-            let mut merged = Vec::with_capacity(parts.len());
-            let mut j = 0;
-            while j < parts.len() {
-                if j + 1 < parts.len() && parts[j] == a && parts[j + 1] == b {
-                    merged.push(format!("{a}{b}"));
-                    j += 2;
-                } else {
-                    merged.push(parts[j].clone());
-                    j += 1;
-                }
-            }
-            parts = merged;
-        }
-        parts
+        bpe::merge(parts, &self.ranks)
     }
 }
 

@@ -1,0 +1,166 @@
+//! GPT-NeoX's byte-level BPE tokenizer (the `tokenizer.json` of `state-spaces/mamba-*-hf`):
+//! added tokens split out first, GPT-2's pre-tokenizer pattern, bytes mapped to printable
+//! characters, BPE merges; decoding maps the characters back to bytes.
+
+use crate::error::{Error, Result};
+use crate::models::bpe::{self, bytes_to_unicode};
+use std::collections::HashMap;
+
+pub struct ByteBpe {
+    vocab: HashMap<String, u32>,
+    inverse: Vec<String>,
+    ranks: bpe::Ranks,
+    byte_char: [char; 256],
+    char_byte: HashMap<char, u8>,
+    /// Added (special) tokens, longest first so the longest match wins.
+    added: Vec<(String, u32)>,
+}
+
+/// Prompts longer than this many characters are refused (far beyond any context here).
+pub const MAX_PROMPT_CHARS: usize = 1 << 20;
+
+impl ByteBpe {
+    pub fn from_tokenizer_json(json: &str) -> Result<ByteBpe> {
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
+        let (mut vocab, merges) = bpe::vocab_merges_from_tokenizer_json(&v)?;
+        let mut added: Vec<(String, u32)> = v
+            .get("added_tokens")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|t| Some((t.get("content")?.as_str()?.to_string(), t.get("id")?.as_u64()? as u32))).collect())
+            .unwrap_or_default();
+        added.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        for (s, id) in &added {
+            vocab.entry(s.clone()).or_insert(*id);
+        }
+        let n = vocab.values().copied().max().map_or(0, |m| m as usize + 1);
+        let mut inverse = vec![String::new(); n];
+        for (s, &id) in &vocab {
+            inverse[id as usize] = s.clone();
+        }
+        let byte_char = bytes_to_unicode();
+        let char_byte = byte_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+        Ok(ByteBpe { vocab, inverse, ranks: bpe::ranks(merges), byte_char, char_byte, added })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inverse.len()
+    }
+
+    /// The id of a token string (e.g. `<|endoftext|>`).
+    pub fn token_id(&self, s: &str) -> Option<u32> {
+        self.vocab.get(s).copied()
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        if text.chars().count() > MAX_PROMPT_CHARS {
+            return Err(Error::arg(format!("the prompt is longer than {MAX_PROMPT_CHARS} characters")));
+        }
+        let mut ids = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            // The next added token, if any, splits the text.
+            let next =
+                self.added.iter().filter_map(|(s, id)| rest.find(s.as_str()).map(|p| (p, s.len(), *id))).min_by_key(|&(p, l, _)| (p, std::cmp::Reverse(l)));
+            let (plain, special) = match next {
+                Some((p, l, id)) => (&rest[..p], Some((id, p + l))),
+                None => (rest, None),
+            };
+            for piece in split_gpt2(plain) {
+                let mapped: Vec<String> = piece.bytes().map(|b| self.byte_char[b as usize].to_string()).collect();
+                for tok in bpe::merge(mapped, &self.ranks) {
+                    ids.push(self.vocab.get(&tok).copied().ok_or_else(|| Error::Tokenizer(format!("token `{tok}` is not in the vocabulary")))?);
+                }
+            }
+            match special {
+                Some((id, end)) => {
+                    ids.push(id);
+                    rest = &rest[end..];
+                }
+                None => break,
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Text of `ids` (invalid UTF-8 from a partial multi-byte character comes out as U+FFFD).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            let Some(s) = self.inverse.get(id as usize) else { continue };
+            if self.added.iter().any(|(a, _)| a == s) {
+                bytes.extend_from_slice(s.as_bytes());
+            } else {
+                bytes.extend(s.chars().map(|c| self.char_byte.get(&c).copied().unwrap_or(b'?')));
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// GPT-2's pre-tokenizer pattern, leftmost alternative first:
+/// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+pub fn split_gpt2(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let class = |c: char| {
+        if c.is_alphabetic() {
+            1
+        } else if c.is_numeric() {
+            2
+        } else if c.is_whitespace() {
+            3
+        } else {
+            4
+        }
+    };
+    while i < s.len() {
+        let rest = &s[i..];
+        let mut chars = rest.chars();
+        let Some(c) = chars.next() else { break };
+        let len = if let Some(t) = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"].iter().find(|t| rest.starts_with(**t)) {
+            t.len()
+        } else {
+            // An optional leading space joins the run that follows it.
+            let (lead, body) = match (c, chars.next()) {
+                (' ', Some(n)) if class(n) != 3 => (1, &rest[1..]),
+                _ => (0, rest),
+            };
+            let first = body.chars().next().map_or(3, class);
+            if first != 3 {
+                let run = body.find(|ch: char| class(ch) != first).unwrap_or(body.len());
+                lead + run
+            } else {
+                // Whitespace: all of it at the end of the text, else all but the last char
+                // (which then leads the next word), at least one char.
+                let run = rest.find(|ch: char| !ch.is_whitespace()).unwrap_or(rest.len());
+                if run == rest.len() {
+                    run
+                } else {
+                    let last = rest[..run].chars().last().map_or(1, |ch| ch.len_utf8());
+                    if run > last {
+                        run - last
+                    } else {
+                        run
+                    }
+                }
+            }
+        };
+        out.push(&rest[..len]);
+        i += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_gpt2() {
+        assert_eq!(split_gpt2("Hello world!"), vec!["Hello", " world", "!"]);
+        assert_eq!(split_gpt2("it's 2024  ok\n"), vec!["it", "'s", " 2024", " ", " ok", "\n"]);
+        assert_eq!(split_gpt2("a\nb"), vec!["a", "\n", "b"]);
+        assert_eq!(split_gpt2("x  "), vec!["x", "  "]);
+        assert_eq!(split_gpt2(" ...hi"), vec![" ...", "hi"]);
+    }
+}

@@ -1,0 +1,141 @@
+//! Mamba against transformers' `MambaForCausalLM` on a tiny random checkpoint
+//! (`tests/fixtures/make_mamba_fixtures.py`), step decoding against one full pass, the MRSS
+//! proxy, and bad input.
+
+use effarch::models::mamba::{MambaConfig, MambaLM};
+use effarch::tensor::Device;
+use effarch::testing::max_abs_diff;
+use effarch::weights::Weights;
+use std::path::Path;
+
+fn dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mamba-tiny"))
+}
+
+fn model() -> MambaLM {
+    MambaLM::load_dir(dir(), &Device::Cpu).unwrap().0
+}
+
+fn expected() -> (Vec<Vec<u32>>, Vec<f32>, Vec<f32>) {
+    let w = Weights::from_file(&dir().join("expected.safetensors")).unwrap();
+    let ids_shape = w.info("input_ids").unwrap().shape.clone();
+    let ids: Vec<u32> = w.get_f32("input_ids", &ids_shape).unwrap().iter().map(|&v| v as u32).collect();
+    let rows = ids.chunks(ids_shape[1]).map(|r| r.to_vec()).collect();
+    let ls = w.info("logits").unwrap().shape.clone();
+    let hs = w.info("last_hidden_state").unwrap().shape.clone();
+    (rows, w.get_f32("logits", &ls).unwrap(), w.get_f32("last_hidden_state", &hs).unwrap())
+}
+
+#[test]
+fn logits_match_transformers() {
+    let m = model();
+    let (ids, logits, hidden) = expected();
+    let mut st = m.new_state(ids.len());
+    let out = m.forward(&ids, &mut st, 0.0).unwrap();
+    let (dl, dh) = (max_abs_diff(&out.logits, &logits), max_abs_diff(&out.hidden, &hidden));
+    println!("mamba logits: max |Δ| = {dl:e}, last_hidden_state: max |Δ| = {dh:e}");
+    assert!(dl <= 1e-4 && dh <= 1e-4, "logits {dl}, hidden {dh}");
+    assert_eq!(out.stats.merged, 0, "τ = 0 merges nothing");
+}
+
+#[test]
+fn prefill_then_steps_equals_one_full_pass() {
+    let m = model();
+    let (ids, _, _) = expected();
+    let v = m.cfg.vocab_size;
+    let mut full_state = m.new_state(2);
+    let full = m.forward(&ids, &mut full_state, 0.0).unwrap();
+    let split = 9;
+    let mut st = m.new_state(2);
+    let pre = m.forward(&ids.iter().map(|r| r[..split].to_vec()).collect::<Vec<_>>(), &mut st, 0.0).unwrap();
+    let len = ids[0].len();
+    let mut worst = 0f32;
+    for b in 0..2 {
+        worst = worst.max(max_abs_diff(&pre.logits[b * split * v..(b + 1) * split * v], &full.logits[b * len * v..(b * len + split) * v]));
+    }
+    for t in split..len {
+        let step = m.forward(&ids.iter().map(|r| vec![r[t]]).collect::<Vec<_>>(), &mut st, 0.0).unwrap();
+        for b in 0..2 {
+            worst = worst.max(max_abs_diff(&step.logits[b * v..(b + 1) * v], &full.logits[(b * len + t) * v..(b * len + t + 1) * v]));
+        }
+    }
+    println!("prefill + steps vs full pass: max |Δ| = {worst:e}");
+    assert!(worst <= 1e-5, "{worst}");
+    assert_eq!(st.position, full_state.position);
+}
+
+#[test]
+fn mrss_merges_slow_steps_and_reports_its_cost() {
+    let m = model();
+    let (ids, _, _) = expected();
+    let v = m.cfg.vocab_size;
+    let full = m.forward(&ids, &mut m.new_state(2), 0.0).unwrap();
+    let exact = m.forward(&ids, &mut m.new_state(2), 0.0).unwrap();
+    assert_eq!(full.logits, exact.logits, "τ = 0 is the full scan, bit for bit");
+    let mut last = 0.0;
+    for tau in [0.001f32, 0.01, 0.05] {
+        let approx = m.forward(&ids, &mut m.new_state(2), tau).unwrap();
+        let f = approx.stats.merged_fraction();
+        let err = max_abs_diff(&approx.logits, &full.logits);
+        let top1 = full.logits.chunks(v).zip(approx.logits.chunks(v)).filter(|(a, b)| argmax(a) == argmax(b)).count() as f64 / (full.logits.len() / v) as f64;
+        println!("τ = {tau}: merged {:.1}% of updates, max |Δ logits| {err:e}, top-1 agreement {:.1}%", 100.0 * f, 100.0 * top1);
+        assert!(f >= last, "a larger τ merges at least as much");
+        last = f;
+    }
+    assert!(last > 0.0, "the fixture's small time steps get merged");
+    assert!(m.forward(&ids, &mut m.new_state(2), -0.1).unwrap_err().to_string().contains("tau"));
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
+}
+
+#[test]
+fn bad_input_names_what_is_wrong() {
+    let m = model();
+    let e = m.forward(&[vec![]], &mut m.new_state(1), 0.0).unwrap_err().to_string();
+    assert!(e.contains("empty"), "{e}");
+    let e = m.forward(&[vec![1, 5000]], &mut m.new_state(1), 0.0).unwrap_err().to_string();
+    assert!(e.contains("5000") && e.contains("vocabulary"), "{e}");
+    // A checkpoint without one of the mixer's tensors.
+    let w = Weights::from_file(&dir().join("model.safetensors")).unwrap();
+    let kept: Vec<(String, Vec<usize>, Vec<f32>)> = w
+        .names()
+        .filter(|n| *n != "backbone.layers.1.mixer.dt_proj.bias")
+        .map(|n| {
+            let shape = w.info(n).unwrap().shape.clone();
+            (n.to_string(), shape.clone(), w.get_f32(n, &shape).unwrap())
+        })
+        .collect();
+    let stripped = Weights::from_bytes("model.safetensors", effarch::weights::serialize_f32(&kept)).unwrap();
+    let cfg = MambaConfig::from_json("config.json", &std::fs::read_to_string(dir().join("config.json")).unwrap()).unwrap();
+    let e = MambaLM::load(cfg, &stripped, &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("backbone.layers.1.mixer.dt_proj.bias"), "{e}");
+    let e = MambaConfig::from_json("config.json", r#"{"model_type": "clip"}"#).unwrap_err().to_string();
+    assert!(e.contains("mamba"), "{e}");
+}
+
+#[test]
+fn generation_is_deterministic_and_streams() {
+    use effarch::models::mamba::generate::{generate, SampleOptions};
+    let m = model();
+    let prompt = vec![5u32, 17, 42];
+    let mut streamed = Vec::new();
+    let greedy = generate(&m, &prompt, &SampleOptions { max_new_tokens: 8, eos: Some(u32::MAX), ..Default::default() }, |t| streamed.push(t)).unwrap();
+    assert_eq!(greedy.tokens.len(), 8);
+    assert_eq!(streamed, greedy.tokens);
+    // Greedy = argmax of the full pass over prompt + generated tokens.
+    let mut all = prompt.clone();
+    all.extend(&greedy.tokens[..7]);
+    let full = m.forward(&[all.clone()], &mut m.new_state(1), 0.0).unwrap();
+    let v = m.cfg.vocab_size;
+    for (i, &tok) in greedy.tokens.iter().enumerate() {
+        let row = &full.logits[(prompt.len() - 1 + i) * v..(prompt.len() + i) * v];
+        assert_eq!(argmax(row) as u32, tok, "greedy token {i}");
+    }
+    let o = SampleOptions { temperature: 0.8, top_k: 20, top_p: 0.9, seed: 7, max_new_tokens: 10, eos: Some(u32::MAX), tau: 0.0 };
+    let a = generate(&m, &prompt, &o, |_| {}).unwrap();
+    let b = generate(&m, &prompt, &o, |_| {}).unwrap();
+    assert_eq!(a.tokens, b.tokens, "same seed, same tokens");
+    assert!(generate(&m, &[], &o, |_| {}).is_err());
+}

@@ -131,3 +131,49 @@ fn clip_finds_a_hub_id_in_the_hf_cache() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["label_probs"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn mamba_generates_with_json_fields_and_rejects_bad_input() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mamba-tiny");
+    let model = dir.to_str().unwrap();
+    let out = effarch(&["mamba", "--model", model, "--prompt", "Hello world", "--max-new-tokens", "6", "--mrss-tau", "0.05", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for k in ["prompt_tokens", "tokens", "text", "prefill_ms", "decode_ms", "tokens_per_s", "mrss_merged", "mrss_tau", "stopped_at_eos", "device"] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    assert!(v["prompt_tokens"].as_u64().unwrap() > 0 && v["tokens"].as_array().unwrap().len() <= 6);
+    assert!(v["mrss_merged"].as_f64().unwrap() > 0.0);
+    // Text mode streams the prompt and the continuation.
+    let out = effarch(&["mamba", "--model", model, "--prompt", "Hello", "--max-new-tokens", "3"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("Hello"));
+    for (args, want) in [
+        (vec!["--prompt", ""], "empty"),
+        (vec!["--prompt-ids", "1,99999"], "99999"),
+        (vec!["--prompt", "x", "--mrss-tau", "-1"], "tau"),
+        (vec!["--prompt", "x", "--top-p", "0"], "top_p"),
+    ] {
+        let mut a = vec!["mamba", "--model", model];
+        a.extend(args);
+        let out = effarch(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{a:?}: {err}");
+    }
+}
+
+#[test]
+fn bench_mamba_json_rows_and_exponents() {
+    let out = effarch(&["bench", "mamba", "--ns", "64,128", "--iters", "1", "--steps", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        for k in ["n", "mamba_prefill_ms", "attn_prefill_ms", "mamba_decode_ms", "attn_decode_ms"] {
+            assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {r}");
+        }
+    }
+    for k in ["mamba_prefill", "attn_prefill", "mamba_decode", "attn_decode"] {
+        assert!(v["exponents"][k].as_f64().is_some_and(f64::is_finite), "{k}: {v}");
+    }
+}

@@ -139,3 +139,19 @@ fn generation_is_deterministic_and_streams() {
     assert_eq!(a.tokens, b.tokens, "same seed, same tokens");
     assert!(generate(&m, &[], &o, |_| {}).is_err());
 }
+
+/// The GPT-NeoX-style byte-level BPE gives the `tokenizers` library's ids, and decodes back.
+#[test]
+fn tokenizer_matches_hf_tokenizers() {
+    let (_, tok) = MambaLM::load_dir(dir(), &Device::Cpu).unwrap();
+    let tok = tok.expect("tokenizer.json");
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap()).unwrap();
+    for case in meta["tokenized"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        let got = tok.encode(text).unwrap();
+        assert_eq!(got, want, "{text:?}");
+        assert_eq!(tok.decode(&got), text);
+    }
+    assert_eq!(tok.token_id("<|endoftext|>"), Some(0));
+}

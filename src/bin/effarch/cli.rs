@@ -1,4 +1,4 @@
-//! `effarch clip …` and `effarch bench clip …`. Every command takes
+//! `effarch clip …`, `effarch mamba …` and `effarch bench clip|mamba …`. Every command takes
 //! `--json` for one machine-readable object on stdout.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -21,6 +21,8 @@ struct Cli {
 enum Cmd {
     /// Embed an image with CLIP, pruning vision tokens on the way.
     Clip(ClipArgs),
+    /// Generate text with a Mamba LM (HF MambaForCausalLM layout), optionally with the MRSS proxy.
+    Mamba(MambaArgs),
     /// Benchmarks with full-size random-weight models (no download).
     Bench {
         #[command(subcommand)]
@@ -32,6 +34,8 @@ enum Cmd {
 enum BenchCmd {
     /// ViT-B/16 vision tower: ms/img at several keep ratios and batch sizes.
     Clip(BenchClipArgs),
+    /// Mamba block vs attention block (d = 768): prefill and decode time against N (CPU).
+    Mamba(BenchMambaArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,11 +132,56 @@ struct BenchClipArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct MambaArgs {
+    /// A directory in the hub layout (config.json, model.safetensors, tokenizer.json) or a hub id.
+    #[arg(long, default_value = "state-spaces/mamba-130m-hf")]
+    model: String,
+    /// The prompt (needs tokenizer.json).
+    #[arg(long, conflicts_with = "prompt_ids")]
+    prompt: Option<String>,
+    /// The prompt as token ids, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    prompt_ids: Option<Vec<u32>>,
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// MRSS threshold τ: runs of steps with Δ < τ update the state once (0 = the full scan).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    mrss_tau: f32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchMambaArgs {
+    /// Sequence lengths N.
+    #[arg(long, default_value = "256,512,1024,2048,4096,8192", value_delimiter = ',')]
+    ns: Vec<usize>,
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Decode steps timed per N.
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    #[arg(long)]
+    json: bool,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Clip(a) => run_clip(a),
+        Cmd::Mamba(a) => run_mamba(a),
         Cmd::Bench { which: BenchCmd::Clip(a) } => run_bench_clip(a),
+        Cmd::Bench { which: BenchCmd::Mamba(a) } => run_bench_mamba(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,5 +296,99 @@ fn run_bench_clip(a: BenchClipArgs) -> Result<()> {
     for r in rows {
         println!("{:>5} {:>5.2} {:>10.1} {:>7.3} {:>10.3}", r.batch, r.keep, r.ms_median, r.ratio, r.flop_ratio);
     }
+    Ok(())
+}
+
+fn run_mamba(a: MambaArgs) -> Result<()> {
+    use effarch::models::mamba::generate::{generate, SampleOptions};
+    use effarch::models::mamba::MambaLM;
+    use std::io::Write;
+    let opts = SampleOptions {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+        max_new_tokens: a.max_new_tokens,
+        eos: None,
+        tau: a.mrss_tau,
+    };
+    opts.validate()?;
+    let optional: &[&str] = if a.prompt.is_some() { &[] } else { &["tokenizer.json"] };
+    let required: Vec<&str> =
+        if a.prompt.is_some() { vec!["config.json", "model.safetensors", "tokenizer.json"] } else { vec!["config.json", "model.safetensors"] };
+    let dir = effarch::hub::resolve(&a.model, &required, optional)?;
+    let (model, tok) = MambaLM::load_dir(&dir, &Device::Cpu)?;
+    let prompt = match (&a.prompt, &a.prompt_ids) {
+        (Some(p), _) => {
+            let t = tok.as_ref().ok_or_else(|| Error::arg(format!("{} has no tokenizer.json: pass --prompt-ids", dir.display())))?;
+            t.encode(p)?
+        }
+        (None, Some(ids)) => ids.clone(),
+        (None, None) => return Err(Error::arg("give --prompt \"…\" or --prompt-ids 1,2,3")),
+    };
+    if prompt.is_empty() {
+        return Err(Error::arg("the prompt is empty"));
+    }
+    let mut out = std::io::stdout();
+    if !a.json {
+        if let (Some(t), Some(_)) = (&tok, &a.prompt) {
+            print!("{}", t.decode(&prompt));
+        }
+    }
+    let report = generate(&model, &prompt, &opts, |id| {
+        if !a.json {
+            match &tok {
+                Some(t) => print!("{}", t.decode(&[id])),
+                None => print!(" {id}"),
+            }
+            let _ = out.flush();
+        }
+    })?;
+    if a.json {
+        let mut v = serde_json::to_value(&report).map_err(|e| Error::arg(e.to_string()))?;
+        v["prompt_ids"] = serde_json::json!(prompt);
+        v["text"] = serde_json::json!(tok.as_ref().map(|t| t.decode(&report.tokens)));
+        v["mrss_tau"] = serde_json::json!(a.mrss_tau);
+        v["device"] = serde_json::json!(model.device().describe());
+        println!("{v}");
+        return Ok(());
+    }
+    println!();
+    eprintln!(
+        "prompt {} tokens, prefill {:.1} ms; {} tokens in {:.1} ms ({:.1} tokens/s){}{}",
+        report.prompt_tokens,
+        report.prefill_ms,
+        report.tokens.len(),
+        report.decode_ms,
+        report.tokens_per_s,
+        if a.mrss_tau > 0.0 { format!("; MRSS τ = {} merged {:.1}% of state updates", a.mrss_tau, 100.0 * report.mrss_merged) } else { String::new() },
+        if report.stopped_at_eos { "; stopped at EOS" } else { "" }
+    );
+    Ok(())
+}
+
+fn run_bench_mamba(a: BenchMambaArgs) -> Result<()> {
+    use effarch::bench::mamba::{bench_mamba, MambaBenchSpec};
+    let spec = MambaBenchSpec { ns: a.ns, iters: a.iters, steps: a.steps, ..Default::default() };
+    let quiet = a.json;
+    let (rows, e) = bench_mamba(&spec, &Device::Cpu, |line| {
+        if !quiet {
+            eprintln!("  {line}");
+        }
+    })?;
+    if a.json {
+        let v = serde_json::json!({"device": Device::Cpu.describe(), "hidden": spec.hidden, "rows": rows, "exponents": e});
+        println!("{v}");
+        return Ok(());
+    }
+    println!("Mamba block vs attention block, d = {}, {}, median of {} rounds", spec.hidden, Device::Cpu.describe(), spec.iters);
+    println!("{:>6} {:>14} {:>14} {:>16} {:>16}", "N", "mamba prefill", "attn prefill", "mamba ms/token", "attn ms/token");
+    for r in &rows {
+        println!("{:>6} {:>11.1} ms {:>11.1} ms {:>16.3} {:>16.3}", r.n, r.mamba_prefill_ms, r.attn_prefill_ms, r.mamba_decode_ms, r.attn_decode_ms);
+    }
+    println!(
+        "fitted exponent (time ∝ N^e): prefill mamba {:.2}, attention {:.2}; decode mamba {:.2}, attention {:.2}",
+        e.mamba_prefill, e.attn_prefill, e.mamba_decode, e.attn_decode
+    );
     Ok(())
 }

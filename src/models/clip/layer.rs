@@ -46,6 +46,13 @@ pub struct LayerDims {
     pub act: Activation,
 }
 
+/// Keys and values `[B, H, n, d]` of the tokens a cached layer has seen.
+#[derive(Default)]
+pub struct KvCache {
+    pub k: Option<Tensor>,
+    pub v: Option<Tensor>,
+}
+
 pub struct EncoderLayer {
     ln1: LayerNorm,
     qkv: Linear,
@@ -87,6 +94,31 @@ impl EncoderLayer {
 
     pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
         let (x, _) = self.attention(x, causal, None)?;
+        self.mlp(&x)
+    }
+
+    /// Causal decoding with a KV cache: `x` `[B, L, h]` continues the tokens whose keys and
+    /// values `cache` holds (L tokens at once only while the cache is empty, i.e. the prompt).
+    /// The attention baseline of the Mamba scaling bench.
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let s = x.shape();
+        let (b, n, h) = (s[0], s[1], s[2]);
+        if cache.k.is_some() && n != 1 {
+            return Err(Error::arg("a cached layer continues one token at a time"));
+        }
+        let heads = self.dims.heads;
+        let hd = h / heads;
+        let qkv = self.qkv.forward(&self.ln1.forward(x)?)?.reshape(&[b, n, 3, heads, hd])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, L, d]
+        let part = |i: usize| qkv.narrow(0, i, 1).and_then(|t| t.reshape(&[b, heads, n, hd]));
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let (k, v) = match (cache.k.take(), cache.v.take()) {
+            (Some(pk), Some(pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            _ => (k, v),
+        };
+        let o = Tensor::attention(&q, &k, &v, n > 1)?.permute(&[0, 2, 1, 3])?.reshape(&[b, n, h])?;
+        cache.k = Some(k);
+        cache.v = Some(v);
+        let x = x.add(&self.out.forward(&o)?)?;
         self.mlp(&x)
     }
 

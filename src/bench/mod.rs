@@ -12,8 +12,10 @@ use crate::tensor::{Device, Tensor};
 use crate::weights::{serialize_f32, Weights};
 use serde::Serialize;
 
+pub mod mamba;
+
 /// Deterministic pseudo-random values in [-scale, scale).
-fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+pub(crate) fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -104,7 +106,7 @@ impl Default for BenchSpec {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {

@@ -1,0 +1,202 @@
+//! `effarch bench mamba`: prefill time and per-token decode time against sequence length N
+//! for one Mamba block and one attention block of the same width (mamba-130m's: d = 768),
+//! with random weights, in one process, and the fitted exponent of each curve
+//! (time ∝ N^e: expect e ≈ 1 vs ≈ 2 for prefill, ≈ 0 vs ≈ 1 for decode).
+
+use super::{median, random_values};
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::models::clip::layer::{EncoderLayer, KvCache, LayerDims};
+use crate::models::mamba::{MambaConfig, MambaLM};
+use crate::tensor::{Activation, Device, Tensor};
+use crate::weights::{serialize_f32, Weights};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MambaBenchRow {
+    pub n: usize,
+    pub mamba_prefill_ms: f64,
+    pub attn_prefill_ms: f64,
+    /// Per generated token, with N tokens of context.
+    pub mamba_decode_ms: f64,
+    pub attn_decode_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Exponents {
+    pub mamba_prefill: f64,
+    pub attn_prefill: f64,
+    pub mamba_decode: f64,
+    pub attn_decode: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct MambaBenchSpec {
+    pub ns: Vec<usize>,
+    pub iters: usize,
+    /// Decode steps timed per N (median per token).
+    pub steps: usize,
+    pub hidden: usize,
+}
+
+impl Default for MambaBenchSpec {
+    fn default() -> Self {
+        MambaBenchSpec { ns: vec![256, 512, 1024, 2048, 4096, 8192], iters: 3, steps: 8, hidden: 768 }
+    }
+}
+
+/// One Mamba layer of width `hidden` (mamba-130m's shapes at 768) with random weights.
+pub fn random_mamba_block(hidden: usize, device: &Device) -> Result<MambaLM> {
+    let (i, n, r, k, vocab) = (2 * hidden, 16usize, hidden.div_ceil(16), 4usize, 256usize);
+    let p = "backbone.layers.0";
+    let shapes: Vec<(String, Vec<usize>)> = vec![
+        ("backbone.embeddings.weight".into(), vec![vocab, hidden]),
+        ("backbone.norm_f.weight".into(), vec![hidden]),
+        (format!("{p}.norm.weight"), vec![hidden]),
+        (format!("{p}.mixer.in_proj.weight"), vec![2 * i, hidden]),
+        (format!("{p}.mixer.conv1d.weight"), vec![i, 1, k]),
+        (format!("{p}.mixer.conv1d.bias"), vec![i]),
+        (format!("{p}.mixer.x_proj.weight"), vec![r + 2 * n, i]),
+        (format!("{p}.mixer.dt_proj.weight"), vec![i, r]),
+        (format!("{p}.mixer.dt_proj.bias"), vec![i]),
+        (format!("{p}.mixer.A_log"), vec![i, n]),
+        (format!("{p}.mixer.D"), vec![i]),
+        (format!("{p}.mixer.out_proj.weight"), vec![hidden, i]),
+    ];
+    let tensors: Vec<_> = shapes
+        .into_iter()
+        .enumerate()
+        .map(|(s, (name, shape))| {
+            let len: usize = shape.iter().product();
+            let vals = if name.ends_with("A_log") {
+                (0..len).map(|j| ((j % n) as f32 + 1.0).ln()).collect()
+            } else if name.ends_with("norm.weight") || name.ends_with("norm_f.weight") || name.ends_with(".D") {
+                vec![1.0; len]
+            } else if name.ends_with("dt_proj.bias") {
+                random_values(len, s as u64 + 7, 2.0).iter().map(|v| v - 4.0).collect()
+            } else {
+                random_values(len, s as u64 + 7, 0.035)
+            };
+            (name, shape, vals)
+        })
+        .collect();
+    let cfg = MambaConfig::from_json(
+        "bench",
+        &format!(r#"{{"model_type":"mamba","vocab_size":{vocab},"hidden_size":{hidden},"state_size":{n},"num_hidden_layers":1,"expand":2,"conv_kernel":{k}}}"#),
+    )?;
+    MambaLM::load(cfg, &Weights::from_bytes("random Mamba block", serialize_f32(&tensors))?, device)
+}
+
+/// One pre-norm attention + MLP block (12 heads of 64 at d = 768, MLP 4·d) with random weights.
+pub fn random_attention_block(hidden: usize, device: &Device) -> Result<EncoderLayer> {
+    let heads = (hidden / 64).max(1);
+    let dims = LayerDims { hidden, intermediate: 4 * hidden, heads, eps: 1e-5, act: Activation::QuickGelu };
+    let p = "l";
+    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>, ones: bool| {
+        let len: usize = shape.iter().product();
+        let seed = t.len() as u64 + 101;
+        t.push((name, shape, if ones { vec![1.0; len] } else { random_values(len, seed, 0.035) }));
+    };
+    for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+        add(format!("{p}.self_attn.{proj}.weight"), vec![hidden, hidden], false);
+        add(format!("{p}.self_attn.{proj}.bias"), vec![hidden], false);
+    }
+    for ln in ["layer_norm1", "layer_norm2"] {
+        add(format!("{p}.{ln}.weight"), vec![hidden], true);
+        add(format!("{p}.{ln}.bias"), vec![hidden], false);
+    }
+    add(format!("{p}.mlp.fc1.weight"), vec![4 * hidden, hidden], false);
+    add(format!("{p}.mlp.fc1.bias"), vec![4 * hidden], false);
+    add(format!("{p}.mlp.fc2.weight"), vec![hidden, 4 * hidden], false);
+    add(format!("{p}.mlp.fc2.bias"), vec![hidden], false);
+    let w = Weights::from_bytes("random attention block", serialize_f32(&t))?;
+    EncoderLayer::load(&w.pp(p), dims, device)
+}
+
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let t0 = now_ms();
+    let v = f()?;
+    Ok((v, now_ms() - t0))
+}
+
+/// Least-squares slope of log(time) against log(n).
+pub fn fit_exponent(points: &[(usize, f64)]) -> f64 {
+    let pts: Vec<(f64, f64)> = points.iter().filter(|(n, t)| *n > 0 && *t > 0.0).map(|&(n, t)| ((n as f64).ln(), t.ln())).collect();
+    let m = pts.len() as f64;
+    if m < 2.0 {
+        return f64::NAN;
+    }
+    let (sx, sy) = (pts.iter().map(|p| p.0).sum::<f64>() / m, pts.iter().map(|p| p.1).sum::<f64>() / m);
+    let cov: f64 = pts.iter().map(|p| (p.0 - sx) * (p.1 - sy)).sum();
+    let var: f64 = pts.iter().map(|p| (p.0 - sx).powi(2)).sum();
+    cov / var
+}
+
+pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, mut progress: impl FnMut(&str)) -> Result<(Vec<MambaBenchRow>, Exponents)> {
+    if spec.ns.is_empty() || spec.iters == 0 || spec.steps == 0 {
+        return Err(Error::arg("the benchmark needs at least one N, iteration and decode step"));
+    }
+    if let Some(&n) = spec.ns.iter().find(|&&n| n == 0 || n > 65536) {
+        return Err(Error::arg(format!("sequence length {n} is outside 1..=65536")));
+    }
+    let h = spec.hidden;
+    let mamba = random_mamba_block(h, device)?;
+    let attn = random_attention_block(h, device)?;
+    let mut rows = Vec::new();
+    for &n in &spec.ns {
+        let ids: Vec<u32> = (0..n).map(|j| (j * 31 % 256) as u32).collect();
+        let x = Tensor::from_f32(random_values(n * h, 5, 1.0), &[1, n, h], device)?;
+        let x1 = Tensor::from_f32(random_values(h, 6, 1.0), &[1, 1, h], device)?;
+        let (mut mp, mut ap, mut md, mut ad) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Round 0 warms up (allocations, thread pool); rounds 1..=iters are timed.
+        for round in 0..=spec.iters {
+            let mut state = mamba.new_state(1);
+            let (_, t) = timed(|| mamba.forward(&[ids.clone()], &mut state, 0.0))?;
+            let mut dts = Vec::new();
+            for s in 0..spec.steps {
+                let (_, t) = timed(|| mamba.forward(&[vec![(s % 256) as u32]], &mut state, 0.0))?;
+                dts.push(t);
+            }
+            let (_, ta) = timed(|| attn.forward(&x, true)?.to_vec_f32())?;
+            let mut cache = KvCache::default();
+            attn.forward_cached(&x, &mut cache)?.to_vec_f32()?;
+            let mut ats = Vec::new();
+            for _ in 0..spec.steps {
+                let (_, t) = timed(|| attn.forward_cached(&x1, &mut cache)?.to_vec_f32())?;
+                ats.push(t);
+            }
+            if round > 0 {
+                mp.push(t);
+                ap.push(ta);
+                md.push(median(dts));
+                ad.push(median(ats));
+            }
+        }
+        let row = MambaBenchRow { n, mamba_prefill_ms: median(mp), attn_prefill_ms: median(ap), mamba_decode_ms: median(md), attn_decode_ms: median(ad) };
+        progress(&format!(
+            "N = {n}: prefill mamba {:.1} ms, attention {:.1} ms; decode mamba {:.3} ms/token, attention {:.3} ms/token",
+            row.mamba_prefill_ms, row.attn_prefill_ms, row.mamba_decode_ms, row.attn_decode_ms
+        ));
+        rows.push(row);
+    }
+    let fit = |f: fn(&MambaBenchRow) -> f64| fit_exponent(&rows.iter().map(|r| (r.n, f(r))).collect::<Vec<_>>());
+    let e = Exponents {
+        mamba_prefill: fit(|r| r.mamba_prefill_ms),
+        attn_prefill: fit(|r| r.attn_prefill_ms),
+        mamba_decode: fit(|r| r.mamba_decode_ms),
+        attn_decode: fit(|r| r.attn_decode_ms),
+    };
+    Ok((rows, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fits_known_exponents() {
+        let lin: Vec<(usize, f64)> = [256, 512, 1024].iter().map(|&n| (n, 3.0 * n as f64)).collect();
+        let quad: Vec<(usize, f64)> = [256, 512, 1024].iter().map(|&n| (n, 0.5 * (n * n) as f64)).collect();
+        assert!((super::fit_exponent(&lin) - 1.0).abs() < 1e-9);
+        assert!((super::fit_exponent(&quad) - 2.0).abs() < 1e-9);
+    }
+}

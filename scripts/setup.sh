@@ -20,6 +20,8 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt: ${need_apt[*]}"
   $SUDO apt-get update -qq

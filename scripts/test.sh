@@ -2,7 +2,8 @@
 # The whole test suite: native tests (golden CLIP vs transformers on the CPU and on the GPU
 # via Mesa's lavapipe, pruning, bad input, CLI), the same golden/pruning checks inside
 # headless Chrome on wasm SIMD128 and on WebGPU, and the built page end to end in headless
-# Chromium (Playwright, WebGPU on SwiftShader).
+# Chromium (Playwright, WebGPU on SwiftShader); the Mamba scan against the trained typeseg
+# model's own reference (fetched from PyPI).
 # Installs what it needs first (scripts/setup.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ run() {
 }
 
 run cargo test --all-targets
+# Our scan on real trained Mamba weights (typeseg 0.2.7, fetched from PyPI) vs the package's reference.
+EFFARCH=target/debug/effarch run python3 scripts/typeseg_check.py
 WASM_BINDGEN_TEST_TIMEOUT=600 run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web
 run bash tests/e2e/run.sh
 

@@ -219,27 +219,35 @@ async function useFile(file) {
 // ---- runs --------------------------------------------------------------------------------
 let running = null;
 let rerun = false;
+let runsDone = 0;
+/** Runs with the current settings; calls during a run coalesce into one more run after it. */
 async function run() {
   if (running) {
-    rerun = true; // coalesce: run once more with the newest settings when this one ends
+    rerun = true;
     return running;
   }
+  setBusy(1);
   running = (async () => {
     do {
       rerun = false;
-      await runOnce();
+      const ok = await runOnce();
+      // Finished runs (and whether the last one failed), for tests and automation.
+      document.body.dataset.runs = String(++runsDone);
+      document.body.dataset.outcome = ok ? 'ok' : 'error';
     } while (rerun);
   })();
   try {
     await running;
   } finally {
     running = null;
+    setBusy(-1);
   }
 }
 
+/** One run; resolves to whether it succeeded (failures are shown in the page). */
 async function runOnce() {
-  if (!imageBytes) return;
-  await task('Running…', async () => {
+  if (!imageBytes) return false;
+  const done = await task('Running…', async () => {
     const opts = options();
     await ensureModel(opts.labels.length > 0);
     setStatus('Running…');
@@ -249,7 +257,9 @@ async function runOnce() {
     render(report);
     const t = report.timings_ms.total;
     setStatus(`Done in ${t.toFixed(1)} ms · ${(1000 / t).toFixed(1)} img/s · ${imageName}`);
+    return true;
   });
+  return done === true;
 }
 
 async function sweep() {

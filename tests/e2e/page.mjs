@@ -100,17 +100,30 @@ async function open(url) {
   await page.goto(url);
   return page;
 }
-/** Waits until the run in flight is done (status "Done …") and returns the overlay's counts. */
+// The page counts finished runs in <body data-runs> (and data-outcome ok|error); each check
+// waits for a run newer than the last one it saw, so a stale result is never read.
+const seen = new WeakMap();
+async function settle(timeout) {
+  const before = seen.get(page) ?? 0;
+  await page.waitForFunction((n) => Number(document.body.dataset.runs || 0) > n && !document.body.classList.contains('busy'), before, { timeout });
+  const s = await page.evaluate(() => ({ runs: Number(document.body.dataset.runs), outcome: document.body.dataset.outcome, error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent }));
+  seen.set(page, s.runs);
+  return s;
+}
+/** Waits for the next finished run, which must succeed, and returns the overlay's counts. */
 async function result(timeout = 240_000) {
-  await page.waitForFunction(() => !document.body.classList.contains('busy') && /^Done in/.test(document.getElementById('status').textContent), null, { timeout });
+  const s = await settle(timeout);
+  assert(s.outcome === 'ok', `the run failed: ${s.error}`);
   return page.evaluate(() => {
     const c = document.getElementById('overlay');
     return { pruned: Number(c.dataset.pruned), kept: Number(c.dataset.kept), status: document.getElementById('status').textContent };
   });
 }
+/** Waits for the next finished run, which must fail with an error matching `re`. */
 async function waitError(re, timeout = 120_000) {
-  await page.waitForFunction(() => !document.body.classList.contains('busy') && !document.getElementById('error').hidden, null, { timeout });
-  const msg = await page.textContent('#error');
+  const s = await settle(timeout);
+  assert(s.outcome === 'error', 'the run succeeded; an error was expected');
+  const msg = s.error;
   assert(re.test(msg), `error shown: "${msg}" does not match ${re}`);
   return msg;
 }

@@ -23,6 +23,9 @@ enum Cmd {
     Clip(ClipArgs),
     /// Generate text with a Mamba LM (HF MambaForCausalLM layout), optionally with the MRSS proxy.
     Mamba(MambaArgs),
+    /// The trained typeseg Mamba: our scan against its reference outputs, and MRSS's cost on real text
+    /// (scripts/typeseg_check.py prepares the files).
+    Typeseg(TypesegArgs),
     /// Benchmarks with full-size random-weight models (no download).
     Bench {
         #[command(subcommand)]
@@ -162,6 +165,21 @@ struct MambaArgs {
 }
 
 #[derive(Args)]
+struct TypesegArgs {
+    /// The package's `mamba_al.npz` as safetensors, names unchanged (`CheckpointMambaBlock1D_0/Dense_0/kernel`).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Inputs and reference logits: `file{i}.tokens` `[L]`, `file{i}.logits` `[L, classes]`.
+    #[arg(long)]
+    check: PathBuf,
+    /// MRSS thresholds to measure (0 = the full scan, always included).
+    #[arg(long, default_value = "0,0.001,0.003,0.01,0.03,0.1", value_delimiter = ',')]
+    taus: Vec<f32>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct BenchMambaArgs {
     /// Sequence lengths N.
     #[arg(long, default_value = "256,512,1024,2048,4096,8192", value_delimiter = ',')]
@@ -180,6 +198,7 @@ pub fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Clip(a) => run_clip(a),
         Cmd::Mamba(a) => run_mamba(a),
+        Cmd::Typeseg(a) => run_typeseg(a),
         Cmd::Bench { which: BenchCmd::Clip(a) } => run_bench_clip(a),
         Cmd::Bench { which: BenchCmd::Mamba(a) } => run_bench_mamba(a),
     };
@@ -391,4 +410,109 @@ fn run_bench_mamba(a: BenchMambaArgs) -> Result<()> {
         e.mamba_prefill, e.attn_prefill, e.mamba_decode, e.attn_decode
     );
     Ok(())
+}
+
+fn run_typeseg(a: TypesegArgs) -> Result<()> {
+    use effarch::clock::now_ms;
+    use effarch::models::mamba::typeseg::Typeseg;
+    use effarch::weights::Weights;
+    let model = Typeseg::load(&Weights::from_file(&a.weights)?, &Device::Cpu)?;
+    let check = Weights::from_file(&a.check)?;
+    let mut inputs = Vec::new();
+    for i in 0.. {
+        let Some(info) = check.info(&format!("file{i}.tokens")) else { break };
+        let shape = info.shape.clone();
+        let tokens: Vec<u32> = check.get_f32(&format!("file{i}.tokens"), &shape)?.iter().map(|&v| v as u32).collect();
+        let want = check.get_f32(&format!("file{i}.logits"), &[tokens.len(), model.classes])?;
+        inputs.push((tokens, want));
+    }
+    if inputs.is_empty() {
+        return Err(Error::arg(format!("{}: no file0.tokens", a.check.display())));
+    }
+    let mut taus = vec![0.0f32];
+    taus.extend(a.taus.iter().copied().filter(|&t| t != 0.0));
+    let c = model.classes;
+    let mut full: Vec<Vec<f32>> = Vec::new();
+    let mut rows = Vec::new();
+    let (mut ref_abs, mut ref_scale) = (0f32, 0f32);
+    let mut base_ms = 0.0;
+    for (ti, &tau) in taus.iter().enumerate() {
+        let mut runs = 0u64;
+        let (mut merged, mut updates, mut agree, mut bytes, mut max_abs, mut num, mut den, mut kl) = (0u64, 0u64, 0usize, 0usize, 0f32, 0f64, 0f64, 0f64);
+        let t0 = now_ms();
+        for (fi, (tokens, want)) in inputs.iter().enumerate() {
+            let (logits, st) = model.forward(tokens, tau)?;
+            merged += st.merged;
+            updates += st.updates;
+            runs += st.runs;
+            if ti == 0 {
+                ref_abs = ref_abs.max(effarch::testing::max_abs_diff(&logits, want));
+                ref_scale = ref_scale.max(want.iter().fold(0f32, |m, v| m.max(v.abs())));
+                full.push(logits);
+                continue;
+            }
+            let f = &full[fi];
+            max_abs = max_abs.max(effarch::testing::max_abs_diff(&logits, f));
+            for (p, q) in f.chunks(c).zip(logits.chunks(c)) {
+                bytes += 1;
+                agree += (argmax(p) == argmax(q)) as usize;
+                let (lp, lq) = (log_softmax(p), log_softmax(q));
+                kl += lp.iter().zip(&lq).map(|(a, b)| (a.exp() * (a - b)) as f64).sum::<f64>();
+                for (a, b) in p.iter().zip(q) {
+                    num += ((a - b) as f64).powi(2);
+                    den += (*a as f64).powi(2);
+                }
+            }
+        }
+        let ms = now_ms() - t0;
+        if ti == 0 {
+            base_ms = ms;
+        }
+        let n = bytes.max(1) as f64;
+        rows.push(serde_json::json!({
+            "tau": tau,
+            "merged_fraction": if updates > 0 { merged as f64 / updates as f64 } else { 0.0 },
+            "saved_fraction": if updates > 0 { merged.saturating_sub(runs) as f64 / updates as f64 } else { 0.0 },
+            "label_agreement": if ti == 0 { 1.0 } else { agree as f64 / n },
+            "max_abs_logit_error": if ti == 0 { 0.0 } else { max_abs as f64 },
+            "rel_logit_error": if ti == 0 { 0.0 } else { (num / den.max(1e-30)).sqrt() },
+            "mean_kl": if ti == 0 { 0.0 } else { kl / n },
+            "ms": ms,
+            "time_ratio": ms / base_ms.max(1e-9),
+        }));
+    }
+    let total: usize = inputs.iter().map(|(t, _)| t.len()).sum();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"files": inputs.len(), "bytes": total, "reference_max_abs": ref_abs, "reference_max_logit": ref_scale, "rows": rows})
+        );
+        return Ok(());
+    }
+    println!("typeseg Mamba on {} files ({total} bytes): max |Δ| vs the package's numpy reference {ref_abs:.3e} (logits up to {ref_scale:.1})", inputs.len());
+    println!("{:>7} {:>9} {:>9} {:>10} {:>11} {:>10} {:>9} {:>7}", "tau", "merged", "saved", "agreement", "max |Δ|", "rel err", "KL", "time");
+    for r in rows {
+        println!(
+            "{:>7.3} {:>8.1}% {:>8.1}% {:>9.2}% {:>11.3e} {:>10.2e} {:>9.2e} {:>7.3}",
+            r["tau"].as_f64().unwrap_or(0.0),
+            100.0 * r["merged_fraction"].as_f64().unwrap_or(0.0),
+            100.0 * r["saved_fraction"].as_f64().unwrap_or(0.0),
+            100.0 * r["label_agreement"].as_f64().unwrap_or(0.0),
+            r["max_abs_logit_error"].as_f64().unwrap_or(0.0),
+            r["rel_logit_error"].as_f64().unwrap_or(0.0),
+            r["mean_kl"].as_f64().unwrap_or(0.0),
+            r["time_ratio"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(())
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
+}
+
+fn log_softmax(v: &[f32]) -> Vec<f32> {
+    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let s = v.iter().map(|x| (x - m).exp()).sum::<f32>().ln();
+    v.iter().map(|x| x - m - s).collect()
 }

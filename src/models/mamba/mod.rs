@@ -10,6 +10,7 @@ pub mod config;
 pub mod generate;
 pub mod scan;
 pub mod tokenizer;
+pub mod typeseg;
 
 use crate::error::{Error, Result};
 use crate::tensor::{Device, LinearWeight, Tensor};

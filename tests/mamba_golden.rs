@@ -2,6 +2,8 @@
 //! (`tests/fixtures/make_mamba_fixtures.py`), step decoding against one full pass, the MRSS
 //! proxy, and bad input.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use effarch::models::mamba::{MambaConfig, MambaLM};
 use effarch::tensor::Device;
 use effarch::testing::max_abs_diff;

@@ -162,3 +162,27 @@ async fn gpu_linear_on_webgpu_matches_cpu() {
     let d = effarch::testing::max_abs_diff(&got, &want);
     assert!(d < 1e-3, "max |Δ| {d} on {:?}", ctx.adapter);
 }
+
+/// The tiny Mamba LM against transformers' logits in the browser (wasm SIMD128 CPU path),
+/// prefill then steps equal to the full pass, and the GPT-NeoX tokenizer.
+#[wasm_bindgen_test]
+fn mamba_golden_in_browser() {
+    use effarch::models::mamba::{tokenizer::ByteBpe, MambaConfig, MambaLM};
+    use effarch::weights::Weights;
+    let cfg = MambaConfig::from_json("config.json", include_str!("fixtures/mamba-tiny/config.json")).unwrap();
+    let w = Weights::from_bytes("model.safetensors", include_bytes!("fixtures/mamba-tiny/model.safetensors").to_vec()).unwrap();
+    let m = MambaLM::load(cfg, &w, &Device::Cpu).unwrap();
+    let exp = Weights::from_bytes("expected.safetensors", include_bytes!("fixtures/mamba-tiny/expected.safetensors").to_vec()).unwrap();
+    let shape = exp.info("input_ids").unwrap().shape.clone();
+    let ids: Vec<Vec<u32>> = exp.get_f32("input_ids", &shape).unwrap().chunks(shape[1]).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
+    let want = exp.get_f32("logits", &exp.info("logits").unwrap().shape.clone()).unwrap();
+    let out = m.forward(&ids, &mut m.new_state(ids.len()), 0.0).unwrap();
+    let d = effarch::testing::max_abs_diff(&out.logits, &want);
+    assert!(d <= 1e-4, "mamba logits max |Δ| {d}");
+    let tok = ByteBpe::from_tokenizer_json(include_str!("fixtures/mamba-tiny/tokenizer.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(include_str!("fixtures/mamba-tiny/expected.json")).unwrap();
+    for case in meta["tokenized"].as_array().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(tok.encode(case["text"].as_str().unwrap()).unwrap(), want);
+    }
+}

@@ -186,3 +186,28 @@ fn mamba_golden_in_browser() {
         assert_eq!(tok.encode(case["text"].as_str().unwrap()).unwrap(), want);
     }
 }
+
+/// The Mamba API the page's worker uses: greedy generation streams each token to the callback.
+#[wasm_bindgen_test]
+fn mamba_session_generates_and_streams() {
+    let s = effarch::web::mamba::MambaSession::new(
+        include_str!("fixtures/mamba-tiny/config.json"),
+        include_bytes!("fixtures/mamba-tiny/model.safetensors").to_vec(),
+        Some(include_str!("fixtures/mamba-tiny/tokenizer.json").to_string()),
+    )
+    .unwrap();
+    use wasm_bindgen::JsCast;
+    let seen = js_sys::Array::new();
+    let seen2 = seen.clone();
+    let cb = wasm_bindgen::closure::Closure::<dyn FnMut(u32, String)>::new(move |id: u32, _t: String| {
+        seen2.push(&wasm_bindgen::JsValue::from(id));
+    });
+    let opts = js_sys::JSON::parse(r#"{"maxNewTokens": 5, "mrssTau": 0.05}"#).unwrap();
+    let r = s.generate("Hello world", opts, Some(cb.as_ref().unchecked_ref::<js_sys::Function>().clone())).unwrap();
+    let v: serde_json::Value = serde_wasm_bindgen::from_value(r).unwrap();
+    let tokens: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
+    assert!(!tokens.is_empty() && tokens.len() <= 5);
+    assert_eq!(seen.length() as usize, tokens.len());
+    assert_eq!(v["text"].as_str().unwrap(), s.decode(tokens).unwrap());
+    assert!(s.generate("", wasm_bindgen::JsValue::UNDEFINED, None).is_err());
+}

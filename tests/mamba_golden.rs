@@ -115,6 +115,8 @@ fn bad_input_names_what_is_wrong() {
     assert!(e.contains("backbone.layers.1.mixer.dt_proj.bias"), "{e}");
     let e = MambaConfig::from_json("config.json", r#"{"model_type": "clip"}"#).unwrap_err().to_string();
     assert!(e.contains("mamba"), "{e}");
+    let e = MambaConfig::from_json("config.json", r#"{"model_type": "mamba", "intermediate_size": 0}"#).unwrap_err().to_string();
+    assert!(e.contains("intermediate_size"), "{e}");
 }
 
 #[test]

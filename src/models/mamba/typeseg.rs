@@ -99,16 +99,27 @@ impl Typeseg {
             let d2 = dense(w, &format!("{p}/Dense_2"), device)?;
             (d_state, d_conv) = (n, k);
             dt_rank = w.info(&format!("{p}/Dense_2/kernel")).map_or(16, |t| t.shape[0]);
+            let d0 = dense(w, &format!("{p}/Dense_0"), device)?;
+            let d1 = dense(w, &format!("{p}/Dense_1"), device)?;
+            let d3 = dense(w, &format!("{p}/Dense_3"), device)?;
+            let (o0, o1, o2, o3) = (d0.b.dim(0), d1.b.dim(0), d2.b.dim(0), d3.b.dim(0));
+            if o0 != 2 * c || o1 != dt_rank + 2 * n || o2 != c || o3 != d_model || k == 0 {
+                return Err(Error::arg(format!(
+                    "typeseg block {i}: Dense_0/1/2/3 give {o0}/{o1}/{o2}/{o3} outputs, expected {}/{}/{c}/{d_model} for {c} channels, state {n}, dt rank {dt_rank}",
+                    2 * c,
+                    dt_rank + 2 * n
+                )));
+            }
             blocks.push(Block {
                 ln: (w.get_f32(&format!("{p}/LayerNorm_0/scale"), &[d_model])?, w.get_f32(&format!("{p}/LayerNorm_0/bias"), &[d_model])?),
-                d0: dense(w, &format!("{p}/Dense_0"), device)?,
+                d0,
                 conv_w: (0..c * k).map(|j| conv[(j % k) * c + j / k]).collect(),
                 conv_b: w.get_f32(&format!("{p}/Conv_0/bias"), &[c])?,
-                d1: dense(w, &format!("{p}/Dense_1"), device)?,
+                d1,
                 d2,
                 a: w.get_f32(&format!("{p}/A_log"), &[c, n])?.iter().map(|v| -v.exp()).collect(),
                 d: w.get_f32(&format!("{p}/D"), &[c])?,
-                d3: dense(w, &format!("{p}/Dense_3"), device)?,
+                d3,
             });
         }
         if blocks.is_empty() {

@@ -77,6 +77,7 @@ impl MambaConfig {
             ("hidden_size", c.hidden_size),
             ("state_size", c.state_size),
             ("num_hidden_layers", c.num_hidden_layers),
+            ("intermediate_size", c.intermediate_size),
             ("conv_kernel", c.conv_kernel),
             ("time_step_rank", c.time_step_rank),
         ] {

@@ -135,9 +135,10 @@ function buildSafetensors(entries) {
     header[name] = { dtype: info.dtype, shape: info.shape, data_offsets: [off, off + bytes.length] };
     off += bytes.length;
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
-  const pad = (8 - (json.length % 8)) % 8;
-  if (pad) json = new TextEncoder().encode(JSON.stringify(header) + ' '.repeat(pad));
+  // The header is padded with spaces to a multiple of 8 bytes, as safetensors writers do.
+  const text = JSON.stringify(header);
+  const len = new TextEncoder().encode(text).length;
+  const json = new TextEncoder().encode(text + ' '.repeat((8 - (len % 8)) % 8));
   const out = new Uint8Array(8 + json.length + off);
   new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
   out.set(json, 8);

@@ -427,6 +427,13 @@ impl LinearWeight {
         Ok(LinearWeight { parts })
     }
 
+    /// [`LinearWeight::forward`] on `rows` host rows (read back to the host): for models whose
+    /// glue between projections runs on host slices.
+    pub fn forward_rows(&self, x: Vec<f32>, rows: usize, b: Option<&Tensor>, device: &Device) -> Result<Vec<f32>> {
+        let k = x.len() / rows.max(1);
+        self.forward(&Tensor::from_f32(x, &[rows, k], device)?, b)?.to_vec_f32()
+    }
+
     /// Number of row blocks (1 unless the weight had to be split).
     pub fn blocks(&self) -> usize {
         self.parts.len()

@@ -414,6 +414,7 @@ fn run_bench_mamba(a: BenchMambaArgs) -> Result<()> {
 
 fn run_typeseg(a: TypesegArgs) -> Result<()> {
     use effarch::clock::now_ms;
+    use effarch::models::mamba::scan::argmax;
     use effarch::models::mamba::typeseg::Typeseg;
     use effarch::weights::Weights;
     let model = Typeseg::load(&Weights::from_file(&a.weights)?, &Device::Cpu)?;
@@ -505,10 +506,6 @@ fn run_typeseg(a: TypesegArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
 }
 
 fn log_softmax(v: &[f32]) -> Vec<f32> {

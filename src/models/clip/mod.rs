@@ -204,15 +204,13 @@ pub struct ClipSession {
 
 impl ClipSession {
     pub fn new(config: ClipConfig, weights: Weights, device: &Device, with_text: bool) -> Result<ClipSession> {
-        let clip = match Clip::load(config.clone(), &weights, device, with_text) {
+        let (clip, fallback) = match Clip::load(config.clone(), &weights, device, with_text) {
             Err(Error::Backend(msg)) if matches!(device, Device::Gpu(_)) => {
-                let mut s = ClipSession { clip: Clip::load(config, &weights, &Device::Cpu, with_text)?, weights, with_text, fallback: None };
-                s.fallback = Some(format!("{}: loading failed ({msg}); running on the CPU", device.describe()));
-                return Ok(s);
+                (Clip::load(config, &weights, &Device::Cpu, with_text)?, Some(format!("{}: loading failed ({msg}); running on the CPU", device.describe())))
             }
-            r => r?,
+            r => (r?, None),
         };
-        Ok(ClipSession { clip, weights, with_text, fallback: None })
+        Ok(ClipSession { clip, weights, with_text, fallback })
     }
 
     /// Why the session left the GPU, if it did.

@@ -2,7 +2,7 @@
 //! sampled (temperature, top-k, top-p, seed); stops at EOS or the token budget; streams each
 //! token to a callback.
 
-use super::scan::ScanStats;
+use super::scan::{argmax, ScanStats};
 use super::MambaLM;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
@@ -63,9 +63,8 @@ pub struct GenerateReport {
 
 /// Picks the next token from `logits` (one row).
 pub fn sample(logits: &[f32], o: &SampleOptions, rng: &mut u64) -> u32 {
-    let argmax = || logits.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
     if o.temperature == 0.0 {
-        return argmax();
+        return argmax(logits) as u32;
     }
     let mut idx: Vec<usize> = (0..logits.len()).collect();
     idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));

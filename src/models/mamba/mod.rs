@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::tensor::{Device, LinearWeight, Tensor};
 use crate::weights::{Scope, Weights};
 pub use config::MambaConfig;
-use scan::{ScanDims, ScanStats};
+use scan::{silu, ScanDims, ScanStats};
 
 struct MixerLayer {
     norm: Vec<f32>,
@@ -72,10 +72,6 @@ fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
             *v = *v * r * g;
         }
     }
-}
-
-fn silu(v: f32) -> f32 {
-    v / (1.0 + (-v).exp())
 }
 
 fn softplus(v: f32) -> f32 {
@@ -142,8 +138,7 @@ impl MambaLM {
     }
 
     fn linear(&self, x: Vec<f32>, rows: usize, w: &LinearWeight, b: Option<&Tensor>) -> Result<Vec<f32>> {
-        let k = x.len() / rows.max(1);
-        w.forward(&Tensor::from_f32(x, &[rows, k], &self.device)?, b)?.to_vec_f32()
+        w.forward_rows(x, rows, b, &self.device)
     }
 
     /// Runs `ids` (B rows of equal length L) from `state` (advanced in place), with MRSS

@@ -10,7 +10,7 @@
 //! with LayerNorm (eps 1e-6), a SAME-padded depthwise conv, Δ = softplus(·) + 1e-4, and the
 //! same selective scan run forwards and over the reversed sequence.
 
-use super::scan::{self, ScanDims, ScanStats};
+use super::scan::{self, silu, ScanDims, ScanStats};
 use crate::error::{Error, Result};
 use crate::tensor::{Device, LinearWeight, Tensor};
 use crate::weights::Weights;
@@ -72,10 +72,6 @@ fn layer_norm(x: &mut [f32], s: &[f32], b: &[f32]) {
             *v = (*v - mean) * r * g + c;
         }
     }
-}
-
-fn silu(v: f32) -> f32 {
-    v / (1.0 + (-v).exp())
 }
 
 impl Typeseg {
@@ -142,8 +138,7 @@ impl Typeseg {
     }
 
     fn linear(&self, x: Vec<f32>, rows: usize, d: &Dense) -> Result<Vec<f32>> {
-        let k = x.len() / rows.max(1);
-        d.w.forward(&Tensor::from_f32(x, &[rows, k], &self.device)?, Some(&d.b))?.to_vec_f32()
+        d.w.forward_rows(x, rows, Some(&d.b), &self.device)
     }
 
     /// Per-byte logits `[L, classes]` of `tokens` (raw byte ids 0..=256), with MRSS threshold `tau`.

@@ -176,7 +176,7 @@ fn mamba_golden_in_browser() {
     let shape = exp.info("input_ids").unwrap().shape.clone();
     let ids: Vec<Vec<u32>> = exp.get_f32("input_ids", &shape).unwrap().chunks(shape[1]).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
     let want = exp.get_f32("logits", &exp.info("logits").unwrap().shape.clone()).unwrap();
-    let out = m.forward(&ids, &mut m.new_state(ids.len()), 0.0).unwrap();
+    let out = m.forward(&ids, &mut m.new_state(ids.len()).unwrap(), 0.0).unwrap();
     let d = effarch::testing::max_abs_diff(&out.logits, &want);
     assert!(d <= 1e-4, "mamba logits max |Δ| {d}");
     let tok = ByteBpe::from_tokenizer_json(include_str!("fixtures/mamba-tiny/tokenizer.json")).unwrap();

@@ -151,7 +151,7 @@ pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, mut progress: impl Fn
         let (mut mp, mut ap, mut md, mut ad) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // Round 0 warms up (allocations, thread pool); rounds 1..=iters are timed.
         for round in 0..=spec.iters {
-            let mut state = mamba.new_state(1);
+            let mut state = mamba.new_state(1)?;
             let (_, t) = timed(|| mamba.forward(&[ids.clone()], &mut state, 0.0))?;
             let mut dts = Vec::new();
             for s in 0..spec.steps {

@@ -115,6 +115,11 @@ pub(crate) fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
         Activation::Gelu => x.gelu_erf(),
         Activation::GeluTanh => x.gelu(),
         Activation::Silu => x.silu(),
+        // transformers' threshold: x > 20 → x.
+        Activation::Softplus => {
+            let v: Vec<f32> = x.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|v| if v > 20.0 { v } else { v.exp().ln_1p() }).collect();
+            Tensor::from_vec(v, x.shape(), x.device())
+        }
     }
 }
 

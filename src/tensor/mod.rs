@@ -11,6 +11,7 @@
 mod cpu;
 pub mod gpu;
 mod kernels;
+pub mod ssm;
 
 use crate::error::{Error, Result};
 use gpu::{GpuContext, GpuDtype, GpuTensor};
@@ -98,6 +99,8 @@ pub enum Activation {
     Gelu,
     GeluTanh,
     Silu,
+    /// ln(1 + eˣ), linear above 20 (transformers' threshold); Mamba's Δ.
+    Softplus,
 }
 
 impl Activation {
@@ -309,10 +312,19 @@ impl Tensor {
     }
 
     pub fn act(&self, a: Activation) -> Result<Tensor> {
+        use gpu::elementwise::Op;
         unary!(self, t => cpu::act(t, a), c, g => match a {
-            Activation::QuickGelu => gpu::elementwise::elementwise(c, g, None, gpu::elementwise::Op::QuickGelu),
+            Activation::QuickGelu => gpu::elementwise::elementwise(c, g, None, Op::QuickGelu),
+            Activation::Silu => gpu::elementwise::elementwise(c, g, None, Op::Silu),
+            Activation::Softplus => gpu::elementwise::elementwise(c, g, None, Op::Softplus),
+            Activation::GeluTanh => gpu::elementwise::elementwise(c, g, None, Op::GeluTanh),
             other => Err(Error::Backend(format!("activation {other:?} has no GPU kernel yet"))),
         })
+    }
+
+    /// x / rms(x) · w over the last dim (`w` `[n]`), as transformers' RMSNorm (in f32).
+    pub fn rms_norm(&self, w: &Tensor, eps: f32) -> Result<Tensor> {
+        binary!(self, w, x, w => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps), c, x, w => gpu::rows::rows(c, x, Some((w, w)), gpu::rows::RowOp::RmsNorm { eps }))
     }
 
     /// Scaled dot-product attention on `[B, H, N, d]` heads; `causal` masks the future.

@@ -3,7 +3,7 @@
 //! token to a callback.
 
 use super::scan::{argmax, ScanStats};
-use super::MambaLM;
+use super::{Logits, MambaLM};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::prune::splitmix64;
@@ -97,21 +97,26 @@ pub fn sample(logits: &[f32], o: &SampleOptions, rng: &mut u64) -> u32 {
     idx[p.len() - 1] as u32
 }
 
-/// Generates after `prompt`, calling `on_token` with each new token as it is produced.
-pub fn generate(model: &MambaLM, prompt: &[u32], o: &SampleOptions, mut on_token: impl FnMut(u32)) -> Result<GenerateReport> {
+/// [`generate_async`], waiting for the device.
+pub fn generate(model: &MambaLM, prompt: &[u32], o: &SampleOptions, on_token: impl FnMut(u32)) -> Result<GenerateReport> {
+    crate::tensor::block_on(generate_async(model, prompt, o, on_token))
+}
+
+/// Generates after `prompt`, calling `on_token` with each new token as it is produced. Each
+/// step runs the LM head on the last position only and reads back one row of logits.
+pub async fn generate_async(model: &MambaLM, prompt: &[u32], o: &SampleOptions, mut on_token: impl FnMut(u32)) -> Result<GenerateReport> {
     o.validate()?;
     if prompt.is_empty() {
         return Err(Error::arg("the prompt is empty"));
     }
-    let v = model.cfg.vocab_size;
-    let mut state = model.new_state(1);
+    let mut state = model.new_state(1)?;
     let mut stats = ScanStats::default();
     let t0 = now_ms();
-    let out = model.forward(&[prompt.to_vec()], &mut state, o.tau)?;
+    let out = model.forward_async(&[prompt.to_vec()], &mut state, o.tau, Logits::Last).await?;
     stats.add(out.stats);
     let prefill_ms = now_ms() - t0;
     let mut rng = o.seed;
-    let mut logits = out.logits[(prompt.len() - 1) * v..].to_vec();
+    let mut logits = out.logits;
     let eos = o.eos.or(model.cfg.eos_token_id);
     let mut tokens = Vec::new();
     let mut stopped = false;
@@ -127,7 +132,7 @@ pub fn generate(model: &MambaLM, prompt: &[u32], o: &SampleOptions, mut on_token
         if step + 1 == o.max_new_tokens {
             break;
         }
-        let out = model.forward(&[vec![next]], &mut state, o.tau)?;
+        let out = model.forward_async(&[vec![next]], &mut state, o.tau, Logits::Last).await?;
         stats.add(out.stats);
         logits = out.logits;
     }

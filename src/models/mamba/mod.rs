@@ -2,44 +2,48 @@
 //! prefill in O(N) with the selective scan, step decoding with O(1) state (a conv window and
 //! the SSM state per layer), and the multi-resolution scan proxy (MRSS, see [`scan`]).
 //!
-//! The projections run through the tensor seam (`Tensor::linear`); the scan, the causal conv
-//! and the element-wise glue run on host slices ([`scan`]). Status: the CPU device; the GPU
-//! scan kernel is not written yet, so loading on `Device::Gpu` is refused with a clear error.
+//! Written once on the tensor seam: the projections, RMSNorm, SiLU/softplus, the causal conv
+//! and the selective scan ([`scan`]) are ops with a CPU kernel and a WGSL kernel each, so the
+//! same code runs on `Device::Cpu` and `Device::Gpu` (wgpu natively, WebGPU in the page).
 
 pub mod config;
 pub mod generate;
-pub mod scan;
 pub mod tokenizer;
 pub mod typeseg;
 
+/// The scan kernels live with the other ops of the seam.
+pub use crate::tensor::ssm as scan;
+
 use crate::error::{Error, Result};
-use crate::tensor::{Device, LinearWeight, Tensor};
+use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::{Scope, Weights};
 pub use config::MambaConfig;
-use scan::{silu, ScanDims, ScanStats};
+use scan::{ScanInputs, ScanStats};
 
 struct MixerLayer {
-    norm: Vec<f32>,
+    norm: Tensor,
     in_proj: LinearWeight,
     in_bias: Option<Tensor>,
-    conv_w: Vec<f32>,
-    conv_b: Vec<f32>,
+    /// `[I, K]`.
+    conv_w: Tensor,
+    conv_b: Tensor,
     x_proj: LinearWeight,
     dt_proj: LinearWeight,
     dt_bias: Tensor,
-    /// −exp(A_log), `[I, N]`.
-    a: Vec<f32>,
-    d: Vec<f32>,
+    /// `[I, N + 1]`: −exp(A_log) then D per channel.
+    ad: Tensor,
     out_proj: LinearWeight,
     out_bias: Option<Tensor>,
 }
 
-/// Per-layer recurrent state of a batch: the last K−1 conv inputs and the SSM state.
+/// Per-layer recurrent state of a batch, on the model's device: the last K−1 conv inputs
+/// `[B, K−1, I]` and the SSM state `[B, I, N]`. Cloning is cheap and each clone evolves on its
+/// own (ops never write into their inputs).
 #[derive(Clone, Debug)]
 pub struct MambaState {
     pub batch: usize,
-    conv: Vec<Vec<f32>>,
-    ssm: Vec<Vec<f32>>,
+    conv: Vec<Tensor>,
+    ssm: Vec<Tensor>,
     /// Tokens consumed so far.
     pub position: usize,
 }
@@ -47,55 +51,46 @@ pub struct MambaState {
 /// One forward call's outputs.
 #[derive(Debug)]
 pub struct MambaOutput {
-    /// `[B, L, V]` logits.
+    /// `[B, L, V]` logits (`[B, 1, V]`, the last position's, with [`Logits::Last`]).
     pub logits: Vec<f32>,
-    /// `[B, L, H]` after the final norm.
+    /// `[B, L, H]` after the final norm (empty with [`Logits::Last`]).
     pub hidden: Vec<f32>,
     pub stats: ScanStats,
 }
 
+/// Which positions a forward call returns logits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Every position, with the final hidden states (tests, perplexity).
+    All,
+    /// The last position of each sequence only (generation: the LM head runs on one row).
+    Last,
+}
+
 pub struct MambaLM {
     pub cfg: MambaConfig,
-    embed: Vec<f32>,
+    /// `[V, H]` (ids are checked on the host before the lookup).
+    embed: Tensor,
     lm_head: LinearWeight,
     layers: Vec<MixerLayer>,
-    norm_f: Vec<f32>,
+    norm_f: Tensor,
     device: Device,
-}
-
-fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
-    let h = w.len();
-    for row in x.chunks_mut(h) {
-        let ms = row.iter().map(|v| v * v).sum::<f32>() / h as f32;
-        let r = 1.0 / (ms + eps).sqrt();
-        for (v, g) in row.iter_mut().zip(w) {
-            *v = *v * r * g;
-        }
-    }
-}
-
-fn softplus(v: f32) -> f32 {
-    // transformers' threshold: x > 20 → x.
-    if v > 20.0 {
-        v
-    } else {
-        v.exp().ln_1p()
-    }
 }
 
 impl MambaLM {
     pub fn load(cfg: MambaConfig, w: &Weights, device: &Device) -> Result<MambaLM> {
-        if matches!(device, Device::Gpu(_)) {
-            return Err(Error::Backend("Mamba runs on the CPU device for now: its GPU scan kernel is not written yet".into()));
-        }
         let (h, i, n, r, k) = (cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.time_step_rank, cfg.conv_kernel);
+        if matches!(device, Device::Gpu(_)) && n > crate::tensor::gpu::ssm::MAX_STATE {
+            return Err(Error::Backend(format!("state_size {n}: the GPU scan holds at most {} state values per channel", crate::tensor::gpu::ssm::MAX_STATE)));
+        }
         let b = w.pp("backbone");
-        let embed = b.pp("embeddings").get_f32("weight", &[cfg.vocab_size, h])?;
+        let embed_host = b.pp("embeddings").get_f32("weight", &[cfg.vocab_size, h])?;
         let lm_head = if w.contains("lm_head.weight") && !cfg.tie_word_embeddings {
             LinearWeight::new(w.get_f32("lm_head.weight", &[cfg.vocab_size, h])?, [cfg.vocab_size, h], device)?
         } else {
-            LinearWeight::new(embed.clone(), [cfg.vocab_size, h], device)?
+            LinearWeight::new(embed_host.clone(), [cfg.vocab_size, h], device)?
         };
+        let embed = Tensor::from_f32(embed_host, &[cfg.vocab_size, h], device)?;
         let lin = |s: &Scope, out: usize, inp: usize| -> Result<LinearWeight> { LinearWeight::new(s.get_f32("weight", &[out, inp])?, [out, inp], device) };
         let layers = (0..cfg.num_hidden_layers)
             .map(|li| {
@@ -108,23 +103,25 @@ impl MambaLM {
                         Ok(None)
                     }
                 };
+                let conv_b = if cfg.use_conv_bias { m.pp("conv1d").get_f32("bias", &[i])? } else { vec![0.0; i] };
+                let (a_log, d) = (m.get_f32("A_log", &[i, n])?, m.get_f32("D", &[i])?);
+                let ad: Vec<f32> = a_log.chunks(n).zip(&d).flat_map(|(row, &dv)| row.iter().map(|v| -v.exp()).chain([dv])).collect();
                 Ok(MixerLayer {
-                    norm: l.pp("norm").get_f32("weight", &[h])?,
+                    norm: l.pp("norm").get("weight", &[h], device)?,
                     in_proj: lin(&m.pp("in_proj"), 2 * i, h)?,
                     in_bias: bias(&m.pp("in_proj"), 2 * i)?,
-                    conv_w: m.pp("conv1d").get_f32("weight", &[i, 1, k])?,
-                    conv_b: if cfg.use_conv_bias { m.pp("conv1d").get_f32("bias", &[i])? } else { vec![0.0; i] },
+                    conv_w: Tensor::from_f32(m.pp("conv1d").get_f32("weight", &[i, 1, k])?, &[i, k], device)?,
+                    conv_b: Tensor::from_f32(conv_b, &[i], device)?,
                     x_proj: lin(&m.pp("x_proj"), r + 2 * n, i)?,
                     dt_proj: lin(&m.pp("dt_proj"), i, r)?,
                     dt_bias: m.pp("dt_proj").get("bias", &[i], device)?,
-                    a: m.get_f32("A_log", &[i, n])?.iter().map(|v| -v.exp()).collect(),
-                    d: m.get_f32("D", &[i])?,
+                    ad: Tensor::from_f32(ad, &[i, n + 1], device)?,
                     out_proj: lin(&m.pp("out_proj"), h, i)?,
                     out_bias: bias(&m.pp("out_proj"), h)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(MambaLM { norm_f: b.get_f32("norm_f.weight", &[h])?, embed, lm_head, layers, cfg, device: device.clone() })
+        Ok(MambaLM { norm_f: b.get("norm_f.weight", &[h], device)?, embed, lm_head, layers, cfg, device: device.clone() })
     }
 
     pub fn device(&self) -> &Device {
@@ -132,21 +129,26 @@ impl MambaLM {
     }
 
     /// A fresh (zero) state for `batch` sequences.
-    pub fn new_state(&self, batch: usize) -> MambaState {
+    pub fn new_state(&self, batch: usize) -> Result<MambaState> {
         let (i, n, k) = (self.cfg.intermediate_size, self.cfg.state_size, self.cfg.conv_kernel);
-        MambaState { batch, conv: vec![vec![0.0; batch * (k - 1) * i]; self.layers.len()], ssm: vec![vec![0.0; batch * i * n]; self.layers.len()], position: 0 }
+        let zeros = |shape: &[usize]| Tensor::from_f32(vec![0.0; shape.iter().product()], shape, &self.device);
+        let conv = (0..self.layers.len()).map(|_| zeros(&[batch, k - 1, i])).collect::<Result<Vec<_>>>()?;
+        let ssm = (0..self.layers.len()).map(|_| zeros(&[batch, i, n])).collect::<Result<Vec<_>>>()?;
+        Ok(MambaState { batch, conv, ssm, position: 0 })
     }
 
-    fn linear(&self, x: Vec<f32>, rows: usize, w: &LinearWeight, b: Option<&Tensor>) -> Result<Vec<f32>> {
-        w.forward_rows(x, rows, b, &self.device)
-    }
-
-    /// Runs `ids` (B rows of equal length L) from `state` (advanced in place), with MRSS
-    /// threshold `tau` (0 = the full scan). Prefill is one call with the prompt; decoding is
-    /// one call per token (L = 1): same code, O(1) state.
+    /// [`MambaLM::forward_async`] with every position's logits, waiting for the device.
     pub fn forward(&self, ids: &[Vec<u32>], state: &mut MambaState, tau: f32) -> Result<MambaOutput> {
+        crate::tensor::block_on(self.forward_async(ids, state, tau, Logits::All))
+    }
+
+    /// Runs `ids` (B rows of equal length L) from `state` (advanced only on success), with
+    /// MRSS threshold `tau` (0 = the full scan). Prefill is one call with the prompt; decoding
+    /// is one call per token (L = 1): same code, O(1) state. Everything stays on the model's
+    /// device until the logits (and, with τ > 0, the MRSS counts) are read back.
+    pub async fn forward_async(&self, ids: &[Vec<u32>], state: &mut MambaState, tau: f32, want: Logits) -> Result<MambaOutput> {
         let c = &self.cfg;
-        let (h, i, n, r, k) = (c.hidden_size, c.intermediate_size, c.state_size, c.time_step_rank, c.conv_kernel);
+        let (h, i, r) = (c.hidden_size, c.intermediate_size, c.time_step_rank);
         let bsz = ids.len();
         let len = ids.first().map_or(0, |r| r.len());
         if bsz == 0 || len == 0 {
@@ -164,45 +166,45 @@ impl MambaLM {
         if let Some(bad) = ids.iter().flatten().find(|&&t| t as usize >= c.vocab_size) {
             return Err(Error::arg(format!("token id {bad} is outside the vocabulary of {}", c.vocab_size)));
         }
-        let rows = bsz * len;
-        let mut x: Vec<f32> = ids.iter().flatten().flat_map(|&t| self.embed[t as usize * h..(t as usize + 1) * h].iter().copied()).collect();
-        let mut stats = ScanStats::default();
+        let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+        let mut x = self.embed.embedding(&Tensor::from_u32(flat, &[bsz * len], &self.device)?)?; // [rows, H]
+        let (mut conv, mut ssm, mut counts) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()), Vec::new());
         for (li, l) in self.layers.iter().enumerate() {
-            let mut hn = x.clone();
-            rms_norm(&mut hn, &l.norm, c.layer_norm_epsilon);
-            let xz = self.linear(hn, rows, &l.in_proj, l.in_bias.as_ref())?; // [rows, 2I]
-            let mut xs = Vec::with_capacity(rows * i);
-            let mut z = Vec::with_capacity(rows * i);
-            for row in xz.chunks(2 * i) {
-                xs.extend_from_slice(&row[..i]);
-                z.extend_from_slice(&row[i..]);
-            }
-            let mut xc = scan::causal_conv1d(bsz, len, i, k, &xs, &l.conv_w, &l.conv_b, &mut state.conv[li]);
-            xc.iter_mut().for_each(|v| *v = silu(*v));
-            let dbl = self.linear(xc.clone(), rows, &l.x_proj, None)?; // [rows, R + 2N]
-            let (mut dt_in, mut bm, mut cm) = (Vec::with_capacity(rows * r), Vec::with_capacity(rows * n), Vec::with_capacity(rows * n));
-            for row in dbl.chunks(r + 2 * n) {
-                dt_in.extend_from_slice(&row[..r]);
-                bm.extend_from_slice(&row[r..r + n]);
-                cm.extend_from_slice(&row[r + n..]);
-            }
-            let mut dt = self.linear(dt_in, rows, &l.dt_proj, Some(&l.dt_bias))?;
-            dt.iter_mut().for_each(|v| *v = softplus(*v));
-            let dims = ScanDims { batch: bsz, len, channels: i, state: n };
-            let (mut y, s) = scan::selective_scan(dims, &xc, &dt, &bm, &cm, &l.a, &l.d, &mut state.ssm[li], tau);
-            stats.add(s);
-            for (v, g) in y.iter_mut().zip(&z) {
-                *v *= silu(*g);
-            }
-            let out = self.linear(y, rows, &l.out_proj, l.out_bias.as_ref())?;
-            for (a, b) in x.iter_mut().zip(out) {
-                *a += b;
+            let xz = l.in_proj.forward(&x.rms_norm(&l.norm, c.layer_norm_epsilon)?, l.in_bias.as_ref())?; // [rows, 2I]
+            let xs = xz.narrow(1, 0, i)?.reshape(&[bsz, len, i])?;
+            let gate = xz.narrow(1, i, i)?.act(Activation::Silu)?;
+            let (xc, conv_next) = xs.causal_conv1d(&state.conv[li], &l.conv_w, &l.conv_b)?;
+            let xc = xc.act(Activation::Silu)?;
+            let proj = l.x_proj.forward(&xc, None)?; // [B, L, R + 2N]
+            let dt = l.dt_proj.forward(&proj.narrow(2, 0, r)?, Some(&l.dt_bias))?.act(Activation::Softplus)?;
+            let scan_in = ScanInputs { x: &xc, dt: &dt, proj: &proj, b_off: r, ad: &l.ad, h: &state.ssm[li] };
+            let (y, ssm_next, count) = Tensor::selective_scan(&scan_in, tau)?;
+            let y = y.reshape(&[bsz * len, i])?.mul(&gate)?;
+            x = x.add(&l.out_proj.forward(&y, l.out_bias.as_ref())?)?;
+            conv.push(conv_next);
+            ssm.push(ssm_next);
+            if tau > 0.0 {
+                counts.push(count);
             }
         }
-        rms_norm(&mut x, &self.norm_f, c.layer_norm_epsilon);
-        let logits = self.linear(x.clone(), rows, &self.lm_head, None)?;
+        let x = x.rms_norm(&self.norm_f, c.layer_norm_epsilon)?;
+        let (logits, hidden) = match want {
+            Logits::All => (self.lm_head.forward(&x, None)?.to_vec_f32_async().await?, x.to_vec_f32_async().await?),
+            Logits::Last => {
+                let last = x.reshape(&[bsz, len, h])?.narrow(1, len - 1, 1)?.reshape(&[bsz, h])?;
+                (self.lm_head.forward(&last, None)?.to_vec_f32_async().await?, Vec::new())
+            }
+        };
+        let stats = if counts.is_empty() {
+            // τ = 0 merges nothing: every (layer, sequence, channel, step) is one update.
+            ScanStats { updates: (self.layers.len() * bsz * len * i) as u64, merged: 0, runs: 0 }
+        } else {
+            ScanStats::from_rows(&Tensor::cat(&counts.iter().collect::<Vec<_>>(), 0)?.to_vec_f32_async().await?)
+        };
+        state.conv = conv;
+        state.ssm = ssm;
         state.position += len;
-        Ok(MambaOutput { logits, hidden: x, stats })
+        Ok(MambaOutput { logits, hidden, stats })
     }
 
     /// Loads `config.json` + `model.safetensors` (+ `tokenizer.json` when present) from a

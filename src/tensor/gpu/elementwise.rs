@@ -1,4 +1,5 @@
-//! Element-wise ops: add / mul with right-aligned broadcasting, scale, quick_gelu.
+//! Element-wise ops: add / mul with right-aligned broadcasting, scale, activations
+//! (quick_gelu, silu, softplus, tanh-gelu).
 //! See `elementwise.wgsl`.
 
 use super::{GpuContext, GpuTensor};
@@ -12,6 +13,9 @@ pub enum Op {
     Mul,
     Scale(f32),
     QuickGelu,
+    Silu,
+    Softplus,
+    GeluTanh,
 }
 
 /// `a op b`; `b` (for Add/Mul) must have a suffix of `a`'s shape.
@@ -21,6 +25,9 @@ pub fn elementwise(ctx: &GpuContext, a: &GpuTensor, b: Option<&GpuTensor>, op: O
         Op::Mul => (1, 0.0),
         Op::Scale(s) => (2, s),
         Op::QuickGelu => (3, 0.0),
+        Op::Silu => (4, 0.0),
+        Op::Softplus => (5, 0.0),
+        Op::GeluTanh => (6, 0.0),
     };
     let rhs = match (op, b) {
         (Op::Add | Op::Mul, Some(b)) => {
@@ -59,6 +66,9 @@ mod tests {
             (Op::Mul, ca.mul(&cb).unwrap()),
             (Op::Scale(0.125), ca.scale(0.125).unwrap()),
             (Op::QuickGelu, ca.act(Activation::QuickGelu).unwrap()),
+            (Op::Silu, ca.act(Activation::Silu).unwrap()),
+            (Op::Softplus, ca.act(Activation::Softplus).unwrap()),
+            (Op::GeluTanh, ca.act(Activation::GeluTanh).unwrap()),
         ];
         for (op, want) in cases {
             let got = ctx.read_blocking(&elementwise(&ctx, &ga, Some(&gb), op).unwrap()).unwrap();

@@ -1,6 +1,7 @@
 // Element-wise ops over a flat buffer. `b` broadcasts from the right: b[i % len(b)], which
 // is numpy broadcasting whenever b's shape is a suffix of a's (checked by the launcher).
-// op: 0 add, 1 mul, 2 scale by s, 3 quick_gelu x·σ(1.702x)
+// op: 0 add, 1 mul, 2 scale by s, 3 quick_gelu x·σ(1.702x), 4 silu x·σ(x),
+// 5 softplus ln(1 + eˣ) (x above 20), 6 tanh-approximated gelu
 
 struct Params { n: u32, bn: u32, op: u32, s: f32 }
 
@@ -18,6 +19,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         case 0u: { y[i] = x + b[i % p.bn]; }
         case 1u: { y[i] = x * b[i % p.bn]; }
         case 2u: { y[i] = x * p.s; }
-        default: { y[i] = x / (1.0 + exp(-1.702 * x)); }
+        case 3u: { y[i] = x / (1.0 + exp(-1.702 * x)); }
+        case 4u: { y[i] = x / (1.0 + exp(-x)); }
+        case 5u: { y[i] = select(log(1.0 + exp(x)), x, x > 20.0); }
+        default: { y[i] = 0.5 * x * (1.0 + tanh(clamp(0.7978845608 * (x + 0.044715 * x * x * x), -15.0, 15.0))); }
     }
 }

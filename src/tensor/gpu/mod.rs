@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod linear;
 pub mod rows;
 pub mod select;
+pub mod ssm;
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;

@@ -1,4 +1,5 @@
-//! Row-wise ops over the last dim: layer_norm, softmax, L2 row norms. See `rows.wgsl`.
+//! Row-wise ops over the last dim: layer_norm, rms_norm, softmax, L2 row norms, mean.
+//! See `rows.wgsl`.
 
 use super::{GpuContext, GpuTensor};
 use crate::error::{Error, Result};
@@ -7,7 +8,13 @@ const WGSL: &str = include_str!("rows.wgsl");
 
 #[derive(Clone, Copy, Debug)]
 pub enum RowOp {
-    LayerNorm { eps: f32 },
+    LayerNorm {
+        eps: f32,
+    },
+    /// x / rms(x) · w (the bias slot is not read).
+    RmsNorm {
+        eps: f32,
+    },
     Softmax,
     L2Norm,
     Mean,
@@ -26,7 +33,13 @@ pub fn rows(ctx: &GpuContext, x: &GpuTensor, wb: Option<(&GpuTensor, &GpuTensor)
             }
             (0u32, eps, w, b)
         }
-        (RowOp::LayerNorm { .. }, None) => return Err(Error::arg("layer_norm needs weight and bias")),
+        (RowOp::RmsNorm { eps }, Some((w, _))) => {
+            if w.shape != [n] {
+                return Err(Error::arg(format!("rms_norm: weight {:?} for rows of {n}", w.shape)));
+            }
+            (4, eps, w, w)
+        }
+        (RowOp::LayerNorm { .. } | RowOp::RmsNorm { .. }, None) => return Err(Error::arg("a norm needs its weight")),
         (RowOp::Softmax, _) => (1, 0.0, x, x),
         (RowOp::L2Norm, _) => (2, 0.0, x, x),
         (RowOp::Mean, _) => (3, 0.0, x, x),
@@ -62,6 +75,7 @@ mod tests {
             let (gx, gw, gb) = (ctx.upload(&x, &[r, n]).unwrap(), ctx.upload(&w, &[n]).unwrap(), ctx.upload(&b, &[n]).unwrap());
             let cases = [
                 (RowOp::LayerNorm { eps: 1e-5 }, cx.layer_norm(&cw, &cb, 1e-5).unwrap()),
+                (RowOp::RmsNorm { eps: 1e-5 }, cx.rms_norm(&cw, 1e-5).unwrap()),
                 (RowOp::Softmax, cx.softmax_last().unwrap()),
                 (RowOp::L2Norm, cx.row_norms().unwrap()),
             ];

@@ -1,6 +1,6 @@
 // Row-wise ops over [rows, n]: one 64-invocation workgroup per row, reductions in
 // workgroup memory. op: 0 layer_norm(w, b, eps), 1 softmax, 2 L2 norm, 3 mean (one value
-// per row for 2 and 3).
+// per row for 2 and 3), 4 rms_norm(w, eps).
 
 struct Params { rows: u32, n: u32, op: u32, eps: f32 }
 
@@ -64,6 +64,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         for (var i = t; i < p.n; i += WG) { let v = x[base + i]; s += v * v; }
         let tot = reduce_sum(s, t);
         if (t == 0u) { y[row] = sqrt(tot); }
+    } else if (p.op == 4u) {
+        var v = 0.0;
+        for (var i = t; i < p.n; i += WG) { let d = x[base + i]; v += d * d; }
+        let inv = inverseSqrt(reduce_sum(v, t) / f32(p.n) + p.eps);
+        for (var i = t; i < p.n; i += WG) { y[base + i] = x[base + i] * inv * w[i]; }
     } else {
         var s = 0.0;
         for (var i = t; i < p.n; i += WG) { s += x[base + i]; }

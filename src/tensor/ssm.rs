@@ -1,5 +1,7 @@
-//! The selective scan (Mamba's SSM over time) and its causal depthwise convolution, on host
-//! slices: the CPU backend's kernels, written once for prefill (L steps) and decoding (1 step).
+//! The selective scan (Mamba's SSM over time) and its causal depthwise convolution: the
+//! seam's ops ([`Tensor::selective_scan`], [`Tensor::causal_conv1d`]) and the CPU backend's
+//! kernels on host slices, written once for prefill (L steps) and decoding (1 step). The GPU
+//! kernels (`gpu/ssm_*.wgsl`) do the same arithmetic.
 //!
 //! Shapes (row-major): `x`, `dt` `[B, L, C]` (channels C = intermediate size), `bm`, `cm`
 //! `[B, L, N]`, `a` `[C, N]` (= −exp(A_log)), `d` `[C]`, state `h` `[B, C, N]`.
@@ -15,6 +17,8 @@
 //! N exponentials of every merged step are saved. τ = 0 never merges (Δ = softplus(·) > 0)
 //! and runs exactly the full scan's code path.
 
+use super::{gpu, Tensor};
+use crate::error::{Error, Result};
 use rayon::prelude::*;
 
 /// A merged run is applied (one exact decay) once its accumulated Δ·max|A| passes this, so
@@ -79,6 +83,25 @@ pub struct ScanDims {
 /// Runs the scan over `len` steps from state `h` (updated in place) and returns `y` `[B, L, C]`.
 #[allow(clippy::too_many_arguments)]
 pub fn selective_scan(dims: ScanDims, x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], a: &[f32], d: &[f32], h: &mut [f32], tau: f32) -> (Vec<f32>, ScanStats) {
+    let (y, cols) = selective_scan_cols(dims, x, dt, bm, cm, a, d, h, tau);
+    let mut stats = ScanStats::default();
+    cols.into_iter().for_each(|s| stats.add(s));
+    (y, stats)
+}
+
+/// [`selective_scan`] with the MRSS counts of each (sequence, channel).
+#[allow(clippy::too_many_arguments)]
+fn selective_scan_cols(
+    dims: ScanDims,
+    x: &[f32],
+    dt: &[f32],
+    bm: &[f32],
+    cm: &[f32],
+    a: &[f32],
+    d: &[f32],
+    h: &mut [f32],
+    tau: f32,
+) -> (Vec<f32>, Vec<ScanStats>) {
     let ScanDims { batch, len, channels: c, state: n } = dims;
     let mut y = vec![0f32; batch * len * c];
     // One task per (batch, channel): each owns its state row and writes a strided column of y.
@@ -150,15 +173,124 @@ pub fn selective_scan(dims: ScanDims, x: &[f32], dt: &[f32], bm: &[f32], cm: &[f
             (out, stats)
         })
         .collect();
-    let mut stats = ScanStats::default();
+    let mut stats = Vec::with_capacity(cols.len());
     for (bc, (col, s)) in cols.into_iter().enumerate() {
         let (b, ch) = (bc / c, bc % c);
         for (t, v) in col.into_iter().enumerate() {
             y[(b * len + t) * c + ch] = v;
         }
-        stats.add(s);
+        stats.push(s);
     }
     (y, stats)
+}
+
+/// The selective scan's inputs on the seam, laid out as the projections produce them.
+pub struct ScanInputs<'a> {
+    /// `[B, L, C]`: the conv's output after SiLU.
+    pub x: &'a Tensor,
+    /// `[B, L, C]`: Δ, after softplus.
+    pub dt: &'a Tensor,
+    /// `[B, L, S]`: x_proj's output; B is at `b_off..b_off + N` of each row and C follows it.
+    pub proj: &'a Tensor,
+    pub b_off: usize,
+    /// `[C, N + 1]`: per channel the N decay rates A (= −exp(A_log)), then D.
+    pub ad: &'a Tensor,
+    /// `[B, C, N]`: the state before this call.
+    pub h: &'a Tensor,
+}
+
+impl ScanStats {
+    /// Sums the rows of the `[.., 3]` counts the scan op returns (updates, merged, runs).
+    pub fn from_rows(v: &[f32]) -> ScanStats {
+        let mut s = ScanStats::default();
+        for r in v.chunks_exact(3) {
+            s.add(ScanStats { updates: r[0] as u64, merged: r[1] as u64, runs: r[2] as u64 });
+        }
+        s
+    }
+}
+
+fn host(t: &candle_core::Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn cpu(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+    Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?))
+}
+
+impl Tensor {
+    /// Causal depthwise conv1d over time of `self` `[B, L, C]` (weights `w` `[C, K]`, `bias`
+    /// `[C]`), continuing from `state` `[B, K−1, C]` (the previous K−1 inputs; zeros at the
+    /// start). Returns `(y [B, L, C], next state)`.
+    pub fn causal_conv1d(&self, state: &Tensor, w: &Tensor, bias: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (xs, ss, ws) = (self.shape(), state.shape(), w.shape());
+        let (&[b, len, c], &[c2, k]) = (&xs[..], &ws[..]) else {
+            return Err(Error::arg(format!("causal_conv1d: input {xs:?}, weight {ws:?}")));
+        };
+        if c2 != c || ss != [b, k - 1, c] || bias.shape() != [c] {
+            return Err(Error::arg(format!("causal_conv1d: input {xs:?}, state {ss:?}, weight {ws:?}, bias {:?} do not agree", bias.shape())));
+        }
+        match (self, state, w, bias) {
+            (Tensor::Cpu(x), Tensor::Cpu(s), Tensor::Cpu(w), Tensor::Cpu(bias)) => {
+                let mut st = host(s)?;
+                let y = causal_conv1d(b, len, c, k, &host(x)?, &host(w)?, &host(bias)?, &mut st);
+                Ok((cpu(y, &[b, len, c])?, cpu(st, &ss)?))
+            }
+            (Tensor::Gpu(ctx, _), Tensor::Gpu(..), Tensor::Gpu(_, gw), Tensor::Gpu(_, gb)) => {
+                if k == 1 {
+                    return Ok((self.mul(&w.reshape(&[c])?)?.add(bias)?, state.clone()));
+                }
+                let win = Tensor::cat(&[state, self], 1)?;
+                let Tensor::Gpu(_, gwin) = &win else { return Err(super::mixed()) };
+                let y = gpu::ssm::conv1d(ctx, gwin, gw, gb)?;
+                Ok((Tensor::Gpu(ctx.clone(), y), win.narrow(1, len, k - 1)?))
+            }
+            _ => Err(super::mixed()),
+        }
+    }
+
+    /// The selective scan over `L` steps from state `s.h`, with MRSS threshold `tau`
+    /// (0 = the full scan). Returns `(y [B, L, C], next state [B, C, N], counts [B·C, 3])`,
+    /// the counts being (updates, merged, runs) per sequence and channel
+    /// ([`ScanStats::from_rows`]).
+    pub fn selective_scan(s: &ScanInputs, tau: f32) -> Result<(Tensor, Tensor, Tensor)> {
+        if !(tau >= 0.0) {
+            return Err(Error::arg(format!("MRSS threshold tau must be ≥ 0, got {tau}")));
+        }
+        let (xs, ads, ps) = (s.x.shape(), s.ad.shape(), s.proj.shape());
+        let (&[b, len, c], &[c2, n1]) = (&xs[..], &ads[..]) else {
+            return Err(Error::arg(format!("selective_scan: x {xs:?}, A·D {ads:?}")));
+        };
+        let n = n1.saturating_sub(1);
+        let stride = ps.last().copied().unwrap_or(0);
+        if c2 != c || n == 0 || s.dt.shape() != xs || s.h.shape() != [b, c, n] || ps.iter().product::<usize>() != b * len * stride || s.b_off + 2 * n > stride {
+            return Err(Error::arg(format!(
+                "selective_scan: x {xs:?}, dt {:?}, proj {ps:?} (B at {}), A·D {ads:?}, state {:?} do not agree",
+                s.dt.shape(),
+                s.b_off,
+                s.h.shape()
+            )));
+        }
+        match (s.x, s.dt, s.proj, s.ad, s.h) {
+            (Tensor::Cpu(x), Tensor::Cpu(dt), Tensor::Cpu(p), Tensor::Cpu(ad), Tensor::Cpu(h)) => {
+                let (p, ad) = (host(p)?, host(ad)?);
+                let pick = |off: usize| p.chunks(stride).flat_map(|r| r[off..off + n].iter().copied()).collect::<Vec<_>>();
+                let (bm, cm) = (pick(s.b_off), pick(s.b_off + n));
+                let a: Vec<f32> = ad.chunks(n + 1).flat_map(|r| r[..n].iter().copied()).collect();
+                let d: Vec<f32> = ad.chunks(n + 1).map(|r| r[n]).collect();
+                let mut h = host(h)?;
+                let dims = ScanDims { batch: b, len, channels: c, state: n };
+                let (y, cols) = selective_scan_cols(dims, &host(x)?, &host(dt)?, &bm, &cm, &a, &d, &mut h, tau);
+                let counts = cols.iter().flat_map(|s| [s.updates as f32, s.merged as f32, s.runs as f32]).collect();
+                Ok((cpu(y, &xs)?, cpu(h, &[b, c, n])?, cpu(counts, &[b * c, 3])?))
+            }
+            (Tensor::Gpu(ctx, x), Tensor::Gpu(_, dt), Tensor::Gpu(_, proj), Tensor::Gpu(_, ad), Tensor::Gpu(_, h)) => {
+                let (y, h, st) = gpu::ssm::scan(ctx, &gpu::ssm::ScanArgs { x, dt, proj, b_off: s.b_off, ad, h, tau })?;
+                Ok((Tensor::Gpu(ctx.clone(), y), Tensor::Gpu(ctx.clone(), h), Tensor::Gpu(ctx.clone(), st)))
+            }
+            _ => Err(super::mixed()),
+        }
+    }
 }
 
 /// Causal depthwise conv1d (kernel K, per-channel weights `w` `[C, K]`, bias `[C]`) over

@@ -177,3 +177,22 @@ fn bench_mamba_json_rows_and_exponents() {
         assert!(v["exponents"][k].as_f64().is_some_and(f64::is_finite), "{k}: {v}");
     }
 }
+
+#[test]
+fn mamba_on_gpu_generates_what_the_cpu_does_and_benches() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mamba-tiny");
+    let model = dir.to_str().unwrap();
+    let run = |device: &str| {
+        let out = effarch(&["mamba", "--model", model, "--prompt", "Hello world", "--max-new-tokens", "6", "--device", device, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (g, c) = (run("gpu"), run("cpu"));
+    assert!(g["device"].as_str().unwrap().starts_with("gpu"), "{g}");
+    assert_eq!(g["tokens"], c["tokens"]);
+    let out = effarch(&["bench", "mamba", "--ns", "32,64", "--iters", "1", "--steps", "2", "--hidden", "64", "--device", "gpu", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["device"].as_str().unwrap().starts_with("gpu"), "{v}");
+    assert!(v["rows"].as_array().unwrap().iter().all(|r| r["mamba_prefill_ms"].as_f64().is_some_and(|x| x > 0.0)), "{v}");
+}

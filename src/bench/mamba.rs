@@ -7,7 +7,7 @@ use super::{median, random_values};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::models::clip::layer::{EncoderLayer, KvCache, LayerDims};
-use crate::models::mamba::{MambaConfig, MambaLM};
+use crate::models::mamba::{Logits, MambaConfig, MambaLM};
 use crate::tensor::{Activation, Device, Tensor};
 use crate::weights::{serialize_f32, Weights};
 use serde::Serialize;
@@ -114,12 +114,6 @@ pub fn random_attention_block(hidden: usize, device: &Device) -> Result<EncoderL
     EncoderLayer::load(&w.pp(p), dims, device)
 }
 
-fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
-    let t0 = now_ms();
-    let v = f()?;
-    Ok((v, now_ms() - t0))
-}
-
 /// Least-squares slope of log(time) against log(n).
 pub fn fit_exponent(points: &[(usize, f64)]) -> f64 {
     let pts: Vec<(f64, f64)> = points.iter().filter(|(n, t)| *n > 0 && *t > 0.0).map(|&(n, t)| ((n as f64).ln(), t.ln())).collect();
@@ -133,12 +127,22 @@ pub fn fit_exponent(points: &[(usize, f64)]) -> f64 {
     cov / var
 }
 
-pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, mut progress: impl FnMut(&str)) -> Result<(Vec<MambaBenchRow>, Exponents)> {
+/// [`bench_mamba_async`], waiting for the device.
+pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, progress: impl FnMut(&str)) -> Result<(Vec<MambaBenchRow>, Exponents)> {
+    crate::tensor::block_on(bench_mamba_async(spec, device, progress))
+}
+
+/// Times both blocks on `device` for every N of `spec`. Each timed call ends with a small
+/// read-back (the last position), so GPU times include the wait for the device.
+pub async fn bench_mamba_async(spec: &MambaBenchSpec, device: &Device, mut progress: impl FnMut(&str)) -> Result<(Vec<MambaBenchRow>, Exponents)> {
     if spec.ns.is_empty() || spec.iters == 0 || spec.steps == 0 {
         return Err(Error::arg("the benchmark needs at least one N, iteration and decode step"));
     }
     if let Some(&n) = spec.ns.iter().find(|&&n| n == 0 || n > 65536) {
         return Err(Error::arg(format!("sequence length {n} is outside 1..=65536")));
+    }
+    if spec.hidden == 0 || spec.hidden > 4096 {
+        return Err(Error::arg(format!("width {} is outside 1..=4096", spec.hidden)));
     }
     let h = spec.hidden;
     let mamba = random_mamba_block(h, device)?;
@@ -148,23 +152,30 @@ pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, mut progress: impl Fn
         let ids: Vec<u32> = (0..n).map(|j| (j * 31 % 256) as u32).collect();
         let x = Tensor::from_f32(random_values(n * h, 5, 1.0), &[1, n, h], device)?;
         let x1 = Tensor::from_f32(random_values(h, 6, 1.0), &[1, 1, h], device)?;
+        let last = |y: Tensor| y.narrow(1, y.dim(1) - 1, 1);
         let (mut mp, mut ap, mut md, mut ad) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        // Round 0 warms up (allocations, thread pool); rounds 1..=iters are timed.
+        // Round 0 warms up (allocations, thread pool, pipelines); rounds 1..=iters are timed.
         for round in 0..=spec.iters {
             let mut state = mamba.new_state(1)?;
-            let (_, t) = timed(|| mamba.forward(&[ids.clone()], &mut state, 0.0))?;
+            let t0 = now_ms();
+            mamba.forward_async(&[ids.clone()], &mut state, 0.0, Logits::Last).await?;
+            let t = now_ms() - t0;
             let mut dts = Vec::new();
             for s in 0..spec.steps {
-                let (_, t) = timed(|| mamba.forward(&[vec![(s % 256) as u32]], &mut state, 0.0))?;
-                dts.push(t);
+                let t0 = now_ms();
+                mamba.forward_async(&[vec![(s % 256) as u32]], &mut state, 0.0, Logits::Last).await?;
+                dts.push(now_ms() - t0);
             }
-            let (_, ta) = timed(|| attn.forward(&x, true)?.to_vec_f32())?;
+            let t0 = now_ms();
+            last(attn.forward(&x, true)?)?.to_vec_f32_async().await?;
+            let ta = now_ms() - t0;
             let mut cache = KvCache::default();
-            attn.forward_cached(&x, &mut cache)?.to_vec_f32()?;
+            last(attn.forward_cached(&x, &mut cache)?)?.to_vec_f32_async().await?;
             let mut ats = Vec::new();
             for _ in 0..spec.steps {
-                let (_, t) = timed(|| attn.forward_cached(&x1, &mut cache)?.to_vec_f32())?;
-                ats.push(t);
+                let t0 = now_ms();
+                attn.forward_cached(&x1, &mut cache)?.to_vec_f32_async().await?;
+                ats.push(now_ms() - t0);
             }
             if round > 0 {
                 mp.push(t);

@@ -37,7 +37,7 @@ enum Cmd {
 enum BenchCmd {
     /// ViT-B/16 vision tower: ms/img at several keep ratios and batch sizes.
     Clip(BenchClipArgs),
-    /// Mamba block vs attention block (d = 768): prefill and decode time against N (CPU).
+    /// Mamba block vs attention block (d = 768): prefill and decode time against N (CPU, and GPU when present).
     Mamba(BenchMambaArgs),
 }
 
@@ -160,6 +160,8 @@ struct MambaArgs {
     /// MRSS threshold τ: runs of steps with Δ < τ update the state once (0 = the full scan).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     mrss_tau: f32,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
     #[arg(long)]
     json: bool,
 }
@@ -189,6 +191,12 @@ struct BenchMambaArgs {
     /// Decode steps timed per N.
     #[arg(long, default_value_t = 8)]
     steps: usize,
+    /// Block width d.
+    #[arg(long, default_value_t = 768)]
+    hidden: usize,
+    /// auto: the CPU, then the GPU too when a hardware adapter exists (one table each).
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
     #[arg(long)]
     json: bool,
 }
@@ -336,7 +344,7 @@ fn run_mamba(a: MambaArgs) -> Result<()> {
     let required: Vec<&str> =
         if a.prompt.is_some() { vec!["config.json", "model.safetensors", "tokenizer.json"] } else { vec!["config.json", "model.safetensors"] };
     let dir = effarch::hub::resolve(&a.model, &required, optional)?;
-    let (model, tok) = MambaLM::load_dir(&dir, &Device::Cpu)?;
+    let (model, tok) = MambaLM::load_dir(&dir, &a.device.device()?)?;
     let prompt = match (&a.prompt, &a.prompt_ids) {
         (Some(p), _) => {
             let t = tok.as_ref().ok_or_else(|| Error::arg(format!("{} has no tokenizer.json: pass --prompt-ids", dir.display())))?;
@@ -388,27 +396,46 @@ fn run_mamba(a: MambaArgs) -> Result<()> {
 
 fn run_bench_mamba(a: BenchMambaArgs) -> Result<()> {
     use effarch::bench::mamba::{bench_mamba, MambaBenchSpec};
-    let spec = MambaBenchSpec { ns: a.ns, iters: a.iters, steps: a.steps, ..Default::default() };
+    let spec = MambaBenchSpec { ns: a.ns, iters: a.iters, steps: a.steps, hidden: a.hidden };
+    let devices = match a.device {
+        DeviceArg::Auto => match Device::best() {
+            gpu @ Device::Gpu(_) => vec![Device::Cpu, gpu],
+            cpu => vec![cpu],
+        },
+        other => vec![other.device()?],
+    };
     let quiet = a.json;
-    let (rows, e) = bench_mamba(&spec, &Device::Cpu, |line| {
+    let mut runs = Vec::new();
+    for device in &devices {
         if !quiet {
-            eprintln!("  {line}");
+            eprintln!("{}:", device.describe());
         }
-    })?;
-    if a.json {
-        let v = serde_json::json!({"device": Device::Cpu.describe(), "hidden": spec.hidden, "rows": rows, "exponents": e});
+        let (rows, e) = bench_mamba(&spec, device, |line| {
+            if !quiet {
+                eprintln!("  {line}");
+            }
+        })?;
+        runs.push(serde_json::json!({"device": device.describe(), "rows": rows, "exponents": e}));
+        if quiet {
+            continue;
+        }
+        println!("Mamba block vs attention block, d = {}, {}, median of {} rounds", spec.hidden, device.describe(), spec.iters);
+        println!("{:>6} {:>14} {:>14} {:>16} {:>16}", "N", "mamba prefill", "attn prefill", "mamba ms/token", "attn ms/token");
+        for r in &rows {
+            println!("{:>6} {:>11.1} ms {:>11.1} ms {:>16.3} {:>16.3}", r.n, r.mamba_prefill_ms, r.attn_prefill_ms, r.mamba_decode_ms, r.attn_decode_ms);
+        }
+        println!(
+            "fitted exponent (time ∝ N^e): prefill mamba {:.2}, attention {:.2}; decode mamba {:.2}, attention {:.2}",
+            e.mamba_prefill, e.attn_prefill, e.mamba_decode, e.attn_decode
+        );
+    }
+    if quiet {
+        // The first run's fields at the top level, every device's under "runs".
+        let mut v = runs[0].clone();
+        v["hidden"] = serde_json::json!(spec.hidden);
+        v["runs"] = serde_json::json!(runs);
         println!("{v}");
-        return Ok(());
     }
-    println!("Mamba block vs attention block, d = {}, {}, median of {} rounds", spec.hidden, Device::Cpu.describe(), spec.iters);
-    println!("{:>6} {:>14} {:>14} {:>16} {:>16}", "N", "mamba prefill", "attn prefill", "mamba ms/token", "attn ms/token");
-    for r in &rows {
-        println!("{:>6} {:>11.1} ms {:>11.1} ms {:>16.3} {:>16.3}", r.n, r.mamba_prefill_ms, r.attn_prefill_ms, r.mamba_decode_ms, r.attn_decode_ms);
-    }
-    println!(
-        "fitted exponent (time ∝ N^e): prefill mamba {:.2}, attention {:.2}; decode mamba {:.2}, attention {:.2}",
-        e.mamba_prefill, e.attn_prefill, e.mamba_decode, e.attn_decode
-    );
     Ok(())
 }
 

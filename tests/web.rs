@@ -187,27 +187,88 @@ fn mamba_golden_in_browser() {
     }
 }
 
-/// The Mamba API the page's worker uses: greedy generation streams each token to the callback.
-#[wasm_bindgen_test]
-fn mamba_session_generates_and_streams() {
-    let s = effarch::web::mamba::MambaSession::new(
-        include_str!("fixtures/mamba-tiny/config.json"),
-        include_bytes!("fixtures/mamba-tiny/model.safetensors").to_vec(),
-        Some(include_str!("fixtures/mamba-tiny/tokenizer.json").to_string()),
-    )
-    .unwrap();
+const MAMBA_CONFIG: &str = include_str!("fixtures/mamba-tiny/config.json");
+const MAMBA_WEIGHTS: &[u8] = include_bytes!("fixtures/mamba-tiny/model.safetensors");
+const MAMBA_TOKENIZER: &str = include_str!("fixtures/mamba-tiny/tokenizer.json");
+
+/// Runs `generate` on a session, collecting the streamed ids and skip rates.
+async fn mamba_generate(s: &effarch::web::mamba::MambaSession, prompt: &str, opts: &str) -> Result<(serde_json::Value, Vec<u32>, Vec<f64>), String> {
+    use std::{cell::RefCell, rc::Rc};
     use wasm_bindgen::JsCast;
-    let seen = js_sys::Array::new();
+    let seen = Rc::new(RefCell::new((Vec::new(), Vec::new())));
     let seen2 = seen.clone();
-    let cb = wasm_bindgen::closure::Closure::<dyn FnMut(u32, String)>::new(move |id: u32, _t: String| {
-        seen2.push(&wasm_bindgen::JsValue::from(id));
+    let cb = wasm_bindgen::closure::Closure::<dyn FnMut(u32, String, f64)>::new(move |id: u32, _t: String, merged: f64| {
+        let mut s = seen2.borrow_mut();
+        s.0.push(id);
+        s.1.push(merged);
     });
-    let opts = js_sys::JSON::parse(r#"{"maxNewTokens": 5, "mrssTau": 0.05}"#).unwrap();
-    let r = s.generate("Hello world", opts, Some(cb.as_ref().unchecked_ref::<js_sys::Function>().clone())).unwrap();
-    let v: serde_json::Value = serde_wasm_bindgen::from_value(r).unwrap();
+    let o = if opts.is_empty() { wasm_bindgen::JsValue::UNDEFINED } else { js_sys::JSON::parse(opts).unwrap() };
+    let p = s.generate(prompt.to_string(), o, Some(cb.as_ref().unchecked_ref::<js_sys::Function>().clone()));
+    let v = wasm_bindgen_futures::JsFuture::from(p).await.map_err(|e| String::from(js_sys::Error::from(e).message()))?;
+    let (ids, merged) = seen.borrow().clone();
+    Ok((serde_wasm_bindgen::from_value(v).unwrap(), ids, merged))
+}
+
+/// The Mamba API the page's worker uses: greedy generation streams each token (with the MRSS
+/// skip rate so far) to the callback; bad input is an error and the session goes on.
+#[wasm_bindgen_test]
+async fn mamba_session_generates_and_streams() {
+    let s = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
+    let (v, ids, merged) = mamba_generate(&s, "Hello world", r#"{"maxNewTokens": 5, "mrssTau": 0.05}"#).await.unwrap();
     let tokens: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
     assert!(!tokens.is_empty() && tokens.len() <= 5);
-    assert_eq!(seen.length() as usize, tokens.len());
+    assert_eq!(ids, tokens);
+    assert!(merged.iter().all(|&m| m > 0.0 && m < 1.0), "{merged:?}");
     assert_eq!(v["text"].as_str().unwrap(), s.decode(tokens).unwrap());
-    assert!(s.generate("", wasm_bindgen::JsValue::UNDEFINED, None).is_err());
+    assert!(mamba_generate(&s, "", "").await.unwrap_err().contains("empty"));
+    assert!(mamba_generate(&s, "x", r#"{"mrssTau": -1}"#).await.unwrap_err().contains("tau"));
+    assert!(mamba_generate(&s, "Hello", "").await.is_ok());
+}
+
+/// The tiny Mamba LM with every op on WebGPU (SwiftShader in CI): logits against
+/// transformers' ≤ 1e-3, the session's greedy tokens equal to the CPU's, MRSS counts within 1%.
+#[wasm_bindgen_test]
+async fn mamba_on_webgpu_matches_transformers_and_cpu() {
+    use effarch::models::mamba::{Logits, MambaConfig, MambaLM};
+    use effarch::weights::Weights;
+    let gpu = webgpu().await;
+    let w = Weights::from_bytes("model.safetensors", MAMBA_WEIGHTS.to_vec()).unwrap();
+    let m = MambaLM::load(MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap(), &w, &gpu).unwrap();
+    let exp = Weights::from_bytes("expected.safetensors", include_bytes!("fixtures/mamba-tiny/expected.safetensors").to_vec()).unwrap();
+    let shape = exp.info("input_ids").unwrap().shape.clone();
+    let ids: Vec<Vec<u32>> = exp.get_f32("input_ids", &shape).unwrap().chunks(shape[1]).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
+    let want = exp.get_f32("logits", &exp.info("logits").unwrap().shape.clone()).unwrap();
+    let out = m.forward_async(&ids, &mut m.new_state(ids.len()).unwrap(), 0.0, Logits::All).await.unwrap();
+    let d = effarch::testing::max_abs_diff(&out.logits, &want);
+    assert!(d <= 1e-3, "mamba logits on WebGPU: max |Δ| {d}");
+    let cpu = MambaLM::load(MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap(), &w, &Device::Cpu).unwrap();
+    let (g, c) = (
+        m.forward_async(&ids, &mut m.new_state(2).unwrap(), 0.05, Logits::All).await.unwrap(),
+        cpu.forward_async(&ids, &mut cpu.new_state(2).unwrap(), 0.05, Logits::All).await.unwrap(),
+    );
+    assert_eq!(g.stats.updates, c.stats.updates);
+    assert!(g.stats.merged > 0 && (g.stats.merged as f64 - c.stats.merged as f64).abs() <= 0.01 * c.stats.merged as f64, "{:?} vs {:?}", g.stats, c.stats);
+    let gs =
+        effarch::web::mamba::MambaSession::create(MAMBA_CONFIG.into(), MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.into()), "webgpu".into()).await.unwrap();
+    assert!(gs.device().starts_with("gpu"), "{}", gs.device());
+    let cs = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
+    let (gv, gids, _) = mamba_generate(&gs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();
+    let (cv, _, _) = mamba_generate(&cs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();
+    assert_eq!(gv["tokens"], cv["tokens"]);
+    assert_eq!(gids.len(), 6);
+}
+
+/// The page's scaling chart runs this: both blocks on WebGPU, every time positive.
+#[wasm_bindgen_test]
+async fn bench_mamba_runs_on_webgpu() {
+    let o = js_sys::JSON::parse(r#"{"ns": [16, 32], "steps": 2, "iters": 1, "hidden": 32, "backend": "webgpu"}"#).unwrap();
+    let v: serde_json::Value = serde_wasm_bindgen::from_value(effarch::web::mamba::bench_mamba(o).await.unwrap()).unwrap();
+    assert!(v["device"].as_str().unwrap().starts_with("gpu"), "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        for k in ["mamba_prefill_ms", "attn_prefill_ms", "mamba_decode_ms", "attn_decode_ms"] {
+            assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {r}");
+        }
+    }
 }

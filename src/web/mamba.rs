@@ -1,18 +1,24 @@
 //! The wasm-bindgen API of the Mamba LM: load from bytes, encode/decode, generate with a
 //! streaming callback. Runs where it is called; the page calls it from its worker.
 
-use super::{js_err, to_js};
-use crate::models::mamba::generate::{generate, SampleOptions};
+use super::{device_for, js_err, to_js};
+use crate::bench::mamba::{bench_mamba_async, MambaBenchSpec};
+use crate::models::mamba::generate::{generate_async, SampleOptions};
 use crate::models::mamba::tokenizer::ByteBpe;
 use crate::models::mamba::{MambaConfig, MambaLM};
 use crate::tensor::Device;
 use crate::weights::Weights;
 use serde::Deserialize;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
-/// A loaded Mamba LM (CPU: wasm SIMD128).
+/// A loaded Mamba LM, on the CPU (wasm SIMD128) or WebGPU.
 #[wasm_bindgen]
 pub struct MambaSession {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
     model: MambaLM,
     tok: Option<ByteBpe>,
 }
@@ -30,62 +36,109 @@ struct JsGenerate {
 
 #[wasm_bindgen]
 impl MambaSession {
-    /// `config.json` text, `model.safetensors` bytes, and `tokenizer.json` text (optional:
-    /// without it prompts are token ids).
+    /// A CPU session from `config.json` text, `model.safetensors` bytes, and `tokenizer.json`
+    /// text (optional: without it prompts are token ids).
     #[wasm_bindgen(constructor)]
     pub fn new(config_json: &str, weights: Vec<u8>, tokenizer_json: Option<String>) -> Result<MambaSession, JsError> {
-        let cfg = MambaConfig::from_json("config.json", config_json).map_err(js_err)?;
-        let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
-        let model = MambaLM::load(cfg, &w, &Device::Cpu).map_err(js_err)?;
-        let tok = tokenizer_json.map(|t| ByteBpe::from_tokenizer_json(&t)).transpose().map_err(js_err)?;
-        Ok(MambaSession { model, tok })
+        Self::build(config_json, weights, tokenizer_json, &Device::Cpu)
     }
 
-    fn tokenizer(&self) -> Result<&ByteBpe, JsError> {
-        self.tok.as_ref().ok_or_else(|| js_err("this model was loaded without tokenizer.json"))
+    /// Like the constructor, on `backend` ("auto": WebGPU when the browser has an adapter,
+    /// "webgpu", "cpu").
+    pub async fn create(config_json: String, weights: Vec<u8>, tokenizer_json: Option<String>, backend: String) -> Result<MambaSession, JsError> {
+        let device = device_for(&backend).await?;
+        Self::build(&config_json, weights, tokenizer_json, &device)
+    }
+
+    fn build(config_json: &str, weights: Vec<u8>, tokenizer_json: Option<String>, device: &Device) -> Result<MambaSession, JsError> {
+        let cfg = MambaConfig::from_json("config.json", config_json).map_err(js_err)?;
+        let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
+        let model = MambaLM::load(cfg, &w, device).map_err(js_err)?;
+        let tok = tokenizer_json.map(|t| ByteBpe::from_tokenizer_json(&t)).transpose().map_err(js_err)?;
+        Ok(MambaSession { inner: Rc::new(Inner { model, tok }) })
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsError> {
-        self.tokenizer()?.encode(text).map_err(js_err)
+        self.inner.tokenizer()?.encode(text).map_err(js_err)
     }
 
     pub fn decode(&self, ids: Vec<u32>) -> Result<String, JsError> {
-        Ok(self.tokenizer()?.decode(&ids))
+        Ok(self.inner.tokenizer()?.decode(&ids))
     }
 
-    /// Generates after `prompt` (text), calling `onToken(id, text)` for each new token.
-    /// Options: `{maxNewTokens, temperature, topK, topP, seed, mrssTau}`. Returns
-    /// `{prompt_tokens, tokens, text, prefill_ms, decode_ms, tokens_per_s, mrss_merged, stopped_at_eos}`.
-    pub fn generate(&self, prompt: &str, options: JsValue, on_token: Option<js_sys::Function>) -> Result<JsValue, JsError> {
-        let o: JsGenerate = if options.is_undefined() || options.is_null() {
-            JsGenerate::default()
+    /// Generates after `prompt` (text), calling `onToken(id, text, mrssMerged)` for each new
+    /// token (`mrssMerged`: the fraction of state updates merged so far). Options:
+    /// `{maxNewTokens, temperature, topK, topP, seed, mrssTau}`. Resolves to
+    /// `{prompt_tokens, tokens, text, prefill_ms, decode_ms, tokens_per_s, mrss_merged, stopped_at_eos, device}`.
+    pub fn generate(&self, prompt: String, options: JsValue, on_token: Option<js_sys::Function>) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let o: Result<JsGenerate, JsError> = if options.is_undefined() || options.is_null() {
+            Ok(JsGenerate::default())
         } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
+            serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))
         };
-        let d = SampleOptions::default();
-        let opts = SampleOptions {
-            temperature: o.temperature.unwrap_or(d.temperature),
-            top_k: o.top_k.unwrap_or(d.top_k),
-            top_p: o.top_p.unwrap_or(d.top_p),
-            seed: o.seed.unwrap_or(d.seed),
-            max_new_tokens: o.max_new_tokens.unwrap_or(d.max_new_tokens),
-            eos: None,
-            tau: o.mrss_tau.unwrap_or(0.0),
-        };
-        let tok = self.tokenizer()?;
-        let ids = tok.encode(prompt).map_err(js_err)?;
-        let report = generate(&self.model, &ids, &opts, |id| {
-            if let Some(f) = &on_token {
-                let _ = f.call2(&JsValue::NULL, &JsValue::from(id), &JsValue::from(tok.decode(&[id])));
-            }
+        wasm_bindgen_futures::future_to_promise(async move {
+            let o = o?;
+            let d = SampleOptions::default();
+            let opts = SampleOptions {
+                temperature: o.temperature.unwrap_or(d.temperature),
+                top_k: o.top_k.unwrap_or(d.top_k),
+                top_p: o.top_p.unwrap_or(d.top_p),
+                seed: o.seed.unwrap_or(d.seed),
+                max_new_tokens: o.max_new_tokens.unwrap_or(d.max_new_tokens),
+                eos: None,
+                tau: o.mrss_tau.unwrap_or(0.0),
+            };
+            let tok = inner.tokenizer()?;
+            let ids = tok.encode(&prompt).map_err(js_err)?;
+            let report = generate_async(&inner.model, &ids, &opts, |id, stats| {
+                if let Some(f) = &on_token {
+                    let _ = f.call3(&JsValue::NULL, &JsValue::from(id), &JsValue::from(tok.decode(&[id])), &JsValue::from(stats.merged_fraction()));
+                }
+            })
+            .await
+            .map_err(js_err)?;
+            let mut v = serde_json::to_value(&report).map_err(js_err)?;
+            v["text"] = serde_json::json!(tok.decode(&report.tokens));
+            v["device"] = serde_json::json!(inner.model.device().describe());
+            Ok(to_js(&v)?)
         })
-        .map_err(js_err)?;
-        let mut v = serde_json::to_value(&report).map_err(js_err)?;
-        v["text"] = serde_json::json!(tok.decode(&report.tokens));
-        to_js(&v)
     }
 
     pub fn device(&self) -> String {
-        self.model.device().describe()
+        self.inner.model.device().describe()
     }
+}
+
+impl Inner {
+    fn tokenizer(&self) -> Result<&ByteBpe, JsError> {
+        self.tok.as_ref().ok_or_else(|| js_err("this model was loaded without tokenizer.json"))
+    }
+}
+
+/// The driver of `effarch bench mamba`: one Mamba block against one attention block of width
+/// `hidden`, `{ns, steps, iters, hidden, backend}` → `{device, rows: [{n, mamba_prefill_ms,
+/// attn_prefill_ms, mamba_decode_ms, attn_decode_ms}], exponents}`.
+#[wasm_bindgen(js_name = benchMamba)]
+pub async fn bench_mamba(options: JsValue) -> Result<JsValue, JsError> {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct O {
+        ns: Option<Vec<usize>>,
+        steps: Option<usize>,
+        iters: Option<usize>,
+        hidden: Option<usize>,
+        backend: Option<String>,
+    }
+    let o: O = if options.is_undefined() || options.is_null() {
+        O::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
+    };
+    let d = MambaBenchSpec::default();
+    let spec =
+        MambaBenchSpec { ns: o.ns.unwrap_or(d.ns), steps: o.steps.unwrap_or(d.steps), iters: o.iters.unwrap_or(1), hidden: o.hidden.unwrap_or(d.hidden) };
+    let device = device_for(o.backend.as_deref().unwrap_or("auto")).await?;
+    let (rows, e) = bench_mamba_async(&spec, &device, |_| {}).await.map_err(js_err)?;
+    to_js(&serde_json::json!({"device": device.describe(), "hidden": spec.hidden, "rows": rows, "exponents": e}))
 }

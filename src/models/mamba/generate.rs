@@ -98,13 +98,14 @@ pub fn sample(logits: &[f32], o: &SampleOptions, rng: &mut u64) -> u32 {
 }
 
 /// [`generate_async`], waiting for the device.
-pub fn generate(model: &MambaLM, prompt: &[u32], o: &SampleOptions, on_token: impl FnMut(u32)) -> Result<GenerateReport> {
-    crate::tensor::block_on(generate_async(model, prompt, o, on_token))
+pub fn generate(model: &MambaLM, prompt: &[u32], o: &SampleOptions, mut on_token: impl FnMut(u32)) -> Result<GenerateReport> {
+    crate::tensor::block_on(generate_async(model, prompt, o, |t, _| on_token(t)))
 }
 
-/// Generates after `prompt`, calling `on_token` with each new token as it is produced. Each
+/// Generates after `prompt`, calling `on_token` with each new token as it is produced (and the
+/// MRSS counts so far, for a live skip rate). Each
 /// step runs the LM head on the last position only and reads back one row of logits.
-pub async fn generate_async(model: &MambaLM, prompt: &[u32], o: &SampleOptions, mut on_token: impl FnMut(u32)) -> Result<GenerateReport> {
+pub async fn generate_async(model: &MambaLM, prompt: &[u32], o: &SampleOptions, mut on_token: impl FnMut(u32, &ScanStats)) -> Result<GenerateReport> {
     o.validate()?;
     if prompt.is_empty() {
         return Err(Error::arg("the prompt is empty"));
@@ -124,7 +125,7 @@ pub async fn generate_async(model: &MambaLM, prompt: &[u32], o: &SampleOptions, 
     for step in 0..o.max_new_tokens {
         let next = sample(&logits, o, &mut rng);
         tokens.push(next);
-        on_token(next);
+        on_token(next, &stats);
         if Some(next) == eos {
             stopped = true;
             break;

@@ -196,14 +196,8 @@ export async function fetchModel(base, withText, progress) {
     else missing.push(g);
   }
   if (missing.length) {
-    const t0 = performance.now();
-    let loaded = 0, total = 0;
-    const tick = (n) => {
-      loaded += n;
-      const secs = (performance.now() - t0) / 1000;
-      const rate = secs > 0 ? loaded / secs : 0;
-      progress({ what: 'weights', loaded, total, rate, eta: rate > 0 && total > loaded ? (total - loaded) / rate : 0 });
-    };
+    let total = 0;
+    const tick = ticker(progress, () => total);
     const rr = new RangeReader(url, tick);
     const n = headerLength('model.safetensors', await rr.read(0, 8));
     const header = parseHeader('model.safetensors', await rr.read(8, 8 + n));
@@ -231,6 +225,54 @@ export async function fetchModel(base, withText, progress) {
     }
   }
   return { config: cfg.text, weights: buildSafetensors(parts), vocab, merges, fromCache: missing.length === 0 };
+}
+
+/** A byte counter that reports `{what, loaded, total, rate, eta}` to `progress`. */
+function ticker(progress, total) {
+  const t0 = performance.now();
+  let loaded = 0;
+  return (n) => {
+    loaded += n;
+    const secs = (performance.now() - t0) / 1000;
+    const rate = secs > 0 ? loaded / secs : 0;
+    const all = total();
+    progress({ what: 'weights', loaded, total: all, rate, eta: rate > 0 && all > loaded ? (all - loaded) / rate : 0 });
+  };
+}
+
+/**
+ * A checkpoint read whole (the Mamba LM needs every tensor): `texts` ([[name, required]])
+ * and `model.safetensors`, the weights cached as one entry. `{texts: {name: text | null},
+ * weights, fromCache}`.
+ */
+export async function fetchWhole(base, texts, progress) {
+  const cache = await openCache();
+  const out = {};
+  for (const [name, required] of texts) {
+    try {
+      out[name] = (await cachedText(cache, `${base}/${name}`)).text;
+    } catch (e) {
+      if (required || /could not reach/.test(e.message)) throw e;
+      out[name] = null;
+    }
+  }
+  const url = `${base}/model.safetensors`;
+  const key = `${url}?effarch-group=all`;
+  const hit = cache && (await cache.match(key));
+  if (hit) return { texts: out, weights: new Uint8Array(await hit.arrayBuffer()), fromCache: true };
+  const r = await get(url);
+  const total = Number(r.headers.get('content-length')) || 0;
+  const weights = await readBody(r, ticker(progress, () => total));
+  if (total && weights.length < total) throw truncated(url, total, weights.length);
+  headerLength('model.safetensors', weights);
+  if (cache) {
+    try {
+      await cache.put(key, new Response(weights));
+    } catch {
+      // Quota exceeded: run without caching.
+    }
+  }
+  return { texts: out, weights, fromCache: false };
 }
 
 /** Local files picked by the user: `{config, weights, vocab?, merges?}` as File objects. */

@@ -55,7 +55,9 @@ function readUrl() {
 }
 
 function writeUrl() {
-  const q = new URLSearchParams();
+  // The Mamba tab's keys (mamba.js) stay as they are.
+  const q = new URLSearchParams(location.search);
+  for (const k of Object.keys(DEFAULTS)) q.delete(k);
   for (const [k, v] of Object.entries(state)) if (k !== 'sample' && v !== '' && v !== DEFAULTS[k]) q.set(k, v);
   // The image: a sample by name, or an image URL; an uploaded file cannot travel in a link.
   if (!state.image && state.sample && state.sample !== DEFAULTS.sample) q.set('sample', state.sample);
@@ -556,6 +558,17 @@ async function main() {
   if (hello) backendBadge(state.backend === 'cpu' ? hello.cpu : hello.defaultDevice);
   await task('Loading the image…', () => (state.image ? loadImageUrl(state.image) : loadSample(state.sample || DEFAULTS.sample)));
   drawOverlay();
+  // Opened on the Mamba tab: no CLIP download until the CLIP tab is shown.
+  if (new URLSearchParams(location.search).get('tab') === 'mamba') {
+    await new Promise((resolve) => {
+      const on = (e) => {
+        if (e.detail !== 'clip') return;
+        document.removeEventListener('effarch:tab', on);
+        resolve();
+      };
+      document.addEventListener('effarch:tab', on);
+    });
+  }
   await run();
 }
 

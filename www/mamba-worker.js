@@ -1,0 +1,73 @@
+// The Mamba tab's worker: loads the wasm core and the checkpoint (whole, cached), generates
+// with each token streamed back as it is sampled, and runs the scaling benchmark, so the
+// page never blocks.
+//
+// Messages in:  {id, type: 'hello' | 'load' | 'loadFiles' | 'generate' | 'bench', ...}
+// Messages out: {id, type: 'progress' | 'token' | 'done' | 'error', ...}
+import init, { MambaSession, benchMamba, defaultDevice } from './effarch.js';
+import { fetchWhole } from './loader.js';
+
+const ready = init({ module_or_path: new URL('./effarch_bg.wasm', import.meta.url) });
+
+let session = null;
+let loadedKey = null;
+
+function post(msg) {
+  self.postMessage(msg);
+}
+
+async function create(config, weights, tokenizer, backend, key) {
+  if (session) {
+    session.free();
+    session = null;
+  }
+  if (!tokenizer) throw new Error('this model has no tokenizer.json: the page needs it to turn the prompt into tokens');
+  session = await MambaSession.create(config, weights, tokenizer, backend);
+  loadedKey = key;
+}
+
+const handlers = {
+  async hello() {
+    await ready;
+    return { defaultDevice: await defaultDevice() };
+  },
+  async load(id, { base, backend }) {
+    await ready;
+    const key = `${base}|${backend}`;
+    if (session && loadedKey === key) return { device: session.device(), fromCache: true };
+    const files = await fetchWhole(base, [['config.json', true], ['tokenizer.json', false]], (p) => post({ id, type: 'progress', ...p }));
+    await create(files.texts['config.json'], files.weights, files.texts['tokenizer.json'], backend, key);
+    return { device: session.device(), fromCache: files.fromCache };
+  },
+  async loadFiles(_id, { files, backend }) {
+    await ready;
+    if (!files.config || !files.weights) throw new Error('pick config.json, model.safetensors and tokenizer.json');
+    const tokenizer = files.tokenizer ? await files.tokenizer.text() : null;
+    const key = `local:${files.weights.name}:${files.weights.size}|${backend}`;
+    await create(await files.config.text(), new Uint8Array(await files.weights.arrayBuffer()), tokenizer, backend, key);
+    return { device: session.device(), fromCache: false };
+  },
+  async generate(id, { prompt, options }) {
+    if (!session) throw new Error('no model is loaded yet');
+    return await session.generate(prompt, options, (token, text, merged) => post({ id, type: 'token', token, text, merged }));
+  },
+  async bench(_id, { options }) {
+    await ready;
+    return await benchMamba(options);
+  },
+};
+
+// One message at a time: generation and the benchmark share the core.
+let queue = Promise.resolve();
+self.onmessage = (ev) => {
+  const { id, type } = ev.data;
+  queue = queue.then(async () => {
+    try {
+      const h = handlers[type];
+      if (!h) throw new Error(`unknown request ${type}`);
+      post({ id, type: 'done', result: await h(id, ev.data) });
+    } catch (e) {
+      post({ id, type: 'error', message: String(e?.message ?? e) });
+    }
+  });
+};

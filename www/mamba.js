@@ -1,0 +1,347 @@
+// The Mamba tab: a Mamba LM (HF `state-spaces/mamba-130m-hf` layout) loaded whole into its
+// own worker, streaming generation with tokens/s, the backend, the multi-resolution scan
+// (MRSS) switch with its live skip rate, and the scaling benchmark against attention. The
+// settings live in the URL next to the CLIP tab's, so a link reproduces the generation
+// (same seed, same text).
+import { drawScaling } from './chart.js';
+import { modelBase } from './loader.js';
+
+const $ = (id) => document.getElementById(id);
+const DEFAULTS = {
+  tab: 'clip',
+  lm: 'state-spaces/mamba-130m-hf',
+  prompt: 'The state space model',
+  max: '64',
+  temp: '0',
+  topk: '0',
+  topp: '1',
+  seed: '0',
+  tau: '0',
+  lmbackend: 'auto',
+  ns: '64,128,256,512,1024',
+  width: '256',
+};
+const state = { ...DEFAULTS };
+let loaded = null; // {key, device}
+let localFiles = null;
+let busy = 0;
+let runs = 0;
+
+// ---- worker RPC (its own worker: the CLIP tab's stays free) --------------------------------
+const worker = new Worker(new URL('./mamba-worker.js', import.meta.url), { type: 'module' });
+let nextId = 1;
+const pending = new Map();
+worker.onmessage = (ev) => {
+  const m = ev.data;
+  const p = pending.get(m.id);
+  if (!p) return;
+  if (m.type === 'done') {
+    pending.delete(m.id);
+    p.resolve(m.result);
+  } else if (m.type === 'error') {
+    pending.delete(m.id);
+    p.reject(new Error(m.message));
+  } else p.onEvent?.(m);
+};
+worker.onerror = (e) => showError(`The Mamba worker failed: ${e.message || 'see the console'}. Reload the page.`);
+function call(type, payload = {}, onEvent) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, onEvent });
+    worker.postMessage({ id, type, ...payload });
+  });
+}
+
+// ---- URL state (keys the CLIP tab does not use; its keys are left alone) -------------------
+function readUrl() {
+  const q = new URLSearchParams(location.search);
+  for (const k of Object.keys(DEFAULTS)) if (q.has(k)) state[k] = q.get(k);
+}
+function writeUrl() {
+  const q = new URLSearchParams(location.search);
+  for (const [k, v] of Object.entries(state)) {
+    if (v === DEFAULTS[k] || v === '') q.delete(k);
+    else q.set(k, v);
+  }
+  const s = q.toString();
+  history.replaceState(null, '', s ? `?${s}` : location.pathname);
+}
+const FIELDS = [
+  ['lm-model', 'lm'],
+  ['lm-prompt', 'prompt'],
+  ['lm-max', 'max'],
+  ['lm-temp', 'temp'],
+  ['lm-topk', 'topk'],
+  ['lm-topp', 'topp'],
+  ['lm-seed', 'seed'],
+  ['lm-backend', 'lmbackend'],
+  ['lm-bench-ns', 'ns'],
+  ['lm-bench-width', 'width'],
+];
+function syncControls() {
+  for (const [id, k] of FIELDS) $(id).value = state[k];
+  const on = Number(state.tau) > 0;
+  $('lm-mrss').checked = on;
+  $('lm-tau').disabled = !on;
+  if (on) $('lm-tau').value = state.tau;
+  $('lm-tau-out').textContent = on ? Number(state.tau).toFixed(2) : 'off';
+}
+
+// ---- UI helpers ----------------------------------------------------------------------------
+function setStatus(t) {
+  $('lm-status').textContent = t;
+}
+function showError(msg) {
+  $('lm-error').textContent = msg;
+  $('lm-error').hidden = false;
+}
+async function task(label, fn) {
+  busy++;
+  document.body.classList.add('lm-busy');
+  setStatus(label);
+  $('lm-error').hidden = true;
+  try {
+    return await fn();
+  } catch (e) {
+    showError(e.message || String(e));
+    setStatus('Ready.');
+    return undefined;
+  } finally {
+    if (--busy === 0) document.body.classList.remove('lm-busy');
+  }
+}
+function fmtBytes(n) {
+  return n > 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`;
+}
+function progress(p) {
+  $('lm-progress').hidden = false;
+  const frac = p.total ? Math.min(1, p.loaded / p.total) : 0;
+  $('lm-progress-fill').style.width = `${(frac * 100).toFixed(1)}%`;
+  const eta = p.eta ? `, ${Math.ceil(p.eta)} s left` : '';
+  $('lm-progress-text').textContent = `${fmtBytes(p.loaded)}${p.total ? ` of ${fmtBytes(p.total)}` : ''} · ${fmtBytes(p.rate)}/s${eta}`;
+  setStatus(`Downloading weights… ${p.total ? `${(frac * 100).toFixed(0)}%` : fmtBytes(p.loaded)}`);
+}
+function backendText(device) {
+  const m = /^gpu \(wgpu, (.*?), BrowserWebGpu/.exec(device);
+  return device.startsWith('gpu') ? `WebGPU · ${m ? m[1] || 'adapter' : device}` : 'CPU · wasm SIMD128';
+}
+function stats(items) {
+  const box = $('lm-stats');
+  box.replaceChildren(
+    ...items.map(([k, v, id]) => {
+      const d = document.createElement('div');
+      d.className = 'stat';
+      d.innerHTML = '<span class="k"></span><span class="v"></span>';
+      d.querySelector('.k').textContent = k;
+      d.querySelector('.v').textContent = v;
+      if (id) d.id = id;
+      return d;
+    }),
+  );
+}
+
+// ---- tabs: each tab has its own backend badge in the header --------------------------------
+function showTab(tab) {
+  const mamba = tab === 'mamba';
+  $('clip-view').hidden = mamba;
+  $('mamba-view').hidden = !mamba;
+  $('backend-badge').hidden = mamba;
+  $('lm-badge').hidden = !mamba;
+  $('tab-clip').setAttribute('aria-selected', String(!mamba));
+  $('tab-mamba').setAttribute('aria-selected', String(mamba));
+  state.tab = tab;
+  writeUrl();
+  document.dispatchEvent(new CustomEvent('effarch:tab', { detail: tab }));
+}
+function badge(device) {
+  const b = $('lm-badge');
+  b.textContent = backendText(device);
+  b.title = device;
+  b.dataset.backend = device.startsWith('gpu') ? 'webgpu' : 'cpu';
+}
+
+// ---- model and generation ------------------------------------------------------------------
+async function ensureModel() {
+  if (localFiles) {
+    const key = `local:${localFiles.weights?.name}|${state.lmbackend}`;
+    if (loaded?.key !== key) {
+      setStatus('Reading local files…');
+      const info = await call('loadFiles', { files: localFiles, backend: state.lmbackend });
+      loaded = { key, device: info.device };
+      afterLoad(info);
+    }
+    return;
+  }
+  const base = modelBase(state.lm, location.href);
+  const key = `${base}|${state.lmbackend}`;
+  if (loaded?.key === key) return;
+  try {
+    const info = await call('load', { base, backend: state.lmbackend }, progress);
+    loaded = { key, device: info.device };
+    afterLoad(info);
+  } catch (e) {
+    loaded = null;
+    if (/could not reach/.test(e.message)) $('lm-local-files').open = true;
+    throw e;
+  } finally {
+    $('lm-progress').hidden = true;
+  }
+}
+function afterLoad(info) {
+  badge(info.device);
+  setStatus(`Model ready${info.fromCache ? ' (from the cache)' : ''}.`);
+}
+
+function options() {
+  const num = (k, lo, hi, int) => {
+    const v = Number(state[k]);
+    if (!Number.isFinite(v) || v < lo || v > hi || (int && !Number.isInteger(v))) throw new Error(`${k} = "${state[k]}" must be ${int ? 'an integer' : 'a number'} in [${lo}, ${hi}]`);
+    return v;
+  };
+  return {
+    maxNewTokens: num('max', 1, 4096, true),
+    temperature: num('temp', 0, 10),
+    topK: num('topk', 0, 1e6, true),
+    topP: num('topp', 1e-6, 1),
+    seed: num('seed', 0, Number.MAX_SAFE_INTEGER, true),
+    mrssTau: num('tau', 0, 100),
+  };
+}
+
+async function generate() {
+  const view = $('mamba-view');
+  const ok = await task('Generating…', async () => {
+    const opts = options();
+    await ensureModel();
+    const out = $('lm-output');
+    out.querySelector('.prompt').textContent = state.prompt;
+    const gen = out.querySelector('.gen');
+    gen.textContent = '';
+    let n = 0;
+    out.dataset.streamed = '0';
+    const t0 = performance.now();
+    const live = (merged) => {
+      const secs = (performance.now() - t0) / 1000;
+      const items = [['tokens', String(n)], ['tokens/s', secs > 0 ? (n / secs).toFixed(1) : '—']];
+      if (opts.mrssTau > 0) items.push(['MRSS merged (live)', `${(100 * merged).toFixed(1)}% of state updates`, 'lm-skip']);
+      stats(items);
+    };
+    const r = await call('generate', { prompt: state.prompt, options: opts }, (m) => {
+      if (m.type !== 'token') return;
+      n++;
+      out.dataset.streamed = String(n);
+      gen.textContent += m.text;
+      live(m.merged);
+    });
+    gen.textContent = r.text;
+    const items = [
+      ['prompt', `${r.prompt_tokens} tokens, prefill ${r.prefill_ms.toFixed(1)} ms`],
+      ['generated', `${r.tokens.length} tokens${r.stopped_at_eos ? ' (EOS)' : ''}`],
+      ['decode speed', `${r.tokens_per_s.toFixed(1)} tokens/s`, 'lm-tps'],
+      ['backend', backendText(r.device)],
+    ];
+    if (opts.mrssTau > 0) items.push(['MRSS merged', `${(100 * r.mrss_merged).toFixed(1)}% of state updates (τ = ${opts.mrssTau})`, 'lm-skip']);
+    stats(items);
+    setStatus(`Done: ${r.tokens.length} tokens at ${r.tokens_per_s.toFixed(1)} tokens/s.`);
+    return true;
+  });
+  view.dataset.runs = String(++runs);
+  view.dataset.outcome = ok ? 'ok' : 'error';
+}
+
+async function bench() {
+  const view = $('mamba-view');
+  const ok = await task('Timing the Mamba block and the attention block…', async () => {
+    const ns = state.ns.split(/[\s,]+/).filter(Boolean).map(Number);
+    if (ns.length < 2 || ns.some((n) => !Number.isInteger(n) || n < 1 || n > 8192)) throw new Error(`sequence lengths "${state.ns}": give two or more integers in 1…8192`);
+    const hidden = Number(state.width);
+    if (!Number.isInteger(hidden) || hidden < 8 || hidden > 1024) throw new Error(`width "${state.width}" must be an integer in 8…1024`);
+    const r = await call('bench', { options: { ns, hidden, steps: 4, iters: 1, backend: state.lmbackend } });
+    $('lm-bench-out').hidden = false;
+    drawScaling($('lm-chart'), r);
+    const body = $('lm-bench-table').tBodies[0];
+    body.replaceChildren();
+    const head = document.createElement('tr');
+    head.className = 'head';
+    for (const h of ['N', 'Mamba prefill', 'attention prefill', 'Mamba ms/token', 'attention ms/token']) {
+      const td = document.createElement('td');
+      td.textContent = h;
+      head.append(td);
+    }
+    body.append(head);
+    for (const row of r.rows) {
+      const tr = document.createElement('tr');
+      for (const v of [row.n, `${row.mamba_prefill_ms.toFixed(1)} ms`, `${row.attn_prefill_ms.toFixed(1)} ms`, row.mamba_decode_ms.toFixed(3), row.attn_decode_ms.toFixed(3)]) {
+        const td = document.createElement('td');
+        td.textContent = String(v);
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+    const e = r.exponents;
+    $('lm-bench-note').textContent = `${backendText(r.device)}, d = ${r.hidden}. Fitted exponents (time ∝ N^e): prefill Mamba ${e.mamba_prefill.toFixed(2)} vs attention ${e.attn_prefill.toFixed(2)}; decode Mamba ${e.mamba_decode.toFixed(2)} vs attention ${e.attn_decode.toFixed(2)}.`;
+    setStatus('Scaling benchmark done.');
+    return true;
+  });
+  view.dataset.benchOutcome = ok ? 'ok' : 'error';
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+function wire() {
+  $('tab-clip').onclick = () => showTab('clip');
+  $('tab-mamba').onclick = async () => {
+    showTab('mamba');
+    if (!loaded) await task('Loading the model…', ensureModel);
+  };
+  for (const [id, k] of FIELDS) {
+    $(id).addEventListener('change', () => {
+      state[k] = $(id).value.trim();
+      if (k === 'lm') localFiles = null;
+      writeUrl();
+    });
+  }
+  $('lm-mrss').onchange = () => {
+    state.tau = $('lm-mrss').checked ? $('lm-tau').value : '0';
+    syncControls();
+    writeUrl();
+  };
+  $('lm-tau').oninput = () => {
+    state.tau = $('lm-tau').value;
+    $('lm-tau-out').textContent = Number(state.tau).toFixed(2);
+    writeUrl();
+  };
+  $('lm-load').onclick = () => {
+    state.lm = $('lm-model').value.trim();
+    localFiles = null;
+    loaded = null;
+    writeUrl();
+    task('Loading the model…', ensureModel);
+  };
+  $('lm-files').onchange = (ev) => {
+    const fs = [...ev.target.files];
+    const by = (re) => fs.find((f) => re.test(f.name));
+    localFiles = { config: by(/config\.json$/), weights: by(/\.safetensors$/), tokenizer: by(/tokenizer\.json$/) };
+    loaded = null;
+    task('Reading local files…', ensureModel);
+  };
+  $('lm-generate').onclick = () => generate();
+  $('lm-bench').onclick = () => bench();
+  $('lm-copy-link').onclick = async () => {
+    writeUrl();
+    try {
+      await navigator.clipboard.writeText(location.href);
+      setStatus('Link copied: it reproduces this generation.');
+    } catch {
+      setStatus(`Copy this link: ${location.href}`);
+    }
+  };
+}
+
+readUrl();
+syncControls();
+wire();
+call('hello').then((h) => loaded || badge(state.lmbackend === 'cpu' ? 'cpu' : h.defaultDevice), () => {});
+if (state.tab === 'mamba') {
+  showTab('mamba');
+  generate(); // a shared link reproduces what the sender saw
+}

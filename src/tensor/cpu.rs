@@ -259,3 +259,27 @@ pub(crate) fn embedding(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
     shape.push(d);
     table.index_select(&flat, 0)?.reshape(shape)
 }
+
+/// Rotary embedding on `[N, H, d]` with per-token `cos`/`sin` `[N, d/2]` (see `Tensor::rope`).
+pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let &[n, h, d] = &dims[..] else {
+        return Err(candle_core::Error::Msg(format!("rope: input {dims:?} is not [N, H, d]")));
+    };
+    let half = d / 2;
+    if d % 2 != 0 || cos.dims() != [n, half] || sin.dims() != [n, half] {
+        return Err(candle_core::Error::Msg(format!("rope: input {dims:?}, cos {:?}, sin {:?} do not agree", cos.dims(), sin.dims())));
+    }
+    let (xv, c, s) = (x.flatten_all()?.to_vec1::<f32>()?, cos.flatten_all()?.to_vec1::<f32>()?, sin.flatten_all()?.to_vec1::<f32>()?);
+    let mut y = vec![0f32; xv.len()];
+    for (r, (src, dst)) in xv.chunks(d.max(1)).zip(y.chunks_mut(d.max(1))).enumerate() {
+        let t = r / h.max(1);
+        let (ct, st) = (&c[t * half..(t + 1) * half], &s[t * half..(t + 1) * half]);
+        for i in 0..half {
+            let (a, b) = (src[i], src[i + half]);
+            dst[i] = a * ct[i] - b * st[i];
+            dst[i + half] = b * ct[i] + a * st[i];
+        }
+    }
+    Tensor::from_vec(y, dims, x.device())
+}

@@ -318,8 +318,18 @@ impl Tensor {
             Activation::Silu => gpu::elementwise::elementwise(c, g, None, Op::Silu),
             Activation::Softplus => gpu::elementwise::elementwise(c, g, None, Op::Softplus),
             Activation::GeluTanh => gpu::elementwise::elementwise(c, g, None, Op::GeluTanh),
-            other => Err(Error::Backend(format!("activation {other:?} has no GPU kernel yet"))),
+            Activation::Gelu => gpu::elementwise::elementwise(c, g, None, Op::Gelu),
         })
+    }
+
+    /// Rotary position embedding ("rotate half"): `self` `[N, H, d]`, `cos`/`sin` `[N, d/2]`
+    /// (the angles of the pairs (i, i + d/2) per token).
+    pub fn rope(&self, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        match (self, cos, sin) {
+            (Tensor::Cpu(x), Tensor::Cpu(c), Tensor::Cpu(s)) => Ok(Tensor::Cpu(cpu::rope(x, c, s)?)),
+            (Tensor::Gpu(ctx, x), Tensor::Gpu(_, c), Tensor::Gpu(_, s)) => Ok(Tensor::Gpu(ctx.clone(), gpu::rope::rope(ctx, x, c, s)?)),
+            _ => Err(mixed()),
+        }
     }
 
     /// x / rms(x) · w over the last dim (`w` `[n]`), as transformers' RMSNorm (in f32).

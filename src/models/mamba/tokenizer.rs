@@ -1,6 +1,7 @@
-//! GPT-NeoX's byte-level BPE tokenizer (the `tokenizer.json` of `state-spaces/mamba-*-hf`):
-//! added tokens split out first, GPT-2's pre-tokenizer pattern, bytes mapped to printable
-//! characters, BPE merges; decoding maps the characters back to bytes.
+//! Byte-level BPE tokenizers from `tokenizer.json`: GPT-NeoX's (`state-spaces/mamba-*-hf`) and
+//! Qwen2's (`Qwen/Qwen2.5-VL-*`): added tokens split out first, the pre-tokenizer pattern
+//! (GPT-2's, or Qwen2's, picked from the file), bytes mapped to printable characters, BPE
+//! merges; decoding maps the characters back to bytes.
 
 use crate::error::{Error, Result};
 use crate::models::bpe::{self, bytes_to_unicode};
@@ -14,6 +15,18 @@ pub struct ByteBpe {
     char_byte: HashMap<char, u8>,
     /// Added (special) tokens, longest first so the longest match wins.
     added: Vec<(String, u32)>,
+    split: fn(&str) -> Vec<&str>,
+}
+
+/// Whether a `pre_tokenizer` holds Qwen2's pattern (single digits, a letter run with one
+/// leading non-letter), found among its strings.
+fn is_qwen2_pattern(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains(r"\p{L}+|\p{N}|"),
+        serde_json::Value::Array(a) => a.iter().any(is_qwen2_pattern),
+        serde_json::Value::Object(o) => o.values().any(is_qwen2_pattern),
+        _ => false,
+    }
 }
 
 /// Prompts longer than this many characters are refused (far beyond any context here).
@@ -39,7 +52,8 @@ impl ByteBpe {
         }
         let byte_char = bytes_to_unicode();
         let char_byte = byte_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
-        Ok(ByteBpe { vocab, inverse, ranks: bpe::ranks(merges), byte_char, char_byte, added })
+        let split = if v.get("pre_tokenizer").is_some_and(is_qwen2_pattern) { split_qwen2 } else { split_gpt2 };
+        Ok(ByteBpe { vocab, inverse, ranks: bpe::ranks(merges), byte_char, char_byte, added, split })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -65,7 +79,7 @@ impl ByteBpe {
                 Some((p, l, id)) => (&rest[..p], Some((id, p + l))),
                 None => (rest, None),
             };
-            for piece in split_gpt2(plain) {
+            for piece in (self.split)(plain) {
                 let mapped: Vec<String> = piece.bytes().map(|b| self.byte_char[b as usize].to_string()).collect();
                 for tok in bpe::merge(mapped, &self.ranks) {
                     ids.push(self.vocab.get(&tok).copied().ok_or_else(|| Error::Tokenizer(format!("token `{tok}` is not in the vocabulary")))?);
@@ -151,6 +165,59 @@ pub fn split_gpt2(s: &str) -> Vec<&str> {
     out
 }
 
+/// Qwen2's pre-tokenizer pattern, leftmost alternative first:
+/// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+pub fn split_qwen2(s: &str) -> Vec<&str> {
+    let letter = |c: char| c.is_alphabetic();
+    let digit = |c: char| c.is_numeric();
+    let other = |c: char| !c.is_whitespace() && !c.is_alphabetic() && !c.is_numeric();
+    let newline = |c: char| c == '\r' || c == '\n';
+    let run = |t: &str, f: &dyn Fn(char) -> bool| t.find(|c: char| !f(c)).unwrap_or(t.len());
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        let rest = &s[i..];
+        let mut it = rest.chars();
+        let Some(c) = it.next() else { break };
+        let next = it.next();
+        let clen = c.len_utf8();
+        let lower = rest.get(..4.min(rest.len())).unwrap_or(rest).to_lowercase();
+        let len = if let Some(t) = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"].iter().find(|t| lower.starts_with(**t) && rest.is_char_boundary(t.len())) {
+            t.len()
+        } else if letter(c) {
+            run(rest, &letter)
+        } else if !newline(c) && !digit(c) && next.is_some_and(letter) {
+            clen + run(&rest[clen..], &letter)
+        } else if digit(c) {
+            clen
+        } else if other(c) || (c == ' ' && next.is_some_and(other)) {
+            let lead = if c == ' ' { 1 } else { 0 };
+            let body = lead + run(&rest[lead..], &other);
+            body + run(&rest[body..], &newline)
+        } else {
+            // Whitespace: up to the end of its last line break, else all of it at the end of
+            // the text, else all but the last char (which leads the next piece), at least one.
+            let ws = run(rest, &|c: char| c.is_whitespace());
+            if let Some(nl) = rest[..ws].rfind(newline) {
+                nl + 1
+            } else if ws == rest.len() {
+                ws
+            } else {
+                let last = rest[..ws].chars().last().map_or(1, |ch| ch.len_utf8());
+                if ws > last {
+                    ws - last
+                } else {
+                    ws
+                }
+            }
+        };
+        let len = len.max(clen);
+        out.push(&rest[..len]);
+        i += len;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +229,15 @@ mod tests {
         assert_eq!(split_gpt2("a\nb"), vec!["a", "\n", "b"]);
         assert_eq!(split_gpt2("x  "), vec!["x", "  "]);
         assert_eq!(split_gpt2(" ...hi"), vec![" ...", "hi"]);
+    }
+
+    #[test]
+    fn splits_like_qwen2() {
+        assert_eq!(split_qwen2("Hello world!"), vec!["Hello", " world", "!"]);
+        assert_eq!(split_qwen2("it's 2024, ok"), vec!["it", "'s", " ", "2", "0", "2", "4", ",", " ok"]);
+        assert_eq!(split_qwen2("a\n\nb"), vec!["a", "\n\n", "b"]);
+        assert_eq!(split_qwen2("x  \ty"), vec!["x", "  ", "\ty"]);
+        assert_eq!(split_qwen2("IT'S"), vec!["IT", "'S"]);
+        assert_eq!(split_qwen2(".\n"), vec![".\n"]);
     }
 }

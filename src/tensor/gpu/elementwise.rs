@@ -16,6 +16,8 @@ pub enum Op {
     Silu,
     Softplus,
     GeluTanh,
+    /// Exact GELU x·Φ(x) (erf to 1.5e-7).
+    Gelu,
 }
 
 /// `a op b`; `b` (for Add/Mul) must have a suffix of `a`'s shape.
@@ -28,6 +30,7 @@ pub fn elementwise(ctx: &GpuContext, a: &GpuTensor, b: Option<&GpuTensor>, op: O
         Op::Silu => (4, 0.0),
         Op::Softplus => (5, 0.0),
         Op::GeluTanh => (6, 0.0),
+        Op::Gelu => (7, 0.0),
     };
     let rhs = match (op, b) {
         (Op::Add | Op::Mul, Some(b)) => {
@@ -69,6 +72,7 @@ mod tests {
             (Op::Silu, ca.act(Activation::Silu).unwrap()),
             (Op::Softplus, ca.act(Activation::Softplus).unwrap()),
             (Op::GeluTanh, ca.act(Activation::GeluTanh).unwrap()),
+            (Op::Gelu, ca.act(Activation::Gelu).unwrap()),
         ];
         for (op, want) in cases {
             let got = ctx.read_blocking(&elementwise(&ctx, &ga, Some(&gb), op).unwrap()).unwrap();

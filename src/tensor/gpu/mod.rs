@@ -10,6 +10,7 @@ pub mod attention;
 pub mod copy;
 pub mod elementwise;
 pub mod linear;
+pub mod rope;
 pub mod rows;
 pub mod select;
 pub mod ssm;

@@ -157,6 +157,25 @@ impl Weights {
         Ok(Weights { file: file.to_string(), header: Header { data_offset: 0, tensors }, data })
     }
 
+    /// One checkpoint from the shards of a sharded one (`model.safetensors.index.json`):
+    /// every tensor keeps its name; a name in two shards is an error. `file` names the whole.
+    pub fn from_shards(file: &str, shards: Vec<Weights>) -> Result<Weights> {
+        let total = shards.iter().map(|w| w.data.len()).sum();
+        let mut data = Vec::with_capacity(total);
+        let mut tensors = HashMap::new();
+        for w in shards {
+            let base = data.len();
+            data.extend_from_slice(&w.data);
+            for (name, info) in w.header.tensors {
+                if tensors.contains_key(&name) {
+                    return Err(Error::Weights { file: w.file.clone(), msg: format!("tensor `{name}` is in two shards") });
+                }
+                tensors.insert(name, TensorInfo { start: base + info.start, end: base + info.end, ..info });
+            }
+        }
+        Ok(Weights { file: file.to_string(), header: Header { data_offset: 0, tensors }, data })
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Weights> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;

@@ -3,3 +3,4 @@
 pub mod bpe;
 pub mod clip;
 pub mod mamba;
+pub mod qwen;

@@ -1,0 +1,350 @@
+//! Qwen2.5-VL (`Qwen/Qwen2.5-VL-3B-Instruct`, the 7B) through the same tensor seam as CLIP and
+//! Mamba, with visual-token pruning: merged visual tokens (2×2 units) are scored by the L2 norm
+//! of their keys (or queries) at a full-attention vision block, the top p are kept, the rest
+//! never reach the language model, and each kept token keeps its original M-RoPE position ids.
+//!
+//! Native builds load from disk (`load_dir`: sharded safetensors with
+//! `model.safetensors.index.json`, or one file); nothing else here is native-only.
+
+pub mod config;
+pub mod processor;
+pub mod text;
+pub mod vision;
+
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::models::mamba::generate::{sample, SampleOptions};
+use crate::models::mamba::tokenizer::ByteBpe;
+use crate::prune::{n_keep, random_scores, top_k_ascending, Scorer};
+use crate::tensor::{Device, Tensor};
+use crate::weights::Weights;
+pub use config::{ProcessorConfig, QwenConfig};
+use processor::ImagePatches;
+use serde::Serialize;
+use text::{KvCache, TextModel};
+use vision::VisionTower;
+
+pub const IMAGE_PAD: &str = "<|image_pad|>";
+
+pub struct QwenVL {
+    pub cfg: QwenConfig,
+    pub processor: ProcessorConfig,
+    pub vision: VisionTower,
+    pub text: TextModel,
+    pub tokenizer: Option<ByteBpe>,
+    pub device: Device,
+}
+
+/// Visual-token pruning settings.
+#[derive(Clone, Debug)]
+pub struct QwenPrune {
+    pub scorer: Scorer,
+    /// Fraction of visual tokens kept, in (0, 1].
+    pub keep: f32,
+    /// The vision block whose projections score the tokens (default: the last full-attention one).
+    pub block: Option<usize>,
+}
+
+/// What a prefill did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PrefillReport {
+    pub visual_tokens_before: usize,
+    pub visual_tokens_after: usize,
+    /// Kept merge units, ascending (row-major over the merged grid).
+    pub kept: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub vision_ms: f64,
+    pub prefill_ms: f64,
+}
+
+/// The state after a prefill: the cache and the last position's logits.
+pub struct Prefilled {
+    pub cache: KvCache,
+    /// `[V]` of the last prompt token.
+    pub logits: Vec<f32>,
+    /// `[L', V]` for every prompt token run (with `all_logits`).
+    pub all_logits: Option<Vec<f32>>,
+    /// The 3-axis position ids of the tokens run.
+    pub positions: [Vec<u32>; 3],
+    pub report: PrefillReport,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GenerateReport {
+    pub prefill: PrefillReport,
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub decode_ms: f64,
+    pub tokens_per_s: f64,
+    pub stopped_at_eos: bool,
+}
+
+impl QwenVL {
+    pub fn load(cfg: QwenConfig, processor: ProcessorConfig, w: &Weights, tokenizer: Option<ByteBpe>, device: &Device) -> Result<QwenVL> {
+        // The hub layout (`visual.*`, `model.*`) or transformers 5's (`model.visual.*`, `model.language_model.*`).
+        let (vis, lm) = if w.contains("visual.patch_embed.proj.weight") { ("visual", "model") } else { ("model.visual", "model.language_model") };
+        let vision = VisionTower::load(&cfg.vision, &w.pp(vis), device)?;
+        let head = w.contains("lm_head.weight").then(|| w.pp("lm_head"));
+        if !cfg.text.tie_word_embeddings && head.is_none() {
+            return Err(Error::MissingTensor { file: w.file().to_string(), name: "lm_head.weight".into() });
+        }
+        let text = TextModel::load(&cfg.text, &w.pp(lm), head.as_ref(), device)?;
+        if cfg.vision.out_hidden_size != cfg.text.hidden_size {
+            return Err(Error::arg(format!("vision out_hidden_size {} ≠ text hidden_size {}", cfg.vision.out_hidden_size, cfg.text.hidden_size)));
+        }
+        Ok(QwenVL { cfg, processor, vision, text, tokenizer, device: device.clone() })
+    }
+
+    /// Loads a directory in the hub layout: `config.json`, `model.safetensors.index.json` and
+    /// its shards (or `model.safetensors`), `tokenizer.json` and `preprocessor_config.json`
+    /// when present.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<QwenVL> {
+        let read = |name: &str| -> Result<String> {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| Error::io(p.display(), e))
+        };
+        let cfg = QwenConfig::from_json(&dir.join("config.json").display().to_string(), &read("config.json")?)?;
+        let processor = if dir.join("preprocessor_config.json").exists() {
+            ProcessorConfig::from_json("preprocessor_config.json", &read("preprocessor_config.json")?)?
+        } else {
+            ProcessorConfig::default()
+        };
+        let tokenizer = if dir.join("tokenizer.json").exists() { Some(ByteBpe::from_tokenizer_json(&read("tokenizer.json")?)?) } else { None };
+        let w = load_checkpoint(dir)?;
+        QwenVL::load(cfg, processor, &w, tokenizer, device)
+    }
+
+    /// The chat template for one image and one user message, with a single image placeholder
+    /// (expanded to one pad token per visual token by [`QwenVL::prompt_ids`]).
+    pub fn chat_prompt(user: &str) -> String {
+        format!("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>{IMAGE_PAD}<|vision_end|>{user}<|im_end|>\n<|im_start|>assistant\n")
+    }
+
+    /// Token ids of `text` with its one image placeholder repeated `n_visual` times.
+    pub fn prompt_ids(&self, text: &str, n_visual: usize) -> Result<Vec<u32>> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| Error::arg("this model was loaded without tokenizer.json"))?;
+        let ids = tok.encode(text)?;
+        let pad = self.cfg.image_token_id;
+        let at: Vec<usize> = ids.iter().enumerate().filter(|(_, &t)| t == pad).map(|(i, _)| i).collect();
+        match at.len() {
+            0 => Err(Error::arg(format!("the prompt has no {IMAGE_PAD} placeholder for the image"))),
+            1 => {
+                let mut out = ids[..at[0]].to_vec();
+                out.extend(std::iter::repeat_n(pad, n_visual));
+                out.extend_from_slice(&ids[at[0] + 1..]);
+                Ok(out)
+            }
+            n => Err(Error::arg(format!("the prompt has {n} image placeholders; one image takes exactly one"))),
+        }
+    }
+
+    /// Preprocesses an encoded image (PNG, JPEG, …).
+    pub fn image(&self, bytes: &[u8]) -> Result<ImagePatches> {
+        processor::preprocess(&crate::image::decode(bytes)?, &self.cfg.vision, &self.processor)
+    }
+
+    /// transformers' `get_rope_index` for one image: text positions count up on all three axes;
+    /// the image's units take (start, start + row, start + column); text after the image
+    /// resumes at start + max(rows, columns).
+    pub fn positions(&self, ids: &[u32], grid_h: usize, grid_w: usize) -> [Vec<u32>; 3] {
+        let m = self.cfg.vision.spatial_merge_size;
+        let (lh, lw) = (grid_h / m, grid_w / m);
+        let mut pos: [Vec<u32>; 3] = [Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len())];
+        let mut cur = 0u32;
+        let mut i = 0;
+        while i < ids.len() {
+            if ids[i] == self.cfg.image_token_id {
+                let start = cur;
+                for u in 0..lh * lw {
+                    pos[0].push(start);
+                    pos[1].push(start + (u / lw) as u32);
+                    pos[2].push(start + (u % lw) as u32);
+                }
+                i += lh * lw;
+                cur = start + lh.max(lw) as u32;
+            } else {
+                for p in pos.iter_mut() {
+                    p.push(cur);
+                }
+                cur += 1;
+                i += 1;
+            }
+        }
+        for p in pos.iter_mut() {
+            p.truncate(ids.len());
+        }
+        pos
+    }
+
+    /// Runs the vision tower, prunes the visual tokens (with `prune`), and prefills the
+    /// language model on `ids` (one pad token per visual token). `all_logits` also returns the
+    /// logits of every prompt token run.
+    pub async fn prefill_async(&self, ids: &[u32], img: &ImagePatches, prune: Option<&QwenPrune>, all_logits: bool) -> Result<Prefilled> {
+        let v = &self.cfg.vision;
+        let m = v.spatial_merge_size;
+        let n_units = img.tokens(m);
+        let pad = self.cfg.image_token_id;
+        let first = ids.iter().position(|&t| t == pad).ok_or_else(|| Error::arg(format!("the prompt has no {IMAGE_PAD} placeholder for the image")))?;
+        let count = ids.iter().filter(|&&t| t == pad).count();
+        if count != n_units || ids[first..first + count].iter().any(|&t| t != pad) {
+            return Err(Error::arg(format!("the prompt has {count} image pad tokens; the image needs {n_units} in one run")));
+        }
+        let score = match prune {
+            Some(p) => {
+                if !(p.keep > 0.0 && p.keep <= 1.0) {
+                    return Err(Error::arg(format!("keep must be in (0, 1], got {}", p.keep)));
+                }
+                let block = p.block.or_else(|| v.fullatt_block_indexes.last().copied()).unwrap_or(v.depth - 1);
+                if block >= v.depth {
+                    return Err(Error::arg(format!("scoring block {block} of a {}-block vision tower", v.depth)));
+                }
+                match p.scorer {
+                    Scorer::KqNorm(w) if p.keep < 1.0 => Some((block, w)),
+                    Scorer::ClsAttn => return Err(Error::arg("cls-attn needs a CLS token; Qwen2.5-VL's vision tower has none (use kq-norm or random)")),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let t0 = now_ms();
+        let out = self.vision.forward_async(img, score).await?;
+        let kept: Vec<u32> = match prune {
+            Some(p) if p.keep < 1.0 => {
+                let scores = match (p.scorer, &out.unit_scores) {
+                    (Scorer::Random { seed }, _) => random_scores(seed, 0, 1, n_units),
+                    (_, Some(s)) => s.clone(),
+                    _ => return Err(Error::arg("no scores for pruning")),
+                };
+                top_k_ascending(&scores, n_keep(p.keep, n_units))
+            }
+            _ => (0..n_units as u32).collect(),
+        };
+        let embeds = if kept.len() == n_units {
+            out.embeds
+        } else {
+            let idx = Tensor::from_u32(kept.clone(), &[1, kept.len()], &self.device)?;
+            out.embeds.reshape(&[1, n_units, v.out_hidden_size])?.gather_rows(&idx)?.reshape(&[kept.len(), v.out_hidden_size])?
+        };
+        // Sync so the vision time is the vision tower's (the GPU queues otherwise).
+        if matches!(self.device, Device::Gpu(_)) {
+            embeds.narrow(0, 0, 1)?.to_vec_f32_async().await?;
+        }
+        let vision_ms = now_ms() - t0;
+        // The LLM input: text before, kept visual tokens, text after; positions gathered.
+        let full_pos = self.positions(ids, img.grid_h, img.grid_w);
+        let keep_tok: Vec<usize> = (0..first).chain(kept.iter().map(|&u| first + u as usize)).chain(first + n_units..ids.len()).collect();
+        let positions = [0, 1, 2].map(|a| keep_tok.iter().map(|&i| full_pos[a][i]).collect::<Vec<u32>>());
+        let t1 = now_ms();
+        let mut parts = Vec::new();
+        if first > 0 {
+            parts.push(self.text.embed(&ids[..first])?);
+        }
+        parts.push(embeds);
+        if first + n_units < ids.len() {
+            parts.push(self.text.embed(&ids[first + n_units..])?);
+        }
+        let x = Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?;
+        let mut cache = KvCache::default();
+        let h = self.text.forward(&x, &positions, &mut cache)?;
+        let len = h.dim(0);
+        let last = self.text.logits(&h.narrow(0, len - 1, 1)?)?.to_vec_f32_async().await?;
+        let all = if all_logits { Some(self.text.logits(&h)?.to_vec_f32_async().await?) } else { None };
+        let prefill_ms = now_ms() - t1;
+        cache.next_pos = full_pos.iter().flat_map(|p| p.iter().copied()).max().map_or(0, |m| m + 1);
+        let report = PrefillReport { visual_tokens_before: n_units, visual_tokens_after: kept.len(), kept, prompt_tokens: len, vision_ms, prefill_ms };
+        Ok(Prefilled { cache, logits: last, all_logits: all, positions, report })
+    }
+
+    /// One decoding step: the logits after `token`.
+    pub async fn step_async(&self, token: u32, cache: &mut KvCache) -> Result<Vec<f32>> {
+        let x = self.text.embed(&[token])?;
+        let p = cache.next_pos;
+        let h = self.text.forward(&x, &[vec![p], vec![p], vec![p]], cache)?;
+        cache.next_pos += 1;
+        self.text.logits(&h)?.to_vec_f32_async().await
+    }
+
+    /// Describes `image` for `user` (the chat template applied), streaming each new token.
+    pub async fn generate_async(
+        &self,
+        img: &ImagePatches,
+        user: &str,
+        prune: Option<&QwenPrune>,
+        o: &SampleOptions,
+        mut on_token: impl FnMut(u32),
+    ) -> Result<GenerateReport> {
+        o.validate()?;
+        let ids = self.prompt_ids(&Self::chat_prompt(user), img.tokens(self.cfg.vision.spatial_merge_size))?;
+        let mut pre = self.prefill_async(&ids, img, prune, false).await?;
+        let mut rng = o.seed;
+        let mut logits = std::mem::take(&mut pre.logits);
+        let mut tokens = Vec::new();
+        let mut stopped = false;
+        let t0 = now_ms();
+        for step in 0..o.max_new_tokens {
+            let next = sample(&logits, o, &mut rng);
+            tokens.push(next);
+            on_token(next);
+            if self.cfg.eos_token_ids.contains(&next) || o.eos == Some(next) {
+                stopped = true;
+                break;
+            }
+            if step + 1 == o.max_new_tokens {
+                break;
+            }
+            logits = self.step_async(next, &mut pre.cache).await?;
+        }
+        let decode_ms = now_ms() - t0;
+        let text = self.tokenizer.as_ref().map(|t| t.decode(&tokens)).unwrap_or_default();
+        Ok(GenerateReport {
+            prefill: pre.report,
+            tokens_per_s: if decode_ms > 0.0 { tokens.len() as f64 / (decode_ms / 1000.0) } else { 0.0 },
+            tokens,
+            text,
+            decode_ms,
+            stopped_at_eos: stopped,
+        })
+    }
+
+    pub fn generate(&self, img: &ImagePatches, user: &str, prune: Option<&QwenPrune>, o: &SampleOptions, on_token: impl FnMut(u32)) -> Result<GenerateReport> {
+        crate::tensor::block_on(self.generate_async(img, user, prune, o, on_token))
+    }
+
+    pub fn prefill(&self, ids: &[u32], img: &ImagePatches, prune: Option<&QwenPrune>, all_logits: bool) -> Result<Prefilled> {
+        crate::tensor::block_on(self.prefill_async(ids, img, prune, all_logits))
+    }
+}
+
+/// The weights of a directory: the shards listed by `model.safetensors.index.json`, else
+/// `model.safetensors`. A missing shard is an error naming it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_checkpoint(dir: &std::path::Path) -> Result<Weights> {
+    let index = dir.join("model.safetensors.index.json");
+    if !index.exists() {
+        return Weights::from_file(&dir.join("model.safetensors"));
+    }
+    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(index.display(), e))?;
+    let bad = |m: String| Error::Weights { file: index.display().to_string(), msg: m };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no weight_map".into()))?;
+    let mut files: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    let mut shards = Vec::with_capacity(files.len());
+    for f in files {
+        if f.contains('/') || f.contains("..") {
+            return Err(bad(format!("shard name `{f}` leaves the directory")));
+        }
+        let p = dir.join(f);
+        if !p.exists() {
+            return Err(bad(format!("missing shard {f} (named by the index)")));
+        }
+        shards.push(Weights::from_file(&p)?);
+    }
+    let w = Weights::from_shards(&index.display().to_string(), shards)?;
+    if let Some((name, f)) = map.iter().find(|(n, _)| !w.contains(n)) {
+        return Err(bad(format!("tensor `{name}` is listed in {} but not there", f.as_str().unwrap_or("?"))));
+    }
+    Ok(w)
+}

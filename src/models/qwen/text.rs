@@ -1,0 +1,166 @@
+//! The Qwen2 decoder of Qwen2.5-VL: RMSNorm, grouped-query attention with q/k/v biases and
+//! M-RoPE (each head's frequencies split over the t, h, w position axes by `mrope_section`),
+//! SwiGLU MLP, a KV cache per layer, tied or separate LM head.
+
+use super::config::TextConfig;
+use crate::error::{Error, Result};
+use crate::models::clip::layer::Linear;
+use crate::tensor::{Activation, Device, LinearWeight, Tensor};
+use crate::weights::Scope;
+
+struct Layer {
+    input_norm: Tensor,
+    post_norm: Tensor,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct TextModel {
+    pub cfg: TextConfig,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: LinearWeight,
+    device: Device,
+}
+
+/// Keys and values `[1, KV heads, T, d]` of every layer, and the next position id.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    k: Vec<Tensor>,
+    v: Vec<Tensor>,
+    /// Tokens in the cache.
+    pub len: usize,
+    /// The position id (all three axes) of the next token.
+    pub next_pos: u32,
+}
+
+/// M-RoPE's cos/sin `[L, d/2]` for 3-axis position ids `pos[axis][l]`.
+pub fn mrope_tables(pos: &[Vec<u32>; 3], cfg: &TextConfig) -> (Vec<f32>, Vec<f32>) {
+    let half = cfg.head_dim() / 2;
+    let inv: Vec<f64> = (0..half).map(|j| 1.0 / (cfg.rope_theta as f64).powf((2 * j) as f64 / cfg.head_dim() as f64)).collect();
+    let [s0, s1, _] = cfg.mrope_section;
+    let axis = |j: usize| {
+        if j < s0 {
+            0
+        } else if j < s0 + s1 {
+            1
+        } else {
+            2
+        }
+    };
+    let len = pos[0].len();
+    let (mut cos, mut sin) = (Vec::with_capacity(len * half), Vec::with_capacity(len * half));
+    for l in 0..len {
+        for (j, &f) in inv.iter().enumerate() {
+            // f32 like transformers: position · inv_freq in f32, then cos/sin.
+            let a = pos[axis(j)][l] as f32 * f as f32;
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    (cos, sin)
+}
+
+impl TextModel {
+    pub fn load(cfg: &TextConfig, model: &Scope, lm_head: Option<&Scope>, device: &Device) -> Result<TextModel> {
+        let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
+        let (qd, kvd) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
+        let embed_host = model.pp("embed_tokens").get_f32("weight", &[cfg.vocab_size, h])?;
+        let lm_head = match lm_head {
+            Some(s) if !cfg.tie_word_embeddings => LinearWeight::new(s.get_f32("weight", &[cfg.vocab_size, h])?, [cfg.vocab_size, h], device)?,
+            _ => LinearWeight::new(embed_host.clone(), [cfg.vocab_size, h], device)?,
+        };
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|l| {
+                let s = model.pp("layers").pp(l);
+                let (a, m) = (s.pp("self_attn"), s.pp("mlp"));
+                Ok(Layer {
+                    input_norm: s.pp("input_layernorm").get("weight", &[h], device)?,
+                    post_norm: s.pp("post_attention_layernorm").get("weight", &[h], device)?,
+                    q: Linear::load(&a.pp("q_proj"), qd, h, true, device)?,
+                    k: Linear::load(&a.pp("k_proj"), kvd, h, true, device)?,
+                    v: Linear::load(&a.pp("v_proj"), kvd, h, true, device)?,
+                    o: Linear::load(&a.pp("o_proj"), h, qd, false, device)?,
+                    gate: Linear::load(&m.pp("gate_proj"), i, h, false, device)?,
+                    up: Linear::load(&m.pp("up_proj"), i, h, false, device)?,
+                    down: Linear::load(&m.pp("down_proj"), h, i, false, device)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(TextModel {
+            embed: Tensor::from_f32(embed_host, &[cfg.vocab_size, h], device)?,
+            norm: model.pp("norm").get("weight", &[h], device)?,
+            layers,
+            lm_head,
+            cfg: cfg.clone(),
+            device: device.clone(),
+        })
+    }
+
+    /// Token embeddings `[n, H]` (ids are checked against the vocabulary).
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            return Err(Error::arg(format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab_size)));
+        }
+        self.embed.embedding(&Tensor::from_u32(ids.to_vec(), &[ids.len()], &self.device)?)
+    }
+
+    /// Runs `x` `[L, H]` (embeddings) at 3-axis positions `pos` after the tokens in `cache`
+    /// (which grows by L). Returns the final-norm hidden states `[L, H]`.
+    pub fn forward(&self, x: &Tensor, pos: &[Vec<u32>; 3], cache: &mut KvCache) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (len, hd, nh, nkv) = (x.dim(0), c.head_dim(), c.num_attention_heads, c.num_key_value_heads);
+        if pos.iter().any(|p| p.len() != len) {
+            return Err(Error::arg(format!("{len} tokens but position ids of {:?}", pos.iter().map(Vec::len).collect::<Vec<_>>())));
+        }
+        let (cos, sin) = mrope_tables(pos, c);
+        let cos = Tensor::from_f32(cos, &[len, hd / 2], &self.device)?;
+        let sin = Tensor::from_f32(sin, &[len, hd / 2], &self.device)?;
+        let first = cache.k.is_empty();
+        if !first && len != 1 {
+            return Err(Error::arg("a cached decoder continues one token at a time"));
+        }
+        let rep = nh / nkv;
+        let (mut new_k, mut new_v) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()));
+        let mut x = x.clone();
+        for (li, l) in self.layers.iter().enumerate() {
+            let h = x.rms_norm(&l.input_norm, c.rms_norm_eps)?;
+            let heads = |t: Tensor, n: usize| t.reshape(&[len, n, hd]);
+            let q = heads(l.q.forward(&h)?, nh)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nh, len, hd])?;
+            let k = heads(l.k.forward(&h)?, nkv)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
+            let v = heads(l.v.forward(&h)?, nkv)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
+            let (k, v) = if first { (k, v) } else { (Tensor::cat(&[&cache.k[li], &k], 2)?, Tensor::cat(&[&cache.v[li], &v], 2)?) };
+            let total = k.dim(2);
+            // Grouped-query attention: each key/value head serves `rep` query heads.
+            let expand = |t: &Tensor| -> Result<Tensor> {
+                if rep == 1 {
+                    return Ok(t.clone());
+                }
+                let t1 = t.reshape(&[nkv, 1, total, hd])?;
+                Tensor::cat(&vec![&t1; rep], 1)?.reshape(&[1, nh, total, hd])
+            };
+            let o = Tensor::attention(&q, &expand(&k)?, &expand(&v)?, first && len > 1)?;
+            let o = o.reshape(&[nh, len, hd])?.permute(&[1, 0, 2])?.reshape(&[len, nh * hd])?;
+            x = x.add(&l.o.forward(&o)?)?;
+            let h = x.rms_norm(&l.post_norm, c.rms_norm_eps)?;
+            x = x.add(&l.down.forward(&l.gate.forward(&h)?.act(Activation::Silu)?.mul(&l.up.forward(&h)?)?)?)?;
+            new_k.push(k);
+            new_v.push(v);
+        }
+        cache.k = new_k;
+        cache.v = new_v;
+        cache.len += len;
+        x.rms_norm(&self.norm, c.rms_norm_eps)
+    }
+
+    /// Logits `[n, V]` of hidden rows `[n, H]`.
+    pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(h, None)
+    }
+}

@@ -1,0 +1,193 @@
+//! Qwen2.5-VL against transformers' `Qwen2_5_VLForConditionalGeneration` on a tiny random
+//! checkpoint in the hub layout (`tests/fixtures/make_qwen_fixtures.py`): processor grids,
+//! pixel values, the vision tower, M-RoPE positions, logits; the pruned run against a torch
+//! reference (same scorer, same p); the GPU against both; KV-cache decoding; bad input.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+use effarch::models::qwen::processor::{preprocess, smart_resize, ImagePatches};
+use effarch::models::qwen::{QwenPrune, QwenVL};
+use effarch::prune::{KqWhich, Scorer};
+use effarch::tensor::Device;
+use effarch::testing::max_abs_diff;
+use effarch::weights::Weights;
+use std::path::Path;
+
+fn dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen-tiny"))
+}
+
+struct Expected {
+    w: Weights,
+    meta: serde_json::Value,
+}
+
+impl Expected {
+    fn load() -> Expected {
+        let meta = serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap()).unwrap();
+        Expected { w: Weights::from_file(&dir().join("expected.safetensors")).unwrap(), meta }
+    }
+    fn get(&self, name: &str) -> Vec<f32> {
+        let shape = self.w.info(name).unwrap().shape.clone();
+        self.w.get_f32(name, &shape).unwrap()
+    }
+    fn ids(&self, name: &str) -> Vec<u32> {
+        self.get(name).iter().map(|&v| v as u32).collect()
+    }
+    fn image(&self) -> ImagePatches {
+        let g = self.ids("image_grid_thw");
+        ImagePatches { pixels: self.get("pixel_values"), grid_h: g[1] as usize, grid_w: g[2] as usize }
+    }
+    fn prune(&self) -> QwenPrune {
+        QwenPrune {
+            scorer: Scorer::KqNorm(KqWhich::Key),
+            keep: self.meta["keep"].as_f64().unwrap() as f32,
+            block: Some(self.meta["prune_block"].as_u64().unwrap() as usize),
+        }
+    }
+}
+
+#[test]
+fn processor_matches_transformers() {
+    let e = Expected::load();
+    for g in e.meta["grids"].as_array().unwrap() {
+        let u = |k: &str| g[k].as_u64().unwrap() as usize;
+        let (h, w) = smart_resize(u("height"), u("width"), 28, u("min_pixels"), u("max_pixels")).unwrap();
+        assert_eq!((h / 14, w / 14), (u("grid_h"), u("grid_w")), "{g}");
+    }
+    let m = QwenVL::load_dir(dir(), &Device::Cpu).unwrap();
+    let img = image::open(dir().join("image_300x200.png")).unwrap().to_rgb8();
+    let ours = preprocess(&img, &m.cfg.vision, &m.processor).unwrap();
+    let want = e.image();
+    assert_eq!((ours.grid_h, ours.grid_w), (want.grid_h, want.grid_w));
+    let d = max_abs_diff(&ours.pixels, &want.pixels);
+    println!("qwen pixel_values: max |Δ| = {d:e}");
+    assert!(d <= 1e-4, "pixel values differ by {d}");
+    // The tokenizer (Qwen2's pre-tokenizer, special tokens).
+    let tok = m.tokenizer.as_ref().unwrap();
+    for case in e.meta["tokenized"].as_array().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(tok.encode(case["text"].as_str().unwrap()).unwrap(), want, "{}", case["text"]);
+    }
+    assert_eq!(m.prompt_ids(&QwenVL::chat_prompt("Describe the image."), ours.tokens(2)).unwrap(), e.ids("input_ids"));
+}
+
+/// Runs the golden checks on `device` with tolerance `tol`; returns the worst differences.
+fn golden(device: &Device, tol: f32) {
+    let e = Expected::load();
+    let m = QwenVL::load_dir(dir(), device).unwrap();
+    let (ids, img) = (e.ids("input_ids"), e.image());
+    let name = device.name();
+    // Positions.
+    let pos = m.positions(&ids, img.grid_h, img.grid_w);
+    let want_pos = e.ids("position_ids");
+    let l = ids.len();
+    for a in 0..3 {
+        assert_eq!(pos[a], want_pos[a * l..(a + 1) * l], "position axis {a}");
+    }
+    // The vision tower alone.
+    let out = effarch::tensor::block_on(m.vision.forward_async(&img, None)).unwrap();
+    let d = max_abs_diff(&out.embeds.to_vec_f32().unwrap(), &e.get("image_embeds"));
+    println!("{name} qwen image_embeds: max |Δ| = {d:e}");
+    assert!(d <= tol, "{name} image embeds {d}");
+    // Logits of the whole prompt.
+    let pre = m.prefill(&ids, &img, None, true).unwrap();
+    let d = max_abs_diff(pre.all_logits.as_ref().unwrap(), &e.get("logits"));
+    println!("{name} qwen logits: max |Δ| = {d:e}");
+    assert!(d <= tol, "{name} logits {d}");
+    assert_eq!(pre.report.visual_tokens_before, pre.report.visual_tokens_after);
+    // The pruned run against the torch reference.
+    let p = m.prefill(&ids, &img, Some(&e.prune()), true).unwrap();
+    assert_eq!(p.report.kept, e.ids("pruned_kept"), "{name}: kept units differ from the torch reference");
+    let want_pp = e.ids("pruned_position_ids");
+    let lp = p.positions[0].len();
+    for a in 0..3 {
+        assert_eq!(p.positions[a], want_pp[a * lp..(a + 1) * lp], "pruned position axis {a}");
+    }
+    let d = max_abs_diff(p.all_logits.as_ref().unwrap(), &e.get("pruned_logits"));
+    println!("{name} qwen pruned ({} of {} visual tokens): logits max |Δ| = {d:e}", p.report.visual_tokens_after, p.report.visual_tokens_before);
+    assert!(d <= tol, "{name} pruned logits {d}");
+    // KV-cache decoding equals one pass over the longer sequence.
+    let v = m.cfg.text.vocab_size;
+    let mut cache = pre.cache.clone();
+    let mut ids2 = ids.clone();
+    let mut worst = 0f32;
+    let mut step_logits = Vec::new();
+    for t in [5u32, 77, 200] {
+        step_logits.push(effarch::tensor::block_on(m.step_async(t, &mut cache)).unwrap());
+        ids2.push(t);
+    }
+    let full = m.prefill(&ids2, &img, None, true).unwrap();
+    let all = full.all_logits.unwrap();
+    for (i, s) in step_logits.iter().enumerate() {
+        let row = l + i;
+        worst = worst.max(max_abs_diff(s, &all[row * v..(row + 1) * v]));
+    }
+    println!("{name} qwen prefill + steps vs one pass: max |Δ| = {worst:e}");
+    assert!(worst <= tol, "{name} steps {worst}");
+}
+
+#[test]
+fn cpu_matches_transformers() {
+    golden(&Device::Cpu, 1e-4);
+}
+
+#[test]
+fn gpu_matches_transformers() {
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    println!("device: {}", gpu.describe());
+    golden(&gpu, 1e-3);
+}
+
+#[test]
+fn generation_streams_and_pruning_reports_counts() {
+    use effarch::models::mamba::generate::SampleOptions;
+    let m = QwenVL::load_dir(dir(), &Device::Cpu).unwrap();
+    let img = m.image(&std::fs::read(dir().join("image_300x200.png")).unwrap()).unwrap();
+    let o = SampleOptions { max_new_tokens: 6, eos: Some(u32::MAX), ..Default::default() };
+    let mut seen = Vec::new();
+    let r = m.generate(&img, "Describe the image.", None, &o, |t| seen.push(t)).unwrap();
+    assert_eq!(seen, r.tokens);
+    assert!(!r.tokens.is_empty() && r.tokens.len() <= 6);
+    let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep: 0.25, block: None };
+    let r2 = m.generate(&img, "Describe the image.", Some(&p), &o, |_| {}).unwrap();
+    assert_eq!(r2.prefill.visual_tokens_before, 77);
+    assert_eq!(r2.prefill.visual_tokens_after, 19);
+    assert_eq!(r2.prefill.prompt_tokens, r.prefill.prompt_tokens - 58);
+}
+
+#[test]
+fn bad_input_names_what_is_wrong() {
+    let e = Expected::load();
+    let m = QwenVL::load_dir(dir(), &Device::Cpu).unwrap();
+    let (ids, img) = (e.ids("input_ids"), e.image());
+    for keep in [0.0f32, -0.5, 1.5, f32::NAN] {
+        let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None };
+        let err = m.prefill(&ids, &img, Some(&p), false).err().unwrap().to_string();
+        assert!(err.contains("keep"), "{keep}: {err}");
+    }
+    let p = QwenPrune { scorer: Scorer::ClsAttn, keep: 0.5, block: None };
+    assert!(m.prefill(&ids, &img, Some(&p), false).err().unwrap().to_string().contains("CLS"));
+    // A prompt without the image placeholder.
+    let err = m.prompt_ids("Describe the image.", 77).unwrap_err().to_string();
+    assert!(err.contains("<|image_pad|>"), "{err}");
+    let no_img: Vec<u32> = ids.iter().copied().filter(|&t| t != m.cfg.image_token_id).collect();
+    assert!(m.prefill(&no_img, &img, None, false).err().unwrap().to_string().contains("placeholder"));
+    // Too small and too elongated images.
+    let tiny = image::RgbImage::new(20, 300);
+    assert!(preprocess(&tiny, &m.cfg.vision, &m.processor).unwrap_err().to_string().contains("too small"));
+    let thin = image::RgbImage::new(30, 8000);
+    assert!(preprocess(&thin, &m.cfg.vision, &m.processor).unwrap_err().to_string().contains("aspect ratio"));
+    // A missing shard.
+    let tmp = std::env::temp_dir().join(format!("effarch-qwen-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for f in ["config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors", "tokenizer.json"] {
+        std::fs::copy(dir().join(f), tmp.join(f)).unwrap();
+    }
+    let err = QwenVL::load_dir(&tmp, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
+    std::fs::remove_dir_all(&tmp).ok();
+    // A checkpoint of another model.
+    let err = effarch::models::qwen::QwenConfig::from_json("config.json", r#"{"model_type": "clip"}"#).unwrap_err().to_string();
+    assert!(err.contains("qwen2_5_vl"), "{err}");
+}

@@ -196,3 +196,46 @@ fn mamba_on_gpu_generates_what_the_cpu_does_and_benches() {
     assert!(v["device"].as_str().unwrap().starts_with("gpu"), "{v}");
     assert!(v["rows"].as_array().unwrap().iter().all(|r| r["mamba_prefill_ms"].as_f64().is_some_and(|x| x > 0.0)), "{v}");
 }
+
+#[test]
+fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen-tiny");
+    let (model, image) = (dir.to_str().unwrap().to_string(), dir.join("image_300x200.png").to_str().unwrap().to_string());
+    let out = effarch(&["qwen", "--model", &model, "--image", &image, "--keep", "0.5", "--max-new-tokens", "4", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "unpruned, then pruned: {v}");
+    assert_eq!((runs[0]["visual_tokens_after"].as_u64(), runs[1]["visual_tokens_after"].as_u64()), (Some(77), Some(39)));
+    for r in runs {
+        for k in ["keep", "visual_tokens_before", "kept", "prompt_tokens", "vision_ms", "prefill_ms", "tokens", "text", "decode_ms", "tokens_per_s"] {
+            assert!(r.get(k).is_some(), "missing {k}: {r}");
+        }
+    }
+    // Text mode streams and prints the summary.
+    let out = effarch(&["qwen", "--model", &model, "--image", &image, "--max-new-tokens", "2", "--device", "gpu"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("visual tokens 77 → 77"));
+    let tiny = std::env::temp_dir().join(format!("effarch-tiny-{}.png", std::process::id()));
+    image::RgbImage::new(20, 20).save(&tiny).unwrap();
+    for (args, want) in [
+        (vec!["--image", &image, "--keep", "0"], "keep"),
+        (vec!["--image", tiny.to_str().unwrap()], "too small"),
+        (vec!["--image", &image, "--scorer", "cls-attn", "--keep", "0.5"], "CLS"),
+        (vec!["--image", "/nonexistent.png"], "nonexistent.png"),
+    ] {
+        let mut a = vec!["qwen", "--model", &model];
+        a.extend(args);
+        let out = effarch(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{a:?}: {err}");
+    }
+    std::fs::remove_file(&tiny).ok();
+    let out =
+        effarch(&["bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["visual_tokens"].as_u64().unwrap()).collect::<Vec<_>>(), vec![16, 8, 4]);
+    assert!(rows.iter().all(|r| r["prefill_ms"].as_f64().is_some_and(|x| x > 0.0) && r["vision_ms"].as_f64().is_some_and(|x| x > 0.0)), "{v}");
+}

@@ -13,6 +13,7 @@ use crate::weights::{serialize_f32, Weights};
 use serde::Serialize;
 
 pub mod mamba;
+pub mod qwen;
 
 /// Deterministic pseudo-random values in [-scale, scale).
 pub(crate) fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {

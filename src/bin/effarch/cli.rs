@@ -23,6 +23,8 @@ enum Cmd {
     Clip(ClipArgs),
     /// Generate text with a Mamba LM (HF MambaForCausalLM layout), optionally with the MRSS proxy.
     Mamba(MambaArgs),
+    /// Describe an image with Qwen2.5-VL, pruning visual tokens before the language model.
+    Qwen(QwenArgs),
     /// The trained typeseg Mamba: our scan against its reference outputs, and MRSS's cost on real text
     /// (scripts/typeseg_check.py prepares the files).
     Typeseg(TypesegArgs),
@@ -39,6 +41,8 @@ enum BenchCmd {
     Clip(BenchClipArgs),
     /// Mamba block vs attention block (d = 768): prefill and decode time against N (CPU, and GPU when present).
     Mamba(BenchMambaArgs),
+    /// Qwen2.5-VL (3B widths, whole vision tower, 4 LM layers): prefill time vs visual-token keep ratio.
+    Qwen(BenchQwenArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -167,6 +171,64 @@ struct MambaArgs {
 }
 
 #[derive(Args)]
+struct QwenArgs {
+    /// A directory in the hub layout (config.json, model.safetensors.index.json + shards or
+    /// model.safetensors, tokenizer.json, preprocessor_config.json) or a hub id.
+    #[arg(long, default_value = "Qwen/Qwen2.5-VL-3B-Instruct")]
+    model: String,
+    #[arg(long)]
+    image: PathBuf,
+    #[arg(long, default_value = "Describe the image.")]
+    prompt: String,
+    /// Fraction of visual tokens kept, in (0, 1]. Below 1 the unpruned run is shown first.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    keep: f32,
+    /// kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, random.
+    #[arg(long, default_value = "kq-norm")]
+    scorer: String,
+    /// Vision block whose projections score the tokens (default: the last full-attention block).
+    #[arg(long)]
+    block: Option<usize>,
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchQwenArgs {
+    #[arg(long, default_value = "1,0.5,0.25", value_delimiter = ',')]
+    keeps: Vec<f32>,
+    /// Image side in pixels (a multiple of 28).
+    #[arg(long, default_value_t = 448)]
+    image: usize,
+    #[arg(long, default_value_t = 32)]
+    vision_depth: usize,
+    #[arg(long, default_value_t = 4)]
+    lm_layers: usize,
+    #[arg(long, default_value_t = 2)]
+    iters: usize,
+    /// Widths as vision hidden, vision MLP, vision heads, text hidden, text MLP, heads, KV heads (default: the 3B's).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct TypesegArgs {
     /// The package's `mamba_al.npz` as safetensors, names unchanged (`CheckpointMambaBlock1D_0/Dense_0/kernel`).
     #[arg(long)]
@@ -206,9 +268,11 @@ pub fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Clip(a) => run_clip(a),
         Cmd::Mamba(a) => run_mamba(a),
+        Cmd::Qwen(a) => run_qwen(a),
         Cmd::Typeseg(a) => run_typeseg(a),
         Cmd::Bench { which: BenchCmd::Clip(a) } => run_bench_clip(a),
         Cmd::Bench { which: BenchCmd::Mamba(a) } => run_bench_mamba(a),
+        Cmd::Bench { which: BenchCmd::Qwen(a) } => run_bench_qwen(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -435,6 +499,131 @@ fn run_bench_mamba(a: BenchMambaArgs) -> Result<()> {
         v["hidden"] = serde_json::json!(spec.hidden);
         v["runs"] = serde_json::json!(runs);
         println!("{v}");
+    }
+    Ok(())
+}
+
+fn run_qwen(a: QwenArgs) -> Result<()> {
+    use effarch::models::mamba::generate::SampleOptions;
+    use effarch::models::qwen::{QwenPrune, QwenVL};
+    use std::io::Write;
+    let scorer: Scorer = a.scorer.parse()?;
+    if !(a.keep > 0.0 && a.keep <= 1.0) {
+        return Err(Error::arg(format!("--keep must be in (0, 1], got {}", a.keep)));
+    }
+    let opts =
+        SampleOptions { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed, max_new_tokens: a.max_new_tokens, eos: None, tau: 0.0 };
+    opts.validate()?;
+    let bytes = std::fs::read(&a.image).map_err(|e| Error::io(a.image.display(), e))?;
+    let device = a.device.device()?;
+    // A hub id: the config, tokenizer and index first, then the shards the index names.
+    let meta = ["config.json", "tokenizer.json"];
+    let dir = effarch::hub::resolve(&a.model, &meta, &["preprocessor_config.json", "model.safetensors.index.json"])?;
+    if !std::path::Path::new(&a.model).is_dir() {
+        let index = dir.join("model.safetensors.index.json");
+        let shards: Vec<String> = match std::fs::read_to_string(&index) {
+            Ok(t) => {
+                let v: serde_json::Value = serde_json::from_str(&t).map_err(|e| Error::arg(format!("{}: {e}", index.display())))?;
+                let mut f: Vec<String> =
+                    v["weight_map"].as_object().map(|m| m.values().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
+                f.sort();
+                f.dedup();
+                f
+            }
+            Err(_) => vec!["model.safetensors".into()],
+        };
+        effarch::hub::resolve(&a.model, &shards.iter().map(String::as_str).collect::<Vec<_>>(), &[])?;
+    }
+    let t0 = effarch::clock::now_ms();
+    let m = QwenVL::load_dir(&dir, &device)?;
+    let load_ms = effarch::clock::now_ms() - t0;
+    let img = m.image(&bytes)?;
+    let prune = QwenPrune { scorer, keep: a.keep, block: a.block };
+    let mut runs = Vec::new();
+    let plans: Vec<Option<&QwenPrune>> = if a.keep < 1.0 { vec![None, Some(&prune)] } else { vec![None] };
+    for p in plans {
+        if !a.json {
+            match p {
+                Some(p) => eprintln!("--- keep {} of the visual tokens ({}):", p.keep, p.scorer),
+                None => eprintln!("--- all visual tokens:"),
+            }
+        }
+        let tok = m.tokenizer.as_ref();
+        let r = m.generate(&img, &a.prompt, p, &opts, |id| {
+            if !a.json {
+                if let Some(t) = tok {
+                    print!("{}", t.decode(&[id]));
+                    let _ = std::io::stdout().flush();
+                }
+            }
+        })?;
+        if !a.json {
+            println!();
+            eprintln!(
+                "visual tokens {} → {}, prompt {} tokens; vision {:.0} ms, LLM prefill {:.0} ms; {} tokens at {:.1} tokens/s",
+                r.prefill.visual_tokens_before,
+                r.prefill.visual_tokens_after,
+                r.prefill.prompt_tokens,
+                r.prefill.vision_ms,
+                r.prefill.prefill_ms,
+                r.tokens.len(),
+                r.tokens_per_s
+            );
+        }
+        runs.push(serde_json::json!({
+            "keep": p.map_or(1.0, |p| p.keep), "visual_tokens_before": r.prefill.visual_tokens_before, "visual_tokens_after": r.prefill.visual_tokens_after,
+            "kept": r.prefill.kept, "prompt_tokens": r.prefill.prompt_tokens, "vision_ms": r.prefill.vision_ms, "prefill_ms": r.prefill.prefill_ms,
+            "tokens": r.tokens, "text": r.text, "decode_ms": r.decode_ms, "tokens_per_s": r.tokens_per_s, "stopped_at_eos": r.stopped_at_eos,
+        }));
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"device": device.describe(), "load_ms": load_ms, "grid": [img.grid_h, img.grid_w], "scorer": scorer.to_string(), "runs": runs})
+        );
+    }
+    Ok(())
+}
+
+fn run_bench_qwen(a: BenchQwenArgs) -> Result<()> {
+    use effarch::bench::qwen::{bench_qwen, QwenBenchSpec};
+    let d = QwenBenchSpec::default();
+    let widths = match a.widths.as_deref() {
+        None => d.widths,
+        Some(&[a0, a1, a2, a3, a4, a5, a6]) => [a0, a1, a2, a3, a4, a5, a6],
+        Some(w) => return Err(Error::arg(format!("--widths takes 7 numbers, got {}", w.len()))),
+    };
+    let spec = QwenBenchSpec { keeps: a.keeps, image: a.image, vision_depth: a.vision_depth, lm_layers: a.lm_layers, iters: a.iters, widths, vocab: d.vocab };
+    let device = a.device.device()?;
+    let quiet = a.json;
+    let rows = bench_qwen(&spec, &device, |l| {
+        if !quiet {
+            eprintln!("  {l}");
+        }
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"device": device.describe(), "image": spec.image, "vision_depth": spec.vision_depth, "lm_layers": spec.lm_layers, "rows": rows})
+        );
+        return Ok(());
+    }
+    println!(
+        "Qwen2.5-VL widths {:?}, vision depth {}, {} LM layers, {}×{} image, {}, median of {}",
+        spec.widths,
+        spec.vision_depth,
+        spec.lm_layers,
+        spec.image,
+        spec.image,
+        device.describe(),
+        spec.iters
+    );
+    println!("{:>5} {:>8} {:>8} {:>11} {:>12} {:>8} {:>8}", "keep", "visual", "prompt", "vision ms", "prefill ms", "ratio", "tokens");
+    for r in &rows {
+        println!(
+            "{:>5.2} {:>8} {:>8} {:>11.0} {:>12.1} {:>8.3} {:>8.3}",
+            r.keep, r.visual_tokens, r.prompt_tokens, r.vision_ms, r.prefill_ms, r.prefill_ratio, r.token_ratio
+        );
     }
     Ok(())
 }

@@ -1,0 +1,168 @@
+//! `effarch bench qwen`: LLM prefill time against the visual-token keep ratio for Qwen2.5-VL
+//! at full width (3B's sizes) with reduced depth (the whole vision tower, a few LM layers) and
+//! deterministic random weights, one 448×448 image, all ratios interleaved in one process.
+//! The vision tower's time is reported apart from the LLM prefill (pruning happens after it).
+
+use super::{median, random_values};
+use crate::error::{Error, Result};
+use crate::models::qwen::processor::ImagePatches;
+use crate::models::qwen::{ProcessorConfig, QwenConfig, QwenPrune, QwenVL};
+use crate::prune::{KqWhich, Scorer};
+use crate::tensor::Device;
+use crate::weights::{serialize_f32, Weights};
+use serde::Serialize;
+
+#[derive(Clone, Debug)]
+pub struct QwenBenchSpec {
+    pub keeps: Vec<f32>,
+    /// Image side in pixels (a multiple of 28).
+    pub image: usize,
+    pub vision_depth: usize,
+    pub lm_layers: usize,
+    pub iters: usize,
+    /// Widths: (vision hidden, vision MLP, vision heads, text hidden, text MLP, heads, KV heads).
+    pub widths: [usize; 7],
+    /// The LM head is not timed; a small vocabulary keeps the random model's memory down.
+    pub vocab: usize,
+}
+
+impl Default for QwenBenchSpec {
+    fn default() -> Self {
+        // Qwen2.5-VL-3B-Instruct's widths.
+        QwenBenchSpec {
+            keeps: vec![1.0, 0.5, 0.25],
+            image: 448,
+            vision_depth: 32,
+            lm_layers: 4,
+            iters: 2,
+            widths: [1280, 3420, 16, 2048, 11008, 16, 2],
+            vocab: 2048,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct QwenBenchRow {
+    pub keep: f32,
+    pub visual_tokens: usize,
+    pub prompt_tokens: usize,
+    pub vision_ms: f64,
+    pub prefill_ms: f64,
+    /// prefill_ms over the unpruned run's.
+    pub prefill_ratio: f64,
+    /// Prompt tokens over the unpruned run's (the linear part of the cost).
+    pub token_ratio: f64,
+}
+
+/// A Qwen2.5-VL of the spec's widths and depths with random weights (hub names).
+pub fn random_qwen(spec: &QwenBenchSpec, device: &Device) -> Result<QwenVL> {
+    let [vd, vi, vh, td, ti, th, tkv] = spec.widths;
+    let full: Vec<usize> = (0..spec.vision_depth).filter(|b| b % 8 == 7 || *b + 1 == spec.vision_depth).collect();
+    let hd = td / th;
+    let s = hd / 2;
+    let sec = [s / 4, (s - s / 4) / 2, s - s / 4 - (s - s / 4) / 2];
+    let cfg_json = serde_json::json!({
+        "model_type": "qwen2_5_vl", "hidden_size": td, "intermediate_size": ti, "num_hidden_layers": spec.lm_layers,
+        "num_attention_heads": th, "num_key_value_heads": tkv, "vocab_size": spec.vocab, "rms_norm_eps": 1e-6, "rope_theta": 1e6,
+        "tie_word_embeddings": true, "image_token_id": spec.vocab - 1, "vision_start_token_id": spec.vocab - 3, "vision_end_token_id": spec.vocab - 2,
+        "eos_token_id": 0, "rope_scaling": {"type": "mrope", "mrope_section": sec},
+        "vision_config": {"depth": spec.vision_depth, "hidden_size": vd, "intermediate_size": vi, "num_heads": vh, "out_hidden_size": td,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": full}
+    });
+    let cfg = QwenConfig::from_json("bench", &cfg_json.to_string())?;
+    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>, ones: bool| {
+        let n: usize = shape.iter().product();
+        let seed = t.len() as u64 + 11;
+        t.push((name, shape, if ones { vec![1.0; n] } else { random_values(n, seed, 0.02) }));
+    };
+    add("visual.patch_embed.proj.weight".into(), vec![vd, 3, 2, 14, 14], false);
+    for b in 0..spec.vision_depth {
+        let p = format!("visual.blocks.{b}");
+        add(format!("{p}.norm1.weight"), vec![vd], true);
+        add(format!("{p}.norm2.weight"), vec![vd], true);
+        for (n, o, i) in [("attn.qkv", 3 * vd, vd), ("attn.proj", vd, vd), ("mlp.gate_proj", vi, vd), ("mlp.up_proj", vi, vd), ("mlp.down_proj", vd, vi)] {
+            add(format!("{p}.{n}.weight"), vec![o, i], false);
+            add(format!("{p}.{n}.bias"), vec![o], false);
+        }
+    }
+    add("visual.merger.ln_q.weight".into(), vec![vd], true);
+    for (n, o, i) in [("0", 4 * vd, 4 * vd), ("2", td, 4 * vd)] {
+        add(format!("visual.merger.mlp.{n}.weight"), vec![o, i], false);
+        add(format!("visual.merger.mlp.{n}.bias"), vec![o], false);
+    }
+    add("model.embed_tokens.weight".into(), vec![spec.vocab, td], false);
+    add("model.norm.weight".into(), vec![td], true);
+    for l in 0..spec.lm_layers {
+        let p = format!("model.layers.{l}");
+        add(format!("{p}.input_layernorm.weight"), vec![td], true);
+        add(format!("{p}.post_attention_layernorm.weight"), vec![td], true);
+        for (n, o, i, bias) in [("q_proj", td, td, true), ("k_proj", tkv * hd, td, true), ("v_proj", tkv * hd, td, true), ("o_proj", td, td, false)] {
+            add(format!("{p}.self_attn.{n}.weight"), vec![o, i], false);
+            if bias {
+                add(format!("{p}.self_attn.{n}.bias"), vec![o], false);
+            }
+        }
+        for (n, o, i) in [("gate_proj", ti, td), ("up_proj", ti, td), ("down_proj", td, ti)] {
+            add(format!("{p}.mlp.{n}.weight"), vec![o, i], false);
+        }
+    }
+    let w = Weights::from_bytes("random Qwen2.5-VL", serialize_f32(&t))?;
+    drop(t);
+    QwenVL::load(cfg, ProcessorConfig::default(), &w, None, device)
+}
+
+/// Times prefill at each keep ratio (vision and LLM apart); medians over `iters` rounds after
+/// a warm-up, all ratios interleaved per round.
+pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMut(&str)) -> Result<Vec<QwenBenchRow>> {
+    if spec.keeps.is_empty() || spec.iters == 0 || spec.image % 28 != 0 || spec.image == 0 || spec.image > 2048 {
+        return Err(Error::arg("the benchmark needs keep ratios, iterations ≥ 1 and an image side that is a positive multiple of 28 up to 2048"));
+    }
+    if let Some(k) = spec.keeps.iter().find(|&&k| !(k > 0.0 && k <= 1.0)) {
+        return Err(Error::arg(format!("keep ratio {k} is outside (0, 1]")));
+    }
+    progress("building the random model …");
+    let m = random_qwen(spec, device)?;
+    let g = spec.image / 14;
+    let img = ImagePatches { pixels: random_values(g * g * 3 * 2 * 14 * 14, 3, 1.0), grid_h: g, grid_w: g };
+    let n_vis = img.tokens(2);
+    let pad = m.cfg.image_token_id;
+    // A chat-like prompt: 20 text tokens, the image, 10 text tokens.
+    let ids: Vec<u32> = (0..20u32).chain(std::iter::repeat_n(pad, n_vis)).chain(20..30).collect();
+    let mut times: Vec<(Vec<f64>, Vec<f64>, usize, usize)> = vec![(Vec::new(), Vec::new(), 0, 0); spec.keeps.len()];
+    for round in 0..=spec.iters {
+        for (i, &keep) in spec.keeps.iter().enumerate() {
+            let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None };
+            let r = m.prefill(&ids, &img, (keep < 1.0).then_some(&p), false)?.report;
+            if round > 0 {
+                times[i].0.push(r.vision_ms);
+                times[i].1.push(r.prefill_ms);
+            }
+            times[i].2 = r.visual_tokens_after;
+            times[i].3 = r.prompt_tokens;
+            progress(&format!(
+                "round {round}: keep {keep}: {} visual tokens, vision {:.0} ms, LLM prefill {:.0} ms",
+                r.visual_tokens_after, r.vision_ms, r.prefill_ms
+            ));
+        }
+    }
+    let base = median(times[0].1.clone());
+    let base_tokens = times[0].3 as f64;
+    Ok(spec
+        .keeps
+        .iter()
+        .zip(times)
+        .map(|(&keep, (v, p, vis, tok))| {
+            let pm = median(p);
+            QwenBenchRow {
+                keep,
+                visual_tokens: vis,
+                prompt_tokens: tok,
+                vision_ms: median(v),
+                prefill_ms: pm,
+                prefill_ratio: pm / base,
+                token_ratio: tok as f64 / base_tokens,
+            }
+        })
+        .collect())
+}

@@ -5,7 +5,7 @@
 //! page can read the header alone (an HTTP range request) before fetching any tensor.
 
 use crate::error::{Error, Result};
-use crate::tensor::{Device, Tensor};
+use crate::tensor::{Device, LinearWeight, Tensor};
 use std::collections::HashMap;
 
 /// Headers larger than this are refused before any allocation (real ones are < 1 MiB).
@@ -213,6 +213,27 @@ impl Weights {
         Ok(to_f32(dtype, bytes))
     }
 
+    /// A linear layer's `[out, in]` weight for `device`: an f16/bf16 tensor stays half on the
+    /// CPU (half the memory; see [`LinearWeight::from_half`]), anything else becomes f32.
+    pub fn get_linear(&self, name: &str, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
+        let info = self.header.tensors.get(name).ok_or_else(|| Error::MissingTensor { file: self.file.clone(), name: name.to_string() })?;
+        let half = match info.dtype {
+            Ok(Dtype::BF16) => Some(true),
+            Ok(Dtype::F16) => Some(false),
+            _ => None,
+        };
+        match (half, device) {
+            (Some(bf16), Device::Cpu) if info.shape == shape => {
+                let bytes = self
+                    .data
+                    .get(info.start..info.end)
+                    .ok_or_else(|| Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` lies outside the data section") })?;
+                LinearWeight::from_half(bytes, bf16, shape, device)
+            }
+            _ => LinearWeight::new(self.get_f32(name, &shape)?, shape, device),
+        }
+    }
+
     /// The named tensor on `device`, after checking its shape.
     pub fn get(&self, name: &str, shape: &[usize], device: &Device) -> Result<Tensor> {
         Tensor::from_f32(self.get_f32(name, shape)?, shape, device)
@@ -260,6 +281,10 @@ impl<'a> Scope<'a> {
         self.w.get_f32(&self.join(name), shape)
     }
 
+    pub fn get_linear(&self, name: &str, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
+        self.w.get_linear(&self.join(name), shape, device)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.w.contains(&self.join(name))
     }
@@ -267,11 +292,21 @@ impl<'a> Scope<'a> {
 
 /// Writes tensors as a safetensors file (f32). Used for random benchmark models and tests.
 pub fn serialize_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+    serialize(tensors, Dtype::F32)
+}
+
+/// Writes tensors as a safetensors file in `dtype` (values rounded to it).
+pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtype) -> Vec<u8> {
+    let name = match dtype {
+        Dtype::F32 => "F32",
+        Dtype::F16 => "F16",
+        Dtype::BF16 => "BF16",
+    };
     let mut header = serde_json::Map::new();
     let mut off = 0usize;
-    for (name, shape, data) in tensors {
-        let end = off + data.len() * 4;
-        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [off, end]}));
+    for (n, shape, data) in tensors {
+        let end = off + data.len() * dtype.size();
+        header.insert(n.clone(), serde_json::json!({"dtype": name, "shape": shape, "data_offsets": [off, end]}));
         off = end;
     }
     let mut json = serde_json::Value::Object(header).to_string().into_bytes();
@@ -282,8 +317,12 @@ pub fn serialize_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
     for (_, _, data) in tensors {
-        for v in data {
-            out.extend_from_slice(&v.to_le_bytes());
+        for &v in data {
+            match dtype {
+                Dtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
+                Dtype::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                Dtype::BF16 => out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+            }
         }
     }
     out

@@ -191,3 +191,40 @@ fn bad_input_names_what_is_wrong() {
     let err = effarch::models::qwen::QwenConfig::from_json("config.json", r#"{"model_type": "clip"}"#).unwrap_err().to_string();
     assert!(err.contains("qwen2_5_vl"), "{err}");
 }
+
+/// bf16 checkpoints stay bf16 on the CPU (half the memory) with f32 math: the logits equal
+/// those of the same bf16 values loaded as f32, and stay near the f32 checkpoint's.
+#[test]
+fn bf16_weights_stay_half_on_the_cpu() {
+    use effarch::weights::{serialize, Dtype};
+    let e = Expected::load();
+    let src = effarch::models::qwen::load_checkpoint(dir()).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = src
+        .names()
+        .map(|n| {
+            let shape = src.info(n).unwrap().shape.clone();
+            (n.to_string(), shape.clone(), src.get_f32(n, &shape).unwrap())
+        })
+        .collect();
+    let tmp = std::env::temp_dir().join(format!("effarch-qwen-bf16-{}", std::process::id()));
+    let (half_dir, f32_dir) = (tmp.join("bf16"), tmp.join("f32"));
+    for (d, dtype) in [(&half_dir, Dtype::BF16), (&f32_dir, Dtype::F32)] {
+        std::fs::create_dir_all(d).unwrap();
+        for f in ["config.json", "tokenizer.json", "preprocessor_config.json"] {
+            std::fs::copy(dir().join(f), d.join(f)).unwrap();
+        }
+        // The f32 copy holds the bf16-rounded values.
+        let rounded: Vec<_> = tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect())).collect();
+        std::fs::write(d.join("model.safetensors"), serialize(&rounded, dtype)).unwrap();
+    }
+    let (h, f) = (QwenVL::load_dir(&half_dir, &Device::Cpu).unwrap(), QwenVL::load_dir(&f32_dir, &Device::Cpu).unwrap());
+    assert!(h.text.is_half() && !f.text.is_half(), "bf16 weights are kept in half precision on the CPU");
+    let (ids, img) = (e.ids("input_ids"), e.image());
+    let (a, b) = (h.prefill(&ids, &img, None, true).unwrap().all_logits.unwrap(), f.prefill(&ids, &img, None, true).unwrap().all_logits.unwrap());
+    let d = max_abs_diff(&a, &b);
+    let drift = max_abs_diff(&a, &e.get("logits"));
+    println!("bf16 at rest vs the same values in f32: max |Δ| = {d:e}; vs the f32 checkpoint: {drift:e}");
+    assert!(d <= 1e-4, "{d}");
+    assert!(drift <= 0.05, "{drift}");
+    std::fs::remove_dir_all(&tmp).ok();
+}

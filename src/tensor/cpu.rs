@@ -59,7 +59,14 @@ impl Linear {
             Some((s, l)) => Some(slice(s, l, "linear bias")?),
             None => None,
         };
-        let y = kernels::linear(slice(x.0, x.1, "linear input")?, slice(w.0, w.1, "linear weight")?, bias, m, k, n).map_err(candle_core::Error::msg)?;
+        let xs = slice(x.0, x.1, "linear input")?;
+        let Some((a, z)) = w.1.contiguous_offsets() else { bail!("linear weight: expected a contiguous tensor") };
+        let y = match w.0 {
+            CpuStorage::BF16(v) => kernels::linear_half(xs, kernels::HalfSlice::Bf16(&v[a..z]), bias, m, k, n),
+            CpuStorage::F16(v) => kernels::linear_half(xs, kernels::HalfSlice::F16(&v[a..z]), bias, m, k, n),
+            _ => kernels::linear(xs, slice(w.0, w.1, "linear weight")?, bias, m, k, n),
+        }
+        .map_err(candle_core::Error::msg)?;
         let mut out = dims.to_vec();
         if let Some(last) = out.last_mut() {
             *last = n;

@@ -449,6 +449,43 @@ impl LinearWeight {
         Ok(LinearWeight { parts })
     }
 
+    /// A weight kept in half precision at rest on the CPU (`bits`: the little-endian f16 or
+    /// bf16 values); multiplied in f32 block by block. On a GPU it is converted (f32, or the
+    /// context's f16 storage).
+    pub fn from_half(bits: &[u8], bf16: bool, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
+        let [out, inp] = shape;
+        if bits.len() != out * inp * 2 {
+            return Err(Error::arg(format!("linear weight: {} bytes for half [{out}, {inp}]", bits.len())));
+        }
+        let cpu = &candle_core::Device::Cpu;
+        let t = match (device, bf16) {
+            (Device::Cpu, true) => {
+                candle_core::Tensor::from_vec(bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>(), &shape, cpu)?
+            }
+            (Device::Cpu, false) => {
+                candle_core::Tensor::from_vec(bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>(), &shape, cpu)?
+            }
+            (Device::Gpu(_), _) => {
+                let f: Vec<f32> = if bf16 {
+                    bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+                } else {
+                    bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+                };
+                return LinearWeight::new(f, shape, device);
+            }
+        };
+        Ok(LinearWeight { parts: vec![Tensor::Cpu(t)] })
+    }
+
+    /// Whether the weight is held in half precision (f16/bf16 at rest on the CPU, or packed
+    /// f16 on a GPU context with f16 weights).
+    pub fn is_half(&self) -> bool {
+        self.parts.iter().all(|p| match p {
+            Tensor::Cpu(t) => matches!(t.dtype(), candle_core::DType::BF16 | candle_core::DType::F16),
+            Tensor::Gpu(_, g) => g.dtype == GpuDtype::F16,
+        })
+    }
+
     /// [`LinearWeight::forward`] on `rows` host rows (read back to the host): for models whose
     /// glue between projections runs on host slices.
     pub fn forward_rows(&self, x: Vec<f32>, rows: usize, b: Option<&Tensor>, device: &Device) -> Result<Vec<f32>> {

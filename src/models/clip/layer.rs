@@ -29,10 +29,13 @@ pub struct Linear {
 impl Linear {
     pub fn load(s: &Scope, out: usize, inp: usize, bias: bool, dev: &Device) -> Result<Self> {
         let b = if bias { Some(s.get("bias", &[out], dev)?) } else { None };
-        Ok(Linear { w: LinearWeight::new(s.get_f32("weight", &[out, inp])?, [out, inp], dev)?, b })
+        Ok(Linear { w: s.get_linear("weight", [out, inp], dev)?, b })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.w.forward(x, self.b.as_ref())
+    }
+    pub fn is_half(&self) -> bool {
+        self.w.is_half()
     }
 }
 

@@ -73,8 +73,8 @@ impl TextModel {
         let (qd, kvd) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
         let embed_host = model.pp("embed_tokens").get_f32("weight", &[cfg.vocab_size, h])?;
         let lm_head = match lm_head {
-            Some(s) if !cfg.tie_word_embeddings => LinearWeight::new(s.get_f32("weight", &[cfg.vocab_size, h])?, [cfg.vocab_size, h], device)?,
-            _ => LinearWeight::new(embed_host.clone(), [cfg.vocab_size, h], device)?,
+            Some(s) if !cfg.tie_word_embeddings => s.get_linear("weight", [cfg.vocab_size, h], device)?,
+            _ => model.pp("embed_tokens").get_linear("weight", [cfg.vocab_size, h], device)?,
         };
         let layers = (0..cfg.num_hidden_layers)
             .map(|l| {
@@ -162,5 +162,10 @@ impl TextModel {
     /// Logits `[n, V]` of hidden rows `[n, H]`.
     pub fn logits(&self, h: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(h, None)
+    }
+
+    /// Whether the projections are held in half precision.
+    pub fn is_half(&self) -> bool {
+        self.lm_head.is_half() && self.layers.iter().all(|l| l.q.is_half() && l.down.is_half())
     }
 }

@@ -207,7 +207,16 @@ impl CustomOp3 for Attention {
 }
 
 pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
-    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &Attention { causal })
+    let (h, g) = (q.dim(1)?, k.dim(1)?);
+    // Grouped-query attention: repeat each key/value head for its query heads.
+    let expand = |t: &Tensor| -> Result<Tensor> {
+        if g == h || g == 0 || h % g != 0 {
+            return t.contiguous();
+        }
+        let (b, _, n, d) = t.dims4()?;
+        t.unsqueeze(2)?.expand((b, g, h / g, n, d))?.reshape((b, h, n, d))
+    };
+    q.contiguous()?.apply_op3_no_bwd(&expand(k)?, &expand(v)?, &Attention { causal })
 }
 
 pub(crate) fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {

@@ -337,7 +337,9 @@ impl Tensor {
         binary!(self, w, x, w => candle_nn::ops::rms_norm(&x.contiguous()?, w, eps), c, x, w => gpu::rows::rows(c, x, Some((w, w)), gpu::rows::RowOp::RmsNorm { eps }))
     }
 
-    /// Scaled dot-product attention on `[B, H, N, d]` heads; `causal` masks the future.
+    /// Scaled dot-product attention on `[B, H, N, d]` heads; `causal` masks the future. Keys
+    /// and values may have fewer heads G (dividing H): grouped-query attention, query head h
+    /// reading key/value head h / (H / G).
     pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
         match (q, k, v) {
             (Tensor::Cpu(q), Tensor::Cpu(k), Tensor::Cpu(v)) => Ok(Tensor::Cpu(cpu::attention(q, k, v, causal)?)),

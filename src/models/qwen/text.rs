@@ -126,7 +126,6 @@ impl TextModel {
         if !first && len != 1 {
             return Err(Error::arg("a cached decoder continues one token at a time"));
         }
-        let rep = nh / nkv;
         let (mut new_k, mut new_v) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()));
         let mut x = x.clone();
         for (li, l) in self.layers.iter().enumerate() {
@@ -136,16 +135,8 @@ impl TextModel {
             let k = heads(l.k.forward(&h)?, nkv)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
             let v = heads(l.v.forward(&h)?, nkv)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
             let (k, v) = if first { (k, v) } else { (Tensor::cat(&[&cache.k[li], &k], 2)?, Tensor::cat(&[&cache.v[li], &v], 2)?) };
-            let total = k.dim(2);
-            // Grouped-query attention: each key/value head serves `rep` query heads.
-            let expand = |t: &Tensor| -> Result<Tensor> {
-                if rep == 1 {
-                    return Ok(t.clone());
-                }
-                let t1 = t.reshape(&[nkv, 1, total, hd])?;
-                Tensor::cat(&vec![&t1; rep], 1)?.reshape(&[1, nh, total, hd])
-            };
-            let o = Tensor::attention(&q, &expand(&k)?, &expand(&v)?, first && len > 1)?;
+            // Grouped-query attention: each key/value head serves nh / nkv query heads.
+            let o = Tensor::attention(&q, &k, &v, first && len > 1)?;
             let o = o.reshape(&[nh, len, hd])?.permute(&[1, 0, 2])?.reshape(&[len, nh * hd])?;
             x = x.add(&l.o.forward(&o)?)?;
             let h = x.rms_norm(&l.post_norm, c.rms_norm_eps)?;

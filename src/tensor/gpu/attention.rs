@@ -17,7 +17,7 @@ struct Lay {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5], causal: bool, out_shape: &[usize]) -> Result<GpuTensor> {
+fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5], group: usize, causal: bool, out_shape: &[usize]) -> Result<GpuTensor> {
     let [batch, heads, nq, nk, d] = dims;
     if d == 0 || d > MAX_HEAD_DIM {
         return Err(Error::arg(format!("attention: head size {d} outside 1..={MAX_HEAD_DIM}")));
@@ -30,7 +30,7 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
     if total == 0 || nk == 0 {
         return Ok(o);
     }
-    let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), 0];
+    let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group.max(1) as u32];
     for l in lays {
         w.extend([l.bs as u32, l.hs as u32, l.rs as u32, l.off as u32]);
     }
@@ -39,17 +39,18 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
     Ok(o)
 }
 
-/// `q [B, H, Nq, d]`, `k`/`v [B, H, Nk, d]` → `[B, H, Nq, d]`.
+/// `q [B, H, Nq, d]`, `k`/`v [B, G, Nk, d]` → `[B, H, Nq, d]`, where G divides H (G < H is
+/// grouped-query attention: query head h reads key/value head h / (H / G)).
 pub fn attention(ctx: &GpuContext, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, causal: bool) -> Result<GpuTensor> {
-    let (&[b, h, nq, d], &[b2, h2, nk, d2]) = (&q.shape[..], &k.shape[..]) else {
+    let (&[b, h, nq, d], &[b2, g, nk, d2]) = (&q.shape[..], &k.shape[..]) else {
         return Err(Error::arg(format!("attention: q {:?}, k {:?} must be [B, H, N, d]", q.shape, k.shape)));
     };
-    if (b2, h2, d2) != (b, h, d) || v.shape != k.shape {
+    if (b2, d2) != (b, d) || g == 0 || h % g != 0 || v.shape != k.shape {
         return Err(Error::arg(format!("attention: q {:?}, k {:?}, v {:?} do not fit", q.shape, k.shape, v.shape)));
     }
     let lq = Lay { bs: h * nq * d, hs: nq * d, rs: d, off: 0 };
-    let lk = Lay { bs: h * nk * d, hs: nk * d, rs: d, off: 0 };
-    run(ctx, [q, k, v], [lq, lk, lk, lq], [b, h, nq, nk, d], causal, &q.shape)
+    let lk = Lay { bs: g * nk * d, hs: nk * d, rs: d, off: 0 };
+    run(ctx, [q, k, v], [lq, lk, lk, lq], [b, h, nq, nk, d], h / g, causal, &q.shape)
 }
 
 /// Self-attention from a fused `[B, N, 3·H·d]` projection → `[B, N, H·d]`.
@@ -63,7 +64,7 @@ pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal:
     let d = w / (3 * heads);
     let part = |i: usize| Lay { bs: n * w, hs: d, rs: w, off: i * heads * d };
     let lo = Lay { bs: n * heads * d, hs: d, rs: heads * d, off: 0 };
-    run(ctx, [qkv, qkv, qkv], [part(0), part(1), part(2), lo], [b, heads, n, n, d], causal, &[b, n, heads * d])
+    run(ctx, [qkv, qkv, qkv], [part(0), part(1), part(2), lo], [b, heads, n, n, d], 1, causal, &[b, n, heads * d])
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -91,6 +92,38 @@ mod tests {
             let got = ctx.read_blocking(&attention(&ctx, &up(&q), &up(&k), &up(&v), causal).unwrap()).unwrap();
             let dd = crate::testing::max_abs_diff(&got, &want);
             assert!(dd < 1e-4, "separate b{b} h{h} n{n}: max |Δ| {dd}");
+        }
+    }
+
+    /// Grouped-query attention (2 key/value heads for 6 query heads): GPU = CPU = the same
+    /// attention with the key/value heads repeated by hand.
+    #[test]
+    fn grouped_query_matches_repeated_heads() {
+        let ctx = super::super::test_context();
+        let (b, h, g, nq, nk, d) = (1usize, 6usize, 2usize, 5usize, 9usize, 16usize);
+        let vals = |n: usize, s: usize| (0..n).map(|i| (((i * 7919 + s * 31) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect::<Vec<f32>>();
+        let (q, k, v) = (vals(b * h * nq * d, 1), vals(b * g * nk * d, 2), vals(b * g * nk * d, 3));
+        let t = |x: &[f32], s: &[usize]| Tensor::from_f32(x.to_vec(), s, &Device::Cpu).unwrap();
+        let rep = |x: &[f32]| -> Vec<f32> { (0..h).flat_map(|hh| x[(hh / (h / g)) * nk * d..(hh / (h / g) + 1) * nk * d].to_vec()).collect() };
+        for causal in [false, true] {
+            let (nq, q) = if causal { (nk, vals(b * h * nk * d, 4)) } else { (nq, q.clone()) };
+            let want =
+                Tensor::attention(&t(&q, &[b, h, nq, d]), &t(&rep(&k), &[b, h, nk, d]), &t(&rep(&v), &[b, h, nk, d]), causal).unwrap().to_vec_f32().unwrap();
+            let cpu = Tensor::attention(&t(&q, &[b, h, nq, d]), &t(&k, &[b, g, nk, d]), &t(&v, &[b, g, nk, d]), causal).unwrap().to_vec_f32().unwrap();
+            let got = ctx
+                .read_blocking(
+                    &attention(
+                        &ctx,
+                        &ctx.upload(&q, &[b, h, nq, d]).unwrap(),
+                        &ctx.upload(&k, &[b, g, nk, d]).unwrap(),
+                        &ctx.upload(&v, &[b, g, nk, d]).unwrap(),
+                        causal,
+                    )
+                    .unwrap(),
+                )
+                .unwrap();
+            assert!(crate::testing::max_abs_diff(&cpu, &want) < 1e-6);
+            assert!(crate::testing::max_abs_diff(&got, &want) < 1e-4, "causal {causal}");
         }
     }
 }

@@ -1,12 +1,13 @@
 // Scaled dot-product attention, one invocation per (batch, head, query row), with an online
 // softmax (running max and sum) so scores are never stored. q, k, v and the output are read
 // and written through (batch, head, row) strides, so the fused QKV projection `[B, N, 3·H·d]`
-// is used in place and the output lands as `[B, N, H·d]` with heads merged.
+// is used in place and the output lands as `[B, N, H·d]` with heads merged. Grouped-query
+// attention: query head h reads key/value head h / group.
 
 struct Layout { bs: u32, hs: u32, rs: u32, off: u32 }
 struct Params {
     batch: u32, heads: u32, nq: u32, nk: u32,
-    d: u32, causal: u32, scale: f32, pad: u32,
+    d: u32, causal: u32, scale: f32, group: u32,
     q: Layout, k: Layout, v: Layout, o: Layout,
 }
 
@@ -26,8 +27,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let h = (t / p.nq) % p.heads;
     let b = t / (p.nq * p.heads);
     let qi = base(p.q, b, h) + i * p.q.rs;
-    let kb = base(p.k, b, h);
-    let vb = base(p.v, b, h);
+    let kb = base(p.k, b, h / p.group);
+    let vb = base(p.v, b, h / p.group);
     var last = p.nk;
     if (p.causal != 0u) { last = min(p.nk, i + (p.nk - p.nq) + 1u); }
     var acc: array<f32, 128>;

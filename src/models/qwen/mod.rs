@@ -277,6 +277,12 @@ impl QwenVL {
         o.validate()?;
         let ids = self.prompt_ids(&Self::chat_prompt(user), img.tokens(self.cfg.vision.spatial_merge_size))?;
         let mut pre = self.prefill_async(&ids, img, prune, false).await?;
+        // Stop tokens: the config's, and the chat's end-of-turn / end-of-text tokens.
+        let mut stops = self.cfg.eos_token_ids.clone();
+        if let Some(t) = &self.tokenizer {
+            stops.extend(["<|im_end|>", "<|endoftext|>"].iter().filter_map(|s| t.token_id(s)));
+        }
+        stops.extend(o.eos);
         let mut rng = o.seed;
         let mut logits = std::mem::take(&mut pre.logits);
         let mut tokens = Vec::new();
@@ -286,7 +292,7 @@ impl QwenVL {
             let next = sample(&logits, o, &mut rng);
             tokens.push(next);
             on_token(next);
-            if self.cfg.eos_token_ids.contains(&next) || o.eos == Some(next) {
+            if stops.contains(&next) {
                 stopped = true;
                 break;
             }

@@ -2,6 +2,7 @@
 // nothing here blocks; every request carries an id and its reply comes back as a promise.
 import { drawSweep } from './chart.js';
 import { modelBase } from './loader.js';
+import { connect } from './rpc.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -14,29 +15,7 @@ const DEFAULTS = { model: 'openai/clip-vit-base-patch16', sample: 'chelsea-cat',
 const SWEEP_KEEPS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3];
 
 // ---- worker RPC --------------------------------------------------------------------------
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-let nextId = 1;
-const pending = new Map();
-worker.onmessage = (ev) => {
-  const m = ev.data;
-  const p = pending.get(m.id);
-  if (!p) return;
-  if (m.type === 'done') {
-    pending.delete(m.id);
-    p.resolve(m.result);
-  } else if (m.type === 'error') {
-    pending.delete(m.id);
-    p.reject(new Error(m.message));
-  } else p.onEvent?.(m);
-};
-worker.onerror = (e) => showError(`The worker failed: ${e.message || 'see the console'}. Reload the page.`);
-function call(type, payload = {}, onEvent, transfer = []) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject, onEvent });
-    worker.postMessage({ id, type, ...payload }, transfer);
-  });
-}
+const call = connect(new URL('./worker.js', import.meta.url), (msg) => showError(`The worker failed: ${msg}. Reload the page.`));
 
 // ---- state -------------------------------------------------------------------------------
 const state = { ...DEFAULTS };

@@ -6,6 +6,7 @@
 // Messages out: {id, type: 'progress' | 'token' | 'done' | 'error', ...}
 import init, { MambaSession, benchMamba, defaultDevice } from './effarch.js';
 import { fetchWhole } from './loader.js';
+import { serve } from './rpc.js';
 
 const ready = init({ module_or_path: new URL('./effarch_bg.wasm', import.meta.url) });
 
@@ -58,16 +59,4 @@ const handlers = {
 };
 
 // One message at a time: generation and the benchmark share the core.
-let queue = Promise.resolve();
-self.onmessage = (ev) => {
-  const { id, type } = ev.data;
-  queue = queue.then(async () => {
-    try {
-      const h = handlers[type];
-      if (!h) throw new Error(`unknown request ${type}`);
-      post({ id, type: 'done', result: await h(id, ev.data) });
-    } catch (e) {
-      post({ id, type: 'error', message: String(e?.message ?? e) });
-    }
-  });
-};
+serve(handlers);

@@ -5,6 +5,7 @@
 // (same seed, same text).
 import { drawScaling } from './chart.js';
 import { modelBase } from './loader.js';
+import { connect } from './rpc.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULTS = {
@@ -27,30 +28,8 @@ let localFiles = null;
 let busy = 0;
 let runs = 0;
 
-// ---- worker RPC (its own worker: the CLIP tab's stays free) --------------------------------
-const worker = new Worker(new URL('./mamba-worker.js', import.meta.url), { type: 'module' });
-let nextId = 1;
-const pending = new Map();
-worker.onmessage = (ev) => {
-  const m = ev.data;
-  const p = pending.get(m.id);
-  if (!p) return;
-  if (m.type === 'done') {
-    pending.delete(m.id);
-    p.resolve(m.result);
-  } else if (m.type === 'error') {
-    pending.delete(m.id);
-    p.reject(new Error(m.message));
-  } else p.onEvent?.(m);
-};
-worker.onerror = (e) => showError(`The Mamba worker failed: ${e.message || 'see the console'}. Reload the page.`);
-function call(type, payload = {}, onEvent) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject, onEvent });
-    worker.postMessage({ id, type, ...payload });
-  });
-}
+// ---- its own worker (the CLIP tab's stays free) --------------------------------------------
+const call = connect(new URL('./mamba-worker.js', import.meta.url), (msg) => showError(`The Mamba worker failed: ${msg}. Reload the page.`));
 
 // ---- URL state (keys the CLIP tab does not use; its keys are left alone) -------------------
 function readUrl() {

@@ -5,6 +5,7 @@
 // Messages out: {id, type: 'progress' | 'done' | 'error' | 'sweepPoint', ...}
 import init, { ClipSession, defaultDevice, cpuDevice } from './effarch.js';
 import { fetchModel, readLocalFiles, clearCache } from './loader.js';
+import { serve } from './rpc.js';
 
 const ready = init({ module_or_path: new URL('./effarch_bg.wasm', import.meta.url) });
 
@@ -98,16 +99,4 @@ const handlers = {
 };
 
 // One message at a time: runs share one model, and the core refuses overlapping runs.
-let queue = Promise.resolve();
-self.onmessage = (ev) => {
-  const { id, type } = ev.data;
-  queue = queue.then(async () => {
-    try {
-      const h = handlers[type];
-      if (!h) throw new Error(`unknown request ${type}`);
-      post({ id, type: 'done', result: await h(id, ev.data) });
-    } catch (e) {
-      post({ id, type: 'error', message: String(e?.message ?? e) });
-    }
-  });
-};
+serve(handlers);

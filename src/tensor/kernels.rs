@@ -226,11 +226,17 @@ pub fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, k: usize, n: us
     }
     // Accumulating into a bias-filled destination (read_dst) is markedly slower in gemm
     // than this extra pass.
+    add_bias(&mut y, b, n);
+    Ok(y)
+}
+
+/// Adds `b` (`[n]`) to every row of `y` (`[m, n]`).
+fn add_bias(y: &mut [f32], b: Option<&[f32]>, n: usize) {
     if let Some(b) = b {
         let b = &b[..n];
-        y.par_chunks_mut(chunk(m * n, n)).for_each(|c| c.chunks_mut(n).for_each(|r| r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb)));
+        let len = y.len();
+        y.par_chunks_mut(chunk(len, n)).for_each(|c| c.chunks_mut(n).for_each(|r| r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb)));
     }
-    Ok(y)
 }
 
 /// A half-precision `[n, k]` weight (kept at rest in half; converted block by block).
@@ -305,10 +311,7 @@ pub fn linear_half(x: &[f32], w: HalfSlice, b: Option<&[f32]>, m: usize, k: usiz
             );
         }
     });
-    if let Some(b) = b {
-        let b = &b[..n];
-        y.par_chunks_mut(chunk(m * n, n)).for_each(|c| c.chunks_mut(n).for_each(|r| r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb)));
-    }
+    add_bias(&mut y, b, n);
     Ok(y)
 }
 

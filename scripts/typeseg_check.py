@@ -71,7 +71,7 @@ def main():
     weights = os.path.join(WORK, "typeseg.safetensors")
     save_safetensors(weights, flat)
 
-    files = [os.path.join(ROOT, p) for p in ["src/models/mamba/scan.rs", "src/weights.rs", "src/tensor/gpu/linear.wgsl", "www/main.js", "www/style.css", "scripts/test.sh", "README.md", "Cargo.toml", "tests/fixtures/make_clip_fixtures.py", "www/index.html"]]
+    files = [os.path.join(ROOT, p) for p in ["src/tensor/ssm.rs", "src/weights.rs", "src/tensor/gpu/linear.wgsl", "www/main.js", "www/style.css", "scripts/test.sh", "README.md", "Cargo.toml", "tests/fixtures/make_clip_fixtures.py", "www/index.html"]]
     check = {}
     for i, path in enumerate(files):
         text = open(path, encoding="utf-8").read()

@@ -16,6 +16,17 @@ pub struct ByteBpe {
     /// Added (special) tokens, longest first so the longest match wins.
     added: Vec<(String, u32)>,
     split: fn(&str) -> Vec<&str>,
+    /// The file's normalizer is NFC (Qwen2's): text is composed before it is split.
+    nfc: bool,
+}
+
+/// Whether a `normalizer` is NFC (alone or in a sequence).
+fn is_nfc(v: &serde_json::Value) -> bool {
+    match v.get("type").and_then(|t| t.as_str()) {
+        Some("NFC") => true,
+        Some("Sequence") => v.get("normalizers").and_then(|n| n.as_array()).is_some_and(|a| a.iter().any(is_nfc)),
+        _ => false,
+    }
 }
 
 /// Whether a `pre_tokenizer` holds Qwen2's pattern (single digits, a letter run with one
@@ -53,7 +64,8 @@ impl ByteBpe {
         let byte_char = bytes_to_unicode();
         let char_byte = byte_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
         let split = if v.get("pre_tokenizer").is_some_and(is_qwen2_pattern) { split_qwen2 } else { split_gpt2 };
-        Ok(ByteBpe { vocab, inverse, ranks: bpe::ranks(merges), byte_char, char_byte, added, split })
+        let nfc = v.get("normalizer").is_some_and(is_nfc);
+        Ok(ByteBpe { vocab, inverse, ranks: bpe::ranks(merges), byte_char, char_byte, added, split, nfc })
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -69,6 +81,14 @@ impl ByteBpe {
         if text.chars().count() > MAX_PROMPT_CHARS {
             return Err(Error::arg(format!("the prompt is longer than {MAX_PROMPT_CHARS} characters")));
         }
+        let composed;
+        let text = if self.nfc {
+            use unicode_normalization::UnicodeNormalization;
+            composed = text.nfc().collect::<String>();
+            composed.as_str()
+        } else {
+            text
+        };
         let mut ids = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {

@@ -144,6 +144,21 @@ fn mamba_generates_with_json_fields_and_rejects_bad_input() {
     }
     assert!(v["prompt_tokens"].as_u64().unwrap() > 0 && v["tokens"].as_array().unwrap().len() <= 6);
     assert!(v["mrss_merged"].as_f64().unwrap() > 0.0);
+    let q = &v["mrss_quality"];
+    for k in [
+        "merged_fraction",
+        "saved_fraction",
+        "max_abs_logit_error",
+        "rel_logit_error",
+        "mean_kl",
+        "top1_agreement",
+        "perplexity_full",
+        "perplexity_mrss",
+        "time_ratio",
+    ] {
+        assert!(q[k].as_f64().is_some_and(f64::is_finite), "mrss_quality.{k}: {q}");
+    }
+    assert!((0.0..=1.0).contains(&q["top1_agreement"].as_f64().unwrap()) && q["mean_kl"].as_f64().unwrap() >= 0.0, "{q}");
     // Text mode streams the prompt and the continuation.
     let out = effarch(&["mamba", "--model", model, "--prompt", "Hello", "--max-new-tokens", "3"]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("Hello"));

@@ -85,6 +85,13 @@ fn mrss_merges_slow_steps_and_reports_its_cost() {
         last = f;
     }
     assert!(last > 0.0, "the fixture's small time steps get merged");
+    // The report every MRSS run gets: τ = 0 costs nothing, τ > 0 is measured.
+    use effarch::models::mamba::quality::mrss_quality;
+    let q0 = mrss_quality(&m, &ids[0], 0.0).unwrap();
+    assert!(q0.top1_agreement == 1.0 && q0.mean_kl == 0.0 && q0.max_abs_logit_error == 0.0 && q0.perplexity_full == q0.perplexity_mrss, "{q0:?}");
+    let q = mrss_quality(&m, &ids[0], 0.05).unwrap();
+    println!("τ = 0.05 on one sequence: {q:?}");
+    assert!(q.merged_fraction > 0.0 && q.max_abs_logit_error > 0.0 && q.mean_kl >= 0.0 && q.top1_agreement <= 1.0 && q.perplexity_mrss.is_finite(), "{q:?}");
     assert!(m.forward(&ids, &mut m.new_state(2).unwrap(), -0.1).unwrap_err().to_string().contains("tau"));
 }
 

@@ -219,6 +219,7 @@ async fn mamba_session_generates_and_streams() {
     assert!(!tokens.is_empty() && tokens.len() <= 5);
     assert_eq!(ids, tokens);
     assert!(merged.iter().all(|&m| m > 0.0 && m < 1.0), "{merged:?}");
+    assert!(v["mrss_quality"]["top1_agreement"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{v}");
     assert_eq!(v["text"].as_str().unwrap(), s.decode(tokens).unwrap());
     assert!(mamba_generate(&s, "", "").await.unwrap_err().contains("empty"));
     assert!(mamba_generate(&s, "x", r#"{"mrssTau": -1}"#).await.unwrap_err().contains("tau"));

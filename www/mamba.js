@@ -220,6 +220,11 @@ async function generate() {
       ['backend', backendText(r.device)],
     ];
     if (opts.mrssTau > 0) items.push(['MRSS merged', `${(100 * r.mrss_merged).toFixed(1)}% of state updates (τ = ${opts.mrssTau})`, 'lm-skip']);
+    const q = r.mrss_quality;
+    if (q) {
+      items.push(['vs the full scan', `top-1 ${(100 * q.top1_agreement).toFixed(1)}%, KL ${q.mean_kl.toExponential(1)}`, 'lm-quality']);
+      items.push(['perplexity (MRSS / full)', `${q.perplexity_mrss.toFixed(2)} / ${q.perplexity_full.toFixed(2)}`]);
+    }
     stats(items);
     setStatus(`Done: ${r.tokens.length} tokens at ${r.tokens_per_s.toFixed(1)} tokens/s.`);
     return true;

@@ -4,6 +4,7 @@
 use super::{device_for, js_err, to_js};
 use crate::bench::mamba::{bench_mamba_async, MambaBenchSpec};
 use crate::models::mamba::generate::{generate_async, SampleOptions};
+use crate::models::mamba::quality::mrss_quality_async;
 use crate::models::mamba::tokenizer::ByteBpe;
 use crate::models::mamba::{MambaConfig, MambaLM};
 use crate::tensor::Device;
@@ -69,7 +70,9 @@ impl MambaSession {
     /// Generates after `prompt` (text), calling `onToken(id, text, mrssMerged)` for each new
     /// token (`mrssMerged`: the fraction of state updates merged so far). Options:
     /// `{maxNewTokens, temperature, topK, topP, seed, mrssTau}`. Resolves to
-    /// `{prompt_tokens, tokens, text, prefill_ms, decode_ms, tokens_per_s, mrss_merged, stopped_at_eos, device}`.
+    /// `{prompt_tokens, tokens, text, prefill_ms, decode_ms, tokens_per_s, mrss_merged, stopped_at_eos, device}`,
+    /// and with `mrssTau > 0` `mrss_quality` (MRSS against the full scan on the prompt and the
+    /// generated text: top-1 agreement, mean KL, logit errors, perplexities, time ratio).
     pub fn generate(&self, prompt: String, options: JsValue, on_token: Option<js_sys::Function>) -> js_sys::Promise {
         let inner = self.inner.clone();
         let o: Result<JsGenerate, JsError> = if options.is_undefined() || options.is_null() {
@@ -99,6 +102,11 @@ impl MambaSession {
             .await
             .map_err(js_err)?;
             let mut v = serde_json::to_value(&report).map_err(js_err)?;
+            if opts.tau > 0.0 {
+                // MRSS's cost against the full scan on the prompt and the generated text.
+                let all: Vec<u32> = ids.iter().chain(&report.tokens).copied().collect();
+                v["mrss_quality"] = serde_json::json!(mrss_quality_async(&inner.model, &all, opts.tau).await.map_err(js_err)?);
+            }
             v["text"] = serde_json::json!(tok.decode(&report.tokens));
             v["device"] = serde_json::json!(inner.model.device().describe());
             Ok(to_js(&v)?)

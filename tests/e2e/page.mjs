@@ -324,7 +324,9 @@ await check('MRSS on shows the live skip rate and goes into the URL', async () =
   assert(g.outcome === 'ok', `generation failed: ${g.error}`);
   assert(g.skip > 0 && g.skip < 100, `skip rate shown: ${g.skip}`);
   assert(new URL(page.url()).searchParams.get('tau') === '0.5', `URL ${page.url()}`);
-  console.log(`    MRSS τ = 0.5 merged ${g.skip}% of state updates`);
+  const quality = await page.textContent('#lm-quality .v');
+  assert(/top-1 \d+(\.\d)?%, KL/.test(quality), `quality against the full scan: ${quality}`);
+  console.log(`    MRSS τ = 0.5 merged ${g.skip}% of state updates; vs the full scan: ${quality}`);
 });
 
 await check('an empty prompt shows an error, and generation works after it', async () => {

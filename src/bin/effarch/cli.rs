@@ -435,8 +435,16 @@ fn run_mamba(a: MambaArgs) -> Result<()> {
             let _ = out.flush();
         }
     })?;
+    // MRSS's cost against the full scan, teacher-forced on the prompt and what was generated.
+    let quality = if a.mrss_tau > 0.0 {
+        let all: Vec<u32> = prompt.iter().chain(&report.tokens).copied().collect();
+        Some(effarch::models::mamba::quality::mrss_quality(&model, &all, a.mrss_tau)?)
+    } else {
+        None
+    };
     if a.json {
         let mut v = serde_json::to_value(&report).map_err(|e| Error::arg(e.to_string()))?;
+        v["mrss_quality"] = serde_json::json!(quality);
         v["prompt_ids"] = serde_json::json!(prompt);
         v["text"] = serde_json::json!(tok.as_ref().map(|t| t.decode(&report.tokens)));
         v["mrss_tau"] = serde_json::json!(a.mrss_tau);
@@ -455,6 +463,21 @@ fn run_mamba(a: MambaArgs) -> Result<()> {
         if a.mrss_tau > 0.0 { format!("; MRSS τ = {} merged {:.1}% of state updates", a.mrss_tau, 100.0 * report.mrss_merged) } else { String::new() },
         if report.stopped_at_eos { "; stopped at EOS" } else { "" }
     );
+    if let Some(q) = quality {
+        eprintln!(
+            "MRSS vs the full scan on these {} tokens: {:.1}% of updates merged ({:.1}% saved), top-1 agreement {:.1}%, mean KL {:.2e}, max |Δ logits| {:.2e} (rel {:.2e}), perplexity {:.3} vs {:.3}, time ratio {:.2}",
+            q.tokens,
+            100.0 * q.merged_fraction,
+            100.0 * q.saved_fraction,
+            100.0 * q.top1_agreement,
+            q.mean_kl,
+            q.max_abs_logit_error,
+            q.rel_logit_error,
+            q.perplexity_mrss,
+            q.perplexity_full,
+            q.time_ratio
+        );
+    }
     Ok(())
 }
 
@@ -630,7 +653,7 @@ fn run_bench_qwen(a: BenchQwenArgs) -> Result<()> {
 
 fn run_typeseg(a: TypesegArgs) -> Result<()> {
     use effarch::clock::now_ms;
-    use effarch::models::mamba::scan::argmax;
+    use effarch::models::mamba::quality::Compare;
     use effarch::models::mamba::typeseg::Typeseg;
     use effarch::weights::Weights;
     let model = Typeseg::load(&Weights::from_file(&a.weights)?, &Device::Cpu)?;
@@ -654,8 +677,8 @@ fn run_typeseg(a: TypesegArgs) -> Result<()> {
     let (mut ref_abs, mut ref_scale) = (0f32, 0f32);
     let mut base_ms = 0.0;
     for (ti, &tau) in taus.iter().enumerate() {
-        let mut runs = 0u64;
-        let (mut merged, mut updates, mut agree, mut bytes, mut max_abs, mut num, mut den, mut kl) = (0u64, 0u64, 0usize, 0usize, 0f32, 0f64, 0f64, 0f64);
+        let (mut runs, mut merged, mut updates) = (0u64, 0u64, 0u64);
+        let mut cmp = Compare::default();
         let t0 = now_ms();
         for (fi, (tokens, want)) in inputs.iter().enumerate() {
             let (logits, st) = model.forward(tokens, tau)?;
@@ -668,32 +691,20 @@ fn run_typeseg(a: TypesegArgs) -> Result<()> {
                 full.push(logits);
                 continue;
             }
-            let f = &full[fi];
-            max_abs = max_abs.max(effarch::testing::max_abs_diff(&logits, f));
-            for (p, q) in f.chunks(c).zip(logits.chunks(c)) {
-                bytes += 1;
-                agree += (argmax(p) == argmax(q)) as usize;
-                let (lp, lq) = (log_softmax(p), log_softmax(q));
-                kl += lp.iter().zip(&lq).map(|(a, b)| (a.exp() * (a - b)) as f64).sum::<f64>();
-                for (a, b) in p.iter().zip(q) {
-                    num += ((a - b) as f64).powi(2);
-                    den += (*a as f64).powi(2);
-                }
-            }
+            cmp.add(&full[fi], &logits, c);
         }
         let ms = now_ms() - t0;
         if ti == 0 {
             base_ms = ms;
         }
-        let n = bytes.max(1) as f64;
         rows.push(serde_json::json!({
             "tau": tau,
             "merged_fraction": if updates > 0 { merged as f64 / updates as f64 } else { 0.0 },
             "saved_fraction": if updates > 0 { merged.saturating_sub(runs) as f64 / updates as f64 } else { 0.0 },
-            "label_agreement": if ti == 0 { 1.0 } else { agree as f64 / n },
-            "max_abs_logit_error": if ti == 0 { 0.0 } else { max_abs as f64 },
-            "rel_logit_error": if ti == 0 { 0.0 } else { (num / den.max(1e-30)).sqrt() },
-            "mean_kl": if ti == 0 { 0.0 } else { kl / n },
+            "label_agreement": cmp.agreement(),
+            "max_abs_logit_error": cmp.max_abs as f64,
+            "rel_logit_error": if ti == 0 { 0.0 } else { cmp.rel_err() },
+            "mean_kl": cmp.mean_kl(),
             "ms": ms,
             "time_ratio": ms / base_ms.max(1e-9),
         }));
@@ -722,10 +733,4 @@ fn run_typeseg(a: TypesegArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn log_softmax(v: &[f32]) -> Vec<f32> {
-    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let s = v.iter().map(|x| (x - m).exp()).sum::<f32>().ln();
-    v.iter().map(|x| x - m - s).collect()
 }

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod quality;
 pub mod tokenizer;
 pub mod typeseg;
 

@@ -57,6 +57,9 @@ pub struct QwenBenchRow {
 /// A Qwen2.5-VL of the spec's widths and depths with random weights (hub names).
 pub fn random_qwen(spec: &QwenBenchSpec, device: &Device) -> Result<QwenVL> {
     let [vd, vi, vh, td, ti, th, tkv] = spec.widths;
+    if spec.widths.contains(&0) || spec.vision_depth == 0 || spec.lm_layers == 0 {
+        return Err(Error::arg(format!("widths {:?}, vision depth {} and LM layers {} must all be positive", spec.widths, spec.vision_depth, spec.lm_layers)));
+    }
     let full: Vec<usize> = (0..spec.vision_depth).filter(|b| b % 8 == 7 || *b + 1 == spec.vision_depth).collect();
     let hd = td / th;
     let s = hd / 2;

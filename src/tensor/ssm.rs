@@ -227,7 +227,7 @@ impl Tensor {
         let (&[b, len, c], &[c2, k]) = (&xs[..], &ws[..]) else {
             return Err(Error::arg(format!("causal_conv1d: input {xs:?}, weight {ws:?}")));
         };
-        if c2 != c || ss != [b, k - 1, c] || bias.shape() != [c] {
+        if k == 0 || c2 != c || ss != [b, k - 1, c] || bias.shape() != [c] {
             return Err(Error::arg(format!("causal_conv1d: input {xs:?}, state {ss:?}, weight {ws:?}, bias {:?} do not agree", bias.shape())));
         }
         match (self, state, w, bias) {
@@ -365,6 +365,23 @@ mod tests {
         assert!(s3.merged > 0 && s3.merged < s3.updates, "{s3:?}");
         let err = y.iter().zip(&y3).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
         assert!(err < 0.1, "MRSS error {err}");
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        use crate::tensor::Device;
+        let t = |v: Vec<f32>, s: &[usize]| Tensor::from_f32(v, s, &Device::Cpu).unwrap();
+        let (x, bias) = (t(vec![0.0; 6], &[1, 2, 3]), t(vec![0.0; 3], &[3]));
+        let e = x.causal_conv1d(&t(vec![], &[1, 0, 3]), &t(vec![], &[3, 0]), &bias).unwrap_err().to_string();
+        assert!(e.contains("causal_conv1d"), "{e}");
+        let e = x.causal_conv1d(&t(vec![0.0; 6], &[1, 2, 3]), &t(vec![0.0; 12], &[3, 4]), &bias).unwrap_err().to_string();
+        assert!(e.contains("state [1, 2, 3]"), "{e}");
+        let h = t(vec![0.0; 12], &[1, 3, 4]);
+        let ad = t(vec![0.0; 15], &[3, 5]);
+        let scan = ScanInputs { x: &x, dt: &x, proj: &t(vec![0.0; 2 * 8], &[1, 2, 8]), b_off: 1, ad: &ad, h: &h };
+        let e = Tensor::selective_scan(&scan, 0.0).unwrap_err().to_string();
+        assert!(e.contains("proj"), "{e}");
+        assert!(Tensor::selective_scan(&ScanInputs { b_off: 0, ..scan }, -1.0).unwrap_err().to_string().contains("tau"));
     }
 
     #[test]

@@ -188,6 +188,13 @@ fn bad_input_names_what_is_wrong() {
     }
     let err = QwenVL::load_dir(&tmp, &Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
+    // A truncated shard.
+    let shard = std::fs::read(dir().join("model-00002-of-00002.safetensors")).unwrap();
+    std::fs::write(tmp.join("model-00002-of-00002.safetensors"), &shard[..shard.len() / 2]).unwrap();
+    let err = QwenVL::load_dir(&tmp, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("model-00002-of-00002.safetensors") && err.contains("truncated"), "{err}");
+    // A corrupt image.
+    assert!(m.image(b"not an image at all").unwrap_err().to_string().starts_with("image:"));
     std::fs::remove_dir_all(&tmp).ok();
     // A checkpoint of another model.
     let err = effarch::models::qwen::QwenConfig::from_json("config.json", r#"{"model_type": "clip"}"#).unwrap_err().to_string();

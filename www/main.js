@@ -3,6 +3,7 @@
 import { drawSweep } from './chart.js';
 import { modelBase } from './loader.js';
 import { connect } from './rpc.js';
+import { backendLabel, panel } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -25,7 +26,6 @@ let imageName = '';
 let lastReport = null;
 let modelInfo = null;
 let localFiles = null;
-let busy = 0;
 
 function readUrl() {
   const q = new URLSearchParams(location.search);
@@ -74,54 +74,12 @@ function labels() {
 }
 
 // ---- UI helpers --------------------------------------------------------------------------
-function setStatus(text) {
-  $('status').textContent = text;
-}
-function showError(msg) {
-  const e = $('error');
-  e.textContent = msg;
-  e.hidden = false;
-}
-function clearError() {
-  $('error').hidden = true;
-}
-function setBusy(delta) {
-  busy += delta;
-  document.body.classList.toggle('busy', busy > 0);
-}
-async function task(label, fn) {
-  setBusy(1);
-  setStatus(label);
-  try {
-    clearError();
-    return await fn();
-  } catch (e) {
-    showError(e.message || String(e));
-    setStatus('Ready.');
-    return undefined;
-  } finally {
-    setBusy(-1);
-  }
-}
-
-function fmtBytes(n) {
-  return n > 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`;
-}
-
-function progress(p) {
-  $('progress').hidden = false;
-  const frac = p.total ? Math.min(1, p.loaded / p.total) : 0;
-  $('progress-fill').style.width = `${(frac * 100).toFixed(1)}%`;
-  const eta = p.eta ? `, ${Math.ceil(p.eta)} s left` : '';
-  $('progress-text').textContent = `${fmtBytes(p.loaded)} of ${fmtBytes(p.total)} · ${fmtBytes(p.rate)}/s${eta}`;
-  setStatus(`Downloading weights… ${(frac * 100).toFixed(0)}%`);
-}
+const { setStatus, showError, setBusy, task, progress } = panel({ status: 'status', error: 'error', progress: 'progress', busyClass: 'busy' });
 
 function backendBadge(device, fallback) {
   const b = $('backend-badge');
   const gpu = device.startsWith('gpu');
-  const m = /^gpu \(wgpu, (.*?), BrowserWebGpu/.exec(device);
-  b.textContent = gpu ? `WebGPU · ${m ? m[1] || 'adapter' : device}` : 'CPU · wasm SIMD128';
+  b.textContent = backendLabel(device);
   b.title = device;
   b.dataset.backend = gpu ? 'webgpu' : 'cpu';
   b.classList.toggle('warn', !!fallback);

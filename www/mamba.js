@@ -6,6 +6,7 @@
 import { drawScaling } from './chart.js';
 import { modelBase } from './loader.js';
 import { connect } from './rpc.js';
+import { backendLabel, panel } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULTS = {
@@ -25,7 +26,6 @@ const DEFAULTS = {
 const state = { ...DEFAULTS };
 let loaded = null; // {key, device}
 let localFiles = null;
-let busy = 0;
 let runs = 0;
 
 // ---- its own worker (the CLIP tab's stays free) --------------------------------------------
@@ -67,43 +67,7 @@ function syncControls() {
 }
 
 // ---- UI helpers ----------------------------------------------------------------------------
-function setStatus(t) {
-  $('lm-status').textContent = t;
-}
-function showError(msg) {
-  $('lm-error').textContent = msg;
-  $('lm-error').hidden = false;
-}
-async function task(label, fn) {
-  busy++;
-  document.body.classList.add('lm-busy');
-  setStatus(label);
-  $('lm-error').hidden = true;
-  try {
-    return await fn();
-  } catch (e) {
-    showError(e.message || String(e));
-    setStatus('Ready.');
-    return undefined;
-  } finally {
-    if (--busy === 0) document.body.classList.remove('lm-busy');
-  }
-}
-function fmtBytes(n) {
-  return n > 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`;
-}
-function progress(p) {
-  $('lm-progress').hidden = false;
-  const frac = p.total ? Math.min(1, p.loaded / p.total) : 0;
-  $('lm-progress-fill').style.width = `${(frac * 100).toFixed(1)}%`;
-  const eta = p.eta ? `, ${Math.ceil(p.eta)} s left` : '';
-  $('lm-progress-text').textContent = `${fmtBytes(p.loaded)}${p.total ? ` of ${fmtBytes(p.total)}` : ''} · ${fmtBytes(p.rate)}/s${eta}`;
-  setStatus(`Downloading weights… ${p.total ? `${(frac * 100).toFixed(0)}%` : fmtBytes(p.loaded)}`);
-}
-function backendText(device) {
-  const m = /^gpu \(wgpu, (.*?), BrowserWebGpu/.exec(device);
-  return device.startsWith('gpu') ? `WebGPU · ${m ? m[1] || 'adapter' : device}` : 'CPU · wasm SIMD128';
-}
+const { setStatus, showError, task, progress } = panel({ status: 'lm-status', error: 'lm-error', progress: 'lm-progress', busyClass: 'lm-busy' });
 function stats(items) {
   const box = $('lm-stats');
   box.replaceChildren(
@@ -134,7 +98,7 @@ function showTab(tab) {
 }
 function badge(device) {
   const b = $('lm-badge');
-  b.textContent = backendText(device);
+  b.textContent = backendLabel(device);
   b.title = device;
   b.dataset.backend = device.startsWith('gpu') ? 'webgpu' : 'cpu';
 }
@@ -217,7 +181,7 @@ async function generate() {
       ['prompt', `${r.prompt_tokens} tokens, prefill ${r.prefill_ms.toFixed(1)} ms`],
       ['generated', `${r.tokens.length} tokens${r.stopped_at_eos ? ' (EOS)' : ''}`],
       ['decode speed', `${r.tokens_per_s.toFixed(1)} tokens/s`, 'lm-tps'],
-      ['backend', backendText(r.device)],
+      ['backend', backendLabel(r.device)],
     ];
     if (opts.mrssTau > 0) items.push(['MRSS merged', `${(100 * r.mrss_merged).toFixed(1)}% of state updates (τ = ${opts.mrssTau})`, 'lm-skip']);
     const q = r.mrss_quality;
@@ -263,7 +227,7 @@ async function bench() {
       body.append(tr);
     }
     const e = r.exponents;
-    $('lm-bench-note').textContent = `${backendText(r.device)}, d = ${r.hidden}. Fitted exponents (time ∝ N^e): prefill Mamba ${e.mamba_prefill.toFixed(2)} vs attention ${e.attn_prefill.toFixed(2)}; decode Mamba ${e.mamba_decode.toFixed(2)} vs attention ${e.attn_decode.toFixed(2)}.`;
+    $('lm-bench-note').textContent = `${backendLabel(r.device)}, d = ${r.hidden}. Fitted exponents (time ∝ N^e): prefill Mamba ${e.mamba_prefill.toFixed(2)} vs attention ${e.attn_prefill.toFixed(2)}; decode Mamba ${e.mamba_decode.toFixed(2)} vs attention ${e.attn_decode.toFixed(2)}.`;
     setStatus('Scaling benchmark done.');
     return true;
   });

@@ -152,15 +152,8 @@ struct MambaArgs {
     prompt_ids: Option<Vec<u32>>,
     #[arg(long, default_value_t = 64)]
     max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sample: SampleArgs,
     /// MRSS threshold τ: runs of steps with Δ < τ update the state once (0 = the full scan).
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     mrss_tau: f32,
@@ -191,15 +184,8 @@ struct QwenArgs {
     block: Option<usize>,
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sample: SampleArgs,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
     #[arg(long)]
@@ -226,6 +212,36 @@ struct BenchQwenArgs {
     device: DeviceArg,
     #[arg(long)]
     json: bool,
+}
+
+/// Sampling settings shared by the generating commands.
+#[derive(Args)]
+struct SampleArgs {
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SampleArgs {
+    fn options(&self, max_new_tokens: usize, tau: f32) -> Result<effarch::models::mamba::generate::SampleOptions> {
+        let o = effarch::models::mamba::generate::SampleOptions {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+            max_new_tokens,
+            eos: None,
+            tau,
+        };
+        o.validate()?;
+        Ok(o)
+    }
 }
 
 #[derive(Args)]
@@ -391,19 +407,10 @@ fn run_bench_clip(a: BenchClipArgs) -> Result<()> {
 }
 
 fn run_mamba(a: MambaArgs) -> Result<()> {
-    use effarch::models::mamba::generate::{generate, SampleOptions};
+    use effarch::models::mamba::generate::generate;
     use effarch::models::mamba::MambaLM;
     use std::io::Write;
-    let opts = SampleOptions {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        seed: a.seed,
-        max_new_tokens: a.max_new_tokens,
-        eos: None,
-        tau: a.mrss_tau,
-    };
-    opts.validate()?;
+    let opts = a.sample.options(a.max_new_tokens, a.mrss_tau)?;
     let optional: &[&str] = if a.prompt.is_some() { &[] } else { &["tokenizer.json"] };
     let required: Vec<&str> =
         if a.prompt.is_some() { vec!["config.json", "model.safetensors", "tokenizer.json"] } else { vec!["config.json", "model.safetensors"] };
@@ -527,16 +534,13 @@ fn run_bench_mamba(a: BenchMambaArgs) -> Result<()> {
 }
 
 fn run_qwen(a: QwenArgs) -> Result<()> {
-    use effarch::models::mamba::generate::SampleOptions;
     use effarch::models::qwen::{QwenPrune, QwenVL};
     use std::io::Write;
     let scorer: Scorer = a.scorer.parse()?;
     if !(a.keep > 0.0 && a.keep <= 1.0) {
         return Err(Error::arg(format!("--keep must be in (0, 1], got {}", a.keep)));
     }
-    let opts =
-        SampleOptions { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed, max_new_tokens: a.max_new_tokens, eos: None, tau: 0.0 };
-    opts.validate()?;
+    let opts = a.sample.options(a.max_new_tokens, 0.0)?;
     let bytes = std::fs::read(&a.image).map_err(|e| Error::io(a.image.display(), e))?;
     let device = a.device.device()?;
     // A hub id: the config, tokenizer and index first, then the shards the index names.

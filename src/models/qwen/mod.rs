@@ -248,8 +248,13 @@ impl QwenVL {
         let mut cache = KvCache::default();
         let h = self.text.forward(&x, &positions, &mut cache)?;
         let len = h.dim(0);
-        let last = self.text.logits(&h.narrow(0, len - 1, 1)?)?.to_vec_f32_async().await?;
-        let all = if all_logits { Some(self.text.logits(&h)?.to_vec_f32_async().await?) } else { None };
+        // The LM head once: on every row when they are asked for, else on the last.
+        let (last, all) = if all_logits {
+            let all = self.text.logits(&h)?.to_vec_f32_async().await?;
+            (all[(len - 1) * self.cfg.text.vocab_size..].to_vec(), Some(all))
+        } else {
+            (self.text.logits(&h.narrow(0, len - 1, 1)?)?.to_vec_f32_async().await?, None)
+        };
         let prefill_ms = now_ms() - t1;
         cache.next_pos = full_pos.iter().flat_map(|p| p.iter().copied()).max().map_or(0, |m| m + 1);
         let report = PrefillReport { visual_tokens_before: n_units, visual_tokens_after: kept.len(), kept, prompt_tokens: len, vision_ms, prefill_ms };

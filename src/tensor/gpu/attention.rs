@@ -5,6 +5,18 @@ use super::{GpuContext, GpuTensor};
 use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("attention.wgsl");
+const COMBINE_WGSL: &str = include_str!("attention_combine.wgsl");
+/// Loop iterations one invocation may run: Mesa's llvmpipe ends an invocation after 65535 loop
+/// iterations and keeps what it has (measured: 2·d + 1 per key fails from about 60 000 on), so
+/// long key ranges are split into chunks well below that.
+const MAX_LOOP_ITERATIONS: usize = 30_000;
+/// Bytes of partial chunk states one pass may hold (small in unit tests, so they run several passes).
+const PART_BYTES: usize = if cfg!(test) { 64 << 10 } else { 32 << 20 };
+
+/// Keys per chunk for head size `d`: one key costs 2·d + 1 loop iterations.
+pub fn key_chunk(d: usize) -> usize {
+    (MAX_LOOP_ITERATIONS / (2 * d + 1)).max(1)
+}
 /// Head size the kernel's accumulator holds (ViT-B: 64, Qwen2.5: 128).
 pub const MAX_HEAD_DIM: usize = 128;
 
@@ -30,12 +42,30 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
     if total == 0 || nk == 0 {
         return Ok(o);
     }
+    let chunk = key_chunk(d);
+    let chunks = nk.div_ceil(chunk);
     let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group.max(1) as u32];
     for l in lays {
         w.extend([l.bs as u32, l.hs as u32, l.rs as u32, l.off as u32]);
     }
-    let params = ctx.uniform(&w);
-    ctx.dispatch_1d("attention", WGSL, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &params], total, 64)?;
+    if chunks == 1 {
+        // One chunk: the kernel writes the output and `part` is a placeholder.
+        w.extend([chunk as u32, 1, 0, total as u32]);
+        let part = ctx.empty(&[1])?;
+        ctx.dispatch_1d("attention", WGSL, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w)], total, 64)?;
+        return Ok(o);
+    }
+    let per_row = chunks * (d + 2);
+    let rows = (PART_BYTES / (4 * per_row)).clamp(1, total);
+    let part = ctx.empty(&[rows * per_row])?;
+    for row0 in (0..total).step_by(rows) {
+        let n = rows.min(total - row0);
+        let mut pw = w.clone();
+        pw.extend([chunk as u32, chunks as u32, row0 as u32, n as u32]);
+        let params = ctx.uniform(&pw);
+        ctx.dispatch_1d("attention", WGSL, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params], n * chunks, 64)?;
+        ctx.dispatch_1d("attention_combine", COMBINE_WGSL, &[&part.buf, &o.buf, &params], n * d, 64)?;
+    }
     Ok(o)
 }
 
@@ -75,7 +105,8 @@ mod tests {
     #[test]
     fn matches_cpu() {
         let ctx = super::super::test_context();
-        for &(b, h, n, d, causal) in &[(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false)] {
+        // The last cases span several key chunks (`key_chunk`), causal and not.
+        for &(b, h, n, d, causal) in &[(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false), (1, 2, 1100, 80, false), (1, 2, 600, 128, true)] {
             let qkv: Vec<f32> = (0..b * n * 3 * h * d).map(|i| (((i * 7919) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect();
             let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::Cpu).unwrap();
             let want = Tensor::attention_packed(&c, h, causal).unwrap().to_vec_f32().unwrap();

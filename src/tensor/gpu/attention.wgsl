@@ -1,41 +1,55 @@
-// Scaled dot-product attention, one invocation per (batch, head, query row), with an online
-// softmax (running max and sum) so scores are never stored. q, k, v and the output are read
-// and written through (batch, head, row) strides, so the fused QKV projection `[B, N, 3·H·d]`
-// is used in place and the output lands as `[B, N, H·d]` with heads merged. Grouped-query
-// attention: query head h reads key/value head h / group.
+// Scaled dot-product attention, one invocation per (batch, head, query row, key chunk), with
+// an online softmax (running max and sum) so scores are never stored. q, k, v and the output
+// are read and written through (batch, head, row) strides, so the fused QKV projection
+// `[B, N, 3·H·d]` is used in place and the output lands as `[B, N, H·d]` with heads merged.
+// Grouped-query attention: query head h reads key/value head h / group.
+//
+// Keys are split into chunks of `chunk` rows. With one chunk the invocation writes the
+// normalised output; with several it writes its partial state (running max m, sum l and the
+// unnormalised accumulator) to `part`, and `attention_combine.wgsl` merges the chunks. This
+// bounds the loop iterations of one invocation: Mesa's llvmpipe (lavapipe) stops any shader
+// invocation after 65535 loop iterations in all and silently returns what it has, and a long
+// chunk is also the slowest invocation on real GPUs (split-K, as flash-decoding does). Query
+// rows (batch × head × row, flattened) run in passes of `rows` from `row0`, so `part` stays small.
 
 struct Layout { bs: u32, hs: u32, rs: u32, off: u32 }
 struct Params {
     batch: u32, heads: u32, nq: u32, nk: u32,
     d: u32, causal: u32, scale: f32, group: u32,
     q: Layout, k: Layout, v: Layout, o: Layout,
+    chunk: u32, chunks: u32, row0: u32, rows: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read_write> part: array<f32>; // [rows of this pass, chunks, d + 2]
+@group(0) @binding(5) var<uniform> p: Params;
 
 fn base(l: Layout, b: u32, h: u32) -> u32 { return l.off + b * l.bs + h * l.hs; }
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let t = gid.x + gid.y * nwg.x * 64u;
-    if (t >= p.batch * p.heads * p.nq) { return; }
-    let i = t % p.nq;
-    let h = (t / p.nq) % p.heads;
-    let b = t / (p.nq * p.heads);
+    if (t >= p.rows * p.chunks) { return; }
+    let ci = t % p.chunks;
+    let row = p.row0 + t / p.chunks;
+    let i = row % p.nq;
+    let h = (row / p.nq) % p.heads;
+    let b = row / (p.nq * p.heads);
     let qi = base(p.q, b, h) + i * p.q.rs;
     let kb = base(p.k, b, h / p.group);
     let vb = base(p.v, b, h / p.group);
     var last = p.nk;
     if (p.causal != 0u) { last = min(p.nk, i + (p.nk - p.nq) + 1u); }
+    let j0 = ci * p.chunk;
+    let j1 = min(last, j0 + p.chunk);
     var acc: array<f32, 128>;
     for (var c = 0u; c < p.d; c++) { acc[c] = 0.0; }
     var m = -3.4e38;
     var l = 0.0;
-    for (var j = 0u; j < last; j++) {
+    for (var j = j0; j < j1; j++) {
         let kj = kb + j * p.k.rs;
         var s = 0.0;
         for (var c = 0u; c < p.d; c++) { s = fma(q[qi + c], k[kj + c], s); }
@@ -48,7 +62,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         for (var c = 0u; c < p.d; c++) { acc[c] = acc[c] * corr + e * v[vj + c]; }
         m = mn;
     }
-    let oi = base(p.o, b, h) + i * p.o.rs;
-    let inv = 1.0 / l;
-    for (var c = 0u; c < p.d; c++) { o[oi + c] = acc[c] * inv; }
+    if (p.chunks == 1u) {
+        let oi = base(p.o, b, h) + i * p.o.rs;
+        let inv = 1.0 / l;
+        for (var c = 0u; c < p.d; c++) { o[oi + c] = acc[c] * inv; }
+        return;
+    }
+    let pi = t * (p.d + 2u);
+    for (var c = 0u; c < p.d; c++) { part[pi + c] = acc[c]; }
+    part[pi + p.d] = m;
+    part[pi + p.d + 1u] = l;
 }

@@ -19,8 +19,10 @@ command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v node >/dev/null || need_apt+=(nodejs)
-python3 -c 'import numpy' 2>/dev/null || need_apt+=(python3-numpy)
-python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+# The project's own Python (below) needs a python3 with venv; which python3 is first on PATH
+# does not matter after that.
+PY=$(command -v python3 || true)
+if [ -z "$PY" ] || ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then need_apt+=(python3 python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt: ${need_apt[*]}"
   $SUDO apt-get update -qq
@@ -59,4 +61,18 @@ PLAYWRIGHT_VERSION=$(sed -n 's/.*"playwright-core": "\([^"]*\)".*/\1/p' tests/e2
 if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" tests/e2e/node_modules/playwright-core/package.json; then
   say "npm ci (tests/e2e: playwright-core $PLAYWRIGHT_VERSION)"
   (cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi
+
+# A project virtualenv for the Python scripts the tests run (scripts/typeseg_check.py), with
+# pinned packages from PyPI: every script runs with target/pyenv/bin/python, never with
+# whichever python3 is first on PATH.
+PYENV=target/pyenv
+PY_REQS="numpy==2.2.6"
+if ! [ -x "$PYENV/bin/python" ] || ! [ "$(cat "$PYENV/.reqs" 2>/dev/null)" = "$PY_REQS" ]; then
+  say "python venv $PYENV: $PY_REQS"
+  rm -rf "$PYENV"
+  PY=$(command -v python3 || echo /usr/bin/python3)
+  "$PY" -m venv "$PYENV"
+  "$PYENV/bin/python" -m pip install -q --disable-pip-version-check $PY_REQS
+  echo "$PY_REQS" > "$PYENV/.reqs"
 fi

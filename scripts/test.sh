@@ -22,7 +22,7 @@ run() {
 
 run cargo test --all-targets
 # Our scan on real trained Mamba weights (typeseg 0.2.7, fetched from PyPI) vs the package's reference.
-EFFARCH=target/debug/effarch run python3 scripts/typeseg_check.py
+EFFARCH=target/debug/effarch run target/pyenv/bin/python scripts/typeseg_check.py
 WASM_BINDGEN_TEST_TIMEOUT=600 run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web
 run bash tests/e2e/run.sh
 

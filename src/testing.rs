@@ -175,3 +175,64 @@ pub struct PruneCaseResult {
     pub image_embeds: f32,
     pub last_hidden_state: f32,
 }
+
+/// One tensor of a seeded checkpoint (`tests/fixtures/make_generation_fixtures.py`).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct SeededTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub mean: f64,
+    pub std: f64,
+    /// Non-zero: Mamba's A_log, `ln(1 + i mod alog_n)` instead of `mean`.
+    #[serde(default)]
+    pub alog_n: usize,
+}
+
+fn fnv1a64(s: &str) -> u64 {
+    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01B3))
+}
+
+/// The values of one seeded tensor, bit for bit those of the fixture script: value i is
+/// `mean + std·√3·r` with r uniform in [-1, 1) from splitmix64(fnv1a64(name) ^ seed, i + 1),
+/// computed in f64 and rounded to f32.
+pub fn seeded_values(t: &SeededTensor, seed: u64) -> Vec<f32> {
+    let n: usize = t.shape.iter().product();
+    let s = fnv1a64(&t.name) ^ seed;
+    let amp = t.std * 3f64.sqrt();
+    (0..n)
+        .map(|i| {
+            let mut z = s.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let r = (z >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0;
+            let base = if t.alog_n > 0 { ((i % t.alog_n) as f64).ln_1p() } else { t.mean };
+            (base + amp * r) as f32
+        })
+        .collect()
+}
+
+/// A safetensors checkpoint (f32, hub names) made from a seed and a manifest: real-width
+/// models for the tests without committing gigabytes.
+pub fn seeded_weights(manifest: &[SeededTensor], seed: u64) -> Result<Weights> {
+    let mut header = serde_json::Map::new();
+    let mut data: Vec<u8> = Vec::new();
+    let mut blobs = Vec::with_capacity(manifest.len());
+    let mut off = 0usize;
+    for t in manifest {
+        let v = seeded_values(t, seed);
+        let bytes = v.len() * 4;
+        header.insert(t.name.clone(), serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [off, off + bytes]}));
+        off += bytes;
+        blobs.push(v);
+    }
+    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    data.reserve(8 + h.len() + off);
+    data.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    data.extend_from_slice(&h);
+    for v in blobs {
+        data.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    Weights::from_bytes("seeded.safetensors", data)
+}

@@ -3,4 +3,5 @@
 pub mod bpe;
 pub mod clip;
 pub mod mamba;
+pub mod nn;
 pub mod qwen;

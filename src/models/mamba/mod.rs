@@ -16,6 +16,7 @@ pub mod typeseg;
 pub use crate::tensor::ssm as scan;
 
 use crate::error::{Error, Result};
+use crate::models::nn::Embedding;
 use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::{Scope, Weights};
 pub use config::MambaConfig;
@@ -71,7 +72,7 @@ pub enum Logits {
 pub struct MambaLM {
     pub cfg: MambaConfig,
     /// `[V, H]` (ids are checked on the host before the lookup).
-    embed: Tensor,
+    embed: Embedding,
     lm_head: LinearWeight,
     layers: Vec<MixerLayer>,
     norm_f: Tensor,
@@ -91,7 +92,7 @@ impl MambaLM {
         } else {
             LinearWeight::new(embed_host.clone(), [cfg.vocab_size, h], device)?
         };
-        let embed = Tensor::from_f32(embed_host, &[cfg.vocab_size, h], device)?;
+        let embed = Embedding::new(embed_host, cfg.vocab_size, h, device)?;
         let lin = |s: &Scope, out: usize, inp: usize| -> Result<LinearWeight> { LinearWeight::new(s.get_f32("weight", &[out, inp])?, [out, inp], device) };
         let layers = (0..cfg.num_hidden_layers)
             .map(|li| {
@@ -168,7 +169,7 @@ impl MambaLM {
             return Err(Error::arg(format!("token id {bad} is outside the vocabulary of {}", c.vocab_size)));
         }
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-        let mut x = self.embed.embedding(&Tensor::from_u32(flat, &[bsz * len], &self.device)?)?; // [rows, H]
+        let mut x = self.embed.forward(&flat)?; // [rows, H]
         let (mut conv, mut ssm, mut counts) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()), Vec::new());
         for (li, l) in self.layers.iter().enumerate() {
             let xz = l.in_proj.forward(&x.rms_norm(&l.norm, c.layer_norm_epsilon)?, l.in_bias.as_ref())?; // [rows, 2I]

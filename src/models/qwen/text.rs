@@ -5,6 +5,7 @@
 use super::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::models::clip::layer::Linear;
+use crate::models::nn::Embedding;
 use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Scope;
 
@@ -22,7 +23,7 @@ struct Layer {
 
 pub struct TextModel {
     pub cfg: TextConfig,
-    embed: Tensor,
+    embed: Embedding,
     layers: Vec<Layer>,
     norm: Tensor,
     lm_head: LinearWeight,
@@ -94,7 +95,7 @@ impl TextModel {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(TextModel {
-            embed: Tensor::from_f32(embed_host, &[cfg.vocab_size, h], device)?,
+            embed: Embedding::new(embed_host, cfg.vocab_size, h, device)?,
             norm: model.pp("norm").get("weight", &[h], device)?,
             layers,
             lm_head,
@@ -105,10 +106,7 @@ impl TextModel {
 
     /// Token embeddings `[n, H]` (ids are checked against the vocabulary).
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
-        if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            return Err(Error::arg(format!("token id {bad} is outside the vocabulary of {}", self.cfg.vocab_size)));
-        }
-        self.embed.embedding(&Tensor::from_u32(ids.to_vec(), &[ids.len()], &self.device)?)
+        self.embed.forward(ids)
     }
 
     /// Runs `x` `[L, H]` (embeddings) at 3-axis positions `pos` after the tokens in `cache`

@@ -1,0 +1,219 @@
+//! Every model against transformers itself over whole greedy generations and at real widths
+//! (`tests/fixtures/make_generation_fixtures.py`): the token sequence of
+//! `generate(do_sample=False)` and every step's logits, on the CPU and the GPU, for
+//! Qwen2.5-VL (the tiny committed checkpoint with a tied head; the 3B's widths with reduced
+//! depth and an untied head, weights made from a seed), pruned (keep 0.5) and unpruned; Mamba
+//! at mamba-130m's widths; CLIP at ViT-B/16's widths. Tolerances are relative to the scale of
+//! the logits (max |logit|): 1e-4 on the CPU, 1e-3 on the GPU.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+use effarch::models::mamba::{generate::SampleOptions, Logits, MambaConfig, MambaLM};
+use effarch::models::qwen::{QwenPrune, QwenVL};
+use effarch::prune::{KqWhich, Scorer};
+use effarch::tensor::{block_on, Device};
+use effarch::testing::{seeded_weights, SeededTensor};
+use serde_json::Value;
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> Value {
+    let p = root().join("tests/fixtures/generation").join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+fn u32s(v: &Value) -> Vec<u32> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn manifest(v: &Value) -> Vec<SeededTensor> {
+    serde_json::from_value(v["manifest"].clone()).unwrap()
+}
+
+fn gpu() -> Device {
+    Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)")
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    x.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0 as u32
+}
+
+/// Largest |ours − theirs| of one step, over the whole vocabulary (`logits`) or transformers'
+/// top 32 (`top`), and the step's logit scale.
+fn step_error(ours: &[f32], want: &Value) -> (f32, f32) {
+    if let Some(top) = want.get("ids") {
+        let (ids, vals): (Vec<usize>, Vec<f64>) = (serde_json::from_value(top.clone()).unwrap(), serde_json::from_value(want["values"].clone()).unwrap());
+        let d = ids.iter().zip(&vals).map(|(&i, &v)| (ours[i] as f64 - v).abs() as f32).fold(0.0, f32::max);
+        (d, want["scale"].as_f64().unwrap() as f32)
+    } else {
+        let vals: Vec<f64> = serde_json::from_value(want.clone()).unwrap();
+        let d = ours.iter().zip(&vals).map(|(&a, &b)| (a as f64 - b).abs() as f32).fold(0.0, f32::max);
+        (d, vals.iter().fold(0f64, |m, v| m.max(v.abs())) as f32)
+    }
+}
+
+/// Checks a greedy run: the tokens equal transformers', and each step's logits are within
+/// `tol` of its scale. Prints the per-step table.
+fn check_steps(what: &str, tokens: &[u32], steps: &[Vec<f32>], want: &Value, tol: f32) {
+    let want_tokens = u32s(&want["tokens"]);
+    let per_step: Vec<&Value> = match want.get("logits") {
+        Some(l) => l.as_array().unwrap().iter().collect(),
+        None => want["top"].as_array().unwrap().iter().collect(),
+    };
+    let mut line = format!("{what}: max |Δ| per step");
+    let mut worst = 0f32;
+    for (i, (s, w)) in steps.iter().zip(per_step).enumerate() {
+        let (d, scale) = step_error(s, w);
+        line += &format!(" {d:.1e}");
+        let rel = d / scale.max(1.0);
+        worst = worst.max(rel);
+        assert!(rel <= tol, "{what}: step {i} logits differ by {d} (scale {scale}, relative {rel} > {tol})");
+    }
+    println!("{line}; worst relative {worst:.1e}; tokens {tokens:?}");
+    assert_eq!(tokens, &want_tokens[..], "{what}: greedy tokens differ from transformers'");
+}
+
+// ---- Qwen2.5-VL ---------------------------------------------------------------------------
+
+fn qwen_greedy(m: &QwenVL, ids: &[u32], img: &effarch::models::qwen::processor::ImagePatches, prune: Option<&QwenPrune>, n: usize) -> (Vec<u32>, Vec<Vec<f32>>, Vec<u32>) {
+    let mut pre = m.prefill(ids, img, prune, false).unwrap();
+    let (mut tokens, mut steps) = (Vec::new(), vec![pre.logits.clone()]);
+    loop {
+        let next = argmax(steps.last().unwrap());
+        tokens.push(next);
+        if tokens.len() == n {
+            break;
+        }
+        steps.push(block_on(m.step_async(next, &mut pre.cache)).unwrap());
+    }
+    (tokens, steps, pre.report.kept)
+}
+
+fn qwen_check(m: &QwenVL, fx: &Value, tol: f32) {
+    let what = format!("{} qwen {}", m.device.name(), if fx.get("seed").is_some() { "3B widths" } else { "tiny" });
+    let img = m.image(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
+    assert_eq!(vec![1, img.grid_h as u32, img.grid_w as u32], u32s(&fx["grid"]), "{what}: image grid");
+    let ids = m.prompt_ids(&QwenVL::chat_prompt("Describe the image."), img.tokens(2)).unwrap();
+    assert_eq!(ids, u32s(&fx["input_ids"]), "{what}: prompt ids");
+    let prune = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep: 0.5, block: Some(3) };
+    for (run, p) in [("unpruned", None), ("pruned", Some(&prune))] {
+        let want = &fx["runs"][run];
+        let n = want["tokens"].as_array().unwrap().len();
+        let (tokens, steps, kept) = qwen_greedy(m, &ids, &img, p, n);
+        if p.is_some() {
+            assert_eq!(kept, u32s(&fx["kept"]), "{what}: kept visual tokens");
+        }
+        check_steps(&format!("{what} {run}"), &tokens, &steps, want, tol);
+        // The library's own generation loop gives the same tokens.
+        let o = SampleOptions { max_new_tokens: n, eos: None, ..Default::default() };
+        let r = m.generate(&img, "Describe the image.", p, &o, |_| {}).unwrap();
+        let stop = r.tokens.len();
+        assert_eq!(r.tokens, tokens[..stop], "{what} {run}: generate() differs from the step loop");
+    }
+}
+
+fn qwen_tiny(device: &Device) -> QwenVL {
+    QwenVL::load_dir(&root().join("tests/fixtures/qwen-tiny"), device).unwrap()
+}
+
+fn qwen_wide(fx: &Value, device: &Device) -> QwenVL {
+    use effarch::models::qwen::{ProcessorConfig, QwenConfig};
+    let w = seeded_weights(&manifest(fx), fx["seed"].as_u64().unwrap()).unwrap();
+    let cfg = QwenConfig::from_json("qwen-wide config", &fx["config"].to_string()).unwrap();
+    let proc = ProcessorConfig::from_json("qwen-wide preprocessor", &fx["preprocessor"].to_string()).unwrap();
+    let tok = effarch::models::mamba::tokenizer::ByteBpe::from_tokenizer_json(&fx["tokenizer"].to_string()).unwrap();
+    QwenVL::load(cfg, proc, &w, Some(tok), device).unwrap()
+}
+
+#[test]
+fn qwen_tiny_generation_matches_transformers_cpu() {
+    qwen_check(&qwen_tiny(&Device::Cpu), &fixture("qwen-tiny"), 1e-4);
+}
+
+#[test]
+fn qwen_tiny_generation_matches_transformers_gpu() {
+    qwen_check(&qwen_tiny(&gpu()), &fixture("qwen-tiny"), 1e-3);
+}
+
+#[test]
+fn qwen_3b_widths_generation_matches_transformers_cpu() {
+    let fx = fixture("qwen-wide");
+    qwen_check(&qwen_wide(&fx, &Device::Cpu), &fx, 1e-4);
+}
+
+#[test]
+fn qwen_3b_widths_generation_matches_transformers_gpu() {
+    let fx = fixture("qwen-wide");
+    qwen_check(&qwen_wide(&fx, &gpu()), &fx, 1e-3);
+}
+
+// ---- Mamba --------------------------------------------------------------------------------
+
+fn mamba_check(device: &Device, tol: f32) {
+    let fx = fixture("mamba-130m");
+    let w = seeded_weights(&manifest(&fx), fx["seed"].as_u64().unwrap()).unwrap();
+    let m = MambaLM::load(MambaConfig::from_json("mamba-130m config", &fx["config"].to_string()).unwrap(), &w, device).unwrap();
+    let prompt = u32s(&fx["prompt"]);
+    let n = fx["tokens"].as_array().unwrap().len();
+    let mut state = m.new_state(1).unwrap();
+    let mut steps = vec![block_on(m.forward_async(&[prompt], &mut state, 0.0, Logits::Last)).unwrap().logits];
+    let mut tokens = Vec::new();
+    loop {
+        let next = argmax(steps.last().unwrap());
+        tokens.push(next);
+        if tokens.len() == n {
+            break;
+        }
+        steps.push(block_on(m.forward_async(&[vec![next]], &mut state, 0.0, Logits::Last)).unwrap().logits);
+    }
+    check_steps(&format!("{} mamba 130m widths", device.name()), &tokens, &steps, &fx, tol);
+}
+
+#[test]
+fn mamba_130m_widths_generation_matches_transformers_cpu() {
+    mamba_check(&Device::Cpu, 1e-4);
+}
+
+#[test]
+fn mamba_130m_widths_generation_matches_transformers_gpu() {
+    mamba_check(&gpu(), 1e-3);
+}
+
+// ---- CLIP ---------------------------------------------------------------------------------
+
+fn clip_check(device: &Device, tol: f32) {
+    use effarch::clock::Timings;
+    use effarch::models::clip::{Clip, ClipConfig};
+    let fx = fixture("clip-b16");
+    let w = seeded_weights(&manifest(&fx), fx["seed"].as_u64().unwrap()).unwrap();
+    let clip = Clip::load(ClipConfig::from_json("clip-b16 config", &fx["config"].to_string()).unwrap(), &w, device, true).unwrap();
+    let img = effarch::image::decode(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
+    let pv = clip.pixel_values(&[img]).unwrap();
+    let out = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap();
+    let want: Vec<f32> = serde_json::from_value(fx["image_embeds"].clone()).unwrap();
+    let got = out.image_embeds.to_vec_f32().unwrap();
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = effarch::testing::max_abs_diff(&got, &want);
+    println!("{} clip ViT-B/16 widths: image_embeds max |Δ| {d:.1e} (scale {scale:.2})", device.name());
+    assert!(d <= tol * scale.max(1.0), "image embeds differ by {d}");
+    let ids: Vec<Vec<u32>> = serde_json::from_value(fx["input_ids"].clone()).unwrap();
+    let (_, te) = clip.text.as_ref().unwrap().forward(&ids, 49407).unwrap();
+    let want: Vec<f32> = fx["text_embeds"].as_array().unwrap().iter().flat_map(|r| serde_json::from_value::<Vec<f32>>(r.clone()).unwrap()).collect();
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = effarch::testing::max_abs_diff(&te.to_vec_f32().unwrap(), &want);
+    println!("{} clip ViT-B/16 widths: text_embeds max |Δ| {d:.1e} (scale {scale:.2})", device.name());
+    assert!(d <= tol * scale.max(1.0), "text embeds differ by {d}");
+}
+
+#[test]
+fn clip_b16_widths_match_transformers_cpu() {
+    clip_check(&Device::Cpu, 1e-4);
+}
+
+#[test]
+fn clip_b16_widths_match_transformers_gpu() {
+    clip_check(&gpu(), 1e-3);
+}

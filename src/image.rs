@@ -161,44 +161,61 @@ fn clip8(ss: i32) -> u8 {
     (ss >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// PIL `Image.resize(..., BICUBIC)` on 8-bit RGB: separable, horizontal first, rounding to
-/// 8 bits after each pass, a pass skipped when its size is unchanged.
+/// PIL `Image.resize(..., BICUBIC)` on 8-bit RGB: separable, rounding to 8 bits after each
+/// pass, a pass skipped when its size is unchanged. Horizontal first, except when the width
+/// grows and the height shrinks: then Pillow runs the reducing (vertical) pass first, and so
+/// do we (the order changes results by up to 2 levels).
 pub fn resize_bicubic(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     let (in_w, in_h) = img.dimensions();
-    let src = img.as_raw();
-    let horiz = if out_w != in_w {
-        let cx = coeffs(in_w, out_w);
-        let mut tmp = vec![0u8; (out_w * in_h * 3) as usize];
-        for y in 0..in_h as usize {
-            let row = &src[y * in_w as usize * 3..];
-            for (x, (xmin, k)) in cx.iter().enumerate() {
-                for c in 0..3 {
-                    let mut ss: i32 = 1 << (PRECISION_BITS - 1);
-                    for (i, &w) in k.iter().enumerate() {
-                        ss = ss.wrapping_add(row[(xmin + i) * 3 + c] as i32 * w);
-                    }
-                    tmp[(y * out_w as usize + x) * 3 + c] = clip8(ss);
+    let src = img.as_raw().to_vec();
+    let out = if out_w > in_w && out_h < in_h {
+        let v = resize_vertical(&src, in_w, in_h, out_h);
+        resize_horizontal(&v, in_w, out_h, out_w)
+    } else {
+        let h = resize_horizontal(&src, in_w, in_h, out_w);
+        resize_vertical(&h, out_w, in_h, out_h)
+    };
+    RgbImage::from_raw(out_w, out_h, out).unwrap_or_default()
+}
+
+/// One horizontal pass over `[h, w, 3]` bytes: width `w` to `out_w`.
+fn resize_horizontal(src: &[u8], w: u32, h: u32, out_w: u32) -> Vec<u8> {
+    if out_w == w {
+        return src.to_vec();
+    }
+    let cx = coeffs(w, out_w);
+    let mut out = vec![0u8; (out_w * h * 3) as usize];
+    for y in 0..h as usize {
+        let row = &src[y * w as usize * 3..];
+        for (x, (xmin, k)) in cx.iter().enumerate() {
+            for c in 0..3 {
+                let mut ss: i32 = 1 << (PRECISION_BITS - 1);
+                for (i, &wt) in k.iter().enumerate() {
+                    ss = ss.wrapping_add(row[(xmin + i) * 3 + c] as i32 * wt);
                 }
+                out[(y * out_w as usize + x) * 3 + c] = clip8(ss);
             }
         }
-        tmp
-    } else {
-        src.to_vec()
-    };
-    if out_h == in_h {
-        return RgbImage::from_raw(out_w, out_h, horiz).unwrap_or_default();
     }
-    let cy = coeffs(in_h, out_h);
-    let stride = out_w as usize * 3;
+    out
+}
+
+/// One vertical pass over `[h, w, 3]` bytes: height `h` to `out_h`.
+fn resize_vertical(src: &[u8], w: u32, h: u32, out_h: u32) -> Vec<u8> {
+    if out_h == h {
+        return src.to_vec();
+    }
+    let cy = coeffs(h, out_h);
+    let stride = w as usize * 3;
     let mut out = vec![0u8; stride * out_h as usize];
     for (y, (ymin, k)) in cy.iter().enumerate() {
         for i in 0..stride {
             let mut ss: i32 = 1 << (PRECISION_BITS - 1);
-            for (j, &w) in k.iter().enumerate() {
-                ss = ss.wrapping_add(horiz[(ymin + j) * stride + i] as i32 * w);
+            for (j, &wt) in k.iter().enumerate() {
+                ss = ss.wrapping_add(src[(ymin + j) * stride + i] as i32 * wt);
             }
             out[y * stride + i] = clip8(ss);
         }
     }
-    RgbImage::from_raw(out_w, out_h, out).unwrap_or_default()
+    out
 }

@@ -217,3 +217,17 @@ fn clip_b16_widths_match_transformers_cpu() {
 fn clip_b16_widths_match_transformers_gpu() {
     clip_check(&gpu(), 1e-3);
 }
+
+// ---- PIL's bicubic resize -----------------------------------------------------------------
+
+#[test]
+fn bicubic_resize_matches_pillow_byte_for_byte() {
+    let fx = fixture("pil-resize");
+    let img = effarch::image::decode(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
+    for s in fx["sizes"].as_array().unwrap() {
+        let (w, h) = (s["width"].as_u64().unwrap() as u32, s["height"].as_u64().unwrap() as u32);
+        let out = effarch::image::resize_bicubic(&img, w, h);
+        let hash = out.as_raw().iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01B3));
+        assert_eq!(format!("{hash:016x}"), s["fnv1a64"].as_str().unwrap(), "resize to {w}x{h} differs from Pillow's");
+    }
+}

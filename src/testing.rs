@@ -215,24 +215,6 @@ pub fn seeded_values(t: &SeededTensor, seed: u64) -> Vec<f32> {
 /// A safetensors checkpoint (f32, hub names) made from a seed and a manifest: real-width
 /// models for the tests without committing gigabytes.
 pub fn seeded_weights(manifest: &[SeededTensor], seed: u64) -> Result<Weights> {
-    let mut header = serde_json::Map::new();
-    let mut data: Vec<u8> = Vec::new();
-    let mut blobs = Vec::with_capacity(manifest.len());
-    let mut off = 0usize;
-    for t in manifest {
-        let v = seeded_values(t, seed);
-        let bytes = v.len() * 4;
-        header.insert(t.name.clone(), serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [off, off + bytes]}));
-        off += bytes;
-        blobs.push(v);
-    }
-    let mut h = serde_json::Value::Object(header).to_string().into_bytes();
-    h.resize(h.len().div_ceil(8) * 8, b' ');
-    data.reserve(8 + h.len() + off);
-    data.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    data.extend_from_slice(&h);
-    for v in blobs {
-        data.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-    }
-    Weights::from_bytes("seeded.safetensors", data)
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = manifest.iter().map(|t| (t.name.clone(), t.shape.clone(), seeded_values(t, seed))).collect();
+    Weights::from_bytes("seeded.safetensors", crate::weights::serialize_f32(&tensors))
 }

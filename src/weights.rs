@@ -210,7 +210,16 @@ impl Weights {
             .data
             .get(info.start..info.end)
             .ok_or_else(|| Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` lies outside the data section") })?;
-        Ok(to_f32(dtype, bytes))
+        let v = to_f32(dtype, bytes);
+        // One pass: a NaN or ∞ in a checkpoint would otherwise come out as NaN embeddings.
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(self.non_finite(name, i, v[i]));
+        }
+        Ok(v)
+    }
+
+    fn non_finite(&self, name: &str, index: usize, value: f32) -> Error {
+        Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` holds a non-finite value ({value}) at flat index {index}") }
     }
 
     /// A linear layer's `[out, in]` weight for `device`: an f16/bf16 tensor stays half on the
@@ -228,6 +237,12 @@ impl Weights {
                     .data
                     .get(info.start..info.end)
                     .ok_or_else(|| Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` lies outside the data section") })?;
+                // All exponent bits set is ∞ or NaN, in f16 (5 bits) and bf16 (8 bits).
+                let mask: u16 = if bf16 { 0x7f80 } else { 0x7c00 };
+                if let Some(i) = bytes.chunks_exact(2).position(|b| u16::from_le_bytes([b[0], b[1]]) & mask == mask) {
+                    let v = to_f32(if bf16 { Dtype::BF16 } else { Dtype::F16 }, &bytes[2 * i..2 * i + 2])[0];
+                    return Err(self.non_finite(name, i, v));
+                }
                 LinearWeight::from_half(bytes, bf16, shape, device)
             }
             _ => LinearWeight::new(self.get_f32(name, &shape)?, shape, device),

@@ -169,3 +169,37 @@ fn run_rejects_bad_options_without_panicking() {
     let r = model.run(&img, &clip::RunOptions { labels: long, ..Default::default() });
     assert!(r.is_ok(), "long labels are truncated to the context length");
 }
+
+/// A NaN or ∞ in a checkpoint is an error naming the tensor (f32 and half), and weights that
+/// overflow f32 on the way give an error naming the output, never NaN embeddings.
+#[test]
+fn non_finite_weights_and_outputs_are_errors() {
+    use effarch::weights::{serialize, Dtype};
+    let dir = fixture_dir();
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let w = Weights::from_file(&dir.join("model.safetensors")).unwrap();
+    let name = "vision_model.encoder.layers.0.mlp.fc1.weight";
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = w
+        .names()
+        .map(|n| {
+            let s = w.info(n).unwrap().shape.clone();
+            (n.to_string(), s.clone(), w.get_f32(n, &s).unwrap())
+        })
+        .collect();
+    for (value, dtype) in [(f32::NAN, Dtype::F32), (f32::INFINITY, Dtype::F32), (f32::NAN, Dtype::F16), (f32::NEG_INFINITY, Dtype::BF16)] {
+        let mut t = tensors.clone();
+        t.iter_mut().find(|(n, _, _)| n == name).unwrap().2[7] = value;
+        let bad = Weights::from_bytes("bad.safetensors", serialize(&t, dtype)).unwrap();
+        let e = err_of(Clip::load(ClipConfig::from_json("config.json", &cfg).unwrap(), &bad, &Device::Cpu, false));
+        assert!(e.contains(name) && e.contains("non-finite") && e.contains("index 7"), "{dtype:?}: {e}");
+    }
+    // Finite weights whose product overflows: the output check names it.
+    for (_, _, v) in tensors.iter_mut().filter(|(n, _, _)| n.contains("visual_projection") || n.contains("post_layernorm.weight")) {
+        v.iter_mut().for_each(|x| *x = 3e38);
+    }
+    let big = Weights::from_bytes("big.safetensors", serialize_f32(&tensors)).unwrap();
+    let m = Clip::load(ClipConfig::from_json("config.json", &cfg).unwrap(), &big, &Device::Cpu, false).unwrap();
+    let img = std::fs::read(dir.join("cat_300x257.png")).unwrap();
+    let e = err_of(m.run(&img, &Default::default()));
+    assert!(e.contains("non-finite") && e.contains("image_embeds"), "{e}");
+}

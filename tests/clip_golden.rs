@@ -182,3 +182,24 @@ fn f16_weights_on_gpu_stay_close_to_f32() {
     // Near-ties may flip under f16 rounding; most cases keep exactly the same tokens.
     assert!(same * 4 >= res.len() * 3, "only {same}/{} pruning cases kept the reference's tokens", res.len());
 }
+
+/// A programming error on the GPU path (injected) surfaces as an error: it is not hidden as a
+/// silent CPU fallback; only device failures (`Error::Device`) fall back.
+#[test]
+fn gpu_bug_surfaces_instead_of_falling_back() {
+    use effarch::error::Error;
+    use effarch::models::clip::{ClipConfig, ClipSession, RunOptions};
+    let fx = fixture();
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    let Device::Gpu(ctx) = &gpu else { unreachable!() };
+    let cfg = ClipConfig::from_json("config.json", &fx.config).unwrap();
+    let w = effarch::weights::Weights::from_bytes("model.safetensors", fx.model.clone()).unwrap();
+    let mut s = ClipSession::new(cfg, w, &gpu, false).unwrap();
+    ctx.inject_bug("kept index 999 out of range (test)");
+    match s.run(&fx.images[0].1, &RunOptions::default()) {
+        Err(Error::Backend(m)) => assert!(m.contains("(test)"), "{m}"),
+        other => panic!("expected the bug to surface, got {:?}", other.map(|r| r.device)),
+    }
+    assert!(s.fallback().is_none(), "a bug must not make the session leave the GPU");
+    assert!(s.run(&fx.images[0].1, &RunOptions::default()).unwrap().device.starts_with("gpu"));
+}

@@ -78,7 +78,13 @@ fn check_steps(what: &str, tokens: &[u32], steps: &[Vec<f32>], want: &Value, tol
 
 // ---- Qwen2.5-VL ---------------------------------------------------------------------------
 
-fn qwen_greedy(m: &QwenVL, ids: &[u32], img: &effarch::models::qwen::processor::ImagePatches, prune: Option<&QwenPrune>, n: usize) -> (Vec<u32>, Vec<Vec<f32>>, Vec<u32>) {
+fn qwen_greedy(
+    m: &QwenVL,
+    ids: &[u32],
+    img: &effarch::models::qwen::processor::ImagePatches,
+    prune: Option<&QwenPrune>,
+    n: usize,
+) -> (Vec<u32>, Vec<Vec<f32>>, Vec<u32>) {
     let mut pre = m.prefill(ids, img, prune, false).unwrap();
     let (mut tokens, mut steps) = (Vec::new(), vec![pre.logits.clone()]);
     loop {

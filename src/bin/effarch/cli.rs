@@ -15,6 +15,41 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Show what the GPU drivers print while adapters are probed (hidden otherwise; also shown
+    /// when RUST_LOG is set).
+    #[arg(long, global = true)]
+    verbose: bool,
+}
+
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs `f` (adapter probing) with stderr sent to /dev/null: on a machine without a GPU the
+/// Vulkan loader and Mesa print errors (`XDG_RUNTIME_DIR is invalid…`) on a good run. Our own
+/// messages come after, so nothing of ours is lost.
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(unix)]
+    if !VERBOSE.load(std::sync::atomic::Ordering::Relaxed) && std::env::var_os("RUST_LOG").is_none() {
+        use std::io::Write;
+        let _ = std::io::stderr().flush();
+        // SAFETY: plain fd calls on fd 2 and fds we opened; each is checked before use.
+        unsafe {
+            let saved = libc::dup(2);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if saved >= 0 && null >= 0 && libc::dup2(null, 2) >= 0 {
+                libc::close(null);
+                let r = f();
+                libc::dup2(saved, 2);
+                libc::close(saved);
+                return r;
+            }
+            for fd in [saved, null] {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+    f()
 }
 
 #[derive(Subcommand)]
@@ -60,10 +95,10 @@ enum DeviceArg {
 impl DeviceArg {
     fn device(self) -> Result<Device> {
         match self {
-            DeviceArg::Auto => Ok(Device::best()),
+            DeviceArg::Auto => Ok(quietly(Device::best)),
             DeviceArg::Cpu => Ok(Device::Cpu),
-            DeviceArg::Gpu => Device::gpu(),
-            DeviceArg::GpuF16 => effarch::tensor::block_on(Device::gpu_with(true)),
+            DeviceArg::Gpu => quietly(Device::gpu),
+            DeviceArg::GpuF16 => quietly(|| effarch::tensor::block_on(Device::gpu_with(true))),
         }
     }
 }
@@ -281,6 +316,7 @@ struct BenchMambaArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    VERBOSE.store(cli.verbose, std::sync::atomic::Ordering::Relaxed);
     let res = match cli.cmd {
         Cmd::Clip(a) => run_clip(a),
         Cmd::Mamba(a) => run_mamba(a),
@@ -492,7 +528,7 @@ fn run_bench_mamba(a: BenchMambaArgs) -> Result<()> {
     use effarch::bench::mamba::{bench_mamba, MambaBenchSpec};
     let spec = MambaBenchSpec { ns: a.ns, iters: a.iters, steps: a.steps, hidden: a.hidden };
     let devices = match a.device {
-        DeviceArg::Auto => match Device::best() {
+        DeviceArg::Auto => match quietly(Device::best) {
             gpu @ Device::Gpu(_) => vec![Device::Cpu, gpu],
             cpu => vec![cpu],
         },

@@ -148,6 +148,7 @@ impl Clip {
         t.lap("preprocess");
         let out = self.vision.forward_async(&pv, opts.prune.as_ref(), &mut t).await?;
         let embeds = out.image_embeds.to_vec_f32_async().await?;
+        crate::error::check_finite("image_embeds", &embeds)?;
         t.lap("readback");
         let total = t.total();
         let probs = match &text {
@@ -192,8 +193,8 @@ impl Clip {
     }
 }
 
-/// A loaded model that survives its GPU: when a run fails with a backend error (device lost,
-/// out of memory, a limit), the model is rebuilt on the CPU from the weights it was loaded
+/// A loaded model that survives its GPU: when a run fails with [`Error::Device`] (device lost,
+/// out of memory, a limit; never a bug, which surfaces as it is), the model is rebuilt on the CPU from the weights it was loaded
 /// from, the run is redone there, and every later report says why in `fallback`.
 pub struct ClipSession {
     pub clip: Clip,
@@ -205,7 +206,7 @@ pub struct ClipSession {
 impl ClipSession {
     pub fn new(config: ClipConfig, weights: Weights, device: &Device, with_text: bool) -> Result<ClipSession> {
         let (clip, fallback) = match Clip::load(config.clone(), &weights, device, with_text) {
-            Err(Error::Backend(msg)) if matches!(device, Device::Gpu(_)) => {
+            Err(Error::Device(msg)) if matches!(device, Device::Gpu(_)) => {
                 (Clip::load(config, &weights, &Device::Cpu, with_text)?, Some(format!("{}: loading failed ({msg}); running on the CPU", device.describe())))
             }
             r => (r?, None),
@@ -225,7 +226,7 @@ impl ClipSession {
     pub async fn run_async(&mut self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {
         let first = self.clip.run_async(image_bytes, opts).await;
         let mut report = match first {
-            Err(Error::Backend(msg)) if matches!(self.clip.device, Device::Gpu(_)) => {
+            Err(Error::Device(msg)) if matches!(self.clip.device, Device::Gpu(_)) => {
                 self.fall_back(&msg)?;
                 self.clip.run_async(image_bytes, opts).await?
             }

@@ -83,7 +83,7 @@ impl MambaLM {
     pub fn load(cfg: MambaConfig, w: &Weights, device: &Device) -> Result<MambaLM> {
         let (h, i, n, r, k) = (cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.time_step_rank, cfg.conv_kernel);
         if matches!(device, Device::Gpu(_)) && n > crate::tensor::gpu::ssm::MAX_STATE {
-            return Err(Error::Backend(format!("state_size {n}: the GPU scan holds at most {} state values per channel", crate::tensor::gpu::ssm::MAX_STATE)));
+            return Err(Error::Device(format!("state_size {n}: the GPU scan holds at most {} state values per channel", crate::tensor::gpu::ssm::MAX_STATE)));
         }
         let b = w.pp("backbone");
         let embed_host = b.pp("embeddings").get_f32("weight", &[cfg.vocab_size, h])?;
@@ -197,6 +197,7 @@ impl MambaLM {
                 (self.lm_head.forward(&last, None)?.to_vec_f32_async().await?, Vec::new())
             }
         };
+        crate::error::check_finite("the logits", &logits)?;
         let stats = if counts.is_empty() {
             // τ = 0 merges nothing: every (layer, sequence, channel, step) is one update.
             ScanStats { updates: (self.layers.len() * bsz * len * i) as u64, merged: 0, runs: 0 }

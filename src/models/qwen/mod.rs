@@ -255,6 +255,7 @@ impl QwenVL {
         } else {
             (self.text.logits(&h.narrow(0, len - 1, 1)?)?.to_vec_f32_async().await?, None)
         };
+        crate::error::check_finite("the prompt's logits", &last)?;
         let prefill_ms = now_ms() - t1;
         cache.next_pos = full_pos.iter().flat_map(|p| p.iter().copied()).max().map_or(0, |m| m + 1);
         let report = PrefillReport { visual_tokens_before: n_units, visual_tokens_after: kept.len(), kept, prompt_tokens: len, vision_ms, prefill_ms };
@@ -267,7 +268,9 @@ impl QwenVL {
         let p = cache.next_pos;
         let h = self.text.forward(&x, &[vec![p], vec![p], vec![p]], cache)?;
         cache.next_pos += 1;
-        self.text.logits(&h)?.to_vec_f32_async().await
+        let logits = self.text.logits(&h)?.to_vec_f32_async().await?;
+        crate::error::check_finite("the step's logits", &logits)?;
+        Ok(logits)
     }
 
     /// Describes `image` for `user` (the chat template applied), streaming each new token.

@@ -106,7 +106,9 @@ mod tests {
     fn matches_cpu() {
         let ctx = super::super::test_context();
         // The last cases span several key chunks (`key_chunk`), causal and not.
-        for &(b, h, n, d, causal) in &[(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false), (1, 2, 1100, 80, false), (1, 2, 600, 128, true)] {
+        for &(b, h, n, d, causal) in
+            &[(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false), (1, 2, 1100, 80, false), (1, 2, 600, 128, true)]
+        {
             let qkv: Vec<f32> = (0..b * n * 3 * h * d).map(|i| (((i * 7919) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect();
             let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::Cpu).unwrap();
             let want = Tensor::attention_packed(&c, h, causal).unwrap().to_vec_f32().unwrap();

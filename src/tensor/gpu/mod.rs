@@ -44,6 +44,8 @@ pub struct GpuContext {
     /// The first device error not yet reported (validation, out of memory, device loss).
     /// wgpu's default handler panics; ours records it and the next op returns it.
     error: Arc<Mutex<Option<String>>>,
+    /// A bug injected by a test: the next op fails with [`Error::Backend`].
+    bug: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -145,7 +147,7 @@ impl GpuContext {
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
             .await
-            .map_err(|e| Error::Backend(format!("no GPU adapter: {e}")))?;
+            .map_err(|e| Error::Device(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -156,7 +158,7 @@ impl GpuContext {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Backend(format!("GPU device request failed on {}: {e}", info.name)))?;
+            .map_err(|e| Error::Device(format!("GPU device request failed on {}: {e}", info.name)))?;
         let error = Arc::new(Mutex::new(None));
         let slot = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -178,6 +180,7 @@ impl GpuContext {
         }
         Ok(Arc::new(GpuContext {
             error,
+            bug: Arc::default(),
             device,
             queue,
             adapter,
@@ -233,7 +236,7 @@ impl GpuContext {
     fn check_size(&self, bytes: u64, what: &str) -> Result<()> {
         let max = self.max_binding();
         if bytes > max {
-            return Err(Error::Backend(format!("{what}: {bytes} bytes exceed the adapter's storage buffer limit of {max}")));
+            return Err(Error::Device(format!("{what}: {bytes} bytes exceed the adapter's storage buffer limit of {max}")));
         }
         Ok(())
     }
@@ -326,7 +329,7 @@ impl GpuContext {
     pub fn dispatch(&self, pipeline: &wgpu::ComputePipeline, bindings: &[&wgpu::Buffer], groups: (u32, u32, u32)) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.0 > max || groups.1 > max || groups.2 > max {
-            return Err(Error::Backend(format!("dispatch {groups:?} exceeds {max} workgroups per dimension")));
+            return Err(Error::Device(format!("dispatch {groups:?} exceeds {max} workgroups per dimension")));
         }
         let layout = pipeline.get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry> =
@@ -385,10 +388,20 @@ impl GpuContext {
         self.error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| msg.to_string());
     }
 
+    /// Makes the next op fail with `msg` as a programming error ([`Error::Backend`]), which
+    /// must surface rather than fall back. For tests.
+    #[doc(hidden)]
+    pub fn inject_bug(&self, msg: &str) {
+        self.bug.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| msg.to_string());
+    }
+
     /// Returns (and clears) a device error raised since the last check.
     pub fn take_error(&self) -> Result<()> {
+        if let Some(b) = self.bug.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(Error::Backend(b));
+        }
         match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some(e) => Err(Error::Backend(format!("GPU error on {}: {e}", self.adapter.name))),
+            Some(e) => Err(Error::Device(format!("GPU error on {}: {e}", self.adapter.name))),
             None => Ok(()),
         }
     }
@@ -418,10 +431,10 @@ impl GpuContext {
         let (tx, rx) = futures_oneshot();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| tx(r));
         #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Backend(format!("GPU poll failed: {e}")))?;
-        rx.await.map_err(|e| Error::Backend(format!("GPU read-back failed: {e}")))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Device(format!("GPU poll failed: {e}")))?;
+        rx.await.map_err(|e| Error::Device(format!("GPU read-back failed: {e}")))?;
         self.take_error()?;
-        let data = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU read-back map failed: {e:?}")))?;
+        let data = staging.slice(..).get_mapped_range().map_err(|e| Error::Device(format!("GPU read-back map failed: {e:?}")))?;
         let out: Vec<u32> = bytemuck::cast_slice::<u8, u32>(&data)[..n].to_vec();
         drop(data);
         staging.unmap();

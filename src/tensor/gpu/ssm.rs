@@ -60,7 +60,7 @@ pub fn scan(ctx: &GpuContext, s: &ScanArgs) -> Result<(GpuTensor, GpuTensor, Gpu
         )));
     }
     if n > MAX_STATE {
-        return Err(Error::Backend(format!("the GPU scan holds at most {MAX_STATE} state values per channel; this model has {n}")));
+        return Err(Error::Device(format!("the GPU scan holds at most {MAX_STATE} state values per channel; this model has {n}")));
     }
     let y = ctx.empty(&[b, len, c])?;
     let h = ctx.empty(&[b, c, n])?;

@@ -417,4 +417,33 @@ mod tests {
         }
         assert_eq!(st, st2);
     }
+
+    /// A sequence longer than one GPU time window (`gpu::ssm::time_window`) gives the CPU's
+    /// outputs and state on the GPU: the windows carry the state (τ = 0 is exact up to
+    /// rounding).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn gpu_scan_over_several_time_windows_matches_cpu() {
+        use crate::tensor::Device;
+        let Ok(gpu) = Device::gpu() else { panic!("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)") };
+        // 4217 steps: over 65535 loop iterations in one invocation without the windows.
+        let (b, l, c, n) = (1usize, 7 * crate::tensor::gpu::ssm::time_window(16) + 17, 8usize, 16usize);
+        let stride = 2 * n + 3;
+        let x = vals(b * l * c, 1);
+        let dt: Vec<f32> = vals(b * l * c, 2).iter().map(|v| (v.abs() + 0.01) * 0.3).collect();
+        let proj = vals(b * l * stride, 3);
+        let ad: Vec<f32> = vals(c * (n + 1), 5).iter().enumerate().map(|(i, v)| if i % (n + 1) == n { *v } else { -(v.abs() + 0.1) }).collect();
+        let run = |dev: &Device| {
+            let t = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, dev).unwrap();
+            let (x, dt, proj, ad, h) =
+                (t(&x, &[b, l, c]), t(&dt, &[b, l, c]), t(&proj, &[b, l, stride]), t(&ad, &[c, n + 1]), t(&vec![0.0; b * c * n], &[b, c, n]));
+            let (y, h, st) = Tensor::selective_scan(&ScanInputs { x: &x, dt: &dt, proj: &proj, b_off: 3, ad: &ad, h: &h }, 0.0).unwrap();
+            (y.to_vec_f32().unwrap(), h.to_vec_f32().unwrap(), st.to_vec_f32().unwrap())
+        };
+        let (yc, hc, sc) = run(&Device::Cpu);
+        let (yg, hg, sg) = run(&gpu);
+        let d = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        assert!(d(&yc, &yg) < 1e-4 && d(&hc, &hg) < 1e-4, "y {} h {}", d(&yc, &yg), d(&hc, &hg));
+        assert_eq!(sc.chunks(3).map(|r| r[0]).collect::<Vec<_>>(), sg.chunks(3).map(|r| r[0]).collect::<Vec<_>>(), "updates per channel");
+    }
 }

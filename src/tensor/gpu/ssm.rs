@@ -46,6 +46,14 @@ pub struct ScanArgs<'a> {
     pub tau: f32,
 }
 
+/// Time steps one scan dispatch runs for `n` state values: one step costs up to 3·n + 2 loop
+/// iterations, and llvmpipe stops an invocation after 65535 of them (see `attention.rs`), so a
+/// window stays well below. A pending MRSS run is closed at each window's end, as at the end of
+/// any call.
+pub fn time_window(n: usize) -> usize {
+    (30_000 / (3 * n + 2)).max(1)
+}
+
 /// Returns `(y [B, L, C], h' [B, C, N], stats [B·C, 3])`.
 pub fn scan(ctx: &GpuContext, s: &ScanArgs) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
     let (&[b, len, c], &[c2, n1]) = (&s.x.shape[..], &s.ad.shape[..]) else {
@@ -63,10 +71,34 @@ pub fn scan(ctx: &GpuContext, s: &ScanArgs) -> Result<(GpuTensor, GpuTensor, Gpu
         return Err(Error::Device(format!("the GPU scan holds at most {MAX_STATE} state values per channel; this model has {n}")));
     }
     let y = ctx.empty(&[b, len, c])?;
-    let h = ctx.empty(&[b, c, n])?;
     let stats = ctx.empty(&[b * c, 3])?;
-    let params = ctx.uniform(&[b as u32, len as u32, c as u32, n as u32, stride as u32, s.b_off as u32, s.tau.to_bits(), MAX_RUN_DECAY.to_bits()]);
-    let binds: [&wgpu::Buffer; 9] = [&s.x.buf, &s.dt.buf, &s.proj.buf, &s.ad.buf, &s.h.buf, &h.buf, &y.buf, &stats.buf, &params];
-    ctx.dispatch_1d("ssm_scan", SCAN, &binds, b * c, 64)?;
-    Ok((y, h, stats))
+    // Time in windows of `window` steps, the state passed from one dispatch to the next.
+    let window = time_window(n);
+    let mut h_in = s.h.clone();
+    let mut t0 = 0;
+    loop {
+        let t1 = (t0 + window).min(len);
+        let h = ctx.empty(&[b, c, n])?;
+        let params = ctx.uniform(&[
+            b as u32,
+            len as u32,
+            c as u32,
+            n as u32,
+            stride as u32,
+            s.b_off as u32,
+            s.tau.to_bits(),
+            MAX_RUN_DECAY.to_bits(),
+            t0 as u32,
+            t1 as u32,
+            0,
+            0,
+        ]);
+        let binds: [&wgpu::Buffer; 9] = [&s.x.buf, &s.dt.buf, &s.proj.buf, &s.ad.buf, &h_in.buf, &h.buf, &y.buf, &stats.buf, &params];
+        ctx.dispatch_1d("ssm_scan", SCAN, &binds, b * c, 64)?;
+        h_in = h;
+        t0 = t1;
+        if t0 >= len {
+            return Ok((y, h_in, stats));
+        }
+    }
 }

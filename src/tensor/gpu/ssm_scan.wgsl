@@ -5,7 +5,9 @@
 // A run of steps with dt < tau holds the state and accumulates the input (u); the run is
 // applied with one exact decay exp((sum dt)*A) when it ends or passes max_run of decay.
 
-struct Params { batch: u32, len: u32, c: u32, n: u32, stride: u32, b_off: u32, tau: f32, max_run: f32 }
+// Time runs in windows [t0, t1) of one dispatch each (the state carried through h_in/h_out):
+// Mesa's llvmpipe ends an invocation after 65535 loop iterations. Counts add up over windows.
+struct Params { batch: u32, len: u32, c: u32, n: u32, stride: u32, b_off: u32, tau: f32, max_run: f32, t0: u32, t1: u32, _p0: u32, _p1: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;           // [B, L, C]
 @group(0) @binding(1) var<storage, read> dt: array<f32>;          // [B, L, C]
@@ -42,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var pending = false;
     var merged = 0.0;
     var runs = 0.0;
-    for (var t = 0u; t < p.len; t++) {
+    for (var t = p.t0; t < p.t1; t++) {
         let r = b * p.len + t;
         let xi = r * p.c + ch;
         let xv = x[xi];
@@ -96,7 +98,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     for (var k = 0u; k < n; k++) {
         h_out[i * n + k] = h[k];
     }
-    stats[i * 3u] = f32(p.len);
-    stats[i * 3u + 1u] = merged;
-    stats[i * 3u + 2u] = runs;
+    var before = vec3<f32>(0.0, 0.0, 0.0);
+    if (p.t0 > 0u) { before = vec3<f32>(stats[i * 3u], stats[i * 3u + 1u], stats[i * 3u + 2u]); }
+    stats[i * 3u] = before.x + f32(p.t1 - p.t0);
+    stats[i * 3u + 1u] = before.y + merged;
+    stats[i * 3u + 2u] = before.z + runs;
 }

@@ -242,12 +242,17 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
         (vec!["--image", tiny.to_str().unwrap()], "too small"),
         (vec!["--image", &image, "--scorer", "cls-attn", "--keep", "0.5"], "CLS"),
         (vec!["--image", "/nonexistent.png"], "nonexistent.png"),
+        (vec!["--image", &image, "--keep", "0.5", "--block", "999"], "scoring block 999 of a 4-block"),
+        (vec!["--image", &image, "--max-prompt-tokens", "10"], "over the limit of 10"),
+        (vec!["--image", &image, "--max-new-tokens", "5000"], "context of 4096"),
     ] {
         let mut a = vec!["qwen", "--model", &model];
         a.extend(args);
         let out = effarch(&a);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(want), "{a:?}: {err}");
+        // Checked before any work: nothing was generated or printed first.
+        assert!(out.stdout.is_empty() && err.lines().count() == 1, "{a:?}: output before the error: {err}");
     }
     std::fs::remove_file(&tiny).ok();
     let out =
@@ -260,4 +265,50 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
     let want: Vec<u64> = [1.0f32, 0.5, 0.25].iter().map(|&p| effarch::prune::n_keep(p, n) as u64).collect();
     assert_eq!(rows.iter().map(|r| r["visual_tokens"].as_u64().unwrap()).collect::<Vec<_>>(), want);
     assert!(rows.iter().all(|r| r["prefill_ms"].as_f64().is_some_and(|x| x > 0.0) && r["vision_ms"].as_f64().is_some_and(|x| x > 0.0)), "{v}");
+}
+
+/// Every command validates its arguments before any model work: a bad one fails with one
+/// error line naming it, and nothing else is printed first.
+#[test]
+fn every_command_rejects_bad_arguments_before_any_output() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let clip = fixture_dir();
+    let img = clip.join("cat_300x257.png");
+    let mamba = root.join("tests/fixtures/mamba-tiny");
+    let (clip, img, mamba) = (clip.to_str().unwrap(), img.to_str().unwrap(), mamba.to_str().unwrap());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["clip", "--model", clip, "--image", img, "--keep", "1.5"], "keep"),
+        (vec!["clip", "--model", clip, "--image", img, "--labels", " , "], "labels"),
+        (vec!["clip", "--model", clip, "--image", img, "--layer", "99"], "99"),
+        (vec!["mamba", "--model", mamba, "--prompt", "hi", "--temperature", "-1"], "temperature"),
+        (vec!["mamba", "--model", mamba, "--prompt", "hi", "--mrss-tau", "-0.5"], "tau"),
+        (vec!["mamba", "--model", mamba, "--prompt-ids", "999999"], "999999"),
+        (vec!["bench", "clip", "--keeps", "0"], "keep"),
+        (vec!["bench", "clip", "--batches", "0"], "batch"),
+        (vec!["bench", "mamba", "--ns", "0"], "0"),
+        (vec!["bench", "qwen", "--widths", "1,2"], "widths"),
+    ];
+    for (args, want) in cases {
+        let out = effarch(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.stdout.is_empty() && err.trim_end().lines().count() == 1, "{args:?}: output before the error: {err}");
+    }
+}
+
+/// Probing adapters on a machine without a GPU (or without XDG_RUNTIME_DIR) prints nothing of
+/// the drivers' on a good run; `--verbose` is the way to see it.
+#[test]
+fn device_probing_is_quiet() {
+    let mamba = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mamba-tiny");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_effarch"))
+        .args(["mamba", "--model", mamba.to_str().unwrap(), "--prompt", "Hi", "--max-new-tokens", "2", "--device", "auto", "--json"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.trim().is_empty(), "a good run printed to stderr: {err}");
 }

@@ -75,7 +75,7 @@ fn processor_matches_transformers() {
 /// Runs the golden checks on `device` with tolerance `tol`; returns the worst differences.
 fn golden(device: &Device, tol: f32) {
     let e = Expected::load();
-    let m = QwenVL::load_dir(dir(), device).unwrap();
+    let mut m = QwenVL::load_dir(dir(), device).unwrap();
     let (ids, img) = (e.ids("input_ids"), e.image());
     let name = device.name();
     // Positions.
@@ -96,6 +96,17 @@ fn golden(device: &Device, tol: f32) {
     println!("{name} qwen logits: max |Δ| = {d:e}");
     assert!(d <= tol, "{name} logits {d}");
     assert_eq!(pre.report.visual_tokens_before, pre.report.visual_tokens_after);
+    // A long prompt runs in chunks (here of 7 tokens): the same logits and the same cache.
+    m.prefill_chunk = 7;
+    let chunked = m.prefill(&ids, &img, None, true).unwrap();
+    let d = max_abs_diff(chunked.all_logits.as_ref().unwrap(), &e.get("logits"));
+    println!("{name} qwen logits, prefill in chunks of 7: max |Δ| = {d:e}");
+    assert!(d <= tol, "{name} chunked logits {d}");
+    let (mut c1, mut c2) = (pre.cache.clone(), chunked.cache.clone());
+    let s1 = effarch::tensor::block_on(m.step_async(5, &mut c1)).unwrap();
+    let s2 = effarch::tensor::block_on(m.step_async(5, &mut c2)).unwrap();
+    assert!(max_abs_diff(&s1, &s2) <= tol, "{name}: a step after a chunked prefill differs");
+    m.prefill_chunk = effarch::models::qwen::PREFILL_CHUNK;
     // The pruned run against the torch reference.
     let p = m.prefill(&ids, &img, Some(&e.prune()), true).unwrap();
     assert_eq!(p.report.kept, e.ids("pruned_kept"), "{name}: kept units differ from the torch reference");

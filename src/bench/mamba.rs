@@ -127,6 +127,22 @@ pub fn fit_exponent(points: &[(usize, f64)]) -> f64 {
     cov / var
 }
 
+impl MambaBenchSpec {
+    /// Checks the spec before any work.
+    pub fn validate(&self) -> Result<()> {
+        if self.ns.is_empty() || self.iters == 0 || self.steps == 0 {
+            return Err(Error::arg("the benchmark needs at least one N, iteration and decode step"));
+        }
+        if let Some(&n) = self.ns.iter().find(|&&n| n == 0 || n > 65536) {
+            return Err(Error::arg(format!("sequence length {n} is outside 1..=65536")));
+        }
+        if self.hidden == 0 || self.hidden > 4096 {
+            return Err(Error::arg(format!("width {} is outside 1..=4096", self.hidden)));
+        }
+        Ok(())
+    }
+}
+
 /// [`bench_mamba_async`], waiting for the device.
 pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, progress: impl FnMut(&str)) -> Result<(Vec<MambaBenchRow>, Exponents)> {
     crate::tensor::block_on(bench_mamba_async(spec, device, progress))
@@ -135,15 +151,7 @@ pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, progress: impl FnMut(
 /// Times both blocks on `device` for every N of `spec`. Each timed call ends with a small
 /// read-back (the last position), so GPU times include the wait for the device.
 pub async fn bench_mamba_async(spec: &MambaBenchSpec, device: &Device, mut progress: impl FnMut(&str)) -> Result<(Vec<MambaBenchRow>, Exponents)> {
-    if spec.ns.is_empty() || spec.iters == 0 || spec.steps == 0 {
-        return Err(Error::arg("the benchmark needs at least one N, iteration and decode step"));
-    }
-    if let Some(&n) = spec.ns.iter().find(|&&n| n == 0 || n > 65536) {
-        return Err(Error::arg(format!("sequence length {n} is outside 1..=65536")));
-    }
-    if spec.hidden == 0 || spec.hidden > 4096 {
-        return Err(Error::arg(format!("width {} is outside 1..=4096", spec.hidden)));
-    }
+    spec.validate()?;
     let h = spec.hidden;
     let mamba = random_mamba_block(h, device)?;
     let attn = random_attention_block(h, device)?;

@@ -122,6 +122,22 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 /// Times the vision tower at every (batch, keep) of `spec`. Each round runs every keep once,
 /// so slow drift (thermal, other load) hits all settings alike. `progress` gets a line per
 /// finished setting.
+impl BenchSpec {
+    /// Checks the spec before any work (the model is built after this).
+    pub fn validate(&self) -> Result<()> {
+        if self.keeps.is_empty() || self.batches.is_empty() || self.iters == 0 {
+            return Err(Error::arg("benchmark needs at least one keep ratio, batch size and iteration"));
+        }
+        if self.batches.iter().any(|&b| b == 0 || b > 256) {
+            return Err(Error::arg("batch sizes must be in 1..=256"));
+        }
+        for &k in &self.keeps {
+            crate::prune::PruneConfig::new(self.scorer, k, self.layers.clone())?;
+        }
+        Ok(())
+    }
+}
+
 pub fn bench_clip(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
     crate::tensor::block_on(bench_clip_async(clip, spec, progress))
 }
@@ -129,12 +145,7 @@ pub fn bench_clip(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str)) -> 
 /// [`bench_clip`] for the browser on WebGPU, where read-backs are awaited. Each timed pass
 /// ends with the read-back of its embeddings, so queued GPU work is inside the timing.
 pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
-    if spec.keeps.is_empty() || spec.batches.is_empty() || spec.iters == 0 {
-        return Err(Error::arg("benchmark needs at least one keep ratio, batch size and iteration"));
-    }
-    if spec.batches.iter().any(|&b| b == 0 || b > 256) {
-        return Err(Error::arg("batch sizes must be in 1..=256"));
-    }
+    spec.validate()?;
     let s = clip.config.vision().image_size;
     let mut rows = Vec::new();
     for &b in &spec.batches {

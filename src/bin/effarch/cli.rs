@@ -219,6 +219,9 @@ struct QwenArgs {
     block: Option<usize>,
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
+    /// Prompt tokens (text + visual) allowed; the error says what the KV cache would take.
+    #[arg(long, default_value_t = 16384)]
+    max_prompt_tokens: usize,
     #[command(flatten)]
     sample: SampleArgs,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -411,15 +414,13 @@ fn run_clip(a: ClipArgs) -> Result<()> {
 }
 
 fn run_bench_clip(a: BenchClipArgs) -> Result<()> {
-    let device = a.device.device()?;
     let mut scorer: Scorer = a.scorer.parse()?;
     if let Scorer::Random { seed } = &mut scorer {
         *seed = 0;
     }
     let spec = BenchSpec { keeps: a.keeps, batches: a.batches, iters: a.iters, scorer, layers: a.layer };
-    for &k in &spec.keeps {
-        PruneConfig::new(scorer, k, spec.layers.clone())?;
-    }
+    spec.validate()?;
+    let device = a.device.device()?;
     let quiet = a.json;
     if !quiet {
         eprintln!("building ViT-B/16 with random weights on {} ...", device.describe());
@@ -527,6 +528,7 @@ fn run_mamba(a: MambaArgs) -> Result<()> {
 fn run_bench_mamba(a: BenchMambaArgs) -> Result<()> {
     use effarch::bench::mamba::{bench_mamba, MambaBenchSpec};
     let spec = MambaBenchSpec { ns: a.ns, iters: a.iters, steps: a.steps, hidden: a.hidden };
+    spec.validate()?;
     let devices = match a.device {
         DeviceArg::Auto => match quietly(Device::best) {
             gpu @ Device::Gpu(_) => vec![Device::Cpu, gpu],
@@ -577,31 +579,29 @@ fn run_qwen(a: QwenArgs) -> Result<()> {
         return Err(Error::arg(format!("--keep must be in (0, 1], got {}", a.keep)));
     }
     let opts = a.sample.options(a.max_new_tokens, 0.0)?;
+    // Everything that can be checked before the model loads is checked here, the rest right
+    // after it loads: an error always comes before any output.
     let bytes = std::fs::read(&a.image).map_err(|e| Error::io(a.image.display(), e))?;
+    let decoded = effarch::image::decode(&bytes).map_err(|e| Error::arg(format!("{}: {e}", a.image.display())))?;
     let device = a.device.device()?;
     // A hub id: the config, tokenizer and index first, then the shards the index names.
     let meta = ["config.json", "tokenizer.json"];
     let dir = effarch::hub::resolve(&a.model, &meta, &["preprocessor_config.json", "model.safetensors.index.json"])?;
     if !std::path::Path::new(&a.model).is_dir() {
-        let index = dir.join("model.safetensors.index.json");
-        let shards: Vec<String> = match std::fs::read_to_string(&index) {
-            Ok(t) => {
-                let v: serde_json::Value = serde_json::from_str(&t).map_err(|e| Error::arg(format!("{}: {e}", index.display())))?;
-                let mut f: Vec<String> =
-                    v["weight_map"].as_object().map(|m| m.values().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
-                f.sort();
-                f.dedup();
-                f
-            }
-            Err(_) => vec!["model.safetensors".into()],
+        let shards = match effarch::models::qwen::shard_names(&dir)? {
+            Some(s) => s,
+            None => vec!["model.safetensors".into()],
         };
         effarch::hub::resolve(&a.model, &shards.iter().map(String::as_str).collect::<Vec<_>>(), &[])?;
     }
     let t0 = effarch::clock::now_ms();
     let m = QwenVL::load_dir(&dir, &device)?;
     let load_ms = effarch::clock::now_ms() - t0;
-    let img = m.image(&bytes)?;
     let prune = QwenPrune { scorer, keep: a.keep, block: a.block };
+    m.prune_plan(Some(&prune))?;
+    let img = effarch::models::qwen::processor::preprocess(&decoded, &m.cfg.vision, &m.processor)?;
+    let ids = m.prompt_ids(&QwenVL::chat_prompt(&a.prompt), img.tokens(m.cfg.vision.spatial_merge_size))?;
+    m.check_lengths(ids.len(), a.max_new_tokens, a.max_prompt_tokens)?;
     let mut runs = Vec::new();
     let plans: Vec<Option<&QwenPrune>> = if a.keep < 1.0 { vec![None, Some(&prune)] } else { vec![None] };
     for p in plans {

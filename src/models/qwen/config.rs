@@ -45,6 +45,8 @@ pub struct TextConfig {
     /// Frequencies of each head's half given to the t, h and w position axes.
     pub mrope_section: [usize; 3],
     pub tie_word_embeddings: bool,
+    /// The context length (positions) the model was trained for.
+    pub max_position_embeddings: usize,
 }
 
 impl TextConfig {
@@ -107,6 +109,8 @@ impl QwenConfig {
                 _ => return Err(bad(format!("mrope_section {section:?} must have three entries"))),
             },
             tie_word_embeddings: v.get("tie_word_embeddings").or_else(|| t.get("tie_word_embeddings")).and_then(Value::as_bool).unwrap_or(false),
+            // The 3B's and 7B's value when a config leaves it out.
+            max_position_embeddings: int(t, "max_position_embeddings", Some(128_000))?,
         };
         let vision = VisionConfig {
             depth: int(vc, "depth", None)?,

@@ -25,6 +25,9 @@ use text::{KvCache, TextModel};
 use vision::VisionTower;
 
 pub const IMAGE_PAD: &str = "<|image_pad|>";
+/// Prompt tokens the language model runs at once in a prefill (the default of
+/// [`QwenVL::prefill_chunk`]).
+pub const PREFILL_CHUNK: usize = 512;
 
 pub struct QwenVL {
     pub cfg: QwenConfig,
@@ -33,6 +36,8 @@ pub struct QwenVL {
     pub text: TextModel,
     pub tokenizer: Option<ByteBpe>,
     pub device: Device,
+    /// Prompt tokens the language model runs at once in a prefill ([`PREFILL_CHUNK`]).
+    pub prefill_chunk: usize,
 }
 
 /// Visual-token pruning settings.
@@ -92,7 +97,7 @@ impl QwenVL {
         if cfg.vision.out_hidden_size != cfg.text.hidden_size {
             return Err(Error::arg(format!("vision out_hidden_size {} ≠ text hidden_size {}", cfg.vision.out_hidden_size, cfg.text.hidden_size)));
         }
-        Ok(QwenVL { cfg, processor, vision, text, tokenizer, device: device.clone() })
+        Ok(QwenVL { cfg, processor, vision, text, tokenizer, device: device.clone(), prefill_chunk: PREFILL_CHUNK })
     }
 
     /// Loads a directory in the hub layout: `config.json`, `model.safetensors.index.json` and
@@ -137,6 +142,46 @@ impl QwenVL {
             }
             n => Err(Error::arg(format!("the prompt has {n} image placeholders; one image takes exactly one"))),
         }
+    }
+
+    /// Checks pruning settings against this model (keep in (0, 1], the scoring block inside
+    /// the vision tower, a scorer this tower has) before any work; returns the block and
+    /// projection that score the units, when a scorer needs them.
+    pub fn prune_plan(&self, prune: Option<&QwenPrune>) -> Result<Option<(usize, crate::prune::KqWhich)>> {
+        let Some(p) = prune else { return Ok(None) };
+        let v = &self.cfg.vision;
+        if !(p.keep > 0.0 && p.keep <= 1.0) {
+            return Err(Error::arg(format!("keep must be in (0, 1], got {}", p.keep)));
+        }
+        let block = p.block.or_else(|| v.fullatt_block_indexes.last().copied()).unwrap_or(v.depth.saturating_sub(1));
+        if block >= v.depth {
+            return Err(Error::arg(format!("scoring block {block} of a {}-block vision tower (blocks 0..={})", v.depth, v.depth.saturating_sub(1))));
+        }
+        match p.scorer {
+            Scorer::KqNorm(w) if p.keep < 1.0 => Ok(Some((block, w))),
+            Scorer::ClsAttn => Err(Error::arg("cls-attn needs a CLS token; Qwen2.5-VL's vision tower has none (use kq-norm or random)")),
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks a request's size before any work: at most `max_prompt_tokens` prompt tokens
+    /// (the error gives the KV cache they would take), and prompt plus new tokens within the
+    /// model's context.
+    pub fn check_lengths(&self, prompt_tokens: usize, max_new_tokens: usize, max_prompt_tokens: usize) -> Result<()> {
+        let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+        if prompt_tokens > max_prompt_tokens {
+            return Err(Error::arg(format!(
+                "the prompt is {prompt_tokens} tokens, over the limit of {max_prompt_tokens} (--max-prompt-tokens; its KV cache alone would take {:.1} GiB)",
+                gib(self.text.kv_bytes(prompt_tokens))
+            )));
+        }
+        let ctx = self.cfg.text.max_position_embeddings;
+        if prompt_tokens + max_new_tokens > ctx {
+            return Err(Error::arg(format!(
+                "{prompt_tokens} prompt tokens + {max_new_tokens} new tokens exceed the model's context of {ctx} (max_position_embeddings)"
+            )));
+        }
+        Ok(())
     }
 
     /// Preprocesses an encoded image (PNG, JPEG, …).
@@ -190,23 +235,7 @@ impl QwenVL {
         if count != n_units || ids[first..first + count].iter().any(|&t| t != pad) {
             return Err(Error::arg(format!("the prompt has {count} image pad tokens; the image needs {n_units} in one run")));
         }
-        let score = match prune {
-            Some(p) => {
-                if !(p.keep > 0.0 && p.keep <= 1.0) {
-                    return Err(Error::arg(format!("keep must be in (0, 1], got {}", p.keep)));
-                }
-                let block = p.block.or_else(|| v.fullatt_block_indexes.last().copied()).unwrap_or(v.depth - 1);
-                if block >= v.depth {
-                    return Err(Error::arg(format!("scoring block {block} of a {}-block vision tower", v.depth)));
-                }
-                match p.scorer {
-                    Scorer::KqNorm(w) if p.keep < 1.0 => Some((block, w)),
-                    Scorer::ClsAttn => return Err(Error::arg("cls-attn needs a CLS token; Qwen2.5-VL's vision tower has none (use kq-norm or random)")),
-                    _ => None,
-                }
-            }
-            None => None,
-        };
+        let score = self.prune_plan(prune)?;
         let t0 = now_ms();
         let out = self.vision.forward_async(img, score).await?;
         let kept: Vec<u32> = match prune {
@@ -245,16 +274,28 @@ impl QwenVL {
             parts.push(self.text.embed(&ids[first + n_units..])?);
         }
         let x = Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?;
+        // The language model in chunks of PREFILL_CHUNK tokens: attention scores and MLP
+        // activations stay O(chunk) whatever the prompt's length; the LM head runs on every
+        // row when they are asked for, else on the last.
         let mut cache = KvCache::default();
-        let h = self.text.forward(&x, &positions, &mut cache)?;
-        let len = h.dim(0);
-        // The LM head once: on every row when they are asked for, else on the last.
-        let (last, all) = if all_logits {
-            let all = self.text.logits(&h)?.to_vec_f32_async().await?;
-            (all[(len - 1) * self.cfg.text.vocab_size..].to_vec(), Some(all))
-        } else {
-            (self.text.logits(&h.narrow(0, len - 1, 1)?)?.to_vec_f32_async().await?, None)
-        };
+        let len = x.dim(0);
+        let v = self.cfg.text.vocab_size;
+        let mut all = if all_logits { Some(Vec::with_capacity(len * v)) } else { None };
+        let mut last = Vec::new();
+        let chunk = self.prefill_chunk.max(1);
+        for start in (0..len).step_by(chunk) {
+            let n = chunk.min(len - start);
+            let pos = [0, 1, 2].map(|a| positions[a][start..start + n].to_vec());
+            let h = self.text.forward(&x.narrow(0, start, n)?, &pos, &mut cache)?;
+            if let Some(all) = all.as_mut() {
+                all.extend(self.text.logits(&h)?.to_vec_f32_async().await?);
+            } else if start + n == len {
+                last = self.text.logits(&h.narrow(0, n - 1, 1)?)?.to_vec_f32_async().await?;
+            }
+        }
+        if let Some(all) = &all {
+            last = all[(len - 1) * v..].to_vec();
+        }
         crate::error::check_finite("the prompt's logits", &last)?;
         let prefill_ms = now_ms() - t1;
         cache.next_pos = full_pos.iter().flat_map(|p| p.iter().copied()).max().map_or(0, |m| m + 1);
@@ -338,27 +379,43 @@ pub fn load_checkpoint(dir: &std::path::Path) -> Result<Weights> {
     if !index.exists() {
         return Weights::from_file(&dir.join("model.safetensors"));
     }
-    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(index.display(), e))?;
+    let files = shard_names(dir)?.unwrap_or_default();
     let bad = |m: String| Error::Weights { file: index.display().to_string(), msg: m };
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no weight_map".into()))?;
-    let mut files: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
-    files.sort_unstable();
-    files.dedup();
     let mut shards = Vec::with_capacity(files.len());
     for f in files {
-        if f.contains('/') || f.contains("..") {
-            return Err(bad(format!("shard name `{f}` leaves the directory")));
-        }
-        let p = dir.join(f);
+        let p = dir.join(&f);
         if !p.exists() {
             return Err(bad(format!("missing shard {f} (named by the index)")));
         }
         shards.push(Weights::from_file(&p)?);
     }
     let w = Weights::from_shards(&index.display().to_string(), shards)?;
-    if let Some((name, f)) = map.iter().find(|(n, _)| !w.contains(n)) {
+    let text = std::fs::read_to_string(&index).map_err(|e| Error::io(index.display(), e))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    if let Some((name, f)) = v["weight_map"].as_object().and_then(|m| m.iter().find(|(n, _)| !w.contains(n))) {
         return Err(bad(format!("tensor `{name}` is listed in {} but not there", f.as_str().unwrap_or("?"))));
     }
     Ok(w)
+}
+
+/// The shard files `model.safetensors.index.json` names (sorted, once each), or `None`
+/// without an index. A name that leaves the directory is an error.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn shard_names(dir: &std::path::Path) -> Result<Option<Vec<String>>> {
+    let index = dir.join("model.safetensors.index.json");
+    let text = match std::fs::read_to_string(&index) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(index.display(), e)),
+    };
+    let bad = |m: String| Error::Weights { file: index.display().to_string(), msg: m };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no weight_map".into()))?;
+    let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+    files.sort_unstable();
+    files.dedup();
+    if let Some(f) = files.iter().find(|f| f.contains('/') || f.contains('\\') || f.contains("..")) {
+        return Err(bad(format!("shard name `{f}` leaves the directory")));
+    }
+    Ok(Some(files))
 }

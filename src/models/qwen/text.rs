@@ -69,6 +69,12 @@ pub fn mrope_tables(pos: &[Vec<u32>; 3], cfg: &TextConfig) -> (Vec<f32>, Vec<f32
 }
 
 impl TextModel {
+    /// Bytes the KV cache takes for `tokens` tokens (f32 keys and values, every layer).
+    pub fn kv_bytes(&self, tokens: usize) -> usize {
+        let c = &self.cfg;
+        c.num_hidden_layers * 2 * tokens * c.num_key_value_heads * c.head_dim() * 4
+    }
+
     pub fn load(cfg: &TextConfig, model: &Scope, lm_head: Option<&Scope>, device: &Device) -> Result<TextModel> {
         let (h, i, hd) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim());
         let (qd, kvd) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
@@ -110,7 +116,8 @@ impl TextModel {
     }
 
     /// Runs `x` `[L, H]` (embeddings) at 3-axis positions `pos` after the tokens in `cache`
-    /// (which grows by L). Returns the final-norm hidden states `[L, H]`.
+    /// (which grows by L): a whole prompt, a chunk of one, or one decoding step. Returns the
+    /// final-norm hidden states `[L, H]`.
     pub fn forward(&self, x: &Tensor, pos: &[Vec<u32>; 3], cache: &mut KvCache) -> Result<Tensor> {
         let c = &self.cfg;
         let (len, hd, nh, nkv) = (x.dim(0), c.head_dim(), c.num_attention_heads, c.num_key_value_heads);
@@ -121,9 +128,6 @@ impl TextModel {
         let cos = Tensor::from_f32(cos, &[len, hd / 2], &self.device)?;
         let sin = Tensor::from_f32(sin, &[len, hd / 2], &self.device)?;
         let first = cache.k.is_empty();
-        if !first && len != 1 {
-            return Err(Error::arg("a cached decoder continues one token at a time"));
-        }
         let (mut new_k, mut new_v) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()));
         let mut x = x.clone();
         for (li, l) in self.layers.iter().enumerate() {
@@ -134,7 +138,8 @@ impl TextModel {
             let v = heads(l.v.forward(&h)?, nkv)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
             let (k, v) = if first { (k, v) } else { (Tensor::cat(&[&cache.k[li], &k], 2)?, Tensor::cat(&[&cache.v[li], &v], 2)?) };
             // Grouped-query attention: each key/value head serves nh / nkv query heads.
-            let o = Tensor::attention(&q, &k, &v, first && len > 1)?;
+            // Causal over the new rows (a prefill chunk after the cached ones masks only the future).
+            let o = Tensor::attention(&q, &k, &v, len > 1)?;
             let o = o.reshape(&[nh, len, hd])?.permute(&[1, 0, 2])?.reshape(&[len, nh * hd])?;
             x = x.add(&l.o.forward(&o)?)?;
             let h = x.rms_norm(&l.post_norm, c.rms_norm_eps)?;

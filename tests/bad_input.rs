@@ -203,3 +203,11 @@ fn non_finite_weights_and_outputs_are_errors() {
     let e = err_of(m.run(&img, &Default::default()));
     assert!(e.contains("non-finite") && e.contains("image_embeds"), "{e}");
 }
+
+#[test]
+fn too_many_labels_is_an_error_naming_the_limit() {
+    let m = clip::load_dir(&fixture_dir(), &Device::Cpu, true).unwrap();
+    let labels: Vec<String> = (0..=clip::MAX_LABELS).map(|i| format!("label {i}")).collect();
+    let e = err_of(m.encode_text(&labels));
+    assert!(e.contains("over the limit of 1000"), "{e}");
+}

@@ -207,3 +207,23 @@ fn gpu_matches_transformers_and_cpu() {
     let (g, c) = (generate(&m, &[5, 17, 42], &o, |_| {}).unwrap(), generate(&cpu, &[5, 17, 42], &o, |_| {}).unwrap());
     assert_eq!(g.tokens, c.tokens, "greedy generation on the GPU equals the CPU's");
 }
+
+/// A prompt longer than one prefill chunk runs in chunks with the state carried: the first
+/// generated token is the argmax of one pass over the whole prompt, and an over-long prompt is
+/// an error naming the limit.
+#[test]
+fn long_prompts_prefill_in_chunks() {
+    use effarch::models::mamba::generate::{generate, SampleOptions, MAX_PROMPT_TOKENS, PREFILL_CHUNK};
+    let m = model();
+    let v = m.cfg.vocab_size;
+    let prompt: Vec<u32> = (0..PREFILL_CHUNK + 700).map(|i| ((i * 7919) % v) as u32).collect();
+    let r = generate(&m, &prompt, &SampleOptions { max_new_tokens: 1, eos: Some(u32::MAX), ..Default::default() }, |_| {}).unwrap();
+    let mut state = m.new_state(1).unwrap();
+    let all = m.forward(&[prompt.clone()], &mut state, 0.0).unwrap().logits;
+    let last = &all[(prompt.len() - 1) * v..];
+    let want = last.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
+    assert_eq!(r.tokens, vec![want]);
+    let long = vec![1u32; MAX_PROMPT_TOKENS + 1];
+    let e = generate(&m, &long, &SampleOptions::default(), |_| {}).unwrap_err().to_string();
+    assert!(e.contains("over the limit"), "{e}");
+}

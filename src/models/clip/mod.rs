@@ -20,6 +20,9 @@ pub use text::TextModel;
 pub use tokenizer::Tokenizer;
 pub use vision::{VisionModel, VisionOutput};
 
+/// Labels one zero-shot run takes (each is a full pass of the text tower).
+pub const MAX_LABELS: usize = 1000;
+
 pub struct Clip {
     pub config: ClipConfig,
     pub vision: VisionModel,
@@ -103,6 +106,9 @@ impl Clip {
         let max = self.text.as_ref().map_or(77, |t| t.cfg.max_position_embeddings);
         if labels.is_empty() || labels.iter().all(|l| l.trim().is_empty()) {
             return Err(Error::arg("the label list is empty"));
+        }
+        if labels.len() > MAX_LABELS {
+            return Err(Error::arg(format!("{} labels, over the limit of {MAX_LABELS}", labels.len())));
         }
         Ok(labels.iter().map(|l| tok.encode(l, max)).collect())
     }

@@ -97,6 +97,11 @@ pub fn sample(logits: &[f32], o: &SampleOptions, rng: &mut u64) -> u32 {
     idx[p.len() - 1] as u32
 }
 
+/// Prompt tokens one prefill call runs.
+pub const PREFILL_CHUNK: usize = 2048;
+/// Prompt tokens a generation takes (the state is O(1), but the prefill's time is not).
+pub const MAX_PROMPT_TOKENS: usize = 1 << 20;
+
 /// [`generate_async`], waiting for the device.
 pub fn generate(model: &MambaLM, prompt: &[u32], o: &SampleOptions, mut on_token: impl FnMut(u32)) -> Result<GenerateReport> {
     crate::tensor::block_on(generate_async(model, prompt, o, |t, _| on_token(t)))
@@ -110,14 +115,22 @@ pub async fn generate_async(model: &MambaLM, prompt: &[u32], o: &SampleOptions, 
     if prompt.is_empty() {
         return Err(Error::arg("the prompt is empty"));
     }
+    if prompt.len() > MAX_PROMPT_TOKENS {
+        return Err(Error::arg(format!("the prompt is {} tokens, over the limit of {MAX_PROMPT_TOKENS}", prompt.len())));
+    }
     let mut state = model.new_state(1)?;
     let mut stats = ScanStats::default();
     let t0 = now_ms();
-    let out = model.forward_async(&[prompt.to_vec()], &mut state, o.tau, Logits::Last).await?;
-    stats.add(out.stats);
+    // The prompt in chunks: the state carries over, so memory stays O(chunk) however long the
+    // prompt is (a pending MRSS run is closed at each chunk's end, as at the end of any call).
+    let mut logits = Vec::new();
+    for chunk in prompt.chunks(PREFILL_CHUNK) {
+        let out = model.forward_async(&[chunk.to_vec()], &mut state, o.tau, Logits::Last).await?;
+        stats.add(out.stats);
+        logits = out.logits;
+    }
     let prefill_ms = now_ms() - t0;
     let mut rng = o.seed;
-    let mut logits = out.logits;
     let eos = o.eos.or(model.cfg.eos_token_id);
     let mut tokens = Vec::new();
     let mut stopped = false;

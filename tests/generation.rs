@@ -113,7 +113,11 @@ fn qwen_check(m: &QwenVL, fx: &Value, tol: f32) {
             assert_eq!(kept, u32s(&fx["kept"]), "{what}: kept visual tokens");
         }
         check_steps(&format!("{what} {run}"), &tokens, &steps, want, tol);
-        // The library's own generation loop gives the same tokens.
+        // The library's own generation loop gives the same tokens (checked on the CPU: on a
+        // software GPU it would double the test's time for the same loop).
+        if m.device.name() != "cpu" {
+            continue;
+        }
         let o = SampleOptions { max_new_tokens: n, eos: None, ..Default::default() };
         let r = m.generate(&img, "Describe the image.", p, &o, |_| {}).unwrap();
         let stop = r.tokens.len();

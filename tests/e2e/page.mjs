@@ -223,6 +223,66 @@ await check('a truncated weights file shows an error, and a good model works aft
   assert(r.pruned + r.kept === N && r.kept > 0, `after the error: ${JSON.stringify(r)}`);
 });
 
+await check('20 bad inputs in a row (images, weights), each an error, then a good run', async () => {
+  const cat = fs.readFileSync(path.join(fixture, 'cat_300x257.png'));
+  const cfg = fs.readFileSync(path.join(fixture, 'config.json'));
+  const model = fs.readFileSync(path.join(fixture, 'model.safetensors'));
+  const le64 = (n) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(n)); return b; };
+  let seed = 12345;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const flip = (buf, n) => { const b = Buffer.from(buf); for (let i = 0; i < n; i++) b[Math.floor(rand() * b.length)] ^= 0xff; return b; };
+  const pngHeader = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+  const images = [
+    Buffer.alloc(0),
+    Buffer.from('GIF89a'),
+    cat.subarray(0, 40),
+    cat.subarray(0, cat.length / 3),
+    Buffer.concat([pngHeader, Buffer.from([0, 1, 0, 0, 0, 1, 0, 0, 8, 2, 0, 0, 0])]), // 65536 x 65536
+    Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0]),
+    Buffer.from(Array.from({ length: 4096 }, () => Math.floor(rand() * 256))),
+    Buffer.concat([Buffer.from('RIFF'), le64(1 << 30).subarray(0, 4), Buffer.from('WEBPVP8 ')]),
+    Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>'),
+    Buffer.concat([pngHeader, Buffer.alloc(64, 0xff)]),
+    Buffer.from('BM' + 'x'.repeat(60)),
+    Buffer.from('%PDF-1.4 not an image'),
+  ];
+  let n = 0;
+  for (const buf of images) {
+    await page.setInputFiles('#image-file', { name: `bad${n}.png`, mimeType: 'image/png', buffer: buf });
+    await waitError(/./);
+    n++;
+  }
+  const weights = [
+    [Buffer.from('{ not json'), model],
+    [cfg, Buffer.alloc(0)],
+    [cfg, model.subarray(0, 7)],
+    [cfg, Buffer.concat([le64(1e12), model.subarray(8)])],
+    [cfg, Buffer.concat([le64(16), Buffer.from('{"a":{"dtype":"F32","shape":[9999999,9999999],"data_offsets":[0,4]}}').subarray(0, 16)])],
+    [Buffer.from(cfg.toString().replace(/"hidden_size": *\d+/g, '"hidden_size": 7')), model],
+    [cfg, model.subarray(0, model.length - 1000)],
+    [Buffer.from('{"vision_config": {"image_size": -3}}'), model],
+  ];
+  await page.click('#local-files summary');
+  for (const [c, m] of weights) {
+    await page.setInputFiles('#files', [
+      { name: 'config.json', mimeType: 'application/json', buffer: c },
+      { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: m },
+    ]);
+    await waitError(/./);
+    n++;
+  }
+  assert(n === 20, `${n} bad inputs`);
+  await page.click('#local-files summary');
+  // A good model (the run it starts still has the last bad image), then a good image.
+  await page.fill('#model', './fixtures/clip-tiny');
+  await page.click('#load');
+  await settle(240_000);
+  await page.click('.samples button[data-sample="chelsea-cat"]');
+  const r = await result();
+  assert(r.pruned + r.kept === N && r.kept > 0, `after 20 bad inputs: ${JSON.stringify(r)}`);
+  assert(await page.$eval('#error', (e) => e.hidden), 'the error stays after a good run');
+});
+
 await check('local files (config.json + model.safetensors) load and run', async () => {
   await page.click('#local-files summary');
   await page.setInputFiles('#files', [path.join(fixture, 'config.json'), path.join(fixture, 'model.safetensors')]);

@@ -134,17 +134,24 @@ fn towers_and_pruning_on_gpu_match_transformers_and_cpu() {
     assert!(hits > misses, "buffer pool: {hits} hits, {misses} misses");
 }
 
-/// A GPU failure mid-session (injected: a real device cannot be lost on demand) falls back to
-/// the CPU, says why in the report, and gives the CPU's answer.
-#[test]
-fn gpu_failure_falls_back_to_cpu_with_a_message() {
-    use effarch::models::clip::{ClipConfig, ClipSession, RunOptions};
+/// The fixture, the GPU context and a session on it (vision tower only).
+fn gpu_session() -> (ClipFixture, std::sync::Arc<effarch::tensor::gpu::GpuContext>, effarch::models::clip::ClipSession) {
+    use effarch::models::clip::{ClipConfig, ClipSession};
     let fx = fixture();
     let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
     let Device::Gpu(ctx) = &gpu else { unreachable!() };
     let cfg = ClipConfig::from_json("config.json", &fx.config).unwrap();
     let w = effarch::weights::Weights::from_bytes("model.safetensors", fx.model.clone()).unwrap();
-    let mut s = ClipSession::new(cfg, w, &gpu, false).unwrap();
+    let s = ClipSession::new(cfg, w, &gpu, false).unwrap();
+    (fx, ctx.clone(), s)
+}
+
+/// A GPU failure mid-session (injected: a real device cannot be lost on demand) falls back to
+/// the CPU, says why in the report, and gives the CPU's answer.
+#[test]
+fn gpu_failure_falls_back_to_cpu_with_a_message() {
+    use effarch::models::clip::RunOptions;
+    let (fx, ctx, mut s) = gpu_session();
     let opts = RunOptions { prune: Some(PruneConfig::new("kq-norm".parse().unwrap(), 0.5, vec![1]).unwrap()), ..Default::default() };
     let on_gpu = s.run(&fx.images[0].1, &opts).unwrap();
     assert!(on_gpu.fallback.is_none() && on_gpu.device.starts_with("gpu"), "{:?}", on_gpu.device);
@@ -188,13 +195,8 @@ fn f16_weights_on_gpu_stay_close_to_f32() {
 #[test]
 fn gpu_bug_surfaces_instead_of_falling_back() {
     use effarch::error::Error;
-    use effarch::models::clip::{ClipConfig, ClipSession, RunOptions};
-    let fx = fixture();
-    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
-    let Device::Gpu(ctx) = &gpu else { unreachable!() };
-    let cfg = ClipConfig::from_json("config.json", &fx.config).unwrap();
-    let w = effarch::weights::Weights::from_bytes("model.safetensors", fx.model.clone()).unwrap();
-    let mut s = ClipSession::new(cfg, w, &gpu, false).unwrap();
+    use effarch::models::clip::RunOptions;
+    let (fx, ctx, mut s) = gpu_session();
     ctx.inject_bug("kept index 999 out of range (test)");
     match s.run(&fx.images[0].1, &RunOptions::default()) {
         Err(Error::Backend(m)) => assert!(m.contains("(test)"), "{m}"),

@@ -169,16 +169,8 @@ fn mamba_check(device: &Device, tol: f32) {
     let prompt = u32s(&fx["prompt"]);
     let n = fx["tokens"].as_array().unwrap().len();
     let mut state = m.new_state(1).unwrap();
-    let mut steps = vec![block_on(m.forward_async(&[prompt], &mut state, 0.0, Logits::Last)).unwrap().logits];
-    let mut tokens = Vec::new();
-    loop {
-        let next = argmax(steps.last().unwrap());
-        tokens.push(next);
-        if tokens.len() == n {
-            break;
-        }
-        steps.push(block_on(m.forward_async(&[vec![next]], &mut state, 0.0, Logits::Last)).unwrap().logits);
-    }
+    let first = block_on(m.forward_async(&[prompt], &mut state, 0.0, Logits::Last)).unwrap().logits;
+    let (tokens, steps) = greedy(n, first, |t| block_on(m.forward_async(&[vec![t]], &mut state, 0.0, Logits::Last)).unwrap().logits);
     check_steps(&format!("{} mamba 130m widths", device.name()), &tokens, &steps, &fx, tol);
 }
 

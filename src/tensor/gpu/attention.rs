@@ -4,8 +4,16 @@
 use super::{GpuContext, GpuTensor};
 use crate::error::{Error, Result};
 
-const WGSL: &str = include_str!("attention.wgsl");
-const COMBINE_WGSL: &str = include_str!("attention_combine.wgsl");
+const PARAMS: &str = include_str!("attention_params.wgsl");
+const MAIN: &str = include_str!("attention.wgsl");
+const COMBINE: &str = include_str!("attention_combine.wgsl");
+
+/// A kernel's source with the shared parameter structs in front, made once.
+fn source(cell: &'static std::sync::OnceLock<String>, body: &str) -> &'static str {
+    cell.get_or_init(|| format!("{PARAMS}\n{body}"))
+}
+static WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static COMBINE_WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Loop iterations one invocation may run: Mesa's llvmpipe ends an invocation after 65535 loop
 /// iterations and keeps what it has (measured: 2·d + 1 per key fails from about 60 000 on), so
 /// long key ranges are split into chunks well below that.
@@ -52,7 +60,7 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
         // One chunk: the kernel writes the output and `part` is a placeholder.
         w.extend([chunk as u32, 1, 0, total as u32]);
         let part = ctx.empty(&[1])?;
-        ctx.dispatch_1d("attention", WGSL, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w)], total, 64)?;
+        ctx.dispatch_1d("attention", source(&WGSL, MAIN), &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w)], total, 64)?;
         return Ok(o);
     }
     let per_row = chunks * (d + 2);
@@ -63,8 +71,8 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
         let mut pw = w.clone();
         pw.extend([chunk as u32, chunks as u32, row0 as u32, n as u32]);
         let params = ctx.uniform(&pw);
-        ctx.dispatch_1d("attention", WGSL, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params], n * chunks, 64)?;
-        ctx.dispatch_1d("attention_combine", COMBINE_WGSL, &[&part.buf, &o.buf, &params], n * d, 64)?;
+        ctx.dispatch_1d("attention", source(&WGSL, MAIN), &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params], n * chunks, 64)?;
+        ctx.dispatch_1d("attention_combine", source(&COMBINE_WGSL, COMBINE), &[&part.buf, &o.buf, &params], n * d, 64)?;
     }
     Ok(o)
 }

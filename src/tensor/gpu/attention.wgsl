@@ -12,14 +12,6 @@
 // chunk is also the slowest invocation on real GPUs (split-K, as flash-decoding does). Query
 // rows (batch × head × row, flattened) run in passes of `rows` from `row0`, so `part` stays small.
 
-struct Layout { bs: u32, hs: u32, rs: u32, off: u32 }
-struct Params {
-    batch: u32, heads: u32, nq: u32, nk: u32,
-    d: u32, causal: u32, scale: f32, group: u32,
-    q: Layout, k: Layout, v: Layout, o: Layout,
-    chunk: u32, chunks: u32, row0: u32, rows: u32,
-}
-
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;

@@ -1,14 +1,6 @@
 // Merges the per-chunk partial states of `attention.wgsl` (running max m, sum l, unnormalised
 // accumulator) into the output: one invocation per (query row of this pass, output column).
 
-struct Layout { bs: u32, hs: u32, rs: u32, off: u32 }
-struct Params {
-    batch: u32, heads: u32, nq: u32, nk: u32,
-    d: u32, causal: u32, scale: f32, group: u32,
-    q: Layout, k: Layout, v: Layout, o: Layout,
-    chunk: u32, chunks: u32, row0: u32, rows: u32,
-}
-
 @group(0) @binding(0) var<storage, read> part: array<f32>; // [rows, chunks, d + 2]
 @group(0) @binding(1) var<storage, read_write> o: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;

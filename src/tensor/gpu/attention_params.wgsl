@@ -1,0 +1,10 @@
+// The uniform parameters that `attention.wgsl` and `attention_combine.wgsl` share; prepended
+// to both (tensor/gpu/attention.rs).
+
+struct Layout { bs: u32, hs: u32, rs: u32, off: u32 }
+struct Params {
+    batch: u32, heads: u32, nq: u32, nk: u32,
+    d: u32, causal: u32, scale: f32, group: u32,
+    q: Layout, k: Layout, v: Layout, o: Layout,
+    chunk: u32, chunks: u32, row0: u32, rows: u32,
+}

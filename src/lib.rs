@@ -9,6 +9,7 @@ pub mod clock;
 pub mod error;
 pub mod image;
 pub mod models;
+pub mod num;
 pub mod overlay;
 pub mod prune;
 pub mod tensor;

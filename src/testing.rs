@@ -21,13 +21,7 @@ pub struct ClipFixture {
     pub images: Vec<(String, Vec<u8>)>,
 }
 
-/// Largest |a - b| over two equally long slices (∞ when lengths differ).
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    if a.len() != b.len() {
-        return f32::INFINITY;
-    }
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
+pub use crate::num::max_abs_diff;
 
 impl ClipFixture {
     #[cfg(not(target_arch = "wasm32"))]

@@ -78,6 +78,19 @@ fn check_steps(what: &str, tokens: &[u32], steps: &[Vec<f32>], want: &Value, tol
 
 // ---- Qwen2.5-VL ---------------------------------------------------------------------------
 
+/// A greedy run of `n` tokens from the prefill's logits; `step` gives the logits after a token.
+fn greedy(n: usize, first: Vec<f32>, mut step: impl FnMut(u32) -> Vec<f32>) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let (mut tokens, mut steps) = (Vec::new(), vec![first]);
+    loop {
+        let next = argmax(steps.last().unwrap());
+        tokens.push(next);
+        if tokens.len() == n {
+            return (tokens, steps);
+        }
+        steps.push(step(next));
+    }
+}
+
 fn qwen_greedy(
     m: &QwenVL,
     ids: &[u32],
@@ -86,15 +99,8 @@ fn qwen_greedy(
     n: usize,
 ) -> (Vec<u32>, Vec<Vec<f32>>, Vec<u32>) {
     let mut pre = m.prefill(ids, img, prune, false).unwrap();
-    let (mut tokens, mut steps) = (Vec::new(), vec![pre.logits.clone()]);
-    loop {
-        let next = argmax(steps.last().unwrap());
-        tokens.push(next);
-        if tokens.len() == n {
-            break;
-        }
-        steps.push(block_on(m.step_async(next, &mut pre.cache)).unwrap());
-    }
+    let first = pre.logits.clone();
+    let (tokens, steps) = greedy(n, first, |t| block_on(m.step_async(t, &mut pre.cache)).unwrap());
     (tokens, steps, pre.report.kept)
 }
 

@@ -96,45 +96,7 @@ impl PruneConfig {
     }
 }
 
-/// Tokens kept out of `n` at ratio `keep`: round half up, at least one.
-pub fn n_keep(keep: f32, n: usize) -> usize {
-    let k = (keep as f64 * n as f64 + 0.5).floor() as usize;
-    k.clamp(1.min(n), n)
-}
-
-/// Indices of the `k` largest scores (ties: lower index first), in ascending index order.
-/// NaN scores sort last.
-pub fn top_k_ascending(scores: &[f32], k: usize) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..scores.len() as u32).collect();
-    let key = |i: &u32| {
-        let s = scores[*i as usize];
-        if s.is_nan() {
-            f32::NEG_INFINITY
-        } else {
-            s
-        }
-    };
-    order.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.cmp(b)));
-    order.truncate(k.min(scores.len()));
-    order.sort_unstable();
-    order
-}
-
-/// One step of the splitmix64 generator: advances `state` and returns 64 random bits.
-pub fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Random scores in [0, 1) for `batch × n` tokens: one stream per (seed, step), rows in order.
-/// The fixture script implements the same stream so the control is testable too.
-pub fn random_scores(seed: u64, step: usize, batch: usize, n: usize) -> Vec<f32> {
-    let mut state = seed ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    (0..batch * n).map(|_| (splitmix64(&mut state) >> 40) as f32 / (1u64 << 24) as f32).collect()
-}
+pub use crate::num::{n_keep, random_scores, splitmix64, top_k_ascending};
 
 /// The projections of one attention layer that scorers read. `q`, `k`: `[B, N, D]` with CLS
 /// at 0; `qh`, `kh`: the same split into heads, `[B, H, N, d]`.

@@ -240,7 +240,7 @@ pub(crate) fn topk_indices(scores: &Tensor, k: usize) -> Result<Tensor> {
     let rows = scores.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let mut out = Vec::with_capacity(b * k);
     for row in rows {
-        out.extend(crate::prune::top_k_ascending(&row, k));
+        out.extend(crate::num::top_k_ascending(&row, k));
     }
     Tensor::from_vec(out, (b, k), scores.device())
 }

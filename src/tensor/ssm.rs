@@ -285,7 +285,7 @@ impl Tensor {
                 Ok((cpu(y, &xs)?, cpu(h, &[b, c, n])?, cpu(counts, &[b * c, 3])?))
             }
             (Tensor::Gpu(ctx, x), Tensor::Gpu(_, dt), Tensor::Gpu(_, proj), Tensor::Gpu(_, ad), Tensor::Gpu(_, h)) => {
-                let (y, h, st) = gpu::ssm::scan(ctx, &gpu::ssm::ScanArgs { x, dt, proj, b_off: s.b_off, ad, h, tau })?;
+                let (y, h, st) = gpu::ssm::scan(ctx, &gpu::ssm::ScanArgs { x, dt, proj, b_off: s.b_off, ad, h, tau, max_run: MAX_RUN_DECAY })?;
                 Ok((Tensor::Gpu(ctx.clone(), y), Tensor::Gpu(ctx.clone(), h), Tensor::Gpu(ctx.clone(), st)))
             }
             _ => Err(super::mixed()),

@@ -122,7 +122,7 @@ mod tests {
             let want = Tensor::attention_packed(&c, h, causal).unwrap().to_vec_f32().unwrap();
             let g = ctx.upload(&qkv, &[b, n, 3 * h * d]).unwrap();
             let got = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal).unwrap()).unwrap();
-            let dd = crate::testing::max_abs_diff(&got, &want);
+            let dd = crate::num::max_abs_diff(&got, &want);
             assert!(dd < 1e-4, "packed b{b} h{h} n{n} d{d} causal {causal}: max |Δ| {dd}");
 
             let split = c.reshape(&[b, n, 3, h, d]).unwrap().permute(&[2, 0, 3, 1, 4]).unwrap();
@@ -131,7 +131,7 @@ mod tests {
             let want = Tensor::attention(&q, &k, &v, causal).unwrap().to_vec_f32().unwrap();
             let up = |t: &Tensor| ctx.upload(&t.to_vec_f32().unwrap(), &[b, h, n, d]).unwrap();
             let got = ctx.read_blocking(&attention(&ctx, &up(&q), &up(&k), &up(&v), causal).unwrap()).unwrap();
-            let dd = crate::testing::max_abs_diff(&got, &want);
+            let dd = crate::num::max_abs_diff(&got, &want);
             assert!(dd < 1e-4, "separate b{b} h{h} n{n}: max |Δ| {dd}");
         }
     }
@@ -163,8 +163,8 @@ mod tests {
                     .unwrap(),
                 )
                 .unwrap();
-            assert!(crate::testing::max_abs_diff(&cpu, &want) < 1e-6);
-            assert!(crate::testing::max_abs_diff(&got, &want) < 1e-4, "causal {causal}");
+            assert!(crate::num::max_abs_diff(&cpu, &want) < 1e-6);
+            assert!(crate::num::max_abs_diff(&got, &want) < 1e-4, "causal {causal}");
         }
     }
 }

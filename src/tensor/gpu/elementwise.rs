@@ -76,7 +76,7 @@ mod tests {
         ];
         for (op, want) in cases {
             let got = ctx.read_blocking(&elementwise(&ctx, &ga, Some(&gb), op).unwrap()).unwrap();
-            let d = crate::testing::max_abs_diff(&got, &want.to_vec_f32().unwrap());
+            let d = crate::num::max_abs_diff(&got, &want.to_vec_f32().unwrap());
             assert!(d < 1e-5, "{op:?}: max |Δ| {d}");
         }
         let bad = ctx.upload(&[1.0; 5], &[5]).unwrap();

@@ -123,7 +123,7 @@ mod tests {
             let (gx, gw, gb) = (ctx.upload(&xv, &xs).unwrap(), ctx.upload(&wv, &[n, k]).unwrap(), ctx.upload(&bv, &[n]).unwrap());
             let y = linear(&ctx, &gx, &gw, bias.then_some(&gb)).unwrap();
             let got = ctx.read_blocking(&y).unwrap();
-            let d = crate::testing::max_abs_diff(&got, &want);
+            let d = crate::num::max_abs_diff(&got, &want);
             assert!(d < 1e-3, "[{m}, {k}] x [{n}, {k}]: max |Δ| {d} on {}", ctx.adapter.name);
         }
         // f16 weights (vec4 loads for K = 768, scalar for K = 6): the same products within
@@ -133,7 +133,7 @@ mod tests {
             let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
             let want = cpu(&xv, &[m, k]).linear(&cpu(&wv, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();
             let y = linear(&ctx, &ctx.upload(&xv, &[m, k]).unwrap(), &ctx.upload_f16(&wv, &[n, k]).unwrap(), Some(&ctx.upload(&bv, &[n]).unwrap())).unwrap();
-            let d = crate::testing::max_abs_diff(&ctx.read_blocking(&y).unwrap(), &want);
+            let d = crate::num::max_abs_diff(&ctx.read_blocking(&y).unwrap(), &want);
             // |x|, |w| ≤ 1: f16 rounding of w (≤ 2⁻¹² relative) bounds |Δ| by k · 2⁻¹²; it is far less.
             println!("linear [{m}, {k}] with f16 weights: max |Δ| {d:e}");
             assert!(d < 0.05 && d > 0.0, "f16 weights [{m}, {k}] x [{n}, {k}]: max |Δ| {d}");
@@ -161,7 +161,7 @@ mod tests {
         let got = w.forward(&x, Some(&b)).unwrap().to_vec_f32().unwrap();
         ctx.set_binding_limit(0);
         assert_eq!(w.blocks(), 7);
-        let d = crate::testing::max_abs_diff(&got, &want);
+        let d = crate::num::max_abs_diff(&got, &want);
         assert!(d < 1e-3, "split linear: max |Δ| {d}");
         assert!(ctx.upload(&wv, &[n, k]).is_ok());
     }

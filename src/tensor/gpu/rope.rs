@@ -39,7 +39,7 @@ mod tests {
             t(&x, &[n, h, d]).rope(&t(&c, &[n, d / 2]), &t(&s, &[n, d / 2])).unwrap().to_vec_f32().unwrap()
         };
         let (want, got) = (run(&Device::Cpu), run(&Device::Gpu(ctx)));
-        assert!(crate::testing::max_abs_diff(&got, &want) < 1e-5);
+        assert!(crate::num::max_abs_diff(&got, &want) < 1e-5);
         // Rotation keeps each pair's norm.
         let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>();
         assert!((norm(&want) - norm(&x)).abs() < 1e-3);

@@ -81,7 +81,7 @@ mod tests {
             ];
             for (op, want) in cases {
                 let got = ctx.read_blocking(&rows(&ctx, &gx, Some((&gw, &gb)), op).unwrap()).unwrap();
-                let d = crate::testing::max_abs_diff(&got, &want.to_vec_f32().unwrap());
+                let d = crate::num::max_abs_diff(&got, &want.to_vec_f32().unwrap());
                 assert!(d < 1e-4, "{op:?} [{r}, {n}]: max |Δ| {d}");
             }
         }

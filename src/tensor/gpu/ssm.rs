@@ -4,7 +4,6 @@
 
 use super::{GpuContext, GpuTensor};
 use crate::error::{Error, Result};
-use crate::tensor::ssm::MAX_RUN_DECAY;
 
 const CONV: &str = include_str!("ssm_conv.wgsl");
 const SCAN: &str = include_str!("ssm_scan.wgsl");
@@ -44,6 +43,8 @@ pub struct ScanArgs<'a> {
     /// `[B, C, N]`.
     pub h: &'a GpuTensor,
     pub tau: f32,
+    /// Decay (Σ dt · max |A|) after which a pending MRSS run is applied.
+    pub max_run: f32,
 }
 
 /// Time steps one scan dispatch runs for `n` state values: one step costs up to 3·n + 2 loop
@@ -87,7 +88,7 @@ pub fn scan(ctx: &GpuContext, s: &ScanArgs) -> Result<(GpuTensor, GpuTensor, Gpu
             stride as u32,
             s.b_off as u32,
             s.tau.to_bits(),
-            MAX_RUN_DECAY.to_bits(),
+            s.max_run.to_bits(),
             t0 as u32,
             t1 as u32,
             0,

@@ -211,3 +211,17 @@ fn too_many_labels_is_an_error_naming_the_limit() {
     let e = err_of(m.encode_text(&labels));
     assert!(e.contains("over the limit of 1000"), "{e}");
 }
+
+/// A tokenizer.json with an id far past its number of tokens is an error naming the token,
+/// not a multi-gigabyte id table (found by tests/fuzz.rs).
+#[test]
+fn tokenizer_with_a_huge_id_is_an_error() {
+    let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen-tiny/tokenizer.json")).unwrap();
+    assert!(effarch::models::mamba::tokenizer::ByteBpe::from_tokenizer_json(&good).is_ok());
+    for id in ["99999999", "4294967295"] {
+        let bad = good.replacen("\"\u{b8}\": 116", &format!("\"\u{b8}\": {id}"), 1);
+        assert_ne!(bad, good);
+        let e = err_of(effarch::models::mamba::tokenizer::ByteBpe::from_tokenizer_json(&bad));
+        assert!(e.contains(id) && e.contains("only"), "{e}");
+    }
+}

@@ -134,6 +134,7 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) -> usize {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
     let start = Instant::now();
     let mut runs = 0usize;
+    let mut slowest = Duration::ZERO;
     // The seeds themselves first.
     let mut queue: Vec<Vec<u8>> = seeds.to_vec();
     loop {
@@ -155,10 +156,18 @@ fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) -> usize {
             std::fs::write(&path, &input).ok();
             panic!("fuzz target `{name}` panicked on input {} ({} bytes)", path.display(), input.len());
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "fuzz target `{name}` took {:?} on one input", t0.elapsed());
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(60), "fuzz target `{name}` took {took:?} on one input (a hang)");
+        if took > slowest && took > Duration::from_secs(1) {
+            // Kept for a look: slow is not a failure, but it may be a quadratic path.
+            let dir = root().join("target/fuzz-slow");
+            std::fs::create_dir_all(&dir).ok();
+            std::fs::write(dir.join(name), &input).ok();
+        }
+        slowest = slowest.max(took);
         runs += 1;
     }
-    println!("fuzz {name}: {runs} executions in {:.1} s, 0 panics", start.elapsed().as_secs_f64());
+    println!("fuzz {name}: {runs} executions in {:.1} s, 0 panics, slowest input {:.0} ms", start.elapsed().as_secs_f64(), slowest.as_secs_f64() * 1e3);
     runs
 }
 

@@ -40,6 +40,9 @@ fn is_qwen2_pattern(v: &serde_json::Value) -> bool {
     }
 }
 
+/// Token ids a tokenizer may use (Qwen2.5's vocabulary is 151 665 tokens).
+pub const MAX_VOCAB: usize = 1 << 22;
+
 /// Prompts longer than this many characters are refused (far beyond any context here).
 pub const MAX_PROMPT_CHARS: usize = 1 << 20;
 
@@ -57,6 +60,16 @@ impl ByteBpe {
             vocab.entry(s.clone()).or_insert(*id);
         }
         let n = vocab.values().copied().max().map_or(0, |m| m as usize + 1);
+        // The id → token table is dense: an id far past the number of tokens (a corrupt file)
+        // would make it huge, so ids must stay below MAX_VOCAB and 2 × entries + 1024.
+        if n > MAX_VOCAB || n > 2 * vocab.len() + 1024 {
+            let (tok, id) = vocab.iter().max_by_key(|(_, &id)| id).map(|(s, &id)| (s.clone(), id)).unwrap_or_default();
+            return Err(Error::Tokenizer(format!(
+                "tokenizer.json: token {tok:?} has id {id}, but there are only {} tokens (ids must stay below {})",
+                vocab.len(),
+                MAX_VOCAB.min(2 * vocab.len() + 1024)
+            )));
+        }
         let mut inverse = vec![String::new(); n];
         for (s, &id) in &vocab {
             inverse[id as usize] = s.clone();

@@ -225,3 +225,15 @@ fn tokenizer_with_a_huge_id_is_an_error() {
         assert!(e.contains(id) && e.contains("only"), "{e}");
     }
 }
+
+/// An empty added token (found by tests/fuzz.rs: it split the text without end until memory
+/// ran out) is ignored.
+#[test]
+fn tokenizer_with_an_empty_added_token_still_encodes() {
+    let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen-tiny/tokenizer.json")).unwrap();
+    let bad = good.replacen("\"content\": \"<|im_end|>\"", "\"content\": \"\"", 1);
+    assert_ne!(bad, good);
+    let t = effarch::models::mamba::tokenizer::ByteBpe::from_tokenizer_json(&bad).unwrap();
+    let ids = t.encode("Describe the image.").unwrap();
+    assert!(!ids.is_empty() && ids.len() < 20, "{ids:?}");
+}

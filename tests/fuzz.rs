@@ -3,9 +3,12 @@
 //! processors), `config.json` of each model, `tokenizer.json`, `vocab.json` + `merges.txt`,
 //! and the run options the page passes (scorer strings, keep, layers). The seed corpus is the
 //! committed fixtures plus `tests/fuzz-corpus/`; each target mutates it (bit flips, byte
-//! runs, truncation, splices, JSON values swapped for extremes) for a bounded time
-//! (`EFFARCH_FUZZ_SECS`, default 5 s a target) and fails on any panic, writing the input to
-//! `target/fuzz-failures/` to replay. Errors are fine; panics and hangs are not.
+//! runs, truncation, splices, JSON values swapped for extremes): a fixed number of executions
+//! a target by default (deterministic, so CI tries the same inputs every time), or a campaign of
+//! `EFFARCH_FUZZ_SECS` seconds a target. It fails on any panic, writing the input to
+//! `target/fuzz-failures/` to replay; an input over 60 s fails as a hang; with
+//! `EFFARCH_FUZZ_TRACE` set each input is written to `target/fuzz-current-<target>` first, for
+//! aborts (allocation failures) that no handler catches. Errors are fine.
 
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -126,28 +129,38 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Runs `target` on mutations of `seeds` for the time budget; panics (in the target) fail
+/// Runs `target` on mutations of `seeds` for the time budget (or `default_runs` executions); panics (in the target) fail
 /// the test with the input saved. Returns the number of executions.
-fn fuzz(name: &str, seeds: &[Vec<u8>], target: impl Fn(&[u8])) -> usize {
-    let secs: f64 = std::env::var("EFFARCH_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
-    let budget = Duration::from_secs_f64(secs);
+fn fuzz(name: &str, default_runs: usize, seeds: &[Vec<u8>], target: impl Fn(&[u8])) -> usize {
+    // A campaign runs for EFFARCH_FUZZ_SECS; by default (CI) a fixed number of executions, so
+    // every run tries the very same inputs whatever the machine's speed.
+    let secs: Option<f64> = std::env::var("EFFARCH_FUZZ_SECS").ok().and_then(|s| s.parse().ok());
+    let done = |runs: usize, start: Instant| match secs {
+        Some(s) => start.elapsed() >= Duration::from_secs_f64(s),
+        None => runs >= default_runs,
+    };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
     let start = Instant::now();
     let mut runs = 0usize;
     let mut slowest = Duration::ZERO;
+    let trace = std::env::var_os("EFFARCH_FUZZ_TRACE").is_some();
     // The seeds themselves first.
     let mut queue: Vec<Vec<u8>> = seeds.to_vec();
     loop {
         let input = match queue.pop() {
             Some(i) => i,
             None => {
-                if start.elapsed() >= budget {
+                if done(runs, start) {
                     break;
                 }
                 let (a, b) = (&seeds[rng.below(seeds.len())], &seeds[rng.below(seeds.len())]);
                 mutate(&mut rng, a, b)
             }
         };
+        if trace {
+            // The input about to run, for crashes a panic handler cannot catch (an abort).
+            std::fs::write(root().join(format!("target/fuzz-current-{name}")), &input).ok();
+        }
         let t0 = Instant::now();
         if catch_unwind(AssertUnwindSafe(|| target(&input))).is_err() {
             let dir = root().join("target/fuzz-failures");
@@ -178,7 +191,7 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn fuzz_safetensors() {
     let seeds = corpus("safetensors", &["tests/fixtures/clip-tiny/model.safetensors", "tests/fixtures/mamba-tiny/model.safetensors"]);
-    fuzz("safetensors", &seeds, |b| {
+    fuzz("safetensors", 3000, &seeds, |b| {
         if let Ok(w) = Weights::from_bytes("fuzz.safetensors", b.to_vec()) {
             let names: Vec<String> = w.names().map(String::from).collect();
             for n in names.iter().take(64) {
@@ -207,7 +220,7 @@ fn fuzz_safetensors_header_and_shard_index() {
     seeds.extend(corpus("header", &["tests/fixtures/qwen-tiny/model.safetensors.index.json"]));
     let dir = std::env::temp_dir().join(format!("effarch-fuzz-index-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    fuzz("header", &seeds, |b| {
+    fuzz("header", 20000, &seeds, |b| {
         if let Ok(w) = Weights::from_bytes("fuzz.safetensors", b.to_vec()) {
             for n in w.names().map(String::from).collect::<Vec<_>>() {
                 let shape = w.info(&n).map(|i| i.shape.clone()).unwrap_or_default();
@@ -229,7 +242,7 @@ fn fuzz_images_and_processors() {
     let pre = effarch::image::ClipPreprocess::new(clip.vision().image_size as u32);
     let qcfg = QwenConfig::from_json("config.json", &text(&read("tests/fixtures/qwen-tiny/config.json"))).unwrap();
     let qproc = ProcessorConfig::from_json("preprocessor_config.json", &text(&read("tests/fixtures/qwen-tiny/preprocessor_config.json"))).unwrap();
-    fuzz("images", &seeds, |b| {
+    fuzz("images", 3000, &seeds, |b| {
         if let Ok(img) = effarch::image::decode(b) {
             let _ = pre.pixel_values(&img);
             let _ = effarch::models::qwen::processor::preprocess(&img, &qcfg.vision, &qproc);
@@ -248,7 +261,7 @@ fn fuzz_configs() {
             "tests/fixtures/qwen-tiny/preprocessor_config.json",
         ],
     );
-    fuzz("configs", &seeds, |b| {
+    fuzz("configs", 50000, &seeds, |b| {
         let s = text(b);
         let _ = ClipConfig::from_json("config.json", &s);
         let _ = MambaConfig::from_json("config.json", &s);
@@ -260,7 +273,7 @@ fn fuzz_configs() {
 #[test]
 fn fuzz_tokenizer_json() {
     let seeds = corpus("tokenizer", &["tests/fixtures/mamba-tiny/tokenizer.json", "tests/fixtures/qwen-tiny/tokenizer.json"]);
-    fuzz("tokenizer", &seeds, |b| {
+    fuzz("tokenizer", 20000, &seeds, |b| {
         if let Ok(t) = ByteBpe::from_tokenizer_json(&text(b)) {
             for s in ["Hello world", "it's 2024 <|im_start|> naïve 東京 🚀", "", "\u{0}\u{301}a\u{30a}"] {
                 if let Ok(ids) = t.encode(s) {
@@ -277,7 +290,7 @@ fn fuzz_tokenizer_json() {
 fn fuzz_vocab_and_merges() {
     let (vocab, merges) = (read("tests/fixtures/clip-tiny/vocab.json"), read("tests/fixtures/clip-tiny/merges.txt"));
     let seeds = corpus("vocab-merges", &["tests/fixtures/clip-tiny/vocab.json", "tests/fixtures/clip-tiny/merges.txt"]);
-    fuzz("vocab-merges", &seeds, |b| {
+    fuzz("vocab-merges", 20000, &seeds, |b| {
         // The mutated file as the vocabulary, then as the merges.
         for (v, m) in [(b, &merges[..]), (&vocab[..], b)] {
             if let Ok(t) = Tokenizer::from_vocab_merges(&text(v), &text(m)) {
@@ -292,7 +305,7 @@ fn fuzz_vocab_and_merges() {
 fn fuzz_run_options() {
     // The page's options reach the core as a scorer string, keep, layers and a seed.
     let seeds: Vec<Vec<u8>> = ["kq-norm", "kq-norm:query", "kq-norm:both", "cls-attn", "random", "tome"].iter().map(|s| s.as_bytes().to_vec()).collect();
-    fuzz("options", &seeds, |b| {
+    fuzz("options", 50000, &seeds, |b| {
         let s = text(b);
         let scorer = s.parse::<effarch::prune::Scorer>();
         let n = b.iter().fold(0u64, |h, &x| h.wrapping_mul(131).wrapping_add(x as u64));

@@ -53,8 +53,10 @@ impl ByteBpe {
         let mut added: Vec<(String, u32)> = v
             .get("added_tokens")
             .and_then(|a| a.as_array())
-            .map(|a| a.iter().filter_map(|t| Some((t.get("content")?.as_str()?.to_string(), t.get("id")?.as_u64()? as u32))).collect())
+            .map(|a| a.iter().filter_map(|t| Some((t.get("content")?.as_str()?.to_string(), u32::try_from(t.get("id")?.as_u64()?).ok()?))).collect())
             .unwrap_or_default();
+        // An empty added token would match everywhere and split the text without end.
+        added.retain(|(s, _)| !s.is_empty());
         added.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         for (s, id) in &added {
             vocab.entry(s.clone()).or_insert(*id);

@@ -1,5 +1,5 @@
 //! Small numeric helpers that import nothing of ours, so every layer may use them without
-//! pointing back up: keep counts, top-k selection, the splitmix64 stream, max |a − b|.
+//! pointing back up: keep counts, top-k selection, the splitmix64 stream, FNV-1a, max |a − b|.
 
 /// Tokens kept out of `n` at ratio `keep`: round half up, at least one.
 pub fn n_keep(keep: f32, n: usize) -> usize {
@@ -47,4 +47,9 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         return f32::INFINITY;
     }
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// 64-bit FNV-1a of `bytes`.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xCBF2_9CE4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01B3))
 }

@@ -182,23 +182,18 @@ pub struct SeededTensor {
     pub alog_n: usize,
 }
 
-fn fnv1a64(s: &str) -> u64 {
-    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01B3))
-}
-
 /// The values of one seeded tensor, bit for bit those of the fixture script: value i is
 /// `mean + std·√3·r` with r uniform in [-1, 1) from splitmix64(fnv1a64(name) ^ seed, i + 1),
 /// computed in f64 and rounded to f32.
 pub fn seeded_values(t: &SeededTensor, seed: u64) -> Vec<f32> {
     let n: usize = t.shape.iter().product();
-    let s = fnv1a64(&t.name) ^ seed;
+    let s = crate::num::fnv1a64(t.name.as_bytes()) ^ seed;
     let amp = t.std * 3f64.sqrt();
     (0..n)
         .map(|i| {
-            let mut z = s.wrapping_add((i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
+            // The (i + 1)-th output of splitmix64 from state s, reached directly.
+            let mut state = s.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let z = crate::num::splitmix64(&mut state);
             let r = (z >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0;
             let base = if t.alog_n > 0 { ((i % t.alog_n) as f64).ln_1p() } else { t.mean };
             (base + amp * r) as f32

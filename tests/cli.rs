@@ -235,6 +235,10 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
     let out = effarch(&["qwen", "--model", &model, "--image", &image, "--max-new-tokens", "2", "--device", "gpu"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("visual tokens {n} → {n}")));
+    // Limits from the fixture's own config.
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let (ctx, depth) = (cfg["max_position_embeddings"].as_u64().unwrap(), cfg["vision_config"]["depth"].as_u64().unwrap());
+    let (too_many, ctx_msg, depth_msg) = ((ctx + 1).to_string(), format!("context of {ctx}"), format!("scoring block 999 of a {depth}-block"));
     let tiny = std::env::temp_dir().join(format!("effarch-tiny-{}.png", std::process::id()));
     image::RgbImage::new(20, 20).save(&tiny).unwrap();
     for (args, want) in [
@@ -242,9 +246,9 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
         (vec!["--image", tiny.to_str().unwrap()], "too small"),
         (vec!["--image", &image, "--scorer", "cls-attn", "--keep", "0.5"], "CLS"),
         (vec!["--image", "/nonexistent.png"], "nonexistent.png"),
-        (vec!["--image", &image, "--keep", "0.5", "--block", "999"], "scoring block 999 of a 4-block"),
+        (vec!["--image", &image, "--keep", "0.5", "--block", "999"], &depth_msg),
         (vec!["--image", &image, "--max-prompt-tokens", "10"], "over the limit of 10"),
-        (vec!["--image", &image, "--max-new-tokens", "5000"], "context of 4096"),
+        (vec!["--image", &image, "--max-new-tokens", &too_many], &ctx_msg),
     ] {
         let mut a = vec!["qwen", "--model", &model];
         a.extend(args);

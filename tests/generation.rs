@@ -201,19 +201,17 @@ fn clip_check(device: &Device, tol: f32) {
     let img = effarch::image::decode(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
     let pv = clip.pixel_values(&[img]).unwrap();
     let out = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap();
-    let want: Vec<f32> = serde_json::from_value(fx["image_embeds"].clone()).unwrap();
-    let got = out.image_embeds.to_vec_f32().unwrap();
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = effarch::testing::max_abs_diff(&got, &want);
-    println!("{} clip ViT-B/16 widths: image_embeds max |Δ| {d:.1e} (scale {scale:.2})", device.name());
-    assert!(d <= tol * scale.max(1.0), "image embeds differ by {d}");
+    let close = |what: &str, got: Vec<f32>, want: Vec<f32>| {
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = effarch::testing::max_abs_diff(&got, &want);
+        println!("{} clip ViT-B/16 widths: {what} max |Δ| {d:.1e} (scale {scale:.2})", device.name());
+        assert!(d <= tol * scale.max(1.0), "{what} differ by {d}");
+    };
+    close("image_embeds", out.image_embeds.to_vec_f32().unwrap(), serde_json::from_value(fx["image_embeds"].clone()).unwrap());
     let ids: Vec<Vec<u32>> = serde_json::from_value(fx["input_ids"].clone()).unwrap();
     let (_, te) = clip.text.as_ref().unwrap().forward(&ids, 49407).unwrap();
     let want: Vec<f32> = fx["text_embeds"].as_array().unwrap().iter().flat_map(|r| serde_json::from_value::<Vec<f32>>(r.clone()).unwrap()).collect();
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = effarch::testing::max_abs_diff(&te.to_vec_f32().unwrap(), &want);
-    println!("{} clip ViT-B/16 widths: text_embeds max |Δ| {d:.1e} (scale {scale:.2})", device.name());
-    assert!(d <= tol * scale.max(1.0), "text embeds differ by {d}");
+    close("text_embeds", te.to_vec_f32().unwrap(), want);
 }
 
 #[test]
@@ -235,7 +233,7 @@ fn bicubic_resize_matches_pillow_byte_for_byte() {
     for s in fx["sizes"].as_array().unwrap() {
         let (w, h) = (s["width"].as_u64().unwrap() as u32, s["height"].as_u64().unwrap() as u32);
         let out = effarch::image::resize_bicubic(&img, w, h);
-        let hash = out.as_raw().iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01B3));
+        let hash = effarch::num::fnv1a64(out.as_raw());
         assert_eq!(format!("{hash:016x}"), s["fnv1a64"].as_str().unwrap(), "resize to {w}x{h} differs from Pillow's");
     }
 }

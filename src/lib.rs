@@ -1,8 +1,14 @@
 //! effarch: efficient neural architectures on one tensor seam, natively and in the browser.
 //!
-//! - [`tensor`]: the seam (`Tensor`, `Device`) every model is written against.
-//! - [`models::clip`]: CLIP with training-free vision-token pruning ([`prune`]).
-//! - [`bench`]: the benchmark driver shared by the CLI and the page.
+//! Layers, bottom up (each imports only from the ones above it in this list):
+//! - [`num`], [`error`], [`clock`]: leaf helpers (index math, errors, time).
+//! - [`tensor`]: the seam (`Tensor`, `Device`) every model is written against; the CPU and
+//!   GPU backends below it.
+//! - [`weights`], [`image`]: safetensors in the hub layout; decoding and resizing.
+//! - [`prune`]: token scorers and the index math of pruning.
+//! - [`models`]: shared layers ([`models::nn`]), what language models share ([`models::lm`]),
+//!   and the models: [`models::clip`], [`models::mamba`], [`models::qwen`].
+//! - [`bench`], [`overlay`], `web` (wasm), `hub` (native CLI): drivers on top.
 
 pub mod bench;
 pub mod clock;
@@ -13,6 +19,7 @@ pub mod num;
 pub mod overlay;
 pub mod prune;
 pub mod tensor;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 pub mod weights;

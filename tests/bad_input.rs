@@ -217,11 +217,11 @@ fn too_many_labels_is_an_error_naming_the_limit() {
 #[test]
 fn tokenizer_with_a_huge_id_is_an_error() {
     let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen-tiny/tokenizer.json")).unwrap();
-    assert!(effarch::models::mamba::tokenizer::ByteBpe::from_tokenizer_json(&good).is_ok());
+    assert!(effarch::models::lm::ByteBpe::from_tokenizer_json(&good).is_ok());
     for id in ["99999999", "4294967295"] {
         let bad = good.replacen("\"\u{b8}\": 116", &format!("\"\u{b8}\": {id}"), 1);
         assert_ne!(bad, good);
-        let e = err_of(effarch::models::mamba::tokenizer::ByteBpe::from_tokenizer_json(&bad));
+        let e = err_of(effarch::models::lm::ByteBpe::from_tokenizer_json(&bad));
         assert!(e.contains(id) && e.contains("only"), "{e}");
     }
 }
@@ -233,7 +233,7 @@ fn tokenizer_with_an_empty_added_token_still_encodes() {
     let good = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen-tiny/tokenizer.json")).unwrap();
     let bad = good.replacen("\"content\": \"<|im_end|>\"", "\"content\": \"\"", 1);
     assert_ne!(bad, good);
-    let t = effarch::models::mamba::tokenizer::ByteBpe::from_tokenizer_json(&bad).unwrap();
+    let t = effarch::models::lm::ByteBpe::from_tokenizer_json(&bad).unwrap();
     let ids = t.encode("Describe the image.").unwrap();
     assert!(!ids.is_empty() && ids.len() < 20, "{ids:?}");
 }

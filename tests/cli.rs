@@ -316,3 +316,57 @@ fn device_probing_is_quiet() {
     assert!(out.status.success(), "{err}");
     assert!(err.trim().is_empty(), "a good run printed to stderr: {err}");
 }
+
+/// A JSON value's shape: objects keep their keys in order, arrays show their first element,
+/// leaves become their type.
+fn shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as V;
+    match v {
+        V::Object(m) => V::Object(m.iter().map(|(k, x)| (k.clone(), shape(x))).collect()),
+        V::Array(a) => V::Array(a.iter().take(1).map(shape).collect()),
+        V::Number(_) => "number".into(),
+        V::String(_) => "string".into(),
+        V::Bool(_) => "bool".into(),
+        V::Null => "null".into(),
+    }
+}
+
+/// The `--json` outputs are an interface: every command's fields, their order and types are
+/// pinned in `tests/fixtures/cli_json_shapes.json` (`EFFARCH_BLESS_SHAPES=1` rewrites it after
+/// a deliberate change).
+#[test]
+fn json_outputs_keep_their_fields() {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let p = |d: &str| fx.join(d).to_str().unwrap().to_string();
+    let (clip, mamba, qwen) = (p("clip-tiny"), p("mamba-tiny"), p("qwen-tiny"));
+    let (cat, pic) = (p("clip-tiny/cat_300x257.png"), p("qwen-tiny/image_300x200.png"));
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("clip", vec!["clip", "--model", &clip, "--image", &cat, "--keep", "0.5", "--labels", "a cat,a dog", "--device", "cpu", "--json"]),
+        ("mamba_mrss", vec!["mamba", "--model", &mamba, "--prompt", "Hello world", "--max-new-tokens", "4", "--mrss-tau", "0.05", "--device", "cpu", "--json"]),
+        ("mamba_ids", vec!["mamba", "--model", &mamba, "--prompt-ids", "1,2,3", "--max-new-tokens", "3", "--device", "cpu", "--json"]),
+        ("qwen", vec!["qwen", "--model", &qwen, "--image", &pic, "--keep", "0.5", "--max-new-tokens", "3", "--device", "cpu", "--json"]),
+        ("bench_clip", vec!["bench", "clip", "--keeps", "1,0.5", "--batches", "1", "--iters", "1", "--device", "cpu", "--json"]),
+        ("bench_mamba", vec!["bench", "mamba", "--ns", "32,64", "--iters", "1", "--steps", "2", "--hidden", "64", "--device", "cpu", "--json"]),
+        (
+            "bench_qwen",
+            vec!["bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2", "--json"],
+        ),
+    ];
+    let mut got = serde_json::Map::new();
+    for (name, args) in runs {
+        let out = effarch(&args);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: not one JSON object: {e}"));
+        got.insert(name.into(), shape(&v));
+    }
+    let got = serde_json::Value::Object(got);
+    let path = fx.join("cli_json_shapes.json");
+    if std::env::var_os("EFFARCH_BLESS_SHAPES").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+    }
+    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("pinned shapes")).unwrap();
+    for (name, w) in want.as_object().unwrap() {
+        assert_eq!(&got[name], w, "`{name} --json` changed shape");
+    }
+    assert_eq!(got.as_object().unwrap().len(), want.as_object().unwrap().len());
+}

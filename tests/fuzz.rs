@@ -13,7 +13,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use effarch::models::clip::{ClipConfig, Tokenizer};
-use effarch::models::mamba::{tokenizer::ByteBpe, MambaConfig};
+use effarch::models::lm::ByteBpe;
+use effarch::models::mamba::MambaConfig;
 use effarch::models::qwen::{ProcessorConfig, QwenConfig};
 use effarch::weights::Weights;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -8,7 +8,8 @@
 
 #![cfg(not(target_arch = "wasm32"))]
 
-use effarch::models::mamba::{generate::SampleOptions, Logits, MambaConfig, MambaLM};
+use effarch::models::lm::SampleOptions;
+use effarch::models::mamba::{Logits, MambaConfig, MambaLM};
 use effarch::models::qwen::{QwenPrune, QwenVL};
 use effarch::prune::{KqWhich, Scorer};
 use effarch::tensor::{block_on, Device};
@@ -140,7 +141,7 @@ fn qwen_wide(fx: &Value, device: &Device) -> QwenVL {
     let w = seeded_weights(&manifest(fx), fx["seed"].as_u64().unwrap()).unwrap();
     let cfg = QwenConfig::from_json("qwen-wide config", &fx["config"].to_string()).unwrap();
     let proc = ProcessorConfig::from_json("qwen-wide preprocessor", &fx["preprocessor"].to_string()).unwrap();
-    let tok = effarch::models::mamba::tokenizer::ByteBpe::from_tokenizer_json(&fx["tokenizer"].to_string()).unwrap();
+    let tok = effarch::models::lm::ByteBpe::from_tokenizer_json(&fx["tokenizer"].to_string()).unwrap();
     QwenVL::load(cfg, proc, &w, Some(tok), device).unwrap()
 }
 

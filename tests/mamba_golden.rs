@@ -128,11 +128,12 @@ fn bad_input_names_what_is_wrong() {
 
 #[test]
 fn generation_is_deterministic_and_streams() {
-    use effarch::models::mamba::generate::{generate, SampleOptions};
+    use effarch::models::lm::SampleOptions;
+    use effarch::models::mamba::generate::generate;
     let m = model();
     let prompt = vec![5u32, 17, 42];
     let mut streamed = Vec::new();
-    let greedy = generate(&m, &prompt, &SampleOptions { max_new_tokens: 8, eos: Some(u32::MAX), ..Default::default() }, |t| streamed.push(t)).unwrap();
+    let greedy = generate(&m, &prompt, &SampleOptions { max_new_tokens: 8, eos: Some(u32::MAX), ..Default::default() }, 0.0, |t| streamed.push(t)).unwrap();
     assert_eq!(greedy.tokens.len(), 8);
     assert_eq!(streamed, greedy.tokens);
     // Greedy = argmax of the full pass over prompt + generated tokens.
@@ -144,11 +145,11 @@ fn generation_is_deterministic_and_streams() {
         let row = &full.logits[(prompt.len() - 1 + i) * v..(prompt.len() + i) * v];
         assert_eq!(argmax(row) as u32, tok, "greedy token {i}");
     }
-    let o = SampleOptions { temperature: 0.8, top_k: 20, top_p: 0.9, seed: 7, max_new_tokens: 10, eos: Some(u32::MAX), tau: 0.0 };
-    let a = generate(&m, &prompt, &o, |_| {}).unwrap();
-    let b = generate(&m, &prompt, &o, |_| {}).unwrap();
+    let o = SampleOptions { temperature: 0.8, top_k: 20, top_p: 0.9, seed: 7, max_new_tokens: 10, eos: Some(u32::MAX) };
+    let a = generate(&m, &prompt, &o, 0.0, |_| {}).unwrap();
+    let b = generate(&m, &prompt, &o, 0.0, |_| {}).unwrap();
     assert_eq!(a.tokens, b.tokens, "same seed, same tokens");
-    assert!(generate(&m, &[], &o, |_| {}).is_err());
+    assert!(generate(&m, &[], &o, 0.0, |_| {}).is_err());
 }
 
 /// The GPT-NeoX-style byte-level BPE gives the `tokenizers` library's ids, and decodes back.
@@ -172,7 +173,8 @@ fn tokenizer_matches_hf_tokenizers() {
 /// against the CPU's counts, generation equal to the CPU's.
 #[test]
 fn gpu_matches_transformers_and_cpu() {
-    use effarch::models::mamba::generate::{generate, SampleOptions};
+    use effarch::models::lm::SampleOptions;
+    use effarch::models::mamba::generate::generate;
     let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
     println!("device: {}", gpu.describe());
     let (m, cpu) = (MambaLM::load_dir(dir(), &gpu).unwrap().0, model());
@@ -204,7 +206,7 @@ fn gpu_matches_transformers_and_cpu() {
         assert!(g.stats.merged > 0 && d <= 1e-3, "{d}");
     }
     let o = SampleOptions { max_new_tokens: 8, eos: Some(u32::MAX), ..Default::default() };
-    let (g, c) = (generate(&m, &[5, 17, 42], &o, |_| {}).unwrap(), generate(&cpu, &[5, 17, 42], &o, |_| {}).unwrap());
+    let (g, c) = (generate(&m, &[5, 17, 42], &o, 0.0, |_| {}).unwrap(), generate(&cpu, &[5, 17, 42], &o, 0.0, |_| {}).unwrap());
     assert_eq!(g.tokens, c.tokens, "greedy generation on the GPU equals the CPU's");
 }
 
@@ -213,17 +215,18 @@ fn gpu_matches_transformers_and_cpu() {
 /// an error naming the limit.
 #[test]
 fn long_prompts_prefill_in_chunks() {
-    use effarch::models::mamba::generate::{generate, SampleOptions, MAX_PROMPT_TOKENS, PREFILL_CHUNK};
+    use effarch::models::lm::SampleOptions;
+    use effarch::models::mamba::generate::{generate, MAX_PROMPT_TOKENS, PREFILL_CHUNK};
     let m = model();
     let v = m.cfg.vocab_size;
     let prompt: Vec<u32> = (0..PREFILL_CHUNK + 700).map(|i| ((i * 7919) % v) as u32).collect();
-    let r = generate(&m, &prompt, &SampleOptions { max_new_tokens: 1, eos: Some(u32::MAX), ..Default::default() }, |_| {}).unwrap();
+    let r = generate(&m, &prompt, &SampleOptions { max_new_tokens: 1, eos: Some(u32::MAX), ..Default::default() }, 0.0, |_| {}).unwrap();
     let mut state = m.new_state(1).unwrap();
     let all = m.forward(&[prompt.clone()], &mut state, 0.0).unwrap().logits;
     let last = &all[(prompt.len() - 1) * v..];
     let want = last.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
     assert_eq!(r.tokens, vec![want]);
     let long = vec![1u32; MAX_PROMPT_TOKENS + 1];
-    let e = generate(&m, &long, &SampleOptions::default(), |_| {}).unwrap_err().to_string();
+    let e = generate(&m, &long, &SampleOptions::default(), 0.0, |_| {}).unwrap_err().to_string();
     assert!(e.contains("over the limit"), "{e}");
 }

@@ -152,7 +152,7 @@ fn gpu_matches_transformers() {
 
 #[test]
 fn generation_streams_and_pruning_reports_counts() {
-    use effarch::models::mamba::generate::SampleOptions;
+    use effarch::models::lm::SampleOptions;
     let m = QwenVL::load_dir(dir(), &Device::Cpu).unwrap();
     let img = m.image(&std::fs::read(dir().join("image_300x200.png")).unwrap()).unwrap();
     let o = SampleOptions { max_new_tokens: 6, eos: Some(u32::MAX), ..Default::default() };

@@ -167,7 +167,8 @@ async fn gpu_linear_on_webgpu_matches_cpu() {
 /// prefill then steps equal to the full pass, and the GPT-NeoX tokenizer.
 #[wasm_bindgen_test]
 fn mamba_golden_in_browser() {
-    use effarch::models::mamba::{tokenizer::ByteBpe, MambaConfig, MambaLM};
+    use effarch::models::lm::ByteBpe;
+    use effarch::models::mamba::{MambaConfig, MambaLM};
     use effarch::weights::Weights;
     let cfg = MambaConfig::from_json("config.json", include_str!("fixtures/mamba-tiny/config.json")).unwrap();
     let w = Weights::from_bytes("model.safetensors", include_bytes!("fixtures/mamba-tiny/model.safetensors").to_vec()).unwrap();

@@ -6,8 +6,8 @@
 use super::{median, random_values};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::models::clip::layer::{EncoderLayer, KvCache, LayerDims};
 use crate::models::mamba::{Logits, MambaConfig, MambaLM};
+use crate::models::nn::{EncoderLayer, KvCache, LayerDims};
 use crate::tensor::{Activation, Device, Tensor};
 use crate::weights::{serialize_f32, Weights};
 use serde::Serialize;

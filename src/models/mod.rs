@@ -2,6 +2,7 @@
 
 pub mod bpe;
 pub mod clip;
+pub mod lm;
 pub mod mamba;
 pub mod nn;
 pub mod qwen;

@@ -25,16 +25,6 @@ use rayon::prelude::*;
 /// the first-order hold inside a run stays accurate however long the slow stretch is.
 pub const MAX_RUN_DECAY: f32 = 0.3;
 
-/// x·sigmoid(x).
-pub fn silu(v: f32) -> f32 {
-    v / (1.0 + (-v).exp())
-}
-
-/// Index of the largest value (the first on ties).
-pub fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
-}
-
 /// What MRSS did in one scan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct ScanStats {

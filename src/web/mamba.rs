@@ -3,9 +3,9 @@
 
 use super::{device_for, js_err, to_js};
 use crate::bench::mamba::{bench_mamba_async, MambaBenchSpec};
-use crate::models::mamba::generate::{generate_async, SampleOptions};
+use crate::models::lm::{ByteBpe, SampleOptions};
+use crate::models::mamba::generate::generate_async;
 use crate::models::mamba::quality::mrss_quality_async;
-use crate::models::mamba::tokenizer::ByteBpe;
 use crate::models::mamba::{MambaConfig, MambaLM};
 use crate::tensor::Device;
 use crate::weights::Weights;
@@ -90,11 +90,11 @@ impl MambaSession {
                 seed: o.seed.unwrap_or(d.seed),
                 max_new_tokens: o.max_new_tokens.unwrap_or(d.max_new_tokens),
                 eos: None,
-                tau: o.mrss_tau.unwrap_or(0.0),
             };
+            let tau = o.mrss_tau.unwrap_or(0.0);
             let tok = inner.tokenizer()?;
             let ids = tok.encode(&prompt).map_err(js_err)?;
-            let report = generate_async(&inner.model, &ids, &opts, |id, stats| {
+            let report = generate_async(&inner.model, &ids, &opts, tau, |id, stats| {
                 if let Some(f) = &on_token {
                     let _ = f.call3(&JsValue::NULL, &JsValue::from(id), &JsValue::from(tok.decode(&[id])), &JsValue::from(stats.merged_fraction()));
                 }
@@ -102,10 +102,10 @@ impl MambaSession {
             .await
             .map_err(js_err)?;
             let mut v = serde_json::to_value(&report).map_err(js_err)?;
-            if opts.tau > 0.0 {
+            if tau > 0.0 {
                 // MRSS's cost against the full scan on the prompt and the generated text.
                 let all: Vec<u32> = ids.iter().chain(&report.tokens).copied().collect();
-                v["mrss_quality"] = serde_json::json!(mrss_quality_async(&inner.model, &all, opts.tau).await.map_err(js_err)?);
+                v["mrss_quality"] = serde_json::json!(mrss_quality_async(&inner.model, &all, tau).await.map_err(js_err)?);
             }
             v["text"] = serde_json::json!(tok.decode(&report.tokens));
             v["device"] = serde_json::json!(inner.model.device().describe());

@@ -2,7 +2,6 @@
 //! vision-token pruning.
 
 pub mod config;
-pub mod layer;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;

@@ -2,8 +2,8 @@
 //! at the end-of-text token.
 
 use super::config::TextConfig;
-use super::layer::{EncoderLayer, LayerDims, LayerNorm};
 use crate::error::{Error, Result};
+use crate::models::nn::{EncoderLayer, LayerDims, LayerNorm};
 use crate::tensor::{Activation, Device, Tensor};
 use crate::weights::Weights;
 

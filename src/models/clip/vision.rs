@@ -2,9 +2,9 @@
 //! token pruning inside chosen layers.
 
 use super::config::VisionConfig;
-use super::layer::{EncoderLayer, LayerDims, LayerNorm};
 use crate::clock::Timings;
 use crate::error::{Error, Result};
+use crate::models::nn::{EncoderLayer, LayerDims, LayerNorm};
 use crate::prune::{self, PruneConfig, PruneStep};
 use crate::tensor::{Activation, Device, Tensor};
 use crate::weights::Weights;

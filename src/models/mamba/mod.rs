@@ -9,21 +9,20 @@
 pub mod config;
 pub mod generate;
 pub mod quality;
-pub mod tokenizer;
 pub mod typeseg;
 
 /// The scan kernels live with the other ops of the seam.
 pub use crate::tensor::ssm as scan;
 
 use crate::error::{Error, Result};
-use crate::models::nn::Embedding;
+use crate::models::nn::{Embedding, RmsNorm};
 use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::{Scope, Weights};
 pub use config::MambaConfig;
 use scan::{ScanInputs, ScanStats};
 
 struct MixerLayer {
-    norm: Tensor,
+    norm: RmsNorm,
     in_proj: LinearWeight,
     in_bias: Option<Tensor>,
     /// `[I, K]`.
@@ -75,7 +74,7 @@ pub struct MambaLM {
     embed: Embedding,
     lm_head: LinearWeight,
     layers: Vec<MixerLayer>,
-    norm_f: Tensor,
+    norm_f: RmsNorm,
     device: Device,
 }
 
@@ -109,7 +108,7 @@ impl MambaLM {
                 let (a_log, d) = (m.get_f32("A_log", &[i, n])?, m.get_f32("D", &[i])?);
                 let ad: Vec<f32> = a_log.chunks(n).zip(&d).flat_map(|(row, &dv)| row.iter().map(|v| -v.exp()).chain([dv])).collect();
                 Ok(MixerLayer {
-                    norm: l.pp("norm").get("weight", &[h], device)?,
+                    norm: RmsNorm::load(&l.pp("norm"), h, cfg.layer_norm_epsilon, device)?,
                     in_proj: lin(&m.pp("in_proj"), 2 * i, h)?,
                     in_bias: bias(&m.pp("in_proj"), 2 * i)?,
                     conv_w: Tensor::from_f32(m.pp("conv1d").get_f32("weight", &[i, 1, k])?, &[i, k], device)?,
@@ -123,7 +122,7 @@ impl MambaLM {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(MambaLM { norm_f: b.get("norm_f.weight", &[h], device)?, embed, lm_head, layers, cfg, device: device.clone() })
+        Ok(MambaLM { norm_f: RmsNorm::load(&b.pp("norm_f"), h, cfg.layer_norm_epsilon, device)?, embed, lm_head, layers, cfg, device: device.clone() })
     }
 
     pub fn device(&self) -> &Device {
@@ -172,7 +171,7 @@ impl MambaLM {
         let mut x = self.embed.forward(&flat)?; // [rows, H]
         let (mut conv, mut ssm, mut counts) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()), Vec::new());
         for (li, l) in self.layers.iter().enumerate() {
-            let xz = l.in_proj.forward(&x.rms_norm(&l.norm, c.layer_norm_epsilon)?, l.in_bias.as_ref())?; // [rows, 2I]
+            let xz = l.in_proj.forward(&l.norm.forward(&x)?, l.in_bias.as_ref())?; // [rows, 2I]
             let xs = xz.narrow(1, 0, i)?.reshape(&[bsz, len, i])?;
             let gate = xz.narrow(1, i, i)?.act(Activation::Silu)?;
             let (xc, conv_next) = xs.causal_conv1d(&state.conv[li], &l.conv_w, &l.conv_b)?;
@@ -189,7 +188,7 @@ impl MambaLM {
                 counts.push(count);
             }
         }
-        let x = x.rms_norm(&self.norm_f, c.layer_norm_epsilon)?;
+        let x = self.norm_f.forward(&x)?;
         let (logits, hidden) = match want {
             Logits::All => (self.lm_head.forward(&x, None)?.to_vec_f32_async().await?, x.to_vec_f32_async().await?),
             Logits::Last => {
@@ -213,7 +212,7 @@ impl MambaLM {
     /// Loads `config.json` + `model.safetensors` (+ `tokenizer.json` when present) from a
     /// directory in the hub layout.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<(MambaLM, Option<tokenizer::ByteBpe>)> {
+    pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<(MambaLM, Option<crate::models::lm::ByteBpe>)> {
         let cfg_path = dir.join("config.json");
         let json = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(cfg_path.display(), e))?;
         let cfg = MambaConfig::from_json(&cfg_path.display().to_string(), &json)?;
@@ -221,7 +220,7 @@ impl MambaLM {
         let tok_path = dir.join("tokenizer.json");
         let tok = if tok_path.exists() {
             let t = std::fs::read_to_string(&tok_path).map_err(|e| Error::io(tok_path.display(), e))?;
-            Some(tokenizer::ByteBpe::from_tokenizer_json(&t)?)
+            Some(crate::models::lm::ByteBpe::from_tokenizer_json(&t)?)
         } else {
             None
         };

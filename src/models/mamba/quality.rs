@@ -5,7 +5,7 @@
 use super::{Logits, MambaLM};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::tensor::ssm::argmax;
+use crate::models::lm::argmax;
 use serde::Serialize;
 
 pub fn log_softmax(v: &[f32]) -> Vec<f32> {

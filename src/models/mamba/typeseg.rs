@@ -10,7 +10,7 @@
 //! with LayerNorm (eps 1e-6), a SAME-padded depthwise conv, Δ = softplus(·) + 1e-4, and the
 //! same selective scan run forwards and over the reversed sequence.
 
-use super::scan::{self, silu, ScanDims, ScanStats};
+use super::scan::{self, ScanDims, ScanStats};
 use crate::error::{Error, Result};
 use crate::tensor::{Device, LinearWeight, Tensor};
 use crate::weights::Weights;
@@ -215,6 +215,11 @@ impl Typeseg {
     pub fn tokens(text: &[u8]) -> Vec<u32> {
         text.iter().map(|&b| if (0x20..0x7f).contains(&b) || b == 9 || b == 10 || b == 13 || b == 0xa4 { b as u32 } else { 0xa4 }).collect()
     }
+}
+
+/// x·sigmoid(x).
+fn silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
 }
 
 fn softplus(v: f32) -> f32 {

@@ -13,8 +13,7 @@ pub mod vision;
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::models::mamba::generate::{sample, SampleOptions};
-use crate::models::mamba::tokenizer::ByteBpe;
+use crate::models::lm::{decode, ByteBpe, SampleOptions, Step};
 use crate::prune::{n_keep, random_scores, top_k_ascending, Scorer};
 use crate::tensor::{Device, Tensor};
 use crate::weights::Weights;
@@ -332,33 +331,17 @@ impl QwenVL {
             stops.extend(["<|im_end|>", "<|endoftext|>"].iter().filter_map(|s| t.token_id(s)));
         }
         stops.extend(o.eos);
-        let mut rng = o.seed;
-        let mut logits = std::mem::take(&mut pre.logits);
-        let mut tokens = Vec::new();
-        let mut stopped = false;
-        let t0 = now_ms();
-        for step in 0..o.max_new_tokens {
-            let next = sample(&logits, o, &mut rng);
-            tokens.push(next);
-            on_token(next);
-            if stops.contains(&next) {
-                stopped = true;
-                break;
-            }
-            if step + 1 == o.max_new_tokens {
-                break;
-            }
-            logits = self.step_async(next, &mut pre.cache).await?;
-        }
-        let decode_ms = now_ms() - t0;
-        let text = self.tokenizer.as_ref().map(|t| t.decode(&tokens)).unwrap_or_default();
+        let logits = std::mem::take(&mut pre.logits);
+        let mut s = Stepper { model: self, cache: pre.cache };
+        let d = decode(&mut s, logits, o, &stops, |t, _| on_token(t)).await?;
+        let text = self.tokenizer.as_ref().map(|t| t.decode(&d.tokens)).unwrap_or_default();
         Ok(GenerateReport {
             prefill: pre.report,
-            tokens_per_s: if decode_ms > 0.0 { tokens.len() as f64 / (decode_ms / 1000.0) } else { 0.0 },
-            tokens,
+            tokens_per_s: d.tokens_per_s,
+            tokens: d.tokens,
             text,
-            decode_ms,
-            stopped_at_eos: stopped,
+            decode_ms: d.decode_ms,
+            stopped_at_eos: d.stopped_at_eos,
         })
     }
 
@@ -368,6 +351,18 @@ impl QwenVL {
 
     pub fn prefill(&self, ids: &[u32], img: &ImagePatches, prune: Option<&QwenPrune>, all_logits: bool) -> Result<Prefilled> {
         crate::tensor::block_on(self.prefill_async(ids, img, prune, all_logits))
+    }
+}
+
+/// The model with one conversation's cache: what the decode loop steps.
+struct Stepper<'a> {
+    model: &'a QwenVL,
+    cache: KvCache,
+}
+
+impl Step for Stepper<'_> {
+    async fn step(&mut self, token: u32) -> Result<Vec<f32>> {
+        self.model.step_async(token, &mut self.cache).await
     }
 }
 

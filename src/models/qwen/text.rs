@@ -4,14 +4,13 @@
 
 use super::config::TextConfig;
 use crate::error::{Error, Result};
-use crate::models::clip::layer::Linear;
-use crate::models::nn::Embedding;
+use crate::models::nn::{Embedding, KvCache as LayerCache, Linear, RmsNorm};
 use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Scope;
 
 struct Layer {
-    input_norm: Tensor,
-    post_norm: Tensor,
+    input_norm: RmsNorm,
+    post_norm: RmsNorm,
     q: Linear,
     k: Linear,
     v: Linear,
@@ -25,7 +24,7 @@ pub struct TextModel {
     pub cfg: TextConfig,
     embed: Embedding,
     layers: Vec<Layer>,
-    norm: Tensor,
+    norm: RmsNorm,
     lm_head: LinearWeight,
     device: Device,
 }
@@ -33,8 +32,7 @@ pub struct TextModel {
 /// Keys and values `[1, KV heads, T, d]` of every layer, and the next position id.
 #[derive(Clone, Default)]
 pub struct KvCache {
-    k: Vec<Tensor>,
-    v: Vec<Tensor>,
+    layers: Vec<LayerCache>,
     /// Tokens in the cache.
     pub len: usize,
     /// The position id (all three axes) of the next token.
@@ -88,8 +86,8 @@ impl TextModel {
                 let s = model.pp("layers").pp(l);
                 let (a, m) = (s.pp("self_attn"), s.pp("mlp"));
                 Ok(Layer {
-                    input_norm: s.pp("input_layernorm").get("weight", &[h], device)?,
-                    post_norm: s.pp("post_attention_layernorm").get("weight", &[h], device)?,
+                    input_norm: RmsNorm::load(&s.pp("input_layernorm"), h, cfg.rms_norm_eps, device)?,
+                    post_norm: RmsNorm::load(&s.pp("post_attention_layernorm"), h, cfg.rms_norm_eps, device)?,
                     q: Linear::load(&a.pp("q_proj"), qd, h, true, device)?,
                     k: Linear::load(&a.pp("k_proj"), kvd, h, true, device)?,
                     v: Linear::load(&a.pp("v_proj"), kvd, h, true, device)?,
@@ -102,7 +100,7 @@ impl TextModel {
             .collect::<Result<Vec<_>>>()?;
         Ok(TextModel {
             embed: Embedding::new(embed_host, cfg.vocab_size, h, device)?,
-            norm: model.pp("norm").get("weight", &[h], device)?,
+            norm: RmsNorm::load(&model.pp("norm"), h, cfg.rms_norm_eps, device)?,
             layers,
             lm_head,
             cfg: cfg.clone(),
@@ -127,30 +125,25 @@ impl TextModel {
         let (cos, sin) = mrope_tables(pos, c);
         let cos = Tensor::from_f32(cos, &[len, hd / 2], &self.device)?;
         let sin = Tensor::from_f32(sin, &[len, hd / 2], &self.device)?;
-        let first = cache.k.is_empty();
-        let (mut new_k, mut new_v) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()));
+        cache.layers.resize_with(self.layers.len(), LayerCache::default);
         let mut x = x.clone();
-        for (li, l) in self.layers.iter().enumerate() {
-            let h = x.rms_norm(&l.input_norm, c.rms_norm_eps)?;
+        for (l, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let h = l.input_norm.forward(&x)?;
             let heads = |t: Tensor, n: usize| t.reshape(&[len, n, hd]);
             let q = heads(l.q.forward(&h)?, nh)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nh, len, hd])?;
             let k = heads(l.k.forward(&h)?, nkv)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
             let v = heads(l.v.forward(&h)?, nkv)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
-            let (k, v) = if first { (k, v) } else { (Tensor::cat(&[&cache.k[li], &k], 2)?, Tensor::cat(&[&cache.v[li], &v], 2)?) };
+            let (k, v) = lc.append(k, v)?;
             // Grouped-query attention: each key/value head serves nh / nkv query heads.
             // Causal over the new rows (a prefill chunk after the cached ones masks only the future).
             let o = Tensor::attention(&q, &k, &v, len > 1)?;
             let o = o.reshape(&[nh, len, hd])?.permute(&[1, 0, 2])?.reshape(&[len, nh * hd])?;
             x = x.add(&l.o.forward(&o)?)?;
-            let h = x.rms_norm(&l.post_norm, c.rms_norm_eps)?;
+            let h = l.post_norm.forward(&x)?;
             x = x.add(&l.down.forward(&l.gate.forward(&h)?.act(Activation::Silu)?.mul(&l.up.forward(&h)?)?)?)?;
-            new_k.push(k);
-            new_v.push(v);
         }
-        cache.k = new_k;
-        cache.v = new_v;
         cache.len += len;
-        x.rms_norm(&self.norm, c.rms_norm_eps)
+        self.norm.forward(&x)
     }
 
     /// Logits `[n, V]` of hidden rows `[n, H]`.

@@ -7,7 +7,7 @@
 use super::config::VisionConfig;
 use super::processor::ImagePatches;
 use crate::error::{Error, Result};
-use crate::models::clip::layer::Linear;
+use crate::models::nn::Linear;
 use crate::prune::KqWhich;
 use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Scope;

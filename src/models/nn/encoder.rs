@@ -1,43 +1,12 @@
-//! One pre-norm transformer encoder layer as in HF `CLIPEncoderLayer`, shared by both towers:
-//! x + Attn(LN₁(x)), then x + MLP(LN₂(x)). Q, K and V are one fused matmul.
+//! One pre-norm transformer encoder layer as in HF `CLIPEncoderLayer` (both CLIP towers, and
+//! the attention baseline of the Mamba bench): x + Attn(LN₁(x)), then x + MLP(LN₂(x)). Q, K
+//! and V are one fused matmul.
 
+use super::{KvCache, LayerNorm, Linear};
 use crate::error::{Error, Result};
 use crate::prune::{AttnView, Scorer};
 use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Scope;
-
-pub struct LayerNorm {
-    w: Tensor,
-    b: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    pub fn load(s: &Scope, d: usize, eps: f64, dev: &Device) -> Result<Self> {
-        Ok(LayerNorm { w: s.get("weight", &[d], dev)?, b: s.get("bias", &[d], dev)?, eps: eps as f32 })
-    }
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.layer_norm(&self.w, &self.b, self.eps)
-    }
-}
-
-pub struct Linear {
-    w: LinearWeight,
-    b: Option<Tensor>,
-}
-
-impl Linear {
-    pub fn load(s: &Scope, out: usize, inp: usize, bias: bool, dev: &Device) -> Result<Self> {
-        let b = if bias { Some(s.get("bias", &[out], dev)?) } else { None };
-        Ok(Linear { w: s.get_linear("weight", [out, inp], dev)?, b })
-    }
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.w.forward(x, self.b.as_ref())
-    }
-    pub fn is_half(&self) -> bool {
-        self.w.is_half()
-    }
-}
 
 /// Shape of a layer, from the tower's config.
 #[derive(Clone, Copy, Debug)]
@@ -47,13 +16,6 @@ pub struct LayerDims {
     pub heads: usize,
     pub eps: f64,
     pub act: Activation,
-}
-
-/// Keys and values `[B, H, n, d]` of the tokens a cached layer has seen.
-#[derive(Default)]
-pub struct KvCache {
-    pub k: Option<Tensor>,
-    pub v: Option<Tensor>,
 }
 
 pub struct EncoderLayer {
@@ -83,7 +45,7 @@ impl EncoderLayer {
             w.extend(a.pp(p).get_f32("weight", &[h, h])?);
             b.extend(a.pp(p).get_f32("bias", &[h])?);
         }
-        let qkv = Linear { w: LinearWeight::new(w, [3 * h, h], dev)?, b: Some(Tensor::from_f32(b, &[3 * h], dev)?) };
+        let qkv = Linear::new(LinearWeight::new(w, [3 * h, h], dev)?, Some(Tensor::from_f32(b, &[3 * h], dev)?));
         Ok(EncoderLayer {
             ln1: LayerNorm::load(&s.pp("layer_norm1"), h, d.eps, dev)?,
             qkv,
@@ -106,7 +68,7 @@ impl EncoderLayer {
     pub fn forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let s = x.shape();
         let (b, n, h) = (s[0], s[1], s[2]);
-        if cache.k.is_some() && n != 1 {
+        if !cache.is_empty() && n != 1 {
             return Err(Error::arg("a cached layer continues one token at a time"));
         }
         let heads = self.dims.heads;
@@ -114,13 +76,8 @@ impl EncoderLayer {
         let qkv = self.qkv.forward(&self.ln1.forward(x)?)?.reshape(&[b, n, 3, heads, hd])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, L, d]
         let part = |i: usize| qkv.narrow(0, i, 1).and_then(|t| t.reshape(&[b, heads, n, hd]));
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        let (k, v) = match (cache.k.take(), cache.v.take()) {
-            (Some(pk), Some(pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            _ => (k, v),
-        };
+        let (k, v) = cache.append(k, v)?;
         let o = Tensor::attention(&q, &k, &v, n > 1)?.permute(&[0, 2, 1, 3])?.reshape(&[b, n, h])?;
-        cache.k = Some(k);
-        cache.v = Some(v);
         let x = x.add(&self.out.forward(&o)?)?;
         self.mlp(&x)
     }

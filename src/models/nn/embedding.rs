@@ -1,4 +1,4 @@
-//! Layers that several models share.
+//! Token embeddings.
 
 use crate::error::{Error, Result};
 use crate::tensor::{Device, Tensor};

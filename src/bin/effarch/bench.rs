@@ -1,0 +1,211 @@
+//! `effarch bench clip|mamba|qwen`: benchmarks with full-size random-weight models (no download).
+
+use crate::common::{emit, parse_scorer, quietly, Common, DeviceArg};
+use clap::{Args, Subcommand};
+use effarch::bench::mamba::{bench_mamba, Exponents, MambaBenchRow, MambaBenchSpec};
+use effarch::bench::qwen::{bench_qwen, QwenBenchRow, QwenBenchSpec};
+use effarch::bench::{self, BenchSpec};
+use effarch::tensor::Device;
+use effarch::{Error, Result};
+use serde::Serialize;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// ViT-B/16 vision tower: ms/img at several keep ratios and batch sizes.
+    Clip(BenchClipArgs),
+    /// Mamba block vs attention block (d = 768): prefill and decode time against N (CPU, and GPU when present).
+    Mamba(BenchMambaArgs),
+    /// Qwen2.5-VL (3B widths, whole vision tower, 4 LM layers): prefill time vs visual-token keep ratio.
+    Qwen(BenchQwenArgs),
+}
+
+pub fn run(cmd: BenchCmd) -> Result<()> {
+    match cmd {
+        BenchCmd::Clip(a) => run_clip(a),
+        BenchCmd::Mamba(a) => run_mamba(a),
+        BenchCmd::Qwen(a) => run_qwen(a),
+    }
+}
+
+#[derive(Args)]
+pub struct BenchClipArgs {
+    #[arg(long, default_value = "1,0.9,0.7,0.5,0.3", value_delimiter = ',')]
+    keeps: Vec<f32>,
+    #[arg(long, default_value = "1,8", value_delimiter = ',')]
+    batches: Vec<usize>,
+    /// Timed rounds per setting (after one warm-up).
+    #[arg(long, default_value_t = 7)]
+    iters: usize,
+    #[arg(long, default_value = "kq-norm")]
+    scorer: String,
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    layer: Vec<usize>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+pub struct BenchMambaArgs {
+    /// Sequence lengths N.
+    #[arg(long, default_value = "256,512,1024,2048,4096,8192", value_delimiter = ',')]
+    ns: Vec<usize>,
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// Decode steps timed per N.
+    #[arg(long, default_value_t = 8)]
+    steps: usize,
+    /// Block width d.
+    #[arg(long, default_value_t = 768)]
+    hidden: usize,
+    /// (`--device auto`: the CPU, then the GPU too when a hardware adapter exists, one table each.)
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+pub struct BenchQwenArgs {
+    #[arg(long, default_value = "1,0.5,0.25", value_delimiter = ',')]
+    keeps: Vec<f32>,
+    /// Image side in pixels (a multiple of 28).
+    #[arg(long, default_value_t = 448)]
+    image: usize,
+    #[arg(long, default_value_t = 32)]
+    vision_depth: usize,
+    #[arg(long, default_value_t = 4)]
+    lm_layers: usize,
+    #[arg(long, default_value_t = 2)]
+    iters: usize,
+    /// Widths as vision hidden, vision MLP, vision heads, text hidden, text MLP, heads, KV heads (default: the 3B's).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// A progress callback: lines to stderr unless the output is JSON.
+fn progress(quiet: bool) -> impl FnMut(&str) {
+    move |line: &str| {
+        if !quiet {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+fn run_clip(a: BenchClipArgs) -> Result<()> {
+    let scorer = parse_scorer(&a.scorer, 0)?;
+    let spec = BenchSpec { keeps: a.keeps, batches: a.batches, iters: a.iters, scorer, layers: a.layer };
+    spec.validate()?;
+    let device = a.common.device_or(DeviceArg::Auto).device()?;
+    let quiet = a.common.json;
+    if !quiet {
+        eprintln!("building ViT-B/16 with random weights on {} ...", device.describe());
+    }
+    let model = bench::random_vit_b16(&device)?;
+    let rows = bench::bench_clip(&model, &spec, progress(quiet))?;
+    if quiet {
+        return emit(&rows);
+    }
+    println!("ViT-B/16 vision tower, {} , scorer {} at layer(s) {:?}, median of {} rounds", device.describe(), scorer, spec.layers, spec.iters);
+    println!("{:>5} {:>5} {:>10} {:>7} {:>10}", "batch", "keep", "ms/img", "ratio", "FLOP bound");
+    for r in rows {
+        println!("{:>5} {:>5.2} {:>10.1} {:>7.3} {:>10.3}", r.batch, r.keep, r.ms_median, r.ratio, r.flop_ratio);
+    }
+    Ok(())
+}
+
+/// One device's table.
+#[derive(Serialize)]
+struct MambaRun {
+    device: String,
+    rows: Vec<MambaBenchRow>,
+    exponents: Exponents,
+}
+
+/// `--json`: the first device's table at the top level, every device's under `runs`.
+#[derive(Serialize)]
+struct MambaJson<'a> {
+    #[serde(flatten)]
+    first: &'a MambaRun,
+    hidden: usize,
+    runs: &'a [MambaRun],
+}
+
+fn run_mamba(a: BenchMambaArgs) -> Result<()> {
+    let spec = MambaBenchSpec { ns: a.ns, iters: a.iters, steps: a.steps, hidden: a.hidden };
+    spec.validate()?;
+    let devices = match a.common.device_or(DeviceArg::Auto) {
+        DeviceArg::Auto => match quietly(Device::best) {
+            gpu @ Device::Gpu(_) => vec![Device::Cpu, gpu],
+            cpu => vec![cpu],
+        },
+        other => vec![other.device()?],
+    };
+    let quiet = a.common.json;
+    let mut runs = Vec::new();
+    for device in &devices {
+        if !quiet {
+            eprintln!("{}:", device.describe());
+        }
+        let (rows, e) = bench_mamba(&spec, device, progress(quiet))?;
+        if !quiet {
+            println!("Mamba block vs attention block, d = {}, {}, median of {} rounds", spec.hidden, device.describe(), spec.iters);
+            println!("{:>6} {:>14} {:>14} {:>16} {:>16}", "N", "mamba prefill", "attn prefill", "mamba ms/token", "attn ms/token");
+            for r in &rows {
+                println!("{:>6} {:>11.1} ms {:>11.1} ms {:>16.3} {:>16.3}", r.n, r.mamba_prefill_ms, r.attn_prefill_ms, r.mamba_decode_ms, r.attn_decode_ms);
+            }
+            println!(
+                "fitted exponent (time ∝ N^e): prefill mamba {:.2}, attention {:.2}; decode mamba {:.2}, attention {:.2}",
+                e.mamba_prefill, e.attn_prefill, e.mamba_decode, e.attn_decode
+            );
+        }
+        runs.push(MambaRun { device: device.describe(), rows, exponents: e });
+    }
+    if quiet {
+        let first = runs.first().ok_or_else(|| Error::arg("no device to run on"))?;
+        return emit(&MambaJson { first, hidden: spec.hidden, runs: &runs });
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct QwenJson<'a> {
+    device: String,
+    image: usize,
+    vision_depth: usize,
+    lm_layers: usize,
+    rows: &'a [QwenBenchRow],
+}
+
+fn run_qwen(a: BenchQwenArgs) -> Result<()> {
+    let d = QwenBenchSpec::default();
+    let widths = match a.widths.as_deref() {
+        None => d.widths,
+        Some(&[a0, a1, a2, a3, a4, a5, a6]) => [a0, a1, a2, a3, a4, a5, a6],
+        Some(w) => return Err(Error::arg(format!("--widths takes 7 numbers, got {}", w.len()))),
+    };
+    let spec = QwenBenchSpec { keeps: a.keeps, image: a.image, vision_depth: a.vision_depth, lm_layers: a.lm_layers, iters: a.iters, widths, vocab: d.vocab };
+    let device = a.common.device_or(DeviceArg::Cpu).device()?;
+    let quiet = a.common.json;
+    let rows = bench_qwen(&spec, &device, progress(quiet))?;
+    if quiet {
+        return emit(&QwenJson { device: device.describe(), image: spec.image, vision_depth: spec.vision_depth, lm_layers: spec.lm_layers, rows: &rows });
+    }
+    println!(
+        "Qwen2.5-VL widths {:?}, vision depth {}, {} LM layers, {}×{} image, {}, median of {}",
+        spec.widths,
+        spec.vision_depth,
+        spec.lm_layers,
+        spec.image,
+        spec.image,
+        device.describe(),
+        spec.iters
+    );
+    println!("{:>5} {:>8} {:>8} {:>11} {:>12} {:>8} {:>8}", "keep", "visual", "prompt", "vision ms", "prefill ms", "ratio", "tokens");
+    for r in &rows {
+        println!(
+            "{:>5.2} {:>8} {:>8} {:>11.0} {:>12.1} {:>8.3} {:>8.3}",
+            r.keep, r.visual_tokens, r.prompt_tokens, r.vision_ms, r.prefill_ms, r.prefill_ratio, r.token_ratio
+        );
+    }
+    Ok(())
+}

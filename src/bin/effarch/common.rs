@@ -1,0 +1,148 @@
+//! What every command shares: `--device` and `--json` ([`Common`]), pruning and sampling
+//! arguments, quiet adapter probing, and [`emit`], which prints a typed report.
+
+use clap::{Args, ValueEnum};
+use effarch::models::lm::SampleOptions;
+use effarch::prune::{PruneConfig, Scorer};
+use effarch::tensor::Device;
+use effarch::{Error, Result};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// `--verbose`: show what the GPU drivers print while adapters are probed.
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+/// Runs `f` (adapter probing) with stderr sent to /dev/null: on a machine without a GPU the
+/// Vulkan loader and Mesa print errors (`XDG_RUNTIME_DIR is invalid…`) on a good run. Our own
+/// messages come after, so nothing of ours is lost.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(unix)]
+    if !VERBOSE.load(Ordering::Relaxed) && std::env::var_os("RUST_LOG").is_none() {
+        use std::io::Write;
+        let _ = std::io::stderr().flush();
+        // SAFETY: plain fd calls on fd 2 and fds we opened; each is checked before use.
+        unsafe {
+            let saved = libc::dup(2);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            if saved >= 0 && null >= 0 && libc::dup2(null, 2) >= 0 {
+                libc::close(null);
+                let r = f();
+                libc::dup2(saved, 2);
+                libc::close(saved);
+                return r;
+            }
+            for fd in [saved, null] {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+        }
+    }
+    f()
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DeviceArg {
+    /// The GPU when a hardware adapter exists, else the CPU.
+    Auto,
+    Cpu,
+    /// The first GPU adapter (software ones included); an error when there is none.
+    Gpu,
+    /// The GPU with linear weights stored as f16 (math in f32).
+    #[value(name = "gpu-f16")]
+    GpuF16,
+}
+
+impl DeviceArg {
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceArg::Auto => Ok(quietly(Device::best)),
+            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Gpu => quietly(Device::gpu),
+            DeviceArg::GpuF16 => quietly(|| effarch::tensor::block_on(Device::gpu_with(true))),
+        }
+    }
+}
+
+/// `--device` and `--json`, flattened into every command that runs a model.
+#[derive(Args)]
+pub struct Common {
+    /// Where to run [default: auto; cpu for `qwen` and `bench qwen`].
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Common {
+    /// The device asked for, or `default`.
+    pub fn device_or(&self, default: DeviceArg) -> DeviceArg {
+        self.device.unwrap_or(default)
+    }
+}
+
+/// Prints `report` as one line of JSON. Through `serde_json::Value`, as the commands always
+/// have: f32 fields print as their f64 value.
+pub fn emit<T: Serialize>(report: &T) -> Result<()> {
+    let v = serde_json::to_value(report).map_err(|e| Error::arg(format!("cannot write the JSON report: {e}")))?;
+    println!("{v}");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Fraction of patch tokens kept at each pruning layer, in (0, 1].
+    #[arg(long, default_value_t = 0.7)]
+    pub keep: f32,
+    /// kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, cls-attn, random.
+    #[arg(long, default_value = "kq-norm")]
+    pub scorer: String,
+    /// Pruning layer(s), 0-based: `1`, or a progressive schedule `3,6,9`.
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    pub layer: Vec<usize>,
+    /// Seed of the `random` scorer.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl PruneArgs {
+    pub fn config(&self) -> Result<PruneConfig> {
+        PruneConfig::new(parse_scorer(&self.scorer, self.seed)?, self.keep, self.layer.clone())
+    }
+}
+
+/// A scorer name; `random` takes `seed`.
+pub fn parse_scorer(name: &str, seed: u64) -> Result<Scorer> {
+    let mut s: Scorer = name.parse()?;
+    if let Scorer::Random { seed: sd } = &mut s {
+        *sd = seed;
+    }
+    Ok(s)
+}
+
+/// Sampling settings shared by the generating commands.
+#[derive(Args)]
+pub struct SampleArgs {
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SampleArgs {
+    pub fn options(&self, max_new_tokens: usize) -> Result<SampleOptions> {
+        let o = SampleOptions { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed: self.seed, max_new_tokens, eos: None };
+        o.validate()?;
+        Ok(o)
+    }
+}

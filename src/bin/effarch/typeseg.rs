@@ -1,0 +1,130 @@
+//! `effarch typeseg`: the trained typeseg Mamba, our scan against the package's reference
+//! outputs, and MRSS's cost on real text (scripts/typeseg_check.py prepares the files).
+
+use crate::common::emit;
+use clap::Args;
+use effarch::clock::now_ms;
+use effarch::models::mamba::quality::Compare;
+use effarch::models::mamba::typeseg::Typeseg;
+use effarch::tensor::Device;
+use effarch::weights::Weights;
+use effarch::{Error, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct TypesegArgs {
+    /// The package's `mamba_al.npz` as safetensors, names unchanged (`CheckpointMambaBlock1D_0/Dense_0/kernel`).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Inputs and reference logits: `file{i}.tokens` `[L]`, `file{i}.logits` `[L, classes]`.
+    #[arg(long)]
+    check: PathBuf,
+    /// MRSS thresholds to measure (0 = the full scan, always included).
+    #[arg(long, default_value = "0,0.001,0.003,0.01,0.03,0.1", value_delimiter = ',')]
+    taus: Vec<f32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct TypesegJson {
+    files: usize,
+    bytes: usize,
+    /// Our full scan against the package's numpy reference.
+    reference_max_abs: f32,
+    reference_max_logit: f32,
+    rows: Vec<TauRow>,
+}
+
+/// MRSS at one τ against our full scan.
+#[derive(Serialize)]
+struct TauRow {
+    tau: f32,
+    merged_fraction: f64,
+    saved_fraction: f64,
+    label_agreement: f64,
+    max_abs_logit_error: f64,
+    rel_logit_error: f64,
+    mean_kl: f64,
+    ms: f64,
+    time_ratio: f64,
+}
+
+pub fn run(a: TypesegArgs) -> Result<()> {
+    let model = Typeseg::load(&Weights::from_file(&a.weights)?, &Device::Cpu)?;
+    let check = Weights::from_file(&a.check)?;
+    let mut inputs = Vec::new();
+    for i in 0.. {
+        let Some(info) = check.info(&format!("file{i}.tokens")) else { break };
+        let shape = info.shape.clone();
+        let tokens: Vec<u32> = check.get_f32(&format!("file{i}.tokens"), &shape)?.iter().map(|&v| v as u32).collect();
+        let want = check.get_f32(&format!("file{i}.logits"), &[tokens.len(), model.classes])?;
+        inputs.push((tokens, want));
+    }
+    if inputs.is_empty() {
+        return Err(Error::arg(format!("{}: no file0.tokens", a.check.display())));
+    }
+    let mut taus = vec![0.0f32];
+    taus.extend(a.taus.iter().copied().filter(|&t| t != 0.0));
+    let c = model.classes;
+    let mut full: Vec<Vec<f32>> = Vec::new();
+    let mut rows = Vec::new();
+    let (mut ref_abs, mut ref_scale) = (0f32, 0f32);
+    let mut base_ms = 0.0;
+    for (ti, &tau) in taus.iter().enumerate() {
+        let (mut runs, mut merged, mut updates) = (0u64, 0u64, 0u64);
+        let mut cmp = Compare::default();
+        let t0 = now_ms();
+        for (fi, (tokens, want)) in inputs.iter().enumerate() {
+            let (logits, st) = model.forward(tokens, tau)?;
+            merged += st.merged;
+            updates += st.updates;
+            runs += st.runs;
+            if ti == 0 {
+                ref_abs = ref_abs.max(effarch::num::max_abs_diff(&logits, want));
+                ref_scale = ref_scale.max(want.iter().fold(0f32, |m, v| m.max(v.abs())));
+                full.push(logits);
+                continue;
+            }
+            cmp.add(&full[fi], &logits, c);
+        }
+        let ms = now_ms() - t0;
+        if ti == 0 {
+            base_ms = ms;
+        }
+        let frac = |n: u64| if updates > 0 { n as f64 / updates as f64 } else { 0.0 };
+        rows.push(TauRow {
+            tau,
+            merged_fraction: frac(merged),
+            saved_fraction: frac(merged.saturating_sub(runs)),
+            label_agreement: cmp.agreement(),
+            max_abs_logit_error: cmp.max_abs as f64,
+            rel_logit_error: if ti == 0 { 0.0 } else { cmp.rel_err() },
+            mean_kl: cmp.mean_kl(),
+            ms,
+            time_ratio: ms / base_ms.max(1e-9),
+        });
+    }
+    let total: usize = inputs.iter().map(|(t, _)| t.len()).sum();
+    if a.json {
+        return emit(&TypesegJson { files: inputs.len(), bytes: total, reference_max_abs: ref_abs, reference_max_logit: ref_scale, rows });
+    }
+    println!("typeseg Mamba on {} files ({total} bytes): max |Δ| vs the package's numpy reference {ref_abs:.3e} (logits up to {ref_scale:.1})", inputs.len());
+    println!("{:>7} {:>9} {:>9} {:>10} {:>11} {:>10} {:>9} {:>7}", "tau", "merged", "saved", "agreement", "max |Δ|", "rel err", "KL", "time");
+    for r in rows {
+        println!(
+            "{:>7.3} {:>8.1}% {:>8.1}% {:>9.2}% {:>11.3e} {:>10.2e} {:>9.2e} {:>7.3}",
+            r.tau,
+            100.0 * r.merged_fraction,
+            100.0 * r.saved_fraction,
+            100.0 * r.label_agreement,
+            r.max_abs_logit_error,
+            r.rel_logit_error,
+            r.mean_kl,
+            r.time_ratio
+        );
+    }
+    Ok(())
+}

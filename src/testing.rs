@@ -101,7 +101,7 @@ impl ClipFixture {
         let t = text.to_vec_f32_async().await?;
         res.push(("text_embeds".into(), max_abs_diff(&t, &self.expect("text_embeds")?.0)));
         let img = out.image_embeds.to_vec_f32_async().await?;
-        let d = out.image_embeds.dim(1);
+        let d = out.image_embeds.dim(1)?;
         let scale = clip.logit_scale.exp();
         let logits: Vec<f32> = img.chunks(d).flat_map(|a| t.chunks(d).map(move |b| scale * crate::models::clip::cosine(a, b))).collect();
         res.push(("logits_per_image".into(), max_abs_diff(&logits, &self.expect("logits_per_image")?.0)));

@@ -160,7 +160,7 @@ pub async fn bench_mamba_async(spec: &MambaBenchSpec, device: &Device, mut progr
         let ids: Vec<u32> = (0..n).map(|j| (j * 31 % 256) as u32).collect();
         let x = Tensor::from_f32(random_values(n * h, 5, 1.0), &[1, n, h], device)?;
         let x1 = Tensor::from_f32(random_values(h, 6, 1.0), &[1, 1, h], device)?;
-        let last = |y: Tensor| y.narrow(1, y.dim(1) - 1, 1);
+        let last = |y: Tensor| y.narrow(1, y.dim(1)? - 1, 1);
         let (mut mp, mut ap, mut md, mut ad) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // Round 0 warms up (allocations, thread pool, pipelines); rounds 1..=iters are timed.
         for round in 0..=spec.iters {

@@ -9,88 +9,18 @@
 //! host and uploaded, because the index math of pruning is shared by every backend.
 
 mod cpu;
+mod device;
 pub mod gpu;
 mod kernels;
+mod linear_weight;
 pub mod ssm;
+
+pub use device::{block_on, Device};
+pub use linear_weight::LinearWeight;
 
 use crate::error::{Error, Result};
 use gpu::{GpuContext, GpuDtype, GpuTensor};
 use std::sync::Arc;
-
-/// Where tensors live and ops run.
-#[derive(Clone, Debug, Default)]
-pub enum Device {
-    /// candle-core on the host: gemm with AVX/FMA natively, SIMD128 in wasm.
-    #[default]
-    Cpu,
-    /// wgpu with our WGSL kernels: Vulkan/Metal/DX12 natively, WebGPU in the browser.
-    Gpu(Arc<GpuContext>),
-}
-
-impl PartialEq for Device {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Device::Cpu, Device::Cpu) => true,
-            (Device::Gpu(a), Device::Gpu(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
-}
-
-impl Device {
-    /// The device to run on when the user has not chosen: the GPU when an adapter exists,
-    /// else the CPU. Natively a software adapter (llvmpipe/lavapipe, WARP) is passed over, as
-    /// our CPU kernels are far faster than it; in the browser any WebGPU adapter is taken, so
-    /// the page shows the WebGPU path wherever the browser has one. [`Device::describe`] says
-    /// which adapter was picked and whether it is a software one.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn best() -> Device {
-        pollster::block_on(Self::best_async())
-    }
-
-    pub async fn best_async() -> Device {
-        match GpuContext::new().await {
-            Ok(c) if !(c.adapter.software && cfg!(not(target_arch = "wasm32"))) => Device::Gpu(c),
-            _ => Device::Cpu,
-        }
-    }
-
-    /// A GPU device on the first adapter; an error (naming why) when there is none.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn gpu() -> Result<Device> {
-        Ok(Device::Gpu(GpuContext::new_blocking()?))
-    }
-
-    pub async fn gpu_async() -> Result<Device> {
-        Ok(Device::Gpu(GpuContext::new().await?))
-    }
-
-    /// A GPU device that stores linear weights as f16 (`f16 = true`) or f32.
-    pub async fn gpu_with(f16: bool) -> Result<Device> {
-        Ok(Device::Gpu(GpuContext::new_with(f16).await?))
-    }
-
-    /// A short human-readable name for reports ("cpu (candle-core, avx2+fma)").
-    pub fn describe(&self) -> String {
-        match self {
-            Device::Cpu => format!("cpu (candle-core, {})", cpu::simd_name()),
-            Device::Gpu(c) => format!(
-                "gpu (wgpu, {}, {}{}{})",
-                c.adapter.name,
-                c.adapter.backend,
-                if c.adapter.software { ", software adapter" } else { "" },
-                if c.f16_weights { ", f16 weights" } else { "" }
-            ),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Gpu(_) => "gpu",
-        }
-    }
-}
 
 /// Activation functions named as in HF configs (`hidden_act`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,8 +108,10 @@ impl Tensor {
         }
     }
 
-    pub fn dim(&self, i: usize) -> usize {
-        self.shape().get(i).copied().unwrap_or(1)
+    /// The size of axis `i`; an axis the tensor does not have is an error naming its shape.
+    pub fn dim(&self, i: usize) -> Result<usize> {
+        let s = self.shape();
+        s.get(i).copied().ok_or_else(|| Error::arg(format!("axis {i} of a tensor of shape {s:?}")))
     }
 
     /// All elements, row-major. On the GPU this waits for the device natively; in the browser
@@ -268,18 +200,7 @@ impl Tensor {
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         match (self, rhs) {
             (Tensor::Cpu(a), Tensor::Cpu(b)) => Ok(Tensor::Cpu(a.matmul(b)?)),
-            (Tensor::Gpu(c, a), Tensor::Gpu(..)) => {
-                let r = rhs.shape().len();
-                if r < 2 {
-                    return Err(Error::arg(format!("matmul: rhs {:?} needs 2+ dims", rhs.shape())));
-                }
-                let mut perm: Vec<usize> = (0..r).collect();
-                perm.swap(r - 2, r - 1);
-                let Tensor::Gpu(_, bt) = rhs.permute(&perm)? else {
-                    return Err(mixed());
-                };
-                Ok(Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, a, &bt)?))
-            }
+            (Tensor::Gpu(c, a), Tensor::Gpu(_, b)) => Ok(Tensor::Gpu(c.clone(), gpu::linear::matmul(c, a, b)?)),
             _ => Err(mixed()),
         }
     }
@@ -359,23 +280,7 @@ impl Tensor {
     pub fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {
         match (q, k) {
             (Tensor::Cpu(q), Tensor::Cpu(k)) => Ok(Tensor::Cpu(cpu::cls_attention(q, k)?)),
-            (Tensor::Gpu(c, _), Tensor::Gpu(_, kg)) => {
-                let &[b, h, n, d] = &q.shape()[..] else {
-                    return Err(Error::arg(format!("cls_attention: q {:?} must be [B, H, N, d]", q.shape())));
-                };
-                if n < 2 {
-                    return Err(Error::arg("cls_attention needs CLS and at least one patch"));
-                }
-                let Tensor::Gpu(_, q0) = q.narrow(2, 0, 1)? else {
-                    return Err(mixed());
-                };
-                let scores = Tensor::Gpu(c.clone(), gpu::linear::matmul_nt(c, &q0, kg)?).scale(1.0 / (d as f32).sqrt())?;
-                let probs = scores.softmax_last()?.reshape(&[b, h, n])?.permute(&[0, 2, 1])?;
-                let Tensor::Gpu(_, pg) = probs else {
-                    return Err(mixed());
-                };
-                Tensor::Gpu(c.clone(), gpu::rows::rows(c, &pg, None, gpu::rows::RowOp::Mean)?).narrow(1, 1, n - 1)
-            }
+            (Tensor::Gpu(c, q), Tensor::Gpu(_, k)) => Ok(Tensor::Gpu(c.clone(), gpu::attention::cls_attention(c, q, k)?)),
             _ => Err(mixed()),
         }
     }
@@ -414,128 +319,6 @@ impl Tensor {
             Tensor::Cpu(t) => Ok(t.flatten_all()?.to_vec1::<u32>()?),
             Tensor::Gpu(c, g) if g.dtype == GpuDtype::U32 => c.read_u32(g).await,
             Tensor::Gpu(..) => Err(Error::Backend("to_vec_u32 of an f32 tensor".into())),
-        }
-    }
-}
-
-/// A linear layer's `[out, in]` weight (HF layout), stored for the device it lives on: one
-/// tensor (f32, or packed f16 on a GPU context made with f16 weights), or, when the weight is
-/// larger than the GPU's storage-buffer binding limit, blocks of output rows that each fit,
-/// run one linear per block and concatenated (the adapter's limits are respected by splitting
-/// the work, not by failing).
-#[derive(Clone, Debug)]
-pub struct LinearWeight {
-    parts: Vec<Tensor>,
-}
-
-impl LinearWeight {
-    pub fn new(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
-        let [out, inp] = shape;
-        if data.len() != out * inp {
-            return Err(Error::arg(format!("linear weight: {} values for [{out}, {inp}]", data.len())));
-        }
-        let Device::Gpu(c) = device else {
-            return Ok(LinearWeight { parts: vec![Tensor::from_f32(data, &shape, device)?] });
-        };
-        let f16 = c.f16_weights && inp % 2 == 0;
-        let row_bytes = (inp * if f16 { 2 } else { 4 }).max(1) as u64;
-        let rows = (c.max_binding() / row_bytes).max(1) as usize;
-        let parts = data
-            .chunks((rows * inp).max(1))
-            .map(|d| {
-                let s = [d.len() / inp.max(1), inp];
-                let g = if f16 { c.upload_f16(d, &s)? } else { c.upload(d, &s)? };
-                Ok(Tensor::Gpu(c.clone(), g))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(LinearWeight { parts })
-    }
-
-    /// A weight kept in half precision at rest on the CPU (`bits`: the little-endian f16 or
-    /// bf16 values); multiplied in f32 block by block. On a GPU it is converted (f32, or the
-    /// context's f16 storage).
-    pub fn from_half(bits: &[u8], bf16: bool, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
-        let [out, inp] = shape;
-        if bits.len() != out * inp * 2 {
-            return Err(Error::arg(format!("linear weight: {} bytes for half [{out}, {inp}]", bits.len())));
-        }
-        let cpu = &candle_core::Device::Cpu;
-        let t = match (device, bf16) {
-            (Device::Cpu, true) => {
-                candle_core::Tensor::from_vec(bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>(), &shape, cpu)?
-            }
-            (Device::Cpu, false) => {
-                candle_core::Tensor::from_vec(bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>(), &shape, cpu)?
-            }
-            (Device::Gpu(_), _) => {
-                let f: Vec<f32> = if bf16 {
-                    bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-                } else {
-                    bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-                };
-                return LinearWeight::new(f, shape, device);
-            }
-        };
-        Ok(LinearWeight { parts: vec![Tensor::Cpu(t)] })
-    }
-
-    /// Whether the weight is held in half precision (f16/bf16 at rest on the CPU, or packed
-    /// f16 on a GPU context with f16 weights).
-    pub fn is_half(&self) -> bool {
-        self.parts.iter().all(|p| match p {
-            Tensor::Cpu(t) => matches!(t.dtype(), candle_core::DType::BF16 | candle_core::DType::F16),
-            Tensor::Gpu(_, g) => g.dtype == GpuDtype::F16,
-        })
-    }
-
-    /// [`LinearWeight::forward`] on `rows` host rows (read back to the host): for models whose
-    /// glue between projections runs on host slices.
-    pub fn forward_rows(&self, x: Vec<f32>, rows: usize, b: Option<&Tensor>, device: &Device) -> Result<Vec<f32>> {
-        let k = x.len() / rows.max(1);
-        self.forward(&Tensor::from_f32(x, &[rows, k], device)?, b)?.to_vec_f32()
-    }
-
-    /// Number of row blocks (1 unless the weight had to be split).
-    pub fn blocks(&self) -> usize {
-        self.parts.len()
-    }
-
-    /// `x @ wᵀ + b` over any leading dims.
-    pub fn forward(&self, x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-        if let [w] = &self.parts[..] {
-            return x.linear(w, b);
-        }
-        let mut outs = Vec::with_capacity(self.parts.len());
-        let mut start = 0;
-        for w in &self.parts {
-            let n = w.dim(0);
-            let bias = b.map(|b| b.narrow(0, start, n)).transpose()?;
-            outs.push(x.linear(w, bias.as_ref())?);
-            start += n;
-        }
-        let last = x.shape().len().saturating_sub(1);
-        Tensor::cat(&outs.iter().collect::<Vec<_>>(), last)
-    }
-}
-
-/// Runs model code written once as `async` (it awaits only read-backs) to completion from
-/// synchronous code. Natively this waits for the device. In the browser nothing may block:
-/// a CPU future is ready on its first poll, and one still waiting for WebGPU is an error
-/// that points to the async API.
-pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        pollster::block_on(f)
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        let mut f = std::pin::pin!(f);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match f.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => {
-                Err(Error::Backend("WebGPU results are read back asynchronously in the browser: use the async API (e.g. Clip::run_async)".into()))
-            }
         }
     }
 }

@@ -69,3 +69,11 @@ fn shapes_that_do_not_fit_are_errors() {
     assert!(x.linear(&t(vec![1.0; 8], &[2, 4]), None).is_err());
     assert!(t(vec![0.0; 4], &[4, 1]).embedding(&Tensor::from_u32(vec![4], &[1], &Device::Cpu).unwrap()).is_err());
 }
+
+#[test]
+fn an_axis_the_tensor_lacks_is_an_error() {
+    let x = t(vec![1.0; 6], &[2, 3]);
+    assert_eq!(x.dim(1).unwrap(), 3);
+    let e = x.dim(2).unwrap_err().to_string();
+    assert!(e.contains("axis 2") && e.contains("[2, 3]"), "{e}");
+}

@@ -102,7 +102,7 @@ impl VisionModel {
         let (mut flops, mut flops_unpruned) = (2.0 * (np * c * self.cfg.patch_size.pow(2) * self.cfg.hidden_size) as f64, 0.0);
         flops_unpruned += flops;
         for (i, layer) in self.layers.iter().enumerate() {
-            let n = x.dim(1);
+            let n = x.dim(1)?;
             tokens.push(n);
             flops_unpruned += layer.flops(np + 1, np + 1);
             match prune.filter(|p| p.layers.contains(&i)) {
@@ -134,7 +134,7 @@ impl VisionModel {
         let h = self.cfg.hidden_size;
         let pooled = self.post_ln.forward(&x.narrow(1, 0, 1)?.reshape(&[b, h])?)?;
         let image_embeds = pooled.linear(&self.proj, None)?;
-        let head = 2.0 * (h * self.proj.dim(0)) as f64;
+        let head = 2.0 * (h * self.proj.dim(0)?) as f64;
         t.lap("head");
         Ok(VisionOutput {
             last_hidden_state: x,

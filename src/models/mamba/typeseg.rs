@@ -98,7 +98,7 @@ impl Typeseg {
             let d0 = dense(w, &format!("{p}/Dense_0"), device)?;
             let d1 = dense(w, &format!("{p}/Dense_1"), device)?;
             let d3 = dense(w, &format!("{p}/Dense_3"), device)?;
-            let (o0, o1, o2, o3) = (d0.b.dim(0), d1.b.dim(0), d2.b.dim(0), d3.b.dim(0));
+            let (o0, o1, o2, o3) = (d0.b.dim(0)?, d1.b.dim(0)?, d2.b.dim(0)?, d3.b.dim(0)?);
             if o0 != 2 * c || o1 != dt_rank + 2 * n || o2 != c || o3 != d_model || k == 0 {
                 return Err(Error::arg(format!(
                     "typeseg block {i}: Dense_0/1/2/3 give {o0}/{o1}/{o2}/{o3} outputs, expected {}/{}/{c}/{d_model} for {c} channels, state {n}, dt rank {dt_rank}",
@@ -128,7 +128,7 @@ impl Typeseg {
             d_model,
             blocks,
             ln: (w.get_f32("LayerNorm_0/scale", &[d_model])?, w.get_f32("LayerNorm_0/bias", &[d_model])?),
-            classes: head.b.dim(0),
+            classes: head.b.dim(0)?,
             head,
             d_state,
             dt_rank,

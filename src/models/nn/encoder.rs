@@ -87,10 +87,10 @@ impl EncoderLayer {
     pub fn forward_pruned(&self, x: &Tensor, scorer: &Scorer, keep: usize, step: usize) -> Result<(Tensor, Pruned)> {
         let (x, pruned) = self.attention(x, false, Some((scorer, keep, step)))?;
         let p = pruned.ok_or_else(|| Error::Backend("pruning step produced no selection".into()))?;
-        let b = x.dim(0);
-        let h = x.dim(2);
+        let b = x.dim(0)?;
+        let h = x.dim(2)?;
         let cls = x.narrow(1, 0, 1)?;
-        let patches = x.narrow(1, 1, x.dim(1) - 1)?.gather_rows(&p.kept)?;
+        let patches = x.narrow(1, 1, x.dim(1)? - 1)?.gather_rows(&p.kept)?;
         let x = Tensor::cat(&[&cls, &patches], 1)?;
         debug_assert_eq!(x.shape(), vec![b, keep + 1, h]);
         Ok((self.mlp(&x)?, p))

@@ -277,7 +277,7 @@ impl QwenVL {
         // activations stay O(chunk) whatever the prompt's length; the LM head runs on every
         // row when they are asked for, else on the last.
         let mut cache = KvCache::default();
-        let len = x.dim(0);
+        let len = x.dim(0)?;
         let v = self.cfg.text.vocab_size;
         let mut all = if all_logits { Some(Vec::with_capacity(len * v)) } else { None };
         let mut last = Vec::new();

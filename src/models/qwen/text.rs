@@ -118,7 +118,7 @@ impl TextModel {
     /// final-norm hidden states `[L, H]`.
     pub fn forward(&self, x: &Tensor, pos: &[Vec<u32>; 3], cache: &mut KvCache) -> Result<Tensor> {
         let c = &self.cfg;
-        let (len, hd, nh, nkv) = (x.dim(0), c.head_dim(), c.num_attention_heads, c.num_key_value_heads);
+        let (len, hd, nh, nkv) = (x.dim(0)?, c.head_dim(), c.num_attention_heads, c.num_key_value_heads);
         if pos.iter().any(|p| p.len() != len) {
             return Err(Error::arg(format!("{len} tokens but position ids of {:?}", pos.iter().map(Vec::len).collect::<Vec<_>>())));
         }

@@ -105,6 +105,23 @@ pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal:
     run(ctx, [qkv, qkv, qkv], [part(0), part(1), part(2), lo], [b, heads, n, n, d], 1, causal, &[b, n, heads * d])
 }
 
+/// Attention paid by token 0 (CLS) to tokens 1.., averaged over heads: `[B, N-1]` from `q`,
+/// `k` `[B, H, N, d]` (the EViT scorer's one row: a matmul, a softmax and a mean).
+pub fn cls_attention(ctx: &GpuContext, q: &GpuTensor, k: &GpuTensor) -> Result<GpuTensor> {
+    use super::{copy, elementwise, linear, rows};
+    let &[b, h, n, d] = &q.shape[..] else {
+        return Err(Error::arg(format!("cls_attention: q {:?} must be [B, H, N, d]", q.shape)));
+    };
+    if n < 2 {
+        return Err(Error::arg("cls_attention needs CLS and at least one patch"));
+    }
+    let q0 = copy::narrow(ctx, q, 2, 0, 1)?;
+    let scores = elementwise::elementwise(ctx, &linear::matmul_nt(ctx, &q0, k)?, None, elementwise::Op::Scale(1.0 / (d as f32).sqrt()))?;
+    let probs = rows::rows(ctx, &scores, None, rows::RowOp::Softmax)?;
+    let probs = copy::permute(ctx, &GpuTensor { shape: vec![b, h, n], ..probs }, &[0, 2, 1])?;
+    copy::narrow(ctx, &rows::rows(ctx, &probs, None, rows::RowOp::Mean)?, 1, 1, n - 1)
+}
+
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;

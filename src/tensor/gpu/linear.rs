@@ -71,6 +71,17 @@ pub fn linear(ctx: &GpuContext, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTens
     Ok(y)
 }
 
+/// Batched `a @ b`: `[.., m, k] @ [.., k, n]` (b transposed by a copy, then [`matmul_nt`]).
+pub fn matmul(ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+    let r = b.shape.len();
+    if r < 2 {
+        return Err(Error::arg(format!("matmul: rhs {:?} needs 2+ dims", b.shape)));
+    }
+    let mut perm: Vec<usize> = (0..r).collect();
+    perm.swap(r - 2, r - 1);
+    matmul_nt(ctx, a, &super::copy::permute(ctx, b, &perm)?)
+}
+
 /// Batched `a @ bᵀ`: `a [.., m, k]`, `b [.., n, k]` with the same leading dims → `[.., m, n]`.
 pub fn matmul_nt(ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
     let (ra, rb) = (a.shape.len(), b.shape.len());

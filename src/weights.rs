@@ -135,28 +135,6 @@ impl Weights {
         Ok(Weights { file: file.to_string(), header, data: bytes })
     }
 
-    /// Builds weights from a parsed header and the bytes of some of its tensors (the page
-    /// fetches only the tensors a model needs). Missing tensors fail when asked for.
-    pub fn from_parts(file: &str, header: Header, parts: Vec<(String, Vec<u8>)>) -> Result<Weights> {
-        let mut data = Vec::new();
-        let mut tensors = HashMap::new();
-        for (name, bytes) in parts {
-            let Some(info) = header.tensors.get(&name) else {
-                return Err(Error::MissingTensor { file: file.to_string(), name });
-            };
-            if bytes.len() != info.end - info.start {
-                return Err(Error::Weights {
-                    file: file.to_string(),
-                    msg: format!("tensor `{name}`: got {} bytes, header says {}", bytes.len(), info.end - info.start),
-                });
-            }
-            let start = data.len();
-            data.extend_from_slice(&bytes);
-            tensors.insert(name, TensorInfo { start, end: data.len(), ..info.clone() });
-        }
-        Ok(Weights { file: file.to_string(), header: Header { data_offset: 0, tensors }, data })
-    }
-
     /// One checkpoint from the shards of a sharded one (`model.safetensors.index.json`):
     /// every tensor keeps its name; a name in two shards is an error. `file` names the whole.
     pub fn from_shards(file: &str, shards: Vec<Weights>) -> Result<Weights> {

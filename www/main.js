@@ -1,7 +1,11 @@
-// The page: controls, URL state, drawing. Model loading and inference run in worker.js, so
-// nothing here blocks; every request carries an id and its reply comes back as a promise.
+// The CLIP tab's wiring: controls, URL state, images, runs and the sweep. Drawing is in
+// overlay.js and report.js. Model loading and inference run in worker.js, so nothing here
+// blocks; every request carries an id and its reply comes back as a promise.
 import { drawSweep } from './chart.js';
 import { modelBase } from './loader.js';
+import { drawOverlay as draw } from './overlay.js';
+import { copyLinkButton, pickFiles, readUrl as readParams, writeUrl as writeParams } from './page.js';
+import { renderReport } from './report.js';
 import { connect } from './rpc.js';
 import { backendLabel, panel } from './ui.js';
 
@@ -28,20 +32,13 @@ let modelInfo = null;
 let localFiles = null;
 
 function readUrl() {
-  const q = new URLSearchParams(location.search);
-  for (const k of Object.keys(DEFAULTS)) if (q.has(k)) state[k] = q.get(k);
-  if (q.has('image')) state.sample = '';
+  if (readParams(state, DEFAULTS).has('image')) state.sample = '';
 }
 
 function writeUrl() {
-  // The Mamba tab's keys (mamba.js) stay as they are.
-  const q = new URLSearchParams(location.search);
-  for (const k of Object.keys(DEFAULTS)) q.delete(k);
-  for (const [k, v] of Object.entries(state)) if (k !== 'sample' && v !== '' && v !== DEFAULTS[k]) q.set(k, v);
   // The image: a sample by name, or an image URL; an uploaded file cannot travel in a link.
-  if (!state.image && state.sample && state.sample !== DEFAULTS.sample) q.set('sample', state.sample);
-  const s = q.toString();
-  history.replaceState(null, '', s ? `?${s}` : location.pathname);
+  const sample = !state.image && state.sample && state.sample !== DEFAULTS.sample;
+  writeParams(state, DEFAULTS, { skip: ['sample'], extra: sample ? { sample: state.sample } : {} });
 }
 
 function syncControls() {
@@ -229,149 +226,20 @@ function render(r) {
   stepInput.value = stepInput.max;
   $('steps').hidden = steps.length < 2;
   drawOverlay();
-  renderStats(r);
-  renderTimings(r.timings_ms);
-  renderLabels(r);
+  renderReport(r);
 }
 
 function drawOverlay() {
   const r = lastReport;
   const c = $('overlay');
-  const ctx = c.getContext('2d');
-  const S = c.width;
-  ctx.fillStyle = '#111';
-  ctx.fillRect(0, 0, S, S);
-  if (imageBitmap) {
-    // The processor's view: shortest side to the input size, then a centre crop.
-    const side = Math.min(imageBitmap.width, imageBitmap.height);
-    const sx = (imageBitmap.width - side) / 2, sy = (imageBitmap.height - side) / 2;
-    ctx.imageSmoothingQuality = 'high';
-    ctx.drawImage(imageBitmap, sx, sy, side, side, 0, 0, S, S);
-  }
-  if (!r) return;
-  const g = r.grid;
-  const cell = S / g;
   const si = Number($('step').value);
-  const step = r.kept[si];
-  const kept = new Set(step ? step.indices : [...Array(r.num_patches).keys()]);
-  const pruned = r.num_patches - kept.size;
-  ctx.save();
-  for (let i = 0; i < r.num_patches; i++) {
-    if (kept.has(i)) continue;
-    const x = (i % g) * cell, y = Math.floor(i / g) * cell;
-    ctx.fillStyle = 'rgba(8, 10, 20, 0.72)';
-    ctx.fillRect(x, y, cell, cell);
-    ctx.strokeStyle = 'rgba(255, 120, 90, 0.55)';
-    ctx.lineWidth = 1.5;
-    ctx.beginPath();
-    for (let d = -cell; d < cell; d += cell / 3) {
-      ctx.moveTo(x + Math.max(0, d), y + Math.max(0, -d));
-      ctx.lineTo(x + Math.min(cell, cell + d), y + Math.min(cell, cell - d));
-    }
-    ctx.stroke();
-  }
-  ctx.strokeStyle = 'rgba(255, 255, 255, 0.18)';
-  ctx.lineWidth = 1;
-  for (let i = 1; i < g; i++) {
-    ctx.beginPath();
-    ctx.moveTo(i * cell, 0);
-    ctx.lineTo(i * cell, S);
-    ctx.moveTo(0, i * cell);
-    ctx.lineTo(S, i * cell);
-    ctx.stroke();
-  }
-  ctx.restore();
-  c.dataset.pruned = String(pruned);
-  c.dataset.kept = String(kept.size);
-  $('pruned-count').textContent = `${pruned} of ${r.num_patches} patches pruned${step ? ` after layer ${step.layer}` : ''}`;
+  const out = draw(c, imageBitmap, r, si);
+  if (!out) return;
+  c.dataset.pruned = String(out.pruned);
+  c.dataset.kept = String(out.kept);
+  const step = out.step;
+  $('pruned-count').textContent = `${out.pruned} of ${r.num_patches} patches pruned${step ? ` after layer ${step.layer}` : ''}`;
   $('step-label').textContent = step ? `step ${si + 1}/${r.kept.length} (layer ${step.layer})` : '';
-}
-
-function renderStats(r) {
-  const cos = r.cos_to_unpruned;
-  const items = [
-    ['cos-sim to unpruned', cos == null ? '—' : cos.toFixed(4)],
-    ['FLOPs', `${(r.flops / 1e9).toFixed(2)} G (${((100 * r.flops) / r.flops_unpruned).toFixed(0)}%)`],
-    ['tokens per layer', r.tokens_per_layer.join(' → ')],
-    ['throughput', `${(1000 / r.timings_ms.total).toFixed(1)} img/s`],
-  ];
-  $('stats').innerHTML = '';
-  for (const [k, v] of items) {
-    const d = document.createElement('div');
-    d.className = 'stat';
-    d.innerHTML = '<span class="k"></span><span class="v"></span>';
-    d.querySelector('.k').textContent = k;
-    d.querySelector('.v').textContent = v;
-    if (k.startsWith('cos')) d.id = 'cos';
-    $('stats').append(d);
-  }
-}
-
-function renderTimings(t) {
-  const body = $('timings').tBodies[0];
-  body.innerHTML = '';
-  const total = t.total || 1;
-  const entries = Object.entries(t).filter(([k]) => k !== 'total');
-  // Blocks are many: show them together with a per-block mini bar chart.
-  const blocks = entries.filter(([k]) => k.startsWith('block_'));
-  const rows = entries.filter(([k]) => !k.startsWith('block_'));
-  const blockSum = blocks.reduce((s, [, v]) => s + v, 0);
-  const add = (name, ms, extra) => {
-    const tr = body.insertRow();
-    tr.dataset.stage = name;
-    tr.insertCell().textContent = name;
-    const bar = tr.insertCell();
-    bar.className = 'barcell';
-    const b = document.createElement('div');
-    b.className = 'tbar';
-    b.style.width = `${Math.max(0.5, (100 * ms) / total)}%`;
-    bar.append(b);
-    if (extra) bar.append(extra);
-    tr.insertCell().textContent = `${ms.toFixed(2)} ms`;
-  };
-  for (const [k, v] of rows.filter(([k]) => ['decode', 'preprocess', 'patch_embed'].includes(k))) add(k, v);
-  if (blocks.length) {
-    const spark = document.createElement('div');
-    spark.className = 'spark';
-    const max = Math.max(...blocks.map(([, v]) => v)) || 1;
-    for (const [k, v] of blocks) {
-      const s = document.createElement('span');
-      s.style.height = `${(100 * v) / max}%`;
-      s.title = `${k}: ${v.toFixed(2)} ms`;
-      spark.append(s);
-    }
-    add(`blocks ×${blocks.length}`, blockSum, spark);
-  }
-  for (const [k, v] of rows.filter(([k]) => !['decode', 'preprocess', 'patch_embed'].includes(k))) add(k, v);
-  const tr = body.insertRow();
-  tr.className = 'total';
-  tr.dataset.stage = 'total';
-  tr.insertCell().textContent = 'total';
-  tr.insertCell();
-  tr.insertCell().textContent = `${total.toFixed(2)} ms`;
-  $('timing-note').hidden = !(lastReport && lastReport.device.startsWith('gpu'));
-}
-
-function renderLabels(r) {
-  const box = $('labels-out');
-  if (!r.label_probs) {
-    box.hidden = true;
-    return;
-  }
-  box.hidden = false;
-  const bars = $('label-bars');
-  bars.innerHTML = '';
-  r.label_probs.forEach((lp, i) => {
-    const un = r.label_probs_unpruned?.[i]?.prob ?? lp.prob;
-    const row = document.createElement('div');
-    row.className = 'label-row';
-    row.innerHTML = '<span class="name"></span><div class="pair"><div class="lb pruned"></div><div class="lb full"></div></div><span class="pct"></span>';
-    row.querySelector('.name').textContent = lp.label;
-    row.querySelector('.pruned').style.width = `${lp.prob * 100}%`;
-    row.querySelector('.full').style.width = `${un * 100}%`;
-    row.querySelector('.pct').textContent = `${(lp.prob * 100).toFixed(1)}% / ${(un * 100).toFixed(1)}%`;
-    bars.append(row);
-  });
 }
 
 // ---- wiring ------------------------------------------------------------------------------
@@ -447,24 +315,14 @@ function wire() {
       drawOverlay();
     }, 900);
   };
-  $('copy-link').onclick = async () => {
-    writeUrl();
-    try {
-      await navigator.clipboard.writeText(location.href);
-      setStatus('Link copied: it reproduces this run.');
-    } catch {
-      setStatus(`Copy this link: ${location.href}`);
-    }
-  };
+  copyLinkButton('copy-link', writeUrl, setStatus, 'this run');
   $('clear-cache').onclick = () =>
     task('Clearing the cache…', async () => {
       const r = await call('clearCache');
       setStatus(r.removed ? 'Cached weights removed; the next load downloads again.' : 'The cache was already empty.');
     });
   $('files').onchange = async (ev) => {
-    const fs = [...ev.target.files];
-    const by = (re) => fs.find((f) => re.test(f.name));
-    localFiles = { config: by(/config\.json$/), weights: by(/\.safetensors$/), vocab: by(/vocab\.json$/), merges: by(/merges\.txt$/) };
+    localFiles = pickFiles(ev.target.files, { config: /config\.json$/, weights: /\.safetensors$/, vocab: /vocab\.json$/, merges: /merges\.txt$/ });
     modelInfo = null;
     await run();
   };

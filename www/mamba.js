@@ -5,6 +5,7 @@
 // (same seed, same text).
 import { drawScaling } from './chart.js';
 import { modelBase } from './loader.js';
+import { copyLinkButton, pickFiles, readUrl as readParams, renderStats, writeUrl as writeParams } from './page.js';
 import { connect } from './rpc.js';
 import { backendLabel, panel } from './ui.js';
 
@@ -32,19 +33,8 @@ let runs = 0;
 const call = connect(new URL('./mamba-worker.js', import.meta.url), (msg) => showError(`The Mamba worker failed: ${msg}. Reload the page.`));
 
 // ---- URL state (keys the CLIP tab does not use; its keys are left alone) -------------------
-function readUrl() {
-  const q = new URLSearchParams(location.search);
-  for (const k of Object.keys(DEFAULTS)) if (q.has(k)) state[k] = q.get(k);
-}
-function writeUrl() {
-  const q = new URLSearchParams(location.search);
-  for (const [k, v] of Object.entries(state)) {
-    if (v === DEFAULTS[k] || v === '') q.delete(k);
-    else q.set(k, v);
-  }
-  const s = q.toString();
-  history.replaceState(null, '', s ? `?${s}` : location.pathname);
-}
+const readUrl = () => readParams(state, DEFAULTS);
+const writeUrl = () => writeParams(state, DEFAULTS);
 const FIELDS = [
   ['lm-model', 'lm'],
   ['lm-prompt', 'prompt'],
@@ -68,20 +58,7 @@ function syncControls() {
 
 // ---- UI helpers ----------------------------------------------------------------------------
 const { setStatus, showError, task, progress } = panel({ status: 'lm-status', error: 'lm-error', progress: 'lm-progress', busyClass: 'lm-busy' });
-function stats(items) {
-  const box = $('lm-stats');
-  box.replaceChildren(
-    ...items.map(([k, v, id]) => {
-      const d = document.createElement('div');
-      d.className = 'stat';
-      d.innerHTML = '<span class="k"></span><span class="v"></span>';
-      d.querySelector('.k').textContent = k;
-      d.querySelector('.v').textContent = v;
-      if (id) d.id = id;
-      return d;
-    }),
-  );
-}
+const stats = (items) => renderStats($('lm-stats'), items);
 
 // ---- tabs: each tab has its own backend badge in the header --------------------------------
 function showTab(tab) {
@@ -266,23 +243,13 @@ function wire() {
     task('Loading the model…', ensureModel);
   };
   $('lm-files').onchange = (ev) => {
-    const fs = [...ev.target.files];
-    const by = (re) => fs.find((f) => re.test(f.name));
-    localFiles = { config: by(/config\.json$/), weights: by(/\.safetensors$/), tokenizer: by(/tokenizer\.json$/) };
+    localFiles = pickFiles(ev.target.files, { config: /config\.json$/, weights: /\.safetensors$/, tokenizer: /tokenizer\.json$/ });
     loaded = null;
     task('Reading local files…', ensureModel);
   };
   $('lm-generate').onclick = () => generate();
   $('lm-bench').onclick = () => bench();
-  $('lm-copy-link').onclick = async () => {
-    writeUrl();
-    try {
-      await navigator.clipboard.writeText(location.href);
-      setStatus('Link copied: it reproduces this generation.');
-    } catch {
-      setStatus(`Copy this link: ${location.href}`);
-    }
-  };
+  copyLinkButton('lm-copy-link', writeUrl, setStatus, 'this generation');
 }
 
 readUrl();

@@ -25,6 +25,15 @@ use rayon::prelude::*;
 /// the first-order hold inside a run stays accurate however long the slow stretch is.
 pub const MAX_RUN_DECAY: f32 = 0.3;
 
+/// Whether `device` can scan a state of `n` values per channel (the GPU kernel keeps them in
+/// registers, so it has a bound); an error names the limit.
+pub fn check_state_size(device: &super::Device, n: usize) -> Result<()> {
+    if matches!(device, super::Device::Gpu(_)) && n > gpu::ssm::MAX_STATE {
+        return Err(Error::Device(format!("state_size {n}: the GPU scan holds at most {} state values per channel", gpu::ssm::MAX_STATE)));
+    }
+    Ok(())
+}
+
 /// What MRSS did in one scan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct ScanStats {

@@ -5,7 +5,7 @@ use crate::bench::{self, BenchSpec};
 use crate::models::clip::{ClipConfig, ClipSession as CoreSession, RunOptions, Tokenizer};
 use crate::prune::{PruneConfig, Scorer};
 use crate::tensor::Device;
-use crate::weights::{Header, Weights};
+use crate::weights::Weights;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -246,33 +246,6 @@ fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
     };
     let prune = prune_config(o.keep, o.scorer.as_deref(), o.layers, o.seed).map_err(js_err)?;
     Ok(RunOptions { prune: Some(prune), labels: o.labels.unwrap_or_default(), compare_unpruned: o.compare_unpruned.unwrap_or(true) })
-}
-
-/// Reads a safetensors header from the first bytes of a file (fetched with a range request):
-/// returns `{headerLength}` when `prefix` is too short for the whole header, else
-/// `{headerLength, tensors: {name: {dtype, shape, start, end}}}` with absolute byte ranges.
-#[wasm_bindgen(js_name = parseSafetensorsHeader)]
-pub fn parse_safetensors_header(prefix: &[u8]) -> Result<JsValue, JsError> {
-    #[derive(Serialize)]
-    struct Entry {
-        shape: Vec<usize>,
-        start: usize,
-        end: usize,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Out {
-        header_length: u64,
-        tensors: Option<std::collections::BTreeMap<String, Entry>>,
-    }
-    let n = Header::header_len("model.safetensors", prefix, None).map_err(js_err)?;
-    let Some(json) = prefix.get(8..8 + n as usize) else {
-        return to_js(&Out { header_length: n, tensors: None });
-    };
-    let h = Header::parse("model.safetensors", json, None).map_err(js_err)?;
-    let base = 8 + n as usize;
-    let tensors = h.tensors.into_iter().map(|(k, v)| (k, Entry { shape: v.shape, start: base + v.start, end: base + v.end })).collect();
-    to_js(&Out { header_length: n, tensors: Some(tensors) })
 }
 
 /// The benchmark driver of `effarch bench clip`, on a random full-size ViT-B/16:

@@ -81,9 +81,7 @@ pub struct MambaLM {
 impl MambaLM {
     pub fn load(cfg: MambaConfig, w: &Weights, device: &Device) -> Result<MambaLM> {
         let (h, i, n, r, k) = (cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.time_step_rank, cfg.conv_kernel);
-        if matches!(device, Device::Gpu(_)) && n > crate::tensor::gpu::ssm::MAX_STATE {
-            return Err(Error::Device(format!("state_size {n}: the GPU scan holds at most {} state values per channel", crate::tensor::gpu::ssm::MAX_STATE)));
-        }
+        scan::check_state_size(device, n)?;
         let b = w.pp("backbone");
         let embed_host = b.pp("embeddings").get_f32("weight", &[cfg.vocab_size, h])?;
         let lm_head = if w.contains("lm_head.weight") && !cfg.tie_word_embeddings {

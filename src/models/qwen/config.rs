@@ -60,8 +60,6 @@ pub struct QwenConfig {
     pub vision: VisionConfig,
     pub text: TextConfig,
     pub image_token_id: u32,
-    pub vision_start_token_id: u32,
-    pub vision_end_token_id: u32,
     pub eos_token_ids: Vec<u32>,
 }
 
@@ -136,14 +134,7 @@ impl QwenConfig {
             Some(x) => x.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
             None => vec![],
         };
-        let c = QwenConfig {
-            image_token_id: id("image_token_id")?,
-            vision_start_token_id: id("vision_start_token_id")?,
-            vision_end_token_id: id("vision_end_token_id")?,
-            eos_token_ids: eos,
-            vision,
-            text,
-        };
+        let c = QwenConfig { image_token_id: id("image_token_id")?, eos_token_ids: eos, vision, text };
         c.validate().map_err(bad)?;
         Ok(c)
     }

@@ -367,11 +367,6 @@ impl GpuContext {
         self.queue.submit([enc.finish()]);
     }
 
-    /// Submits every recorded op (reads do this themselves).
-    pub fn flush(&self) {
-        self.flush_with(|_| {});
-    }
-
     /// Dispatches `items` invocations of a 1-D kernel with workgroup size `wg`, split over
     /// x and y so no dimension passes the per-dimension limit (kernels index
     /// `gid.x + gid.y · num_workgroups.x · wg`).

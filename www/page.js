@@ -1,0 +1,59 @@
+// Page plumbing both tabs share: settings in the URL (each tab owns its keys and leaves the
+// other's alone), the copy-link button, a list of stats, and picking model files from a
+// local file chooser.
+
+const $ = (id) => document.getElementById(id);
+
+/** Sets `state[k]` from the URL for every key of `defaults`; returns the query. */
+export function readUrl(state, defaults) {
+  const q = new URLSearchParams(location.search);
+  for (const k of Object.keys(defaults)) if (q.has(k)) state[k] = q.get(k);
+  return q;
+}
+
+/**
+ * Writes this tab's keys into the URL: those of `state` that differ from `defaults` and are
+ * not empty, except `skip`, then `extra`. Other keys in the URL stay as they are.
+ */
+export function writeUrl(state, defaults, { skip = [], extra = {} } = {}) {
+  const q = new URLSearchParams(location.search);
+  for (const k of Object.keys(defaults)) q.delete(k);
+  for (const [k, v] of Object.entries(state)) if (!skip.includes(k) && v !== '' && v !== defaults[k]) q.set(k, v);
+  for (const [k, v] of Object.entries(extra)) q.set(k, v);
+  const s = q.toString();
+  history.replaceState(null, '', s ? `?${s}` : location.pathname);
+}
+
+/** A button that writes the URL (`update`) and copies it, saying what the link reproduces. */
+export function copyLinkButton(id, update, setStatus, what) {
+  $(id).onclick = async () => {
+    update();
+    try {
+      await navigator.clipboard.writeText(location.href);
+      setStatus(`Link copied: it reproduces ${what}.`);
+    } catch {
+      setStatus(`Copy this link: ${location.href}`);
+    }
+  };
+}
+
+/** Fills `box` with `.stat` cells from `[label, value, id?]` items. */
+export function renderStats(box, items) {
+  box.replaceChildren(
+    ...items.map(([k, v, id]) => {
+      const d = document.createElement('div');
+      d.className = 'stat';
+      d.innerHTML = '<span class="k"></span><span class="v"></span>';
+      d.querySelector('.k').textContent = k;
+      d.querySelector('.v').textContent = v;
+      if (id) d.id = id;
+      return d;
+    }),
+  );
+}
+
+/** The chosen files by role: `{role: /name pattern/}` → `{role: File | undefined}`. */
+export function pickFiles(fileList, roles) {
+  const fs = [...fileList];
+  return Object.fromEntries(Object.entries(roles).map(([role, re]) => [role, fs.find((f) => re.test(f.name))]));
+}

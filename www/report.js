@@ -1,0 +1,86 @@
+// The CLIP tab's report: headline stats, the timings table (blocks as one row with a
+// per-block bar chart) and the zero-shot label bars (pruned against unpruned).
+import { renderStats } from './page.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** Fills the stats, timings and labels from a run's report (`clip --json`'s fields). */
+export function renderReport(r) {
+  const cos = r.cos_to_unpruned;
+  renderStats($('stats'), [
+    ['cos-sim to unpruned', cos == null ? '—' : cos.toFixed(4), 'cos'],
+    ['FLOPs', `${(r.flops / 1e9).toFixed(2)} G (${((100 * r.flops) / r.flops_unpruned).toFixed(0)}%)`],
+    ['tokens per layer', r.tokens_per_layer.join(' → ')],
+    ['throughput', `${(1000 / r.timings_ms.total).toFixed(1)} img/s`],
+  ]);
+  renderTimings(r.timings_ms);
+  $('timing-note').hidden = !r.device.startsWith('gpu');
+  renderLabels(r);
+}
+
+const FIRST = ['decode', 'preprocess', 'patch_embed'];
+
+function renderTimings(t) {
+  const body = $('timings').tBodies[0];
+  body.innerHTML = '';
+  const total = t.total || 1;
+  const entries = Object.entries(t).filter(([k]) => k !== 'total');
+  const blocks = entries.filter(([k]) => k.startsWith('block_'));
+  const rows = entries.filter(([k]) => !k.startsWith('block_'));
+  const blockSum = blocks.reduce((s, [, v]) => s + v, 0);
+  const add = (name, ms, extra) => {
+    const tr = body.insertRow();
+    tr.dataset.stage = name;
+    tr.insertCell().textContent = name;
+    const bar = tr.insertCell();
+    bar.className = 'barcell';
+    const b = document.createElement('div');
+    b.className = 'tbar';
+    b.style.width = `${Math.max(0.5, (100 * ms) / total)}%`;
+    bar.append(b);
+    if (extra) bar.append(extra);
+    tr.insertCell().textContent = `${ms.toFixed(2)} ms`;
+  };
+  for (const [k, v] of rows.filter(([k]) => FIRST.includes(k))) add(k, v);
+  if (blocks.length) {
+    const spark = document.createElement('div');
+    spark.className = 'spark';
+    const max = Math.max(...blocks.map(([, v]) => v)) || 1;
+    for (const [k, v] of blocks) {
+      const s = document.createElement('span');
+      s.style.height = `${(100 * v) / max}%`;
+      s.title = `${k}: ${v.toFixed(2)} ms`;
+      spark.append(s);
+    }
+    add(`blocks ×${blocks.length}`, blockSum, spark);
+  }
+  for (const [k, v] of rows.filter(([k]) => !FIRST.includes(k))) add(k, v);
+  const tr = body.insertRow();
+  tr.className = 'total';
+  tr.dataset.stage = 'total';
+  tr.insertCell().textContent = 'total';
+  tr.insertCell();
+  tr.insertCell().textContent = `${total.toFixed(2)} ms`;
+}
+
+function renderLabels(r) {
+  const box = $('labels-out');
+  if (!r.label_probs) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const bars = $('label-bars');
+  bars.innerHTML = '';
+  r.label_probs.forEach((lp, i) => {
+    const un = r.label_probs_unpruned?.[i]?.prob ?? lp.prob;
+    const row = document.createElement('div');
+    row.className = 'label-row';
+    row.innerHTML = '<span class="name"></span><div class="pair"><div class="lb pruned"></div><div class="lb full"></div></div><span class="pct"></span>';
+    row.querySelector('.name').textContent = lp.label;
+    row.querySelector('.pruned').style.width = `${lp.prob * 100}%`;
+    row.querySelector('.full').style.width = `${un * 100}%`;
+    row.querySelector('.pct').textContent = `${(lp.prob * 100).toFixed(1)}% / ${(un * 100).toFixed(1)}%`;
+    bars.append(row);
+  });
+}

@@ -7,7 +7,7 @@ import { drawOverlay as draw } from './overlay.js';
 import { copyLinkButton, pickFiles, readUrl as readParams, writeUrl as writeParams } from './page.js';
 import { renderReport } from './report.js';
 import { connect } from './rpc.js';
-import { backendLabel, panel } from './ui.js';
+import { backendLabel, backendTitle, panel } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -30,6 +30,7 @@ let imageName = '';
 let lastReport = null;
 let modelInfo = null;
 let localFiles = null;
+let autoReason = ''; // why "auto" passed over a software WebGPU adapter, if it did
 
 function readUrl() {
   if (readParams(state, DEFAULTS).has('image')) state.sample = '';
@@ -77,7 +78,7 @@ function backendBadge(device, fallback) {
   const b = $('backend-badge');
   const gpu = device.startsWith('gpu');
   b.textContent = backendLabel(device);
-  b.title = device;
+  b.title = backendTitle(device, state.backend, autoReason);
   b.dataset.backend = gpu ? 'webgpu' : 'cpu';
   b.classList.toggle('warn', !!fallback);
   if (fallback) showError(`The GPU failed and the model now runs on the CPU: ${fallback}`);
@@ -350,7 +351,10 @@ async function main() {
   syncControls();
   wire();
   const hello = await task('Loading the WebAssembly core…', () => call('hello'));
-  if (hello) backendBadge(state.backend === 'cpu' ? hello.cpu : hello.defaultDevice);
+  if (hello) {
+    autoReason = hello.autoReason;
+    backendBadge(state.backend === 'cpu' ? hello.cpu : hello.defaultDevice);
+  }
   await task('Loading the image…', () => (state.image ? loadImageUrl(state.image) : loadSample(state.sample || DEFAULTS.sample)));
   drawOverlay();
   // Opened on the Mamba tab: no CLIP download until the CLIP tab is shown.

@@ -4,7 +4,7 @@
 //
 // Messages in:  {id, type: 'hello' | 'load' | 'loadFiles' | 'generate' | 'bench', ...}
 // Messages out: {id, type: 'progress' | 'token' | 'done' | 'error', ...}
-import init, { MambaSession, benchMamba, defaultDevice } from './effarch.js';
+import init, { MambaSession, benchMamba, autoChoice } from './effarch.js';
 import { fetchWhole } from './loader.js';
 import { serve } from './rpc.js';
 
@@ -30,7 +30,8 @@ async function create(config, weights, tokenizer, backend, key) {
 const handlers = {
   async hello() {
     await ready;
-    return { defaultDevice: await defaultDevice() };
+    const auto = await autoChoice();
+    return { defaultDevice: auto.device, autoReason: auto.reason ?? '' };
   },
   async load(id, { base, backend }) {
     await ready;

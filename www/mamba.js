@@ -7,7 +7,7 @@ import { drawScaling } from './chart.js';
 import { modelBase } from './loader.js';
 import { copyLinkButton, pickFiles, readUrl as readParams, renderStats, writeUrl as writeParams } from './page.js';
 import { connect } from './rpc.js';
-import { backendLabel, panel } from './ui.js';
+import { backendLabel, backendTitle, panel } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULTS = {
@@ -27,6 +27,7 @@ const DEFAULTS = {
 const state = { ...DEFAULTS };
 let loaded = null; // {key, device}
 let localFiles = null;
+let autoReason = '';
 let runs = 0;
 
 // ---- its own worker (the CLIP tab's stays free) --------------------------------------------
@@ -76,7 +77,7 @@ function showTab(tab) {
 function badge(device) {
   const b = $('lm-badge');
   b.textContent = backendLabel(device);
-  b.title = device;
+  b.title = backendTitle(device, state.lmbackend, autoReason);
   b.dataset.backend = device.startsWith('gpu') ? 'webgpu' : 'cpu';
 }
 
@@ -255,7 +256,10 @@ function wire() {
 readUrl();
 syncControls();
 wire();
-call('hello').then((h) => loaded || badge(state.lmbackend === 'cpu' ? 'cpu' : h.defaultDevice), () => {});
+call('hello').then((h) => {
+  autoReason = h.autoReason;
+  if (!loaded) badge(state.lmbackend === 'cpu' ? 'cpu' : h.defaultDevice);
+}, () => {});
 if (state.tab === 'mamba') {
   showTab('mamba');
   generate(); // a shared link reproduces what the sender saw

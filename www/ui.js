@@ -14,6 +14,13 @@ export function backendLabel(device) {
 }
 
 /**
+ * The badge's tooltip: the device, and on `auto` why a software GPU adapter was passed over.
+ */
+export function backendTitle(device, backend, autoReason) {
+  return backend === 'auto' && autoReason && !device.startsWith('gpu') ? `${device}. ${autoReason}` : device;
+}
+
+/**
  * One tab's status line (`status`), error box (`error`) and progress bar (`progress`, with
  * `<progress>-fill` and `<progress>-text`); `busyClass` is set on <body> while work runs.
  */

@@ -3,7 +3,7 @@
 //
 // Messages in:  {id, type: 'load' | 'loadFiles' | 'run' | 'sweep' | 'clearCache', ...}
 // Messages out: {id, type: 'progress' | 'done' | 'error' | 'sweepPoint', ...}
-import init, { ClipSession, defaultDevice, cpuDevice } from './effarch.js';
+import init, { ClipSession, autoChoice, cpuDevice } from './effarch.js';
 import { fetchModel, readLocalFiles, clearCache } from './loader.js';
 import { serve } from './rpc.js';
 
@@ -87,7 +87,8 @@ function cosine(a, b) {
 const handlers = {
   async hello() {
     await ready;
-    return { defaultDevice: await defaultDevice(), cpu: cpuDevice() };
+    const auto = await autoChoice();
+    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', cpu: cpuDevice() };
   },
   load,
   loadFiles,

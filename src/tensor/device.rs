@@ -27,20 +27,29 @@ impl PartialEq for Device {
 }
 
 impl Device {
-    /// The device to run on when the user has not chosen: the GPU when an adapter exists,
-    /// else the CPU. Natively a software adapter (llvmpipe/lavapipe, WARP) is passed over, as
-    /// our CPU kernels are far faster than it; in the browser any WebGPU adapter is taken, so
-    /// the page shows the WebGPU path wherever the browser has one. [`Device::describe`] says
-    /// which adapter was picked and whether it is a software one.
+    /// The device to run on when the user has not chosen: the GPU when a hardware adapter
+    /// exists, else the CPU. A software adapter (llvmpipe/lavapipe, WARP natively; SwiftShader
+    /// or another fallback adapter in the browser) is passed over everywhere, as our CPU
+    /// kernels are far faster than it ([`Device::best_with_reason_async`] says so).
+    /// [`Device::describe`] says which adapter was picked.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn best() -> Device {
         pollster::block_on(Self::best_async())
     }
 
     pub async fn best_async() -> Device {
+        Self::best_with_reason_async().await.0
+    }
+
+    /// [`Device::best_async`], and why a GPU adapter was passed over when one was.
+    pub async fn best_with_reason_async() -> (Device, Option<String>) {
         match GpuContext::new().await {
-            Ok(c) if !(c.adapter.software && cfg!(not(target_arch = "wasm32"))) => Device::Gpu(c),
-            _ => Device::Cpu,
+            Ok(c) if c.adapter.software => (
+                Device::Cpu,
+                Some(format!("{} is a software GPU adapter ({}), slower than the CPU path: auto runs on the CPU", c.adapter.name, c.adapter.backend)),
+            ),
+            Ok(c) => (Device::Gpu(c), None),
+            Err(_) => (Device::Cpu, None),
         }
     }
 

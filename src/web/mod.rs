@@ -53,13 +53,26 @@ pub async fn default_device() -> String {
     Device::best_async().await.describe()
 }
 
+/// What backend "auto" picks and why: `{device, reason}`, with `reason` set when a software
+/// WebGPU adapter (SwiftShader, a fallback adapter) was passed over for the CPU.
+#[wasm_bindgen(js_name = autoChoice)]
+pub async fn auto_choice() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Choice {
+        device: String,
+        reason: Option<String>,
+    }
+    let (d, reason) = Device::best_with_reason_async().await;
+    to_js(&Choice { device: d.describe(), reason })
+}
+
 /// Whether the CPU path is what this build runs without a GPU ("cpu (candle-core, wasm simd128)").
 #[wasm_bindgen(js_name = cpuDevice)]
 pub fn cpu_device() -> String {
     Device::Cpu.describe()
 }
 
-/// `"auto"` (WebGPU when the browser has an adapter, else the CPU), `"webgpu"` (an error
+/// `"auto"` (WebGPU when the browser has a hardware adapter, else the CPU), `"webgpu"` (an error
 /// when there is no adapter) or `"cpu"`.
 async fn device_for(backend: &str) -> Result<Device, JsError> {
     match backend {

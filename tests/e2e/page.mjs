@@ -140,7 +140,8 @@ async function setSlider(value) {
 }
 
 const N = 196;
-const start = `${origin}/?model=./fixtures/clip-tiny&keep=0.5&layers=1`;
+// WebGPU by choice: on SwiftShader "auto" takes the CPU (checked below).
+const start = `${origin}/?model=./fixtures/clip-tiny&keep=0.5&layers=1&backend=webgpu`;
 
 await check('page loads, runs on WebGPU and shows the pruned patches', async () => {
   await open(start);
@@ -353,7 +354,7 @@ async function generation(timeout = 240_000) {
   return s;
 }
 const weightsBeforeMamba = requests.get('/fixtures/clip-tiny/model.safetensors');
-const mambaUrl = `${origin}/?tab=mamba&lm=./fixtures/mamba-tiny&prompt=Hello%20world&max=12`;
+const mambaUrl = `${origin}/?tab=mamba&lm=./fixtures/mamba-tiny&prompt=Hello%20world&max=12&lmbackend=webgpu`;
 let mambaText = '';
 await check('the Mamba tab streams a generation on WebGPU, and its link reproduces the text', async () => {
   await open(mambaUrl);
@@ -429,6 +430,19 @@ await check('switching to the CLIP tab from a Mamba link loads and runs CLIP', a
   const r = await result();
   assert(r.pruned === N - nKeep(0.5, N), `pruned ${r.pruned}`);
   assert(new URL(page.url()).searchParams.get('lm') === './fixtures/mamba-tiny', `the Mamba settings left the URL: ${page.url()}`);
+});
+
+await check('auto passes over the software WebGPU adapter for the CPU and says why', async () => {
+  await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&layers=1`);
+  const r = await result();
+  assert(r.pruned === N - nKeep(0.5, N), `pruned ${r.pruned}`);
+  const badge = await page.$eval('#backend-badge', (b) => ({ backend: b.dataset.backend, text: b.textContent, title: b.title }));
+  assert(badge.backend === 'cpu' && /CPU/.test(badge.text) && /software GPU adapter/.test(badge.title), `auto on SwiftShader: ${JSON.stringify(badge)}`);
+  console.log(`    badge: ${badge.text} — ${badge.title}`);
+  await open(`${origin}/?tab=mamba&lm=./fixtures/mamba-tiny&prompt=Hello&max=2`);
+  const g = await generation();
+  const lm = await page.$eval('#lm-badge', (b) => ({ backend: b.dataset.backend, title: b.title }));
+  assert(g.outcome === 'ok' && lm.backend === 'cpu' && /software GPU adapter/.test(lm.title), `Mamba tab on auto: ${JSON.stringify({ g, lm })}`);
 });
 
 await check('no page errors and no CSP violations', async () => {

@@ -27,9 +27,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (t >= p.rows * p.chunks) { return; }
     let ci = t % p.chunks;
     let row = p.row0 + t / p.chunks;
-    let i = row % p.nq;
-    let h = (row / p.nq) % p.heads;
-    let b = row / (p.nq * p.heads);
+    let qr = query_row(row, p.nq, p.heads);
+    let i = qr.x;
+    let h = qr.y;
+    let b = qr.z;
     let qi = base(p.q, b, h) + i * p.q.rs;
     let kb = base(p.k, b, h / p.group);
     let vb = base(p.v, b, h / p.group);

@@ -11,9 +11,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (t >= p.rows * p.d) { return; }
     let c = t % p.d;
     let row = p.row0 + t / p.d;
-    let i = row % p.nq;
-    let h = (row / p.nq) % p.heads;
-    let b = row / (p.nq * p.heads);
+    let qr = query_row(row, p.nq, p.heads);
+    let i = qr.x;
+    let h = qr.y;
+    let b = qr.z;
     let w = p.d + 2u;
     let first = (t / p.d) * p.chunks * w;
     var mx = -3.4e38;

@@ -205,3 +205,26 @@ fn gpu_bug_surfaces_instead_of_falling_back() {
     assert!(s.fallback().is_none(), "a bug must not make the session leave the GPU");
     assert!(s.run(&fx.images[0].1, &RunOptions::default()).unwrap().device.starts_with("gpu"));
 }
+
+/// `auto` by measurement, as the page and the npm package make a session: one encoder layer of
+/// the model timed on each backend; a software adapter (lavapipe in CI) is passed over
+/// whatever it measures.
+#[test]
+fn auto_times_one_layer_on_each_backend() {
+    use effarch::models::clip::{vision::probe_layer_ms, ClipConfig};
+    use effarch::weights::Weights;
+    let fx = fixture();
+    let cfg = ClipConfig::from_json("config.json", &fx.config).unwrap();
+    let w = Weights::from_bytes("model.safetensors", fx.model.clone()).unwrap();
+    let c = effarch::tensor::block_on(async { Ok(Device::choose_measured(|d| probe_layer_ms(&w, cfg.vision(), d)).await) }).unwrap();
+    println!("auto: {} → {}", c.reason, c.device.describe());
+    assert_eq!(c.figures.len(), 2, "a GPU adapter and the CPU measured: {}", c.reason);
+    for f in &c.figures {
+        assert!(f.ms_per_layer.is_some_and(|ms| ms > 0.0 && ms.is_finite()), "{f:?}");
+    }
+    let (g, cpu) = (&c.figures[0], &c.figures[1]);
+    assert_eq!((g.backend, cpu.backend), ("webgpu", "cpu"));
+    let gpu_wins = !g.software && g.ms_per_layer < cpu.ms_per_layer;
+    assert_eq!(matches!(c.device, Device::Gpu(_)), gpu_wins, "{}", c.reason);
+    assert!(c.reason.contains("ms/layer"), "{}", c.reason);
+}

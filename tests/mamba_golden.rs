@@ -230,3 +230,18 @@ fn long_prompts_prefill_in_chunks() {
     let e = generate(&m, &long, &SampleOptions::default(), 0.0, |_| {}).unwrap_err().to_string();
     assert!(e.contains("over the limit"), "{e}");
 }
+
+/// The probe behind `auto` in the page: one mixer block per decoded token, on each backend.
+#[test]
+fn the_backend_probe_times_one_block_on_cpu_and_gpu() {
+    use effarch::models::mamba::probe_layer_ms;
+    let json = std::fs::read_to_string(dir().join("config.json")).unwrap();
+    let cfg = MambaConfig::from_json("config.json", &json).unwrap();
+    let w = Weights::from_file(&dir().join("model.safetensors")).unwrap();
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    for d in [Device::Cpu, gpu] {
+        let ms = effarch::tensor::block_on(probe_layer_ms(&cfg, &w, d.clone())).unwrap();
+        println!("{}: {ms:.3} ms per block and token", d.describe());
+        assert!(ms > 0.0 && ms.is_finite(), "{ms}");
+    }
+}

@@ -15,18 +15,7 @@ use serde::Serialize;
 pub mod mamba;
 pub mod qwen;
 
-/// Deterministic pseudo-random values in [-scale, scale).
-pub(crate) fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
+pub(crate) use crate::num::random_values;
 
 /// A CLIP checkpoint (vision tower + projection) in the HF layout with random weights.
 pub fn random_clip_weights(cfg: &ClipConfig) -> Result<Weights> {

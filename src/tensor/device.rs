@@ -90,6 +90,101 @@ impl Device {
     }
 }
 
+/// One backend's measured cost in a [`Choice`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Figure {
+    /// "webgpu" or "cpu".
+    pub backend: &'static str,
+    /// "WebGPU (NVIDIA GeForce RTX 4070)" or "CPU (wasm simd128, 1 thread)".
+    pub label: String,
+    /// Milliseconds per layer, or `None` when the probe failed (`error` says why).
+    pub ms_per_layer: Option<f64>,
+    pub software: bool,
+    pub error: Option<String>,
+}
+
+/// What backend `auto` picked by measurement, and the figures behind it.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    pub device: Device,
+    pub figures: Vec<Figure>,
+    /// One line for a tooltip: "WebGPU (…): 14.0 ms/layer, CPU (…): 41.0 ms/layer → WebGPU".
+    pub reason: String,
+}
+
+impl Device {
+    /// `auto` by measurement: `probe` times one layer of the model about to be loaded on a
+    /// device (ms). Without a GPU adapter nothing is measured. Otherwise the CPU and the GPU are
+    /// each probed and the faster is taken, except that a software adapter (SwiftShader,
+    /// llvmpipe, a fallback adapter) is never taken while the CPU works: it is measured only so
+    /// that the reason can say how much slower it is. A failing probe loses.
+    pub async fn choose_measured<F, Fut>(mut probe: F) -> Choice
+    where
+        F: FnMut(Device) -> Fut,
+        Fut: std::future::Future<Output = Result<f64>>,
+    {
+        let gpu = match GpuContext::new().await {
+            Ok(c) => c,
+            Err(e) => return Choice { device: Device::Cpu, figures: Vec::new(), reason: format!("no GPU adapter ({e}): auto runs on the CPU") },
+        };
+        let cpu_label = format!("CPU ({}{})", super::cpu::simd_name(), if cfg!(target_arch = "wasm32") { ", 1 thread" } else { "" });
+        let gpu_label = format!("{} ({}{})", GPU_NAME, gpu.adapter.name, if gpu.adapter.software { ", software" } else { "" });
+        let software = gpu.adapter.software;
+        let figure = |backend, label: String, software, r: Result<f64>| match r {
+            Ok(ms) => Figure { backend, label, ms_per_layer: Some(ms), software, error: None },
+            Err(e) => Figure { backend, label, ms_per_layer: None, software, error: Some(e.to_string()) },
+        };
+        let cpu = figure("cpu", cpu_label, false, probe(Device::Cpu).await);
+        let gpu_dev = Device::Gpu(gpu);
+        let g = figure("webgpu", gpu_label, software, probe(gpu_dev.clone()).await);
+        let (take_gpu, reason) = decide(&g, &cpu);
+        Choice { device: if take_gpu { gpu_dev } else { Device::Cpu }, figures: vec![g, cpu], reason }
+    }
+}
+
+/// The rule of [`Device::choose_measured`] on the two figures: whether to take the GPU, and
+/// the one-line reason.
+pub(crate) fn decide(gpu: &Figure, cpu: &Figure) -> (bool, String) {
+    let take_gpu = match (gpu.ms_per_layer, cpu.ms_per_layer) {
+        (Some(_), None) => true,
+        (Some(g), Some(c)) => !gpu.software && g < c,
+        _ => false,
+    };
+    let say = |f: &Figure| match (f.ms_per_layer, &f.error) {
+        (Some(ms), _) => format!("{}: {ms:.1} ms/layer", f.label),
+        (None, Some(e)) => format!("{}: failed ({e})", f.label),
+        (None, None) => f.label.clone(),
+    };
+    let why = if gpu.software && !take_gpu && gpu.ms_per_layer.is_some() { " (a software adapter is never picked)" } else { "" };
+    (take_gpu, format!("{}, {} → {}{why}", say(gpu), say(cpu), if take_gpu { GPU_NAME } else { "CPU" }))
+}
+
+/// What the GPU backend is called where users see it.
+#[cfg(target_arch = "wasm32")]
+const GPU_NAME: &str = "WebGPU";
+#[cfg(not(target_arch = "wasm32"))]
+const GPU_NAME: &str = "GPU";
+
+/// Times `run` (which must wait for its device) after one warm-up call: the fastest of up to
+/// `max_runs` runs, stopping early once `budget_ms` is spent. For backend probes.
+pub async fn time_best<F, Fut>(mut run: F, max_runs: usize, budget_ms: f64) -> Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    run().await?;
+    let (start, mut best) = (crate::clock::now_ms(), f64::INFINITY);
+    for _ in 0..max_runs.max(1) {
+        let t = crate::clock::now_ms();
+        run().await?;
+        best = best.min(crate::clock::now_ms() - t);
+        if crate::clock::now_ms() - start > budget_ms {
+            break;
+        }
+    }
+    Ok(best)
+}
+
 /// Runs model code written once as `async` (it awaits only read-backs) to completion from
 /// synchronous code. Natively this waits for the device. In the browser nothing may block:
 /// a CPU future is ready on its first poll, and one still waiting for WebGPU is an error
@@ -109,5 +204,37 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
                 Err(Error::Backend("WebGPU results are read back asynchronously in the browser: use the async API (e.g. Clip::run_async)".into()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decide, Figure};
+
+    fn fig(backend: &'static str, ms: Option<f64>, software: bool) -> Figure {
+        Figure { backend, label: backend.to_uppercase(), ms_per_layer: ms, software, error: ms.is_none().then(|| "out of memory".into()) }
+    }
+
+    #[test]
+    fn the_faster_backend_wins_but_never_a_software_adapter() {
+        let (gpu, reason) = decide(&fig("webgpu", Some(2.0), false), &fig("cpu", Some(40.0), false));
+        assert!(gpu, "{reason}");
+        assert_eq!(reason, "WEBGPU: 2.0 ms/layer, CPU: 40.0 ms/layer → GPU");
+        let (gpu, reason) = decide(&fig("webgpu", Some(50.0), false), &fig("cpu", Some(40.0), false));
+        assert!(!gpu, "{reason}");
+        assert!(reason.ends_with("→ CPU"), "{reason}");
+        // Faster or not, a software adapter is not taken while the CPU works.
+        let (gpu, reason) = decide(&fig("webgpu", Some(2.0), true), &fig("cpu", Some(40.0), false));
+        assert!(!gpu, "{reason}");
+        assert!(reason.ends_with("→ CPU (a software adapter is never picked)"), "{reason}");
+    }
+
+    #[test]
+    fn a_failing_probe_loses() {
+        let (gpu, reason) = decide(&fig("webgpu", None, false), &fig("cpu", Some(40.0), false));
+        assert!(!gpu);
+        assert_eq!(reason, "WEBGPU: failed (out of memory), CPU: 40.0 ms/layer → CPU");
+        let (gpu, reason) = decide(&fig("webgpu", Some(90.0), true), &fig("cpu", None, false));
+        assert!(gpu, "the GPU is all that works: {reason}");
     }
 }

@@ -15,7 +15,7 @@ mod kernels;
 mod linear_weight;
 pub mod ssm;
 
-pub use device::{block_on, Device};
+pub use device::{block_on, time_best, Choice, Device, Figure};
 pub use linear_weight::LinearWeight;
 
 use crate::error::{Error, Result};

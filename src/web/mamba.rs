@@ -1,12 +1,12 @@
 //! The wasm-bindgen API of the Mamba LM: load from bytes, encode/decode, generate with a
 //! streaming callback. Runs where it is called; the page calls it from its worker.
 
-use super::{device_for, js_err, to_js};
+use super::{describe_with, device_for, device_measured, js_err, to_js, AutoChoice};
 use crate::bench::mamba::{bench_mamba_async, MambaBenchSpec};
 use crate::models::lm::{ByteBpe, SampleOptions};
 use crate::models::mamba::generate::generate_async;
 use crate::models::mamba::quality::mrss_quality_async;
-use crate::models::mamba::{MambaConfig, MambaLM};
+use crate::models::mamba::{probe_layer_ms, MambaConfig, MambaLM};
 use crate::tensor::Device;
 use crate::weights::Weights;
 use serde::Deserialize;
@@ -22,6 +22,7 @@ pub struct MambaSession {
 struct Inner {
     model: MambaLM,
     tok: Option<ByteBpe>,
+    auto: Option<AutoChoice>,
 }
 
 #[derive(Deserialize, Default)]
@@ -41,22 +42,25 @@ impl MambaSession {
     /// text (optional: without it prompts are token ids).
     #[wasm_bindgen(constructor)]
     pub fn new(config_json: &str, weights: Vec<u8>, tokenizer_json: Option<String>) -> Result<MambaSession, JsError> {
-        Self::build(config_json, weights, tokenizer_json, &Device::Cpu)
-    }
-
-    /// Like the constructor, on `backend` ("auto": WebGPU when the browser has an adapter,
-    /// "webgpu", "cpu").
-    pub async fn create(config_json: String, weights: Vec<u8>, tokenizer_json: Option<String>, backend: String) -> Result<MambaSession, JsError> {
-        let device = device_for(&backend).await?;
-        Self::build(&config_json, weights, tokenizer_json, &device)
-    }
-
-    fn build(config_json: &str, weights: Vec<u8>, tokenizer_json: Option<String>, device: &Device) -> Result<MambaSession, JsError> {
         let cfg = MambaConfig::from_json("config.json", config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
-        let model = MambaLM::load(cfg, &w, device).map_err(js_err)?;
+        Self::build(cfg, &w, tokenizer_json, &Device::Cpu, None)
+    }
+
+    /// Like the constructor, on `backend`: "webgpu", "cpu", or "auto", which times one mixer
+    /// block of this model per decoded token on each backend and takes the faster, never a
+    /// software adapter; `choice()` and `device()` then give the figures.
+    pub async fn create(config_json: String, weights: Vec<u8>, tokenizer_json: Option<String>, backend: String) -> Result<MambaSession, JsError> {
+        let cfg = MambaConfig::from_json("config.json", &config_json).map_err(js_err)?;
+        let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
+        let (device, auto) = device_measured(&backend, |d| probe_layer_ms(&cfg, &w, d)).await?;
+        Self::build(cfg, &w, tokenizer_json, &device, auto)
+    }
+
+    fn build(cfg: MambaConfig, w: &Weights, tokenizer_json: Option<String>, device: &Device, auto: Option<AutoChoice>) -> Result<MambaSession, JsError> {
         let tok = tokenizer_json.map(|t| ByteBpe::from_tokenizer_json(&t)).transpose().map_err(js_err)?;
-        Ok(MambaSession { inner: Rc::new(Inner { model, tok }) })
+        let model = MambaLM::load(cfg, w, device).map_err(js_err)?;
+        Ok(MambaSession { inner: Rc::new(Inner { model, tok, auto }) })
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsError> {
@@ -113,8 +117,16 @@ impl MambaSession {
         })
     }
 
+    /// The device, with the figures behind a measured `auto` choice.
     pub fn device(&self) -> String {
-        self.inner.model.device().describe()
+        describe_with(self.inner.model.device(), self.inner.auto.as_ref())
+    }
+
+    /// The measured `auto` choice this session was made with, or undefined when a backend was
+    /// named (see `ClipSession.choice`).
+    #[wasm_bindgen(unchecked_return_type = "AutoChoice | undefined")]
+    pub fn choice(&self) -> Result<JsValue, JsError> {
+        self.inner.auto.as_ref().map_or(Ok(JsValue::UNDEFINED), to_js)
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::bench::{self, BenchSpec};
 use crate::models::clip::{ClipConfig, ClipSession as CoreSession, RunOptions, Tokenizer};
 use crate::prune::{PruneConfig, Scorer};
-use crate::tensor::Device;
+use crate::tensor::{Choice, Device, Figure};
 use crate::weights::Weights;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -58,18 +58,64 @@ pub async fn default_device() -> String {
 #[wasm_bindgen(js_name = autoChoice)]
 pub async fn auto_choice() -> Result<JsValue, JsError> {
     #[derive(Serialize)]
-    struct Choice {
+    struct Auto {
         device: String,
         reason: Option<String>,
+        /// The browser's GPU adapter ("SwiftShader Device (Subzero), software"), or null: the
+        /// page keys its cache of measured choices by it.
+        adapter: Option<String>,
     }
+    let adapter = match crate::tensor::gpu::GpuContext::new().await {
+        Ok(c) => Some(format!("{}{}", c.adapter.name, if c.adapter.software { ", software" } else { "" })),
+        Err(_) => None,
+    };
     let (d, reason) = Device::best_with_reason_async().await;
-    to_js(&Choice { device: d.describe(), reason })
+    to_js(&Auto { device: d.describe(), reason, adapter })
 }
 
 /// Whether the CPU path is what this build runs without a GPU ("cpu (candle-core, wasm simd128)").
 #[wasm_bindgen(js_name = cpuDevice)]
 pub fn cpu_device() -> String {
     Device::Cpu.describe()
+}
+
+/// The measured `auto` choice a session was made with, as the page and the npm package see it:
+/// `{backend, reason, figures: [{backend, label, ms_per_layer, software, error}]}`.
+#[derive(Serialize, Clone)]
+pub(crate) struct AutoChoice {
+    backend: &'static str,
+    reason: String,
+    figures: Vec<Figure>,
+}
+
+impl AutoChoice {
+    fn new(c: &Choice) -> Self {
+        AutoChoice { backend: if matches!(c.device, Device::Gpu(_)) { "webgpu" } else { "cpu" }, reason: c.reason.clone(), figures: c.figures.clone() }
+    }
+}
+
+/// [`device_for`], except that `"auto"` chooses by measurement: `probe` times one layer of the
+/// model about to be loaded on each backend ([`Device::choose_measured`]).
+pub(crate) async fn device_measured<F, Fut>(backend: &str, probe: F) -> Result<(Device, Option<AutoChoice>), JsError>
+where
+    F: FnMut(Device) -> Fut,
+    Fut: std::future::Future<Output = crate::Result<f64>>,
+{
+    match backend {
+        "" | "auto" => {
+            let c = Device::choose_measured(probe).await;
+            Ok((c.device.clone(), Some(AutoChoice::new(&c))))
+        }
+        other => Ok((device_for(other).await?, None)),
+    }
+}
+
+/// A session's device description, with the figures behind a measured `auto` choice.
+pub(crate) fn describe_with(device: &Device, auto: Option<&AutoChoice>) -> String {
+    match auto {
+        Some(a) => format!("{} (auto: {})", device.describe(), a.reason),
+        None => device.describe(),
+    }
 }
 
 /// `"auto"` (WebGPU when the browser has a hardware adapter, else the CPU), `"webgpu"` (an error
@@ -88,6 +134,7 @@ async fn device_for(backend: &str) -> Result<Device, JsError> {
 #[wasm_bindgen]
 pub struct ClipSession {
     inner: Rc<RefCell<CoreSession>>,
+    auto: Option<AutoChoice>,
 }
 
 #[wasm_bindgen]
@@ -99,10 +146,16 @@ impl ClipSession {
         Self::build(config_json, weights, with_text, &Device::Cpu)
     }
 
-    /// Like the constructor, on `backend` ("auto", "webgpu", "cpu").
+    /// Like the constructor, on `backend`: "webgpu", "cpu", or "auto", which times one encoder
+    /// layer of this model on each backend (WebGPU, the CPU) and takes the faster, never a
+    /// software adapter; `choice()` and `device()` then give the figures.
     pub async fn create(config_json: String, weights: Vec<u8>, with_text: bool, backend: String) -> Result<ClipSession, JsError> {
-        let device = device_for(&backend).await?;
-        Self::build(&config_json, weights, with_text, &device)
+        let cfg = ClipConfig::from_json("config.json", &config_json).map_err(js_err)?;
+        let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
+        let vcfg = cfg.vision().clone();
+        let (device, auto) = device_measured(&backend, |d| crate::models::clip::vision::probe_layer_ms(&w, &vcfg, d)).await?;
+        let s = CoreSession::new(cfg, w, &device, with_text).map_err(js_err)?;
+        Ok(ClipSession { inner: Rc::new(RefCell::new(s)), auto })
     }
 
     /// Loads `config.json` and `model.safetensors` (and, with `withText`, `vocab.json` and
@@ -126,7 +179,7 @@ impl ClipSession {
         let cfg = ClipConfig::from_json("config.json", config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
         let s = CoreSession::new(cfg, w, device, with_text).map_err(js_err)?;
-        Ok(ClipSession { inner: Rc::new(RefCell::new(s)) })
+        Ok(ClipSession { inner: Rc::new(RefCell::new(s)), auto: None })
     }
 
     /// Adds CLIP's tokenizer from `vocab.json` and `merges.txt`.
@@ -153,9 +206,18 @@ impl ClipSession {
         })
     }
 
-    /// The device the model runs on now, e.g. "gpu (wgpu, …, BrowserWebGpu)".
+    /// The device the model runs on now, e.g. "gpu (wgpu, …, BrowserWebGpu)", and after a
+    /// measured `auto` choice the figures behind it ("… (auto: WebGPU (…): 2.1 ms/layer, CPU
+    /// (…): 40.2 ms/layer → WebGPU)").
     pub fn device(&self) -> String {
-        self.inner.try_borrow().map(|s| s.clip.device.describe()).unwrap_or_else(|_| "busy".into())
+        self.inner.try_borrow().map(|s| describe_with(&s.clip.device, self.auto.as_ref())).unwrap_or_else(|_| "busy".into())
+    }
+
+    /// The measured `auto` choice this session was made with, or undefined when a backend was
+    /// named: `{backend, reason, figures: [{backend, label, ms_per_layer, software, error}]}`.
+    #[wasm_bindgen(unchecked_return_type = "AutoChoice | undefined")]
+    pub fn choice(&self) -> Result<JsValue, JsError> {
+        self.auto.as_ref().map_or(Ok(JsValue::UNDEFINED), to_js)
     }
 
     /// Why the session left the GPU, if it did.
@@ -219,6 +281,28 @@ export interface RunOptions {
   labels?: string[];
   /** Also run unpruned for cos-sim and label comparison. Default true. */
   compareUnpruned?: boolean;
+}
+
+/** One backend's figure in a measured `auto` choice. */
+export interface AutoFigure {
+  /** "webgpu" or "cpu". */
+  backend: string;
+  /** e.g. "WebGPU (NVIDIA GeForce RTX 4070)" or "CPU (wasm simd128, 1 thread)". */
+  label: string;
+  /** One layer of the loaded model on this backend (ms), or null when the probe failed. */
+  ms_per_layer: number | null;
+  /** A software adapter (SwiftShader, a fallback adapter): measured, never picked. */
+  software: boolean;
+  error: string | null;
+}
+
+/** What backend "auto" took and why. */
+export interface AutoChoice {
+  /** "webgpu" or "cpu". */
+  backend: string;
+  /** One line: "WebGPU (…): 14.0 ms/layer, CPU (…): 41.0 ms/layer → WebGPU". */
+  reason: string;
+  figures: AutoFigure[];
 }
 
 /** What one run reports (the same fields as `effarch clip --json`). */

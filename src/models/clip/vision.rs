@@ -38,19 +38,34 @@ pub struct VisionOutput {
     pub flops_unpruned: f64,
 }
 
+fn layer_dims(cfg: &VisionConfig) -> Result<LayerDims> {
+    Ok(LayerDims {
+        hidden: cfg.hidden_size,
+        intermediate: cfg.intermediate_size,
+        heads: cfg.num_attention_heads,
+        eps: cfg.layer_norm_eps,
+        act: Activation::from_hf(&cfg.hidden_act)?,
+    })
+}
+
+/// Milliseconds one encoder layer of the tower in `w` takes on `dev` for one unpruned image
+/// (layer 0's weights, a fixed input, the fastest of a few runs after a warm-up), for
+/// choosing a backend by measurement.
+pub async fn probe_layer_ms(w: &Weights, cfg: &VisionConfig, dev: Device) -> Result<f64> {
+    let layer = EncoderLayer::load(&w.pp("vision_model").pp("encoder.layers").pp(0), layer_dims(cfg)?, &dev)?;
+    let (n, h) = (cfg.num_patches() + 1, cfg.hidden_size);
+    let x = Tensor::from_f32(crate::num::random_values(n * h, 7, 1.0), &[1, n, h], &dev)?;
+    let (layer, x) = (&layer, &x);
+    crate::tensor::time_best(move || async move { layer.forward(x, false)?.narrow(1, 0, 1)?.to_vec_f32_async().await.map(|_| ()) }, 3, 250.0).await
+}
+
 impl VisionModel {
     pub fn load(w: &Weights, cfg: &VisionConfig, projection_dim: usize, dev: &Device) -> Result<Self> {
         let v = w.pp("vision_model");
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
         let e = v.pp("embeddings");
         let patch_w = e.pp("patch_embedding").get("weight", &[h, c, p, p], dev)?.reshape(&[h, c * p * p])?;
-        let dims = LayerDims {
-            hidden: h,
-            intermediate: cfg.intermediate_size,
-            heads: cfg.num_attention_heads,
-            eps: cfg.layer_norm_eps,
-            act: Activation::from_hf(&cfg.hidden_act)?,
-        };
+        let dims = layer_dims(cfg)?;
         let layers = (0..cfg.num_hidden_layers).map(|i| EncoderLayer::load(&v.pp("encoder.layers").pp(i), dims, dev)).collect::<Result<Vec<_>>>()?;
         Ok(VisionModel {
             cfg: cfg.clone(),

@@ -37,6 +37,81 @@ struct MixerLayer {
     out_bias: Option<Tensor>,
 }
 
+impl MixerLayer {
+    fn load(l: &Scope, cfg: &MambaConfig, device: &Device) -> Result<MixerLayer> {
+        let (h, i, n, r, k) = (cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.time_step_rank, cfg.conv_kernel);
+        let lin = |s: &Scope, out: usize, inp: usize| -> Result<LinearWeight> { LinearWeight::new(s.get_f32("weight", &[out, inp])?, [out, inp], device) };
+        let m = l.pp("mixer");
+        let bias = |s: &Scope, n: usize| -> Result<Option<Tensor>> {
+            if cfg.use_bias {
+                Ok(Some(s.get("bias", &[n], device)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let conv_b = if cfg.use_conv_bias { m.pp("conv1d").get_f32("bias", &[i])? } else { vec![0.0; i] };
+        let (a_log, d) = (m.get_f32("A_log", &[i, n])?, m.get_f32("D", &[i])?);
+        let ad: Vec<f32> = a_log.chunks(n).zip(&d).flat_map(|(row, &dv)| row.iter().map(|v| -v.exp()).chain([dv])).collect();
+        Ok(MixerLayer {
+            norm: RmsNorm::load(&l.pp("norm"), h, cfg.layer_norm_epsilon, device)?,
+            in_proj: lin(&m.pp("in_proj"), 2 * i, h)?,
+            in_bias: bias(&m.pp("in_proj"), 2 * i)?,
+            conv_w: Tensor::from_f32(m.pp("conv1d").get_f32("weight", &[i, 1, k])?, &[i, k], device)?,
+            conv_b: Tensor::from_f32(conv_b, &[i], device)?,
+            x_proj: lin(&m.pp("x_proj"), r + 2 * n, i)?,
+            dt_proj: lin(&m.pp("dt_proj"), i, r)?,
+            dt_bias: m.pp("dt_proj").get("bias", &[i], device)?,
+            ad: Tensor::from_f32(ad, &[i, n + 1], device)?,
+            out_proj: lin(&m.pp("out_proj"), h, i)?,
+            out_bias: bias(&m.pp("out_proj"), h)?,
+        })
+    }
+
+    /// One residual block on `x` `[B·L, H]` from its `conv` and `ssm` state: the new `x`, the
+    /// next states and (with τ > 0) the MRSS counts.
+    fn forward(&self, x: &Tensor, conv: &Tensor, ssm: &Tensor, [bsz, len]: [usize; 2], tau: f32) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+        let (i, n) = (self.conv_w.dim(0)?, self.ad.dim(1)? - 1);
+        let xz = self.in_proj.forward(&self.norm.forward(x)?, self.in_bias.as_ref())?; // [rows, 2I]
+        let xs = xz.narrow(1, 0, i)?.reshape(&[bsz, len, i])?;
+        let gate = xz.narrow(1, i, i)?.act(Activation::Silu)?;
+        let (xc, conv_next) = xs.causal_conv1d(conv, &self.conv_w, &self.conv_b)?;
+        let xc = xc.act(Activation::Silu)?;
+        let proj = self.x_proj.forward(&xc, None)?; // [B, L, R + 2N]
+        let r = proj.dim(2)? - 2 * n;
+        let dt = self.dt_proj.forward(&proj.narrow(2, 0, r)?, Some(&self.dt_bias))?.act(Activation::Softplus)?;
+        let scan_in = ScanInputs { x: &xc, dt: &dt, proj: &proj, b_off: r, ad: &self.ad, h: ssm };
+        let (y, ssm_next, count) = Tensor::selective_scan(&scan_in, tau)?;
+        let y = y.reshape(&[bsz * len, i])?.mul(&gate)?;
+        Ok((x.add(&self.out_proj.forward(&y, self.out_bias.as_ref())?)?, conv_next, ssm_next, count))
+    }
+}
+
+/// Milliseconds one mixer block takes per decoded token on `dev` (layer 0's weights, eight
+/// steps from a zero state, one read-back), for choosing a backend by measurement.
+pub async fn probe_layer_ms(cfg: &MambaConfig, w: &Weights, dev: Device) -> Result<f64> {
+    const STEPS: usize = 8;
+    let (h, i, k) = (cfg.hidden_size, cfg.intermediate_size, cfg.conv_kernel);
+    scan::check_state_size(&dev, cfg.state_size)?;
+    let layer = MixerLayer::load(&w.pp("backbone").pp("layers").pp(0), cfg, &dev)?;
+    let x = Tensor::from_f32(crate::num::random_values(h, 7, 1.0), &[1, h], &dev)?;
+    let conv = Tensor::from_f32(vec![0.0; (k - 1) * i], &[1, k - 1, i], &dev)?;
+    let ssm = Tensor::from_f32(vec![0.0; i * cfg.state_size], &[1, i, cfg.state_size], &dev)?;
+    let (layer, x, conv, ssm) = (&layer, &x, &conv, &ssm);
+    let ms = crate::tensor::time_best(
+        move || async move {
+            let (mut y, mut c, mut s) = (x.clone(), conv.clone(), ssm.clone());
+            for _ in 0..STEPS {
+                (y, c, s, _) = layer.forward(&y, &c, &s, [1, 1], 0.0)?;
+            }
+            y.to_vec_f32_async().await.map(|_| ())
+        },
+        3,
+        250.0,
+    )
+    .await?;
+    Ok(ms / STEPS as f64)
+}
+
 /// Per-layer recurrent state of a batch, on the model's device: the last K−1 conv inputs
 /// `[B, K−1, I]` and the SSM state `[B, I, N]`. Cloning is cheap and each clone evolves on its
 /// own (ops never write into their inputs).
@@ -80,8 +155,8 @@ pub struct MambaLM {
 
 impl MambaLM {
     pub fn load(cfg: MambaConfig, w: &Weights, device: &Device) -> Result<MambaLM> {
-        let (h, i, n, r, k) = (cfg.hidden_size, cfg.intermediate_size, cfg.state_size, cfg.time_step_rank, cfg.conv_kernel);
-        scan::check_state_size(device, n)?;
+        let h = cfg.hidden_size;
+        scan::check_state_size(device, cfg.state_size)?;
         let b = w.pp("backbone");
         let embed_host = b.pp("embeddings").get_f32("weight", &[cfg.vocab_size, h])?;
         let lm_head = if w.contains("lm_head.weight") && !cfg.tie_word_embeddings {
@@ -90,36 +165,7 @@ impl MambaLM {
             LinearWeight::new(embed_host.clone(), [cfg.vocab_size, h], device)?
         };
         let embed = Embedding::new(embed_host, cfg.vocab_size, h, device)?;
-        let lin = |s: &Scope, out: usize, inp: usize| -> Result<LinearWeight> { LinearWeight::new(s.get_f32("weight", &[out, inp])?, [out, inp], device) };
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|li| {
-                let l = b.pp("layers").pp(li);
-                let m = l.pp("mixer");
-                let bias = |s: &Scope, n: usize| -> Result<Option<Tensor>> {
-                    if cfg.use_bias {
-                        Ok(Some(s.get("bias", &[n], device)?))
-                    } else {
-                        Ok(None)
-                    }
-                };
-                let conv_b = if cfg.use_conv_bias { m.pp("conv1d").get_f32("bias", &[i])? } else { vec![0.0; i] };
-                let (a_log, d) = (m.get_f32("A_log", &[i, n])?, m.get_f32("D", &[i])?);
-                let ad: Vec<f32> = a_log.chunks(n).zip(&d).flat_map(|(row, &dv)| row.iter().map(|v| -v.exp()).chain([dv])).collect();
-                Ok(MixerLayer {
-                    norm: RmsNorm::load(&l.pp("norm"), h, cfg.layer_norm_epsilon, device)?,
-                    in_proj: lin(&m.pp("in_proj"), 2 * i, h)?,
-                    in_bias: bias(&m.pp("in_proj"), 2 * i)?,
-                    conv_w: Tensor::from_f32(m.pp("conv1d").get_f32("weight", &[i, 1, k])?, &[i, k], device)?,
-                    conv_b: Tensor::from_f32(conv_b, &[i], device)?,
-                    x_proj: lin(&m.pp("x_proj"), r + 2 * n, i)?,
-                    dt_proj: lin(&m.pp("dt_proj"), i, r)?,
-                    dt_bias: m.pp("dt_proj").get("bias", &[i], device)?,
-                    ad: Tensor::from_f32(ad, &[i, n + 1], device)?,
-                    out_proj: lin(&m.pp("out_proj"), h, i)?,
-                    out_bias: bias(&m.pp("out_proj"), h)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let layers = (0..cfg.num_hidden_layers).map(|li| MixerLayer::load(&b.pp("layers").pp(li), &cfg, device)).collect::<Result<Vec<_>>>()?;
         Ok(MambaLM { norm_f: RmsNorm::load(&b.pp("norm_f"), h, cfg.layer_norm_epsilon, device)?, embed, lm_head, layers, cfg, device: device.clone() })
     }
 
@@ -147,7 +193,7 @@ impl MambaLM {
     /// device until the logits (and, with τ > 0, the MRSS counts) are read back.
     pub async fn forward_async(&self, ids: &[Vec<u32>], state: &mut MambaState, tau: f32, want: Logits) -> Result<MambaOutput> {
         let c = &self.cfg;
-        let (h, i, r) = (c.hidden_size, c.intermediate_size, c.time_step_rank);
+        let (h, i) = (c.hidden_size, c.intermediate_size);
         let bsz = ids.len();
         let len = ids.first().map_or(0, |r| r.len());
         if bsz == 0 || len == 0 {
@@ -169,17 +215,8 @@ impl MambaLM {
         let mut x = self.embed.forward(&flat)?; // [rows, H]
         let (mut conv, mut ssm, mut counts) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()), Vec::new());
         for (li, l) in self.layers.iter().enumerate() {
-            let xz = l.in_proj.forward(&l.norm.forward(&x)?, l.in_bias.as_ref())?; // [rows, 2I]
-            let xs = xz.narrow(1, 0, i)?.reshape(&[bsz, len, i])?;
-            let gate = xz.narrow(1, i, i)?.act(Activation::Silu)?;
-            let (xc, conv_next) = xs.causal_conv1d(&state.conv[li], &l.conv_w, &l.conv_b)?;
-            let xc = xc.act(Activation::Silu)?;
-            let proj = l.x_proj.forward(&xc, None)?; // [B, L, R + 2N]
-            let dt = l.dt_proj.forward(&proj.narrow(2, 0, r)?, Some(&l.dt_bias))?.act(Activation::Softplus)?;
-            let scan_in = ScanInputs { x: &xc, dt: &dt, proj: &proj, b_off: r, ad: &l.ad, h: &state.ssm[li] };
-            let (y, ssm_next, count) = Tensor::selective_scan(&scan_in, tau)?;
-            let y = y.reshape(&[bsz * len, i])?.mul(&gate)?;
-            x = x.add(&l.out_proj.forward(&y, l.out_bias.as_ref())?)?;
+            let (y, conv_next, ssm_next, count) = l.forward(&x, &state.conv[li], &state.ssm[li], [bsz, len], tau)?;
+            x = y;
             conv.push(conv_next);
             ssm.push(ssm_next);
             if tau > 0.0 {

@@ -7,7 +7,7 @@ import { drawOverlay as draw } from './overlay.js';
 import { copyLinkButton, pickFiles, readUrl as readParams, writeUrl as writeParams } from './page.js';
 import { renderReport } from './report.js';
 import { connect } from './rpc.js';
-import { backendLabel, backendTitle, panel } from './ui.js';
+import { backendLabel, backendTitle, backendToLoad, panel, saveChoice } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -30,7 +30,8 @@ let imageName = '';
 let lastReport = null;
 let modelInfo = null;
 let localFiles = null;
-let autoReason = ''; // why "auto" passed over a software WebGPU adapter, if it did
+let auto = null; // why "auto" runs where it does: {reason, source: 'rule' | 'measured' | 'cached'}
+let adapter = null; // the browser's GPU adapter (keys the cache of measured choices)
 
 function readUrl() {
   if (readParams(state, DEFAULTS).has('image')) state.sample = '';
@@ -78,8 +79,9 @@ function backendBadge(device, fallback) {
   const b = $('backend-badge');
   const gpu = device.startsWith('gpu');
   b.textContent = backendLabel(device);
-  b.title = backendTitle(device, state.backend, autoReason);
+  b.title = backendTitle(device, state.backend, auto);
   b.dataset.backend = gpu ? 'webgpu' : 'cpu';
+  b.dataset.auto = state.backend === 'auto' ? (auto?.source ?? '') : 'manual';
   b.classList.toggle('warn', !!fallback);
   if (fallback) showError(`The GPU failed and the model now runs on the CPU: ${fallback}`);
 }
@@ -90,14 +92,15 @@ async function ensureModel(withText) {
   if (localFiles) {
     if (!modelInfo) {
       setStatus('Reading local files…');
-      modelInfo = await call('loadFiles', { files: localFiles, backend: state.backend });
+      const key = `local:${localFiles.weights?.name}`;
+      modelInfo = await loadOn(key, (backend) => call('loadFiles', { files: localFiles, backend }));
       afterLoad();
     }
     return;
   }
   const base = modelBase(state.model, location.href);
   try {
-    const info = await call('load', { model: state.model, base, backend: state.backend, withText }, progress);
+    const info = await loadOn(state.model, (backend) => call('load', { model: state.model, base, backend, withText }, progress));
     const fresh = !modelInfo || info.device !== modelInfo.device || info.model !== modelInfo.model;
     modelInfo = info;
     if (fresh) afterLoad();
@@ -108,6 +111,24 @@ async function ensureModel(withText) {
   } finally {
     $('progress').hidden = true;
   }
+}
+
+/**
+ * Loads with `load(backend)` on the user's backend, or on `auto` on the choice measured earlier
+ * in this browser (cached per adapter and model); a fresh measurement is kept for next time.
+ */
+async function loadOn(model, load) {
+  const pick = backendToLoad(state.backend, adapter, model);
+  if (pick.auto) setStatus(`Loading on ${pick.backend === 'webgpu' ? 'WebGPU' : 'the CPU'} (the faster here when measured: ${pick.auto.reason})…`);
+  else if (state.backend === 'auto') setStatus('Loading, then timing one layer on each backend to pick the faster…');
+  const info = await load(pick.backend);
+  if (state.backend === 'auto') {
+    if (info.choice) {
+      saveChoice(adapter, model, info.choice);
+      auto = { reason: info.choice.reason, source: 'measured' };
+    } else if (pick.auto) auto = pick.auto;
+  }
+  return info;
 }
 
 function afterLoad() {
@@ -352,7 +373,8 @@ async function main() {
   wire();
   const hello = await task('Loading the WebAssembly core…', () => call('hello'));
   if (hello) {
-    autoReason = hello.autoReason;
+    adapter = hello.adapter;
+    if (hello.autoReason) auto = { reason: hello.autoReason, source: 'rule' };
     backendBadge(state.backend === 'cpu' ? hello.cpu : hello.defaultDevice);
   }
   await task('Loading the image…', () => (state.image ? loadImageUrl(state.image) : loadSample(state.sample || DEFAULTS.sample)));

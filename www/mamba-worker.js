@@ -31,15 +31,15 @@ const handlers = {
   async hello() {
     await ready;
     const auto = await autoChoice();
-    return { defaultDevice: auto.device, autoReason: auto.reason ?? '' };
+    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null };
   },
   async load(id, { base, backend }) {
     await ready;
     const key = `${base}|${backend}`;
-    if (session && loadedKey === key) return { device: session.device(), fromCache: true };
+    if (session && loadedKey === key) return { device: session.device(), fromCache: true, choice: null };
     const files = await fetchWhole(base, [['config.json', true], ['tokenizer.json', false]], (p) => post({ id, type: 'progress', ...p }));
     await create(files.texts['config.json'], files.weights, files.texts['tokenizer.json'], backend, key);
-    return { device: session.device(), fromCache: files.fromCache };
+    return { device: session.device(), fromCache: files.fromCache, choice: session.choice() ?? null };
   },
   async loadFiles(_id, { files, backend }) {
     await ready;
@@ -47,7 +47,7 @@ const handlers = {
     const tokenizer = files.tokenizer ? await files.tokenizer.text() : null;
     const key = `local:${files.weights.name}:${files.weights.size}|${backend}`;
     await create(await files.config.text(), new Uint8Array(await files.weights.arrayBuffer()), tokenizer, backend, key);
-    return { device: session.device(), fromCache: false };
+    return { device: session.device(), fromCache: false, choice: session.choice() ?? null };
   },
   async generate(id, { prompt, options }) {
     if (!session) throw new Error('no model is loaded yet');

@@ -7,7 +7,7 @@ import { drawScaling } from './chart.js';
 import { modelBase } from './loader.js';
 import { copyLinkButton, pickFiles, readUrl as readParams, renderStats, writeUrl as writeParams } from './page.js';
 import { connect } from './rpc.js';
-import { backendLabel, backendTitle, panel } from './ui.js';
+import { backendLabel, backendTitle, backendToLoad, panel, saveChoice } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULTS = {
@@ -27,7 +27,8 @@ const DEFAULTS = {
 const state = { ...DEFAULTS };
 let loaded = null; // {key, device}
 let localFiles = null;
-let autoReason = '';
+let auto = null; // why "auto" runs where it does: {reason, source: 'rule' | 'measured' | 'cached'}
+let adapter = null;
 let runs = 0;
 
 // ---- its own worker (the CLIP tab's stays free) --------------------------------------------
@@ -77,8 +78,9 @@ function showTab(tab) {
 function badge(device) {
   const b = $('lm-badge');
   b.textContent = backendLabel(device);
-  b.title = backendTitle(device, state.lmbackend, autoReason);
+  b.title = backendTitle(device, state.lmbackend, auto);
   b.dataset.backend = device.startsWith('gpu') ? 'webgpu' : 'cpu';
+  b.dataset.auto = state.lmbackend === 'auto' ? (auto?.source ?? '') : 'manual';
 }
 
 // ---- model and generation ------------------------------------------------------------------
@@ -87,7 +89,7 @@ async function ensureModel() {
     const key = `local:${localFiles.weights?.name}|${state.lmbackend}`;
     if (loaded?.key !== key) {
       setStatus('Reading local files…');
-      const info = await call('loadFiles', { files: localFiles, backend: state.lmbackend });
+      const info = await loadOn(`local:${localFiles.weights?.name}`, (backend) => call('loadFiles', { files: localFiles, backend }));
       loaded = { key, device: info.device };
       afterLoad(info);
     }
@@ -97,7 +99,7 @@ async function ensureModel() {
   const key = `${base}|${state.lmbackend}`;
   if (loaded?.key === key) return;
   try {
-    const info = await call('load', { base, backend: state.lmbackend }, progress);
+    const info = await loadOn(state.lm, (backend) => call('load', { base, backend }, progress));
     loaded = { key, device: info.device };
     afterLoad(info);
   } catch (e) {
@@ -107,6 +109,20 @@ async function ensureModel() {
   } finally {
     $('lm-progress').hidden = true;
   }
+}
+/** As the CLIP tab: `auto` loads on the choice measured earlier in this browser, or measures. */
+async function loadOn(model, load) {
+  await hello; // the adapter keys the cache
+  const pick = backendToLoad(state.lmbackend, adapter, model);
+  if (!pick.auto && state.lmbackend === 'auto') setStatus('Loading, then timing one block on each backend to pick the faster…');
+  const info = await load(pick.backend);
+  if (state.lmbackend === 'auto') {
+    if (info.choice) {
+      saveChoice(adapter, model, info.choice);
+      auto = { reason: info.choice.reason, source: 'measured' };
+    } else if (pick.auto) auto = pick.auto;
+  }
+  return info;
 }
 function afterLoad(info) {
   badge(info.device);
@@ -256,8 +272,9 @@ function wire() {
 readUrl();
 syncControls();
 wire();
-call('hello').then((h) => {
-  autoReason = h.autoReason;
+const hello = call('hello').then((h) => {
+  adapter = h.adapter;
+  if (h.autoReason) auto = { reason: h.autoReason, source: 'rule' };
   if (!loaded) badge(state.lmbackend === 'cpu' ? 'cpu' : h.defaultDevice);
 }, () => {});
 if (state.tab === 'mamba') {

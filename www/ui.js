@@ -14,10 +14,57 @@ export function backendLabel(device) {
 }
 
 /**
- * The badge's tooltip: the device, and on `auto` why a software GPU adapter was passed over.
+ * The badge's tooltip: the device, and on `auto` why it was picked (`auto`: `{reason, source}`,
+ * source "measured", "cached" or "rule").
  */
-export function backendTitle(device, backend, autoReason) {
-  return backend === 'auto' && autoReason && !device.startsWith('gpu') ? `${device}. ${autoReason}` : device;
+export function backendTitle(device, backend, auto) {
+  if (backend !== 'auto' || !auto?.reason) return device;
+  const base = device.replace(/ \(auto: .*\)$/, '');
+  const when = auto.source === 'cached' ? ' (measured earlier in this browser and cached; choose a backend to override)' : '';
+  return `${base}. auto: ${auto.reason}${when}`;
+}
+
+// ---- the measured `auto` choice, cached per browser -----------------------------------------
+// `auto` times one layer of the loaded model on each backend (in the worker, by the core) the
+// first time a model is loaded with a given adapter and thread count; the choice is kept in
+// localStorage so later loads skip the measurement. Workers have no localStorage: the page
+// keeps the cache and tells the worker which backend to load.
+const AUTO_STORE = 'effarch.auto.v1';
+const THREADS = 1; // the wasm build is single-threaded
+
+function autoKey(adapter, model) {
+  return `${adapter ?? 'no GPU adapter'}|${THREADS} thread|${model}`;
+}
+
+/** The cached choice `{backend, reason, figures}` for this adapter and model, or null. */
+export function cachedChoice(adapter, model) {
+  try {
+    return JSON.parse(localStorage.getItem(AUTO_STORE) || '{}')[autoKey(adapter, model)] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Keeps a measured choice (one with figures) for later loads. */
+export function saveChoice(adapter, model, choice) {
+  if (!choice?.figures?.length) return;
+  try {
+    const all = JSON.parse(localStorage.getItem(AUTO_STORE) || '{}');
+    all[autoKey(adapter, model)] = { backend: choice.backend, reason: choice.reason, figures: choice.figures, at: Date.now() };
+    localStorage.setItem(AUTO_STORE, JSON.stringify(all));
+  } catch {
+    // storage full or blocked: the next load measures again
+  }
+}
+
+/**
+ * The backend to ask the worker for: the user's choice, or on `auto` a cached measured choice.
+ * Returns `{backend, auto}`, `auto` being `{reason, source: 'cached'}` when the cache answered.
+ */
+export function backendToLoad(backend, adapter, model) {
+  if (backend !== 'auto') return { backend, auto: null };
+  const c = cachedChoice(adapter, model);
+  return c ? { backend: c.backend, auto: { reason: c.reason, source: 'cached', figures: c.figures } } : { backend: 'auto', auto: null };
 }
 
 /**

@@ -48,7 +48,7 @@ async function create(files, withText, backend) {
 }
 
 function describe(fromCache, model) {
-  return { device: session.device(), fallback: session.fallback() ?? null, numLayers: session.numLayers(), grid: session.grid(), fromCache, model };
+  return { device: session.device(), fallback: session.fallback() ?? null, numLayers: session.numLayers(), grid: session.grid(), fromCache, model, choice: session.choice() ?? null };
 }
 
 async function run(_id, { image, options }) {
@@ -88,7 +88,7 @@ const handlers = {
   async hello() {
     await ready;
     const auto = await autoChoice();
-    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', cpu: cpuDevice() };
+    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null, cpu: cpuDevice() };
   },
   load,
   loadFiles,

@@ -151,12 +151,25 @@ pub(crate) fn decide(gpu: &Figure, cpu: &Figure) -> (bool, String) {
         _ => false,
     };
     let say = |f: &Figure| match (f.ms_per_layer, &f.error) {
-        (Some(ms), _) => format!("{}: {ms:.1} ms/layer", f.label),
+        (Some(ms), _) => format!("{}: {} ms/layer", f.label, fmt_ms(ms)),
         (None, Some(e)) => format!("{}: failed ({e})", f.label),
         (None, None) => f.label.clone(),
     };
     let why = if gpu.software && !take_gpu && gpu.ms_per_layer.is_some() { " (a software adapter is never picked)" } else { "" };
     (take_gpu, format!("{}, {} → {}{why}", say(gpu), say(cpu), if take_gpu { GPU_NAME } else { "CPU" }))
+}
+
+/// Three significant figures at most, at least one decimal ("41.0", "2.13", "0.0312").
+fn fmt_ms(ms: f64) -> String {
+    let decimals = if ms >= 10.0 {
+        1
+    } else if ms >= 1.0 {
+        2
+    } else {
+        3 + (-ms.max(1e-6).log10()).floor() as usize
+    }
+    .min(6);
+    format!("{ms:.decimals$}")
 }
 
 /// What the GPU backend is called where users see it.
@@ -219,7 +232,8 @@ mod tests {
     fn the_faster_backend_wins_but_never_a_software_adapter() {
         let (gpu, reason) = decide(&fig("webgpu", Some(2.0), false), &fig("cpu", Some(40.0), false));
         assert!(gpu, "{reason}");
-        assert_eq!(reason, "WEBGPU: 2.0 ms/layer, CPU: 40.0 ms/layer → GPU");
+        assert_eq!(reason, "WEBGPU: 2.00 ms/layer, CPU: 40.0 ms/layer → GPU");
+        assert_eq!([super::fmt_ms(123.45), super::fmt_ms(0.0312), super::fmt_ms(0.5)], ["123.5", "0.0312", "0.500"]);
         let (gpu, reason) = decide(&fig("webgpu", Some(50.0), false), &fig("cpu", Some(40.0), false));
         assert!(!gpu, "{reason}");
         assert!(reason.ends_with("→ CPU"), "{reason}");

@@ -315,7 +315,7 @@ await check('the sweep draws latency and cos-sim for p = 1.0 … 0.3', async () 
 await check('the npm package (pkg/) works from another page', async () => {
   assert(fs.existsSync(path.join(pkg, 'effarch.d.ts')), 'pkg/ is missing: run wasm-pack build --target web');
   const dts = fs.readFileSync(path.join(pkg, 'effarch.d.ts'), 'utf8');
-  for (const t of ['interface RunReport', 'interface RunOptions', 'static fromUrl(', 'run(image: Uint8Array | number[], options: RunOptions | undefined): Promise<RunReport>']) {
+  for (const t of ['interface RunReport', 'interface RunOptions', 'interface AutoChoice', 'choice(): AutoChoice | undefined', 'static fromUrl(', 'run(image: Uint8Array | number[], options: RunOptions | undefined): Promise<RunReport>']) {
     assert(dts.includes(t), `effarch.d.ts lacks \`${t}\``);
   }
   const p = await context.newPage();
@@ -326,6 +326,7 @@ await check('the npm package (pkg/) works from another page', async () => {
   assert(!text.startsWith('error'), text);
   const r = JSON.parse(text);
   assert(r.kept === nKeep(0.5, N) && r.dim > 0 && r.total_ms > 0 && r.labels === 2, text);
+  assert(r.figures === 2 && /ms\/layer.*→ CPU/.test(r.auto) && r.device.startsWith('cpu'), `backend 'auto' in the package: ${text}`);
   console.log(`    npm example: ${text}`);
 });
 
@@ -432,17 +433,46 @@ await check('switching to the CLIP tab from a Mamba link loads and runs CLIP', a
   assert(new URL(page.url()).searchParams.get('lm') === './fixtures/mamba-tiny', `the Mamba settings left the URL: ${page.url()}`);
 });
 
-await check('auto passes over the software WebGPU adapter for the CPU and says why', async () => {
+// `auto` times one layer of the model on each backend once per browser, adapter and model,
+// keeps the choice in localStorage, and reuses it on later loads without measuring again.
+const AUTO_STORE = 'effarch.auto.v1';
+async function reload() {
+  await page.reload();
+  seen.set(page, 0); // the page's run counters start again
+  mambaSeen.set(page, 0);
+}
+const badgeOf = (id) => page.$eval(id, (b) => ({ backend: b.dataset.backend, auto: b.dataset.auto, text: b.textContent, title: b.title }));
+await check('auto measures a layer on each backend, passes over the software WebGPU adapter, says why, and reuses the choice on reload', async () => {
   await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&layers=1`);
+  await result();
+  await page.evaluate((k) => localStorage.removeItem(k), AUTO_STORE);
+  await reload();
   const r = await result();
   assert(r.pruned === N - nKeep(0.5, N), `pruned ${r.pruned}`);
-  const badge = await page.$eval('#backend-badge', (b) => ({ backend: b.dataset.backend, text: b.textContent, title: b.title }));
-  assert(badge.backend === 'cpu' && /CPU/.test(badge.text) && /software GPU adapter/.test(badge.title), `auto on SwiftShader: ${JSON.stringify(badge)}`);
-  console.log(`    badge: ${badge.text} — ${badge.title}`);
+  const first = await badgeOf('#backend-badge');
+  assert(first.backend === 'cpu' && first.auto === 'measured' && /CPU/.test(first.text), `auto on SwiftShader: ${JSON.stringify(first)}`);
+  assert(/WebGPU \(.*software\): [\d.]+ ms\/layer, CPU \(wasm simd128, 1 thread\): [\d.]+ ms\/layer → CPU \(a software adapter is never picked\)/.test(first.title), `tooltip: ${first.title}`);
+  console.log(`    measured: ${first.text} — ${first.title}`);
+  const stored = await page.evaluate((k) => JSON.parse(localStorage.getItem(k) || '{}'), AUTO_STORE);
+  const entry = Object.entries(stored).find(([k]) => k.endsWith('|1 thread|./fixtures/clip-tiny'));
+  assert(entry && entry[1].backend === 'cpu' && entry[1].figures.length === 2 && entry[1].figures.every((f) => f.ms_per_layer > 0), `cached: ${JSON.stringify(stored)}`);
+  console.log(`    cached as ${entry[0]}: ${entry[1].figures.map((f) => `${f.label} ${f.ms_per_layer.toFixed(2)} ms/layer`).join(', ')}`);
+  await reload();
+  await result();
+  const again = await badgeOf('#backend-badge');
+  // "cached" means the worker was told the backend and measured nothing (a measuring load reports its figures).
+  assert(again.backend === 'cpu' && again.auto === 'cached' && again.title.includes(entry[1].reason), `after reload: ${JSON.stringify(again)}`);
+  console.log(`    reload: ${again.title}`);
+
   await open(`${origin}/?tab=mamba&lm=./fixtures/mamba-tiny&prompt=Hello&max=2`);
   const g = await generation();
-  const lm = await page.$eval('#lm-badge', (b) => ({ backend: b.dataset.backend, title: b.title }));
-  assert(g.outcome === 'ok' && lm.backend === 'cpu' && /software GPU adapter/.test(lm.title), `Mamba tab on auto: ${JSON.stringify({ g, lm })}`);
+  const lm = await badgeOf('#lm-badge');
+  assert(g.outcome === 'ok' && lm.backend === 'cpu' && ['measured', 'cached'].includes(lm.auto) && /ms\/layer.*→ CPU/.test(lm.title), `Mamba tab on auto: ${JSON.stringify({ g, lm })}`);
+  await reload();
+  const g2 = await generation();
+  const lm2 = await badgeOf('#lm-badge');
+  assert(g2.outcome === 'ok' && lm2.auto === 'cached' && lm2.backend === 'cpu', `Mamba tab after reload: ${JSON.stringify({ g2, lm2 })}`);
+  console.log(`    Mamba tab: ${lm2.title}`);
 });
 
 await check('no page errors and no CSP violations', async () => {

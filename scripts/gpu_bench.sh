@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# One prepared run on a machine with a real GPU: the GPU golden tests (tiny fixtures and real
+# widths against transformers, GPU against CPU), then `bench clip`, `bench mamba` and a reduced
+# `bench qwen` on the first hardware adapter, and one table at the end. Under 8 minutes on a
+# recent NVIDIA GPU.
+#
+#   scripts/gpu_bench.sh              build (release) here, then run
+#   scripts/gpu_bench.sh --pack DIR   only build: the CLI and the test binaries into DIR
+#   scripts/gpu_bench.sh --bin DIR    only run, from binaries packed earlier (a GPU machine
+#                                     without a Rust toolchain; x86-64 Linux, glibc ≥ the builder's)
+#
+# Logs and JSON go to $OUT (or target/gpu-bench). Nothing is downloaded: the models are random
+# weights at real sizes, the fixtures are in the tree.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out=${OUT:-$root/target/gpu-bench}
+mkdir -p "$out"
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+TESTS=(clip_golden mamba_golden qwen_golden generation)
+
+pack() {
+  local dir=$1
+  mkdir -p "$dir"
+  cargo build --release --bin effarch || return 1
+  cp target/release/effarch "$dir/"
+  local t exe
+  for t in "${TESTS[@]}"; do
+    exe=$(cargo test --release --test "$t" --no-run --message-format=json 2>/dev/null |
+      python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]: print(m["executable"])' | tail -1)
+    [ -n "$exe" ] || { echo "could not build the test $t"; return 1; }
+    cp "$exe" "$dir/$t"
+  done
+  strip "$dir"/* 2>/dev/null || true
+  # The test binaries find their fixtures under the directory they were built in.
+  echo "$root" >"$dir/manifest_dir"
+  echo "packed into $dir: $(ls "$dir" | tr '\n' ' ')"
+}
+
+case "${1:-}" in
+  --pack) pack "${2:?--pack DIR}"; exit $? ;;
+  --bin) bin=$(cd "${2:?--bin DIR}" && pwd) ;;
+  "") bin=$root/target/gpu-bench/bin; pack "$bin" || exit 1 ;;
+  *) echo "usage: $0 [--pack DIR | --bin DIR]"; exit 2 ;;
+esac
+
+# Fixtures are found at the path the tests were built in: point it at this tree if it differs.
+built_in=$(cat "$bin/manifest_dir" 2>/dev/null || echo "$root")
+if [ "$built_in" != "$root" ] && [ ! -e "$built_in" ]; then
+  mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in"
+fi
+
+effarch=$bin/effarch
+start=$(date +%s)
+status=0
+step() { echo "== $* ($(($(date +%s) - start)) s)"; }
+
+step "GPU golden tests"
+: >"$out/tests.txt"
+for t in "${TESTS[@]}"; do
+  # Every test whose name says gpu: the GPU path against transformers' goldens and the CPU.
+  "$bin/$t" gpu --test-threads 1 --nocapture >"$out/test-$t.log" 2>&1
+  rc=$?
+  line=$(grep -E '^test result:' "$out/test-$t.log" | tail -1)
+  echo "$t: ${line:-no result (exit $rc)}" | tee -a "$out/tests.txt"
+  [ $rc -eq 0 ] || status=1
+done
+grep -h -m1 '^device:' "$out"/test-*.log | head -1 | tee "$out/adapter.txt"
+
+step "bench clip (GPU)"
+"$effarch" bench clip --device gpu --keeps 1,0.7,0.5 --batches 1,32 --iters 20 --json >"$out/clip-gpu.json" 2>"$out/clip-gpu.log" || status=1
+step "bench clip (CPU, for the ratio)"
+"$effarch" bench clip --device cpu --keeps 1,0.5 --batches 1 --iters 5 --json >"$out/clip-cpu.json" 2>"$out/clip-cpu.log" || status=1
+step "bench mamba (GPU)"
+"$effarch" bench mamba --device gpu --ns 256,1024,4096 --steps 16 --iters 3 --json >"$out/mamba-gpu.json" 2>"$out/mamba-gpu.log" || status=1
+step "bench qwen (GPU, reduced: 8 vision blocks, 2 LM layers)"
+"$effarch" bench qwen --device gpu --vision-depth 8 --lm-layers 2 --image 448 --iters 3 --json >"$out/qwen-gpu.json" 2>"$out/qwen-gpu.log" || status=1
+step "done"
+
+python3 - "$out" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except Exception as e:
+        print(f"{name}: no result ({e})")
+        return None
+adapter = open(os.path.join(out, "adapter.txt")).read().strip() if os.path.exists(os.path.join(out, "adapter.txt")) else "?"
+print(f"\n{adapter}")
+print(open(os.path.join(out, "tests.txt")).read().rstrip())
+rows = []
+clip, cpu = load("clip-gpu.json"), load("clip-cpu.json")
+cpu1 = next((r["ms_median"] for r in cpu or [] if r["keep"] == 1 and r["batch"] == 1), None)
+for r in clip or []:
+    extra = f"GPU/CPU {r['ms_median'] / cpu1:.3f}" if cpu1 and r["batch"] == 1 and r["keep"] == 1 else ""
+    rows.append((f"clip ViT-B/16 b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})", extra))
+for r in cpu or []:
+    rows.append((f"clip ViT-B/16 CPU b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})", ""))
+m = load("mamba-gpu.json")
+for r in (m or {}).get("rows", []):
+    rows.append((f"mamba block d={m['hidden']} N={r['n']}", f"prefill {r['mamba_prefill_ms']:.2f} ms", f"decode {r['mamba_decode_ms']:.3f} ms/token", f"attention: {r['attn_prefill_ms']:.2f} ms, {r['attn_decode_ms']:.3f} ms/token"))
+q = load("qwen-gpu.json")
+for r in (q or {}).get("rows", []):
+    rows.append((f"qwen 3B widths keep {r['keep']:.2f}", f"vision {r['vision_ms']:.1f} ms", f"prefill {r['prefill_ms']:.1f} ms (ratio {r['prefill_ratio']:.3f})", f"{r['visual_tokens']} visual tokens"))
+w = [max(len(x[i]) for x in rows) for i in range(4)] if rows else [0] * 4
+print()
+for x in rows:
+    print("  ".join(c.ljust(w[i]) for i, c in enumerate(x)).rstrip())
+EOF
+exit $status

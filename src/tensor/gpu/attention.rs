@@ -12,7 +12,19 @@ const COMBINE: &str = include_str!("attention_combine.wgsl");
 fn source(cell: &'static std::sync::OnceLock<String>, body: &str) -> &'static str {
     cell.get_or_init(|| format!("{PARAMS}\n{body}"))
 }
-static WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The main kernel for head size `d` (its pipeline name and source), made once per size.
+fn main_kernel(d: usize) -> (&'static str, &'static str) {
+    static KERNELS: std::sync::Mutex<Vec<(usize, &'static str, &'static str)>> = std::sync::Mutex::new(Vec::new());
+    let mut k = KERNELS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, name, src)) = k.iter().find(|e| e.0 == d) {
+        return (name, src);
+    }
+    // At most MAX_HEAD_DIM sizes ever: leaking them gives the pipeline cache its static keys.
+    let name: &'static str = Box::leak(format!("attention_d{d}").into_boxed_str());
+    let src: &'static str = Box::leak(format!("{PARAMS}\n{}", MAIN.replace("HEAD_DIMu", &format!("{d}u"))).into_boxed_str());
+    k.push((d, name, src));
+    (name, src)
+}
 static COMBINE_WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Loop iterations one invocation may run: Mesa's llvmpipe ends an invocation after 65535 loop
 /// iterations and keeps what it has (measured: 2·d + 1 per key fails from about 60 000 on), so
@@ -60,7 +72,8 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
         // One chunk: the kernel writes the output and `part` is a placeholder.
         w.extend([chunk as u32, 1, 0, total as u32]);
         let part = ctx.empty(&[1])?;
-        ctx.dispatch_1d("attention", source(&WGSL, MAIN), &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w)], total, 64)?;
+        let (name, src) = main_kernel(d);
+        ctx.dispatch_1d(name, src, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w)], total, 64)?;
         return Ok(o);
     }
     let per_row = chunks * (d + 2);
@@ -71,7 +84,8 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
         let mut pw = w.clone();
         pw.extend([chunk as u32, chunks as u32, row0 as u32, n as u32]);
         let params = ctx.uniform(&pw);
-        ctx.dispatch_1d("attention", source(&WGSL, MAIN), &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params], n * chunks, 64)?;
+        let (name, src) = main_kernel(d);
+        ctx.dispatch_1d(name, src, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params], n * chunks, 64)?;
         ctx.dispatch_1d("attention_combine", source(&COMBINE_WGSL, COMBINE), &[&part.buf, &o.buf, &params], n * d, 64)?;
     }
     Ok(o)

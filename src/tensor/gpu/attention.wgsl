@@ -11,6 +11,11 @@
 // invocation after 65535 loop iterations in all and silently returns what it has, and a long
 // chunk is also the slowest invocation on real GPUs (split-K, as flash-decoding does). Query
 // rows (batch × head × row, flattened) run in passes of `rows` from `row0`, so `part` stays small.
+//
+// The head size is a constant of each pipeline (`attention.rs` writes `D` per head size), so
+// the loops over it have a fixed trip count and the query row and the accumulator can live in
+// registers; the query row is read once, not once per key.
+const D: u32 = HEAD_DIMu;
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
@@ -38,31 +43,33 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (p.causal != 0u) { last = min(p.nk, i + (p.nk - p.nq) + 1u); }
     let j0 = ci * p.chunk;
     let j1 = min(last, j0 + p.chunk);
-    var acc: array<f32, 128>;
-    for (var c = 0u; c < p.d; c++) { acc[c] = 0.0; }
+    var qv: array<f32, D>;
+    for (var c = 0u; c < D; c++) { qv[c] = q[qi + c]; }
+    var acc: array<f32, D>;
+    for (var c = 0u; c < D; c++) { acc[c] = 0.0; }
     var m = -3.4e38;
     var l = 0.0;
     for (var j = j0; j < j1; j++) {
         let kj = kb + j * p.k.rs;
         var s = 0.0;
-        for (var c = 0u; c < p.d; c++) { s = fma(q[qi + c], k[kj + c], s); }
+        for (var c = 0u; c < D; c++) { s = fma(qv[c], k[kj + c], s); }
         s *= p.scale;
         let mn = max(m, s);
         let corr = exp(m - mn);
         let e = exp(s - mn);
         l = l * corr + e;
         let vj = vb + j * p.v.rs;
-        for (var c = 0u; c < p.d; c++) { acc[c] = acc[c] * corr + e * v[vj + c]; }
+        for (var c = 0u; c < D; c++) { acc[c] = acc[c] * corr + e * v[vj + c]; }
         m = mn;
     }
     if (p.chunks == 1u) {
         let oi = base(p.o, b, h) + i * p.o.rs;
         let inv = 1.0 / l;
-        for (var c = 0u; c < p.d; c++) { o[oi + c] = acc[c] * inv; }
+        for (var c = 0u; c < D; c++) { o[oi + c] = acc[c] * inv; }
         return;
     }
-    let pi = t * (p.d + 2u);
-    for (var c = 0u; c < p.d; c++) { part[pi + c] = acc[c]; }
-    part[pi + p.d] = m;
-    part[pi + p.d + 1u] = l;
+    let pi = t * (D + 2u);
+    for (var c = 0u; c < D; c++) { part[pi + c] = acc[c]; }
+    part[pi + D] = m;
+    part[pi + D + 1u] = l;
 }

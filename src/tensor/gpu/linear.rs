@@ -16,7 +16,7 @@ fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
         let (a, b) = (WGSL.find("        // LOAD:").unwrap_or(0), WGSL.find("        // END LOAD").unwrap_or(0));
         let vec4_load = |w_load: &str| {
             format!(
-                "        {{\n            let r = t / 4u;\n            let c = k0 + (t % 4u) * 4u;\n            var xv = vec4<f32>(0.0);\n            if (row0 + r < p.m && c < p.k) {{ xv = x[(xo + (row0 + r) * p.k + c) / 4u]; }}\n            var wv = vec4<f32>(0.0);\n            if (col0 + r < p.n && c < p.k) {{ {w_load} }}\n            for (var i = 0u; i < 4u; i++) {{ xs[t * 4u + i] = xv[i]; ws[t * 4u + i] = wv[i]; }}\n        }}\n"
+                "        {{\n            let r = t / 4u;\n            let kq = (t % 4u) * 4u;\n            let c = k0 + kq;\n            var xv = vec4<f32>(0.0);\n            if (row0 + r < p.m && c < p.k) {{ xv = x[(xo + (row0 + r) * p.k + c) / 4u]; }}\n            var wv = vec4<f32>(0.0);\n            if (col0 + r < p.n && c < p.k) {{ {w_load} }}\n            for (var i = 0u; i < 4u; i++) {{ xs[(kq + i) * TS + r / 4u][r % 4u] = xv[i]; ws[(kq + i) * TS + r / 4u][r % 4u] = wv[i]; }}\n        }}\n"
             )
         };
         let f16_scalar = WGSL

@@ -1,8 +1,8 @@
 // y[M, N] = x[M, K] · w[N, K]ᵀ (+ b[N]): HF `[out, in]` weights read as they are.
 // Batched over workgroup z with per-batch strides (0 for a shared weight).
-// Tiled: a 16×16 workgroup computes a 64×64 output tile, each invocation a 4×4 block, with
-// 64×16 tiles of x and w staged in workgroup memory. Edges (M, N, K not multiples of the
-// tile) are zero-padded on load and masked on store. `linear.rs` derives variants that load
+// Tiled: a 16×16 workgroup computes a 64×64 output tile, each invocation a 4×4 block held
+// in vec4 registers, with 64×16 tiles of x and w staged k-major in workgroup memory. Edges
+// (M, N, K not multiples of the tile) are zero-padded on load and masked on store. `linear.rs` derives variants that load
 // vec4s (K a multiple of 4) and/or read packed f16 weights, by replacing the bindings and
 // the LOAD block.
 
@@ -16,8 +16,25 @@ struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: 
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
-var<workgroup> xs: array<f32, 1024>; // [64 rows][16 k]
-var<workgroup> ws: array<f32, 1024>; // [64 cols][16 k]
+// The staged tiles, k-major: xs[kk · 17 + q] holds rows 4q … 4q+3 of the x tile at k0 + kk
+// (ws likewise for w's rows, the output columns). The inner loop reads one vec4 of each per
+// k, 16 neighbouring invocations 16 consecutive vec4s (no bank conflicts); the stride of 17
+// (one vec4 of padding) spreads the stores over the banks.
+const TS: u32 = 17u;
+var<workgroup> xs: array<vec4<f32>, 272>;
+var<workgroup> ws: array<vec4<f32>, 272>;
+
+fn store_row(yo: u32, r: u32, c0: u32, v: vec4<f32>) {
+    if (r >= p.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        let c = c0 + j;
+        if (c < p.n) {
+            var o = v[j];
+            if (p.has_bias != 0u) { o += b[c]; }
+            y[yo + r * p.n + c] = o;
+        }
+    }
+}
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -27,51 +44,45 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let row0 = wg.y * TILE;
     let col0 = wg.x * TILE;
     let t = lid.y * 16u + lid.x;
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+    // Each invocation computes rows 4·lid.y … +3 and columns 4·lid.x … +3 of the tile, in four
+    // vec4 registers (no function-scope arrays: those can land in local memory).
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
         // LOAD: each invocation stages 4 consecutive k of one row of x and of w.
+        let r = t / 4u;
+        let kq = (t % 4u) * 4u;
+        let gr = row0 + r;
+        let gn = col0 + r;
         for (var i = 0u; i < 4u; i++) {
-            let e = t * 4u + i;
-            let r = e / TK;
-            let c = k0 + e % TK;
-            let gr = row0 + r;
-            let gn = col0 + r;
+            let c = k0 + kq + i;
             var xv = 0.0;
             if (gr < p.m && c < p.k) { xv = x[xo + gr * p.k + c]; }
-            xs[e] = xv;
             var wv = 0.0;
             if (gn < p.n && c < p.k) { wv = w[wo + gn * p.k + c]; }
-            ws[e] = wv;
+            xs[(kq + i) * TS + r / 4u][r % 4u] = xv;
+            ws[(kq + i) * TS + r / 4u][r % 4u] = wv;
         }
         // END LOAD
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var a: array<f32, 4>;
-            var bb: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = xs[(lid.y * 4u + i) * TK + kk];
-                bb[i] = ws[(lid.x * 4u + i) * TK + kk];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(a[i], bb[j], acc[i * 4u + j]);
-                }
-            }
+            let a = xs[kk * TS + lid.y];
+            let bv = ws[kk * TS + lid.x];
+            acc0 = fma(vec4<f32>(a.x), bv, acc0);
+            acc1 = fma(vec4<f32>(a.y), bv, acc1);
+            acc2 = fma(vec4<f32>(a.z), bv, acc2);
+            acc3 = fma(vec4<f32>(a.w), bv, acc3);
         }
         workgroupBarrier();
     }
 
-    for (var i = 0u; i < 4u; i++) {
-        let r = row0 + lid.y * 4u + i;
-        for (var j = 0u; j < 4u; j++) {
-            let c = col0 + lid.x * 4u + j;
-            if (r < p.m && c < p.n) {
-                var v = acc[i * 4u + j];
-                if (p.has_bias != 0u) { v += b[c]; }
-                y[yo + r * p.n + c] = v;
-            }
-        }
-    }
+    let r0 = row0 + lid.y * 4u;
+    let c0 = col0 + lid.x * 4u;
+    store_row(yo, r0, c0, acc0);
+    store_row(yo, r0 + 1u, c0, acc1);
+    store_row(yo, r0 + 2u, c0, acc2);
+    store_row(yo, r0 + 3u, c0, acc3);
 }

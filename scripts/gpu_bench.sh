@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One prepared run on a machine with a real GPU: the GPU golden tests (tiny fixtures and real
 # widths against transformers, GPU against CPU), then `bench clip`, `bench mamba` and a reduced
-# `bench qwen` on the first hardware adapter, and one table at the end. Under 8 minutes on a
+# `bench qwen` on the first hardware adapter, and one table at the end; before them
+# `examples/gpu_overhead.rs` (host cost of an op, read-back latency, GEMM GFLOP/s, the ops of a
+# ViT-B/16 layer). Under 8 minutes on a
 # recent NVIDIA GPU.
 #
 #   scripts/gpu_bench.sh              build (release) here, then run
@@ -29,8 +31,8 @@ fi
 pack() {
   local dir=$1
   mkdir -p "$dir"
-  cargo build --release --bin effarch || return 1
-  cp target/release/effarch "$dir/"
+  cargo build --release --bin effarch --example gpu_overhead || return 1
+  cp target/release/effarch target/release/examples/gpu_overhead "$dir/"
   local t exe
   for t in "${TESTS[@]}"; do
     exe=$(cargo test --release --test "$t" --no-run --message-format=json 2>/dev/null |
@@ -65,6 +67,8 @@ start=$(date +%s)
 status=0
 step() { echo "== $* ($(($(date +%s) - start)) s)"; }
 
+step "fixed costs and per-op times (examples/gpu_overhead.rs)"
+timeout 120 "$bin/gpu_overhead" >"$out/ops.txt" 2>&1 || status=1
 step "GPU golden tests"
 : >"$out/tests.txt"
 for t in "${RUN_TESTS[@]}"; do
@@ -99,6 +103,8 @@ def load(name):
 m = load("mamba-gpu.json")
 print(f"\n{(m or {}).get('device', 'GPU: ?')}")
 print(open(os.path.join(out, "tests.txt")).read().rstrip())
+if os.path.exists(os.path.join(out, "ops.txt")):
+    print(open(os.path.join(out, "ops.txt")).read().rstrip())
 rows = []
 clip, cpu = load("clip-gpu.json"), load("clip-cpu.json")
 cpu1 = next((r["ms_median"] for r in cpu or [] if r["keep"] == 1 and r["batch"] == 1), None)

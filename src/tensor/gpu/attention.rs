@@ -37,6 +37,20 @@ const PART_BYTES: usize = if cfg!(test) { 64 << 10 } else { 32 << 20 };
 pub fn key_chunk(d: usize) -> usize {
     (MAX_LOOP_ITERATIONS / (2 * d + 1)).max(1)
 }
+/// Invocations a pass should have to fill a GPU (an H200 has 132 multiprocessors).
+const TARGET_INVOCATIONS: usize = 32 << 10;
+/// Fewest keys one invocation walks when keys are split for parallelism alone.
+const MIN_KEYS_PER_CHUNK: usize = 16;
+
+/// Keys per invocation for `rows` query rows over `nk` keys of head size `d`: below
+/// [`key_chunk`], and short enough that small batches still give the GPU
+/// [`TARGET_INVOCATIONS`] (one ViT-B/16 image has 12 × 197 query rows: 13 chunks of 16 keys,
+/// merged by the combine pass, as flash-decoding splits keys).
+fn chunk_for(rows: usize, nk: usize, d: usize) -> usize {
+    let chunks = nk.div_ceil(key_chunk(d)).max(TARGET_INVOCATIONS.div_ceil(rows.max(1)).min(nk.div_ceil(MIN_KEYS_PER_CHUNK)));
+    nk.div_ceil(chunks.max(1)).max(1)
+}
+
 /// Head size the kernel's accumulator holds (ViT-B: 64, Qwen2.5: 128).
 pub const MAX_HEAD_DIM: usize = 128;
 
@@ -62,7 +76,7 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
     if total == 0 || nk == 0 {
         return Ok(o);
     }
-    let chunk = key_chunk(d);
+    let chunk = chunk_for(total, nk, d);
     let chunks = nk.div_ceil(chunk);
     let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group.max(1) as u32];
     for l in lays {

@@ -4,6 +4,9 @@ use super::{GpuContext, GpuDtype, GpuTensor};
 use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("linear.wgsl");
+const SMALL_WGSL: &str = include_str!("linear_small.wgsl");
+/// Rows up to which `linear` runs the few-row kernel (`linear_small.wgsl`).
+const SMALL_M: usize = 8;
 const TILE: usize = 64;
 
 /// The kernel's variants: vec4 loads (when K is a multiple of 4, so rows start 16-byte
@@ -66,6 +69,12 @@ pub fn linear(ctx: &GpuContext, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTens
     }
     let params = ctx.uniform(&[m as u32, n as u32, k as u32, b.is_some() as u32, 0, 0, 0, 0]);
     let bias = b.map_or(&w.buf, |b| &b.buf);
+    if m <= SMALL_M && k % 4 == 0 && w.dtype == GpuDtype::F32 {
+        // Decoding: one workgroup per output column (split over x and y past the per-dimension limit).
+        let gx = n.min(32768);
+        let groups = (gx as u32, n.div_ceil(gx) as u32, 1);
+        return ctx.dispatch(&ctx.pipeline("linear_small", SMALL_WGSL), &[&x.buf, &w.buf, bias, &y.buf, &params], groups).map(|_| y);
+    }
     let pipe = pipeline(ctx, k, w);
     ctx.dispatch(&pipe, &[&x.buf, &w.buf, bias, &y.buf, &params], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1))?;
     Ok(y)
@@ -115,9 +124,16 @@ mod tests {
     #[test]
     fn matches_cpu_on_awkward_shapes() {
         let ctx = super::super::test_context();
-        for &(lead, k, n, bias) in
-            &[(&[1usize][..], 768usize, 3usize, true), (&[1, 197][..], 768, 2304, true), (&[2, 65][..], 17, 130, false), (&[3][..], 1, 1, true)]
-        {
+        for &(lead, k, n, bias) in &[
+            (&[1usize][..], 768usize, 3usize, true),
+            (&[1, 197][..], 768, 2304, true),
+            (&[2, 65][..], 17, 130, false),
+            (&[3][..], 1, 1, true),
+            (&[1, 1][..], 1536, 3072, true),
+            (&[8][..], 48, 1536, true),
+            (&[3][..], 4, 70000, false),
+            (&[9][..], 64, 5, true),
+        ] {
             let m: usize = lead.iter().product();
             let (xv, wv, bv) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));
             let mut xs = lead.to_vec();

@@ -1,0 +1,46 @@
+// y[M, N] = x[M, K] · w[N, K]ᵀ (+ b[N]) for a few rows (decoding: M ≤ 8) and K a multiple of
+// 4: the tiled kernel would compute 64 rows for each one needed. One workgroup per output
+// column: its 64 invocations split K (reading the weight row as coalesced vec4s), each keeps
+// one partial sum per row, and a tree in workgroup memory adds them up.
+
+struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, pad: u32 }
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+const MR: u32 = 8u; // rows at most (linear.rs checks)
+const LANES: u32 = 64u;
+var<workgroup> red: array<f32, 512>; // [MR rows][LANES]
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let col = wg.x + wg.y * nwg.x; // uniform over the workgroup
+    if (col >= p.n) { return; }
+    let l = lid.x;
+    let k4 = p.k / 4u;
+    // Loops over MR have a fixed trip count, so `acc` stays in registers.
+    var acc: array<f32, MR>;
+    for (var m = 0u; m < MR; m++) { acc[m] = 0.0; }
+    for (var k = l; k < k4; k += LANES) {
+        let wv = w[col * k4 + k];
+        for (var m = 0u; m < MR; m++) {
+            if (m < p.m) { acc[m] += dot(x[m * k4 + k], wv); }
+        }
+    }
+    for (var m = 0u; m < MR; m++) { red[m * LANES + l] = acc[m]; }
+    workgroupBarrier();
+    for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+        if (l < s) {
+            for (var m = 0u; m < MR; m++) { red[m * LANES + l] += red[m * LANES + l + s]; }
+        }
+        workgroupBarrier();
+    }
+    if (l < p.m) {
+        var v = red[l * LANES];
+        if (p.has_bias != 0u) { v += b[col]; }
+        y[l * p.n + col] = v;
+    }
+}

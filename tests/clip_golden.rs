@@ -228,3 +228,23 @@ fn auto_times_one_layer_on_each_backend() {
     assert_eq!(matches!(c.device, Device::Gpu(_)), gpu_wins, "{}", c.reason);
     assert!(c.reason.contains("ms/layer"), "{}", c.reason);
 }
+
+/// `bench clip` counts the GPU dispatches and submits of one forward pass (what fixed
+/// per-dispatch costs a real GPU pays), and reports none on the CPU.
+#[test]
+fn bench_counts_dispatches_on_the_gpu() {
+    use effarch::bench::{bench_clip, BenchSpec};
+    let fx = fixture();
+    let spec = BenchSpec { keeps: vec![1.0, 0.5], batches: vec![1], iters: 1, ..BenchSpec::default() };
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    let rows = bench_clip(&fx.clip(&gpu).unwrap(), &spec, |_| {}).unwrap();
+    let layers = fx.clip(&Device::Cpu).unwrap().vision.num_layers() as u64;
+    for r in &rows {
+        let (d, s) = (r.dispatches.unwrap(), r.submits.unwrap());
+        println!("keep {}: {d} dispatches, {s} submits per forward ({} layers)", r.keep, layers);
+        assert!(d >= 4 * layers && s >= 1 && s <= d, "{r:?}");
+    }
+    assert!(rows[1].dispatches > rows[0].dispatches, "pruning adds its scoring and selection dispatches: {rows:?}");
+    let cpu = bench_clip(&fx.clip(&Device::Cpu).unwrap(), &spec, |_| {}).unwrap();
+    assert!(cpu.iter().all(|r| r.dispatches.is_none() && r.submits.is_none()));
+}

@@ -245,3 +245,23 @@ fn the_backend_probe_times_one_block_on_cpu_and_gpu() {
         assert!(ms > 0.0 && ms.is_finite(), "{ms}");
     }
 }
+
+/// A vocabulary larger than the GPU's storage-binding limit (mamba-130m's tied 50280 × 768
+/// table is 154 MB; WebGPU's default limit is 128 MiB): the embedding is gathered on the host
+/// and the tied LM head runs in row blocks, with the CPU's logits. The limit is lowered so the
+/// tiny fixture's 300 × 32 table (38 KB) exceeds it.
+#[test]
+fn a_vocabulary_over_the_binding_limit_gives_the_cpus_logits() {
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    let Device::Gpu(ctx) = &gpu else { unreachable!() };
+    ctx.set_binding_limit(16 << 10);
+    assert!(ctx.upload(&[0.0; 300 * 32], &[300, 32]).unwrap_err().to_string().contains("limit"), "the table must exceed the lowered limit");
+    let (m, cpu) = (MambaLM::load_dir(dir(), &gpu).unwrap().0, model());
+    let ids = vec![vec![5u32, 17, 42, 7, 299]];
+    let (g, c) = (m.forward(&ids, &mut m.new_state(1).unwrap(), 0.0).unwrap(), cpu.forward(&ids, &mut cpu.new_state(1).unwrap(), 0.0).unwrap());
+    ctx.set_binding_limit(0);
+    let d = max_abs_diff(&g.logits, &c.logits);
+    println!("logits with a 16 KiB binding limit: max |Δ| vs cpu {d:e}");
+    assert_eq!(g.logits.len(), 5 * 300);
+    assert!(d <= 1e-4, "{d}");
+}

@@ -260,6 +260,28 @@ async fn mamba_on_webgpu_matches_transformers_and_cpu() {
     assert_eq!(gids.len(), 6);
 }
 
+/// A vocabulary over the adapter's storage-binding limit (WebGPU's default 128 MiB is less
+/// than mamba-130m's 154 MB table), lowered here below the tiny table's 38 KB: the same logits
+/// as the CPU.
+#[wasm_bindgen_test]
+async fn mamba_vocabulary_over_the_binding_limit_on_webgpu() {
+    use effarch::models::mamba::{Logits, MambaConfig, MambaLM};
+    use effarch::weights::Weights;
+    let gpu = webgpu().await;
+    let Device::Gpu(ctx) = &gpu else { unreachable!() };
+    ctx.set_binding_limit(16 << 10);
+    assert!(ctx.upload(&[0.0; 300 * 32], &[300, 32]).is_err(), "the table must exceed the lowered limit");
+    let w = Weights::from_bytes("model.safetensors", MAMBA_WEIGHTS.to_vec()).unwrap();
+    let cfg = || MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap();
+    let (m, cpu) = (MambaLM::load(cfg(), &w, &gpu).unwrap(), MambaLM::load(cfg(), &w, &Device::Cpu).unwrap());
+    let ids = vec![vec![5u32, 17, 42, 7, 299]];
+    let g = m.forward_async(&ids, &mut m.new_state(1).unwrap(), 0.0, Logits::All).await.unwrap();
+    let c = cpu.forward_async(&ids, &mut cpu.new_state(1).unwrap(), 0.0, Logits::All).await.unwrap();
+    ctx.set_binding_limit(0);
+    let d = effarch::testing::max_abs_diff(&g.logits, &c.logits);
+    assert!(g.logits.len() == 5 * 300 && d <= 1e-4, "logits on WebGPU with a 16 KiB binding limit: max |Δ| {d}");
+}
+
 /// The page's scaling chart runs this: both blocks on WebGPU, every time positive.
 #[wasm_bindgen_test]
 async fn bench_mamba_runs_on_webgpu() {

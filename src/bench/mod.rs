@@ -79,6 +79,10 @@ pub struct BenchRow {
     /// FLOPs at this keep / FLOPs unpruned: the bound the ratio would reach if time were
     /// exactly proportional to arithmetic.
     pub flop_ratio: f64,
+    /// GPU dispatches and command-buffer submits of one forward pass of the batch (null on
+    /// the CPU): the fixed per-dispatch costs a real GPU pays.
+    pub dispatches: Option<u64>,
+    pub submits: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -141,11 +145,17 @@ pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl 
         let pv = Tensor::from_f32(random_values(b * 3 * s * s, 99, 1.0), &[b, 3, s, s], &clip.device)?;
         let cfgs = spec.keeps.iter().map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone())).collect::<Result<Vec<_>>>()?;
         // Warm-up: first-touch allocations, thread pools, pipeline caches.
-        let mut flops = Vec::new();
+        let (mut flops, mut counts) = (Vec::new(), Vec::new());
+        let counters = || match &clip.device {
+            crate::tensor::Device::Gpu(c) => Some(c.counters()),
+            crate::tensor::Device::Cpu => None,
+        };
         for cfg in &cfgs {
+            let before = counters();
             let out = clip.vision.forward_async(&pv, Some(cfg), &mut Timings::start()).await?;
             out.image_embeds.to_vec_f32_async().await?;
             flops.push(out.flops / out.flops_unpruned);
+            counts.push(before.zip(counters()).map(|((d0, s0), (d1, s1))| (d1 - d0, s1 - s0)));
         }
         let mut times = vec![Vec::new(); cfgs.len()];
         for _ in 0..spec.iters {
@@ -159,7 +169,15 @@ pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl 
         let medians: Vec<f64> = times.into_iter().map(median).collect();
         let base = spec.keeps.iter().position(|&k| k >= 1.0).map(|i| medians[i]).unwrap_or(medians[0]);
         for (i, &keep) in spec.keeps.iter().enumerate() {
-            let row = BenchRow { keep, batch: b, ms_median: medians[i], ratio: medians[i] / base, flop_ratio: flops[i] };
+            let row = BenchRow {
+                keep,
+                batch: b,
+                ms_median: medians[i],
+                ratio: medians[i] / base,
+                flop_ratio: flops[i],
+                dispatches: counts[i].map(|c| c.0),
+                submits: counts[i].map(|c| c.1),
+            };
             progress(&format!("batch {b} keep {keep:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})", row.ms_median, row.ratio, row.flop_ratio));
             rows.push(row);
         }

@@ -38,6 +38,9 @@ pub struct GpuContext {
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     pool: Arc<Mutex<BufferPool>>,
     binding_limit: std::sync::atomic::AtomicU64,
+    /// Dispatches recorded and command buffers submitted so far ([`Self::counters`]).
+    dispatches: std::sync::atomic::AtomicU64,
+    submits: std::sync::atomic::AtomicU64,
     /// Dispatches recorded but not yet submitted: one submit per [`Self::BATCH`] ops (or at
     /// a read-back) instead of one per op.
     pending: Mutex<Option<(wgpu::CommandEncoder, usize)>>,
@@ -189,6 +192,8 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(BufferPool::default())),
             binding_limit: std::sync::atomic::AtomicU64::new(0),
+            dispatches: std::sync::atomic::AtomicU64::new(0),
+            submits: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(None),
         }))
     }
@@ -225,6 +230,13 @@ impl GpuContext {
             0 => adapter,
             l => l.min(adapter),
         }
+    }
+
+    /// `(dispatches, submits)` since the context was made: a pass's cost in fixed GPU
+    /// overheads is the difference around it.
+    pub fn counters(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.dispatches.load(Relaxed), self.submits.load(Relaxed))
     }
 
     /// Pretends the adapter's binding limit is `bytes`, so tests can exercise splitting.
@@ -344,9 +356,11 @@ impl GpuContext {
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         }
         *n += 1;
+        self.dispatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if *n >= Self::BATCH {
             if let Some((enc, _)) = pending.take() {
                 self.queue.submit([enc.finish()]);
+                self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         drop(pending);
@@ -365,6 +379,7 @@ impl GpuContext {
         };
         extra(&mut enc);
         self.queue.submit([enc.finish()]);
+        self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Dispatches `items` invocations of a 1-D kernel with workgroup size `wg`, split over

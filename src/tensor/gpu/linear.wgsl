@@ -2,11 +2,15 @@
 // Batched over workgroup z with per-batch strides (0 for a shared weight).
 // Tiled: a 16×16 workgroup computes a 64×64 output tile, each invocation a 4×4 block held
 // in vec4 registers, with 64×16 tiles of x and w staged k-major in workgroup memory. Edges
-// (M, N, K not multiples of the tile) are zero-padded on load and masked on store. `linear.rs` derives variants that load
-// vec4s (K a multiple of 4) and/or read packed f16 weights, by replacing the bindings and
-// the LOAD block.
+// (M, N, K not multiples of the tile) are zero-padded on load and masked on store.
+// `linear.rs` derives variants that load vec4s (K a multiple of 4) and/or read packed f16
+// weights, by replacing the bindings and the LOAD block.
+//
+// Split-K (`kc` > 0, when the output has too few tiles to fill the GPU): workgroup z walks
+// k in [z·kc, z·kc + kc) only and writes its partial product to its own slab of y (ybs = M·N,
+// no bias); `linear_reduce.wgsl` adds the slabs and the bias.
 
-struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, pad: u32 }
+struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, kc: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -51,7 +55,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
-    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+    var kb = 0u;
+    var ke = p.k;
+    if (p.kc != 0u) {
+        kb = wg.z * p.kc;
+        ke = min(p.k, kb + p.kc);
+    }
+    for (var k0 = kb; k0 < ke; k0 += TK) {
         // LOAD: each invocation stages 4 consecutive k of one row of x and of w.
         let r = t / 4u;
         let kq = (t % 4u) * 4u;
@@ -60,9 +70,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var i = 0u; i < 4u; i++) {
             let c = k0 + kq + i;
             var xv = 0.0;
-            if (gr < p.m && c < p.k) { xv = x[xo + gr * p.k + c]; }
+            if (gr < p.m && c < ke) { xv = x[xo + gr * p.k + c]; }
             var wv = 0.0;
-            if (gn < p.n && c < p.k) { wv = w[wo + gn * p.k + c]; }
+            if (gn < p.n && c < ke) { wv = w[wo + gn * p.k + c]; }
             xs[(kq + i) * TS + r / 4u][r % 4u] = xv;
             ws[(kq + i) * TS + r / 4u][r % 4u] = wv;
         }

@@ -1,0 +1,18 @@
+// The second pass of a split-K `linear` (linear.wgsl): y = Σ_z part[z] + b, over M·N outputs.
+
+struct Params { mn: u32, n: u32, splits: u32, has_bias: u32 }
+
+@group(0) @binding(0) var<storage, read> part: array<f32>; // [splits, M, N]
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = gid.x + gid.y * nwg.x * 256u;
+    if (t >= p.mn) { return; }
+    var s = 0.0;
+    for (var z = 0u; z < p.splits; z++) { s += part[z * p.mn + t]; }
+    if (p.has_bias != 0u) { s += b[t % p.n]; }
+    y[t] = s;
+}

@@ -87,6 +87,20 @@ impl LinearWeight {
         self.parts.len()
     }
 
+    /// `act(x @ wᵀ + b) + res` ([`Tensor::linear_ex`]; a weight split into row blocks
+    /// applies the activation and the residual after joining them).
+    pub fn forward_ex(&self, x: &Tensor, b: Option<&Tensor>, act: Option<super::Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+        if let [w] = &self.parts[..] {
+            return x.linear_ex(w, b, act, res);
+        }
+        let y = self.forward(x, b)?;
+        let y = match act {
+            Some(a) => y.act(a)?,
+            None => y,
+        };
+        res.map_or(Ok(y.clone()), |r| y.add(r))
+    }
+
     /// `x @ wᵀ + b` over any leading dims.
     pub fn forward(&self, x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         if let [w] = &self.parts[..] {

@@ -196,6 +196,34 @@ impl Tensor {
         }
     }
 
+    /// `act(x @ wᵀ + b) + res` (`res` shaped like the output): on the GPU one pass whose
+    /// epilogue applies the bias, the activation and the residual in registers; on the CPU the
+    /// same three steps after the product.
+    pub fn linear_ex(&self, w: &Tensor, b: Option<&Tensor>, act: Option<Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+        if let (Tensor::Gpu(c, x), Tensor::Gpu(_, w)) = (self, w) {
+            let bg = match b {
+                Some(Tensor::Gpu(_, b)) => Some(b),
+                None => None,
+                Some(_) => return Err(mixed()),
+            };
+            let rg = match res {
+                Some(Tensor::Gpu(_, r)) => Some(r),
+                None => None,
+                Some(_) => return Err(mixed()),
+            };
+            return Ok(Tensor::Gpu(c.clone(), gpu::linear::linear_ex(c, x, w, bg, act, rg)?));
+        }
+        let y = self.linear(w, b)?;
+        let y = match act {
+            Some(a) => y.act(a)?,
+            None => y,
+        };
+        match res {
+            Some(r) => y.add(r),
+            None => Ok(y),
+        }
+    }
+
     /// Batched matmul over leading dims: `[.., m, k] @ [.., k, n]`.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         match (self, rhs) {

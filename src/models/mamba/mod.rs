@@ -78,11 +78,12 @@ impl MixerLayer {
         let xc = xc.act(Activation::Silu)?;
         let proj = self.x_proj.forward(&xc, None)?; // [B, L, R + 2N]
         let r = proj.dim(2)? - 2 * n;
-        let dt = self.dt_proj.forward(&proj.narrow(2, 0, r)?, Some(&self.dt_bias))?.act(Activation::Softplus)?;
+        let dt = self.dt_proj.forward_ex(&proj.narrow(2, 0, r)?, Some(&self.dt_bias), Some(Activation::Softplus), None)?;
         let scan_in = ScanInputs { x: &xc, dt: &dt, proj: &proj, b_off: r, ad: &self.ad, h: ssm };
         let (y, ssm_next, count) = Tensor::selective_scan(&scan_in, tau)?;
         let y = y.reshape(&[bsz * len, i])?.mul(&gate)?;
-        Ok((x.add(&self.out_proj.forward(&y, self.out_bias.as_ref())?)?, conv_next, ssm_next, count))
+        // x + out_proj(y), the residual added in the projection's epilogue.
+        Ok((self.out_proj.forward_ex(&y, self.out_bias.as_ref(), None, Some(x))?, conv_next, ssm_next, count))
     }
 }
 

@@ -78,7 +78,7 @@ impl EncoderLayer {
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let (k, v) = cache.append(k, v)?;
         let o = Tensor::attention(&q, &k, &v, n > 1)?.permute(&[0, 2, 1, 3])?.reshape(&[b, n, h])?;
-        let x = x.add(&self.out.forward(&o)?)?;
+        let x = self.out.forward_ex(&o, None, Some(x))?;
         self.mlp(&x)
     }
 
@@ -102,7 +102,8 @@ impl EncoderLayer {
         let heads = self.dims.heads;
         let qkv = self.qkv.forward(&self.ln1.forward(x)?)?; // [B, N, 3h] = [B, N, 3, H, d]
         let o = Tensor::attention_packed(&qkv, heads, causal)?;
-        let x = x.add(&self.out.forward(&o)?)?;
+        // x + out(o), the residual added in the projection's epilogue.
+        let x = self.out.forward_ex(&o, None, Some(x))?;
         let pruned = match select {
             None => None,
             Some((scorer, keep, step)) => {
@@ -119,8 +120,8 @@ impl EncoderLayer {
     }
 
     fn mlp(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.fc1.forward(&self.ln2.forward(x)?)?.act(self.dims.act)?;
-        x.add(&self.fc2.forward(&y)?)
+        let y = self.fc1.forward_ex(&self.ln2.forward(x)?, Some(self.dims.act), None)?;
+        self.fc2.forward_ex(&y, None, Some(x))
     }
 
     /// Multiply-adds ×2 of this layer for `n` tokens at attention and `m` at the MLP.

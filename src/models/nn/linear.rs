@@ -37,6 +37,10 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.w.forward(x, self.b.as_ref())
     }
+    /// `act(x Wᵀ + b) + res` in one pass on the GPU ([`Tensor::linear_ex`]).
+    pub fn forward_ex(&self, x: &Tensor, act: Option<crate::tensor::Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+        self.w.forward_ex(x, self.b.as_ref(), act, res)
+    }
     pub fn is_half(&self) -> bool {
         self.w.is_half()
     }

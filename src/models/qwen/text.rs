@@ -138,9 +138,10 @@ impl TextModel {
             // Causal over the new rows (a prefill chunk after the cached ones masks only the future).
             let o = Tensor::attention(&q, &k, &v, len > 1)?;
             let o = o.reshape(&[nh, len, hd])?.permute(&[1, 0, 2])?.reshape(&[len, nh * hd])?;
-            x = x.add(&l.o.forward(&o)?)?;
+            // Residuals and the gate's SiLU in the projections' epilogues.
+            x = l.o.forward_ex(&o, None, Some(&x))?;
             let h = l.post_norm.forward(&x)?;
-            x = x.add(&l.down.forward(&l.gate.forward(&h)?.act(Activation::Silu)?.mul(&l.up.forward(&h)?)?)?)?;
+            x = l.down.forward_ex(&l.gate.forward_ex(&h, Some(Activation::Silu), None)?.mul(&l.up.forward(&h)?)?, None, Some(&x))?;
         }
         cache.len += len;
         self.norm.forward(&x)

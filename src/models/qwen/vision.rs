@@ -191,14 +191,15 @@ impl VisionTower {
             }
             let o = if outs.len() == 1 { outs.pop().ok_or_else(|| Error::arg("no window"))? } else { Tensor::cat(&outs.iter().collect::<Vec<_>>(), 2)? };
             let o = o.reshape(&[heads, s_len, hd])?.permute(&[1, 0, 2])?.reshape(&[s_len, d])?;
-            x = x.add(&blk.proj.forward(&o)?)?;
+            // Residuals and the gate's SiLU in the projections' epilogues.
+            x = blk.proj.forward_ex(&o, None, Some(&x))?;
             let h = x.rms_norm(&blk.norm2, 1e-6)?;
-            let g = blk.gate.forward(&h)?.act(Activation::Silu)?.mul(&blk.up.forward(&h)?)?;
-            x = x.add(&blk.down.forward(&g)?)?;
+            let g = blk.gate.forward_ex(&h, Some(Activation::Silu), None)?.mul(&blk.up.forward(&h)?)?;
+            x = blk.down.forward_ex(&g, None, Some(&x))?;
         }
         let merged = x.rms_norm(&self.ln_q, 1e-6)?.reshape(&[s_len / unit, d * unit])?;
-        let merged = self.mlp2.forward(&self.mlp0.forward(&merged)?.act(Activation::Gelu)?)?; // [U, out], window order
-                                                                                              // Back to the original unit order.
+        let merged = self.mlp2.forward(&self.mlp0.forward_ex(&merged, Some(Activation::Gelu), None)?)?; // [U, out], window order
+                                                                                                        // Back to the original unit order.
         let mut reverse = vec![0u32; win.index.len()];
         for (j, &u) in win.index.iter().enumerate() {
             reverse[u] = j as u32;

@@ -5,7 +5,26 @@
 use super::{GpuContext, GpuTensor};
 use crate::error::{Error, Result};
 
-const WGSL: &str = include_str!("elementwise.wgsl");
+const ACTIVATION: &str = include_str!("activation.wgsl");
+
+/// `activation.wgsl` in front of `body`, made once per kernel.
+pub(crate) fn with_activation(cell: &'static std::sync::OnceLock<String>, body: &str) -> &'static str {
+    cell.get_or_init(|| format!("{ACTIVATION}\n{body}"))
+}
+
+/// The code `activation.wgsl` (and the linear epilogue) knows an activation by.
+pub(crate) fn act_code(a: crate::tensor::Activation) -> u32 {
+    use crate::tensor::Activation::*;
+    match a {
+        QuickGelu => 3,
+        Silu => 4,
+        Softplus => 5,
+        GeluTanh => 6,
+        Gelu => 7,
+    }
+}
+
+static WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[derive(Clone, Copy, Debug)]
 pub enum Op {
@@ -48,7 +67,7 @@ pub fn elementwise(ctx: &GpuContext, a: &GpuTensor, b: Option<&GpuTensor>, op: O
         return Ok(y);
     }
     let params = ctx.uniform(&[n as u32, rhs.len() as u32, code, s.to_bits()]);
-    ctx.dispatch_1d("elementwise", WGSL, &[&a.buf, &rhs.buf, &y.buf, &params], n, 256)?;
+    ctx.dispatch_1d("elementwise", with_activation(&WGSL, include_str!("elementwise.wgsl")), &[&a.buf, &rhs.buf, &y.buf, &params], n, 256)?;
     Ok(y)
 }
 

@@ -3,9 +3,17 @@
 use super::{GpuContext, GpuDtype, GpuTensor};
 use crate::error::{Error, Result};
 
-const WGSL: &str = include_str!("linear.wgsl");
-const SMALL_WGSL: &str = include_str!("linear_small.wgsl");
-const REDUCE_WGSL: &str = include_str!("linear_reduce.wgsl");
+const BODY: &str = include_str!("linear.wgsl");
+const EPILOGUE: &str = include_str!("epilogue.wgsl");
+
+/// A linear kernel's source with `activation.wgsl` and `epilogue.wgsl` in front, made once.
+fn with_epilogue(cell: &'static std::sync::OnceLock<String>, body: &str) -> &'static str {
+    static HEAD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let head = super::elementwise::with_activation(&HEAD, EPILOGUE);
+    cell.get_or_init(|| format!("{head}\n{body}"))
+}
+static SMALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static REDUCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Output tiles below which `linear` splits K (see `linear.wgsl`): a GPU has 100+ cores that
 /// each want a few workgroups, and one image's projections (M = 197) have 48–192 tiles.
 const TARGET_TILES: usize = 512;
@@ -30,22 +38,24 @@ fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
     static SRC: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
     const NAMES: [&str; 4] = ["linear", "linear_f16", "linear_v4", "linear_f16_v4"];
     let srcs = SRC.get_or_init(|| {
-        let (a, b) = (WGSL.find("        // LOAD:").unwrap_or(0), WGSL.find("        // END LOAD").unwrap_or(0));
+        static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let wgsl: &str = with_epilogue(&FULL, BODY);
+        let (a, b) = (wgsl.find("        // LOAD:").unwrap_or(0), wgsl.find("        // END LOAD").unwrap_or(0));
         let vec4_load = |w_load: &str| {
             format!(
                 "        {{\n            let r = t / 4u;\n            let kq = (t % 4u) * 4u;\n            let c = k0 + kq;\n            var xv = vec4<f32>(0.0);\n            if (row0 + r < p.m && c < ke) {{ xv = x[(xo + (row0 + r) * p.k + c) / 4u]; }}\n            var wv = vec4<f32>(0.0);\n            if (col0 + r < p.n && c < ke) {{ {w_load} }}\n            for (var i = 0u; i < 4u; i++) {{ xs[(kq + i) * TS + r / 4u][r % 4u] = xv[i]; ws[(kq + i) * TS + r / 4u][r % 4u] = wv[i]; }}\n        }}\n"
             )
         };
-        let f16_scalar = WGSL
+        let f16_scalar = wgsl
             .replace("var<storage, read> w: array<f32>;", "var<storage, read> w: array<u32>;")
             .replace("wv = w[wo + gn * p.k + c];", "wv = unpack2x16float(w[(wo + gn * p.k + c) / 2u])[c % 2u];");
         let v4 = |w_ty: &str, w_load: &str| {
-            format!("{}{}{}", &WGSL[..a], vec4_load(w_load), &WGSL[b..])
+            format!("{}{}{}", &wgsl[..a], vec4_load(w_load), &wgsl[b..])
                 .replace("var<storage, read> x: array<f32>;", "var<storage, read> x: array<vec4<f32>>;")
                 .replace("var<storage, read> w: array<f32>;", &format!("var<storage, read> w: array<{w_ty}>;"))
         };
         [
-            WGSL.to_string(),
+            wgsl.to_string(),
             f16_scalar,
             v4("vec4<f32>", "wv = w[(wo + (col0 + r) * p.k + c) / 4u];"),
             v4("vec2<u32>", "let q = w[(wo + (col0 + r) * p.k + c) / 4u]; wv = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));"),
@@ -61,6 +71,20 @@ fn pipeline(ctx: &GpuContext, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::C
 }
 
 pub fn linear(ctx: &GpuContext, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>) -> Result<GpuTensor> {
+    linear_ex(ctx, x, w, b, None, None)
+}
+
+/// `act(x @ wᵀ + b) + res` in one pass over the output: the bias, the activation and the
+/// residual are applied while each output is in a register (`epilogue.wgsl`), so an MLP's
+/// first projection or a block's output projection writes its result once.
+pub fn linear_ex(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
+    act: Option<crate::tensor::Activation>,
+    res: Option<&GpuTensor>,
+) -> Result<GpuTensor> {
     let (Some(&k), &[n, wk]) = (x.shape.last(), &w.shape[..]) else {
         return Err(Error::arg(format!("linear: input {:?} and weight {:?} must be [.., K] and [N, K]", x.shape, w.shape)));
     };
@@ -77,17 +101,27 @@ pub fn linear(ctx: &GpuContext, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTens
     if let Some(last) = shape.last_mut() {
         *last = n;
     }
+    if let Some(r) = res {
+        if r.shape != shape || r.dtype != GpuDtype::F32 {
+            return Err(Error::arg(format!("linear: residual {:?} for an output of {shape:?}", r.shape)));
+        }
+    }
     let y = ctx.empty(&shape)?;
     if m == 0 || n == 0 {
         return Ok(y);
     }
-    let params = ctx.uniform(&[m as u32, n as u32, k as u32, b.is_some() as u32, 0, 0, 0, 0]);
-    let bias = b.map_or(&w.buf, |b| &b.buf);
+    // The epilogue's words: bias, activation, residual (unused bindings get the input).
+    let (has_bias, act, has_res) = (b.is_some() as u32, act.map_or(0, super::elementwise::act_code), res.is_some() as u32);
+    let bias = b.map_or(&x.buf, |b| &b.buf);
+    let resb = res.map_or(&x.buf, |r| &r.buf);
+    let (mu, nu, ku) = (m as u32, n as u32, k as u32);
     if m <= SMALL_M && k % 4 == 0 && w.dtype == GpuDtype::F32 {
         // Decoding: one workgroup per output column (split over x and y past the per-dimension limit).
         let gx = n.min(32768);
+        let params = ctx.uniform(&[mu, nu, ku, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
         let groups = (gx as u32, n.div_ceil(gx) as u32, 1);
-        return ctx.dispatch(&ctx.pipeline("linear_small", SMALL_WGSL), &[&x.buf, &w.buf, bias, &y.buf, &params], groups).map(|_| y);
+        let src = with_epilogue(&SMALL, include_str!("linear_small.wgsl"));
+        return ctx.dispatch(&ctx.pipeline("linear_small", src), &[&x.buf, &w.buf, bias, &y.buf, &params, resb], groups).map(|_| y);
     }
     let pipe = pipeline(ctx, k, w);
     let (tn, tm) = (n.div_ceil(TILE), m.div_ceil(TILE));
@@ -96,13 +130,15 @@ pub fn linear(ctx: &GpuContext, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTens
     let splits = k.div_ceil(kc);
     if splits > 1 && ((splits * m * n * 4) as u64) <= ctx.max_binding() {
         let part = ctx.empty(&[splits * m * n])?;
-        let pp = ctx.uniform(&[m as u32, n as u32, k as u32, 0, 0, 0, (m * n) as u32, kc as u32]);
-        ctx.dispatch(&pipe, &[&x.buf, &w.buf, &w.buf, &part.buf, &pp], (tn as u32, tm as u32, splits as u32))?;
-        let rp = ctx.uniform(&[(m * n) as u32, n as u32, splits as u32, b.is_some() as u32]);
-        ctx.dispatch_1d("linear_reduce", REDUCE_WGSL, &[&part.buf, bias, &y.buf, &rp], m * n, 256)?;
+        let pp = ctx.uniform(&[mu, nu, ku, 0, 0, 0, mu * nu, kc as u32, 0, 0, 0, 0]);
+        ctx.dispatch(&pipe, &[&x.buf, &w.buf, &x.buf, &part.buf, &pp, &x.buf], (tn as u32, tm as u32, splits as u32))?;
+        let rp = ctx.uniform(&[mu * nu, nu, splits as u32, has_bias, act, has_res, 0, 0]);
+        let src = with_epilogue(&REDUCE, include_str!("linear_reduce.wgsl"));
+        ctx.dispatch_1d("linear_reduce", src, &[&part.buf, bias, &y.buf, &rp, resb], m * n, 256)?;
         return Ok(y);
     }
-    ctx.dispatch(&pipe, &[&x.buf, &w.buf, bias, &y.buf, &params], (tn as u32, tm as u32, 1))?;
+    let params = ctx.uniform(&[mu, nu, ku, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
+    ctx.dispatch(&pipe, &[&x.buf, &w.buf, bias, &y.buf, &params, resb], (tn as u32, tm as u32, 1))?;
     Ok(y)
 }
 
@@ -131,9 +167,9 @@ pub fn matmul_nt(ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTe
     if batch == 0 || m == 0 || n == 0 {
         return Ok(y);
     }
-    let params = ctx.uniform(&[m as u32, n as u32, k as u32, 0, (m * k) as u32, (n * k) as u32, (m * n) as u32, 0]);
+    let params = ctx.uniform(&[m as u32, n as u32, k as u32, 0, (m * k) as u32, (n * k) as u32, (m * n) as u32, 0, 0, 0, 0, 0]);
     let pipe = pipeline(ctx, k, b);
-    ctx.dispatch(&pipe, &[&a.buf, &b.buf, &b.buf, &y.buf, &params], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, batch as u32))?;
+    ctx.dispatch(&pipe, &[&a.buf, &b.buf, &b.buf, &y.buf, &params, &a.buf], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, batch as u32))?;
     Ok(y)
 }
 
@@ -202,6 +238,33 @@ mod tests {
         let x = ctx.upload(&[0.0; 6], &[2, 3]).unwrap();
         let w = ctx.upload(&[0.0; 8], &[2, 4]).unwrap();
         assert!(linear(&ctx, &x, &w, None).unwrap_err().to_string().contains("3 features"));
+    }
+
+    /// The fused epilogue (bias, activation, residual) on each kernel path (few rows, split
+    /// K, one pass) equals the CPU's linear → act → add.
+    #[test]
+    fn fused_epilogue_matches_the_steps_on_cpu() {
+        use crate::tensor::Activation::*;
+        let ctx = super::super::test_context();
+        let dev = Device::Gpu(ctx.clone());
+        let acts = [None, Some(QuickGelu), Some(Gelu), Some(GeluTanh), Some(Silu), Some(Softplus)];
+        for (case, &(m, k, n)) in [(1usize, 768usize, 300usize), (197, 3072, 96), (70, 64, 130), (3, 6, 5)].iter().enumerate() {
+            for (i, &act) in acts.iter().enumerate() {
+                let with_res = (case + i) % 2 == 0;
+                let (xv, wv, bv, rv) = (vals(m * k, 11 + i), vals(n * k, 12), vals(n, 13), vals(m * n, 14));
+                let on = |d: &Device| -> Vec<f32> {
+                    let t = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, d).unwrap();
+                    let r = t(&rv, &[m, n]);
+                    t(&xv, &[m, k]).linear_ex(&t(&wv, &[n, k]), Some(&t(&bv, &[n])), act, with_res.then_some(&r)).unwrap().to_vec_f32().unwrap()
+                };
+                let d = crate::num::max_abs_diff(&on(&dev), &on(&Device::Cpu));
+                let tol = 1e-3 * (k as f32 / 768.0).max(1.0);
+                assert!(d < tol, "[{m}, {k}] x [{n}, {k}] {act:?}, residual {with_res}: max |Δ| {d}");
+            }
+        }
+        let (x, w) = (Tensor::from_f32(vals(6, 1), &[2, 3], &dev).unwrap(), Tensor::from_f32(vals(12, 2), &[4, 3], &dev).unwrap());
+        let bad = Tensor::from_f32(vals(6, 3), &[2, 3], &dev).unwrap();
+        assert!(x.linear_ex(&w, None, None, Some(&bad)).unwrap_err().to_string().contains("residual"));
     }
 
     /// A weight larger than the binding limit is split into row blocks that each fit, and

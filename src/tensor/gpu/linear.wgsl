@@ -8,15 +8,17 @@
 //
 // Split-K (`kc` > 0, when the output has too few tiles to fill the GPU): workgroup z walks
 // k in [z·kc, z·kc + kc) only and writes its partial product to its own slab of y (ybs = M·N,
-// no bias); `linear_reduce.wgsl` adds the slabs and the bias.
+// no epilogue); `linear_reduce.wgsl` adds the slabs and applies it. The epilogue
+// (epilogue.wgsl: bias, activation, residual) is prepended by `linear.rs`.
 
-struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, kc: u32 }
+struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, kc: u32, act: u32, has_res: u32, pad0: u32, pad1: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> res: array<f32>; // the residual (p.has_res), like y
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -32,11 +34,7 @@ fn store_row(yo: u32, r: u32, c0: u32, v: vec4<f32>) {
     if (r >= p.m) { return; }
     for (var j = 0u; j < 4u; j++) {
         let c = c0 + j;
-        if (c < p.n) {
-            var o = v[j];
-            if (p.has_bias != 0u) { o += b[c]; }
-            y[yo + r * p.n + c] = o;
-        }
+        if (c < p.n) { y[yo + r * p.n + c] = finish(v[j], r * p.n + c, c); }
     }
 }
 

@@ -1,11 +1,13 @@
-// The second pass of a split-K `linear` (linear.wgsl): y = Σ_z part[z] + b, over M·N outputs.
+// The second pass of a split-K `linear` (linear.wgsl): y = finish(Σ_z part[z]) over M·N
+// outputs, the epilogue (bias, activation, residual; epilogue.wgsl) prepended by `linear.rs`.
 
-struct Params { mn: u32, n: u32, splits: u32, has_bias: u32 }
+struct Params { mn: u32, n: u32, splits: u32, has_bias: u32, act: u32, has_res: u32, pad0: u32, pad1: u32 }
 
 @group(0) @binding(0) var<storage, read> part: array<f32>; // [splits, M, N]
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> res: array<f32>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -13,6 +15,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (t >= p.mn) { return; }
     var s = 0.0;
     for (var z = 0u; z < p.splits; z++) { s += part[z * p.mn + t]; }
-    if (p.has_bias != 0u) { s += b[t % p.n]; }
-    y[t] = s;
+    y[t] = finish(s, t, t % p.n);
 }

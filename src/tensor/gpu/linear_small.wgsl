@@ -1,15 +1,17 @@
 // y[M, N] = x[M, K] · w[N, K]ᵀ (+ b[N]) for a few rows (decoding: M ≤ 8) and K a multiple of
 // 4: the tiled kernel would compute 64 rows for each one needed. One workgroup per output
 // column: its 64 invocations split K (reading the weight row as coalesced vec4s), each keeps
-// one partial sum per row, and a tree in workgroup memory adds them up.
+// one partial sum per row, and a tree in workgroup memory adds them up. The epilogue
+// (epilogue.wgsl) is prepended by `linear.rs`.
 
-struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, pad: u32 }
+struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, kc: u32, act: u32, has_res: u32, pad0: u32, pad1: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> res: array<f32>;
 
 const MR: u32 = 8u; // rows at most (linear.rs checks)
 const LANES: u32 = 64u;
@@ -38,9 +40,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         }
         workgroupBarrier();
     }
-    if (l < p.m) {
-        var v = red[l * LANES];
-        if (p.has_bias != 0u) { v += b[col]; }
-        y[l * p.n + col] = v;
-    }
+    if (l < p.m) { y[l * p.n + col] = finish(red[l * LANES], l * p.n + col, col); }
 }

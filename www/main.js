@@ -7,7 +7,7 @@ import { drawOverlay as draw } from './overlay.js';
 import { copyLinkButton, pickFiles, readUrl as readParams, writeUrl as writeParams } from './page.js';
 import { renderReport } from './report.js';
 import { connect } from './rpc.js';
-import { backendLabel, backendTitle, backendToLoad, panel, saveChoice } from './ui.js';
+import { backendLabel, backendTitle, loadWithChoice, panel } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -113,22 +113,11 @@ async function ensureModel(withText) {
   }
 }
 
-/**
- * Loads with `load(backend)` on the user's backend, or on `auto` on the choice measured earlier
- * in this browser (cached per adapter and model); a fresh measurement is kept for next time.
- */
+/** Loads on the user's backend or `auto`'s measured (or cached) choice (ui.js). */
 async function loadOn(model, load) {
-  const pick = backendToLoad(state.backend, adapter, model);
-  if (pick.auto) setStatus(`Loading on ${pick.backend === 'webgpu' ? 'WebGPU' : 'the CPU'} (the faster here when measured: ${pick.auto.reason})…`);
-  else if (state.backend === 'auto') setStatus('Loading, then timing one layer on each backend to pick the faster…');
-  const info = await load(pick.backend);
-  if (state.backend === 'auto') {
-    if (info.choice) {
-      saveChoice(adapter, model, info.choice);
-      auto = { reason: info.choice.reason, source: 'measured' };
-    } else if (pick.auto) auto = pick.auto;
-  }
-  return info;
+  const r = await loadWithChoice({ backend: state.backend, adapter, model, load, setStatus, what: 'layer' });
+  if (r.auto) auto = r.auto;
+  return r.info;
 }
 
 function afterLoad() {

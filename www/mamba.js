@@ -7,7 +7,7 @@ import { drawScaling } from './chart.js';
 import { modelBase } from './loader.js';
 import { copyLinkButton, pickFiles, readUrl as readParams, renderStats, writeUrl as writeParams } from './page.js';
 import { connect } from './rpc.js';
-import { backendLabel, backendTitle, backendToLoad, panel, saveChoice } from './ui.js';
+import { backendLabel, backendTitle, loadWithChoice, panel } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULTS = {
@@ -110,19 +110,12 @@ async function ensureModel() {
     $('lm-progress').hidden = true;
   }
 }
-/** As the CLIP tab: `auto` loads on the choice measured earlier in this browser, or measures. */
+/** As the CLIP tab: the user's backend or `auto`'s measured (or cached) choice (ui.js). */
 async function loadOn(model, load) {
   await hello; // the adapter keys the cache
-  const pick = backendToLoad(state.lmbackend, adapter, model);
-  if (!pick.auto && state.lmbackend === 'auto') setStatus('Loading, then timing one block on each backend to pick the faster…');
-  const info = await load(pick.backend);
-  if (state.lmbackend === 'auto') {
-    if (info.choice) {
-      saveChoice(adapter, model, info.choice);
-      auto = { reason: info.choice.reason, source: 'measured' };
-    } else if (pick.auto) auto = pick.auto;
-  }
-  return info;
+  const r = await loadWithChoice({ backend: state.lmbackend, adapter, model, load, setStatus, what: 'block' });
+  if (r.auto) auto = r.auto;
+  return r.info;
 }
 function afterLoad(info) {
   badge(info.device);

@@ -37,7 +37,7 @@ function autoKey(adapter, model) {
 }
 
 /** The cached choice `{backend, reason, figures}` for this adapter and model, or null. */
-export function cachedChoice(adapter, model) {
+function cachedChoice(adapter, model) {
   try {
     return JSON.parse(localStorage.getItem(AUTO_STORE) || '{}')[autoKey(adapter, model)] ?? null;
   } catch {
@@ -46,7 +46,7 @@ export function cachedChoice(adapter, model) {
 }
 
 /** Keeps a measured choice (one with figures) for later loads. */
-export function saveChoice(adapter, model, choice) {
+function saveChoice(adapter, model, choice) {
   if (!choice?.figures?.length) return;
   try {
     const all = JSON.parse(localStorage.getItem(AUTO_STORE) || '{}');
@@ -61,7 +61,7 @@ export function saveChoice(adapter, model, choice) {
  * The backend to ask the worker for: the user's choice, or on `auto` a cached measured choice.
  * Returns `{backend, auto}`, `auto` being `{reason, source: 'cached'}` when the cache answered.
  */
-export function backendToLoad(backend, adapter, model) {
+function backendToLoad(backend, adapter, model) {
   if (backend !== 'auto') return { backend, auto: null };
   const c = cachedChoice(adapter, model);
   return c ? { backend: c.backend, auto: { reason: c.reason, source: 'cached', figures: c.figures } } : { backend: 'auto', auto: null };
@@ -112,4 +112,22 @@ export function panel({ status, error, progress, busyClass }) {
     setStatus(`Downloading weights… ${p.total ? `${(frac * 100).toFixed(0)}%` : fmtBytes(p.loaded)}`);
   }
   return { setStatus, showError, clearError, setBusy, task, progress: showProgress };
+}
+
+/**
+ * Loads a model with `load(backend)`: on the user's backend, or on `auto` on the choice measured
+ * earlier in this browser for this adapter and model, else measuring (in the worker) and keeping
+ * the result. Resolves to `{info, auto}`: `auto` is `{reason, source: 'measured' | 'cached'}`
+ * when `auto` chose now, else null. `what`: the unit timed ("layer", "block").
+ */
+export async function loadWithChoice({ backend, adapter, model, load, setStatus, what }) {
+  const pick = backendToLoad(backend, adapter, model);
+  if (pick.auto) setStatus(`Loading on ${pick.backend === 'webgpu' ? 'WebGPU' : 'the CPU'}, the faster here when measured…`);
+  else if (backend === 'auto') setStatus(`Loading, then timing one ${what} on each backend to pick the faster…`);
+  const info = await load(pick.backend);
+  if (backend === 'auto' && info.choice) {
+    saveChoice(adapter, model, info.choice);
+    return { info, auto: { reason: info.choice.reason, source: 'measured' } };
+  }
+  return { info, auto: backend === 'auto' ? pick.auto : null };
 }

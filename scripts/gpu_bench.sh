@@ -110,6 +110,7 @@ clip, cpu = load("clip-gpu.json"), load("clip-cpu.json")
 cpu1 = next((r["ms_median"] for r in cpu or [] if r["keep"] == 1 and r["batch"] == 1), None)
 for r in clip or []:
     extra = f"GPU/CPU {r['ms_median'] / cpu1:.3f}" if cpu1 and r["batch"] == 1 and r["keep"] == 1 else ""
+    extra = f"{extra} first/warm {r['first_ms'] / r['ms_median']:.2f}, {r['dispatches']} dispatches".strip()
     rows.append((f"clip ViT-B/16 b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})", extra))
 for r in cpu or []:
     rows.append((f"clip ViT-B/16 CPU b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})", ""))

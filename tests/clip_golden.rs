@@ -248,3 +248,19 @@ fn bench_counts_dispatches_on_the_gpu() {
     let cpu = bench_clip(&fx.clip(&Device::Cpu).unwrap(), &spec, |_| {}).unwrap();
     assert!(cpu.iter().all(|r| r.dispatches.is_none() && r.submits.is_none()));
 }
+
+/// Loading compiles every pipeline a run needs (no shader compile stalls the first run): the
+/// golden towers and every pruning case on a fresh GPU context add none.
+#[test]
+fn loading_compiles_every_pipeline_a_run_needs() {
+    let fx = fixture();
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    let Device::Gpu(ctx) = &gpu else { unreachable!() };
+    assert_eq!(ctx.pipeline_count(), 0);
+    let clip = fx.clip(&gpu).unwrap();
+    let loaded = ctx.pipeline_count();
+    assert!(loaded > 0);
+    fx.check_towers(&clip).unwrap();
+    fx.check_pruning(&clip).unwrap();
+    assert_eq!(ctx.pipeline_count(), loaded, "a run compiled pipelines the load did not");
+}

@@ -265,3 +265,18 @@ fn a_vocabulary_over_the_binding_limit_gives_the_cpus_logits() {
     assert_eq!(g.logits.len(), 5 * 300);
     assert!(d <= 1e-4, "{d}");
 }
+
+/// Loading compiles every pipeline generation needs (prefill, steps, MRSS): none is added by a run.
+#[test]
+fn loading_compiles_every_pipeline_generation_needs() {
+    use effarch::models::lm::SampleOptions;
+    use effarch::models::mamba::generate::generate;
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    let Device::Gpu(ctx) = &gpu else { unreachable!() };
+    let m = MambaLM::load_dir(dir(), &gpu).unwrap().0;
+    let loaded = ctx.pipeline_count();
+    let o = SampleOptions { max_new_tokens: 3, ..Default::default() };
+    generate(&m, &[5, 17, 42, 7, 9, 11, 13, 2, 4], &o, 0.05, |_| {}).unwrap();
+    generate(&m, &[5, 17], &o, 0.0, |_| {}).unwrap();
+    assert_eq!(ctx.pipeline_count(), loaded, "a run compiled pipelines the load did not");
+}

@@ -83,6 +83,10 @@ pub struct BenchRow {
     /// the CPU): the fixed per-dispatch costs a real GPU pays.
     pub dispatches: Option<u64>,
     pub submits: Option<u64>,
+    /// The first pass of this setting (the warm-up), ms per image: on a GPU it pays for any
+    /// pipeline not compiled at load (the cold start), so first_ms / ms_median says what a
+    /// user's first run costs.
+    pub first_ms: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -145,15 +149,17 @@ pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl 
         let pv = Tensor::from_f32(random_values(b * 3 * s * s, 99, 1.0), &[b, 3, s, s], &clip.device)?;
         let cfgs = spec.keeps.iter().map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone())).collect::<Result<Vec<_>>>()?;
         // Warm-up: first-touch allocations, thread pools, pipeline caches.
-        let (mut flops, mut counts) = (Vec::new(), Vec::new());
+        let (mut flops, mut counts, mut first) = (Vec::new(), Vec::new(), Vec::new());
         let counters = || match &clip.device {
             crate::tensor::Device::Gpu(c) => Some(c.counters()),
             crate::tensor::Device::Cpu => None,
         };
         for cfg in &cfgs {
             let before = counters();
+            let t0 = now_ms();
             let out = clip.vision.forward_async(&pv, Some(cfg), &mut Timings::start()).await?;
             out.image_embeds.to_vec_f32_async().await?;
+            first.push((now_ms() - t0) / b as f64);
             flops.push(out.flops / out.flops_unpruned);
             counts.push(before.zip(counters()).map(|((d0, s0), (d1, s1))| (d1 - d0, s1 - s0)));
         }
@@ -177,6 +183,7 @@ pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl 
                 flop_ratio: flops[i],
                 dispatches: counts[i].map(|c| c.0),
                 submits: counts[i].map(|c| c.1),
+                first_ms: first[i],
             };
             progress(&format!("batch {b} keep {keep:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})", row.ms_median, row.ratio, row.flop_ratio));
             rows.push(row);

@@ -82,6 +82,15 @@ impl Device {
         }
     }
 
+    /// Compiles the GPU pipelines a model will run (`kinds` beyond the common ones) now, at
+    /// load; nothing on the CPU. Returns the ms it took.
+    pub fn precompile(&self, kinds: &[super::gpu::Kernels]) -> f64 {
+        match self {
+            Device::Cpu => 0.0,
+            Device::Gpu(c) => c.precompile(kinds),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Device::Cpu => "cpu",

@@ -16,6 +16,7 @@ mod linear_weight;
 pub mod ssm;
 
 pub use device::{block_on, time_best, Choice, Device, Figure};
+pub use gpu::Kernels;
 pub use linear_weight::LinearWeight;
 
 use crate::error::{Error, Result};

@@ -106,10 +106,10 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
         return emit(&rows);
     }
     println!("ViT-B/16 vision tower, {} , scorer {} at layer(s) {:?}, median of {} rounds", device.describe(), scorer, spec.layers, spec.iters);
-    println!("{:>5} {:>5} {:>10} {:>7} {:>10} {:>10}", "batch", "keep", "ms/img", "ratio", "FLOP bound", "dispatches");
+    println!("{:>5} {:>5} {:>10} {:>7} {:>10} {:>10} {:>10}", "batch", "keep", "ms/img", "ratio", "FLOP bound", "dispatches", "first/warm");
     for r in rows {
         let d = r.dispatches.map_or("-".to_string(), |d| d.to_string());
-        println!("{:>5} {:>5.2} {:>10.1} {:>7.3} {:>10.3} {:>10}", r.batch, r.keep, r.ms_median, r.ratio, r.flop_ratio, d);
+        println!("{:>5} {:>5.2} {:>10.1} {:>7.3} {:>10.3} {:>10} {:>10.2}", r.batch, r.keep, r.ms_median, r.ratio, r.flop_ratio, d, r.first_ms / r.ms_median);
     }
     Ok(())
 }

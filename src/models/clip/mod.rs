@@ -10,7 +10,7 @@ use crate::clock::Timings;
 use crate::error::{Error, Result};
 use crate::image::{decode, ClipPreprocess};
 use crate::prune::PruneConfig;
-use crate::tensor::{Device, Tensor};
+use crate::tensor::{Device, Kernels, Tensor};
 use crate::weights::Weights;
 pub use config::ClipConfig;
 use image::RgbImage;
@@ -80,6 +80,14 @@ impl Clip {
     pub fn load(config: ClipConfig, w: &Weights, device: &Device, with_text: bool) -> Result<Clip> {
         let vision = VisionModel::load(w, config.vision(), config.projection_dim, device)?;
         let text = if with_text { Some(TextModel::load(w, config.text(), config.projection_dim, device)?) } else { None };
+        // The GPU's pipelines compiled now, not in the first run.
+        let heads = |hidden: usize, h: usize| Kernels::Attention { head_dim: hidden / h.max(1) };
+        let (v, t) = (config.vision(), config.text());
+        let mut kinds = vec![heads(v.hidden_size, v.num_attention_heads)];
+        if with_text {
+            kinds.push(heads(t.hidden_size, t.num_attention_heads));
+        }
+        device.precompile(&kinds);
         let logit_scale = if w.contains("logit_scale") { w.get_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0) } else { (1.0f32 / 0.07).ln() };
         Ok(Clip {
             preprocess: ClipPreprocess::new(config.vision().image_size as u32),

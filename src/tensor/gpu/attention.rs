@@ -25,6 +25,10 @@ fn main_kernel(d: usize) -> (&'static str, &'static str) {
     k.push((d, name, src));
     (name, src)
 }
+/// The pipelines attention with head size `d` runs.
+pub(super) fn kernels(d: usize) -> Vec<(&'static str, &'static str)> {
+    vec![main_kernel(d), ("attention_combine", source(&COMBINE_WGSL, COMBINE))]
+}
 static COMBINE_WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Loop iterations one invocation may run: Mesa's llvmpipe ends an invocation after 65535 loop
 /// iterations and keeps what it has (measured: 2·d + 1 per key fails from about 60 000 on), so

@@ -4,6 +4,10 @@ use super::{GpuContext, GpuTensor};
 use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("copy.wgsl");
+
+pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
+    vec![("copy", WGSL)]
+}
 const MAX_RANK: usize = 6;
 
 fn contiguous_strides(shape: &[usize]) -> Vec<usize> {

@@ -26,6 +26,10 @@ pub(crate) fn act_code(a: crate::tensor::Activation) -> u32 {
 
 static WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
+    vec![("elementwise", with_activation(&WGSL, include_str!("elementwise.wgsl")))]
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum Op {
     Add,
@@ -67,7 +71,8 @@ pub fn elementwise(ctx: &GpuContext, a: &GpuTensor, b: Option<&GpuTensor>, op: O
         return Ok(y);
     }
     let params = ctx.uniform(&[n as u32, rhs.len() as u32, code, s.to_bits()]);
-    ctx.dispatch_1d("elementwise", with_activation(&WGSL, include_str!("elementwise.wgsl")), &[&a.buf, &rhs.buf, &y.buf, &params], n, 256)?;
+    let [(name, src)] = kernels()[..] else { unreachable!() };
+    ctx.dispatch_1d(name, src, &[&a.buf, &rhs.buf, &y.buf, &params], n, 256)?;
     Ok(y)
 }
 

@@ -65,6 +65,19 @@ fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
     (NAMES[i], &srcs[i])
 }
 
+/// The pipelines `linear` and `matmul_nt` run: every load variant (f16 weights only where the
+/// context stores them), the few-row kernel and split K's reduce.
+pub(super) fn kernels(f16: bool) -> Vec<(&'static str, &'static str)> {
+    let mut v: Vec<_> = [(false, false), (true, false)]
+        .into_iter()
+        .chain(f16.then_some([(false, true), (true, true)]).into_iter().flatten())
+        .map(|(v4, h)| variant(v4, h))
+        .collect();
+    v.push(("linear_small", with_epilogue(&SMALL, include_str!("linear_small.wgsl"))));
+    v.push(("linear_reduce", with_epilogue(&REDUCE, include_str!("linear_reduce.wgsl"))));
+    v
+}
+
 fn pipeline(ctx: &GpuContext, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::ComputePipeline> {
     let (name, src) = variant(k % 4 == 0, w.dtype == GpuDtype::F16);
     ctx.pipeline(name, src)
@@ -120,8 +133,13 @@ pub fn linear_ex(
         let gx = n.min(32768);
         let params = ctx.uniform(&[mu, nu, ku, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
         let groups = (gx as u32, n.div_ceil(gx) as u32, 1);
-        let src = with_epilogue(&SMALL, include_str!("linear_small.wgsl"));
-        return ctx.dispatch(&ctx.pipeline("linear_small", src), &[&x.buf, &w.buf, bias, &y.buf, &params, resb], groups).map(|_| y);
+        return ctx
+            .dispatch(
+                &ctx.pipeline("linear_small", with_epilogue(&SMALL, include_str!("linear_small.wgsl"))),
+                &[&x.buf, &w.buf, bias, &y.buf, &params, resb],
+                groups,
+            )
+            .map(|_| y);
     }
     let pipe = pipeline(ctx, k, w);
     let (tn, tm) = (n.div_ceil(TILE), m.div_ceil(TILE));

@@ -28,6 +28,15 @@ pub struct AdapterReport {
     pub software: bool,
 }
 
+/// Kernel families beyond the ones every model uses (linear, copy, element-wise, row ops,
+/// selection), for [`GpuContext::precompile`].
+#[derive(Clone, Copy, Debug)]
+pub enum Kernels {
+    Attention { head_dim: usize },
+    Rope,
+    Ssm,
+}
+
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -201,6 +210,34 @@ impl GpuContext {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking() -> Result<Arc<GpuContext>> {
         pollster::block_on(Self::new())
+    }
+
+    /// Compiles the pipelines of the kernels `kinds` need now, at load, so that a model's first
+    /// run does not stall while shaders compile (the usual WebGPU cold start). Returns the ms
+    /// it took.
+    pub fn precompile(&self, kinds: &[Kernels]) -> f64 {
+        let t0 = crate::clock::now_ms();
+        let mut list = linear::kernels(self.f16_weights);
+        list.extend(copy::kernels());
+        list.extend(elementwise::kernels());
+        list.extend(rows::kernels());
+        list.extend(select::kernels());
+        for k in kinds {
+            match *k {
+                Kernels::Attention { head_dim } => list.extend(attention::kernels(head_dim)),
+                Kernels::Rope => list.extend(rope::kernels()),
+                Kernels::Ssm => list.extend(ssm::kernels()),
+            }
+        }
+        for (name, src) in list {
+            self.pipeline(name, src);
+        }
+        crate::clock::now_ms() - t0
+    }
+
+    /// Pipelines compiled so far.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// The compute pipeline of `name`, compiled once from `wgsl` (entry point `main`).

@@ -6,6 +6,10 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("rows.wgsl");
 
+pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
+    vec![("rows", WGSL)]
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum RowOp {
     LayerNorm {

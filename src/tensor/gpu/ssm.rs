@@ -7,6 +7,10 @@ use crate::error::{Error, Result};
 
 const CONV: &str = include_str!("ssm_conv.wgsl");
 const SCAN: &str = include_str!("ssm_scan.wgsl");
+
+pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
+    vec![("ssm_conv", CONV), ("ssm_scan", SCAN)]
+}
 /// State values per channel the scan kernel holds in registers.
 pub const MAX_STATE: usize = 64;
 

@@ -33,6 +33,8 @@ struct ClipJson<'a> {
     #[serde(flatten)]
     report: &'a RunReport,
     load_ms: f64,
+    /// Of `load_ms`, the GPU pipeline compiles (0 on the CPU); the rest is reading and uploading weights.
+    compile_ms: f64,
     scorer: String,
     keep: f32,
 }
@@ -79,9 +81,16 @@ pub fn run(a: ClipArgs) -> Result<()> {
     }
 
     if a.common.json {
-        return emit(&ClipJson { report: &report, load_ms, scorer: prune.scorer.to_string(), keep: prune.keep });
+        return emit(&ClipJson { report: &report, load_ms, compile_ms: session.clip.compile_ms, scorer: prune.scorer.to_string(), keep: prune.keep });
     }
-    println!("model       {} ({} layers, {}x{} patches), loaded in {load_ms:.0} ms", dir.display(), model.vision.num_layers(), report.grid, report.grid);
+    let compile = if model.compile_ms > 0.0 { format!(" ({:.0} ms of it compiling GPU pipelines)", model.compile_ms) } else { String::new() };
+    println!(
+        "model       {} ({} layers, {}x{} patches), loaded in {load_ms:.0} ms{compile}",
+        dir.display(),
+        model.vision.num_layers(),
+        report.grid,
+        report.grid
+    );
     println!("device      {}", report.device);
     println!("pruning     {} keep {} at layer(s) {:?}", prune.scorer, prune.keep, prune.layers);
     for s in &report.kept {

@@ -30,6 +30,9 @@ pub struct Clip {
     pub logit_scale: f32,
     pub preprocess: ClipPreprocess,
     pub device: Device,
+    /// Of the load, the ms spent compiling GPU pipelines (0 on the CPU); the rest is reading
+    /// and uploading weights.
+    pub compile_ms: f64,
 }
 
 /// What one run does besides the pruned forward pass.
@@ -87,7 +90,7 @@ impl Clip {
         if with_text {
             kinds.push(heads(t.hidden_size, t.num_attention_heads));
         }
-        device.precompile(&kinds);
+        let compile_ms = device.precompile(&kinds);
         let logit_scale = if w.contains("logit_scale") { w.get_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0) } else { (1.0f32 / 0.07).ln() };
         Ok(Clip {
             preprocess: ClipPreprocess::new(config.vision().image_size as u32),
@@ -97,6 +100,7 @@ impl Clip {
             tokenizer: None,
             logit_scale,
             device: device.clone(),
+            compile_ms,
         })
     }
 

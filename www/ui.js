@@ -36,12 +36,24 @@ function autoKey(adapter, model) {
   return `${adapter ?? 'no GPU adapter'}|${THREADS} thread|${model}`;
 }
 
-/** The cached choice `{backend, reason, figures}` for this adapter and model, or null. */
+/** The cached choice `{backend, reason, figures}` for this adapter and model, or null (also for an entry that is not one). */
 function cachedChoice(adapter, model) {
   try {
-    return JSON.parse(localStorage.getItem(AUTO_STORE) || '{}')[autoKey(adapter, model)] ?? null;
+    const c = JSON.parse(localStorage.getItem(AUTO_STORE) || '{}')[autoKey(adapter, model)];
+    return c && ['webgpu', 'cpu'].includes(c.backend) && typeof c.reason === 'string' ? c : null;
   } catch {
     return null;
+  }
+}
+
+/** Drops the cached choice for this adapter and model (it failed to load). */
+function forgetChoice(adapter, model) {
+  try {
+    const all = JSON.parse(localStorage.getItem(AUTO_STORE) || '{}');
+    delete all[autoKey(adapter, model)];
+    localStorage.setItem(AUTO_STORE, JSON.stringify(all));
+  } catch {
+    // blocked storage: nothing was cached either
   }
 }
 
@@ -64,7 +76,7 @@ function saveChoice(adapter, model, choice) {
 function backendToLoad(backend, adapter, model) {
   if (backend !== 'auto') return { backend, auto: null };
   const c = cachedChoice(adapter, model);
-  return c ? { backend: c.backend, auto: { reason: c.reason, source: 'cached', figures: c.figures } } : { backend: 'auto', auto: null };
+  return c ? { backend: c.backend, auto: { reason: c.reason, source: 'cached' } } : { backend: 'auto', auto: null };
 }
 
 /**
@@ -124,7 +136,15 @@ export async function loadWithChoice({ backend, adapter, model, load, setStatus,
   const pick = backendToLoad(backend, adapter, model);
   if (pick.auto) setStatus(`Loading on ${pick.backend === 'webgpu' ? 'WebGPU' : 'the CPU'}, the faster here when measured…`);
   else if (backend === 'auto') setStatus(`Loading, then timing one ${what} on each backend to pick the faster…`);
-  const info = await load(pick.backend);
+  let info;
+  try {
+    info = await load(pick.backend);
+  } catch (e) {
+    // A cached WebGPU choice on an adapter that no longer works: forget it and choose again.
+    if (!pick.auto || pick.backend !== 'webgpu') throw e;
+    forgetChoice(adapter, model);
+    return loadWithChoice({ backend, adapter, model, load, setStatus, what });
+  }
   if (backend === 'auto' && info.choice) {
     saveChoice(adapter, model, info.choice);
     return { info, auto: { reason: info.choice.reason, source: 'measured' } };

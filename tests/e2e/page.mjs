@@ -463,6 +463,16 @@ await check('auto measures a layer on each backend, passes over the software Web
   // "cached" means the worker was told the backend and measured nothing (a measuring load reports its figures).
   assert(again.backend === 'cpu' && again.auto === 'cached' && again.title.includes(entry[1].reason), `after reload: ${JSON.stringify(again)}`);
   console.log(`    reload: ${again.title}`);
+  // A cache entry that is not a choice (edited, another version's) is ignored: measured again.
+  await page.evaluate(([s, k]) => {
+    const all = JSON.parse(localStorage.getItem(s));
+    all[k].backend = 'bogus';
+    localStorage.setItem(s, JSON.stringify(all));
+  }, [AUTO_STORE, entry[0]]);
+  await reload();
+  await result();
+  const remeasured = await badgeOf('#backend-badge');
+  assert(remeasured.auto === 'measured' && remeasured.backend === 'cpu', `after a bad cache entry: ${JSON.stringify(remeasured)}`);
 
   await open(`${origin}/?tab=mamba&lm=./fixtures/mamba-tiny&prompt=Hello&max=2`);
   const g = await generation();

@@ -25,8 +25,12 @@ fn main_kernel(d: usize) -> (&'static str, &'static str) {
     k.push((d, name, src));
     (name, src)
 }
-/// The pipelines attention with head size `d` runs.
+/// The pipelines attention with head size `d` runs (none for a size it refuses: the run
+/// reports that, not a shader compile error at load).
 pub(super) fn kernels(d: usize) -> Vec<(&'static str, &'static str)> {
+    if d == 0 || d > MAX_HEAD_DIM {
+        return Vec::new();
+    }
     vec![main_kernel(d), ("attention_combine", source(&COMBINE_WGSL, COMBINE))]
 }
 static COMBINE_WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();

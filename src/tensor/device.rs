@@ -43,7 +43,12 @@ impl Device {
 
     /// [`Device::best_async`], and why a GPU adapter was passed over when one was.
     pub async fn best_with_reason_async() -> (Device, Option<String>) {
-        match GpuContext::new().await {
+        Self::by_rule(GpuContext::new().await)
+    }
+
+    /// The rule of [`Device::best_with_reason_async`] on a GPU context already asked for.
+    pub fn by_rule(gpu: Result<Arc<GpuContext>>) -> (Device, Option<String>) {
+        match gpu {
             Ok(c) if c.adapter.software => (
                 Device::Cpu,
                 Some(format!("{} is a software GPU adapter ({}), slower than the CPU path: auto runs on the CPU", c.adapter.name, c.adapter.backend)),

@@ -93,12 +93,7 @@ impl LinearWeight {
         if let [w] = &self.parts[..] {
             return x.linear_ex(w, b, act, res);
         }
-        let y = self.forward(x, b)?;
-        let y = match act {
-            Some(a) => y.act(a)?,
-            None => y,
-        };
-        res.map_or(Ok(y.clone()), |r| y.add(r))
+        self.forward(x, b)?.epilogue(act, res)
     }
 
     /// `x @ wᵀ + b` over any leading dims.

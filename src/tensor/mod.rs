@@ -214,10 +214,14 @@ impl Tensor {
             };
             return Ok(Tensor::Gpu(c.clone(), gpu::linear::linear_ex(c, x, w, bg, act, rg)?));
         }
-        let y = self.linear(w, b)?;
+        self.linear(w, b)?.epilogue(act, res)
+    }
+
+    /// `act(self) + res`, as separate ops: the unfused form of [`Tensor::linear_ex`]'s epilogue.
+    pub(crate) fn epilogue(self, act: Option<Activation>, res: Option<&Tensor>) -> Result<Tensor> {
         let y = match act {
-            Some(a) => y.act(a)?,
-            None => y,
+            Some(a) => self.act(a)?,
+            None => self,
         };
         match res {
             Some(r) => y.add(r),

@@ -65,11 +65,10 @@ pub async fn auto_choice() -> Result<JsValue, JsError> {
         /// page keys its cache of measured choices by it.
         adapter: Option<String>,
     }
-    let adapter = match crate::tensor::gpu::GpuContext::new().await {
-        Ok(c) => Some(format!("{}{}", c.adapter.name, if c.adapter.software { ", software" } else { "" })),
-        Err(_) => None,
-    };
-    let (d, reason) = Device::best_with_reason_async().await;
+    // One adapter request for both answers.
+    let gpu = crate::tensor::gpu::GpuContext::new().await;
+    let adapter = gpu.as_ref().ok().map(|c| format!("{}{}", c.adapter.name, if c.adapter.software { ", software" } else { "" }));
+    let (d, reason) = Device::by_rule(gpu);
     to_js(&Auto { device: d.describe(), reason, adapter })
 }
 

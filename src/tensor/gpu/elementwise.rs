@@ -26,8 +26,13 @@ pub(crate) fn act_code(a: crate::tensor::Activation) -> u32 {
 
 static WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// The kernel's source: `elementwise.wgsl` with the activations in front.
+fn source() -> &'static str {
+    with_activation(&WGSL, include_str!("elementwise.wgsl"))
+}
+
 pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
-    vec![("elementwise", with_activation(&WGSL, include_str!("elementwise.wgsl")))]
+    vec![("elementwise", source())]
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -71,8 +76,7 @@ pub fn elementwise(ctx: &GpuContext, a: &GpuTensor, b: Option<&GpuTensor>, op: O
         return Ok(y);
     }
     let params = ctx.uniform(&[n as u32, rhs.len() as u32, code, s.to_bits()]);
-    let [(name, src)] = kernels()[..] else { unreachable!() };
-    ctx.dispatch_1d(name, src, &[&a.buf, &rhs.buf, &y.buf, &params], n, 256)?;
+    ctx.dispatch_1d("elementwise", source(), &[&a.buf, &rhs.buf, &y.buf, &params], n, 256)?;
     Ok(y)
 }
 

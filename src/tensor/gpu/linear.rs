@@ -68,14 +68,19 @@ fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
 /// The pipelines `linear` and `matmul_nt` run: every load variant (f16 weights only where the
 /// context stores them), the few-row kernel and split K's reduce.
 pub(super) fn kernels(f16: bool) -> Vec<(&'static str, &'static str)> {
-    let mut v: Vec<_> = [(false, false), (true, false)]
-        .into_iter()
-        .chain(f16.then_some([(false, true), (true, true)]).into_iter().flatten())
-        .map(|(v4, h)| variant(v4, h))
-        .collect();
-    v.push(("linear_small", with_epilogue(&SMALL, include_str!("linear_small.wgsl"))));
-    v.push(("linear_reduce", with_epilogue(&REDUCE, include_str!("linear_reduce.wgsl"))));
+    let mut v = vec![variant(false, false), variant(true, false), small(), reduce()];
+    if f16 {
+        v.extend([variant(false, true), variant(true, true)]);
+    }
     v
+}
+
+fn small() -> (&'static str, &'static str) {
+    ("linear_small", with_epilogue(&SMALL, include_str!("linear_small.wgsl")))
+}
+
+fn reduce() -> (&'static str, &'static str) {
+    ("linear_reduce", with_epilogue(&REDUCE, include_str!("linear_reduce.wgsl")))
 }
 
 fn pipeline(ctx: &GpuContext, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::ComputePipeline> {
@@ -133,13 +138,8 @@ pub fn linear_ex(
         let gx = n.min(32768);
         let params = ctx.uniform(&[mu, nu, ku, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
         let groups = (gx as u32, n.div_ceil(gx) as u32, 1);
-        return ctx
-            .dispatch(
-                &ctx.pipeline("linear_small", with_epilogue(&SMALL, include_str!("linear_small.wgsl"))),
-                &[&x.buf, &w.buf, bias, &y.buf, &params, resb],
-                groups,
-            )
-            .map(|_| y);
+        let (name, src) = small();
+        return ctx.dispatch(&ctx.pipeline(name, src), &[&x.buf, &w.buf, bias, &y.buf, &params, resb], groups).map(|_| y);
     }
     let pipe = pipeline(ctx, k, w);
     let (tn, tm) = (n.div_ceil(TILE), m.div_ceil(TILE));
@@ -151,8 +151,8 @@ pub fn linear_ex(
         let pp = ctx.uniform(&[mu, nu, ku, 0, 0, 0, mu * nu, kc as u32, 0, 0, 0, 0]);
         ctx.dispatch(&pipe, &[&x.buf, &w.buf, &x.buf, &part.buf, &pp, &x.buf], (tn as u32, tm as u32, splits as u32))?;
         let rp = ctx.uniform(&[mu * nu, nu, splits as u32, has_bias, act, has_res, 0, 0]);
-        let src = with_epilogue(&REDUCE, include_str!("linear_reduce.wgsl"));
-        ctx.dispatch_1d("linear_reduce", src, &[&part.buf, bias, &y.buf, &rp, resb], m * n, 256)?;
+        let (name, src) = reduce();
+        ctx.dispatch_1d(name, src, &[&part.buf, bias, &y.buf, &rp, resb], m * n, 256)?;
         return Ok(y);
     }
     let params = ctx.uniform(&[mu, nu, ku, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);

@@ -19,7 +19,7 @@ pub fn exp(x: f32) -> f32 {
     p * f32::from_bits(((k as i32 + 127) as u32) << 23)
 }
 
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     if cfg!(target_arch = "wasm32") {
         1
     } else {
@@ -36,7 +36,7 @@ fn chunk(len: usize, align: usize) -> usize {
 /// Runs `f` compiled for AVX2+FMA when the CPU has them (the crate is built for baseline
 /// x86-64, so the hot loops would otherwise vectorise only 4 wide).
 #[inline(always)]
-fn with_simd<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_simd<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]

@@ -1,18 +1,34 @@
-//! Linear weights stored for their device: split into row blocks where a GPU binding cannot
-//! hold them, kept in half precision at rest on the CPU.
+//! Linear weights stored for their device: packed once for the CPU's GEMM engine (half
+//! precision kept half), split into row blocks where a GPU binding cannot hold them.
 
+use super::cpu::gemm::{HalfSlice, Kernel, PackedWeight};
 use super::gpu::GpuDtype;
 use super::{Device, Tensor};
 use crate::error::{Error, Result};
+use std::sync::Arc;
 
-/// A linear layer's `[out, in]` weight (HF layout), stored for the device it lives on: one
-/// tensor (f32, or packed f16 on a GPU context made with f16 weights), or, when the weight is
-/// larger than the GPU's storage-buffer binding limit, blocks of output rows that each fit,
-/// run one linear per block and concatenated (the adapter's limits are respected by splitting
-/// the work, not by failing).
+/// A linear layer's `[out, in]` weight (HF layout), stored for the device it lives on: on the
+/// CPU packed into the GEMM engine's panels (see `cpu::gemm`); on a GPU one tensor (f32, or
+/// packed f16 on a context made with f16 weights), or, when the weight is larger than the
+/// GPU's storage-buffer binding limit, blocks of output rows that each fit, run one linear per
+/// block and concatenated (the adapter's limits are respected by splitting the work, not by
+/// failing).
 #[derive(Clone, Debug)]
 pub struct LinearWeight {
-    parts: Vec<Tensor>,
+    repr: Repr,
+}
+
+#[derive(Clone, Debug)]
+enum Repr {
+    Cpu(Arc<PackedWeight>),
+    Gpu(Vec<Tensor>),
+}
+
+fn cpu(t: &Tensor) -> Result<&candle_core::Tensor> {
+    match t {
+        Tensor::Cpu(t) => Ok(t),
+        Tensor::Gpu(..) => Err(Error::Backend("linear: a CPU weight got a GPU tensor (an op got tensors on different devices)".into())),
+    }
 }
 
 impl LinearWeight {
@@ -22,7 +38,8 @@ impl LinearWeight {
             return Err(Error::arg(format!("linear weight: {} values for [{out}, {inp}]", data.len())));
         }
         let Device::Gpu(c) = device else {
-            return Ok(LinearWeight { parts: vec![Tensor::from_f32(data, &shape, device)?] });
+            let p = PackedWeight::pack(&data, out, inp, Kernel::best()).map_err(Error::arg)?;
+            return Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p)) });
         };
         let f16 = c.f16_weights && inp % 2 == 0;
         let row_bytes = (inp * if f16 { 2 } else { 4 }).max(1) as u64;
@@ -35,44 +52,42 @@ impl LinearWeight {
                 Ok(Tensor::Gpu(c.clone(), g))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(LinearWeight { parts })
+        Ok(LinearWeight { repr: Repr::Gpu(parts) })
     }
 
     /// A weight kept in half precision at rest on the CPU (`bits`: the little-endian f16 or
-    /// bf16 values); multiplied in f32 block by block. On a GPU it is converted (f32, or the
-    /// context's f16 storage).
+    /// bf16 values), packed half and multiplied in f32 block by block. On a GPU it is converted
+    /// (f32, or the context's f16 storage).
     pub fn from_half(bits: &[u8], bf16: bool, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
         let [out, inp] = shape;
         if bits.len() != out * inp * 2 {
             return Err(Error::arg(format!("linear weight: {} bytes for half [{out}, {inp}]", bits.len())));
         }
-        let cpu = &candle_core::Device::Cpu;
-        let t = match (device, bf16) {
-            (Device::Cpu, true) => {
-                candle_core::Tensor::from_vec(bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>(), &shape, cpu)?
-            }
-            (Device::Cpu, false) => {
-                candle_core::Tensor::from_vec(bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>(), &shape, cpu)?
-            }
-            (Device::Gpu(_), _) => {
-                let f: Vec<f32> = if bf16 {
-                    bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-                } else {
-                    bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
-                };
-                return LinearWeight::new(f, shape, device);
-            }
+        if let Device::Gpu(_) = device {
+            let f: Vec<f32> = if bf16 {
+                bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            } else {
+                bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            };
+            return LinearWeight::new(f, shape, device);
+        }
+        let p = if bf16 {
+            let v: Vec<half::bf16> = bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]])).collect();
+            PackedWeight::pack_half(HalfSlice::Bf16(&v), out, inp, Kernel::best())
+        } else {
+            let v: Vec<half::f16> = bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
+            PackedWeight::pack_half(HalfSlice::F16(&v), out, inp, Kernel::best())
         };
-        Ok(LinearWeight { parts: vec![Tensor::Cpu(t)] })
+        Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) })
     }
 
     /// Whether the weight is held in half precision (f16/bf16 at rest on the CPU, or packed
     /// f16 on a GPU context with f16 weights).
     pub fn is_half(&self) -> bool {
-        self.parts.iter().all(|p| match p {
-            Tensor::Cpu(t) => matches!(t.dtype(), candle_core::DType::BF16 | candle_core::DType::F16),
-            Tensor::Gpu(_, g) => g.dtype == GpuDtype::F16,
-        })
+        match &self.repr {
+            Repr::Cpu(p) => p.is_half(),
+            Repr::Gpu(parts) => parts.iter().all(|p| matches!(p, Tensor::Gpu(_, g) if g.dtype == GpuDtype::F16)),
+        }
     }
 
     /// [`LinearWeight::forward`] on `rows` host rows (read back to the host): for models whose
@@ -84,32 +99,49 @@ impl LinearWeight {
 
     /// Number of row blocks (1 unless the weight had to be split).
     pub fn blocks(&self) -> usize {
-        self.parts.len()
+        match &self.repr {
+            Repr::Cpu(_) => 1,
+            Repr::Gpu(parts) => parts.len(),
+        }
     }
 
-    /// `act(x @ wᵀ + b) + res` ([`Tensor::linear_ex`]; a weight split into row blocks
-    /// applies the activation and the residual after joining them).
+    /// `act(x @ wᵀ + b) + res` ([`Tensor::linear_ex`]): one pass with the bias, activation and
+    /// residual in the epilogue on either backend (a GPU weight split into row blocks applies
+    /// the activation and the residual after joining them).
     pub fn forward_ex(&self, x: &Tensor, b: Option<&Tensor>, act: Option<super::Activation>, res: Option<&Tensor>) -> Result<Tensor> {
-        if let [w] = &self.parts[..] {
-            return x.linear_ex(w, b, act, res);
+        match &self.repr {
+            Repr::Cpu(p) => {
+                let (b, res) = (b.map(cpu).transpose()?, res.map(cpu).transpose()?);
+                Ok(Tensor::Cpu(super::cpu::linear_packed(cpu(x)?, p, b, act, res)?))
+            }
+            Repr::Gpu(parts) => {
+                if let [w] = &parts[..] {
+                    return x.linear_ex(w, b, act, res);
+                }
+                let mut outs = Vec::with_capacity(parts.len());
+                let mut start = 0;
+                for w in parts {
+                    let n = w.dim(0)?;
+                    let bias = b.map(|b| b.narrow(0, start, n)).transpose()?;
+                    outs.push(x.linear(w, bias.as_ref())?);
+                    start += n;
+                }
+                let last = x.shape().len().saturating_sub(1);
+                Tensor::cat(&outs.iter().collect::<Vec<_>>(), last)?.epilogue(act, res)
+            }
         }
-        self.forward(x, b)?.epilogue(act, res)
     }
 
     /// `x @ wᵀ + b` over any leading dims.
     pub fn forward(&self, x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-        if let [w] = &self.parts[..] {
-            return x.linear(w, b);
+        self.forward_ex(x, b, None, None)
+    }
+
+    /// The CPU micro-kernel this weight was packed for (`None` on a GPU).
+    pub fn cpu_kernel(&self) -> Option<&'static str> {
+        match &self.repr {
+            Repr::Cpu(p) => Some(p.kernel().name()),
+            Repr::Gpu(_) => None,
         }
-        let mut outs = Vec::with_capacity(self.parts.len());
-        let mut start = 0;
-        for w in &self.parts {
-            let n = w.dim(0)?;
-            let bias = b.map(|b| b.narrow(0, start, n)).transpose()?;
-            outs.push(x.linear(w, bias.as_ref())?);
-            start += n;
-        }
-        let last = x.shape().len().saturating_sub(1);
-        Tensor::cat(&outs.iter().collect::<Vec<_>>(), last)
     }
 }

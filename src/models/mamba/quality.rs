@@ -25,14 +25,25 @@ pub struct Compare {
     kl: f64,
 }
 
+/// KL(softmax(p) ‖ softmax(q)) of two logit rows, in f64; ≥ 0 (the sum of rounding errors of
+/// two nearly equal rows can come out a hair below zero, and is reported as zero).
+fn kl(p: &[f32], q: &[f32]) -> f64 {
+    let lse = |x: &[f32]| {
+        let m = x.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+    };
+    let (zp, zq) = (lse(p), lse(q));
+    let s: f64 = p.iter().zip(q).map(|(&a, &b)| (a as f64 - zp).exp() * ((a as f64 - zp) - (b as f64 - zq))).sum();
+    s.max(0.0)
+}
+
 impl Compare {
     /// Adds `[n, v]` rows of the full scan's logits and the approximation's.
     pub fn add(&mut self, full: &[f32], approx: &[f32], v: usize) {
         for (p, q) in full.chunks(v.max(1)).zip(approx.chunks(v.max(1))) {
             self.rows += 1;
             self.agree += (argmax(p) == argmax(q)) as usize;
-            let (lp, lq) = (log_softmax(p), log_softmax(q));
-            self.kl += lp.iter().zip(&lq).map(|(a, b)| (a.exp() * (a - b)) as f64).sum::<f64>();
+            self.kl += kl(p, q);
             for (a, b) in p.iter().zip(q) {
                 self.max_abs = self.max_abs.max((a - b).abs());
                 self.num += ((a - b) as f64).powi(2);

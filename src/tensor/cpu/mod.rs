@@ -1,6 +1,8 @@
 //! CPU backend: candle-core tensors. Simple ops are candle's own (called from `mod.rs`); the
 //! hot ones run our kernels (`kernels.rs`) through candle's custom-op hooks.
 
+pub mod gemm;
+
 use super::kernels::{self, AttnDims, HeadLayout};
 use super::Activation;
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
@@ -298,4 +300,46 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         }
     }
     Tensor::from_vec(y, dims, x.device())
+}
+
+/// Reads a tensor's f32 values as one slice when its layout is contiguous (else a copy).
+fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = if t.is_contiguous() { t.clone() } else { t.contiguous()? };
+    let (s, l) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cs) = &*s else { bail!("{what}: expected a CPU tensor") };
+    f(slice(cs, l, what)?)
+}
+
+/// `act(x @ wᵀ + b) + res` through the GEMM engine, with `w` packed at load; the bias, the
+/// activation and the residual are applied in the tile epilogue.
+pub(crate) fn linear_packed(x: &Tensor, w: &gemm::PackedWeight, b: Option<&Tensor>, act: Option<Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&1);
+    if k != w.k() {
+        bail!("linear: input has {k} features but the weight is [{}, {}]", w.n(), w.k());
+    }
+    let m = x.elem_count() / k.max(1);
+    let n = w.n();
+    let mut out = dims.clone();
+    if let Some(last) = out.last_mut() {
+        *last = n;
+    }
+    if let Some(r) = res {
+        if r.dims() != out.as_slice() {
+            bail!("linear: residual {:?} does not match the output {out:?}", r.dims());
+        }
+    }
+    let mut y = vec![0f32; m * n];
+    with_f32(x, "linear input", |xs| {
+        let mut run = |bias: Option<&[f32]>, res: Option<&[f32]>| -> Result<()> {
+            w.matmul(xs, m, k, gemm::Epilogue { bias, act, res }, &mut y).map_err(candle_core::Error::msg)
+        };
+        match (b, res) {
+            (None, None) => run(None, None),
+            (Some(b), None) => with_f32(b, "linear bias", |bs| run(Some(bs), None)),
+            (None, Some(r)) => with_f32(r, "linear residual", |rs| run(None, Some(rs))),
+            (Some(b), Some(r)) => with_f32(b, "linear bias", |bs| with_f32(r, "linear residual", |rs| run(Some(bs), Some(rs)))),
+        }
+    })?;
+    Tensor::from_vec(y, out, &candle_core::Device::Cpu)
 }

@@ -1,0 +1,653 @@
+//! The CPU GEMM engine behind every linear layer: `y = act(x · Wᵀ + b) + res`.
+//!
+//! Built the way ONNX Runtime's MLAS and BLIS build theirs:
+//! - **Weights are packed once, at load** ([`PackedWeight`]), into the layout the micro-kernel
+//!   streams: panels of `NR` output columns, each `K × NR` contiguous (`W[j·NR + c][p]` at
+//!   `p·NR + c`), the last panel zero-padded. f16/bf16 weights stay half in their panels and are
+//!   converted to f32 one `KC × NR` block at a time while the block is in L1 (half the memory
+//!   of f32 panels, and a Qwen LM layer streams half the bytes; the conversion is cheap next to
+//!   the loads it saves).
+//! - **Activations are packed per call** into `MR`-row tiles (`A[t·MR + i][p]` at
+//!   `t·K·MR + p·MR + i`), so the micro-kernel reads A and B through one pointer each.
+//! - **A register-blocked micro-kernel per target**, picked at run time ([`Kernel::best`]):
+//!   AVX-512F (12 × 32, 24 zmm accumulators), AVX2+FMA (6 × 16), wasm SIMD128 (6 × 8; with
+//!   `-C target-feature=+relaxed-simd` it uses `relaxed_madd`, otherwise mul + add, since not
+//!   every browser has relaxed SIMD), and a portable one (4 × 8) that the compiler vectorises.
+//! - **Cache blocking**: `KC = 256` deep, so a B block (32 KB for AVX-512) stays in L1 while
+//!   every row tile of the task passes over it; rayon over output blocks natively, the whole
+//!   M of a small call in one task so that each weight panel is read from memory once.
+//! - **Fused epilogue**: bias, activation and residual are applied to each finished tile while
+//!   it is in L1, on its way to the output, so a projection makes one pass over memory.
+
+use super::super::kernels::{exp, threads, with_simd};
+use super::super::Activation;
+use rayon::prelude::*;
+
+/// Depth of a K block.
+const KC: usize = 256;
+/// Rows of M one task covers (rounded to whole tiles): a batch-1 ViT (197 tokens) is one
+/// task row, so tasks split only the weight.
+const MB: usize = 256;
+/// Below this many multiply-adds a call runs on the calling thread.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// A micro-kernel family (one instruction set), with its tile shape `MR × NR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Avx512,
+    Avx2,
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    Simd128,
+    Portable,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512f 12x32",
+            Kernel::Avx2 => "avx2+fma 6x16",
+            Kernel::Simd128 => {
+                if cfg!(target_feature = "relaxed-simd") {
+                    "wasm simd128+relaxed 6x8"
+                } else {
+                    "wasm simd128 6x8"
+                }
+            }
+            Kernel::Portable => "portable 4x8",
+        }
+    }
+
+    /// Rows of a full tile.
+    pub fn mr(self) -> usize {
+        match self {
+            Kernel::Avx512 => 12,
+            Kernel::Avx2 | Kernel::Simd128 => 6,
+            Kernel::Portable => 4,
+        }
+    }
+
+    /// Columns of a tile (= width of a weight panel).
+    pub fn nr(self) -> usize {
+        match self {
+            Kernel::Avx512 => 32,
+            Kernel::Avx2 => 16,
+            Kernel::Simd128 | Kernel::Portable => 8,
+        }
+    }
+
+    /// Every kernel this CPU can run, fastest first.
+    pub fn available() -> Vec<Kernel> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(Kernel::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                v.push(Kernel::Avx2);
+            }
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        v.push(Kernel::Simd128);
+        v.push(Kernel::Portable);
+        v
+    }
+
+    /// The fastest kernel this CPU can run (detected once).
+    pub fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Kernel::available()[0])
+    }
+
+    /// The micro-kernel for a tile of `rows` (1..=MR) rows.
+    fn tile(self, rows: usize) -> TileFn {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => x86::AVX512[rows - 1],
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => x86::AVX2[rows - 1],
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Kernel::Simd128 => wasm::SIMD128[rows - 1],
+            _ => portable::PORTABLE[rows - 1],
+        }
+    }
+}
+
+/// `tile(kc, a, b, t, load)`: `t[MR × NR] (+)= A_tile[.., k0..k0+kc] · B_panel[k0..k0+kc, ..]`
+/// for the first `rows` rows (the function's `R`); `a` points at the packed A tile (stride MR
+/// per k), `b` at the packed B block (stride NR per k); `load` adds to what `t` holds.
+type TileFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool);
+
+/// Builds the table `[k::<1>, …, k::<N>]` of a kernel generic over its row count.
+macro_rules! tile_table {
+    ($k:ident; $($r:literal)*) => {
+        [$($k::<$r> as TileFn),*]
+    };
+}
+
+mod portable {
+    use super::TileFn;
+    const MR: usize = 4;
+    const NR: usize = 8;
+
+    /// # Safety
+    /// `a` holds `kc·MR`, `b` `kc·NR`, `t` `MR·NR` valid f32s.
+    pub unsafe fn k<const R: usize>(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool) {
+        let mut c = [[0f32; NR]; R];
+        if load {
+            for (i, row) in c.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = *t.add(i * NR + j);
+                }
+            }
+        }
+        for p in 0..kc {
+            let bp = std::slice::from_raw_parts(b.add(p * NR), NR);
+            for (i, row) in c.iter_mut().enumerate() {
+                let av = *a.add(p * MR + i);
+                for (v, &bv) in row.iter_mut().zip(bp) {
+                    *v += av * bv;
+                }
+            }
+        }
+        for (i, row) in c.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
+                *t.add(i * NR + j) = *v;
+            }
+        }
+    }
+
+    pub static PORTABLE: [TileFn; MR] = tile_table!(k; 1 2 3 4);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::TileFn;
+    use std::arch::x86_64::*;
+
+    /// 12 × 32: two zmm per row, 24 accumulators.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `a` holds `kc·12`, `b` `kc·32`, `t` `12·32` valid f32s.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512<const R: usize>(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool) {
+        const MR: usize = 12;
+        const NR: usize = 32;
+        let mut c0 = [_mm512_setzero_ps(); R];
+        let mut c1 = [_mm512_setzero_ps(); R];
+        if load {
+            for i in 0..R {
+                c0[i] = _mm512_loadu_ps(t.add(i * NR));
+                c1[i] = _mm512_loadu_ps(t.add(i * NR + 16));
+            }
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(bp);
+            let b1 = _mm512_loadu_ps(bp.add(16));
+            for i in 0..R {
+                let av = _mm512_set1_ps(*ap.add(i));
+                c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+                c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(NR);
+        }
+        for i in 0..R {
+            _mm512_storeu_ps(t.add(i * NR), c0[i]);
+            _mm512_storeu_ps(t.add(i * NR + 16), c1[i]);
+        }
+    }
+
+    /// 6 × 16: two ymm per row, 12 accumulators (of 16 registers).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` holds `kc·6`, `b` `kc·16`, `t` `6·16` valid f32s.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2<const R: usize>(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool) {
+        const MR: usize = 6;
+        const NR: usize = 16;
+        let mut c0 = [_mm256_setzero_ps(); R];
+        let mut c1 = [_mm256_setzero_ps(); R];
+        if load {
+            for i in 0..R {
+                c0[i] = _mm256_loadu_ps(t.add(i * NR));
+                c1[i] = _mm256_loadu_ps(t.add(i * NR + 8));
+            }
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm256_loadu_ps(bp);
+            let b1 = _mm256_loadu_ps(bp.add(8));
+            for i in 0..R {
+                let av = _mm256_broadcast_ss(&*ap.add(i));
+                c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
+                c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(NR);
+        }
+        for i in 0..R {
+            _mm256_storeu_ps(t.add(i * NR), c0[i]);
+            _mm256_storeu_ps(t.add(i * NR + 8), c1[i]);
+        }
+    }
+
+    pub static AVX512: [TileFn; 12] = tile_table!(avx512; 1 2 3 4 5 6 7 8 9 10 11 12);
+    pub static AVX2: [TileFn; 6] = tile_table!(avx2; 1 2 3 4 5 6);
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use super::TileFn;
+    use std::arch::wasm32::*;
+
+    #[inline(always)]
+    fn madd(a: v128, b: v128, c: v128) -> v128 {
+        #[cfg(target_feature = "relaxed-simd")]
+        {
+            f32x4_relaxed_madd(a, b, c)
+        }
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        {
+            f32x4_add(f32x4_mul(a, b), c)
+        }
+    }
+
+    /// 6 × 8: two v128 per row, 12 accumulators (engines map v128 to 16 xmm registers).
+    ///
+    /// # Safety
+    /// `a` holds `kc·6`, `b` `kc·8`, `t` `6·8` valid f32s.
+    pub unsafe fn simd128<const R: usize>(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool) {
+        const MR: usize = 6;
+        const NR: usize = 8;
+        let mut c0 = [f32x4_splat(0.0); R];
+        let mut c1 = [f32x4_splat(0.0); R];
+        if load {
+            for i in 0..R {
+                c0[i] = v128_load(t.add(i * NR) as *const v128);
+                c1[i] = v128_load(t.add(i * NR + 4) as *const v128);
+            }
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..kc {
+            let b0 = v128_load(bp as *const v128);
+            let b1 = v128_load(bp.add(4) as *const v128);
+            for i in 0..R {
+                let av = f32x4_splat(*ap.add(i));
+                c0[i] = madd(av, b0, c0[i]);
+                c1[i] = madd(av, b1, c1[i]);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(NR);
+        }
+        for i in 0..R {
+            v128_store(t.add(i * NR) as *mut v128, c0[i]);
+            v128_store(t.add(i * NR + 4) as *mut v128, c1[i]);
+        }
+    }
+
+    pub static SIMD128: [TileFn; 6] = tile_table!(simd128; 1 2 3 4 5 6);
+}
+
+/// The weight's values in panel order.
+#[derive(Debug)]
+enum Panels {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+    Bf16(Vec<half::bf16>),
+}
+
+/// A half-precision `[n, k]` weight as read from a checkpoint.
+#[derive(Clone, Copy)]
+pub enum HalfSlice<'a> {
+    F16(&'a [half::f16]),
+    Bf16(&'a [half::bf16]),
+}
+
+/// A `[n, k]` (HF `[out, in]`) weight packed for one kernel; see the module docs.
+#[derive(Debug)]
+pub struct PackedWeight {
+    kernel: Kernel,
+    n: usize,
+    k: usize,
+    panels: Panels,
+}
+
+/// What the epilogue applies to `x · Wᵀ`: `act(· + bias) + res`.
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// `[n]`.
+    pub bias: Option<&'a [f32]>,
+    pub act: Option<Activation>,
+    /// `[m, n]`, added after the activation.
+    pub res: Option<&'a [f32]>,
+}
+
+/// Reorders `w` (`[n, k]`, row-major) into panels of `nr` columns, zero-padded.
+fn pack_panels<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize, nr: usize) -> Vec<T> {
+    let panels = n.div_ceil(nr);
+    let mut out = vec![T::default(); panels * k * nr];
+    if k == 0 {
+        return out;
+    }
+    out.par_chunks_mut(k * nr).enumerate().for_each(|(j, panel)| {
+        for c in 0..nr.min(n - j * nr) {
+            let row = &w[(j * nr + c) * k..][..k];
+            for (p, &v) in row.iter().enumerate() {
+                panel[p * nr + c] = v;
+            }
+        }
+    });
+    out
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint tiles of the output (see `PackedWeight::matmul`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+impl PackedWeight {
+    /// Packs an f32 `[n, k]` weight for `kernel`.
+    pub fn pack(w: &[f32], n: usize, k: usize, kernel: Kernel) -> Result<PackedWeight, String> {
+        if w.len() != n * k {
+            return Err(format!("linear weight: {} values for [{n}, {k}]", w.len()));
+        }
+        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(pack_panels(w, n, k, kernel.nr())) })
+    }
+
+    /// Packs a half-precision weight, keeping it half (converted per block at run time).
+    pub fn pack_half(w: HalfSlice, n: usize, k: usize, kernel: Kernel) -> Result<PackedWeight, String> {
+        let len = match w {
+            HalfSlice::F16(v) => v.len(),
+            HalfSlice::Bf16(v) => v.len(),
+        };
+        if len != n * k {
+            return Err(format!("linear weight: {len} values for half [{n}, {k}]"));
+        }
+        let panels = match w {
+            HalfSlice::F16(v) => Panels::F16(pack_panels(v, n, k, kernel.nr())),
+            HalfSlice::Bf16(v) => Panels::Bf16(pack_panels(v, n, k, kernel.nr())),
+        };
+        Ok(PackedWeight { kernel, n, k, panels })
+    }
+
+    /// Output features.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Input features.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+    pub fn is_half(&self) -> bool {
+        !matches!(self.panels, Panels::F32(_))
+    }
+
+    /// `y[m, n] = act(x · Wᵀ + bias) + res`, `x` being `m` rows of `k` values `lda` apart.
+    pub fn matmul(&self, x: &[f32], m: usize, lda: usize, epi: Epilogue, y: &mut [f32]) -> Result<(), String> {
+        let (n, k) = (self.n, self.k);
+        if lda < k || (m > 0 && x.len() < (m - 1) * lda + k) {
+            return Err(format!("linear: input of {} values is not {m} rows of {k} (row stride {lda})", x.len()));
+        }
+        if y.len() < m * n {
+            return Err(format!("linear: output of {} values for [{m}, {n}]", y.len()));
+        }
+        if let Some(b) = epi.bias.filter(|b| b.len() != n) {
+            return Err(format!("linear: bias has {} values for {n} outputs", b.len()));
+        }
+        if let Some(r) = epi.res.filter(|r| r.len() != m * n) {
+            return Err(format!("linear: residual has {} values for [{m}, {n}]", r.len()));
+        }
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let (mr, nr) = (self.kernel.mr(), self.kernel.nr());
+        let tiles = m.div_ceil(mr);
+        let a = pack_a(x, m, k, lda, mr);
+        let panels = n.div_ceil(nr);
+        let tiles_per_task = (MB / mr).max(1);
+        let task_rows = tiles.div_ceil(tiles_per_task);
+        let parallel = !cfg!(target_arch = "wasm32") && threads() > 1 && m * n * k >= PARALLEL_MIN;
+        let want = if parallel { 3 * threads() } else { 1 };
+        let panels_per_task = panels.div_ceil(want.div_ceil(task_rows)).clamp(1, 16);
+        let task_cols = panels.div_ceil(panels_per_task);
+        let yp = SendPtr(y.as_mut_ptr());
+        let run = |task: usize| {
+            let (tr, tc) = (task / task_cols, task % task_cols);
+            let t_range = tr * tiles_per_task..((tr + 1) * tiles_per_task).min(tiles);
+            let p_range = tc * panels_per_task..((tc + 1) * panels_per_task).min(panels);
+            // SAFETY: the task writes only rows of `t_range` × columns of `p_range`.
+            with_simd(|| unsafe { self.task(&a, m, t_range, p_range, epi, yp.get()) });
+        };
+        let tasks = task_rows * task_cols;
+        if tasks > 1 {
+            (0..tasks).into_par_iter().for_each(run);
+        } else {
+            run(0);
+        }
+        Ok(())
+    }
+
+    /// One output block: tiles `t_range` of M × panels `p_range` of N.
+    ///
+    /// # Safety
+    /// `y` is the `[m, n]` output; no other task writes this block.
+    unsafe fn task(&self, a: &[f32], m: usize, t_range: std::ops::Range<usize>, p_range: std::ops::Range<usize>, epi: Epilogue, y: *mut f32) {
+        let (n, k, kern) = (self.n, self.k, self.kernel);
+        let (mr, nr) = (kern.mr(), kern.nr());
+        let (nt, np) = (t_range.len(), p_range.len());
+        let tile = mr * nr;
+        let mut acc = vec![0f32; nt * np * tile];
+        let mut bbuf = if matches!(self.panels, Panels::F32(_)) { Vec::new() } else { vec![0f32; KC.min(k) * nr] };
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = KC.min(k - k0);
+            for (jp, j) in p_range.clone().enumerate() {
+                let off = j * k * nr + k0 * nr;
+                let b: *const f32 = match &self.panels {
+                    Panels::F32(v) => v.as_ptr().add(off),
+                    Panels::F16(v) => {
+                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + kc * nr], &mut bbuf[..kc * nr]);
+                        bbuf.as_ptr()
+                    }
+                    Panels::Bf16(v) => {
+                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + kc * nr], &mut bbuf[..kc * nr]);
+                        bbuf.as_ptr()
+                    }
+                };
+                for (it, t) in t_range.clone().enumerate() {
+                    let rows = mr.min(m - t * mr);
+                    let ap = a.as_ptr().add(t * k * mr + k0 * mr);
+                    let tp = acc.as_mut_ptr().add((it * np + jp) * tile);
+                    (kern.tile(rows))(kc, ap, b, tp, k0 > 0);
+                }
+            }
+            k0 += kc;
+        }
+        for (it, t) in t_range.enumerate() {
+            let rows = mr.min(m - t * mr);
+            for (jp, j) in p_range.clone().enumerate() {
+                let cols = nr.min(n - j * nr);
+                let tl = &acc[(it * np + jp) * tile..][..tile];
+                for i in 0..rows {
+                    let row = t * mr + i;
+                    let out = std::slice::from_raw_parts_mut(y.add(row * n + j * nr), cols);
+                    let src = &tl[i * nr..][..cols];
+                    let res = epi.res.map(|r| &r[row * n + j * nr..][..cols]);
+                    epilogue_row(out, src, epi.bias.map(|b| &b[j * nr..][..cols]), epi.act, res);
+                }
+            }
+        }
+    }
+}
+
+/// Packs `m` rows of `x` into `MR`-row tiles, zero-padded (see the module docs).
+fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
+    let tiles = m.div_ceil(mr);
+    let mut a = vec![0f32; tiles * k * mr];
+    if k == 0 {
+        return a;
+    }
+    let fill = |(t, dst): (usize, &mut [f32])| {
+        for i in 0..mr.min(m - t * mr) {
+            let row = &x[(t * mr + i) * lda..][..k];
+            for (p, &v) in row.iter().enumerate() {
+                dst[p * mr + i] = v;
+            }
+        }
+    };
+    if tiles > 4 && !cfg!(target_arch = "wasm32") {
+        a.par_chunks_mut(k * mr).enumerate().for_each(fill);
+    } else {
+        a.chunks_mut(k * mr).enumerate().for_each(fill);
+    }
+    a
+}
+
+/// One output row segment: `out = act(src + bias) + res`.
+#[inline(always)]
+fn epilogue_row(out: &mut [f32], src: &[f32], bias: Option<&[f32]>, act: Option<Activation>, res: Option<&[f32]>) {
+    out.copy_from_slice(src);
+    if let Some(b) = bias {
+        out.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+    }
+    if let Some(a) = act {
+        apply_act(out, a);
+    }
+    if let Some(r) = res {
+        out.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+    }
+}
+
+/// The activations as the CPU backend computes them everywhere (same formulas as candle's).
+#[inline(always)]
+pub(crate) fn apply_act(v: &mut [f32], a: Activation) {
+    match a {
+        Activation::QuickGelu => v.iter_mut().for_each(|x| *x /= 1.0 + exp(-1.702 * *x)),
+        Activation::Silu => v.iter_mut().for_each(|x| *x /= 1.0 + exp(-*x)),
+        Activation::Gelu => v.iter_mut().for_each(|x| *x = (candle_core::cpu::erf::erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * *x),
+        Activation::GeluTanh => v.iter_mut().for_each(|x| {
+            let u = *x;
+            *x = 0.5 * u * (1.0 + ((2.0f32 / std::f32::consts::PI).sqrt() * u * (1.0 + 0.044715 * u * u)).tanh());
+        }),
+        Activation::Softplus => v.iter_mut().for_each(|x| {
+            if *x <= 20.0 {
+                *x = x.exp().ln_1p();
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104729) % 1999) as f32 - 999.0) / 700.0).collect()
+    }
+
+    /// The naive triple loop, in f64.
+    fn naive(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, lda: usize, epi: Epilogue) -> Vec<f32> {
+        let mut y = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0f64;
+                for p in 0..k {
+                    s += x[i * lda + p] as f64 * w[j * k + p] as f64;
+                }
+                y[i * n + j] = s as f32 + epi.bias.map_or(0.0, |b| b[j]);
+            }
+        }
+        if let Some(a) = epi.act {
+            apply_act(&mut y, a);
+        }
+        if let Some(r) = epi.res {
+            y.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+        }
+        y
+    }
+
+    fn check(kern: Kernel, m: usize, k: usize, n: usize, lda: usize, epi_kind: usize) {
+        let x = vals(m.max(1) * lda, 1);
+        let w = vals(n * k, 2);
+        let bias = vals(n, 3);
+        let res = vals(m * n, 4);
+        let epi = match epi_kind {
+            0 => Epilogue::default(),
+            1 => Epilogue { bias: Some(&bias), ..Default::default() },
+            2 => Epilogue { bias: Some(&bias), act: Some(Activation::QuickGelu), res: Some(&res) },
+            _ => Epilogue { bias: None, act: Some(Activation::Silu), res: Some(&res) },
+        };
+        let want = naive(&x, &w, m, k, n, lda, epi);
+        let p = PackedWeight::pack(&w, n, k, kern).unwrap();
+        let mut got = vec![f32::NAN; m * n];
+        p.matmul(&x, m, lda, epi, &mut got).unwrap();
+        let tol = 1e-5 * (k as f32).sqrt().max(1.0) * 4.0;
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= tol * b.abs().max(1.0), "{kern:?} m{m} k{k} n{n} lda{lda} epi{epi_kind}: [{i}] {a} vs {b}");
+        }
+    }
+
+    /// Every kernel this machine has, on shapes that are not multiples of any tile, K = 1,
+    /// N = 1, M = 1, K past one K block, strided rows, and each epilogue.
+    #[test]
+    fn every_kernel_matches_the_naive_product_on_odd_shapes() {
+        let shapes = [(1, 1, 1), (1, 7, 1), (5, 1, 3), (13, 37, 33), (25, 300, 65), (197, 64, 70), (3, 513, 17), (12, 256, 32), (40, 20, 200)];
+        let kernels = Kernel::available();
+        assert!(kernels.contains(&Kernel::Portable));
+        for kern in kernels {
+            for &(m, k, n) in &shapes {
+                for epi in 0..4 {
+                    check(kern, m, k, n, k, epi);
+                }
+                check(kern, m, k, n, k + 3, 2);
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_call_split_over_tasks_matches() {
+        for kern in Kernel::available() {
+            check(kern, 300, 700, 260, 700, 2);
+        }
+    }
+
+    #[test]
+    fn half_panels_match_the_same_values_in_f32() {
+        let (m, k, n) = (7, 300, 45);
+        let x = vals(m * k, 5);
+        let wb: Vec<half::bf16> = vals(n * k, 6).into_iter().map(half::bf16::from_f32).collect();
+        let wf: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+        let wh: Vec<half::f16> = wf.iter().map(|&v| half::f16::from_f32(v)).collect();
+        for kern in Kernel::available() {
+            let mut want = vec![0f32; m * n];
+            PackedWeight::pack(&wf, n, k, kern).unwrap().matmul(&x, m, k, Epilogue::default(), &mut want).unwrap();
+            for p in [PackedWeight::pack_half(HalfSlice::Bf16(&wb), n, k, kern).unwrap(), PackedWeight::pack_half(HalfSlice::F16(&wh), n, k, kern).unwrap()] {
+                assert!(p.is_half());
+                let mut got = vec![0f32; m * n];
+                p.matmul(&x, m, k, Epilogue::default(), &mut got).unwrap();
+                assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 2e-3), "{kern:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_that_say_what() {
+        let p = PackedWeight::pack(&[1.0; 6], 2, 3, Kernel::Portable).unwrap();
+        let mut y = vec![0f32; 4];
+        let e = p.matmul(&[1.0; 5], 2, 3, Epilogue::default(), &mut y).unwrap_err();
+        assert!(e.contains("2 rows of 3"), "{e}");
+        let e = p.matmul(&[1.0; 6], 2, 3, Epilogue { bias: Some(&[1.0]), ..Default::default() }, &mut y).unwrap_err();
+        assert!(e.contains("bias has 1 values for 2"), "{e}");
+        assert!(PackedWeight::pack(&[1.0; 5], 2, 3, Kernel::Portable).unwrap_err().contains("[2, 3]"));
+    }
+}

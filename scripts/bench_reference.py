@@ -1,36 +1,173 @@
 #!/usr/bin/env python3
-"""Reference latency of the same ViT-B/16 vision tower in PyTorch (HF transformers), random
-weights, on this machine: run beside `effarch bench clip` to compare like with like.
+"""The engines a user would otherwise pick, side by side with effarch, in one run on this
+machine: the ViT-B/16 vision tower + projection (HF `CLIPVisionModelWithProjection` layout,
+random weights: latency does not depend on the values), f32, at the same thread count.
 
-    pip install torch transformers && python3 scripts/bench_reference.py [--threads 2]
+  - PyTorch (HF transformers), unpruned and pruned after block 1 (tokens ranked by the L2
+    norm of block 1's keys, CLS kept: the same method and place as `effarch bench clip`);
+  - ONNX Runtime (pip `onnxruntime`) on an ONNX export of the same torch model;
+  - `effarch bench clip --device cpu` (the release CLI, built if missing), and, with
+    `--candle`, candle-transformers' CLIP vision tower in the CLI's process
+    (`effarch bench clip --peer candle`, a build with `--features peer-candle`).
+
+Every engine gets the same thread count (RAYON_NUM_THREADS for effarch). Each engine's
+settings are timed round-robin; the report gives ms/img (median) and ratios to ONNX Runtime.
+
+    target/pyenv/bin/pip install torch transformers onnx onnxruntime   # once
+    target/pyenv/bin/python scripts/bench_reference.py [--threads 2] [--candle] [--json out.json]
+
+`--onnx PATH` also writes the ONNX export there (the browser benchmark reuses it).
 """
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def timed(fn, iters):
+    fn()
+    ts = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(ts)
+
+
+def pruned_forward(model, x, keep, layer=1):
+    """The vision tower with patch tokens pruned after block `layer` by key norm (CLS kept)."""
+    vm = model.vision_model
+    h = vm.pre_layrnorm(vm.embeddings(x))
+    for i, blk in enumerate(vm.encoder.layers):
+        if i == layer and keep < 1.0:
+            k = blk.self_attn.k_proj(blk.layer_norm1(h))
+            score = k[:, 1:].norm(dim=-1)
+            n = max(1, int(round(keep * score.shape[1])))
+            idx = score.topk(n, dim=1).indices.sort(dim=1).values + 1
+            idx = torch.cat([torch.zeros_like(idx[:, :1]), idx], dim=1)
+            blk_out = blk(h, None)
+            h = blk_out[0] if isinstance(blk_out, tuple) else blk_out
+            h = h.gather(1, idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+            continue
+        out = blk(h, None)
+        h = out[0] if isinstance(out, tuple) else out
+    pooled = vm.post_layernorm(h[:, 0])
+    return model.visual_projection(pooled)
+
+
+def bench_torch(model, batches, keeps, iters):
+    rows = {}
+    with torch.inference_mode():
+        for b in batches:
+            x = torch.randn(b, 3, 224, 224)
+            for keep in keeps:
+                rows[(b, keep)] = timed(lambda: pruned_forward(model, x, keep), iters) / b
+    return rows
+
+
+def export_onnx(model, path):
+    x = torch.randn(1, 3, 224, 224)
+
+    class Tower(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, pixel_values):
+            return self.m(pixel_values=pixel_values).image_embeds
+
+    kw = dict(input_names=["pixel_values"], output_names=["image_embeds"], dynamic_axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}}, opset_version=17)
+    try:
+        torch.onnx.export(Tower(model).eval(), (x,), path, dynamo=False, **kw)
+    except TypeError:
+        torch.onnx.export(Tower(model).eval(), (x,), path, **kw)
+
+
+def bench_ort(path, batches, threads, iters):
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    rows = {}
+    for b in batches:
+        x = np.random.randn(b, 3, 224, 224).astype(np.float32)
+        rows[b] = timed(lambda: sess.run(None, {"pixel_values": x}), iters) / b
+    return rows, ort.__version__
+
+
+def bench_effarch(exe, batches, keeps, threads, iters, peer):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    cmd = [exe, "bench", "clip", "--device", "cpu", "--json", "--iters", str(iters), "--batches", ",".join(map(str, batches)), "--keeps", ",".join(map(str, keeps))]
+    if peer:
+        cmd += ["--peer", "candle"]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--iters", type=int, default=7)
     ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--keeps", default="1,0.7,0.5")
+    ap.add_argument("--effarch", default=os.path.join(ROOT, "target", "release", "effarch"))
+    ap.add_argument("--candle", action="store_true", help="also time candle-transformers (builds the CLI with --features peer-candle)")
+    ap.add_argument("--onnx", help="where to write the ONNX export (default: a temporary file)")
+    ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
+    batches = [int(b) for b in a.batches.split(",")]
+    keeps = [float(k) for k in a.keeps.split(",")]
+    if 1.0 not in keeps:
+        keeps = [1.0] + keeps
     torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
     model = CLIPVisionModelWithProjection(CLIPVisionConfig(patch_size=16, projection_dim=512)).eval()
-    print(f"PyTorch {torch.__version__}, {a.threads} threads, ViT-B/16 vision tower + projection, f32")
+
+    if a.candle or not os.path.exists(a.effarch):
+        feats = ["--features", "peer-candle"] if a.candle else []
+        print("building the effarch CLI (release) ...", file=sys.stderr)
+        subprocess.run(["cargo", "build", "--release", "--quiet", *feats], cwd=ROOT, check=True)
+
+    onnx_path = a.onnx or os.path.join(tempfile.mkdtemp(), "vit_b16.onnx")
+    print(f"exporting ONNX to {onnx_path} ...", file=sys.stderr)
     with torch.inference_mode():
-        for b in [int(x) for x in a.batches.split(",")]:
-            x = torch.randn(b, 3, 224, 224)
-            model(pixel_values=x)
-            ts = []
-            for _ in range(a.iters):
-                t = time.perf_counter()
-                model(pixel_values=x)
-                ts.append((time.perf_counter() - t) * 1e3 / b)
-            print(f"batch {b}: {statistics.median(ts):.1f} ms/img (median of {a.iters})")
+        export_onnx(model, onnx_path)
+
+    print(f"timing ONNX Runtime, PyTorch, effarch; {a.threads} threads each ...", file=sys.stderr)
+    ort_rows, ort_version = bench_ort(onnx_path, batches, a.threads, a.iters)
+    torch_rows = bench_torch(model, batches, keeps, a.iters)
+    eff = bench_effarch(a.effarch, batches, keeps, a.threads, a.iters, a.candle)
+    eff_rows = {(r["batch"], round(r["keep"], 4)): r["ms_median"] for r in eff["rows"]} if isinstance(eff, dict) else {(r["batch"], round(r["keep"], 4)): r["ms_median"] for r in eff}
+    candle_rows = {p["batch"]: p["ms_median"] for p in eff.get("peer", [])} if isinstance(eff, dict) else {}
+
+    result = {"threads": a.threads, "onnxruntime": ort_version, "torch": torch.__version__, "rows": []}
+    print(f"\nViT-B/16 vision tower + projection, f32, {a.threads} threads, median of {a.iters}; ratio = engine / ONNX Runtime {ort_version}")
+    print(f"{'engine':<28} {'batch':>5} {'ms/img':>9} {'vs ORT':>7} " + " ".join(f"{'keep ' + str(k):>9}" for k in keeps if k < 1))
+    for b in batches:
+        engines = [("ONNX Runtime " + ort_version, {1.0: ort_rows[b]}), ("PyTorch " + torch.__version__, {k: torch_rows[(b, k)] for k in keeps}), ("effarch", {k: eff_rows[(b, k)] for k in keeps})]
+        if b in candle_rows:
+            engines.append(("candle-transformers", {1.0: candle_rows[b]}))
+        for name, t in engines:
+            base = t[1.0]
+            pr = " ".join(f"{t[k] / base:>9.3f}" if k in t else f"{'-':>9}" for k in keeps if k < 1)
+            print(f"{name:<28} {b:>5} {base:>9.1f} {base / ort_rows[b]:>7.3f} {pr}")
+            result["rows"].append({"engine": name, "batch": b, "ms_per_img": t, "vs_onnxruntime": base / ort_rows[b]})
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ use crate::tensor::{Device, Tensor};
 use crate::weights::{serialize_f32, Weights};
 use serde::Serialize;
 
+pub mod gemm;
 pub mod mamba;
 pub mod qwen;
 

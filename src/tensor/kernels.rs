@@ -13,10 +13,14 @@ pub fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let k = (x * LOG2E + ROUND) - ROUND;
+    let kr = x * LOG2E + ROUND;
+    // The integer k sits in kr's low mantissa bits: read it with integer ops (a float-to-int
+    // cast is a saturating conversion that does not vectorise).
+    let ki = kr.to_bits() as i32 - ROUND.to_bits() as i32;
+    let k = kr - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    p * f32::from_bits(((ki + 127) as u32) << 23)
 }
 
 pub(crate) fn threads() -> usize {
@@ -69,16 +73,34 @@ pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
 /// Softmax of one row in place; entries past `valid` are set to 0 (causal masking).
 #[inline(always)]
 pub fn softmax_row(row: &mut [f32], valid: usize) {
+    softmax_row_scaled(row, valid, 1.0)
+}
+
+/// Softmax of `scale · row` (`scale > 0`) in place; entries past `valid` are set to 0.
+#[inline(always)]
+pub fn softmax_row_scaled(row: &mut [f32], valid: usize, scale: f32) {
     let valid = valid.min(row.len());
-    let mut m = f32::NEG_INFINITY;
-    for &v in &row[..valid] {
-        m = if v > m { v } else { m };
+    // Eight running maxima and sums, so that both reductions vectorise (a single float
+    // accumulator is a serial chain the compiler may not reorder).
+    let mut mx = [f32::NEG_INFINITY; 8];
+    let (body, tail) = row[..valid].split_at(valid - valid % 8);
+    for c in body.chunks_exact(8) {
+        for (m, &v) in mx.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
     }
-    let mut s = 0.0;
+    let m = tail.iter().chain(&mx).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     for v in &mut row[..valid] {
-        *v = exp(*v - m);
-        s += *v;
+        *v = exp((*v - m) * scale);
     }
+    let mut acc = [0f32; 8];
+    let (body, tail) = row[..valid].split_at(valid - valid % 8);
+    for c in body.chunks_exact(8) {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let s: f32 = acc.iter().sum::<f32>() + tail.iter().sum::<f32>();
     let inv = 1.0 / s;
     row[..valid].iter_mut().for_each(|v| *v *= inv);
     row[valid..].iter_mut().for_each(|v| *v = 0.0);
@@ -130,79 +152,47 @@ pub struct AttnDims {
 }
 
 /// softmax(q kᵀ / √d) v per (batch, head), heads run in parallel; writes `out` laid out as
-/// `ol`. All inputs are read through their layouts, so fused QKV needs no copies.
+/// `ol`. Both products run on the GEMM engine (`cpu::gemm`): the head's keys are packed as a
+/// weight straight out of their layout (a fused QKV needs no copy), its values as the right
+/// side `[nk, d]`, and the output is written in place through `ol`'s row stride.
 #[allow(clippy::too_many_arguments)]
-pub fn attention(q: &[f32], ql: HeadLayout, k: &[f32], kl: HeadLayout, v: &[f32], vl: HeadLayout, dims: AttnDims, out: &mut [f32], ol: HeadLayout) {
+pub fn attention(
+    q: &[f32],
+    ql: HeadLayout,
+    k: &[f32],
+    kl: HeadLayout,
+    v: &[f32],
+    vl: HeadLayout,
+    dims: AttnDims,
+    out: &mut [f32],
+    ol: HeadLayout,
+) -> Result<(), String> {
+    use super::cpu::gemm::{Epilogue, Kernel, PackedWeight};
     let AttnDims { batch, heads, nq, nk, d, causal } = dims;
-    let scale = 1.0 / (d as f32).sqrt();
-    let results: Vec<(usize, usize, Vec<f32>)> = (0..batch * heads)
-        .into_par_iter()
-        .map(|bh| {
-            let (b, h) = (bh / heads, bh % heads);
-            let mut s = vec![0f32; nq * nk];
-            let mut o = vec![0f32; nq * d];
-            // SAFETY: the caller checked that every row of every head lies inside its slice.
-            unsafe {
-                gemm::gemm(
-                    nq,
-                    nk,
-                    d,
-                    s.as_mut_ptr(),
-                    1,
-                    nk as isize,
-                    false,
-                    q.as_ptr().add(ql.base(b, h)),
-                    1,
-                    ql.row_stride as isize,
-                    k.as_ptr().add(kl.base(b, h)),
-                    kl.row_stride as isize,
-                    1,
-                    0.0,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            let off = nk.saturating_sub(nq);
-            with_simd(|| {
-                for (i, row) in s.chunks_mut(nk).enumerate() {
-                    softmax_row(row, if causal { i + off + 1 } else { nk });
-                }
-            });
-            unsafe {
-                gemm::gemm(
-                    nq,
-                    d,
-                    nk,
-                    o.as_mut_ptr(),
-                    1,
-                    d as isize,
-                    false,
-                    s.as_ptr(),
-                    1,
-                    nk as isize,
-                    v.as_ptr().add(vl.base(b, h)),
-                    1,
-                    vl.row_stride as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            (b, h, o)
-        })
-        .collect();
-    for (b, h, o) in results {
-        let base = ol.base(b, h);
-        for (i, row) in o.chunks(d).enumerate() {
-            out[base + i * ol.row_stride..][..d].copy_from_slice(row);
-        }
+    if [(q.len(), ql, nq), (k.len(), kl, nk), (v.len(), vl, nk), (out.len(), ol, nq)].iter().any(|&(len, l, n)| extent(l, batch, heads, n, d) > len)
+        || ol.row_stride < d
+    {
+        return Err(format!("attention: buffers too small for {batch}x{heads}x{nq}x{nk}x{d}"));
     }
+    let scale = 1.0 / (d as f32).sqrt();
+    let kern = Kernel::best();
+    let op = SendPtr(out.as_mut_ptr());
+    (0..batch * heads).into_par_iter().try_for_each(|bh| {
+        let (b, h) = (bh / heads, bh % heads);
+        let kp = PackedWeight::pack_rows(&k[kl.base(b, h)..], nk, d, kl.row_stride, kern)?;
+        let mut s = vec![0f32; nq * nk];
+        // SAFETY: `s` is [nq, nk]; the output rows of this head were checked above, and no
+        // other head writes them.
+        unsafe { kp.matmul_raw(&q[ql.base(b, h)..], nq, ql.row_stride, Epilogue::default(), s.as_mut_ptr(), nk, false)? };
+        let off = nk.saturating_sub(nq);
+        with_simd(|| {
+            for (i, row) in s.chunks_mut(nk.max(1)).enumerate() {
+                softmax_row_scaled(row, if causal { i + off + 1 } else { nk }, scale);
+            }
+        });
+        let vp = PackedWeight::pack_kn(&v[vl.base(b, h)..], nk, d, vl.row_stride, kern)?;
+        unsafe { vp.matmul_raw(&s, nq, nk, Epilogue::default(), op.get().add(ol.base(b, h)), ol.row_stride, false) }
+    })
 }
 
 /// The last index each layout touches, to check slices before the unsafe gemm reads.

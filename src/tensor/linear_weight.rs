@@ -97,6 +97,14 @@ impl LinearWeight {
         self.forward(&Tensor::from_f32(x, &[rows, k], device)?, b)?.to_vec_f32()
     }
 
+    /// Output features (rows of the HF `[out, in]` weight).
+    pub fn out_features(&self) -> usize {
+        match &self.repr {
+            Repr::Cpu(p) => p.n(),
+            Repr::Gpu(parts) => parts.iter().map(|p| p.shape().first().copied().unwrap_or(0)).sum(),
+        }
+    }
+
     /// Number of row blocks (1 unless the weight had to be split).
     pub fn blocks(&self) -> usize {
         match &self.repr {

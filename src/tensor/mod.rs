@@ -8,10 +8,10 @@
 //! Conventions: shapes are row-major, f32 activations; index tensors (`u32`) are made on the
 //! host and uploaded, because the index math of pruning is shared by every backend.
 
-mod cpu;
+pub(crate) mod cpu;
 mod device;
 pub mod gpu;
-mod kernels;
+pub(crate) mod kernels;
 mod linear_weight;
 pub mod ssm;
 

@@ -17,6 +17,8 @@ pub enum BenchCmd {
     Mamba(BenchMambaArgs),
     /// Qwen2.5-VL (3B widths, whole vision tower, 4 LM layers): prefill time vs visual-token keep ratio.
     Qwen(BenchQwenArgs),
+    /// The CPU GEMM engine: each micro-kernel alone, then ViT-B/16's and a decode step's products against the gemm crate.
+    Gemm(BenchGemmArgs),
 }
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
@@ -24,6 +26,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Clip(a) => run_clip(a),
         BenchCmd::Mamba(a) => run_mamba(a),
         BenchCmd::Qwen(a) => run_qwen(a),
+        BenchCmd::Gemm(a) => run_gemm(a),
     }
 }
 
@@ -80,6 +83,40 @@ pub struct BenchQwenArgs {
     widths: Option<Vec<usize>>,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Args)]
+pub struct BenchGemmArgs {
+    #[arg(long, default_value_t = 15)]
+    iters: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_gemm(a: BenchGemmArgs) -> Result<()> {
+    let r = effarch::bench::gemm::bench_gemm(a.iters, progress(a.json))?;
+    if a.json {
+        return emit(&r);
+    }
+    println!("CPU GEMM engine, {} threads, median of {} runs", r.threads, a.iters);
+    println!("{:<26} {:>8} {:>4} {:>12}", "micro-kernel (1 thread, L1)", "MR x NR", "", "GFLOP/s");
+    for t in &r.tiles {
+        println!("{:<26} {:>4}x{:<3} {:>4} {:>12.1}", t.kernel, t.mr, t.nr, "", t.gflops);
+    }
+    println!("{:<18} {:>16} {:<24} {:>9} {:>11} {:>7}", "product", "M x N x K", "kernel", "GFLOP/s", "gemm crate", "ratio");
+    for g in &r.rows {
+        println!(
+            "{:<18} {:>16} {:<24} {:>9.1} {:>11.1} {:>7.3}",
+            g.shape,
+            format!("{}x{}x{}", g.m, g.n, g.k),
+            g.kernel,
+            g.gflops,
+            g.gemm_crate_gflops,
+            g.ratio
+        );
+    }
+    Ok(())
 }
 
 /// A progress callback: lines to stderr unless the output is JSON.

@@ -4,7 +4,7 @@
 use super::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::models::nn::{EncoderLayer, LayerDims, LayerNorm};
-use crate::tensor::{Activation, Device, Tensor};
+use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Weights;
 
 pub struct TextModel {
@@ -13,7 +13,7 @@ pub struct TextModel {
     pos_emb: Tensor,
     layers: Vec<EncoderLayer>,
     final_ln: LayerNorm,
-    proj: Tensor,
+    proj: LinearWeight,
     device: Device,
 }
 
@@ -35,7 +35,7 @@ impl TextModel {
             pos_emb: t.pp("embeddings.position_embedding").get("weight", &[cfg.max_position_embeddings, h], dev)?,
             layers,
             final_ln: LayerNorm::load(&t.pp("final_layer_norm"), h, cfg.layer_norm_eps, dev)?,
-            proj: w.pp("text_projection").get("weight", &[projection_dim, h], dev)?,
+            proj: w.pp("text_projection").get_linear("weight", [projection_dim, h], dev)?,
             device: dev.clone(),
         })
     }
@@ -80,6 +80,6 @@ impl TextModel {
         let x = self.final_ln.forward(&x)?;
         let pos = Tensor::from_u32(self.pool_positions(ids), &[b, 1], &self.device)?;
         let pooled = x.gather_rows(&pos)?.reshape(&[b, self.cfg.hidden_size])?;
-        Ok((x, pooled.linear(&self.proj, None)?))
+        Ok((x, self.proj.forward(&pooled, None)?))
     }
 }

@@ -6,18 +6,18 @@ use crate::clock::Timings;
 use crate::error::{Error, Result};
 use crate::models::nn::{EncoderLayer, LayerDims, LayerNorm};
 use crate::prune::{self, PruneConfig, PruneStep};
-use crate::tensor::{Activation, Device, Tensor};
+use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Weights;
 
 pub struct VisionModel {
     pub cfg: VisionConfig,
-    patch_w: Tensor,
+    patch_w: LinearWeight,
     class_emb: Tensor,
     pos_emb: Tensor,
     pre_ln: LayerNorm,
     layers: Vec<EncoderLayer>,
     post_ln: LayerNorm,
-    proj: Tensor,
+    proj: LinearWeight,
 }
 
 /// Everything one forward pass reports.
@@ -64,7 +64,7 @@ impl VisionModel {
         let v = w.pp("vision_model");
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
         let e = v.pp("embeddings");
-        let patch_w = e.pp("patch_embedding").get("weight", &[h, c, p, p], dev)?.reshape(&[h, c * p * p])?;
+        let patch_w = LinearWeight::new(e.pp("patch_embedding").get_f32("weight", &[h, c, p, p])?, [h, c * p * p], dev)?;
         let dims = layer_dims(cfg)?;
         let layers = (0..cfg.num_hidden_layers).map(|i| EncoderLayer::load(&v.pp("encoder.layers").pp(i), dims, dev)).collect::<Result<Vec<_>>>()?;
         Ok(VisionModel {
@@ -75,7 +75,7 @@ impl VisionModel {
             pre_ln: LayerNorm::load(&v.pp("pre_layrnorm"), h, cfg.layer_norm_eps, dev)?,
             layers,
             post_ln: LayerNorm::load(&v.pp("post_layernorm"), h, cfg.layer_norm_eps, dev)?,
-            proj: w.pp("visual_projection").get("weight", &[projection_dim, h], dev)?,
+            proj: w.pp("visual_projection").get_linear("weight", [projection_dim, h], dev)?,
         })
     }
 
@@ -104,7 +104,7 @@ impl VisionModel {
         };
         let prune = prune.filter(|p| !p.is_identity());
 
-        let patches = pixel_values.patchify(self.cfg.patch_size)?.linear(&self.patch_w, None)?;
+        let patches = self.patch_w.forward(&pixel_values.patchify(self.cfg.patch_size)?, None)?;
         let cls = Tensor::cat(&vec![&self.class_emb; b], 0)?;
         let x = Tensor::cat(&[&cls, &patches], 1)?.add(&self.pos_emb)?;
         let mut x = self.pre_ln.forward(&x)?;
@@ -148,8 +148,8 @@ impl VisionModel {
         }
         let h = self.cfg.hidden_size;
         let pooled = self.post_ln.forward(&x.narrow(1, 0, 1)?.reshape(&[b, h])?)?;
-        let image_embeds = pooled.linear(&self.proj, None)?;
-        let head = 2.0 * (h * self.proj.dim(0)?) as f64;
+        let image_embeds = self.proj.forward(&pooled, None)?;
+        let head = 2.0 * (h * self.proj.out_features()) as f64;
         t.lap("head");
         Ok(VisionOutput {
             last_hidden_state: x,

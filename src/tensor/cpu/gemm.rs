@@ -23,18 +23,17 @@ use super::super::kernels::{exp, threads, with_simd};
 use super::super::Activation;
 use rayon::prelude::*;
 
-/// Depth of a K block.
+/// Depth of the in-L1 micro-kernel measurement ([`tile_gflops`]).
 const KC: usize = 256;
-/// Rows of M one task covers (rounded to whole tiles): a batch-1 ViT (197 tokens) is one
-/// task row, so tasks split only the weight.
-const MB: usize = 256;
 /// Below this many multiply-adds a call runs on the calling thread.
 const PARALLEL_MIN: usize = 1 << 18;
 
 /// A micro-kernel family (one instruction set), with its tile shape `MR × NR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx512,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2,
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     Simd128,
@@ -113,10 +112,10 @@ impl Kernel {
     }
 }
 
-/// `tile(kc, a, b, t, load)`: `t[MR × NR] (+)= A_tile[.., k0..k0+kc] · B_panel[k0..k0+kc, ..]`
-/// for the first `rows` rows (the function's `R`); `a` points at the packed A tile (stride MR
-/// per k), `b` at the packed B block (stride NR per k); `load` adds to what `t` holds.
-type TileFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool);
+/// `tile(k, a, b, c, ldc, bias)`: `c[R × NR] = bias + A_tile · B_panel` for the function's `R`
+/// rows, `k` deep; `a` points at the packed A tile (stride MR per k), `b` at the packed panel
+/// (stride NR per k), `c` at the output (rows `ldc` apart), `bias` at `NR` values or is null.
+type TileFn = unsafe fn(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32);
 
 /// Builds the table `[k::<1>, …, k::<N>]` of a kernel generic over its row count.
 macro_rules! tile_table {
@@ -131,29 +130,22 @@ mod portable {
     const NR: usize = 8;
 
     /// # Safety
-    /// `a` holds `kc·MR`, `b` `kc·NR`, `t` `MR·NR` valid f32s.
-    pub unsafe fn k<const R: usize>(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool) {
-        let mut c = [[0f32; NR]; R];
-        if load {
-            for (i, row) in c.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = *t.add(i * NR + j);
-                }
-            }
-        }
-        for p in 0..kc {
+    /// `a` holds `k·MR`, `b` `k·NR` valid f32s; `c` rows `R × NR` (`ldc` apart) are writable;
+    /// `bias` is null or holds `NR` f32s.
+    pub unsafe fn k<const R: usize>(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32) {
+        let init = if bias.is_null() { [0f32; NR] } else { *(bias as *const [f32; NR]) };
+        let mut acc = [init; R];
+        for p in 0..k {
             let bp = std::slice::from_raw_parts(b.add(p * NR), NR);
-            for (i, row) in c.iter_mut().enumerate() {
+            for (i, row) in acc.iter_mut().enumerate() {
                 let av = *a.add(p * MR + i);
                 for (v, &bv) in row.iter_mut().zip(bp) {
                     *v += av * bv;
                 }
             }
         }
-        for (i, row) in c.iter().enumerate() {
-            for (j, v) in row.iter().enumerate() {
-                *t.add(i * NR + j) = *v;
-            }
+        for (i, row) in acc.iter().enumerate() {
+            std::ptr::copy_nonoverlapping(row.as_ptr(), c.add(i * ldc), NR);
         }
     }
 
@@ -168,21 +160,17 @@ mod x86 {
     /// 12 × 32: two zmm per row, 24 accumulators.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `a` holds `kc·12`, `b` `kc·32`, `t` `12·32` valid f32s.
+    /// The CPU has AVX-512F; `a` holds `k·12`, `b` `k·32` valid f32s; `c` rows `R × 32` (`ldc` apart) are
+    /// writable; `bias` is null or holds 32 f32s.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn avx512<const R: usize>(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool) {
+    pub unsafe fn avx512<const R: usize>(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32) {
         const MR: usize = 12;
         const NR: usize = 32;
-        let mut c0 = [_mm512_setzero_ps(); R];
-        let mut c1 = [_mm512_setzero_ps(); R];
-        if load {
-            for i in 0..R {
-                c0[i] = _mm512_loadu_ps(t.add(i * NR));
-                c1[i] = _mm512_loadu_ps(t.add(i * NR + 16));
-            }
-        }
+        let (i0, i1) = if bias.is_null() { (_mm512_setzero_ps(), _mm512_setzero_ps()) } else { (_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16))) };
+        let mut c0 = [i0; R];
+        let mut c1 = [i1; R];
         let (mut ap, mut bp) = (a, b);
-        for _ in 0..kc {
+        for _ in 0..k {
             let b0 = _mm512_loadu_ps(bp);
             let b1 = _mm512_loadu_ps(bp.add(16));
             for i in 0..R {
@@ -194,29 +182,25 @@ mod x86 {
             bp = bp.add(NR);
         }
         for i in 0..R {
-            _mm512_storeu_ps(t.add(i * NR), c0[i]);
-            _mm512_storeu_ps(t.add(i * NR + 16), c1[i]);
+            _mm512_storeu_ps(c.add(i * ldc), c0[i]);
+            _mm512_storeu_ps(c.add(i * ldc + 16), c1[i]);
         }
     }
 
     /// 6 × 16: two ymm per row, 12 accumulators (of 16 registers).
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA; `a` holds `kc·6`, `b` `kc·16`, `t` `6·16` valid f32s.
+    /// The CPU has AVX2 and FMA; `a` holds `k·6`, `b` `k·16` valid f32s; `c` rows `R × 16` (`ldc` apart) are
+    /// writable; `bias` is null or holds 16 f32s.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2<const R: usize>(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool) {
+    pub unsafe fn avx2<const R: usize>(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32) {
         const MR: usize = 6;
         const NR: usize = 16;
-        let mut c0 = [_mm256_setzero_ps(); R];
-        let mut c1 = [_mm256_setzero_ps(); R];
-        if load {
-            for i in 0..R {
-                c0[i] = _mm256_loadu_ps(t.add(i * NR));
-                c1[i] = _mm256_loadu_ps(t.add(i * NR + 8));
-            }
-        }
+        let (i0, i1) = if bias.is_null() { (_mm256_setzero_ps(), _mm256_setzero_ps()) } else { (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8))) };
+        let mut c0 = [i0; R];
+        let mut c1 = [i1; R];
         let (mut ap, mut bp) = (a, b);
-        for _ in 0..kc {
+        for _ in 0..k {
             let b0 = _mm256_loadu_ps(bp);
             let b1 = _mm256_loadu_ps(bp.add(8));
             for i in 0..R {
@@ -228,8 +212,8 @@ mod x86 {
             bp = bp.add(NR);
         }
         for i in 0..R {
-            _mm256_storeu_ps(t.add(i * NR), c0[i]);
-            _mm256_storeu_ps(t.add(i * NR + 8), c1[i]);
+            _mm256_storeu_ps(c.add(i * ldc), c0[i]);
+            _mm256_storeu_ps(c.add(i * ldc + 8), c1[i]);
         }
     }
 
@@ -257,20 +241,17 @@ mod wasm {
     /// 6 × 8: two v128 per row, 12 accumulators (engines map v128 to 16 xmm registers).
     ///
     /// # Safety
-    /// `a` holds `kc·6`, `b` `kc·8`, `t` `6·8` valid f32s.
-    pub unsafe fn simd128<const R: usize>(kc: usize, a: *const f32, b: *const f32, t: *mut f32, load: bool) {
+    /// `a` holds `k·6`, `b` `k·8` valid f32s; `c` rows `R × 8` (`ldc` apart) are
+    /// writable; `bias` is null or holds 8 f32s.
+    pub unsafe fn simd128<const R: usize>(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32) {
         const MR: usize = 6;
         const NR: usize = 8;
-        let mut c0 = [f32x4_splat(0.0); R];
-        let mut c1 = [f32x4_splat(0.0); R];
-        if load {
-            for i in 0..R {
-                c0[i] = v128_load(t.add(i * NR) as *const v128);
-                c1[i] = v128_load(t.add(i * NR + 4) as *const v128);
-            }
-        }
+        let (i0, i1) =
+            if bias.is_null() { (f32x4_splat(0.0), f32x4_splat(0.0)) } else { (v128_load(bias as *const v128), v128_load(bias.add(4) as *const v128)) };
+        let mut c0 = [i0; R];
+        let mut c1 = [i1; R];
         let (mut ap, mut bp) = (a, b);
-        for _ in 0..kc {
+        for _ in 0..k {
             let b0 = v128_load(bp as *const v128);
             let b1 = v128_load(bp.add(4) as *const v128);
             for i in 0..R {
@@ -282,8 +263,8 @@ mod wasm {
             bp = bp.add(NR);
         }
         for i in 0..R {
-            v128_store(t.add(i * NR) as *mut v128, c0[i]);
-            v128_store(t.add(i * NR + 4) as *mut v128, c1[i]);
+            v128_store(c.add(i * ldc) as *mut v128, c0[i]);
+            v128_store(c.add(i * ldc + 4) as *mut v128, c1[i]);
         }
     }
 
@@ -324,21 +305,26 @@ pub struct Epilogue<'a> {
     pub res: Option<&'a [f32]>,
 }
 
-/// Reorders `w` (`[n, k]`, row-major) into panels of `nr` columns, zero-padded.
-fn pack_panels<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize, nr: usize) -> Vec<T> {
+/// Reorders `w` (`[n, k]`, rows `ldw` apart) into panels of `nr` columns, zero-padded.
+fn pack_panels<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize, ldw: usize, nr: usize) -> Vec<T> {
     let panels = n.div_ceil(nr);
     let mut out = vec![T::default(); panels * k * nr];
     if k == 0 {
         return out;
     }
-    out.par_chunks_mut(k * nr).enumerate().for_each(|(j, panel)| {
+    let fill = |(j, panel): (usize, &mut [T])| {
         for c in 0..nr.min(n - j * nr) {
-            let row = &w[(j * nr + c) * k..][..k];
+            let row = &w[(j * nr + c) * ldw..][..k];
             for (p, &v) in row.iter().enumerate() {
                 panel[p * nr + c] = v;
             }
         }
-    });
+    };
+    if panels * k * nr >= 1 << 16 && !cfg!(target_arch = "wasm32") {
+        out.par_chunks_mut(k * nr).enumerate().for_each(fill);
+    } else {
+        out.chunks_mut(k * nr).enumerate().for_each(fill);
+    }
     out
 }
 
@@ -358,7 +344,33 @@ impl PackedWeight {
         if w.len() != n * k {
             return Err(format!("linear weight: {} values for [{n}, {k}]", w.len()));
         }
-        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(pack_panels(w, n, k, kernel.nr())) })
+        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(pack_panels(w, n, k, k, kernel.nr())) })
+    }
+
+    /// Packs `n` rows of `k` values, `ld` apart (a key matrix read out of a fused QKV
+    /// projection: `S = Q · Kᵀ`).
+    pub fn pack_rows(w: &[f32], n: usize, k: usize, ld: usize, kernel: Kernel) -> Result<PackedWeight, String> {
+        if ld < k || (n > 0 && w.len() < (n - 1) * ld + k) {
+            return Err(format!("pack: {} values are not {n} rows of {k} (row stride {ld})", w.len()));
+        }
+        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(pack_panels(w, n, k, ld, kernel.nr())) })
+    }
+
+    /// Packs the product's right side given as `[k, n]` (rows `ld` apart): `O = P · V`.
+    pub fn pack_kn(v: &[f32], k: usize, n: usize, ld: usize, kernel: Kernel) -> Result<PackedWeight, String> {
+        if ld < n || (k > 0 && v.len() < (k - 1) * ld + n) {
+            return Err(format!("pack: {} values are not {k} rows of {n} (row stride {ld})", v.len()));
+        }
+        let nr = kernel.nr();
+        let panels = n.div_ceil(nr);
+        let mut out = vec![0f32; panels * k * nr];
+        for (j, panel) in out.chunks_mut((k * nr).max(1)).enumerate().take(panels) {
+            let cols = nr.min(n - j * nr);
+            for p in 0..k {
+                panel[p * nr..][..cols].copy_from_slice(&v[p * ld + j * nr..][..cols]);
+            }
+        }
+        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(out) })
     }
 
     /// Packs a half-precision weight, keeping it half (converted per block at run time).
@@ -371,8 +383,8 @@ impl PackedWeight {
             return Err(format!("linear weight: {len} values for half [{n}, {k}]"));
         }
         let panels = match w {
-            HalfSlice::F16(v) => Panels::F16(pack_panels(v, n, k, kernel.nr())),
-            HalfSlice::Bf16(v) => Panels::Bf16(pack_panels(v, n, k, kernel.nr())),
+            HalfSlice::F16(v) => Panels::F16(pack_panels(v, n, k, k, kernel.nr())),
+            HalfSlice::Bf16(v) => Panels::Bf16(pack_panels(v, n, k, k, kernel.nr())),
         };
         Ok(PackedWeight { kernel, n, k, panels })
     }
@@ -394,12 +406,25 @@ impl PackedWeight {
 
     /// `y[m, n] = act(x · Wᵀ + bias) + res`, `x` being `m` rows of `k` values `lda` apart.
     pub fn matmul(&self, x: &[f32], m: usize, lda: usize, epi: Epilogue, y: &mut [f32]) -> Result<(), String> {
+        if y.len() < m * self.n {
+            return Err(format!("linear: output of {} values for [{m}, {}]", y.len(), self.n));
+        }
+        // SAFETY: `y` holds the `m` rows of `n` written.
+        unsafe { self.matmul_raw(x, m, lda, epi, y.as_mut_ptr(), self.n, true) }
+    }
+
+    /// [`PackedWeight::matmul`] into rows `ldc` apart of a buffer that other callers may be
+    /// writing elsewhere (heads of one attention output), on this thread unless `parallel`.
+    ///
+    /// # Safety
+    /// `y + row·ldc + col` is valid for every `row < m`, `col < n`, and nothing else writes there.
+    pub unsafe fn matmul_raw(&self, x: &[f32], m: usize, lda: usize, epi: Epilogue, y: *mut f32, ldc: usize, parallel: bool) -> Result<(), String> {
         let (n, k) = (self.n, self.k);
         if lda < k || (m > 0 && x.len() < (m - 1) * lda + k) {
             return Err(format!("linear: input of {} values is not {m} rows of {k} (row stride {lda})", x.len()));
         }
-        if y.len() < m * n {
-            return Err(format!("linear: output of {} values for [{m}, {n}]", y.len()));
+        if ldc < n {
+            return Err(format!("linear: output rows {ldc} apart cannot hold {n} values"));
         }
         if let Some(b) = epi.bias.filter(|b| b.len() != n) {
             return Err(format!("linear: bias has {} values for {n} outputs", b.len()));
@@ -414,19 +439,27 @@ impl PackedWeight {
         let tiles = m.div_ceil(mr);
         let a = pack_a(x, m, k, lda, mr);
         let panels = n.div_ceil(nr);
-        let tiles_per_task = (MB / mr).max(1);
-        let task_rows = tiles.div_ceil(tiles_per_task);
-        let parallel = !cfg!(target_arch = "wasm32") && threads() > 1 && m * n * k >= PARALLEL_MIN;
+        let parallel = parallel && !cfg!(target_arch = "wasm32") && threads() > 1 && m * n * k >= PARALLEL_MIN;
         let want = if parallel { 3 * threads() } else { 1 };
-        let panels_per_task = panels.div_ceil(want.div_ceil(task_rows)).clamp(1, 16);
+        // Split N first, so that every weight panel is read from memory once; split M too only
+        // when there are fewer panels than tasks wanted.
+        let task_rows = want.div_ceil(panels).min(tiles).max(1);
+        let tiles_per_task = tiles.div_ceil(task_rows);
+        let panels_per_task = panels.div_ceil(want.div_ceil(task_rows)).max(1);
         let task_cols = panels.div_ceil(panels_per_task);
-        let yp = SendPtr(y.as_mut_ptr());
+        // The bias padded to whole panels: the kernels start their accumulators from it.
+        let bias = epi.bias.map(|b| {
+            let mut v = b.to_vec();
+            v.resize(panels * nr, 0.0);
+            v
+        });
+        let yp = SendPtr(y);
         let run = |task: usize| {
             let (tr, tc) = (task / task_cols, task % task_cols);
             let t_range = tr * tiles_per_task..((tr + 1) * tiles_per_task).min(tiles);
             let p_range = tc * panels_per_task..((tc + 1) * panels_per_task).min(panels);
             // SAFETY: the task writes only rows of `t_range` × columns of `p_range`.
-            with_simd(|| unsafe { self.task(&a, m, t_range, p_range, epi, yp.get()) });
+            with_simd(|| unsafe { self.task(&a, m, t_range, p_range, epi, bias.as_deref(), yp.get(), ldc) });
         };
         let tasks = task_rows * task_cols;
         if tasks > 1 {
@@ -437,60 +470,134 @@ impl PackedWeight {
         Ok(())
     }
 
-    /// One output block: tiles `t_range` of M × panels `p_range` of N.
+    /// One output block: tiles `t_range` of M × panels `p_range` of N. Panel by panel (the
+    /// panel, `K × NR`, stays in L2 while every row tile passes over it; a half panel is
+    /// converted to f32 once), each tile the whole K deep in registers, then its epilogue.
     ///
     /// # Safety
     /// `y` is the `[m, n]` output; no other task writes this block.
-    unsafe fn task(&self, a: &[f32], m: usize, t_range: std::ops::Range<usize>, p_range: std::ops::Range<usize>, epi: Epilogue, y: *mut f32) {
+    #[inline(always)] // into `with_simd`, so that the epilogue is compiled for AVX2
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn task(
+        &self,
+        a: &[f32],
+        m: usize,
+        t_range: std::ops::Range<usize>,
+        p_range: std::ops::Range<usize>,
+        epi: Epilogue,
+        bias: Option<&[f32]>,
+        y: *mut f32,
+        ldc: usize,
+    ) {
         let (n, k, kern) = (self.n, self.k, self.kernel);
         let (mr, nr) = (kern.mr(), kern.nr());
-        let (nt, np) = (t_range.len(), p_range.len());
-        let tile = mr * nr;
-        let mut acc = vec![0f32; nt * np * tile];
-        let mut bbuf = if matches!(self.panels, Panels::F32(_)) { Vec::new() } else { vec![0f32; KC.min(k) * nr] };
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = KC.min(k - k0);
-            for (jp, j) in p_range.clone().enumerate() {
-                let off = j * k * nr + k0 * nr;
-                let b: *const f32 = match &self.panels {
-                    Panels::F32(v) => v.as_ptr().add(off),
-                    Panels::F16(v) => {
-                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + kc * nr], &mut bbuf[..kc * nr]);
-                        bbuf.as_ptr()
-                    }
-                    Panels::Bf16(v) => {
-                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + kc * nr], &mut bbuf[..kc * nr]);
-                        bbuf.as_ptr()
-                    }
-                };
-                for (it, t) in t_range.clone().enumerate() {
-                    let rows = mr.min(m - t * mr);
-                    let ap = a.as_ptr().add(t * k * mr + k0 * mr);
-                    let tp = acc.as_mut_ptr().add((it * np + jp) * tile);
-                    (kern.tile(rows))(kc, ap, b, tp, k0 > 0);
+        let mut tile = vec![0f32; mr * nr];
+        let mut bbuf = if matches!(self.panels, Panels::F32(_)) { Vec::new() } else { vec![0f32; k * nr] };
+        for j in p_range {
+            let off = j * k * nr;
+            let b: *const f32 = match &self.panels {
+                Panels::F32(v) => v.as_ptr().add(off),
+                Panels::F16(v) => {
+                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + k * nr], &mut bbuf);
+                    bbuf.as_ptr()
                 }
-            }
-            k0 += kc;
-        }
-        for (it, t) in t_range.enumerate() {
-            let rows = mr.min(m - t * mr);
-            for (jp, j) in p_range.clone().enumerate() {
-                let cols = nr.min(n - j * nr);
-                let tl = &acc[(it * np + jp) * tile..][..tile];
-                for i in 0..rows {
-                    let row = t * mr + i;
-                    let out = std::slice::from_raw_parts_mut(y.add(row * n + j * nr), cols);
-                    let src = &tl[i * nr..][..cols];
-                    let res = epi.res.map(|r| &r[row * n + j * nr..][..cols]);
-                    epilogue_row(out, src, epi.bias.map(|b| &b[j * nr..][..cols]), epi.act, res);
+                Panels::Bf16(v) => {
+                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + k * nr], &mut bbuf);
+                    bbuf.as_ptr()
+                }
+            };
+            let cols = nr.min(n - j * nr);
+            let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr().add(j * nr));
+            for t in t_range.clone() {
+                let rows = mr.min(m - t * mr);
+                let at = a.as_ptr().add(t * k * mr);
+                let dst = y.add(t * mr * ldc + j * nr);
+                if cols == nr {
+                    (kern.tile(rows))(k, at, b, dst, ldc, bias);
+                } else {
+                    (kern.tile(rows))(k, at, b, tile.as_mut_ptr(), nr, bias);
+                    for i in 0..rows {
+                        std::ptr::copy_nonoverlapping(tile.as_ptr().add(i * nr), dst.add(i * ldc), cols);
+                    }
+                }
+                if epi.act.is_some() || epi.res.is_some() {
+                    finish_tile(kern, rows, cols, t * mr, j * nr, n, epi, y, ldc);
                 }
             }
         }
     }
 }
 
-/// Packs `m` rows of `x` into `MR`-row tiles, zero-padded (see the module docs).
+/// The rest of the epilogue on a tile the kernel just wrote (bias included): the activation
+/// and the residual, in place while the tile is in L1, compiled for the kernel's
+/// instruction set.
+///
+/// # Safety
+/// As for [`PackedWeight::matmul_raw`]; `epi.res`, if any, is `[m, n]`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn finish_tile(kern: Kernel, rows: usize, cols: usize, row0: usize, col0: usize, n: usize, epi: Epilogue, y: *mut f32, ldc: usize) {
+    #[inline(always)]
+    unsafe fn body(rows: usize, cols: usize, row0: usize, col0: usize, n: usize, epi: Epilogue, y: *mut f32, ldc: usize) {
+        for i in 0..rows {
+            let row = row0 + i;
+            let out = std::slice::from_raw_parts_mut(y.add(row * ldc + col0), cols);
+            if let Some(a) = epi.act {
+                apply_act(out, a);
+            }
+            if let Some(r) = epi.res {
+                out.iter_mut().zip(&r[row * n + col0..][..cols]).for_each(|(v, r)| *v += r);
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx512(rows: usize, cols: usize, row0: usize, col0: usize, n: usize, epi: Epilogue, y: *mut f32, ldc: usize) {
+            body(rows, cols, row0, col0, n, epi, y, ldc)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx2(rows: usize, cols: usize, row0: usize, col0: usize, n: usize, epi: Epilogue, y: *mut f32, ldc: usize) {
+            body(rows, cols, row0, col0, n, epi, y, ldc)
+        }
+        match kern {
+            Kernel::Avx512 => return avx512(rows, cols, row0, col0, n, epi, y, ldc),
+            Kernel::Avx2 => return avx2(rows, cols, row0, col0, n, epi, y, ldc),
+            _ => {}
+        }
+    }
+    let _ = kern;
+    body(rows, cols, row0, col0, n, epi, y, ldc)
+}
+
+/// The micro-kernel alone, on one thread with its operands in L1 (a full `MR × NR` tile,
+/// `KC` deep): GFLOP/s, the ceiling every larger product works under.
+pub fn tile_gflops(kernel: Kernel, min_ms: f64) -> f64 {
+    let (mr, nr) = (kernel.mr(), kernel.nr());
+    let a = vec![0.5f32; KC * mr];
+    let b = vec![0.25f32; KC * nr];
+    let mut t = vec![0f32; mr * nr];
+    let bias = vec![0f32; nr];
+    let f = kernel.tile(mr);
+    let (mut calls, t0) = (0u64, crate::clock::now_ms());
+    loop {
+        for _ in 0..256 {
+            // SAFETY: the buffers have the sizes the kernel reads and writes.
+            unsafe { f(KC, a.as_ptr(), b.as_ptr(), t.as_mut_ptr(), nr, bias.as_ptr()) };
+        }
+        calls += 256;
+        let ms = crate::clock::now_ms() - t0;
+        if ms >= min_ms {
+            std::hint::black_box(&t);
+            return (2 * mr * nr * KC) as f64 * calls as f64 / (ms * 1e6);
+        }
+    }
+}
+
+/// Packs `m` rows of `x` into `MR`-row tiles, zero-padded (see the module docs). Written in
+/// output order (one k after another, the tile's rows side by side), reading `MR` rows as
+/// parallel streams.
 fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
     let tiles = m.div_ceil(mr);
     let mut a = vec![0f32; tiles * k * mr];
@@ -498,10 +605,11 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
         return a;
     }
     let fill = |(t, dst): (usize, &mut [f32])| {
-        for i in 0..mr.min(m - t * mr) {
-            let row = &x[(t * mr + i) * lda..][..k];
-            for (p, &v) in row.iter().enumerate() {
-                dst[p * mr + i] = v;
+        let rows = mr.min(m - t * mr);
+        let src = &x[t * mr * lda..];
+        for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
+            for (i, v) in d[..rows].iter_mut().enumerate() {
+                *v = src[i * lda + p];
             }
         }
     };
@@ -511,21 +619,6 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
         a.chunks_mut(k * mr).enumerate().for_each(fill);
     }
     a
-}
-
-/// One output row segment: `out = act(src + bias) + res`.
-#[inline(always)]
-fn epilogue_row(out: &mut [f32], src: &[f32], bias: Option<&[f32]>, act: Option<Activation>, res: Option<&[f32]>) {
-    out.copy_from_slice(src);
-    if let Some(b) = bias {
-        out.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-    }
-    if let Some(a) = act {
-        apply_act(out, a);
-    }
-    if let Some(r) = res {
-        out.iter_mut().zip(r).for_each(|(v, r)| *v += r);
-    }
 }
 
 /// The activations as the CPU backend computes them everywhere (same formulas as candle's).

@@ -184,7 +184,7 @@ impl CustomOp1 for PackedAttention {
         }
         let mut out = vec![0f32; b * n * heads * d];
         let dims = AttnDims { batch: b, heads, nq: n, nk: n, d, causal: self.causal };
-        kernels::attention(qkv, ql, qkv, kl, qkv, vl, dims, &mut out, HeadLayout::bnhd(heads, n, d));
+        kernels::attention(qkv, ql, qkv, kl, qkv, vl, dims, &mut out, HeadLayout::bnhd(heads, n, d)).map_err(candle_core::Error::msg)?;
         Ok((CpuStorage::F32(out), Shape::from((b, n, heads * d))))
     }
 }
@@ -203,7 +203,7 @@ impl CustomOp3 for Attention {
         let mut out = vec![0f32; b * h * nq * d];
         let dims = AttnDims { batch: b, heads: h, nq, nk, d, causal: self.causal };
         let (ql, kl) = (HeadLayout::bhnd(h, nq, d), HeadLayout::bhnd(h, nk, d));
-        kernels::attention(q, ql, k, kl, v, kl, dims, &mut out, ql);
+        kernels::attention(q, ql, k, kl, v, kl, dims, &mut out, ql).map_err(candle_core::Error::msg)?;
         Ok((CpuStorage::F32(out), Shape::from((b, h, nq, d))))
     }
 }

@@ -1,0 +1,108 @@
+//! `effarch bench gemm`: the CPU GEMM engine on the shapes of the models, against the `gemm`
+//! crate (candle's engine, which packs the weight again on every call), in one process, and
+//! each micro-kernel alone in L1: the numbers that say where CPU time goes.
+
+use super::{median, random_values};
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::tensor::cpu::gemm::{tile_gflops, Epilogue, Kernel, PackedWeight};
+use serde::Serialize;
+
+/// One micro-kernel alone: one thread, operands in L1.
+#[derive(Clone, Debug, Serialize)]
+pub struct TileRow {
+    pub kernel: String,
+    pub mr: usize,
+    pub nr: usize,
+    pub gflops: f64,
+}
+
+/// One product shape on one kernel (all threads).
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmRow {
+    pub shape: String,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub kernel: String,
+    pub gflops: f64,
+    /// The `gemm` crate on the same product (packs the weight per call).
+    pub gemm_crate_gflops: f64,
+    /// Our time / the `gemm` crate's.
+    pub ratio: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmReport {
+    pub threads: usize,
+    pub tiles: Vec<TileRow>,
+    pub rows: Vec<GemmRow>,
+}
+
+/// The linear layers of ViT-B/16 at batch 1 (197 tokens), of a decode step, and of ViT-B/16's
+/// MLP at batch 8.
+pub const SHAPES: [(&str, usize, usize, usize); 8] = [
+    ("vit qkv", 197, 2304, 768),
+    ("vit out_proj", 197, 768, 768),
+    ("vit fc1", 197, 3072, 768),
+    ("vit fc2", 197, 768, 3072),
+    ("vit fc1 keep 0.5", 99, 3072, 768),
+    ("decode in_proj", 1, 3072, 768),
+    ("vit b8 fc1", 1576, 3072, 768),
+    ("vit b8 fc2", 1576, 768, 3072),
+];
+
+fn time(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut ts = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t0 = now_ms();
+        f()?;
+        ts.push(now_ms() - t0);
+    }
+    Ok(median(ts))
+}
+
+/// Every kernel this CPU has on [`SHAPES`], `iters` timed runs each (median).
+pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmReport> {
+    if iters == 0 {
+        return Err(Error::arg("benchmark needs at least one iteration"));
+    }
+    let kernels = Kernel::available();
+    let tiles = kernels
+        .iter()
+        .map(|&k| {
+            let row = TileRow { kernel: k.name().into(), mr: k.mr(), nr: k.nr(), gflops: tile_gflops(k, 200.0) };
+            progress(&format!("micro-kernel {}: {:.1} GFLOP/s (1 thread, L1)", row.kernel, row.gflops));
+            row
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for (name, m, n, k) in SHAPES {
+        let x = random_values(m * k, 1, 1.0);
+        let w = random_values(n * k, 2, 0.05);
+        let flop = 2.0 * (m * n * k) as f64;
+        let mut y = vec![0f32; m * n];
+        let theirs = time(iters, || {
+            crate::tensor::kernels::linear(&x, &w, None, m, k, n).map_err(Error::arg)?;
+            Ok(())
+        })?;
+        for &kern in &kernels {
+            let p = PackedWeight::pack(&w, n, k, kern).map_err(Error::arg)?;
+            let ours = time(iters, || p.matmul(&x, m, k, Epilogue::default(), &mut y).map_err(Error::arg))?;
+            let row = GemmRow {
+                shape: name.into(),
+                m,
+                n,
+                k,
+                kernel: kern.name().into(),
+                gflops: flop / (ours * 1e6),
+                gemm_crate_gflops: flop / (theirs * 1e6),
+                ratio: ours / theirs,
+            };
+            progress(&format!("{name} [{m}x{k}]·[{k}x{n}] {}: {:.1} GFLOP/s, gemm crate {:.1}", row.kernel, row.gflops, row.gemm_crate_gflops));
+            rows.push(row);
+        }
+    }
+    Ok(GemmReport { threads: rayon::current_num_threads(), tiles, rows })
+}

@@ -179,6 +179,31 @@ pub fn attention(
     let op = SendPtr(out.as_mut_ptr());
     (0..batch * heads).into_par_iter().try_for_each(|bh| {
         let (b, h) = (bh / heads, bh % heads);
+        if nq <= FEW_QUERIES {
+            // A decode step: packing the keys and values would cost as much as reading them
+            // once, which is all the product does; dot products and axpys instead.
+            let (qb, kb, vb, ob) = (ql.base(b, h), kl.base(b, h), vl.base(b, h), ol.base(b, h));
+            let off = nk.saturating_sub(nq);
+            with_simd(|| {
+                let mut s = vec![0f32; nk];
+                let mut o = vec![0f32; d];
+                for i in 0..nq {
+                    let qi = &q[qb + i * ql.row_stride..][..d];
+                    for (j, sj) in s.iter_mut().enumerate() {
+                        *sj = dot(qi, &k[kb + j * kl.row_stride..][..d]);
+                    }
+                    let valid = if causal { i + off + 1 } else { nk };
+                    softmax_row_scaled(&mut s, valid, scale);
+                    o.iter_mut().for_each(|v| *v = 0.0);
+                    for (j, &p) in s[..valid.min(nk)].iter().enumerate() {
+                        o.iter_mut().zip(&v[vb + j * vl.row_stride..][..d]).for_each(|(o, v)| *o += p * v);
+                    }
+                    // SAFETY: this head's output rows were checked above; no other head writes them.
+                    unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), op.get().add(ob + i * ol.row_stride), d) };
+                }
+            });
+            return Ok(());
+        }
         let kp = PackedWeight::pack_rows(&k[kl.base(b, h)..], nk, d, kl.row_stride, kern)?;
         let mut s = vec![0f32; nq * nk];
         // SAFETY: `s` is [nq, nk]; the output rows of this head were checked above, and no
@@ -193,6 +218,24 @@ pub fn attention(
         let vp = PackedWeight::pack_kn(&v[vl.base(b, h)..], nk, d, vl.row_stride, kern)?;
         unsafe { vp.matmul_raw(&s, nq, nk, Epilogue::default(), op.get().add(ol.base(b, h)), ol.row_stride, false) }
     })
+}
+
+/// Queries per head up to which attention reads keys and values in place instead of packing
+/// them for the GEMM engine.
+const FEW_QUERIES: usize = 2;
+
+/// Dot product with eight partial sums, so that it vectorises.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let n = a.len().min(b.len());
+    let split = n - n % 8;
+    for (x, y) in a[..split].chunks_exact(8).zip(b[..split].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + a[split..n].iter().zip(&b[split..n]).map(|(x, y)| x * y).sum::<f32>()
 }
 
 /// The last index each layout touches, to check slices before the unsafe gemm reads.

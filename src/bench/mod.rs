@@ -20,6 +20,11 @@ pub(crate) use crate::num::random_values;
 
 /// A CLIP checkpoint (vision tower + projection) in the HF layout with random weights.
 pub fn random_clip_weights(cfg: &ClipConfig) -> Result<Weights> {
+    Weights::from_bytes("random ViT", random_clip_safetensors(cfg))
+}
+
+/// [`random_clip_weights`] as safetensors bytes (for a peer engine to load the same file).
+pub fn random_clip_safetensors(cfg: &ClipConfig) -> Vec<u8> {
     let v = cfg.vision();
     let (h, i, p, c) = (v.hidden_size, v.intermediate_size, v.patch_size, v.num_channels);
     let mut t: Vec<(String, Vec<usize>)> = vec![
@@ -59,7 +64,7 @@ pub fn random_clip_weights(cfg: &ClipConfig) -> Result<Weights> {
             (name, shape, vals)
         })
         .collect();
-    Weights::from_bytes("random ViT", serialize_f32(&tensors))
+    serialize_f32(&tensors)
 }
 
 /// Full-size `openai/clip-vit-base-patch16` vision tower with random weights.
@@ -105,7 +110,7 @@ impl Default for BenchSpec {
     }
 }
 
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {

@@ -43,8 +43,76 @@ pub struct BenchClipArgs {
     scorer: String,
     #[arg(long, default_value = "1", value_delimiter = ',')]
     layer: Vec<usize>,
+    /// Also time another engine on the same random checkpoint in this process (unpruned, each
+    /// batch): `candle` = candle-transformers' CLIP vision tower (a build with `--features peer-candle`).
+    #[arg(long)]
+    peer: Option<String>,
     #[command(flatten)]
     common: Common,
+}
+
+/// One batch of a peer engine, beside ours.
+#[derive(Serialize)]
+struct PeerRow {
+    engine: String,
+    batch: usize,
+    ms_median: f64,
+    /// Our unpruned ms/img / the peer's.
+    effarch_ratio: f64,
+}
+
+/// `--json` with `--peer`: our rows and the peer's.
+#[derive(Serialize)]
+struct ClipPeerJson<'a> {
+    rows: &'a [bench::BenchRow],
+    peer: &'a [PeerRow],
+}
+
+/// candle-transformers' `ClipVisionTransformer` + projection at ViT-B/16 on the same random
+/// safetensors, ms/img (median of `iters`, after one warm-up).
+#[cfg(feature = "peer-candle")]
+fn candle_peer(batches: &[usize], iters: usize) -> Result<Vec<(usize, f64)>> {
+    use candle_core::Module;
+    use candle_transformers::models::clip::{
+        text_model::Activation,
+        vision_model::{ClipVisionConfig, ClipVisionTransformer},
+    };
+    let cfg = effarch::models::clip::ClipConfig::vit_b16();
+    let bytes = bench::random_clip_safetensors(&cfg);
+    let dev = candle_core::Device::Cpu;
+    let vb = candle_nn::VarBuilder::from_buffered_safetensors(bytes, candle_core::DType::F32, &dev)?;
+    let v = cfg.vision();
+    let c = ClipVisionConfig {
+        embed_dim: v.hidden_size,
+        activation: Activation::QuickGelu,
+        intermediate_size: v.intermediate_size,
+        num_hidden_layers: v.num_hidden_layers,
+        num_attention_heads: v.num_attention_heads,
+        projection_dim: cfg.projection_dim,
+        num_channels: v.num_channels,
+        image_size: v.image_size,
+        patch_size: v.patch_size,
+    };
+    let tower = ClipVisionTransformer::new(vb.pp("vision_model"), &c)?;
+    let proj = candle_nn::linear_no_bias(v.hidden_size, cfg.projection_dim, vb.pp("visual_projection"))?;
+    let mut out = Vec::new();
+    for &b in batches {
+        let x = candle_core::Tensor::randn(0f32, 1.0, (b, 3, v.image_size, v.image_size), &dev)?;
+        let run = || -> Result<f64> {
+            let t0 = std::time::Instant::now();
+            proj.forward(&tower.forward(&x)?)?.to_vec2::<f32>()?;
+            Ok(t0.elapsed().as_secs_f64() * 1e3 / b as f64)
+        };
+        run()?;
+        let times = (0..iters).map(|_| run()).collect::<Result<Vec<_>>>()?;
+        out.push((b, bench::median(times)));
+    }
+    Ok(out)
+}
+
+#[cfg(not(feature = "peer-candle"))]
+fn candle_peer(_: &[usize], _: usize) -> Result<Vec<(usize, f64)>> {
+    Err(Error::arg("--peer candle needs a build with the candle-transformers peer: cargo build --release --features peer-candle"))
 }
 
 #[derive(Args)]
@@ -132,6 +200,10 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
     let scorer = parse_scorer(&a.scorer, 0)?;
     let spec = BenchSpec { keeps: a.keeps, batches: a.batches, iters: a.iters, scorer, layers: a.layer };
     spec.validate()?;
+    match a.peer.as_deref() {
+        None | Some("candle") => {}
+        Some(other) => return Err(Error::arg(format!("--peer {other}: the peer engine is `candle`"))),
+    }
     let device = a.common.device_or(DeviceArg::Auto).device()?;
     let quiet = a.common.json;
     if !quiet {
@@ -139,14 +211,30 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
     }
     let model = bench::random_vit_b16(&device)?;
     let rows = bench::bench_clip(&model, &spec, progress(quiet))?;
+    let peer = match a.peer {
+        Some(_) => {
+            drop(model);
+            candle_peer(&spec.batches, spec.iters)?
+                .into_iter()
+                .map(|(batch, ms)| {
+                    let ours = rows.iter().find(|r| r.batch == batch && r.keep >= 1.0).map_or(f64::NAN, |r| r.ms_median);
+                    PeerRow { engine: "candle-transformers 0.11".into(), batch, ms_median: ms, effarch_ratio: ours / ms }
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
     if quiet {
-        return emit(&rows);
+        return if a.peer.is_some() { emit(&ClipPeerJson { rows: &rows, peer: &peer }) } else { emit(&rows) };
     }
     println!("ViT-B/16 vision tower, {} , scorer {} at layer(s) {:?}, median of {} rounds", device.describe(), scorer, spec.layers, spec.iters);
     println!("{:>5} {:>5} {:>10} {:>7} {:>10} {:>10} {:>10}", "batch", "keep", "ms/img", "ratio", "FLOP bound", "dispatches", "first/warm");
     for r in rows {
         let d = r.dispatches.map_or("-".to_string(), |d| d.to_string());
         println!("{:>5} {:>5.2} {:>10.1} {:>7.3} {:>10.3} {:>10} {:>10.2}", r.batch, r.keep, r.ms_median, r.ratio, r.flop_ratio, d, r.first_ms / r.ms_median);
+    }
+    for p in &peer {
+        println!("{} batch {}: {:.1} ms/img unpruned; effarch / {} = {:.3}", p.engine, p.batch, p.ms_median, p.engine, p.effarch_ratio);
     }
     Ok(())
 }

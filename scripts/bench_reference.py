@@ -127,6 +127,7 @@ def main():
     ap.add_argument("--candle", action="store_true", help="also time candle-transformers (builds the CLI with --features peer-candle)")
     ap.add_argument("--onnx", help="where to write the ONNX export (default: a temporary file)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--export-only", action="store_true", help="only write the ONNX export (--onnx) and stop")
     a = ap.parse_args()
     batches = [int(b) for b in a.batches.split(",")]
     keeps = [float(k) for k in a.keeps.split(",")]
@@ -135,6 +136,12 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = CLIPVisionModelWithProjection(CLIPVisionConfig(patch_size=16, projection_dim=512)).eval()
+    if a.export_only:
+        if not a.onnx:
+            sys.exit("--export-only needs --onnx PATH")
+        with torch.inference_mode():
+            export_onnx(model, a.onnx)
+        return
 
     if a.candle or not os.path.exists(a.effarch):
         feats = ["--features", "peer-candle"] if a.candle else []

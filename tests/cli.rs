@@ -110,6 +110,29 @@ fn bench_json_rows() {
 }
 
 #[test]
+fn bench_gemm_json_times_every_kernel_and_a_bad_peer_is_named() {
+    let out = effarch(&["bench", "gemm", "--iters", "1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tiles = v["tiles"].as_array().unwrap();
+    assert!(tiles.iter().any(|t| t["kernel"].as_str().unwrap().starts_with("portable")), "{tiles:?}");
+    assert!(tiles.iter().all(|t| t["gflops"].as_f64().unwrap() > 0.0 && t["mr"].as_u64().unwrap() > 0));
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), tiles.len() * 8, "every kernel on every shape");
+    for r in rows {
+        for k in ["shape", "m", "n", "k", "kernel", "gflops", "gemm_crate_gflops", "ratio"] {
+            assert!(r.get(k).is_some(), "missing {k}");
+        }
+    }
+    let bad = effarch(&["bench", "clip", "--peer", "onnx", "--json"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--peer onnx"));
+    if !cfg!(feature = "peer-candle") {
+        let off = effarch(&["bench", "clip", "--peer", "candle", "--batches", "1", "--keeps", "1", "--iters", "1", "--device", "cpu"]);
+        assert!(!off.status.success() && String::from_utf8_lossy(&off.stderr).contains("--features peer-candle"));
+    }
+}
+
+#[test]
 fn clip_finds_a_hub_id_in_the_hf_cache() {
     // The hub cache layout: models--ORG--NAME/{refs/main, snapshots/REV/...}
     let cache = std::env::temp_dir().join(format!("effarch-hf-cache-{}", std::process::id()));

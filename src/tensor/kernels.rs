@@ -1,6 +1,7 @@
 //! CPU kernels on plain slices, where candle's generic ops leave time on the table:
-//! fused activations and softmax with a vectorisable exp, attention with one gemm per head
-//! (heads in parallel instead of threads per small gemm), and linear with the bias fused.
+//! softmax with a vectorisable exp, element-wise maps in parallel chunks, and attention on
+//! the GEMM engine (heads in parallel instead of threads per small product). Linear layers
+//! live in `cpu/gemm.rs`.
 
 use rayon::prelude::*;
 
@@ -55,18 +56,11 @@ pub(crate) fn with_simd<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-#[inline(always)]
-fn quick_gelu_into(y: &mut [f32], x: &[f32]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = v / (1.0 + exp(-1.702 * v));
-    }
-}
-
-/// x · σ(1.702 x), CLIP's quick_gelu.
-pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+/// A copy of `x` with `f` applied in place to chunks of it, in parallel, compiled for AVX2.
+pub fn map_chunks(x: &[f32], f: impl Fn(&mut [f32]) + Sync) -> Vec<f32> {
+    let mut y = x.to_vec();
     let c = chunk(x.len(), 8);
-    y.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(y, x)| with_simd(|| quick_gelu_into(y, x)));
+    y.par_chunks_mut(c).for_each(|y| with_simd(|| f(y)));
     y
 }
 
@@ -167,7 +161,7 @@ pub fn attention(
     out: &mut [f32],
     ol: HeadLayout,
 ) -> Result<(), String> {
-    use super::cpu::gemm::{Epilogue, Kernel, PackedWeight};
+    use super::cpu::gemm::{Epilogue, Kernel, PackedWeight, SendPtr};
     let AttnDims { batch, heads, nq, nk, d, causal } = dims;
     if [(q.len(), ql, nq), (k.len(), kl, nk), (v.len(), vl, nk), (out.len(), ol, nq)].iter().any(|&(len, l, n)| extent(l, batch, heads, n, d) > len)
         || ol.row_stride < d
@@ -238,7 +232,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + a[split..n].iter().zip(&b[split..n]).map(|(x, y)| x * y).sum::<f32>()
 }
 
-/// The last index each layout touches, to check slices before the unsafe gemm reads.
+/// The last index each layout touches, to check slices before the unsafe reads.
 pub fn extent(l: HeadLayout, batch: usize, heads: usize, n: usize, d: usize) -> usize {
     if batch == 0 || heads == 0 || n == 0 {
         return 0;
@@ -246,126 +240,9 @@ pub fn extent(l: HeadLayout, batch: usize, heads: usize, n: usize, d: usize) -> 
     l.base(batch - 1, heads - 1) + (n - 1) * l.row_stride + d
 }
 
-/// `x [m, k] @ w[n, k]ᵀ + b` in one call (no transposed copy of `w`, no broadcast tensor).
-pub fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, m: usize, k: usize, n: usize) -> Result<Vec<f32>, String> {
-    if x.len() < m * k || w.len() < n * k || b.is_some_and(|b| b.len() < n) {
-        return Err(format!("linear: buffers too short for [{m}, {k}] @ [{n}, {k}]ᵀ"));
-    }
-    let mut y = vec![0f32; m * n];
-    let par = if threads() > 1 && m * n * k > 1 << 16 { gemm::Parallelism::Rayon(threads()) } else { gemm::Parallelism::None };
-    // SAFETY: sizes checked above; `w` is read as its transpose through strides.
-    unsafe {
-        gemm::gemm(m, n, k, y.as_mut_ptr(), 1, n as isize, false, x.as_ptr(), 1, k as isize, w.as_ptr(), k as isize, 1, 0.0, 1.0, false, false, false, par);
-    }
-    // Accumulating into a bias-filled destination (read_dst) is markedly slower in gemm
-    // than this extra pass.
-    add_bias(&mut y, b, n);
-    Ok(y)
-}
-
-/// Adds `b` (`[n]`) to every row of `y` (`[m, n]`).
-fn add_bias(y: &mut [f32], b: Option<&[f32]>, n: usize) {
-    if let Some(b) = b {
-        let b = &b[..n];
-        let len = y.len();
-        y.par_chunks_mut(chunk(len, n)).for_each(|c| c.chunks_mut(n).for_each(|r| r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb)));
-    }
-}
-
-/// A half-precision `[n, k]` weight (kept at rest in half; converted block by block).
-#[derive(Clone, Copy)]
-pub enum HalfSlice<'a> {
-    F16(&'a [half::f16]),
-    Bf16(&'a [half::bf16]),
-}
-
-impl HalfSlice<'_> {
-    fn len(&self) -> usize {
-        match self {
-            HalfSlice::F16(v) => v.len(),
-            HalfSlice::Bf16(v) => v.len(),
-        }
-    }
-    fn to_f32(self, range: std::ops::Range<usize>, out: &mut [f32]) {
-        use half::slice::HalfFloatSliceExt;
-        match self {
-            HalfSlice::F16(v) => v[range].convert_to_f32_slice(out),
-            HalfSlice::Bf16(v) => v[range].convert_to_f32_slice(out),
-        }
-    }
-}
-
-struct SendPtr(*mut f32);
-// SAFETY: each task writes its own disjoint columns of the output (see `linear_half`).
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// [`linear`] with a half-precision weight: blocks of 64 output rows are converted to f32 in
-/// a per-thread buffer and multiplied there (f32 accumulation), so the weight stays half in
-/// memory and each thread's block stays in cache.
-pub fn linear_half(x: &[f32], w: HalfSlice, b: Option<&[f32]>, m: usize, k: usize, n: usize) -> Result<Vec<f32>, String> {
-    if x.len() < m * k || w.len() < n * k || b.is_some_and(|b| b.len() < n) {
-        return Err(format!("linear: buffers too short for [{m}, {k}] @ [{n}, {k}]ᵀ"));
-    }
-    const BLK: usize = 64;
-    let mut y = vec![0f32; m * n];
-    let yp = SendPtr(y.as_mut_ptr());
-    (0..n.div_ceil(BLK)).into_par_iter().for_each_init(Vec::new, |buf: &mut Vec<f32>, bi| {
-        let (o0, o1) = (bi * BLK, (bi * BLK + BLK).min(n));
-        buf.resize((o1 - o0) * k, 0.0);
-        w.to_f32(o0 * k..o1 * k, buf);
-        // SAFETY: sizes checked above; this task writes only columns o0..o1 of y (row stride n).
-        unsafe {
-            gemm::gemm(
-                m,
-                o1 - o0,
-                k,
-                yp.get().add(o0),
-                1,
-                n as isize,
-                false,
-                x.as_ptr(),
-                1,
-                k as isize,
-                buf.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
-    });
-    add_bias(&mut y, b, n);
-    Ok(y)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn half_linear_equals_f32_linear_of_the_same_values() {
-        let (m, k, n) = (3usize, 37usize, 150usize);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-        let wb: Vec<half::bf16> = (0..n * k).map(|i| half::bf16::from_f32(((i * 13 % 97) as f32 - 48.0) / 40.0)).collect();
-        let wf: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
-        let b: Vec<f32> = (0..n).map(|i| i as f32 / 100.0).collect();
-        let want = linear(&x, &wf, Some(&b), m, k, n).unwrap();
-        let got = linear_half(&x, HalfSlice::Bf16(&wb), Some(&b), m, k, n).unwrap();
-        assert!(want.iter().zip(&got).all(|(a, c)| (a - c).abs() < 1e-5));
-        let wh: Vec<half::f16> = wf.iter().map(|&v| half::f16::from_f32(v)).collect();
-        let got = linear_half(&x, HalfSlice::F16(&wh), Some(&b), m, k, n).unwrap();
-        assert!(want.iter().zip(&got).all(|(a, c)| (a - c).abs() < 1e-3));
-    }
 
     #[test]
     fn exp_is_accurate() {

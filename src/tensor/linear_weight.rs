@@ -144,12 +144,4 @@ impl LinearWeight {
     pub fn forward(&self, x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         self.forward_ex(x, b, None, None)
     }
-
-    /// The CPU micro-kernel this weight was packed for (`None` on a GPU).
-    pub fn cpu_kernel(&self) -> Option<&'static str> {
-        match &self.repr {
-            Repr::Cpu(p) => Some(p.kernel().name()),
-            Repr::Gpu(_) => None,
-        }
-    }
 }

@@ -328,12 +328,14 @@ fn pack_panels<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize, ldw
     out
 }
 
-struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint tiles of the output (see `PackedWeight::matmul`).
+/// An output pointer shared by tasks that write disjoint parts of it (tiles of a product,
+/// heads of an attention output).
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: every user writes only its own disjoint part of the buffer.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(&self) -> *mut f32 {
+    pub(crate) fn get(&self) -> *mut f32 {
         self.0
     }
 }
@@ -397,9 +399,6 @@ impl PackedWeight {
     pub fn k(&self) -> usize {
         self.k
     }
-    pub fn kernel(&self) -> Kernel {
-        self.kernel
-    }
     pub fn is_half(&self) -> bool {
         !matches!(self.panels, Panels::F32(_))
     }
@@ -418,6 +417,7 @@ impl PackedWeight {
     ///
     /// # Safety
     /// `y + row·ldc + col` is valid for every `row < m`, `col < n`, and nothing else writes there.
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn matmul_raw(&self, x: &[f32], m: usize, lda: usize, epi: Epilogue, y: *mut f32, ldc: usize, parallel: bool) -> Result<(), String> {
         let (n, k) = (self.n, self.k);
         if lda < k || (m > 0 && x.len() < (m - 1) * lda + k) {
@@ -731,6 +731,29 @@ mod tests {
                 assert!(want.iter().zip(&got).all(|(a, b)| (a - b).abs() < 2e-3), "{kern:?}");
             }
         }
+    }
+
+    /// The pre-engine half-weight test, kept with its tolerances: bf16 panels give the f32
+    /// product of the same values (bias included) to 1e-5, f16 to 1e-3.
+    #[test]
+    fn half_linear_equals_f32_linear_of_the_same_values() {
+        let (m, k, n) = (3usize, 37usize, 150usize);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let wb: Vec<half::bf16> = (0..n * k).map(|i| half::bf16::from_f32(((i * 13 % 97) as f32 - 48.0) / 40.0)).collect();
+        let wf: Vec<f32> = wb.iter().map(|v| v.to_f32()).collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 / 100.0).collect();
+        let epi = Epilogue { bias: Some(&b), ..Default::default() };
+        let run = |p: PackedWeight| {
+            let mut y = vec![0f32; m * n];
+            p.matmul(&x, m, k, epi, &mut y).unwrap();
+            y
+        };
+        let want = naive(&x, &wf, m, k, n, k, epi);
+        let got = run(PackedWeight::pack_half(HalfSlice::Bf16(&wb), n, k, Kernel::best()).unwrap());
+        assert!(want.iter().zip(&got).all(|(a, c)| (a - c).abs() < 1e-5));
+        let wh: Vec<half::f16> = wf.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let got = run(PackedWeight::pack_half(HalfSlice::F16(&wh), n, k, Kernel::best()).unwrap());
+        assert!(want.iter().zip(&got).all(|(a, c)| (a - c).abs() < 1e-3));
     }
 
     #[test]

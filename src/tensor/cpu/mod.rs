@@ -63,12 +63,15 @@ impl Linear {
         };
         let xs = slice(x.0, x.1, "linear input")?;
         let Some((a, z)) = w.1.contiguous_offsets() else { bail!("linear weight: expected a contiguous tensor") };
-        let y = match w.0 {
-            CpuStorage::BF16(v) => kernels::linear_half(xs, kernels::HalfSlice::Bf16(&v[a..z]), bias, m, k, n),
-            CpuStorage::F16(v) => kernels::linear_half(xs, kernels::HalfSlice::F16(&v[a..z]), bias, m, k, n),
-            _ => kernels::linear(xs, slice(w.0, w.1, "linear weight")?, bias, m, k, n),
+        let kern = gemm::Kernel::best();
+        let p = match w.0 {
+            CpuStorage::BF16(v) => gemm::PackedWeight::pack_half(gemm::HalfSlice::Bf16(&v[a..z]), n, k, kern),
+            CpuStorage::F16(v) => gemm::PackedWeight::pack_half(gemm::HalfSlice::F16(&v[a..z]), n, k, kern),
+            _ => gemm::PackedWeight::pack(slice(w.0, w.1, "linear weight")?, n, k, kern),
         }
         .map_err(candle_core::Error::msg)?;
+        let mut y = vec![0f32; m * n];
+        p.matmul(xs, m, k, gemm::Epilogue { bias, ..Default::default() }, &mut y).map_err(candle_core::Error::msg)?;
         let mut out = dims.to_vec();
         if let Some(last) = out.last_mut() {
             *last = n;
@@ -95,7 +98,8 @@ impl CustomOp3 for Linear {
     }
 }
 
-/// `x @ wᵀ + b` over any leading dims, as one gemm with the bias fused.
+/// `x @ wᵀ + b` over any leading dims for a weight that was not packed at load
+/// (`LinearWeight` packs its own once): the GEMM engine, the weight packed per call.
 pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match b {
@@ -104,32 +108,21 @@ pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tenso
     }
 }
 
-/// CLIP's quick_gelu, fused.
-struct QuickGelu;
+/// An activation on its own, with the same code as the GEMM epilogue's (`gemm::apply_act`),
+/// in parallel chunks.
+struct Act(Activation);
 
-impl CustomOp1 for QuickGelu {
+impl CustomOp1 for Act {
     fn name(&self) -> &'static str {
         "effarch-act"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, "activation")?;
-        Ok((CpuStorage::F32(kernels::quick_gelu(x)), l.shape().clone()))
+        Ok((CpuStorage::F32(kernels::map_chunks(slice(s, l, "activation")?, |v| gemm::apply_act(v, self.0))), l.shape().clone()))
     }
 }
 
 pub(crate) fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
-    match a {
-        // CLIP's x·σ(1.702x) (Hendrycks & Gimpel's sigmoid approximation of GELU), fused.
-        Activation::QuickGelu => x.contiguous()?.apply_op1_no_bwd(&QuickGelu),
-        Activation::Gelu => x.gelu_erf(),
-        Activation::GeluTanh => x.gelu(),
-        Activation::Silu => x.silu(),
-        // transformers' threshold: x > 20 → x.
-        Activation::Softplus => {
-            let v: Vec<f32> = x.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|v| if v > 20.0 { v } else { v.exp().ln_1p() }).collect();
-            Tensor::from_vec(v, x.shape(), x.device())
-        }
-    }
+    x.contiguous()?.apply_op1_no_bwd(&Act(a))
 }
 
 struct Softmax;

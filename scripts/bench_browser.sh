@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# effarch's wasm build (`benchClip`, wasm SIMD128, 1 thread) against onnxruntime-web (the
-# engine under transformers.js) on an ONNX export of the same ViT-B/16 tower, in one headless
+# effarch's wasm builds (`benchClip`: single-threaded, and the multi-threaded build) against onnxruntime-web (the
+# engine under transformers.js) on an ONNX export of the same ViT-B/16 tower, at 1, 2 and all threads, in one headless
 # Chromium session. Not part of scripts/test.sh (it takes minutes and needs torch once for the
 # export).
 #   bash scripts/bench_browser.sh [iters]
@@ -13,6 +13,6 @@ if [ ! -f "$ONNX" ]; then
   "$PY" -c 'import torch, transformers, onnx' 2>/dev/null || "$PY" -m pip install -q torch transformers onnx
   "$PY" scripts/bench_reference.py --export-only --onnx "$ONNX"
 fi
-wasm-pack build --target web --release >/dev/null 2>&1
+bash scripts/build_pkg.sh >/dev/null 2>&1
 (cd scripts/browser-bench && npm install --silent --no-audit --no-fund)
 node scripts/browser-bench/bench.mjs "$PWD" "$ONNX" "${1:-5}"

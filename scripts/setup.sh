@@ -8,28 +8,37 @@ cd "$(dirname "$0")/.."
 WASM_BINDGEN_VERSION=0.2.130   # must equal the `wasm-bindgen` pin in Cargo.toml
 WASM_PACK_VERSION=0.15.1
 TRUNK_VERSION=0.21.14
+# The threaded wasm build only (scripts/build_threads.sh: build-std with atomics); everything
+# else builds on stable. Keep in step with scripts/build_threads.sh and .github/workflows.
+NIGHTLY=nightly-2026-05-20
 
 say() { printf '\n== %s\n' "$*"; }
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
+# EFFARCH_SETUP_SITE_ONLY=1: only what building the site needs (the Pages workflow); no
+# browser, GPU driver, Node or Python for the tests.
+SITE_ONLY=${EFFARCH_SETUP_SITE_ONLY:-0}
+
 need_apt=()
-command -v chromium >/dev/null || need_apt+=(chromium)
-command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
-[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
+if [ "$SITE_ONLY" != 1 ]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+  [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
+  command -v node >/dev/null || need_apt+=(nodejs)
+fi
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
-command -v node >/dev/null || need_apt+=(nodejs)
 # The project's own Python (below) needs a python3 with venv; which python3 is first on PATH
 # does not matter after that.
 PY=$(command -v python3 || true)
-if [ -z "$PY" ] || ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then need_apt+=(python3 python3-venv); fi
+if [ "$SITE_ONLY" != 1 ] && { [ -z "$PY" ] || ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; }; then need_apt+=(python3 python3-venv); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt: ${need_apt[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 # npm only after nodejs: NodeSource's nodejs ships npm and conflicts with Debian's package.
-if ! command -v npm >/dev/null; then
+if [ "$SITE_ONLY" != 1 ] && ! command -v npm >/dev/null; then
   say "apt: npm"
   [ ${#need_apt[@]} -gt 0 ] || $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
@@ -38,6 +47,13 @@ fi
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   say "rustup target wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
+fi
+
+if ! rustup run "$NIGHTLY" rustc --print sysroot >/dev/null 2>&1 \
+  || ! [ -d "$(rustup run "$NIGHTLY" rustc --print sysroot)/lib/rustlib/src/rust/library" ] \
+  || ! rustup target list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  say "rustup toolchain $NIGHTLY (rust-src, wasm32) for the threaded wasm build"
+  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src --target wasm32-unknown-unknown
 fi
 
 have() { # have TOOL VERSION: the tool prints the exact version
@@ -54,6 +70,10 @@ fi
 if [ "${EFFARCH_SKIP_TRUNK:-0}" != 1 ] && ! have trunk "$TRUNK_VERSION"; then
   say "cargo install trunk $TRUNK_VERSION"
   cargo install trunk --version "$TRUNK_VERSION" --locked --force
+fi
+
+if [ "$SITE_ONLY" = 1 ]; then
+  exit 0
 fi
 
 # Playwright's core library only (it drives /usr/bin/chromium; it never downloads a browser).

@@ -4,10 +4,10 @@
 import { drawSweep } from './chart.js';
 import { modelBase } from './loader.js';
 import { drawOverlay as draw } from './overlay.js';
-import { copyLinkButton, pickFiles, readUrl as readParams, writeUrl as writeParams } from './page.js';
+import { copyLinkButton, pickFiles, readUrl as readParams, threadsControl, workerUrl, writeUrl as writeParams } from './page.js';
 import { renderReport } from './report.js';
 import { connect } from './rpc.js';
-import { backendLabel, backendTitle, loadWithChoice, panel } from './ui.js';
+import { backendLabel, backendTitle, loadWithChoice, panel, setThreadCount } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -20,7 +20,7 @@ const DEFAULTS = { model: 'openai/clip-vit-base-patch16', sample: 'chelsea-cat',
 const SWEEP_KEEPS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3];
 
 // ---- worker RPC --------------------------------------------------------------------------
-const call = connect(new URL('./worker.js', import.meta.url), (msg) => showError(`The worker failed: ${msg}. Reload the page.`));
+const call = connect(workerUrl('./worker.js'), (msg) => showError(`The worker failed: ${msg}. Reload the page.`));
 
 // ---- state -------------------------------------------------------------------------------
 const state = { ...DEFAULTS };
@@ -200,6 +200,8 @@ async function runOnce() {
     setStatus('Running…');
     const report = await call('run', { image: imageBytes.slice(0), options: opts });
     lastReport = report;
+    // The last report, for tests and automation (e.g. comparing embeddings across builds).
+    globalThis.effarchLastReport = report;
     backendBadge(report.device, report.fallback);
     render(report);
     const t = report.timings_ms.total;
@@ -357,12 +359,17 @@ function wire() {
 
 async function main() {
   readUrl();
+  threadsControl('threads');
   buildSamples();
   syncControls();
   wire();
   const hello = await task('Loading the WebAssembly core…', () => call('hello'));
   if (hello) {
     adapter = hello.adapter;
+    setThreadCount(hello.threads);
+    document.body.dataset.threads = String(hello.threads);
+    document.body.dataset.build = hello.build;
+    if (hello.threadNote) $('threads').title = hello.threadNote;
     if (hello.autoReason) auto = { reason: hello.autoReason, source: 'rule' };
     backendBadge(state.backend === 'cpu' ? hello.cpu : hello.defaultDevice);
   }

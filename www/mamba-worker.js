@@ -4,11 +4,13 @@
 //
 // Messages in:  {id, type: 'hello' | 'load' | 'loadFiles' | 'generate' | 'bench', ...}
 // Messages out: {id, type: 'progress' | 'token' | 'done' | 'error', ...}
-import init, { MambaSession, benchMamba, autoChoice } from './effarch.js';
+import { loadEngine } from './engine.js';
 import { fetchWhole } from './loader.js';
 import { serve } from './rpc.js';
 
-const ready = init({ module_or_path: new URL('./effarch_bg.wasm', import.meta.url) });
+// The wasm core: the threaded build when the page is cross-origin isolated (engine.js), with
+// the thread count the page put in this worker's URL.
+const ready = loadEngine({ threads: Number(new URL(self.location.href).searchParams.get('threads') || 0) });
 
 let session = null;
 let loadedKey = null;
@@ -23,15 +25,16 @@ async function create(config, weights, tokenizer, backend, key) {
     session = null;
   }
   if (!tokenizer) throw new Error('this model has no tokenizer.json: the page needs it to turn the prompt into tokens');
-  session = await MambaSession.create(config, weights, tokenizer, backend);
+  const { engine } = await ready;
+  session = await engine.MambaSession.create(config, weights, tokenizer, backend);
   loadedKey = key;
 }
 
 const handlers = {
   async hello() {
-    await ready;
-    const auto = await autoChoice();
-    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null };
+    const { engine, threads } = await ready;
+    const auto = await engine.autoChoice();
+    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null, threads, cpu: engine.cpuDevice() };
   },
   async load(id, { base, backend }) {
     await ready;
@@ -54,8 +57,8 @@ const handlers = {
     return await session.generate(prompt, options, (token, text, merged) => post({ id, type: 'token', token, text, merged }));
   },
   async bench(_id, { options }) {
-    await ready;
-    return await benchMamba(options);
+    const { engine } = await ready;
+    return await engine.benchMamba(options);
   },
 };
 

@@ -5,9 +5,9 @@
 // (same seed, same text).
 import { drawScaling } from './chart.js';
 import { modelBase } from './loader.js';
-import { copyLinkButton, pickFiles, readUrl as readParams, renderStats, writeUrl as writeParams } from './page.js';
+import { copyLinkButton, pickFiles, readUrl as readParams, renderStats, workerUrl, writeUrl as writeParams } from './page.js';
 import { connect } from './rpc.js';
-import { backendLabel, backendTitle, loadWithChoice, panel } from './ui.js';
+import { backendLabel, backendTitle, loadWithChoice, panel, setThreadCount } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const DEFAULTS = {
@@ -32,7 +32,7 @@ let adapter = null;
 let runs = 0;
 
 // ---- its own worker (the CLIP tab's stays free) --------------------------------------------
-const call = connect(new URL('./mamba-worker.js', import.meta.url), (msg) => showError(`The Mamba worker failed: ${msg}. Reload the page.`));
+const call = connect(workerUrl('./mamba-worker.js'), (msg) => showError(`The Mamba worker failed: ${msg}. Reload the page.`));
 
 // ---- URL state (keys the CLIP tab does not use; its keys are left alone) -------------------
 const readUrl = () => readParams(state, DEFAULTS);
@@ -267,8 +267,9 @@ syncControls();
 wire();
 const hello = call('hello').then((h) => {
   adapter = h.adapter;
+  setThreadCount(h.threads);
   if (h.autoReason) auto = { reason: h.autoReason, source: 'rule' };
-  if (!loaded) badge(state.lmbackend === 'cpu' ? 'cpu' : h.defaultDevice);
+  if (!loaded) badge(state.lmbackend === 'cpu' ? h.cpu : h.defaultDevice);
 }, () => {});
 if (state.tab === 'mamba') {
   showTab('mamba');

@@ -57,3 +57,36 @@ export function pickFiles(fileList, roles) {
   const fs = [...fileList];
   return Object.fromEntries(Object.entries(roles).map(([role, re]) => [role, fs.find((f) => re.test(f.name))]));
 }
+
+/**
+ * CPU threads the page asks its workers for: the `threads` URL key (a number ≥ 1), or 0 for
+ * every core. Both tabs share it; the wasm pool cannot change size, so changing it reloads.
+ */
+export function threadsWanted() {
+  const n = Number(new URLSearchParams(location.search).get('threads') || 0);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 64) : 0;
+}
+
+/** A worker script's URL carrying the thread count (engine.js reads it there). */
+export function workerUrl(script) {
+  const u = new URL(script, import.meta.url);
+  const n = threadsWanted();
+  if (n) u.searchParams.set('threads', String(n));
+  return u;
+}
+
+/** Fills the thread-count control (auto, 1, 2, 4, … up to the cores) and reloads on change. */
+export function threadsControl(id) {
+  const sel = document.getElementById(id);
+  if (!sel) return;
+  const cores = Math.max(1, navigator.hardwareConcurrency || 1);
+  const counts = [...new Set([1, 2, 4, 8, 16, 32, cores, threadsWanted()].filter((n) => n >= 1 && (n <= cores || n === threadsWanted())))].sort((a, b) => a - b);
+  sel.replaceChildren(new Option(`auto (${cores} core${cores === 1 ? '' : 's'})`, ''), ...counts.map((n) => new Option(String(n), String(n))));
+  sel.value = threadsWanted() ? String(threadsWanted()) : '';
+  sel.onchange = () => {
+    const q = new URLSearchParams(location.search);
+    if (sel.value) q.set('threads', sel.value);
+    else q.delete('threads');
+    location.search = q.toString();
+  };
+}

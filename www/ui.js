@@ -7,10 +7,12 @@ export function fmtBytes(n) {
   return n > 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(0)} KiB`;
 }
 
-/** "WebGPU · <adapter>" or "CPU · wasm SIMD128" for the core's device description. */
+/** "WebGPU · <adapter>" or "CPU · wasm SIMD128 · N threads" for the core's device description. */
 export function backendLabel(device) {
   const m = /^gpu \(wgpu, (.*?), BrowserWebGpu/.exec(device);
-  return device.startsWith('gpu') ? `WebGPU · ${m ? m[1] || 'adapter' : device}` : 'CPU · wasm SIMD128';
+  if (device.startsWith('gpu')) return `WebGPU · ${m ? m[1] || 'adapter' : device}`;
+  const t = Number(/, (\d+) threads\)/.exec(device)?.[1] ?? 1);
+  return `CPU · wasm SIMD128 · ${t} thread${t === 1 ? '' : 's'}`;
 }
 
 /**
@@ -30,10 +32,15 @@ export function backendTitle(device, backend, auto) {
 // localStorage so later loads skip the measurement. Workers have no localStorage: the page
 // keeps the cache and tells the worker which backend to load.
 const AUTO_STORE = 'effarch.auto.v1';
-const THREADS = 1; // the wasm build is single-threaded
+let threads = 1; // the CPU path's threads (the worker's build and pool say how many)
+
+/** The CPU thread count the workers run with (keys the cache: the CPU's speed depends on it). */
+export function setThreadCount(n) {
+  threads = Math.max(1, Number(n) || 1);
+}
 
 function autoKey(adapter, model) {
-  return `${adapter ?? 'no GPU adapter'}|${THREADS} thread|${model}`;
+  return `${adapter ?? 'no GPU adapter'}|${threads} thread${threads === 1 ? '' : 's'}|${model}`;
 }
 
 /** The cached choice `{backend, reason, figures}` for this adapter and model, or null (also for an entry that is not one). */

@@ -3,11 +3,13 @@
 //
 // Messages in:  {id, type: 'load' | 'loadFiles' | 'run' | 'sweep' | 'clearCache', ...}
 // Messages out: {id, type: 'progress' | 'done' | 'error' | 'sweepPoint', ...}
-import init, { ClipSession, autoChoice, cpuDevice } from './effarch.js';
+import { loadEngine } from './engine.js';
 import { fetchModel, readLocalFiles, clearCache } from './loader.js';
 import { serve } from './rpc.js';
 
-const ready = init({ module_or_path: new URL('./effarch_bg.wasm', import.meta.url) });
+// The wasm core: the threaded build when the page is cross-origin isolated (engine.js), with
+// the thread count the page put in this worker's URL.
+const ready = loadEngine({ threads: Number(new URL(self.location.href).searchParams.get('threads') || 0) });
 
 let session = null;
 let loaded = null; // {key, withText, backend}
@@ -42,7 +44,8 @@ async function create(files, withText, backend) {
     session.free();
     session = null;
   }
-  const s = await ClipSession.create(files.config, files.weights, withText, backend);
+  const { engine } = await ready;
+  const s = await engine.ClipSession.create(files.config, files.weights, withText, backend);
   if (withText) s.setTokenizer(files.vocab, files.merges);
   session = s;
 }
@@ -86,9 +89,9 @@ function cosine(a, b) {
 
 const handlers = {
   async hello() {
-    await ready;
-    const auto = await autoChoice();
-    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null, cpu: cpuDevice() };
+    const { engine, threads, build, note } = await ready;
+    const auto = await engine.autoChoice();
+    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null, cpu: engine.cpuDevice(), threads, build, threadNote: note };
   },
   load,
   loadFiles,

@@ -1,5 +1,8 @@
-// effarch (wasm SIMD128, the npm package's `benchClip`) against onnxruntime-web on the same
-// ViT-B/16 vision tower, one browser session, one thread each; run by scripts/bench_browser.sh.
+// effarch's wasm builds (the npm package's `benchClip`: single-threaded at 1 thread, the
+// multi-threaded build above) against onnxruntime-web on the same ViT-B/16 vision tower, at
+// the same thread counts (1, 2 and navigator.hardwareConcurrency), in one headless Chromium
+// session: one cross-origin-isolated page per thread count (each engine sizes its pool once per
+// page). Run by scripts/bench_browser.sh.
 //   node bench.mjs ROOT MODEL.onnx [iters]
 import http from 'node:http';
 import fs from 'node:fs';
@@ -11,14 +14,14 @@ const iters = Number(itersArg ?? 5);
 const here = path.dirname(new URL(import.meta.url).pathname);
 const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html', '.onnx': 'application/octet-stream' };
 const page = `<!doctype html><meta charset="utf-8"><script type="module">
-window.bench = async (iters) => {
-  const out = {};
-  const eff = await import('/pkg/effarch.js');
-  await eff.default();
-  const rows = await eff.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu' });
-  out.effarch = rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio }));
+window.bench = async (threads, iters) => {
+  const out = { threads };
+  const { loadEngine } = await import('/pkg/index.js');
+  const { engine, threads: got, build } = await loadEngine({ threads });
+  const rows = await engine.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu' });
+  out.effarch = { build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })) };
   const ort = await import('/ort/ort.wasm.min.mjs');
-  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.numThreads = threads;
   ort.env.wasm.wasmPaths = '/ort/';
   const buf = await (await fetch('/model.onnx')).arrayBuffer();
   const sess = await ort.InferenceSession.create(buf, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
@@ -29,18 +32,22 @@ window.bench = async (iters) => {
   for (let i = 0; i < iters; i++) { const t = performance.now(); await sess.run(feeds); ts.push(performance.now() - t); }
   ts.sort((a, b) => a - b);
   out.ort = { version: ort.env.versions?.web ?? '?', ms: ts[Math.floor(ts.length / 2)] };
+  out.cores = navigator.hardwareConcurrency;
   return out;
 };
+window.cores = navigator.hardwareConcurrency;
 </script>`;
 const server = http.createServer((req, res) => {
   const url = decodeURIComponent(req.url.split('?')[0]);
+  // Cross-origin isolated: SharedArrayBuffer for both engines' threads.
+  const iso = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
   let file;
-  if (url === '/' || url === '/bench.html') { res.writeHead(200, { 'content-type': 'text/html' }); return res.end(page); }
+  if (url === '/' || url === '/bench.html') { res.writeHead(200, { 'content-type': 'text/html', ...iso }); return res.end(page); }
   if (url === '/model.onnx') file = model;
   else if (url.startsWith('/ort/')) file = path.join(here, 'node_modules/onnxruntime-web/dist', url.slice(5));
   else if (url.startsWith('/pkg/')) file = path.join(root, 'pkg', url.slice(5));
   if (!file || !fs.existsSync(file)) { res.writeHead(404); return res.end(); }
-  res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream' });
+  res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream', ...iso });
   fs.createReadStream(file).pipe(res);
 });
 await new Promise(r => server.listen(0, '127.0.0.1', r));
@@ -48,17 +55,33 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync', '--disable-dev-shm-usage'],
 });
+const url = `http://127.0.0.1:${server.address().port}/bench.html`;
 try {
-  const p = await browser.newPage();
-  p.on('console', m => { if (m.type() === 'error') console.error('page:', m.text()); });
-  await p.goto(`http://127.0.0.1:${server.address().port}/bench.html`);
-  const r = await p.evaluate(n => window.bench(n), iters);
-  const base = r.effarch.find(e => e.keep >= 1).ms;
-  console.log(`ViT-B/16 vision tower, headless Chromium, 1 thread each, median of ${iters}`);
-  console.log(`onnxruntime-web ${r.ort.version} (wasm SIMD):  ${r.ort.ms.toFixed(1)} ms`);
-  for (const e of r.effarch) console.log(`effarch wasm SIMD128 keep ${e.keep.toFixed(2)}: ${e.ms.toFixed(1)} ms (ratio ${e.ratio.toFixed(3)})`);
-  console.log(`effarch / onnxruntime-web (unpruned): ${(base / r.ort.ms).toFixed(3)}`);
-  console.log(JSON.stringify(r));
+  const probe = await browser.newPage();
+  await probe.goto(url);
+  const cores = await probe.evaluate(() => window.cores);
+  await probe.close();
+  const counts = [...new Set([1, 2, cores])].sort((a, b) => a - b);
+  const results = [];
+  for (const n of counts) {
+    const p = await browser.newPage();
+    p.on('console', m => { if (m.type() === 'error') console.error('page:', m.text()); });
+    await p.goto(url);
+    results.push(await p.evaluate(([n, it]) => window.bench(n, it), [n, iters]));
+    await p.close();
+  }
+  console.log(`ViT-B/16 vision tower, headless Chromium (${cores} cores), median of ${iters}, ms per image`);
+  console.log('threads  onnxruntime-web  effarch (build)       effarch/ORT  keep 0.7  keep 0.5');
+  for (const r of results) {
+    const [u, p7, p5] = [1, 0.7, 0.5].map(k => r.effarch.rows.find(e => Math.abs(e.keep - k) < 1e-6));
+    console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(15)}  ${u.ms.toFixed(1).padStart(7)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(48) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}`);
+  }
+  const one = results.find(r => r.threads === 1), two = results.find(r => r.threads === 2);
+  if (one && two) {
+    const e = one.effarch.rows.find(x => x.keep >= 1).ms / two.effarch.rows.find(x => x.keep >= 1).ms;
+    console.log(`scaling 1 → 2 threads (ideal 2.00): effarch ${e.toFixed(2)}, onnxruntime-web ${(one.ort.ms / two.ort.ms).toFixed(2)}`);
+  }
+  console.log(JSON.stringify({ ort_version: results[0].ort.version, results }));
 } finally {
   await browser.close();
   server.close();

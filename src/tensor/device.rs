@@ -76,7 +76,10 @@ impl Device {
     /// A short human-readable name for reports ("cpu (candle-core, avx2+fma)").
     pub fn describe(&self) -> String {
         match self {
-            Device::Cpu => format!("cpu (candle-core, {})", super::cpu::simd_name()),
+            Device::Cpu => match super::kernels::threads() {
+                1 => format!("cpu (candle-core, {})", super::cpu::simd_name()),
+                t => format!("cpu (candle-core, {}, {t} threads)", super::cpu::simd_name()),
+            },
             Device::Gpu(c) => format!(
                 "gpu (wgpu, {}, {}{}{})",
                 c.adapter.name,
@@ -141,7 +144,12 @@ impl Device {
             Ok(c) => c,
             Err(e) => return Choice { device: Device::Cpu, figures: Vec::new(), reason: format!("no GPU adapter ({e}): auto runs on the CPU") },
         };
-        let cpu_label = format!("CPU ({}{})", super::cpu::simd_name(), if cfg!(target_arch = "wasm32") { ", 1 thread" } else { "" });
+        let t = super::kernels::threads();
+        let cpu_label = format!(
+            "CPU ({}{})",
+            super::cpu::simd_name(),
+            if cfg!(target_arch = "wasm32") { format!(", {t} thread{}", if t == 1 { "" } else { "s" }) } else { String::new() }
+        );
         let gpu_label = format!("{} ({}{})", GPU_NAME, gpu.adapter.name, if gpu.adapter.software { ", software" } else { "" });
         let software = gpu.adapter.software;
         let figure = |backend, label: String, software, r: Result<f64>| match r {

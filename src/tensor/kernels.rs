@@ -24,8 +24,10 @@ pub fn exp(x: f32) -> f32 {
     p * f32::from_bits(((ki + 127) as u32) << 23)
 }
 
+/// Threads the CPU kernels split work over: rayon's pool natively and in the threaded wasm
+/// build (shared memory, `initThreadPool`); 1 in the single-threaded wasm build.
 pub(crate) fn threads() -> usize {
-    if cfg!(target_arch = "wasm32") {
+    if cfg!(target_arch = "wasm32") && !cfg!(target_feature = "atomics") {
         1
     } else {
         rayon::current_num_threads().max(1)
@@ -38,36 +40,64 @@ fn chunk(len: usize, align: usize) -> usize {
     per.div_ceil(align.max(1)) * align.max(1)
 }
 
-/// Runs `f` compiled for AVX2+FMA when the CPU has them (the crate is built for baseline
-/// x86-64, so the hot loops would otherwise vectorise only 4 wide).
-#[inline(always)]
-pub(crate) fn with_simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
+/// `multiversion!(pub fn name(a: A, …) -> R = body;)` defines `name`, which runs `body` (an
+/// `#[inline(always)]` fn taking the same arguments) compiled for AVX-512F, for AVX2+FMA or
+/// for the baseline, as the CPU allows. The crate is built for baseline x86-64, so hot loops
+/// would otherwise vectorise 4 wide; a closure passed into a `#[target_feature]` function
+/// is not reliably inlined there, which is why the body is a named function.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? = $body:path;) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments, unused_unsafe)]
+        $vis fn $name($($a: $t),*) $(-> $r)? {
+            // SAFETY: `$body` is a safe function.
+            unsafe { $crate::tensor::kernels::multiversion!(@dispatch $body; $($a: $t),*; $($r)?) }
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the features were just detected.
-            return unsafe { avx2(f) };
+    };
+    ($(#[$m:meta])* $vis:vis unsafe fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? = $body:path;) => {
+        $(#[$m])*
+        /// # Safety
+        /// As for the body it runs.
+        #[allow(clippy::too_many_arguments)]
+        $vis unsafe fn $name($($a: $t),*) $(-> $r)? {
+            $crate::tensor::kernels::multiversion!(@dispatch $body; $($a: $t),*; $($r)?)
         }
-    }
-    f()
+    };
+    (@dispatch $body:path; $($a:ident: $t:ty),*; $($r:ty)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            #[allow(clippy::too_many_arguments, unused_unsafe)]
+            unsafe fn v512($($a: $t),*) $(-> $r)? {
+                unsafe { $body($($a),*) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments, unused_unsafe)]
+            unsafe fn v256($($a: $t),*) $(-> $r)? {
+                unsafe { $body($($a),*) }
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was just detected.
+                return v512($($a),*);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the features were just detected.
+                return v256($($a),*);
+            }
+        }
+        #[allow(unused_unsafe)]
+        unsafe { $body($($a),*) }
+    }};
 }
+pub(crate) use multiversion;
 
-/// A copy of `x` with `f` applied in place to chunks of it, in parallel, compiled for AVX2.
+/// A copy of `x` with `f` applied in place to chunks of it, in parallel (`f` should be a
+/// [`multiversion!`] function).
 pub fn map_chunks(x: &[f32], f: impl Fn(&mut [f32]) + Sync) -> Vec<f32> {
     let mut y = x.to_vec();
     let c = chunk(x.len(), 8);
-    y.par_chunks_mut(c).for_each(|y| with_simd(|| f(y)));
+    y.par_chunks_mut(c).for_each(&f);
     y
-}
-
-/// Softmax of one row in place; entries past `valid` are set to 0 (causal masking).
-#[inline(always)]
-pub fn softmax_row(row: &mut [f32], valid: usize) {
-    softmax_row_scaled(row, valid, 1.0)
 }
 
 /// Softmax of `scale · row` (`scale > 0`) in place; entries past `valid` are set to 0.
@@ -100,11 +130,65 @@ pub fn softmax_row_scaled(row: &mut [f32], valid: usize, scale: f32) {
     row[valid..].iter_mut().for_each(|v| *v = 0.0);
 }
 
+/// Softmax of every `n`-wide row of `x`, in parallel.
 pub fn softmax_rows(x: &[f32], n: usize) -> Vec<f32> {
     let mut y = x.to_vec();
     let n = n.max(1);
-    y.par_chunks_mut(chunk(x.len(), n)).for_each(|c| with_simd(|| c.chunks_mut(n).for_each(|r| softmax_row(r, n))));
+    y.par_chunks_mut(chunk(x.len(), n)).for_each(|c| softmax_block(c, n, false, 0, 1.0));
     y
+}
+
+/// Softmax of `scale ·` each `n`-wide row of `s`; with `causal`, row `i` sees `i + off + 1`
+/// entries.
+#[inline(always)]
+fn softmax_block_body(s: &mut [f32], n: usize, causal: bool, off: usize, scale: f32) {
+    for (i, row) in s.chunks_mut(n.max(1)).enumerate() {
+        softmax_row_scaled(row, if causal { i + off + 1 } else { n }, scale);
+    }
+}
+
+multiversion! {
+    fn softmax_block(s: &mut [f32], n: usize, causal: bool, off: usize, scale: f32) = softmax_block_body;
+}
+
+/// LayerNorm of every `n`-wide row of `x` (`w`, `b` `[n]`), in parallel: mean, then the
+/// variance of the deviations (two passes, as accurate as transformers' in f32).
+pub fn layer_norm_rows(x: &[f32], w: &[f32], b: &[f32], n: usize, eps: f32) -> Result<Vec<f32>, String> {
+    if n == 0 || x.len() % n != 0 || w.len() != n || b.len() != n {
+        return Err(format!("layer_norm: {} values in rows of {n} with weight {} and bias {}", x.len(), w.len(), b.len()));
+    }
+    let mut y = vec![0f32; x.len()];
+    let c = chunk(x.len(), n);
+    y.par_chunks_mut(c).zip(x.par_chunks(c)).for_each(|(y, x)| layer_norm_block(x, y, w, b, n, eps));
+    Ok(y)
+}
+
+#[inline(always)]
+fn sum8(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let split = v.len() - v.len() % 8;
+    for c in v[..split].chunks_exact(8) {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    acc.iter().sum::<f32>() + v[split..].iter().map(|&x| f(x)).sum::<f32>()
+}
+
+#[inline(always)]
+fn layer_norm_block_body(x: &[f32], y: &mut [f32], w: &[f32], b: &[f32], n: usize, eps: f32) {
+    for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let mean = sum8(xr, |v| v) / n as f32;
+        let var = sum8(xr, |v| (v - mean) * (v - mean)) / n as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((o, &v), &w), &b) in yr.iter_mut().zip(xr).zip(w).zip(b) {
+            *o = (v - mean) * inv * w + b;
+        }
+    }
+}
+
+multiversion! {
+    fn layer_norm_block(x: &[f32], y: &mut [f32], w: &[f32], b: &[f32], n: usize, eps: f32) = layer_norm_block_body;
 }
 
 /// Where the rows of one head live in a buffer: `base(b, h) + i · row_stride`.
@@ -176,26 +260,20 @@ pub fn attention(
         if nq <= FEW_QUERIES {
             // A decode step: packing the keys and values would cost as much as reading them
             // once, which is all the product does; dot products and axpys instead.
-            let (qb, kb, vb, ob) = (ql.base(b, h), kl.base(b, h), vl.base(b, h), ol.base(b, h));
-            let off = nk.saturating_sub(nq);
-            with_simd(|| {
-                let mut s = vec![0f32; nk];
-                let mut o = vec![0f32; d];
-                for i in 0..nq {
-                    let qi = &q[qb + i * ql.row_stride..][..d];
-                    for (j, sj) in s.iter_mut().enumerate() {
-                        *sj = dot(qi, &k[kb + j * kl.row_stride..][..d]);
-                    }
-                    let valid = if causal { i + off + 1 } else { nk };
-                    softmax_row_scaled(&mut s, valid, scale);
-                    o.iter_mut().for_each(|v| *v = 0.0);
-                    for (j, &p) in s[..valid.min(nk)].iter().enumerate() {
-                        o.iter_mut().zip(&v[vb + j * vl.row_stride..][..d]).for_each(|(o, v)| *o += p * v);
-                    }
-                    // SAFETY: this head's output rows were checked above; no other head writes them.
-                    unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), op.get().add(ob + i * ol.row_stride), d) };
-                }
-            });
+            // SAFETY: this head's output rows were checked above; no other head writes them.
+            unsafe {
+                attend_few(
+                    &q[ql.base(b, h)..],
+                    ql.row_stride,
+                    &k[kl.base(b, h)..],
+                    kl.row_stride,
+                    &v[vl.base(b, h)..],
+                    vl.row_stride,
+                    dims,
+                    op.get().add(ol.base(b, h)),
+                    ol.row_stride,
+                )
+            };
             return Ok(());
         }
         let kp = PackedWeight::pack_rows(&k[kl.base(b, h)..], nk, d, kl.row_stride, kern)?;
@@ -203,15 +281,43 @@ pub fn attention(
         // SAFETY: `s` is [nq, nk]; the output rows of this head were checked above, and no
         // other head writes them.
         unsafe { kp.matmul_raw(&q[ql.base(b, h)..], nq, ql.row_stride, Epilogue::default(), s.as_mut_ptr(), nk, false)? };
-        let off = nk.saturating_sub(nq);
-        with_simd(|| {
-            for (i, row) in s.chunks_mut(nk.max(1)).enumerate() {
-                softmax_row_scaled(row, if causal { i + off + 1 } else { nk }, scale);
-            }
-        });
+        softmax_block(&mut s, nk, causal, nk.saturating_sub(nq), scale);
         let vp = PackedWeight::pack_kn(&v[vl.base(b, h)..], nk, d, vl.row_stride, kern)?;
         unsafe { vp.matmul_raw(&s, nq, nk, Epilogue::default(), op.get().add(ol.base(b, h)), ol.row_stride, false) }
     })
+}
+
+/// One head's attention for a few queries: `q`, `k`, `v` rows `*s` apart from the head's
+/// first, output rows `os` apart from `o`.
+///
+/// # Safety
+/// `o + i·os .. + d` is writable for every query `i < dims.nq`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_few_body(q: &[f32], qs: usize, k: &[f32], ks: usize, v: &[f32], vs: usize, dims: AttnDims, o: *mut f32, os: usize) {
+    let AttnDims { nq, nk, d, causal, .. } = dims;
+    let scale = 1.0 / (d as f32).sqrt();
+    let off = nk.saturating_sub(nq);
+    let mut s = vec![0f32; nk];
+    let mut acc = vec![0f32; d];
+    for i in 0..nq {
+        let qi = &q[i * qs..][..d];
+        for (j, sj) in s.iter_mut().enumerate() {
+            *sj = dot(qi, &k[j * ks..][..d]);
+        }
+        let valid = if causal { i + off + 1 } else { nk };
+        softmax_row_scaled(&mut s, valid, scale);
+        acc.iter_mut().for_each(|v| *v = 0.0);
+        for (j, &p) in s[..valid.min(nk)].iter().enumerate() {
+            acc.iter_mut().zip(&v[j * vs..][..d]).for_each(|(a, v)| *a += p * v);
+        }
+        std::ptr::copy_nonoverlapping(acc.as_ptr(), o.add(i * os), d);
+    }
+}
+
+multiversion! {
+    /// [`attend_few_body`] for the CPU's vector width.
+    unsafe fn attend_few(q: &[f32], qs: usize, k: &[f32], ks: usize, v: &[f32], vs: usize, dims: AttnDims, o: *mut f32, os: usize) = attend_few_body;
 }
 
 /// Queries per head up to which attention reads keys and values in place instead of packing
@@ -243,6 +349,26 @@ pub fn extent(l: HeadLayout, batch: usize, heads: usize, n: usize, d: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_norm_matches_the_two_pass_formula_in_f64() {
+        let n = 37;
+        let x: Vec<f32> = (0..n * 5).map(|i| ((i * 7919) % 101) as f32 / 13.0 - 3.0 + (i / n) as f32 * 100.0).collect();
+        let w: Vec<f32> = (0..n).map(|i| 0.5 + i as f32 / 50.0).collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32 / 10.0 - 1.0).collect();
+        let y = layer_norm_rows(&x, &w, &b, n, 1e-5).unwrap();
+        for (r, (xr, yr)) in x.chunks(n).zip(y.chunks(n)).enumerate() {
+            let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+            let var = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+            for i in 0..n {
+                let want = (xr[i] as f64 - mean) / (var + 1e-5).sqrt() * w[i] as f64 + b[i] as f64;
+                // Rows sit at offsets up to 400 with a spread near 2: f32 rounding of x - mean.
+                assert!((yr[i] as f64 - want).abs() < 5e-5, "row {r} col {i}: {} vs {want}", yr[i]);
+            }
+        }
+        let e = layer_norm_rows(&x[..n + 1], &w, &b, n, 1e-5).unwrap_err();
+        assert!(e.contains("38 values in rows of 37"), "{e}");
+    }
 
     #[test]
     fn exp_is_accurate() {

@@ -253,7 +253,7 @@ impl Tensor {
 
     pub fn layer_norm(&self, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
         match (self, w, b) {
-            (Tensor::Cpu(x), Tensor::Cpu(w), Tensor::Cpu(b)) => Ok(Tensor::Cpu(candle_nn::ops::layer_norm(x, w, b, eps)?)),
+            (Tensor::Cpu(x), Tensor::Cpu(w), Tensor::Cpu(b)) => Ok(Tensor::Cpu(cpu::layer_norm(x, w, b, eps)?)),
             (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Tensor::Gpu(_, b)) => {
                 Ok(Tensor::Gpu(c.clone(), gpu::rows::rows(c, x, Some((w, b)), gpu::rows::RowOp::LayerNorm { eps })?))
             }

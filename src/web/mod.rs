@@ -13,6 +13,17 @@ use wasm_bindgen::prelude::*;
 
 pub mod mamba;
 
+/// `initThreadPool(n)`: starts rayon's pool on `n` Web Workers (the threaded build only;
+/// call it once, before any model runs, from a worker or a cross-origin-isolated page).
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Threads the CPU path runs on: the pool's size in the threaded build, else 1.
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    crate::tensor::kernels::threads()
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();

@@ -26,6 +26,10 @@ const mambaFixture = path.join(root, 'tests/fixtures/mamba-tiny');
 for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) virtual.set(`/fixtures/mamba-tiny/${f}`, fs.readFileSync(path.join(mambaFixture, f)));
 virtual.set('/fixtures/clip-trunc/config.json', fs.readFileSync(path.join(fixture, 'config.json')));
 virtual.set('/fixtures/clip-trunc/model.safetensors', model.subarray(0, Math.floor(model.length * 0.6)));
+// The site itself is served without headers (as GitHub Pages does: its service worker isolates
+// it); the npm example page and the package get COOP/COEP from the server, as a host that can
+// set them would send.
+const isolation = (p) => (p.startsWith('/npm-example/') || p.startsWith('/pkg/') ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {});
 let weightRequests = 0;
 const requests = new Map(); // url path → count
 const server = http.createServer((req, res) => {
@@ -53,11 +57,11 @@ const server = http.createServer((req, res) => {
       res.writeHead(416, { 'Content-Range': `bytes */${body.length}` }).end();
       return;
     }
-    res.writeHead(206, { 'Content-Type': type, 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': end - start + 1 });
+    res.writeHead(206, { 'Content-Type': type, 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': end - start + 1, ...isolation(p) });
     res.end(body.subarray(start, end + 1));
     return;
   }
-  res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.length });
+  res.writeHead(200, { 'Content-Type': type, 'Content-Length': body.length, ...isolation(p) });
   res.end(body);
 });
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -95,7 +99,12 @@ const browser = await chromium.launch({
 const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
 const problems = [];
 let page;
+// Pages open on one CPU thread unless the URL asks for more (the threads check below): with
+// more, a page on this header-less server registers the isolating service worker and reloads.
 async function open(url) {
+  const u = new URL(url);
+  if (!u.searchParams.has('threads')) u.searchParams.set('threads', '1');
+  url = u.href;
   page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
@@ -313,7 +322,9 @@ await check('the sweep draws latency and cos-sim for p = 1.0 … 0.3', async () 
 });
 
 await check('the npm package (pkg/) works from another page', async () => {
-  assert(fs.existsSync(path.join(pkg, 'effarch.d.ts')), 'pkg/ is missing: run wasm-pack build --target web');
+  assert(fs.existsSync(path.join(pkg, 'effarch.d.ts')) && fs.existsSync(path.join(pkg, 'threads/effarch.js')), 'pkg/ is missing or lacks threads/: run scripts/build_pkg.sh');
+  const index = fs.readFileSync(path.join(pkg, 'index.d.ts'), 'utf8');
+  assert(index.includes('export function loadEngine(options?: LoadOptions): Promise<Loaded>') && index.includes("build: 'threads' | 'single'"), 'index.d.ts lacks the loader types');
   const dts = fs.readFileSync(path.join(pkg, 'effarch.d.ts'), 'utf8');
   for (const t of ['interface RunReport', 'interface RunOptions', 'interface AutoChoice', 'choice(): AutoChoice | undefined', 'static fromUrl(', 'run(image: Uint8Array | number[], options: RunOptions | undefined): Promise<RunReport>']) {
     assert(dts.includes(t), `effarch.d.ts lacks \`${t}\``);
@@ -327,6 +338,7 @@ await check('the npm package (pkg/) works from another page', async () => {
   const r = JSON.parse(text);
   assert(r.kept === nKeep(0.5, N) && r.dim > 0 && r.total_ms > 0 && r.labels === 2, text);
   assert(r.figures === 2 && /ms\/layer.*→ CPU/.test(r.auto) && r.device.startsWith('cpu'), `backend 'auto' in the package: ${text}`);
+  assert(r.build === 'threads' && r.threads === 2 && /2 threads/.test(r.device), `an isolated page gets the threaded build: ${text}`);
   console.log(`    npm example: ${text}`);
 });
 
@@ -483,6 +495,40 @@ await check('auto measures a layer on each backend, passes over the software Web
   const lm2 = await badgeOf('#lm-badge');
   assert(g2.outcome === 'ok' && lm2.auto === 'cached' && lm2.backend === 'cpu', `Mamba tab after reload: ${JSON.stringify({ g2, lm2 })}`);
   console.log(`    Mamba tab: ${lm2.title}`);
+});
+
+await check('threads: on a header-less static server the service worker isolates the page, the threaded build runs on 2 threads and gives the single-threaded embedding', async () => {
+  const q = 'model=./fixtures/clip-tiny&keep=0.5&layers=1&backend=cpu';
+  const state = () => page.evaluate(() => ({ embeds: Array.from(globalThis.effarchLastReport.image_embeds), isolated: self.crossOriginIsolated, threads: document.body.dataset.threads, build: document.body.dataset.build }));
+  await open(`${origin}/?${q}&threads=1`);
+  let r = await result();
+  const one = await state();
+  assert(!one.isolated && one.threads === '1' && one.build === 'single', `threads=1: ${JSON.stringify({ ...one, embeds: undefined })}`);
+  await open(`${origin}/?${q}&threads=2`);
+  await page.waitForFunction(() => self.crossOriginIsolated === true, null, { timeout: 60_000 });
+  seen.set(page, 0); // the service worker reloaded the page: its run counter starts again
+  r = await result();
+  assert(r.pruned === N - nKeep(0.5, N), `pruned ${r.pruned}`);
+  const two = await state();
+  const badge = await badgeOf('#backend-badge');
+  assert(two.isolated && two.threads === '2' && two.build === 'threads', `threads=2: ${JSON.stringify({ ...two, embeds: undefined })}`);
+  assert(badge.text === 'CPU · wasm SIMD128 · 2 threads', `badge: ${badge.text}`);
+  const sel = await page.$eval('#threads', (s) => s.value);
+  assert(sel === '2', `thread control shows ${sel}`);
+  const diff = Math.max(...one.embeds.map((v, i) => Math.abs(v - two.embeds[i])));
+  assert(one.embeds.length === two.embeds.length && one.embeds.length > 0 && diff <= 1e-5, `embedding 2 threads vs 1: max |diff| ${diff} over ${two.embeds.length}`);
+  console.log(`    ${badge.text}: embedding max |diff| to 1 thread ${diff.toExponential(2)}`);
+  // The Mamba tab's worker on the threaded build: the same greedy text as on one thread.
+  const lmUrl = (t) => `${origin}/?tab=mamba&lm=./fixtures/mamba-tiny&prompt=Hello%20world&max=12&lmbackend=cpu&threads=${t}`;
+  await open(lmUrl(1));
+  const g1 = await generation();
+  await open(lmUrl(2));
+  await page.waitForFunction(() => self.crossOriginIsolated === true, null, { timeout: 60_000 });
+  mambaSeen.set(page, 0);
+  const g2 = await generation();
+  const lm = await badgeOf('#lm-badge');
+  assert(g1.outcome === 'ok' && g2.outcome === 'ok' && g2.text === g1.text && g1.text.length > 0, `Mamba on 2 threads "${g2.text}" vs 1 thread "${g1.text}" (${g2.error || g1.error})`);
+  assert(lm.text === 'CPU · wasm SIMD128 · 2 threads', `Mamba badge: ${lm.text}`);
 });
 
 await check('no page errors and no CSP violations', async () => {

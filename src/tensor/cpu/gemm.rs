@@ -19,12 +19,14 @@
 //! - **Fused epilogue**: bias, activation and residual are applied to each finished tile while
 //!   it is in L1, on its way to the output, so a projection makes one pass over memory.
 
-use super::super::kernels::{exp, threads, with_simd};
+use super::super::kernels::{exp, multiversion, threads};
 use super::super::Activation;
 use rayon::prelude::*;
 
 /// Depth of the in-L1 micro-kernel measurement ([`tile_gflops`]).
 const KC: usize = 256;
+/// Packed activation rows a task keeps in L2 while its weight panels pass over them.
+const A_CHUNK_BYTES: usize = 512 << 10;
 /// Below this many multiply-adds a call runs on the calling thread.
 const PARALLEL_MIN: usize = 1 << 18;
 
@@ -320,7 +322,7 @@ fn pack_panels<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize, ldw
             }
         }
     };
-    if panels * k * nr >= 1 << 16 && !cfg!(target_arch = "wasm32") {
+    if panels * k * nr >= 1 << 16 && threads() > 1 {
         out.par_chunks_mut(k * nr).enumerate().for_each(fill);
     } else {
         out.chunks_mut(k * nr).enumerate().for_each(fill);
@@ -412,6 +414,21 @@ impl PackedWeight {
         unsafe { self.matmul_raw(x, m, lda, epi, y.as_mut_ptr(), self.n, true) }
     }
 
+    /// [`PackedWeight::matmul`] into a new `[m, n]` buffer (not zeroed first: the engine
+    /// writes every element).
+    pub fn matmul_new(&self, x: &[f32], m: usize, lda: usize, epi: Epilogue) -> Result<Vec<f32>, String> {
+        let len = m * self.n;
+        let mut y = Vec::with_capacity(len);
+        // SAFETY: the buffer has room for the `m` rows of `n`; on success every one of those
+        // elements was written (each tile covers its rows and all of its panel's columns), so
+        // the length may cover them.
+        unsafe {
+            self.matmul_raw(x, m, lda, epi, y.as_mut_ptr(), self.n, true)?;
+            y.set_len(len);
+        }
+        Ok(y)
+    }
+
     /// [`PackedWeight::matmul`] into rows `ldc` apart of a buffer that other callers may be
     /// writing elsewhere (heads of one attention output), on this thread unless `parallel`.
     ///
@@ -439,7 +456,7 @@ impl PackedWeight {
         let tiles = m.div_ceil(mr);
         let a = pack_a(x, m, k, lda, mr);
         let panels = n.div_ceil(nr);
-        let parallel = parallel && !cfg!(target_arch = "wasm32") && threads() > 1 && m * n * k >= PARALLEL_MIN;
+        let parallel = parallel && threads() > 1 && m * n * k >= PARALLEL_MIN;
         let want = if parallel { 3 * threads() } else { 1 };
         // Split N first, so that every weight panel is read from memory once; split M too only
         // when there are fewer panels than tasks wanted.
@@ -459,7 +476,7 @@ impl PackedWeight {
             let t_range = tr * tiles_per_task..((tr + 1) * tiles_per_task).min(tiles);
             let p_range = tc * panels_per_task..((tc + 1) * panels_per_task).min(panels);
             // SAFETY: the task writes only rows of `t_range` × columns of `p_range`.
-            with_simd(|| unsafe { self.task(&a, m, t_range, p_range, epi, bias.as_deref(), yp.get(), ldc) });
+            unsafe { self.task(&a, m, t_range, p_range, epi, bias.as_deref(), yp.get(), ldc) };
         };
         let tasks = task_rows * task_cols;
         if tasks > 1 {
@@ -476,7 +493,6 @@ impl PackedWeight {
     ///
     /// # Safety
     /// `y` is the `[m, n]` output; no other task writes this block.
-    #[inline(always)] // into `with_simd`, so that the epilogue is compiled for AVX2
     #[allow(clippy::too_many_arguments)]
     unsafe fn task(
         &self,
@@ -493,37 +509,45 @@ impl PackedWeight {
         let (mr, nr) = (kern.mr(), kern.nr());
         let mut tile = vec![0f32; mr * nr];
         let mut bbuf = if matches!(self.panels, Panels::F32(_)) { Vec::new() } else { vec![0f32; k * nr] };
-        for j in p_range {
-            let off = j * k * nr;
-            let b: *const f32 = match &self.panels {
-                Panels::F32(v) => v.as_ptr().add(off),
-                Panels::F16(v) => {
-                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + k * nr], &mut bbuf);
-                    bbuf.as_ptr()
-                }
-                Panels::Bf16(v) => {
-                    half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + k * nr], &mut bbuf);
-                    bbuf.as_ptr()
-                }
-            };
-            let cols = nr.min(n - j * nr);
-            let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr().add(j * nr));
-            for t in t_range.clone() {
-                let rows = mr.min(m - t * mr);
-                let at = a.as_ptr().add(t * k * mr);
-                let dst = y.add(t * mr * ldc + j * nr);
-                if cols == nr {
-                    (kern.tile(rows))(k, at, b, dst, ldc, bias);
-                } else {
-                    (kern.tile(rows))(k, at, b, tile.as_mut_ptr(), nr, bias);
-                    for i in 0..rows {
-                        std::ptr::copy_nonoverlapping(tile.as_ptr().add(i * nr), dst.add(i * ldc), cols);
+        // Row tiles in chunks whose packed rows (`chunk × MR × K`) stay in L2 while the
+        // task's panels pass over them: a large batch does not stream all of A per panel.
+        let chunk_tiles = (A_CHUNK_BYTES / (k * mr * 4).max(1)).max(1);
+        let mut t0 = t_range.start;
+        while t0 < t_range.end {
+            let chunk = t0..(t0 + chunk_tiles).min(t_range.end);
+            for j in p_range.clone() {
+                let off = j * k * nr;
+                let b: *const f32 = match &self.panels {
+                    Panels::F32(v) => v.as_ptr().add(off),
+                    Panels::F16(v) => {
+                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + k * nr], &mut bbuf);
+                        bbuf.as_ptr()
+                    }
+                    Panels::Bf16(v) => {
+                        half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + k * nr], &mut bbuf);
+                        bbuf.as_ptr()
+                    }
+                };
+                let cols = nr.min(n - j * nr);
+                let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr().add(j * nr));
+                for t in chunk.clone() {
+                    let rows = mr.min(m - t * mr);
+                    let at = a.as_ptr().add(t * k * mr);
+                    let dst = y.add(t * mr * ldc + j * nr);
+                    if cols == nr {
+                        (kern.tile(rows))(k, at, b, dst, ldc, bias);
+                    } else {
+                        (kern.tile(rows))(k, at, b, tile.as_mut_ptr(), nr, bias);
+                        for i in 0..rows {
+                            std::ptr::copy_nonoverlapping(tile.as_ptr().add(i * nr), dst.add(i * ldc), cols);
+                        }
+                    }
+                    if epi.act.is_some() || epi.res.is_some() {
+                        finish_tile(kern, rows, cols, t * mr, j * nr, n, epi, y, ldc);
                     }
                 }
-                if epi.act.is_some() || epi.res.is_some() {
-                    finish_tile(kern, rows, cols, t * mr, j * nr, n, epi, y, ldc);
-                }
             }
+            t0 = chunk.end;
         }
     }
 }
@@ -613,12 +637,17 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
             }
         }
     };
-    if tiles > 4 && !cfg!(target_arch = "wasm32") {
+    if tiles > 4 && threads() > 1 {
         a.par_chunks_mut(k * mr).enumerate().for_each(fill);
     } else {
         a.chunks_mut(k * mr).enumerate().for_each(fill);
     }
     a
+}
+
+multiversion! {
+    /// An activation in place, on its own (the GEMM epilogue applies the same [`apply_act`]).
+    pub(crate) fn act_in_place(v: &mut [f32], a: Activation) = apply_act;
 }
 
 /// The activations as the CPU backend computes them everywhere (same formulas as candle's).

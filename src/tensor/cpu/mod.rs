@@ -70,8 +70,7 @@ impl Linear {
             _ => gemm::PackedWeight::pack(slice(w.0, w.1, "linear weight")?, n, k, kern),
         }
         .map_err(candle_core::Error::msg)?;
-        let mut y = vec![0f32; m * n];
-        p.matmul(xs, m, k, gemm::Epilogue { bias, ..Default::default() }, &mut y).map_err(candle_core::Error::msg)?;
+        let y = p.matmul_new(xs, m, k, gemm::Epilogue { bias, ..Default::default() }).map_err(candle_core::Error::msg)?;
         let mut out = dims.to_vec();
         if let Some(last) = out.last_mut() {
             *last = n;
@@ -117,7 +116,7 @@ impl CustomOp1 for Act {
         "effarch-act"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((CpuStorage::F32(kernels::map_chunks(slice(s, l, "activation")?, |v| gemm::apply_act(v, self.0))), l.shape().clone()))
+        Ok((CpuStorage::F32(kernels::map_chunks(slice(s, l, "activation")?, |v| gemm::act_in_place(v, self.0))), l.shape().clone()))
     }
 }
 
@@ -303,6 +302,17 @@ fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> R
     f(slice(cs, l, what)?)
 }
 
+/// LayerNorm over the last dim (`w`, `b` `[n]`) with our vectorised kernel.
+pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+    let n = *x.dims().last().unwrap_or(&1);
+    let y = with_f32(x, "layer_norm input", |xs| {
+        with_f32(w, "layer_norm weight", |ws| {
+            with_f32(b, "layer_norm bias", |bs| kernels::layer_norm_rows(xs, ws, bs, n, eps).map_err(candle_core::Error::msg))
+        })
+    })?;
+    Tensor::from_vec(y, x.dims(), &candle_core::Device::Cpu)
+}
+
 /// `act(x @ wᵀ + b) + res` through the GEMM engine, with `w` packed at load; the bias, the
 /// activation and the residual are applied in the tile epilogue.
 pub(crate) fn linear_packed(x: &Tensor, w: &gemm::PackedWeight, b: Option<&Tensor>, act: Option<Activation>, res: Option<&Tensor>) -> Result<Tensor> {
@@ -322,10 +332,11 @@ pub(crate) fn linear_packed(x: &Tensor, w: &gemm::PackedWeight, b: Option<&Tenso
             bail!("linear: residual {:?} does not match the output {out:?}", r.dims());
         }
     }
-    let mut y = vec![0f32; m * n];
+    let mut y = Vec::new();
     with_f32(x, "linear input", |xs| {
         let mut run = |bias: Option<&[f32]>, res: Option<&[f32]>| -> Result<()> {
-            w.matmul(xs, m, k, gemm::Epilogue { bias, act, res }, &mut y).map_err(candle_core::Error::msg)
+            y = w.matmul_new(xs, m, k, gemm::Epilogue { bias, act, res }).map_err(candle_core::Error::msg)?;
+            Ok(())
         };
         match (b, res) {
             (None, None) => run(None, None),

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The multi-threaded wasm build: shared memory and atomics, rayon's pool on Web Workers
+# (wasm-bindgen-rayon), `initThreadPool(n)` exported. Needs the pinned nightly (std rebuilt
+# with atomics: -Z build-std), which scripts/setup.sh installs; everything else stays on
+# stable. Writes effarch.js + effarch_bg.wasm (+ the worker helper snippet) to OUT_DIR.
+#
+#   scripts/build_threads.sh OUT_DIR     (e.g. dist/threads, pkg/threads)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NIGHTLY=$(sed -n 's/^NIGHTLY=\([^ ]*\).*/\1/p' scripts/setup.sh)
+out=${1:?usage: scripts/build_threads.sh OUT_DIR}
+# 4 GiB of shared memory at most (a shared memory must declare its maximum; ViT-B/16 in f32
+# needs about 1 GiB with its activations, Mamba-130m less).
+export RUSTFLAGS='-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 --cfg getrandom_backend="wasm_js" -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base'
+cargo "+$NIGHTLY" build --release --lib --target wasm32-unknown-unknown --no-default-features --features threads \
+  -Z build-std=panic_abort,std --target-dir target/threads
+mkdir -p "$out"
+wasm-bindgen --target web --out-dir "$out" --out-name effarch target/threads/wasm32-unknown-unknown/release/effarch.wasm

@@ -16,10 +16,14 @@ const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'a
 const page = `<!doctype html><meta charset="utf-8"><script type="module">
 window.bench = async (threads, iters) => {
   const out = { threads };
-  const { loadEngine } = await import('/pkg/index.js');
-  const { engine, threads: got, build } = await loadEngine({ threads });
-  const rows = await engine.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu' });
-  out.effarch = { build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })) };
+  // effarch in a Web Worker, as the page runs it: a worker's caller blocks while the pool
+  // works, where the main thread would spin (rayon's web_spin_lock) and take a core.
+  out.effarch = await new Promise((resolve, reject) => {
+    const w = new Worker('/bench-worker.js', { type: 'module' });
+    w.onmessage = (e) => (e.data.error ? reject(new Error(e.data.error)) : resolve(e.data));
+    w.onerror = (e) => reject(new Error(e.message));
+    w.postMessage({ threads, iters });
+  });
   const ort = await import('/ort/ort.wasm.min.mjs');
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.wasmPaths = '/ort/';
@@ -37,12 +41,23 @@ window.bench = async (threads, iters) => {
 };
 window.cores = navigator.hardwareConcurrency;
 </script>`;
+const worker = `import { loadEngine } from '/pkg/index.js';
+self.onmessage = async ({ data: { threads, iters } }) => {
+  try {
+    const { engine, threads: got, build } = await loadEngine({ threads });
+    const rows = await engine.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu' });
+    self.postMessage({ build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })) });
+  } catch (e) {
+    self.postMessage({ error: String(e.message ?? e) });
+  }
+};`;
 const server = http.createServer((req, res) => {
   const url = decodeURIComponent(req.url.split('?')[0]);
   // Cross-origin isolated: SharedArrayBuffer for both engines' threads.
   const iso = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
   let file;
   if (url === '/' || url === '/bench.html') { res.writeHead(200, { 'content-type': 'text/html', ...iso }); return res.end(page); }
+  if (url === '/bench-worker.js') { res.writeHead(200, { 'content-type': 'text/javascript', ...iso }); return res.end(worker); }
   if (url === '/model.onnx') file = model;
   else if (url.startsWith('/ort/')) file = path.join(here, 'node_modules/onnxruntime-web/dist', url.slice(5));
   else if (url.startsWith('/pkg/')) file = path.join(root, 'pkg', url.slice(5));

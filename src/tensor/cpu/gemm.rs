@@ -10,7 +10,7 @@
 //! - **Activations are packed per call** into `MR`-row tiles (`A[t·MR + i][p]` at
 //!   `t·K·MR + p·MR + i`), so the micro-kernel reads A and B through one pointer each.
 //! - **A register-blocked micro-kernel per target**, picked at run time ([`Kernel::best`]):
-//!   AVX-512F (12 × 32, 24 zmm accumulators), AVX2+FMA (6 × 16), wasm SIMD128 (6 × 8; with
+//!   AVX-512F (12 × 32, 24 zmm accumulators), AVX2+FMA (6 × 16), wasm SIMD128 (4 × 8; with
 //!   `-C target-feature=+relaxed-simd` it uses `relaxed_madd`, otherwise mul + add, since not
 //!   every browser has relaxed SIMD), and a portable one (4 × 8) that the compiler vectorises.
 //! - **Cache blocking**: `KC = 256` deep, so a B block (32 KB for AVX-512) stays in L1 while
@@ -23,6 +23,10 @@ use super::super::kernels::{exp, multiversion, threads};
 use super::super::Activation;
 use rayon::prelude::*;
 
+/// Rows of the wasm SIMD128 tile. V8 gives wasm 16 xmm registers and allocates them itself: a
+/// 6 × 8 tile (12 accumulators + 2 panel vectors + a broadcast + the product) spilled, and
+/// ViT-B/16 ran in 1115 ms in Chromium against 641 ms with 4 × 8 (5 × 8: 1284 ms).
+const WASM_MR: usize = 4;
 /// Depth of the in-L1 micro-kernel measurement ([`tile_gflops`]).
 const KC: usize = 256;
 /// Packed activation rows a task keeps in L2 while its weight panels pass over them.
@@ -49,9 +53,9 @@ impl Kernel {
             Kernel::Avx2 => "avx2+fma 6x16",
             Kernel::Simd128 => {
                 if cfg!(target_feature = "relaxed-simd") {
-                    "wasm simd128+relaxed 6x8"
+                    "wasm simd128+relaxed 4x8"
                 } else {
-                    "wasm simd128 6x8"
+                    "wasm simd128 4x8"
                 }
             }
             Kernel::Portable => "portable 4x8",
@@ -62,7 +66,8 @@ impl Kernel {
     pub fn mr(self) -> usize {
         match self {
             Kernel::Avx512 => 12,
-            Kernel::Avx2 | Kernel::Simd128 => 6,
+            Kernel::Avx2 => 6,
+            Kernel::Simd128 => WASM_MR,
             Kernel::Portable => 4,
         }
     }
@@ -240,13 +245,13 @@ mod wasm {
         }
     }
 
-    /// 6 × 8: two v128 per row, 12 accumulators (engines map v128 to 16 xmm registers).
+    /// 4 × 8: two v128 per row, 8 accumulators (see [`super::WASM_MR`]).
     ///
     /// # Safety
     /// `a` holds `k·6`, `b` `k·8` valid f32s; `c` rows `R × 8` (`ldc` apart) are
     /// writable; `bias` is null or holds 8 f32s.
     pub unsafe fn simd128<const R: usize>(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32) {
-        const MR: usize = 6;
+        const MR: usize = super::WASM_MR;
         const NR: usize = 8;
         let (i0, i1) =
             if bias.is_null() { (f32x4_splat(0.0), f32x4_splat(0.0)) } else { (v128_load(bias as *const v128), v128_load(bias.add(4) as *const v128)) };
@@ -270,7 +275,7 @@ mod wasm {
         }
     }
 
-    pub static SIMD128: [TileFn; 6] = tile_table!(simd128; 1 2 3 4 5 6);
+    pub static SIMD128: [TileFn; super::WASM_MR] = tile_table!(simd128; 1 2 3 4);
 }
 
 /// The weight's values in panel order.

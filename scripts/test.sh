@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: native tests (golden CLIP vs transformers on the CPU and on the GPU
 # via Mesa's lavapipe, pruning, bad input, CLI), the same golden/pruning checks inside
-# headless Chrome on wasm SIMD128 and on WebGPU, and the built page end to end in headless
+# headless Chrome on wasm SIMD128 (single- and multi-threaded builds) and on WebGPU, and the built page end to end in headless
 # Chromium (Playwright, WebGPU on SwiftShader); the Mamba scan against the trained typeseg
 # model's own reference (fetched from PyPI).
 # Installs what it needs first (scripts/setup.sh).
@@ -24,6 +24,8 @@ run cargo test --all-targets
 # Our scan on real trained Mamba weights (typeseg 0.2.7, fetched from PyPI) vs the package's reference.
 EFFARCH=target/debug/effarch run target/pyenv/bin/python scripts/typeseg_check.py
 WASM_BINDGEN_TEST_TIMEOUT=600 run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web
+# The same browser tests on the multi-threaded wasm build (rayon's pool on 2 Web Workers).
+run bash scripts/test_wasm_threads.sh
 run bash tests/e2e/run.sh
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -1,5 +1,6 @@
 //! The golden CLIP checks and the pruning checks inside a real browser (headless Chrome), on
-//! the wasm SIMD128 CPU path and on WebGPU: `wasm-pack test --headless --chrome`.
+//! the wasm SIMD128 CPU path and on WebGPU: `wasm-pack test --headless --chrome`; the same
+//! file on the multi-threaded build (2 threads) with `scripts/test_wasm_threads.sh`.
 #![cfg(target_arch = "wasm32")]
 
 use effarch::tensor::Device;
@@ -7,6 +8,20 @@ use effarch::testing::ClipFixture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+/// Before each test: in the multi-threaded build (`--features threads`, scripts/test.sh runs
+/// this file on it too), rayon's pool on 2 Web Workers, started once, before any kernel runs.
+async fn setup() {
+    #[cfg(feature = "threads")]
+    {
+        thread_local!(static STARTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+        if !STARTED.with(|s| s.replace(true)) {
+            wasm_bindgen_futures::JsFuture::from(effarch::web::init_thread_pool(2)).await.expect("rayon's pool starts on 2 workers");
+        }
+        assert_eq!(effarch::web::cpu_threads(), 2);
+        assert!(effarch::tensor::Device::Cpu.describe().contains("2 threads"), "{}", effarch::tensor::Device::Cpu.describe());
+    }
+}
 
 macro_rules! fixture_file {
     ($n:literal) => {
@@ -35,12 +50,14 @@ fn fixture() -> ClipFixture {
 }
 
 #[wasm_bindgen_test]
-fn simd128_is_enabled() {
+async fn simd128_is_enabled() {
+    setup().await;
     assert!(Device::Cpu.describe().contains("simd128"), "{}", Device::Cpu.describe());
 }
 
 #[wasm_bindgen_test]
-fn golden_clip_in_browser() {
+async fn golden_clip_in_browser() {
+    setup().await;
     let fx = fixture();
     let clip = fx.clip(&Device::Cpu).unwrap();
     for (name, d) in fx.check_preprocess(&clip).unwrap() {
@@ -53,7 +70,8 @@ fn golden_clip_in_browser() {
 }
 
 #[wasm_bindgen_test]
-fn pruning_in_browser() {
+async fn pruning_in_browser() {
+    setup().await;
     let fx = fixture();
     let clip = fx.clip(&Device::Cpu).unwrap();
     let res = fx.check_pruning(&clip).unwrap();
@@ -74,6 +92,7 @@ async fn run(s: &effarch::web::ClipSession, image: &[u8], opts: &str) -> Result<
 
 #[wasm_bindgen_test]
 async fn session_api_reports_kept_patches_and_rejects_bad_input() {
+    setup().await;
     let fx = fixture();
     let s = effarch::web::ClipSession::new(&fx.config, fx.model.clone(), true).unwrap();
     s.set_tokenizer(&fx.vocab, &fx.merges).unwrap();
@@ -97,6 +116,7 @@ async fn webgpu() -> Device {
 /// The whole CLIP golden test with every op on WebGPU (SwiftShader in CI), read back async.
 #[wasm_bindgen_test]
 async fn golden_clip_on_webgpu() {
+    setup().await;
     let fx = fixture();
     let gpu = webgpu().await;
     let clip = fx.clip(&gpu).unwrap();
@@ -110,6 +130,7 @@ async fn golden_clip_on_webgpu() {
 /// tokens as the CPU path.
 #[wasm_bindgen_test]
 async fn pruning_on_webgpu_matches_reference_and_cpu() {
+    setup().await;
     let fx = fixture();
     let gpu = webgpu().await;
     let clip = fx.clip(&gpu).unwrap();
@@ -128,6 +149,7 @@ async fn pruning_on_webgpu_matches_reference_and_cpu() {
 /// The page's API on WebGPU: runs there, and a lost device falls back to the CPU with a message.
 #[wasm_bindgen_test]
 async fn session_on_webgpu_falls_back_to_cpu_when_the_device_is_lost() {
+    setup().await;
     let fx = fixture();
     webgpu().await;
     let s = effarch::web::ClipSession::create(fx.config.clone(), fx.model.clone(), false, "webgpu".into()).await.unwrap();
@@ -144,6 +166,7 @@ async fn session_on_webgpu_falls_back_to_cpu_when_the_device_is_lost() {
 /// The first GPU kernel on the browser's WebGPU (SwiftShader in CI). No adapter fails.
 #[wasm_bindgen_test]
 async fn gpu_linear_on_webgpu_matches_cpu() {
+    setup().await;
     use effarch::tensor::gpu::{linear::linear, GpuContext};
     use effarch::tensor::Tensor;
     let ctx = GpuContext::new().await.expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu)");
@@ -166,7 +189,8 @@ async fn gpu_linear_on_webgpu_matches_cpu() {
 /// The tiny Mamba LM against transformers' logits in the browser (wasm SIMD128 CPU path),
 /// prefill then steps equal to the full pass, and the GPT-NeoX tokenizer.
 #[wasm_bindgen_test]
-fn mamba_golden_in_browser() {
+async fn mamba_golden_in_browser() {
+    setup().await;
     use effarch::models::lm::ByteBpe;
     use effarch::models::mamba::{MambaConfig, MambaLM};
     use effarch::weights::Weights;
@@ -214,6 +238,7 @@ async fn mamba_generate(s: &effarch::web::mamba::MambaSession, prompt: &str, opt
 /// skip rate so far) to the callback; bad input is an error and the session goes on.
 #[wasm_bindgen_test]
 async fn mamba_session_generates_and_streams() {
+    setup().await;
     let s = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
     let (v, ids, merged) = mamba_generate(&s, "Hello world", r#"{"maxNewTokens": 5, "mrssTau": 0.05}"#).await.unwrap();
     let tokens: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
@@ -231,6 +256,7 @@ async fn mamba_session_generates_and_streams() {
 /// transformers' ≤ 1e-3, the session's greedy tokens equal to the CPU's, MRSS counts within 1%.
 #[wasm_bindgen_test]
 async fn mamba_on_webgpu_matches_transformers_and_cpu() {
+    setup().await;
     use effarch::models::mamba::{Logits, MambaConfig, MambaLM};
     use effarch::weights::Weights;
     let gpu = webgpu().await;
@@ -265,6 +291,7 @@ async fn mamba_on_webgpu_matches_transformers_and_cpu() {
 /// as the CPU.
 #[wasm_bindgen_test]
 async fn mamba_vocabulary_over_the_binding_limit_on_webgpu() {
+    setup().await;
     use effarch::models::mamba::{Logits, MambaConfig, MambaLM};
     use effarch::weights::Weights;
     let gpu = webgpu().await;
@@ -285,6 +312,7 @@ async fn mamba_vocabulary_over_the_binding_limit_on_webgpu() {
 /// The page's scaling chart runs this: both blocks on WebGPU, every time positive.
 #[wasm_bindgen_test]
 async fn bench_mamba_runs_on_webgpu() {
+    setup().await;
     let o = js_sys::JSON::parse(r#"{"ns": [16, 32], "steps": 2, "iters": 1, "hidden": 32, "backend": "webgpu"}"#).unwrap();
     let v: serde_json::Value = serde_wasm_bindgen::from_value(effarch::web::mamba::bench_mamba(o).await.unwrap()).unwrap();
     assert!(v["device"].as_str().unwrap().starts_with("gpu"), "{v}");

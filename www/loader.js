@@ -36,7 +36,12 @@ export async function clearCache() {
 
 function netError(url, e) {
   const host = new URL(url).host;
-  return new Error(`could not reach ${host} (${e.message || e}). Check the connection, or pick local files (config.json + model.safetensors).`);
+  // Cross-origin isolated (for the threaded build), a host must answer with CORS or
+  // Cross-Origin-Resource-Policy headers; the hub does, another host may not.
+  const iso = self.crossOriginIsolated && host !== self.location.host
+    ? ` The page is cross-origin isolated for CPU threads: if ${host} sends no CORS headers, open the page with threads=1 (CPU threads: 1).`
+    : '';
+  return new Error(`could not reach ${host} (${e.message || e}). Check the connection, or pick local files (config.json + model.safetensors).${iso}`);
 }
 
 async function get(url, headers) {

@@ -16,3 +16,10 @@ cargo "+$NIGHTLY" build --release --lib --target wasm32-unknown-unknown --no-def
   -Z build-std=panic_abort,std --target-dir target/threads
 mkdir -p "$out"
 wasm-bindgen --target web --out-dir "$out" --out-name effarch target/threads/wasm32-unknown-unknown/release/effarch.wasm
+# wasm-bindgen-rayon 1.3's worker helper initialises each pool worker with the positional
+# (module, memory) form, which this wasm-bindgen logs as deprecated in every worker's console:
+# give it the object form (and fail loudly if a new version changed the line).
+helper=$(ls "$out"/snippets/wasm-bindgen-rayon-*/src/workerHelpers.no-bundler.js)
+grep -q 'await pkg.default(data.module, data.memory);' "$helper" \
+  || { echo "build_threads.sh: $helper changed; update the patch below" >&2; exit 1; }
+sed -i 's/await pkg.default(data.module, data.memory);/await pkg.default({ module_or_path: data.module, memory: data.memory });/' "$helper"

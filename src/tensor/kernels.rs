@@ -175,12 +175,19 @@ fn sum8(v: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + v[split..].iter().map(|&x| f(x)).sum::<f32>()
 }
 
+/// A row's mean and 1/√(variance + eps), two passes (LayerNorm's statistics).
+#[inline(always)]
+pub(crate) fn row_stats(xr: &[f32], eps: f32) -> (f32, f32) {
+    let n = xr.len().max(1) as f32;
+    let mean = sum8(xr, |v| v) / n;
+    let var = sum8(xr, |v| (v - mean) * (v - mean)) / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
 #[inline(always)]
 fn layer_norm_block_body(x: &[f32], y: &mut [f32], w: &[f32], b: &[f32], n: usize, eps: f32) {
     for (xr, yr) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-        let mean = sum8(xr, |v| v) / n as f32;
-        let var = sum8(xr, |v| (v - mean) * (v - mean)) / n as f32;
-        let inv = 1.0 / (var + eps).sqrt();
+        let (mean, inv) = row_stats(xr, eps);
         for (((o, &v), &w), &b) in yr.iter_mut().zip(xr).zip(w).zip(b) {
             *o = (v - mean) * inv * w + b;
         }

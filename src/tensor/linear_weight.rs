@@ -140,6 +140,26 @@ impl LinearWeight {
         }
     }
 
+    /// `act(layer_norm(x) @ wᵀ + b) + res` (`norm`: LayerNorm weight, bias, eps): on the CPU
+    /// the norm is applied while the input is packed for the product (one read of `x`, no
+    /// normalised copy); on the GPU a LayerNorm, then [`LinearWeight::forward_ex`].
+    pub fn forward_normed(
+        &self,
+        x: &Tensor,
+        norm: (&Tensor, &Tensor, f32),
+        b: Option<&Tensor>,
+        act: Option<super::Activation>,
+        res: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        match &self.repr {
+            Repr::Cpu(p) => {
+                let (b, res) = (b.map(cpu).transpose()?, res.map(cpu).transpose()?);
+                Ok(Tensor::Cpu(super::cpu::linear_packed_normed(cpu(x)?, Some((cpu(norm.0)?, cpu(norm.1)?, norm.2)), p, b, act, res)?))
+            }
+            Repr::Gpu(_) => self.forward_ex(&x.layer_norm(norm.0, norm.1, norm.2)?, b, act, res),
+        }
+    }
+
     /// `x @ wᵀ + b` over any leading dims.
     pub fn forward(&self, x: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         self.forward_ex(x, b, None, None)

@@ -73,7 +73,7 @@ impl EncoderLayer {
         }
         let heads = self.dims.heads;
         let hd = h / heads;
-        let qkv = self.qkv.forward(&self.ln1.forward(x)?)?.reshape(&[b, n, 3, heads, hd])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, L, d]
+        let qkv = self.qkv.forward_normed(x, &self.ln1, None, None)?.reshape(&[b, n, 3, heads, hd])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, L, d]
         let part = |i: usize| qkv.narrow(0, i, 1).and_then(|t| t.reshape(&[b, heads, n, hd]));
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let (k, v) = cache.append(k, v)?;
@@ -100,7 +100,7 @@ impl EncoderLayer {
         let s = x.shape();
         let (b, n, h) = (s[0], s[1], s[2]);
         let heads = self.dims.heads;
-        let qkv = self.qkv.forward(&self.ln1.forward(x)?)?; // [B, N, 3h] = [B, N, 3, H, d]
+        let qkv = self.qkv.forward_normed(x, &self.ln1, None, None)?; // [B, N, 3h] = [B, N, 3, H, d]
         let o = Tensor::attention_packed(&qkv, heads, causal)?;
         // x + out(o), the residual added in the projection's epilogue.
         let x = self.out.forward_ex(&o, None, Some(x))?;
@@ -120,7 +120,7 @@ impl EncoderLayer {
     }
 
     fn mlp(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.fc1.forward_ex(&self.ln2.forward(x)?, Some(self.dims.act), None)?;
+        let y = self.fc1.forward_normed(x, &self.ln2, Some(self.dims.act), None)?;
         self.fc2.forward_ex(&y, None, Some(x))
     }
 

@@ -18,6 +18,9 @@ impl LayerNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.layer_norm(&self.w, &self.b, self.eps)
     }
+    fn parts(&self) -> (&Tensor, &Tensor, f32) {
+        (&self.w, &self.b, self.eps)
+    }
 }
 
 /// `y = x Wᵀ + b` with HF's `[out, in]` weight.
@@ -40,6 +43,11 @@ impl Linear {
     /// `act(x Wᵀ + b) + res` in one pass on the GPU ([`Tensor::linear_ex`]).
     pub fn forward_ex(&self, x: &Tensor, act: Option<crate::tensor::Activation>, res: Option<&Tensor>) -> Result<Tensor> {
         self.w.forward_ex(x, self.b.as_ref(), act, res)
+    }
+    /// `act(ln(x) Wᵀ + b) + res`: a pre-norm block's projection, the norm fused into the CPU
+    /// product's input packing ([`LinearWeight::forward_normed`]).
+    pub fn forward_normed(&self, x: &Tensor, ln: &LayerNorm, act: Option<crate::tensor::Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+        self.w.forward_normed(x, ln.parts(), self.b.as_ref(), act, res)
     }
     pub fn is_half(&self) -> bool {
         self.w.is_half()

@@ -310,6 +310,18 @@ pub struct Epilogue<'a> {
     pub act: Option<Activation>,
     /// `[m, n]`, added after the activation.
     pub res: Option<&'a [f32]>,
+    /// A LayerNorm applied to the input rows as they are packed (the prologue): the product
+    /// of a pre-norm block reads its input once, and no normalised copy is made.
+    pub norm: Option<Norm<'a>>,
+}
+
+/// LayerNorm over each input row (`w`, `b` `[k]`), the same arithmetic as
+/// `kernels::layer_norm_rows`.
+#[derive(Clone, Copy, Debug)]
+pub struct Norm<'a> {
+    pub w: &'a [f32],
+    pub b: &'a [f32],
+    pub eps: f32,
 }
 
 /// Reorders `w` (`[n, k]`, rows `ldw` apart) into panels of `nr` columns, zero-padded.
@@ -459,7 +471,10 @@ impl PackedWeight {
         }
         let (mr, nr) = (self.kernel.mr(), self.kernel.nr());
         let tiles = m.div_ceil(mr);
-        let a = pack_a(x, m, k, lda, mr);
+        if let Some(nm) = epi.norm.filter(|nm| nm.w.len() != k || nm.b.len() != k) {
+            return Err(format!("linear: layer norm of {} weights and {} biases for {k} features", nm.w.len(), nm.b.len()));
+        }
+        let a = pack_a(x, m, k, lda, mr, epi.norm);
         let panels = n.div_ceil(nr);
         let parallel = parallel && threads() > 1 && m * n * k >= PARALLEL_MIN;
         let want = if parallel { 3 * threads() } else { 1 };
@@ -624,10 +639,10 @@ pub fn tile_gflops(kernel: Kernel, min_ms: f64) -> f64 {
     }
 }
 
-/// Packs `m` rows of `x` into `MR`-row tiles, zero-padded (see the module docs). Written in
-/// output order (one k after another, the tile's rows side by side), reading `MR` rows as
-/// parallel streams.
-fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
+/// Packs `m` rows of `x` into `MR`-row tiles, zero-padded (see the module docs), normalising
+/// each row first when `norm` is given. Written in output order (one k after another, the
+/// tile's rows side by side), reading `MR` rows as parallel streams.
+fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, norm: Option<Norm>) -> Vec<f32> {
     let tiles = m.div_ceil(mr);
     let mut a = vec![0f32; tiles * k * mr];
     if k == 0 {
@@ -636,9 +651,23 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize) -> Vec<f32> {
     let fill = |(t, dst): (usize, &mut [f32])| {
         let rows = mr.min(m - t * mr);
         let src = &x[t * mr * lda..];
-        for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
-            for (i, v) in d[..rows].iter_mut().enumerate() {
-                *v = src[i * lda + p];
+        match norm {
+            None => {
+                for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
+                    for (i, v) in d[..rows].iter_mut().enumerate() {
+                        *v = src[i * lda + p];
+                    }
+                }
+            }
+            Some(nm) => {
+                let stats: Vec<(f32, f32)> = (0..rows).map(|i| super::super::kernels::row_stats(&src[i * lda..i * lda + k], nm.eps)).collect();
+                for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
+                    let (w, b) = (nm.w[p], nm.b[p]);
+                    for (i, v) in d[..rows].iter_mut().enumerate() {
+                        let (mean, inv) = stats[i];
+                        *v = (src[i * lda + p] - mean) * inv * w + b;
+                    }
+                }
             }
         }
     };
@@ -711,8 +740,8 @@ mod tests {
         let epi = match epi_kind {
             0 => Epilogue::default(),
             1 => Epilogue { bias: Some(&bias), ..Default::default() },
-            2 => Epilogue { bias: Some(&bias), act: Some(Activation::QuickGelu), res: Some(&res) },
-            _ => Epilogue { bias: None, act: Some(Activation::Silu), res: Some(&res) },
+            2 => Epilogue { bias: Some(&bias), act: Some(Activation::QuickGelu), res: Some(&res), norm: None },
+            _ => Epilogue { bias: None, act: Some(Activation::Silu), res: Some(&res), norm: None },
         };
         let want = naive(&x, &w, m, k, n, lda, epi);
         let p = PackedWeight::pack(&w, n, k, kern).unwrap();
@@ -788,6 +817,24 @@ mod tests {
         let wh: Vec<half::f16> = wf.iter().map(|&v| half::f16::from_f32(v)).collect();
         let got = run(PackedWeight::pack_half(HalfSlice::F16(&wh), n, k, Kernel::best()).unwrap());
         assert!(want.iter().zip(&got).all(|(a, c)| (a - c).abs() < 1e-3));
+    }
+
+    #[test]
+    fn layer_norm_prologue_equals_the_norm_then_the_product() {
+        let (m, k, n, lda) = (29, 70, 45, 73);
+        let x = vals(m * lda, 11).iter().enumerate().map(|(i, v)| v * 3.0 + (i / lda) as f32).collect::<Vec<_>>();
+        let w = vals(n * k, 12);
+        let (nw, nb) = (vals(k, 13), vals(k, 14));
+        let rows: Vec<f32> = x.chunks(lda).flat_map(|r| r[..k].to_vec()).collect();
+        let normed = super::super::super::kernels::layer_norm_rows(&rows, &nw, &nb, k, 1e-5).unwrap();
+        for kern in Kernel::available() {
+            let p = PackedWeight::pack(&w, n, k, kern).unwrap();
+            let want = p.matmul_new(&normed, m, k, Epilogue::default()).unwrap();
+            let got = p.matmul_new(&x, m, lda, Epilogue { norm: Some(Norm { w: &nw, b: &nb, eps: 1e-5 }), ..Default::default() }).unwrap();
+            assert_eq!(got, want, "{}", kern.name());
+            let e = p.matmul_new(&x, m, lda, Epilogue { norm: Some(Norm { w: &nw[..5], b: &nb, eps: 1e-5 }), ..Default::default() }).unwrap_err();
+            assert!(e.contains("layer norm of 5 weights and 70 biases for 70 features"), "{e}");
+        }
     }
 
     #[test]

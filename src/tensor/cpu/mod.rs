@@ -316,6 +316,19 @@ pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result
 /// `act(x @ wᵀ + b) + res` through the GEMM engine, with `w` packed at load; the bias, the
 /// activation and the residual are applied in the tile epilogue.
 pub(crate) fn linear_packed(x: &Tensor, w: &gemm::PackedWeight, b: Option<&Tensor>, act: Option<Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+    linear_packed_normed(x, None, w, b, act, res)
+}
+
+/// [`linear_packed`] on `layer_norm(x)` (`norm`: weight, bias, eps), the norm applied while
+/// the input is packed: no normalised copy of `x` is made.
+pub(crate) fn linear_packed_normed(
+    x: &Tensor,
+    norm: Option<(&Tensor, &Tensor, f32)>,
+    w: &gemm::PackedWeight,
+    b: Option<&Tensor>,
+    act: Option<Activation>,
+    res: Option<&Tensor>,
+) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let k = *dims.last().unwrap_or(&1);
     if k != w.k() {
@@ -335,7 +348,15 @@ pub(crate) fn linear_packed(x: &Tensor, w: &gemm::PackedWeight, b: Option<&Tenso
     let mut y = Vec::new();
     with_f32(x, "linear input", |xs| {
         let mut run = |bias: Option<&[f32]>, res: Option<&[f32]>| -> Result<()> {
-            y = w.matmul_new(xs, m, k, gemm::Epilogue { bias, act, res }).map_err(candle_core::Error::msg)?;
+            y = match norm {
+                None => w.matmul_new(xs, m, k, gemm::Epilogue { bias, act, res, norm: None }),
+                Some((nw, nb, eps)) => with_f32(nw, "layer_norm weight", |nw| {
+                    with_f32(nb, "layer_norm bias", |nb| {
+                        Ok(w.matmul_new(xs, m, k, gemm::Epilogue { bias, act, res, norm: Some(gemm::Norm { w: nw, b: nb, eps }) }))
+                    })
+                })?,
+            }
+            .map_err(candle_core::Error::msg)?;
             Ok(())
         };
         match (b, res) {

@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod clock;
 pub mod error;
+pub mod eval;
 pub mod image;
 pub mod models;
 pub mod num;

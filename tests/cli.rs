@@ -314,6 +314,11 @@ fn every_command_rejects_bad_arguments_before_any_output() {
         (vec!["bench", "clip", "--batches", "0"], "batch"),
         (vec!["bench", "mamba", "--ns", "0"], "0"),
         (vec!["bench", "qwen", "--widths", "1,2"], "widths"),
+        (vec!["eval", "clip", "--model", clip, "--data", "/nonexistent/set"], "/nonexistent/set"),
+        (vec!["eval", "clip", "--model", clip, "--data", clip], "no images found"),
+        (vec!["eval", "clip", "--model", clip, "--data", clip, "--keeps", "0"], "--keeps"),
+        (vec!["eval", "clip", "--model", clip, "--data", clip, "--resume"], "--out"),
+        (vec!["eval", "clip", "--model", clip, "--data", clip, "--scorers", "bogus"], "bogus"),
     ];
     for (args, want) in cases {
         let out = effarch(&args);
@@ -363,6 +368,7 @@ fn json_outputs_keep_their_fields() {
     let p = |d: &str| fx.join(d).to_str().unwrap().to_string();
     let (clip, mamba, qwen) = (p("clip-tiny"), p("mamba-tiny"), p("qwen-tiny"));
     let (cat, pic) = (p("clip-tiny/cat_300x257.png"), p("qwen-tiny/image_300x200.png"));
+    let evalset = p("eval-tiny");
     let runs: Vec<(&str, Vec<&str>)> = vec![
         ("clip", vec!["clip", "--model", &clip, "--image", &cat, "--keep", "0.5", "--labels", "a cat,a dog", "--device", "cpu", "--json"]),
         ("mamba_mrss", vec!["mamba", "--model", &mamba, "--prompt", "Hello world", "--max-new-tokens", "4", "--mrss-tau", "0.05", "--device", "cpu", "--json"]),
@@ -370,6 +376,7 @@ fn json_outputs_keep_their_fields() {
         ("qwen", vec!["qwen", "--model", &qwen, "--image", &pic, "--keep", "0.5", "--max-new-tokens", "3", "--device", "cpu", "--json"]),
         ("bench_clip", vec!["bench", "clip", "--keeps", "1,0.5", "--batches", "1", "--iters", "1", "--device", "cpu", "--json"]),
         ("bench_mamba", vec!["bench", "mamba", "--ns", "32,64", "--iters", "1", "--steps", "2", "--hidden", "64", "--device", "cpu", "--json"]),
+        ("eval_clip", vec!["eval", "clip", "--model", &clip, "--data", &evalset, "--keeps", "1,0.5", "--scorers", "kq-norm", "--device", "cpu", "--json"]),
         (
             "bench_qwen",
             vec!["bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2", "--json"],
@@ -392,4 +399,104 @@ fn json_outputs_keep_their_fields() {
         assert_eq!(&got[name], w, "`{name} --json` changed shape");
     }
     assert_eq!(got.as_object().unwrap().len(), want.as_object().unwrap().len());
+}
+
+/// `eval clip` over the shipped labelled set (ImageFolder and the same set as a CSV): a row per
+/// method with accuracies in [0, 1], the unpruned row agreeing with itself, the three output
+/// files, and `--resume` reading every image from the cache instead of running it again.
+#[test]
+fn eval_clip_sweeps_writes_its_files_and_resumes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let clip = fixture_dir();
+    let set = root.join("tests/fixtures/eval-tiny");
+    let out = std::env::temp_dir().join(format!("effarch-eval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (clip, set_s, out_s) = (clip.to_str().unwrap(), set.to_str().unwrap(), out.to_str().unwrap());
+    fn eval_args<'a>(clip: &'a str, data: &'a str, out_s: &'a str, resume: bool) -> Vec<&'a str> {
+        let mut v = vec![
+            "eval",
+            "clip",
+            "--model",
+            clip,
+            "--data",
+            data,
+            "--keeps",
+            "1,0.7,0.5",
+            "--scorers",
+            "kq-norm,random",
+            "--batch",
+            "3",
+            "--template",
+            "a photo of a {}.",
+            "--template",
+            "a picture of the {}.",
+            "--device",
+            "cpu",
+            "--out",
+            out_s,
+            "--json",
+        ];
+        if resume {
+            v.push("--resume");
+        }
+        v
+    }
+    let run = |a: Vec<&str>| {
+        let o = effarch(&a);
+        assert!(o.status.success(), "{a:?}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("one JSON object")
+    };
+    let first = run(eval_args(clip, set_s, out_s, false));
+    assert_eq!(first["config"]["images"], 20);
+    assert_eq!(first["config"]["classes"], 4);
+    assert_eq!(first["config"]["resumed"], 0);
+    let rows = first["rows"].as_array().unwrap();
+    let names: Vec<(String, f64)> =
+        rows.iter().map(|r| (r["scorer"].as_str().unwrap().to_string(), (r["keep"].as_f64().unwrap() * 100.0).round() / 100.0)).collect();
+    assert_eq!(names, vec![("unpruned".into(), 1.0), ("kq-norm:key".into(), 0.7), ("kq-norm:key".into(), 0.5), ("random".into(), 0.7), ("random".into(), 0.5)]);
+    for r in rows {
+        for k in ["top1", "top5", "agree_top1", "cos_to_unpruned", "flops_ratio"] {
+            let v = r[k].as_f64().unwrap();
+            assert!((0.0..=1.0 + 1e-6).contains(&v), "{k} = {v} in {r}");
+        }
+        assert!(r["top5"].as_f64() >= r["top1"].as_f64() && r["ms_per_img"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!((rows[0]["agree_top1"].as_f64(), rows[0]["cos_to_unpruned"].as_f64().map(|c| (c - 1.0).abs() < 1e-6)), (Some(1.0), Some(true)));
+    assert!(rows[2]["flops_ratio"].as_f64() < rows[1]["flops_ratio"].as_f64());
+    let svg = std::fs::read_to_string(out.join("latency_vs_accuracy.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == 4, "{svg}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(saved["rows"], first["rows"]);
+
+    // Interrupted after 7 images: the cache keeps them (the last line cut short is dropped) and
+    // --resume runs only the rest; accuracies and agreement are those of the full run.
+    let cache = out.join("cache.jsonl");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 21, "settings line + 20 images");
+    std::fs::write(&cache, format!("{}\n{}", lines[..8].join("\n"), &lines[8][..lines[8].len() / 2])).unwrap();
+    let resumed = run(eval_args(clip, set_s, out_s, true));
+    assert_eq!(resumed["config"]["resumed"], 7);
+    assert_eq!(resumed["config"]["images"], 20);
+    for (a, b) in resumed["rows"].as_array().unwrap().iter().zip(rows) {
+        for k in ["top1", "top5", "agree_top1"] {
+            assert_eq!(a[k], b[k], "{k} after --resume");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&cache).unwrap().lines().count(), 21);
+
+    // The same set as path,label lines gives the same accuracies.
+    let csv_set = set.join("labels.csv");
+    let from_csv = run(eval_args(clip, csv_set.to_str().unwrap(), out_s, false));
+    for (a, b) in from_csv["rows"].as_array().unwrap().iter().zip(rows) {
+        assert_eq!((&a["top1"], &a["top5"]), (&b["top1"], &b["top5"]));
+    }
+    // Other settings than the cache's: --resume refuses, naming the cache.
+    let mut other = eval_args(clip, set_s, out_s, true);
+    other[7] = "1,0.3";
+    let o = effarch(&other);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cache.jsonl"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&out);
 }

@@ -9,6 +9,8 @@ mod clip;
 #[cfg(not(target_arch = "wasm32"))]
 mod common;
 #[cfg(not(target_arch = "wasm32"))]
+mod eval;
+#[cfg(not(target_arch = "wasm32"))]
 mod mamba;
 #[cfg(not(target_arch = "wasm32"))]
 mod qwen;
@@ -42,6 +44,11 @@ mod cli {
         /// The trained typeseg Mamba: our scan against its reference outputs, and MRSS's cost on real text
         /// (scripts/typeseg_check.py prepares the files).
         Typeseg(super::typeseg::TypesegArgs),
+        /// Evaluations over an image set: accuracy against latency per pruning method.
+        Eval {
+            #[command(subcommand)]
+            which: super::eval::EvalCmd,
+        },
         /// Benchmarks with full-size random-weight models (no download).
         Bench {
             #[command(subcommand)]
@@ -57,6 +64,7 @@ mod cli {
             Cmd::Mamba(a) => super::mamba::run(a),
             Cmd::Qwen(a) => super::qwen::run(a),
             Cmd::Typeseg(a) => super::typeseg::run(a),
+            Cmd::Eval { which } => super::eval::run(which),
             Cmd::Bench { which } => super::bench::run(which),
         };
         match res {

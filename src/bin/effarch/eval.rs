@@ -1,0 +1,279 @@
+//! `effarch eval clip`: zero-shot accuracy per pruning method (scorer × keep) over a labelled
+//! image set, against latency; JSON, CSV and an SVG chart; resumable.
+
+use crate::common::{emit, parse_scorer, Common, DeviceArg};
+use clap::{Args, Subcommand};
+use effarch::eval::{self, Dataset, EvalRow, ImageResult};
+use effarch::models::clip;
+use effarch::{Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum EvalCmd {
+    /// Zero-shot top-1/top-5 of CLIP per pruning scorer and keep ratio over an image set
+    /// (ImageFolder directory or path,label CSV), with latency and FLOPs.
+    Clip(EvalClipArgs),
+}
+
+#[derive(Args)]
+pub struct EvalClipArgs {
+    /// A model directory (config.json, model.safetensors, vocab.json, merges.txt) or a hub id.
+    #[arg(long, default_value = "openai/clip-vit-base-patch16")]
+    model: String,
+    /// The image set: a directory with one sub-folder per class (the folder name is the
+    /// label), or a CSV file of `path,label` lines.
+    #[arg(long)]
+    data: PathBuf,
+    /// Prompt template(s) with `{}` for the class name; several are averaged (repeat the flag).
+    #[arg(long = "template", default_value = "a photo of a {}.")]
+    templates: Vec<String>,
+    /// Keep ratios; 1 is the unpruned model (always evaluated, the reference).
+    #[arg(long, default_value = "1,0.9,0.7,0.5,0.3", value_delimiter = ',')]
+    keeps: Vec<f32>,
+    /// Scorers: kq-norm, kq-norm:query, kq-norm:both, cls-attn, random.
+    #[arg(long, default_value = "kq-norm,cls-attn,random", value_delimiter = ',')]
+    scorers: Vec<String>,
+    /// Pruning layer(s), 0-based.
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    layers: Vec<usize>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Evaluate only the first N images (in the set's order).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seed of the `random` scorer.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write results.json, results.csv, latency_vs_accuracy.svg and the per-image cache here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the per-image cache in --out instead of starting over (same settings).
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// The settings a cache belongs to (its first line).
+#[derive(Serialize, Deserialize, PartialEq, Debug, Clone)]
+struct CacheKey {
+    model: String,
+    data: String,
+    templates: Vec<String>,
+    methods: Vec<(String, f32)>,
+    layers: Vec<usize>,
+    batch: usize,
+    device: String,
+}
+
+/// `--json` and results.json: the settings, then one row per method.
+#[derive(Serialize)]
+struct EvalJson<'a> {
+    config: EvalConfig<'a>,
+    rows: &'a [EvalRow],
+}
+
+#[derive(Serialize)]
+struct EvalConfig<'a> {
+    model: &'a str,
+    data: String,
+    images: usize,
+    classes: usize,
+    templates: &'a [String],
+    layers: &'a [usize],
+    batch: usize,
+    device: String,
+    /// Images whose results came from the cache (`--resume`).
+    resumed: usize,
+}
+
+const CACHE: &str = "cache.jsonl";
+
+pub fn run(cmd: EvalCmd) -> Result<()> {
+    match cmd {
+        EvalCmd::Clip(a) => clip_eval(a),
+    }
+}
+
+fn clip_eval(a: EvalClipArgs) -> Result<()> {
+    // Everything cheap first: arguments, the set, the cache.
+    if a.batch == 0 {
+        return Err(Error::arg("--batch must be at least 1"));
+    }
+    if let Some(k) = a.keeps.iter().find(|k| !k.is_finite() || **k <= 0.0 || **k > 1.0) {
+        return Err(Error::arg(format!("--keeps: {k} is not in (0, 1]")));
+    }
+    if a.resume && a.out.is_none() {
+        return Err(Error::arg("--resume needs --out DIR (the cache lives there)"));
+    }
+    let scorers = a.scorers.iter().map(|s| parse_scorer(s, a.seed)).collect::<Result<Vec<_>>>()?;
+    let methods = eval::methods(&scorers, &a.keeps, &a.layers)?;
+    let mut data = Dataset::open(&a.data)?;
+    if let Some(n) = a.limit {
+        data.items.truncate(n);
+    }
+    let device = a.common.device_or(DeviceArg::Auto).device()?;
+    let key = CacheKey {
+        model: a.model.clone(),
+        data: a.data.display().to_string(),
+        templates: a.templates.clone(),
+        methods: methods.iter().map(|m| (m.name.clone(), m.keep)).collect(),
+        layers: a.layers.clone(),
+        batch: a.batch,
+        device: device.describe(),
+    };
+    let mut done: Vec<ImageResult> = match (&a.out, a.resume) {
+        (Some(dir), true) => read_cache(dir, &key)?,
+        _ => Vec::new(),
+    };
+    let resumed = done.len();
+    let mut cache = match &a.out {
+        Some(dir) => Some(open_cache(dir, &key, resumed > 0)?),
+        None => None,
+    };
+
+    let dir = effarch::hub::resolve(&a.model, &["config.json", "model.safetensors", "vocab.json", "merges.txt"], &[])?;
+    let session = clip::open_dir(&dir, &device, true)?;
+    let model = &session.clip;
+    for m in &methods {
+        if let Some(p) = &m.prune {
+            p.validate(model.vision.num_layers())?;
+        }
+    }
+    let classifier = eval::text_classifier(model, &data.classes, &a.templates)?;
+
+    let seen: std::collections::HashSet<String> = done.iter().map(|r| r.path.clone()).collect();
+    let todo: Vec<&eval::Item> = data.items.iter().filter(|it| !seen.contains(&it.path.display().to_string())).collect();
+    let bar = ProgressBar::new(data.items.len() as u64).with_position(resumed as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} images · {per_sec} · ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    if a.common.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    // The next batch is decoded and preprocessed on rayon's pool while the model runs this one.
+    let decode = |batch: &[&eval::Item]| -> Vec<(PathBuf, Result<image::RgbImage>)> {
+        batch
+            .par_iter()
+            .map(|it| (it.path.clone(), std::fs::read(&it.path).map_err(|e| Error::io(it.path.display(), e)).and_then(|b| effarch::image::decode(&b))))
+            .collect()
+    };
+    let batches: Vec<&[&eval::Item]> = todo.chunks(a.batch).collect();
+    let mut next = batches.first().map(|b| decode(b));
+    for (bi, batch) in batches.iter().enumerate() {
+        let decoded = next.take().unwrap_or_default();
+        let mut images = Vec::with_capacity(decoded.len());
+        for (path, img) in decoded {
+            images.push(img.map_err(|e| Error::arg(format!("{}: {e}", path.display())))?);
+        }
+        let (outcomes, following) = rayon::join(|| eval::run_batch(model, &images, &methods, &classifier), || batches.get(bi + 1).map(|b| decode(b)));
+        next = following;
+        for (it, outs) in batch.iter().zip(outcomes?) {
+            let r = ImageResult { path: it.path.display().to_string(), label: it.label, outcomes: outs };
+            if let Some(f) = cache.as_mut() {
+                let line = serde_json::to_string(&r).map_err(|e| Error::arg(format!("cache line: {e}")))?;
+                writeln!(f, "{line}").map_err(|e| Error::io(CACHE, e))?;
+            }
+            done.push(r);
+        }
+        if let Some(f) = cache.as_mut() {
+            f.flush().map_err(|e| Error::io(CACHE, e))?;
+        }
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    // Rows in the set's order of images (resumed ones included).
+    let rows = eval::summarize(&methods, &done);
+    let report = EvalJson {
+        config: EvalConfig {
+            model: &a.model,
+            data: a.data.display().to_string(),
+            images: done.len(),
+            classes: data.classes.len(),
+            templates: &a.templates,
+            layers: &a.layers,
+            batch: a.batch,
+            device: model.device.describe(),
+            resumed,
+        },
+        rows: &rows,
+    };
+    if let Some(dir) = &a.out {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::arg(format!("results.json: {e}")))?;
+        write(dir, "results.json", &json)?;
+        write(dir, "results.csv", &eval::csv(&rows))?;
+        let title = format!("{} on {} ({} images, {} classes), pruning at layer(s) {:?}", a.model, a.data.display(), done.len(), data.classes.len(), a.layers);
+        write(dir, "latency_vs_accuracy.svg", &eval::svg(&rows, &title))?;
+    }
+    if a.common.json {
+        return emit(&report);
+    }
+    println!(
+        "{} images, {} classes, {} on {}{}",
+        done.len(),
+        data.classes.len(),
+        a.model,
+        model.device.describe(),
+        if resumed > 0 { format!(" ({resumed} from the cache)") } else { String::new() }
+    );
+    println!("{:<14} {:>5} {:>7} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7}", "scorer", "keep", "top-1", "top-5", "agree", "cos", "ms/img", "img/s", "FLOPs");
+    for r in &rows {
+        println!(
+            "{:<14} {:>5.2} {:>7.3} {:>7.3} {:>8.3} {:>8.5} {:>9.2} {:>7.1} {:>7.3}",
+            r.scorer, r.keep, r.top1, r.top5, r.agree_top1, r.cos_to_unpruned, r.ms_per_img, r.images_per_s, r.flops_ratio
+        );
+    }
+    if let Some(dir) = &a.out {
+        println!("wrote {0}/results.json, {0}/results.csv, {0}/latency_vs_accuracy.svg", dir.display());
+    }
+    Ok(())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let p = dir.join(name);
+    std::fs::write(&p, text).map_err(|e| Error::io(p.display(), e))
+}
+
+/// The cached results of an earlier run with the same settings.
+fn read_cache(dir: &Path, key: &CacheKey) -> Result<Vec<ImageResult>> {
+    let p = dir.join(CACHE);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(p.display(), e)),
+    };
+    let mut lines = text.lines();
+    let head: CacheKey = lines
+        .next()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| Error::arg(format!("{}: not a cache of `effarch eval clip` (first line)", p.display())))?;
+    if &head != key {
+        return Err(Error::arg(format!("{}: made with other settings ({head:?}); run without --resume to start over", p.display())));
+    }
+    // A line cut short by an interruption is dropped (that image is run again).
+    Ok(lines.filter_map(|l| serde_json::from_str::<ImageResult>(l).ok()).filter(|r| r.outcomes.len() == key.methods.len()).collect())
+}
+
+/// Opens the cache for appending (resuming) or writes a new one with its settings line.
+fn open_cache(dir: &Path, key: &CacheKey, append: bool) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    let p = dir.join(CACHE);
+    if append {
+        // Rewrite without a possibly truncated last line, then append.
+        let kept = read_cache(dir, key)?;
+        let mut f = std::fs::File::create(&p).map_err(|e| Error::io(p.display(), e))?;
+        let mut s = serde_json::to_string(key).map_err(|e| Error::arg(e.to_string()))? + "\n";
+        for r in kept {
+            s += &(serde_json::to_string(&r).map_err(|e| Error::arg(e.to_string()))? + "\n");
+        }
+        f.write_all(s.as_bytes()).map_err(|e| Error::io(p.display(), e))?;
+        return Ok(f);
+    }
+    let mut f = std::fs::File::create(&p).map_err(|e| Error::io(p.display(), e))?;
+    writeln!(f, "{}", serde_json::to_string(key).map_err(|e| Error::arg(e.to_string()))?).map_err(|e| Error::io(p.display(), e))?;
+    Ok(f)
+}

@@ -115,6 +115,11 @@ pub fn class_words(name: &str) -> String {
 /// The zero-shot classifier: `[classes, dim]`, for each class the normalised mean over
 /// `templates` (each with one `{}`) of the normalised text embeddings.
 pub fn text_classifier(clip: &Clip, classes: &[String], templates: &[String]) -> Result<Vec<f32>> {
+    crate::tensor::block_on(text_classifier_async(clip, classes, templates))
+}
+
+/// [`text_classifier`] for callers that must not block (the browser on WebGPU).
+pub async fn text_classifier_async(clip: &Clip, classes: &[String], templates: &[String]) -> Result<Vec<f32>> {
     if templates.is_empty() {
         return Err(Error::arg("give at least one prompt template"));
     }
@@ -125,7 +130,7 @@ pub fn text_classifier(clip: &Clip, classes: &[String], templates: &[String]) ->
     let mut sum = vec![0f32; classes.len() * d];
     for t in templates {
         let prompts: Vec<String> = classes.iter().map(|c| t.replace("{}", &class_words(c))).collect();
-        let e = clip.encode_text(&prompts)?.to_vec_f32()?;
+        let e = clip.encode_text(&prompts)?.to_vec_f32_async().await?;
         for (acc, row) in sum.chunks_mut(d).zip(e.chunks(d)) {
             let n = norm(row);
             acc.iter_mut().zip(row).for_each(|(a, v)| *a += v / n);
@@ -181,14 +186,22 @@ pub struct ImageResult {
 
 /// Runs every method on a batch of decoded images (of the same labels order).
 pub fn run_batch(clip: &Clip, images: &[RgbImage], methods: &[Method], classifier: &[f32]) -> Result<Vec<Vec<Outcome>>> {
+    crate::tensor::block_on(run_batch_async(clip, images, methods, classifier))
+}
+
+/// [`run_batch`] for callers that must not block (the browser on WebGPU).
+pub async fn run_batch_async(clip: &Clip, images: &[RgbImage], methods: &[Method], classifier: &[f32]) -> Result<Vec<Vec<Outcome>>> {
+    if images.is_empty() {
+        return Ok(Vec::new());
+    }
     let pv = clip.pixel_values(images)?;
     let d = clip.config.projection_dim;
     let classes = classifier.len() / d.max(1);
     let mut per_method: Vec<(Vec<f32>, f64, f64)> = Vec::with_capacity(methods.len());
     for m in methods {
         let t0 = now_ms();
-        let out = clip.vision.forward(&pv, m.prune.as_ref(), &mut Timings::start())?;
-        let e = out.image_embeds.to_vec_f32()?;
+        let out = clip.vision.forward_async(&pv, m.prune.as_ref(), &mut Timings::start()).await?;
+        let e = out.image_embeds.to_vec_f32_async().await?;
         let ms = (now_ms() - t0) / images.len().max(1) as f64;
         crate::error::check_finite("image_embeds", &e)?;
         per_method.push((e, ms, out.flops / out.flops_unpruned.max(1.0)));

@@ -231,6 +231,72 @@ async function sweep() {
   });
 }
 
+// ---- evaluating a folder -------------------------------------------------------------------
+const EVAL_KEEPS = [1, 0.9, 0.7, 0.5, 0.3];
+const EVAL_SCORERS = ['kq-norm', 'cls-attn', 'random'];
+const IMAGE_FILE = /\.(png|jpe?g|gif|webp|bmp)$/i;
+
+/** ImageFolder from a directory pick: `{classes, items: [{file, path, label}]}` (sub-folders are classes). */
+function folderSet(files) {
+  const byClass = new Map();
+  for (const f of files) {
+    const parts = (f.webkitRelativePath || f.name).split('/');
+    if (parts.length < 3 || !IMAGE_FILE.test(f.name)) continue; // root/class/file
+    const cls = parts[parts.length - 2];
+    if (!byClass.has(cls)) byClass.set(cls, []);
+    byClass.get(cls).push(f);
+  }
+  const classes = [...byClass.keys()].sort();
+  const items = classes.flatMap((c, label) => byClass.get(c).sort((a, b) => a.name.localeCompare(b.name)).map((file) => ({ file, path: file.webkitRelativePath || file.name, label })));
+  return { classes, items, root: files[0]?.webkitRelativePath?.split('/')[0] ?? 'folder' };
+}
+
+let evalUrls = [];
+async function evaluateFolder() {
+  const files = [...($('eval-folder').files ?? [])];
+  const set = folderSet(files);
+  if (!set.items.length) {
+    showError('Pick a folder with one sub-folder per class, each holding images (PNG, JPEG, GIF, WebP, BMP).');
+    return;
+  }
+  await task(`Evaluating ${set.items.length} images…`, async () => {
+    await ensureModel(true);
+    const opts = { classes: set.classes, templates: [$('eval-template').value || 'a photo of a {}.'], keeps: EVAL_KEEPS, scorers: EVAL_SCORERS, layers: options().layers };
+    const title = `${state.model} on ${set.root} (${set.items.length} images, ${set.classes.length} classes), pruning at layer(s) ${opts.layers.join(',')}`;
+    const res = await call('evaluate', { items: set.items, options: opts, title }, (m) => {
+      if (m.type === 'progress' && m.evaluated !== undefined) setStatus(`Evaluating… ${m.evaluated}/${m.total} images · ${m.rate.toFixed(1)} img/s · ${Math.ceil(m.eta)} s left`);
+    });
+    renderEval(res);
+    setStatus(`Evaluated ${set.items.length} images in ${set.classes.length} classes.`);
+    document.body.dataset.evaluations = String(Number(document.body.dataset.evaluations || 0) + 1);
+  });
+}
+
+function renderEval(res) {
+  globalThis.effarchLastEval = res; // for tests and automation
+  $('eval-out').hidden = false;
+  const svg = new DOMParser().parseFromString(res.svg, 'image/svg+xml').documentElement;
+  svg.setAttribute('viewBox', `0 0 ${svg.getAttribute('width')} ${svg.getAttribute('height')}`);
+  svg.removeAttribute('width');
+  svg.removeAttribute('height');
+  $('eval-chart').replaceChildren(document.importNode(svg, true));
+  $('eval-table').tBodies[0].replaceChildren(
+    ...res.rows.map((r) => {
+      const tr = document.createElement('tr');
+      for (const v of [r.scorer, r.keep.toFixed(2), r.top1.toFixed(3), r.top5.toFixed(3), r.agree_top1.toFixed(3), r.cos_to_unpruned.toFixed(4), r.ms_per_img.toFixed(1), r.flops_ratio.toFixed(3)]) {
+        const td = document.createElement('td');
+        td.textContent = v;
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+  for (const u of evalUrls) URL.revokeObjectURL(u);
+  evalUrls = [URL.createObjectURL(new Blob([res.csv], { type: 'text/csv' })), URL.createObjectURL(new Blob([res.svg], { type: 'image/svg+xml' }))];
+  $('eval-csv').href = evalUrls[0];
+  $('eval-svg').href = evalUrls[1];
+}
+
 // ---- rendering ---------------------------------------------------------------------------
 function render(r) {
   const steps = r.kept;
@@ -312,6 +378,7 @@ function wire() {
   };
   $('run').onclick = () => run();
   $('sweep').onclick = () => sweep();
+  $('eval-run').onclick = () => evaluateFolder();
   $('step').oninput = () => drawOverlay();
   let anim = null;
   $('animate').onclick = () => {

@@ -87,6 +87,26 @@ function cosine(a, b) {
   return na && nb ? d / Math.sqrt(na * nb) : 0;
 }
 
+/**
+ * Zero-shot evaluation over a folder: `items` [{file, path, label}] in batches, progress after
+ * each, then the summary `{rows, csv, svg}` and the images/s.
+ */
+async function evaluate(id, { items, options, title, batch = 8 }) {
+  if (!session) throw new Error('no model is loaded yet');
+  const { engine } = await ready;
+  const results = [];
+  const t0 = performance.now();
+  for (let i = 0; i < items.length; i += batch) {
+    const chunk = items.slice(i, i + batch);
+    const images = await Promise.all(chunk.map(async (it) => new Uint8Array(await it.file.arrayBuffer())));
+    const r = await session.evalBatch(images, Uint32Array.from(chunk.map((it) => it.label)), chunk.map((it) => it.path), options);
+    results.push(...r);
+    const s = (performance.now() - t0) / 1000;
+    post({ id, type: 'progress', evaluated: results.length, total: items.length, rate: results.length / s, eta: ((items.length - results.length) * s) / results.length });
+  }
+  return engine.evalSummary(results, options, title);
+}
+
 const handlers = {
   async hello() {
     const { engine, threads, build, note } = await ready;
@@ -97,6 +117,7 @@ const handlers = {
   loadFiles,
   run,
   sweep,
+  evaluate,
   async clearCache() {
     return { removed: await clearCache() };
   },

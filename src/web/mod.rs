@@ -145,6 +145,72 @@ async fn device_for(backend: &str) -> Result<Device, JsError> {
 pub struct ClipSession {
     inner: Rc<RefCell<CoreSession>>,
     auto: Option<AutoChoice>,
+    /// The zero-shot classifier of the last `evalBatch` (keyed by classes and templates).
+    classifier: Rc<RefCell<Option<(String, Vec<f32>)>>>,
+}
+
+/// Options of an evaluation (`evalBatch`, `evalSummary`): `{classes, templates, keeps, scorers,
+/// layers, seed}`.
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct JsEvalOptions {
+    classes: Vec<String>,
+    #[serde(default = "default_templates")]
+    templates: Vec<String>,
+    keeps: Vec<f32>,
+    scorers: Vec<String>,
+    #[serde(default = "default_layers")]
+    layers: Vec<usize>,
+    #[serde(default)]
+    seed: u64,
+}
+
+fn default_templates() -> Vec<String> {
+    vec!["a photo of a {}.".into()]
+}
+
+fn default_layers() -> Vec<usize> {
+    vec![1]
+}
+
+impl JsEvalOptions {
+    fn parse(v: JsValue) -> Result<Self, JsError> {
+        serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("evaluation options: {e}")))
+    }
+    fn methods(&self) -> crate::Result<Vec<crate::eval::Method>> {
+        let scorers = self
+            .scorers
+            .iter()
+            .map(|s| {
+                let mut sc: Scorer = s.parse()?;
+                if let Scorer::Random { seed } = &mut sc {
+                    *seed = self.seed;
+                }
+                Ok(sc)
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+        crate::eval::methods(&scorers, &self.keeps, &self.layers)
+    }
+}
+
+/// The rows of an evaluation from its per-image results (`evalBatch`'s, gathered), with the
+/// CSV and the latency-vs-accuracy chart (SVG): `{rows, csv, svg}`.
+#[wasm_bindgen(js_name = evalSummary)]
+pub fn eval_summary(results: JsValue, options: JsValue, title: String) -> Result<JsValue, JsError> {
+    let opts = JsEvalOptions::parse(options)?;
+    let methods = opts.methods().map_err(js_err)?;
+    let results: Vec<crate::eval::ImageResult> = serde_wasm_bindgen::from_value(results).map_err(|e| JsError::new(&format!("evaluation results: {e}")))?;
+    if let Some(r) = results.iter().find(|r| r.outcomes.len() != methods.len()) {
+        return Err(JsError::new(&format!("{}: {} outcomes for {} methods", r.path, r.outcomes.len(), methods.len())));
+    }
+    let rows = crate::eval::summarize(&methods, &results);
+    #[derive(Serialize)]
+    struct Summary {
+        rows: Vec<crate::eval::EvalRow>,
+        csv: String,
+        svg: String,
+    }
+    to_js(&Summary { csv: crate::eval::csv(&rows), svg: crate::eval::svg(&rows, &title), rows })
 }
 
 #[wasm_bindgen]
@@ -165,7 +231,7 @@ impl ClipSession {
         let vcfg = cfg.vision().clone();
         let (device, auto) = device_measured(&backend, |d| crate::models::clip::vision::probe_layer_ms(&w, &vcfg, d)).await?;
         let s = CoreSession::new(cfg, w, &device, with_text).map_err(js_err)?;
-        Ok(ClipSession { inner: Rc::new(RefCell::new(s)), auto })
+        Ok(ClipSession { inner: Rc::new(RefCell::new(s)), auto, classifier: Rc::default() })
     }
 
     /// Loads `config.json` and `model.safetensors` (and, with `withText`, `vocab.json` and
@@ -189,7 +255,7 @@ impl ClipSession {
         let cfg = ClipConfig::from_json("config.json", config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
         let s = CoreSession::new(cfg, w, device, with_text).map_err(js_err)?;
-        Ok(ClipSession { inner: Rc::new(RefCell::new(s)), auto: None })
+        Ok(ClipSession { inner: Rc::new(RefCell::new(s)), auto: None, classifier: Rc::default() })
     }
 
     /// Adds CLIP's tokenizer from `vocab.json` and `merges.txt`.
@@ -213,6 +279,57 @@ impl ClipSession {
             opts.prune.as_ref().map_or(Ok(()), |p| p.validate(s.clip.vision.num_layers())).map_err(|e| JsValue::from(js_err(e)))?;
             let report = s.run_async(&image, &opts).await.map_err(|e| JsValue::from(js_err(e)))?;
             to_js(&report).map_err(JsValue::from)
+        })
+    }
+
+    /// Zero-shot evaluation of a batch of encoded images (`labels[i]` indexes
+    /// `options.classes`) under every method of `options` (the unpruned model first, then each
+    /// scorer at each keep < 1): resolves to one `{path, label, outcomes: [{top5, cos, ms,
+    /// flops_ratio}]}` per image, which `evalSummary` turns into rows. Needs the text tower.
+    #[wasm_bindgen(js_name = evalBatch)]
+    pub fn eval_batch(&self, images: Vec<js_sys::Uint8Array>, labels: Vec<u32>, names: Vec<String>, options: JsValue) -> js_sys::Promise {
+        let (inner, cache) = (self.inner.clone(), self.classifier.clone());
+        let opts = JsEvalOptions::parse(options);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let err = |e: crate::Error| JsValue::from(js_err(e));
+            let opts = opts.map_err(JsValue::from)?;
+            if images.len() != labels.len() || images.len() != names.len() {
+                return Err(JsValue::from(JsError::new(&format!("{} images, {} labels, {} names", images.len(), labels.len(), names.len()))));
+            }
+            if let Some(l) = labels.iter().find(|&&l| l as usize >= opts.classes.len()) {
+                return Err(JsValue::from(JsError::new(&format!("label {l} for {} classes", opts.classes.len()))));
+            }
+            let methods = opts.methods().map_err(err)?;
+            let s = inner.try_borrow().map_err(|_| JsValue::from(busy()))?;
+            for m in &methods {
+                if let Some(p) = &m.prune {
+                    p.validate(s.clip.vision.num_layers()).map_err(err)?;
+                }
+            }
+            let key = format!("{:?}|{:?}", opts.classes, opts.templates);
+            let classifier = match cache.borrow().as_ref().filter(|(k, _)| *k == key) {
+                Some((_, c)) => Some(c.clone()),
+                None => None,
+            };
+            let classifier = match classifier {
+                Some(c) => c,
+                None => {
+                    let c = crate::eval::text_classifier_async(&s.clip, &opts.classes, &opts.templates).await.map_err(err)?;
+                    *cache.borrow_mut() = Some((key, c.clone()));
+                    c
+                }
+            };
+            let mut decoded = Vec::with_capacity(images.len());
+            for (bytes, name) in images.iter().zip(&names) {
+                decoded.push(crate::image::decode(&bytes.to_vec()).map_err(|e| JsValue::from(JsError::new(&format!("{name}: {e}"))))?);
+            }
+            let outcomes = crate::eval::run_batch_async(&s.clip, &decoded, &methods, &classifier).await.map_err(err)?;
+            let results: Vec<crate::eval::ImageResult> = outcomes
+                .into_iter()
+                .zip(labels.iter().zip(names))
+                .map(|(outcomes, (&label, path))| crate::eval::ImageResult { path, label: label as usize, outcomes })
+                .collect();
+            to_js(&results).map_err(JsValue::from)
         })
     }
 

@@ -313,6 +313,31 @@ await check('zero-shot labels show pruned and unpruned bars', async () => {
   assert(new URL(page.url()).searchParams.get('labels') === 'a cat, a dog, a rocket', `URL ${page.url()}`);
 });
 
+await check('evaluating a folder (ImageFolder) draws accuracy against latency, with a row per scorer and keep, and exports CSV and SVG', async () => {
+  await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&layers=1&backend=cpu`);
+  await result();
+  await page.setInputFiles('#eval-folder', path.join(root, 'tests/fixtures/eval-tiny'));
+  await page.click('#eval-run');
+  await page.waitForFunction(() => Number(document.body.dataset.evaluations || 0) > 0 || !document.getElementById('error').hidden, null, { timeout: 240_000 });
+  const ev = await page.evaluate(() => ({
+    error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
+    rows: [...document.querySelectorAll('#eval-table tbody tr')].map((tr) => [...tr.cells].map((c) => c.textContent)),
+    lines: document.querySelectorAll('#eval-chart svg polyline').length,
+    csv: document.getElementById('eval-csv').href,
+    status: document.getElementById('status').textContent,
+  }));
+  assert(!ev.error, `evaluation failed: ${ev.error}`);
+  assert(ev.rows.length === 1 + 3 * 4, `rows: ${JSON.stringify(ev.rows)}`);
+  assert(ev.rows[0][0] === 'unpruned' && ev.rows[0][4] === '1.000', `unpruned row: ${ev.rows[0]}`);
+  for (const r of ev.rows) for (const i of [2, 3, 4]) assert(Number(r[i]) >= 0 && Number(r[i]) <= 1, `row ${r}`);
+  assert(ev.lines === 6, `chart lines: ${ev.lines} (3 scorers × 2 panels)`);
+  assert(ev.csv.startsWith('blob:') && /20 images in 4 classes/.test(ev.status), `${ev.csv} / ${ev.status}`);
+  const csv = await page.evaluate(() => globalThis.effarchLastEval.csv);
+  assert(csv.split('\n').filter(Boolean).length === 14 && csv.startsWith('scorer,keep,images,top1'), csv);
+  await page.screenshot({ path: path.join(shots, 'evaluate.png'), fullPage: true });
+  console.log(`    ${ev.status}; unpruned top-1 ${ev.rows[0][2]}`);
+});
+
 await check('the sweep draws latency and cos-sim for p = 1.0 … 0.3', async () => {
   await page.click('#sweep');
   await page.waitForFunction(() => document.getElementById('chart').dataset.points === '8' && !document.body.classList.contains('busy'), null, { timeout: 300_000 });

@@ -224,6 +224,82 @@ mod x86 {
         }
     }
 
+    /// One tile of [`super::pack_a`] with AVX2: 8 columns of up to 8 rows at a time are loaded
+    /// (normalised with the same operations, in the same order, as the scalar path: `(v -
+    /// mean) · inv · w + b`, no FMA) and transposed in registers, so the gather that turns rows
+    /// into the kernel's `[k][MR]` layout is no longer one scalar load and store per value.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `src` holds `rows ≤ mr` rows of `k` values `lda` apart; `dst` is
+    /// `k × mr`; with a norm, `stats` has `rows` entries and the norm's `w`, `b` hold `k`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn pack_tile_avx2(src: &[f32], lda: usize, rows: usize, k: usize, mr: usize, dst: &mut [f32], norm: Option<(super::Norm, &[(f32, f32)])>) {
+        let k8 = k - k % 8;
+        let mut tmp = [0f32; 8];
+        for i0 in (0..rows).step_by(8) {
+            let n = (rows - i0).min(8);
+            for p0 in (0..k8).step_by(8) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (i, ri) in r.iter_mut().enumerate().take(n) {
+                    let mut v = _mm256_loadu_ps(src.as_ptr().add((i0 + i) * lda + p0));
+                    if let Some((nm, stats)) = norm {
+                        let (mean, inv) = stats[i0 + i];
+                        v = _mm256_sub_ps(v, _mm256_set1_ps(mean));
+                        v = _mm256_mul_ps(v, _mm256_set1_ps(inv));
+                        v = _mm256_mul_ps(v, _mm256_loadu_ps(nm.w.as_ptr().add(p0)));
+                        v = _mm256_add_ps(v, _mm256_loadu_ps(nm.b.as_ptr().add(p0)));
+                    }
+                    *ri = v;
+                }
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let cols = [
+                    _mm256_permute2f128_ps::<0x20>(s0, s4),
+                    _mm256_permute2f128_ps::<0x20>(s1, s5),
+                    _mm256_permute2f128_ps::<0x20>(s2, s6),
+                    _mm256_permute2f128_ps::<0x20>(s3, s7),
+                    _mm256_permute2f128_ps::<0x31>(s0, s4),
+                    _mm256_permute2f128_ps::<0x31>(s1, s5),
+                    _mm256_permute2f128_ps::<0x31>(s2, s6),
+                    _mm256_permute2f128_ps::<0x31>(s3, s7),
+                ];
+                for (j, c) in cols.iter().enumerate() {
+                    let d = dst.as_mut_ptr().add((p0 + j) * mr + i0);
+                    if n == 8 {
+                        _mm256_storeu_ps(d, *c);
+                    } else {
+                        _mm256_storeu_ps(tmp.as_mut_ptr(), *c);
+                        std::ptr::copy_nonoverlapping(tmp.as_ptr(), d, n);
+                    }
+                }
+            }
+        }
+        // The last k % 8 columns, one value at a time.
+        for p in k8..k {
+            for i in 0..rows {
+                let v = src[i * lda + p];
+                dst[p * mr + i] = match norm {
+                    Some((nm, stats)) => (v - stats[i].0) * stats[i].1 * nm.w[p] + nm.b[p],
+                    None => v,
+                };
+            }
+        }
+    }
+
     pub static AVX512: [TileFn; 12] = tile_table!(avx512; 1 2 3 4 5 6 7 8 9 10 11 12);
     pub static AVX2: [TileFn; 6] = tile_table!(avx2; 1 2 3 4 5 6);
 }
@@ -673,9 +749,22 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, norm: Option<Nor
     if k == 0 {
         return a;
     }
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
     let fill = |(t, dst): (usize, &mut [f32])| {
         let rows = rt.rows(t);
         let src = &x[rt.start(t) * lda..];
+        #[cfg(target_arch = "x86_64")]
+        if avx2 && k >= 8 {
+            let stats: Vec<(f32, f32)> = match norm {
+                Some(nm) => (0..rows).map(|i| super::super::kernels::row_stats(&src[i * lda..i * lda + k], nm.eps)).collect(),
+                None => Vec::new(),
+            };
+            // SAFETY: AVX2 was detected; `src` holds `rows` rows of `k` values `lda` apart and
+            // `dst` one tile (`k × mr`), as the function requires.
+            unsafe { x86::pack_tile_avx2(src, lda, rows, k, mr, dst, norm.map(|nm| (nm, stats.as_slice()))) };
+            return;
+        }
         match norm {
             None => {
                 for (p, d) in dst.chunks_exact_mut(mr).enumerate() {

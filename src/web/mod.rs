@@ -307,11 +307,8 @@ impl ClipSession {
                 }
             }
             let key = format!("{:?}|{:?}", opts.classes, opts.templates);
-            let classifier = match cache.borrow().as_ref().filter(|(k, _)| *k == key) {
-                Some((_, c)) => Some(c.clone()),
-                None => None,
-            };
-            let classifier = match classifier {
+            let cached = cache.borrow().as_ref().filter(|(k, _)| *k == key).map(|(_, c)| c.clone());
+            let classifier = match cached {
                 Some(c) => c,
                 None => {
                     let c = crate::eval::text_classifier_async(&s.clip, &opts.classes, &opts.templates).await.map_err(err)?;

@@ -133,7 +133,7 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
     };
     let resumed = done.len();
     let mut cache = match &a.out {
-        Some(dir) => Some(open_cache(dir, &key, resumed > 0)?),
+        Some(dir) => Some(open_cache(dir, &key, &done)?),
         None => None,
     };
 
@@ -155,20 +155,20 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     // The next batch is decoded and preprocessed on rayon's pool while the model runs this one.
-    let decode = |batch: &[&eval::Item]| -> Vec<(PathBuf, Result<image::RgbImage>)> {
+    // Each image, or the error naming its file.
+    let decode = |batch: &[&eval::Item]| -> Vec<Result<image::RgbImage>> {
         batch
             .par_iter()
-            .map(|it| (it.path.clone(), std::fs::read(&it.path).map_err(|e| Error::io(it.path.display(), e)).and_then(|b| effarch::image::decode(&b))))
+            .map(|it| {
+                let bytes = std::fs::read(&it.path).map_err(|e| Error::io(it.path.display(), e))?;
+                effarch::image::decode(&bytes).map_err(|e| Error::arg(format!("{}: {e}", it.path.display())))
+            })
             .collect()
     };
     let batches: Vec<&[&eval::Item]> = todo.chunks(a.batch).collect();
     let mut next = batches.first().map(|b| decode(b));
     for (bi, batch) in batches.iter().enumerate() {
-        let decoded = next.take().unwrap_or_default();
-        let mut images = Vec::with_capacity(decoded.len());
-        for (path, img) in decoded {
-            images.push(img.map_err(|e| Error::arg(format!("{}: {e}", path.display())))?);
-        }
+        let images = next.take().unwrap_or_default().into_iter().collect::<Result<Vec<_>>>()?;
         let (outcomes, following) = rayon::join(|| eval::run_batch(model, &images, &methods, &classifier), || batches.get(bi + 1).map(|b| decode(b)));
         next = following;
         for (it, outs) in batch.iter().zip(outcomes?) {
@@ -258,22 +258,16 @@ fn read_cache(dir: &Path, key: &CacheKey) -> Result<Vec<ImageResult>> {
     Ok(lines.filter_map(|l| serde_json::from_str::<ImageResult>(l).ok()).filter(|r| r.outcomes.len() == key.methods.len()).collect())
 }
 
-/// Opens the cache for appending (resuming) or writes a new one with its settings line.
-fn open_cache(dir: &Path, key: &CacheKey, append: bool) -> Result<std::fs::File> {
+/// Writes the cache afresh: the settings line, then the results kept from an earlier run (a
+/// line cut short by an interruption is gone), open for the new ones to be appended.
+fn open_cache(dir: &Path, key: &CacheKey, kept: &[ImageResult]) -> Result<std::fs::File> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
     let p = dir.join(CACHE);
-    if append {
-        // Rewrite without a possibly truncated last line, then append.
-        let kept = read_cache(dir, key)?;
-        let mut f = std::fs::File::create(&p).map_err(|e| Error::io(p.display(), e))?;
-        let mut s = serde_json::to_string(key).map_err(|e| Error::arg(e.to_string()))? + "\n";
-        for r in kept {
-            s += &(serde_json::to_string(&r).map_err(|e| Error::arg(e.to_string()))? + "\n");
-        }
-        f.write_all(s.as_bytes()).map_err(|e| Error::io(p.display(), e))?;
-        return Ok(f);
+    let mut s = serde_json::to_string(key).map_err(|e| Error::arg(e.to_string()))? + "\n";
+    for r in kept {
+        s += &(serde_json::to_string(r).map_err(|e| Error::arg(e.to_string()))? + "\n");
     }
     let mut f = std::fs::File::create(&p).map_err(|e| Error::io(p.display(), e))?;
-    writeln!(f, "{}", serde_json::to_string(key).map_err(|e| Error::arg(e.to_string()))?).map_err(|e| Error::io(p.display(), e))?;
+    f.write_all(s.as_bytes()).map_err(|e| Error::io(p.display(), e))?;
     Ok(f)
 }

@@ -17,6 +17,9 @@ pub struct ClipFixture {
     pub merges: String,
     pub expected: Weights,
     pub meta: serde_json::Value,
+    /// ToMe's torch reference (`tests/fixtures/make_tome_fixtures.py`): tensors and cases.
+    pub tome: Weights,
+    pub tome_meta: serde_json::Value,
     /// (file name, bytes) of the test images, in fixture order.
     pub images: Vec<(String, Vec<u8>)>,
 }
@@ -33,7 +36,8 @@ impl ClipFixture {
     /// in the browser tests).
     pub fn from_files(read: impl Fn(&str) -> Result<Vec<u8>>) -> Result<Self> {
         let text = |n: &str| read(n).map(|b| String::from_utf8_lossy(&b).into_owned());
-        let meta: serde_json::Value = serde_json::from_str(&text("expected.json")?).map_err(|e| Error::arg(format!("expected.json: {e}")))?;
+        let json = |n: &str| -> Result<serde_json::Value> { serde_json::from_str(&text(n)?).map_err(|e| Error::arg(format!("{n}: {e}"))) };
+        let meta = json("expected.json")?;
         let names: Vec<String> = serde_json::from_value(meta["images"].clone()).unwrap_or_default();
         let images = names.iter().map(|n| Ok((n.clone(), read(n)?))).collect::<Result<Vec<_>>>()?;
         Ok(ClipFixture {
@@ -43,6 +47,8 @@ impl ClipFixture {
             merges: text("merges.txt")?,
             expected: Weights::from_bytes("expected.safetensors", read("expected.safetensors")?)?,
             meta,
+            tome: Weights::from_bytes("tome.safetensors", read("tome.safetensors")?)?,
+            tome_meta: json("tome.json")?,
             images,
         })
     }
@@ -141,6 +147,47 @@ impl ClipFixture {
                 scores: score_delta,
                 image_embeds: max_abs_diff(&r.image_embeds.to_vec_f32_async().await?, &self.expect(&format!("case{ci}.image_embeds"))?.0),
                 last_hidden_state: max_abs_diff(&r.last_hidden_state.to_vec_f32_async().await?, &self.expect(&format!("case{ci}.last_hidden_state"))?.0),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One ToMe case against the torch reference.
+#[derive(Debug)]
+pub struct TomeCaseResult {
+    pub name: String,
+    /// Tokens entering each layer and the final count equal the reference's.
+    pub tokens_equal: bool,
+    /// Every patch ended in the same token as in the reference (the merge map).
+    pub groups_equal: bool,
+    pub image_embeds: f32,
+    pub last_hidden_state: f32,
+}
+
+impl ClipFixture {
+    /// Each ToMe case of `tome.json` (by `keep` or a fixed `r`) on the fixture's pixels.
+    pub async fn check_tome_async(&self, clip: &Clip) -> Result<Vec<TomeCaseResult>> {
+        let pv = self.expect_tensor("pixel_values", &clip.device)?;
+        let mut out = Vec::new();
+        for (ci, c) in self.tome_meta["cases"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+            let r = c["r"].as_u64().map(|r| r as usize);
+            let keep = c["keep"].as_f64().unwrap_or(1.0) as f32;
+            let cfg = PruneConfig::new(Scorer::Tome { r }, keep, vec![0])?;
+            let o = clip.vision.forward_async(&pv, Some(&cfg), &mut Timings::start()).await?;
+            let want_tokens: Vec<usize> = serde_json::from_value(c["tokens_per_layer"].clone()).unwrap_or_default();
+            let want_groups: Vec<Vec<u32>> = serde_json::from_value(c["groups"].clone()).unwrap_or_default();
+            let tensor = |n: &str| -> Result<Vec<f32>> {
+                let name = format!("tome{ci}.{n}");
+                let shape = self.tome.info(&name).map(|i| i.shape.clone()).ok_or_else(|| Error::arg(format!("no `{name}` in tome.safetensors")))?;
+                self.tome.get_f32(&name, &shape)
+            };
+            out.push(TomeCaseResult {
+                name: format!("tome{ci} {cfg_s} keep={keep}", cfg_s = cfg.scorer),
+                tokens_equal: o.tokens_per_layer == want_tokens && o.last_hidden_state.dim(1)? as u64 == c["final_tokens"].as_u64().unwrap_or(0),
+                groups_equal: o.groups == want_groups,
+                image_embeds: max_abs_diff(&o.image_embeds.to_vec_f32_async().await?, &tensor("image_embeds")?),
+                last_hidden_state: max_abs_diff(&o.last_hidden_state.to_vec_f32_async().await?, &tensor("last_hidden_state")?),
             });
         }
         Ok(out)

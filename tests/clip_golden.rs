@@ -63,6 +63,37 @@ fn pruning_matches_torch_reference() {
     }
 }
 
+/// Token Merging against the torch reference written from the paper (bipartite soft matching,
+/// size-weighted averaging, proportional attention): token counts, the merge map, outputs.
+#[test]
+fn tome_matches_torch_reference() {
+    let fx = fixture();
+    let clip = fx.clip(&Device::Cpu).unwrap();
+    let res = effarch::tensor::block_on(fx.check_tome_async(&clip)).unwrap();
+    assert_eq!(res.len(), 4);
+    for r in res {
+        println!(
+            "{}: tokens equal {}, merge map equal {}, embeds {:e}, hidden {:e}",
+            r.name, r.tokens_equal, r.groups_equal, r.image_embeds, r.last_hidden_state
+        );
+        assert!(r.tokens_equal && r.groups_equal, "{r:?}");
+        assert!(r.image_embeds <= TOL && r.last_hidden_state <= TOL, "{r:?}");
+    }
+    // Merging nothing is the plain tower, bit for bit (no proportional attention before a merge).
+    let pv = fx.expect_tensor("pixel_values", &Device::Cpu).unwrap();
+    let full = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap();
+    let none = clip.vision.forward(&pv, Some(&PruneConfig::new(Scorer::Tome { r: None }, 1.0, vec![0]).unwrap()), &mut Timings::start()).unwrap();
+    assert_eq!(none.image_embeds.to_vec_f32().unwrap(), full.image_embeds.to_vec_f32().unwrap());
+    assert_eq!(none.groups[0], (1..=196).collect::<Vec<u32>>());
+    let e = clip
+        .vision
+        .forward(&pv, Some(&PruneConfig::new(Scorer::Tome { r: Some(99) }, 1.0, vec![0]).unwrap()), &mut Timings::start())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("--tome-r 99"), "{e}");
+}
+
 #[test]
 fn keep_one_is_bit_identical_to_unpruned() {
     let fx = fixture();
@@ -122,6 +153,14 @@ fn towers_and_pruning_on_gpu_match_transformers_and_cpu() {
         println!("gpu {}: kept equal {}, scores {:e}, embeds {:e}, hidden {:e}", r.name, r.kept_equal, r.scores, r.image_embeds, r.last_hidden_state);
         assert!(r.kept_equal, "gpu {}: kept indices differ from the torch reference", r.name);
         assert!(r.scores <= 1e-3 && r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "{r:?}");
+    }
+    for r in effarch::tensor::block_on(fx.check_tome_async(&clip)).unwrap() {
+        println!(
+            "gpu {}: tokens equal {}, merge map equal {}, embeds {:e}, hidden {:e}",
+            r.name, r.tokens_equal, r.groups_equal, r.image_embeds, r.last_hidden_state
+        );
+        assert!(r.tokens_equal && r.groups_equal, "gpu {r:?}");
+        assert!(r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "gpu {r:?}");
     }
     let cpu_clip = fx.clip(&Device::Cpu).unwrap();
     for (scorer, equal) in effarch::tensor::block_on(effarch::testing::compare_scorers_async(&fx, &cpu_clip, &clip)).unwrap() {

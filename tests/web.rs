@@ -36,6 +36,8 @@ const FILES: &[(&str, &[u8])] = &[
     fixture_file!("merges.txt"),
     fixture_file!("expected.safetensors"),
     fixture_file!("expected.json"),
+    fixture_file!("tome.safetensors"),
+    fixture_file!("tome.json"),
     fixture_file!("cat_300x257.png"),
     fixture_file!("astro_grey_180x400.png"),
     fixture_file!("tiny_20x30.png"),
@@ -79,6 +81,22 @@ async fn pruning_in_browser() {
     for r in res {
         assert!(r.kept_equal, "{}: kept indices differ", r.name);
         assert!(r.scores <= 1e-4 && r.image_embeds <= 1e-4 && r.last_hidden_state <= 1e-4, "{r:?}");
+    }
+}
+
+/// Token Merging in the browser: wasm CPU and WebGPU against the torch reference.
+#[wasm_bindgen_test]
+async fn tome_in_browser_and_on_webgpu() {
+    setup().await;
+    let fx = fixture();
+    for (dev, tol) in [(Device::Cpu, 1e-4f32), (webgpu().await, 1e-3)] {
+        let clip = fx.clip(&dev).unwrap();
+        let res = fx.check_tome_async(&clip).await.unwrap();
+        assert_eq!(res.len(), 4);
+        for r in res {
+            assert!(r.tokens_equal && r.groups_equal, "{}: {r:?}", dev.describe());
+            assert!(r.image_embeds <= tol && r.last_hidden_state <= tol, "{}: {r:?}", dev.describe());
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! layer and every later layer run on the kept tokens only. Token 0 (CLS) is never scored and
 //! never dropped. Kept tokens stay in their original order.
 
+pub mod tome;
+
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::fmt;
@@ -29,6 +31,9 @@ pub enum Scorer {
     ClsAttn,
     /// Control: uniform random scores from a seeded splitmix64 stream.
     Random { seed: u64 },
+    /// Not a scorer but the reference method beside them: Token Merging ([`tome`]), merging in
+    /// every layer, `r` tokens each, or (`None`) as many as leave the patches `keep` would.
+    Tome { r: Option<usize> },
 }
 
 impl FromStr for Scorer {
@@ -40,9 +45,15 @@ impl FromStr for Scorer {
             "kq-norm:both" => Scorer::KqNorm(KqWhich::Both),
             "cls-attn" => Scorer::ClsAttn,
             "random" => Scorer::Random { seed: 0 },
-            other => {
-                return Err(Error::arg(format!("unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random)")))
-            }
+            "tome" => Scorer::Tome { r: None },
+            other => match other.strip_prefix("tome:").map(str::parse::<usize>) {
+                Some(Ok(r)) => Scorer::Tome { r: Some(r) },
+                _ => {
+                    return Err(Error::arg(format!(
+                        "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random, tome, tome:R)"
+                    )))
+                }
+            },
         })
     }
 }
@@ -55,6 +66,8 @@ impl fmt::Display for Scorer {
             Scorer::KqNorm(KqWhich::Both) => write!(f, "kq-norm:both"),
             Scorer::ClsAttn => write!(f, "cls-attn"),
             Scorer::Random { .. } => write!(f, "random"),
+            Scorer::Tome { r: None } => write!(f, "tome"),
+            Scorer::Tome { r: Some(r) } => write!(f, "tome:{r}"),
         }
     }
 }
@@ -92,7 +105,19 @@ impl PruneConfig {
 
     /// True when this config keeps everything (the unpruned path, bit for bit).
     pub fn is_identity(&self) -> bool {
-        self.keep >= 1.0
+        match self.scorer {
+            Scorer::Tome { r: Some(r) } => r == 0,
+            _ => self.keep >= 1.0,
+        }
+    }
+
+    /// ToMe's merges per layer for a tower of `layers` layers over `patches` patches; `None`
+    /// for the pruning scorers.
+    pub fn tome_schedule(&self, patches: usize, layers: usize) -> Result<Option<Vec<usize>>> {
+        match self.scorer {
+            Scorer::Tome { r } => tome::schedule(patches, layers, self.keep, r).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -119,6 +144,7 @@ impl Scorer {
             Scorer::KqNorm(KqWhich::Both) => patches(a.k)?.row_norms()?.add(&patches(a.q)?.row_norms()?),
             Scorer::ClsAttn => Tensor::cls_attention(a.qh, a.kh),
             Scorer::Random { seed } => Tensor::from_f32(random_scores(*seed, step, b, n - 1), &[b, n - 1], &a.q.device()),
+            Scorer::Tome { .. } => Err(Error::arg("tome merges tokens; it does not score them for pruning")),
         }
     }
 }
@@ -174,6 +200,9 @@ mod tests {
         let e = c.validate(6).unwrap_err().to_string();
         assert!(e.contains("layer 6") && e.contains("0..=5"), "{e}");
         assert!("bogus".parse::<Scorer>().unwrap_err().to_string().contains("bogus"));
+        assert_eq!("tome:8".parse::<Scorer>().unwrap(), Scorer::Tome { r: Some(8) });
+        assert_eq!("tome".parse::<Scorer>().unwrap().to_string(), "tome");
+        assert!("tome:x".parse::<Scorer>().is_err());
     }
 
     #[test]

@@ -236,8 +236,9 @@ pub struct AttnDims {
     pub causal: bool,
 }
 
-/// softmax(q kᵀ / √d) v per (batch, head), heads run in parallel; writes `out` laid out as
-/// `ol`. Both products run on the GEMM engine (`cpu::gemm`): the head's keys are packed as a
+/// softmax(q kᵀ / √d + bias) v per (batch, head), heads run in parallel; writes `out` laid
+/// out as `ol`. `key_bias` (`[batch, nk]`, or empty for none) is added to every query's logit
+/// of each key: ToMe's proportional attention, log of the number of patches a token holds. Both products run on the GEMM engine (`cpu::gemm`): the head's keys are packed as a
 /// weight straight out of their layout (a fused QKV needs no copy), its values as the right
 /// side `[nk, d]`, and the output is written in place through `ol`'s row stride.
 #[allow(clippy::too_many_arguments)]
@@ -249,6 +250,7 @@ pub fn attention(
     v: &[f32],
     vl: HeadLayout,
     dims: AttnDims,
+    key_bias: &[f32],
     out: &mut [f32],
     ol: HeadLayout,
 ) -> Result<(), String> {
@@ -259,11 +261,15 @@ pub fn attention(
     {
         return Err(format!("attention: buffers too small for {batch}x{heads}x{nq}x{nk}x{d}"));
     }
+    if !key_bias.is_empty() && key_bias.len() != batch * nk {
+        return Err(format!("attention: key bias has {} values for {batch} × {nk} keys", key_bias.len()));
+    }
     let scale = 1.0 / (d as f32).sqrt();
     let kern = Kernel::best();
     let op = SendPtr(out.as_mut_ptr());
     (0..batch * heads).into_par_iter().try_for_each(|bh| {
         let (b, h) = (bh / heads, bh % heads);
+        let bias = if key_bias.is_empty() { key_bias } else { &key_bias[b * nk..(b + 1) * nk] };
         if nq <= FEW_QUERIES {
             // A decode step: packing the keys and values would cost as much as reading them
             // once, which is all the product does; dot products and axpys instead.
@@ -277,6 +283,7 @@ pub fn attention(
                     &v[vl.base(b, h)..],
                     vl.row_stride,
                     dims,
+                    bias,
                     op.get().add(ol.base(b, h)),
                     ol.row_stride,
                 )
@@ -288,6 +295,7 @@ pub fn attention(
         // SAFETY: `s` is [nq, nk]; the output rows of this head were checked above, and no
         // other head writes them.
         unsafe { kp.matmul_raw(&q[ql.base(b, h)..], nq, ql.row_stride, Epilogue::default(), s.as_mut_ptr(), nk, false)? };
+        add_key_bias(&mut s, bias, scale);
         softmax_block(&mut s, nk, causal, nk.saturating_sub(nq), scale);
         let vp = PackedWeight::pack_kn(&v[vl.base(b, h)..], nk, d, vl.row_stride, kern)?;
         unsafe { vp.matmul_raw(&s, nq, nk, Epilogue::default(), op.get().add(ol.base(b, h)), ol.row_stride, false) }
@@ -301,7 +309,7 @@ pub fn attention(
 /// `o + i·os .. + d` is writable for every query `i < dims.nq`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn attend_few_body(q: &[f32], qs: usize, k: &[f32], ks: usize, v: &[f32], vs: usize, dims: AttnDims, o: *mut f32, os: usize) {
+unsafe fn attend_few_body(q: &[f32], qs: usize, k: &[f32], ks: usize, v: &[f32], vs: usize, dims: AttnDims, bias: &[f32], o: *mut f32, os: usize) {
     let AttnDims { nq, nk, d, causal, .. } = dims;
     let scale = 1.0 / (d as f32).sqrt();
     let off = nk.saturating_sub(nq);
@@ -312,6 +320,7 @@ unsafe fn attend_few_body(q: &[f32], qs: usize, k: &[f32], ks: usize, v: &[f32],
         for (j, sj) in s.iter_mut().enumerate() {
             *sj = dot(qi, &k[j * ks..][..d]);
         }
+        add_key_bias(&mut s, bias, scale);
         let valid = if causal { i + off + 1 } else { nk };
         softmax_row_scaled(&mut s, valid, scale);
         acc.iter_mut().for_each(|v| *v = 0.0);
@@ -324,7 +333,19 @@ unsafe fn attend_few_body(q: &[f32], qs: usize, k: &[f32], ks: usize, v: &[f32],
 
 multiversion! {
     /// [`attend_few_body`] for the CPU's vector width.
-    unsafe fn attend_few(q: &[f32], qs: usize, k: &[f32], ks: usize, v: &[f32], vs: usize, dims: AttnDims, o: *mut f32, os: usize) = attend_few_body;
+    unsafe fn attend_few(q: &[f32], qs: usize, k: &[f32], ks: usize, v: &[f32], vs: usize, dims: AttnDims, bias: &[f32], o: *mut f32, os: usize) = attend_few_body;
+}
+
+/// Adds `bias[j]` (one per key; none when empty) to every row's logit j of `s` `[rows, nk]`,
+/// which holds logits before the softmax's `scale`: so `bias / scale` is added.
+fn add_key_bias(s: &mut [f32], bias: &[f32], scale: f32) {
+    if bias.is_empty() {
+        return;
+    }
+    let inv = 1.0 / scale;
+    for row in s.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b * inv);
+    }
 }
 
 /// Queries per head up to which attention reads keys and values in place instead of packing

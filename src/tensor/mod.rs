@@ -305,7 +305,14 @@ impl Tensor {
     /// Self-attention straight from a fused `[B, N, 3·H·d]` QKV projection (q, k, v each
     /// `[H, d]` per token): `[B, N, H·d]`, heads already merged. Saves the head split copies.
     pub fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-        unary!(qkv, t => cpu::attention_packed(t, heads, causal), c, g => gpu::attention::attention_packed(c, g, heads, causal))
+        Self::attention_packed_biased(qkv, heads, causal, &[])
+    }
+
+    /// [`Tensor::attention_packed`] with `key_bias` (`[B, N]`, host values; empty for none)
+    /// added to every query's logit of each key, after the 1/√d scale: ToMe's proportional
+    /// attention (log of the patches each merged token holds).
+    pub fn attention_packed_biased(qkv: &Tensor, heads: usize, causal: bool, key_bias: &[f32]) -> Result<Tensor> {
+        unary!(qkv, t => cpu::attention_packed(t, heads, causal, key_bias), c, g => gpu::attention::attention_packed(c, g, heads, causal, key_bias))
     }
 
     /// Attention paid by token 0 (CLS) to tokens 1.., averaged over heads: `[B, N-1]`.

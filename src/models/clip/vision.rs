@@ -5,7 +5,7 @@ use super::config::VisionConfig;
 use crate::clock::Timings;
 use crate::error::{Error, Result};
 use crate::models::nn::{EncoderLayer, LayerDims, LayerNorm};
-use crate::prune::{self, PruneConfig, PruneStep};
+use crate::prune::{self, tome, PruneConfig, PruneStep};
 use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Weights;
 
@@ -29,6 +29,9 @@ pub struct VisionOutput {
     /// `[B, projection_dim]`, not normalised.
     pub image_embeds: Tensor,
     pub steps: Vec<PruneStep>,
+    /// ToMe only (empty otherwise): per image, the final token (1.., CLS is 0) that each
+    /// original patch ended in — patches with the same value were merged into one token.
+    pub groups: Vec<Vec<u32>>,
     /// Scores of each step, `[B, tokens-1]`, for inspection and tests.
     pub scores: Vec<Tensor>,
     /// Tokens (CLS included) entering each layer.
@@ -57,6 +60,45 @@ pub async fn probe_layer_ms(w: &Weights, cfg: &VisionConfig, dev: Device) -> Res
     let x = Tensor::from_f32(crate::num::random_values(n * h, 7, 1.0), &[1, n, h], &dev)?;
     let (layer, x) = (&layer, &x);
     crate::tensor::time_best(move || async move { layer.forward(x, false)?.narrow(1, 0, 1)?.to_vec_f32_async().await.map(|_| ()) }, 3, 250.0).await
+}
+
+/// ToMe's state through a pass: merges per layer, each token's size (patches it holds; empty
+/// until the first merge, so a pass that merges nothing is the plain tower), and where each
+/// original patch is.
+struct Merging {
+    merges: Vec<usize>,
+    size: Vec<f32>,
+    groups: Vec<Vec<u32>>,
+}
+
+impl Merging {
+    /// One layer with merging between its attention and its MLP; the layer's FLOPs per image.
+    /// The matching reads the keys back (the host decides the merge), the averaging runs on
+    /// the device as one batched product.
+    async fn layer(&mut self, layer: &EncoderLayer, x: &Tensor, i: usize) -> Result<(Tensor, f64)> {
+        let s = x.shape();
+        let (b, t, h) = (s[0], s[1], s[2]);
+        let bias: Vec<f32> = self.size.iter().map(|v| v.ln()).collect();
+        let (y, qkv) = layer.attend(x, &bias)?;
+        let r = self.merges.get(i).copied().unwrap_or(0).min(tome::max_merge(t));
+        if r == 0 {
+            return Ok((layer.mlp(&y)?, layer.flops(t, t)));
+        }
+        let keys = qkv.narrow(2, h, h)?.to_vec_f32_async().await?;
+        let heads = layer.heads();
+        let m = tome::bipartite_match(&tome::key_metric(&keys, b, t, heads), b, t, h / heads, r)?;
+        if self.size.is_empty() {
+            self.size = vec![1.0; b * t];
+        }
+        let (w, size) = tome::merge_weights(&m, &self.size, b, t);
+        let y = Tensor::from_f32(w, &[b, m.tokens_out, t], &x.device())?.matmul(&y)?;
+        for (img, g) in self.groups.iter_mut().enumerate() {
+            g.iter_mut().for_each(|p| *p = m.dest[img * t + *p as usize]);
+        }
+        self.size = size;
+        let flops = layer.flops(t, m.tokens_out) + 2.0 * (m.tokens_out * t * h) as f64;
+        Ok((layer.mlp(&y)?, flops))
+    }
 }
 
 impl VisionModel {
@@ -97,12 +139,19 @@ impl VisionModel {
         }
         let b = shape[0];
         let np = self.cfg.num_patches();
+        let schedule = match prune {
+            Some(p) => p.tome_schedule(np, self.layers.len())?,
+            None => None,
+        };
         // keep = 1 runs the unpruned path (bit-identical) and reports every patch as kept.
         let identity_steps: Vec<PruneStep> = match prune {
-            Some(p) if p.is_identity() => p.layers.iter().map(|&l| PruneStep { layer: l, kept: vec![(0..np as u32).collect(); b] }).collect(),
+            Some(p) if p.is_identity() && schedule.is_none() => {
+                p.layers.iter().map(|&l| PruneStep { layer: l, kept: vec![(0..np as u32).collect(); b] }).collect()
+            }
             _ => Vec::new(),
         };
-        let prune = prune.filter(|p| !p.is_identity());
+        let prune = prune.filter(|p| !p.is_identity() && schedule.is_none());
+        let mut tome = schedule.map(|merges| Merging { merges, size: Vec::new(), groups: vec![(1..=np as u32).collect(); b] });
 
         let patches = self.patch_w.forward(&pixel_values.patchify(self.cfg.patch_size)?, None)?;
         let cls = Tensor::cat(&vec![&self.class_emb; b], 0)?;
@@ -120,6 +169,12 @@ impl VisionModel {
             let n = x.dim(1)?;
             tokens.push(n);
             flops_unpruned += layer.flops(np + 1, np + 1);
+            if let Some(m) = tome.as_mut() {
+                let (y, f) = m.layer(layer, &x, i).await?;
+                (x, flops) = (y, flops + f);
+                t.lap(&format!("block_{i}"));
+                continue;
+            }
             match prune.filter(|p| p.layers.contains(&i)) {
                 Some(p) => {
                     let k = prune::n_keep(p.keep, n - 1);
@@ -156,6 +211,7 @@ impl VisionModel {
             pooled,
             image_embeds,
             steps,
+            groups: tome.map(|m| m.groups).unwrap_or_default(),
             scores,
             tokens_per_layer: tokens,
             flops: flops + head,

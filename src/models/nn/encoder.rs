@@ -96,14 +96,29 @@ impl EncoderLayer {
         Ok((self.mlp(&x)?, p))
     }
 
+    /// The attention half of the layer with `key_bias` (`[B, N]` host values, empty for none)
+    /// added to the logits of each key: `x + Attn(LN₁(x))` and the fused QKV projection
+    /// `[B, N, 3h]` it ran on (ToMe reads its keys).
+    pub fn attend(&self, x: &Tensor, key_bias: &[f32]) -> Result<(Tensor, Tensor)> {
+        self.attend_ex(x, false, key_bias)
+    }
+
+    fn attend_ex(&self, x: &Tensor, causal: bool, key_bias: &[f32]) -> Result<(Tensor, Tensor)> {
+        let qkv = self.qkv.forward_normed(x, &self.ln1, None, None)?; // [B, N, 3h] = [B, N, 3, H, d]
+        let o = Tensor::attention_packed_biased(&qkv, self.dims.heads, causal, key_bias)?;
+        // x + out(o), the residual added in the projection's epilogue.
+        Ok((self.out.forward_ex(&o, None, Some(x))?, qkv))
+    }
+
+    pub fn heads(&self) -> usize {
+        self.dims.heads
+    }
+
     fn attention(&self, x: &Tensor, causal: bool, select: Option<(&Scorer, usize, usize)>) -> Result<(Tensor, Option<Pruned>)> {
         let s = x.shape();
         let (b, n, h) = (s[0], s[1], s[2]);
         let heads = self.dims.heads;
-        let qkv = self.qkv.forward_normed(x, &self.ln1, None, None)?; // [B, N, 3h] = [B, N, 3, H, d]
-        let o = Tensor::attention_packed(&qkv, heads, causal)?;
-        // x + out(o), the residual added in the projection's epilogue.
-        let x = self.out.forward_ex(&o, None, Some(x))?;
+        let (x, qkv) = self.attend_ex(x, causal, &[])?;
         let pruned = match select {
             None => None,
             Some((scorer, keep, step)) => {
@@ -119,7 +134,8 @@ impl EncoderLayer {
         Ok((x, pruned))
     }
 
-    fn mlp(&self, x: &Tensor) -> Result<Tensor> {
+    /// The MLP half: `x + MLP(LN₂(x))`.
+    pub fn mlp(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.fc1.forward_normed(x, &self.ln2, Some(self.dims.act), None)?;
         self.fc2.forward_ex(&y, None, Some(x))
     }

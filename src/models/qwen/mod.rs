@@ -161,6 +161,7 @@ impl QwenVL {
         match p.scorer {
             Scorer::KqNorm(w) if p.keep < 1.0 => Ok(Some((block, w))),
             Scorer::ClsAttn => Err(Error::arg("cls-attn needs a CLS token; Qwen2.5-VL's vision tower has none (use kq-norm or random)")),
+            Scorer::Tome { .. } => Err(Error::arg("tome (token merging) is implemented for CLIP's vision tower only; for Qwen2.5-VL use kq-norm or random")),
             _ => Ok(None),
         }
     }

@@ -146,9 +146,10 @@ struct Attention {
 }
 
 /// Self-attention read straight from a fused `[B, N, 3·H·d]` QKV projection.
-struct PackedAttention {
+struct PackedAttention<'a> {
     heads: usize,
     causal: bool,
+    key_bias: &'a [f32],
 }
 
 fn check_extent(len: usize, l: HeadLayout, b: usize, h: usize, n: usize, d: usize, what: &str) -> Result<()> {
@@ -158,7 +159,7 @@ fn check_extent(len: usize, l: HeadLayout, b: usize, h: usize, n: usize, d: usiz
     Ok(())
 }
 
-impl CustomOp1 for PackedAttention {
+impl CustomOp1 for PackedAttention<'_> {
     fn name(&self) -> &'static str {
         "effarch-attention-packed"
     }
@@ -176,7 +177,7 @@ impl CustomOp1 for PackedAttention {
         }
         let mut out = vec![0f32; b * n * heads * d];
         let dims = AttnDims { batch: b, heads, nq: n, nk: n, d, causal: self.causal };
-        kernels::attention(qkv, ql, qkv, kl, qkv, vl, dims, &mut out, HeadLayout::bnhd(heads, n, d)).map_err(candle_core::Error::msg)?;
+        kernels::attention(qkv, ql, qkv, kl, qkv, vl, dims, self.key_bias, &mut out, HeadLayout::bnhd(heads, n, d)).map_err(candle_core::Error::msg)?;
         Ok((CpuStorage::F32(out), Shape::from((b, n, heads * d))))
     }
 }
@@ -195,7 +196,7 @@ impl CustomOp3 for Attention {
         let mut out = vec![0f32; b * h * nq * d];
         let dims = AttnDims { batch: b, heads: h, nq, nk, d, causal: self.causal };
         let (ql, kl) = (HeadLayout::bhnd(h, nq, d), HeadLayout::bhnd(h, nk, d));
-        kernels::attention(q, ql, k, kl, v, kl, dims, &mut out, ql).map_err(candle_core::Error::msg)?;
+        kernels::attention(q, ql, k, kl, v, kl, dims, &[], &mut out, ql).map_err(candle_core::Error::msg)?;
         Ok((CpuStorage::F32(out), Shape::from((b, h, nq, d))))
     }
 }
@@ -213,8 +214,8 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Res
     q.contiguous()?.apply_op3_no_bwd(&expand(k)?, &expand(v)?, &Attention { causal })
 }
 
-pub(crate) fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-    qkv.contiguous()?.apply_op1_no_bwd(&PackedAttention { heads, causal })
+pub(crate) fn attention_packed(qkv: &Tensor, heads: usize, causal: bool, key_bias: &[f32]) -> Result<Tensor> {
+    qkv.contiguous()?.apply_op1_no_bwd(&PackedAttention { heads, causal, key_bias })
 }
 
 pub(crate) fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {

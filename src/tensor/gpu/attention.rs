@@ -71,7 +71,16 @@ struct Lay {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5], group: usize, causal: bool, out_shape: &[usize]) -> Result<GpuTensor> {
+fn run(
+    ctx: &GpuContext,
+    bufs: [&GpuTensor; 3],
+    lays: [Lay; 4],
+    dims: [usize; 5],
+    group: usize,
+    causal: bool,
+    key_bias: &[f32],
+    out_shape: &[usize],
+) -> Result<GpuTensor> {
     let [batch, heads, nq, nk, d] = dims;
     if d == 0 || d > MAX_HEAD_DIM {
         return Err(Error::arg(format!("attention: head size {d} outside 1..={MAX_HEAD_DIM}")));
@@ -84,6 +93,11 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
     if total == 0 || nk == 0 {
         return Ok(o);
     }
+    if !key_bias.is_empty() && key_bias.len() != batch * nk {
+        return Err(Error::arg(format!("attention: key bias has {} values for {batch} × {nk} keys", key_bias.len())));
+    }
+    let bias = if key_bias.is_empty() { ctx.empty(&[1])? } else { ctx.upload(key_bias, &[batch, nk])? };
+    let flag = !key_bias.is_empty() as u32;
     let chunk = chunk_for(total, nk, d);
     let chunks = nk.div_ceil(chunk);
     let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group.max(1) as u32];
@@ -92,10 +106,10 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
     }
     if chunks == 1 {
         // One chunk: the kernel writes the output and `part` is a placeholder.
-        w.extend([chunk as u32, 1, 0, total as u32]);
+        w.extend([chunk as u32, 1, 0, total as u32, flag, 0, 0, 0]);
         let part = ctx.empty(&[1])?;
         let (name, src) = main_kernel(d);
-        ctx.dispatch_1d(name, src, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w)], total, 64)?;
+        ctx.dispatch_1d(name, src, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w), &bias.buf], total, 64)?;
         return Ok(o);
     }
     let per_row = chunks * (d + 2);
@@ -104,10 +118,10 @@ fn run(ctx: &GpuContext, bufs: [&GpuTensor; 3], lays: [Lay; 4], dims: [usize; 5]
     for row0 in (0..total).step_by(rows) {
         let n = rows.min(total - row0);
         let mut pw = w.clone();
-        pw.extend([chunk as u32, chunks as u32, row0 as u32, n as u32]);
+        pw.extend([chunk as u32, chunks as u32, row0 as u32, n as u32, flag, 0, 0, 0]);
         let params = ctx.uniform(&pw);
         let (name, src) = main_kernel(d);
-        ctx.dispatch_1d(name, src, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params], n * chunks, 64)?;
+        ctx.dispatch_1d(name, src, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params, &bias.buf], n * chunks, 64)?;
         ctx.dispatch_1d("attention_combine", source(&COMBINE_WGSL, COMBINE), &[&part.buf, &o.buf, &params], n * d, 64)?;
     }
     Ok(o)
@@ -124,11 +138,12 @@ pub fn attention(ctx: &GpuContext, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, 
     }
     let lq = Lay { bs: h * nq * d, hs: nq * d, rs: d, off: 0 };
     let lk = Lay { bs: g * nk * d, hs: nk * d, rs: d, off: 0 };
-    run(ctx, [q, k, v], [lq, lk, lk, lq], [b, h, nq, nk, d], h / g, causal, &q.shape)
+    run(ctx, [q, k, v], [lq, lk, lk, lq], [b, h, nq, nk, d], h / g, causal, &[], &q.shape)
 }
 
-/// Self-attention from a fused `[B, N, 3·H·d]` projection → `[B, N, H·d]`.
-pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal: bool) -> Result<GpuTensor> {
+/// Self-attention from a fused `[B, N, 3·H·d]` projection → `[B, N, H·d]`; `key_bias`
+/// (`[B, N]` on the host, empty for none) is added to the logits of each key.
+pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal: bool, key_bias: &[f32]) -> Result<GpuTensor> {
     let &[b, n, w] = &qkv.shape[..] else {
         return Err(Error::arg(format!("attention: qkv {:?} must be [B, N, 3·H·d]", qkv.shape)));
     };
@@ -138,7 +153,7 @@ pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal:
     let d = w / (3 * heads);
     let part = |i: usize| Lay { bs: n * w, hs: d, rs: w, off: i * heads * d };
     let lo = Lay { bs: n * heads * d, hs: d, rs: heads * d, off: 0 };
-    run(ctx, [qkv, qkv, qkv], [part(0), part(1), part(2), lo], [b, heads, n, n, d], 1, causal, &[b, n, heads * d])
+    run(ctx, [qkv, qkv, qkv], [part(0), part(1), part(2), lo], [b, heads, n, n, d], 1, causal, key_bias, &[b, n, heads * d])
 }
 
 /// Attention paid by token 0 (CLS) to tokens 1.., averaged over heads: `[B, N-1]` from `q`,
@@ -174,9 +189,17 @@ mod tests {
             let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::Cpu).unwrap();
             let want = Tensor::attention_packed(&c, h, causal).unwrap().to_vec_f32().unwrap();
             let g = ctx.upload(&qkv, &[b, n, 3 * h * d]).unwrap();
-            let got = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal).unwrap()).unwrap();
+            let got = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal, &[]).unwrap()).unwrap();
             let dd = crate::num::max_abs_diff(&got, &want);
             assert!(dd < 1e-4, "packed b{b} h{h} n{n} d{d} causal {causal}: max |Δ| {dd}");
+            // A bias per key (ToMe's log sizes): GPU = CPU (the CPU's is checked against torch
+            // in the ToMe golden test), and the bias does change the output.
+            let bias: Vec<f32> = (0..b * n).map(|i| ((i % 5) as f32 + 1.0).ln()).collect();
+            let want_b = Tensor::attention_packed_biased(&c, h, causal, &bias).unwrap().to_vec_f32().unwrap();
+            let got_b = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal, &bias).unwrap()).unwrap();
+            let dd = crate::num::max_abs_diff(&got_b, &want_b);
+            assert!(dd < 1e-4, "biased b{b} h{h} n{n} d{d}: max |Δ| {dd}");
+            assert!(n == 1 || crate::num::max_abs_diff(&want_b, &want) > 1e-3, "the bias changes the output");
 
             let split = c.reshape(&[b, n, 3, h, d]).unwrap().permute(&[2, 0, 3, 1, 4]).unwrap();
             let part = |i: usize| split.narrow(0, i, 1).unwrap().reshape(&[b, h, n, d]).unwrap();

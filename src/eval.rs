@@ -156,9 +156,14 @@ pub struct Method {
 }
 
 /// The methods of a sweep: the unpruned model first, then every scorer at every keep < 1.
+/// `tome` merges as many tokens in all as each keep prunes, so that methods compare at the same
+/// final token count (a fixed `tome:R` has no keep to compare at, and is refused).
 pub fn methods(scorers: &[Scorer], keeps: &[f32], layers: &[usize]) -> Result<Vec<Method>> {
     let mut v = vec![Method { name: "unpruned".into(), keep: 1.0, prune: None }];
     for s in scorers {
+        if let Scorer::Tome { r: Some(_) } = s {
+            return Err(Error::arg(format!("`{s}`: an evaluation compares methods at each keep; use `tome`, which merges as many tokens as the keep prunes")));
+        }
         for &k in keeps.iter().filter(|&&k| k < 1.0) {
             v.push(Method { name: s.to_string(), keep: k, prune: Some(PruneConfig::new(*s, k, layers.to_vec())?) });
         }
@@ -407,6 +412,9 @@ mod tests {
     fn summary_counts_top1_top5_and_agreement() {
         let m = methods(&["kq-norm".parse().unwrap()], &[1.0, 0.5], &[1]).unwrap();
         assert_eq!(m.iter().map(|m| (m.name.as_str(), m.keep)).collect::<Vec<_>>(), vec![("unpruned", 1.0), ("kq-norm:key", 0.5)]);
+        let t = methods(&["tome".parse().unwrap()], &[0.5, 0.7], &[1]).unwrap();
+        assert_eq!(t.iter().map(|m| (m.name.as_str(), m.keep)).collect::<Vec<_>>(), vec![("unpruned", 1.0), ("tome", 0.5), ("tome", 0.7)]);
+        assert!(methods(&["tome:8".parse().unwrap()], &[0.5], &[1]).unwrap_err().to_string().contains("use `tome`"));
         let o = |top5: Vec<u32>, ms| Outcome { top5, cos: 0.5, ms, flops_ratio: 1.0 };
         let results = vec![
             ImageResult { path: "a".into(), label: 0, outcomes: vec![o(vec![0, 1], 10.0), o(vec![1, 0], 6.0)] },

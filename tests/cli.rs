@@ -45,6 +45,34 @@ fn clip_json_has_the_documented_fields() {
     std::fs::remove_file(overlay).ok();
 }
 
+/// `--scorer tome`: the merge map in `groups`, the tokens per layer of the torch reference
+/// (tests/fixtures/clip-tiny/tome.json, case keep 0.5), the coloured overlay, the text output.
+#[test]
+fn clip_tome_reports_its_merge_map_and_draws_the_groups() {
+    let dir = fixture_dir();
+    let (model, image) = (dir.to_str().unwrap(), dir.join("cat_300x257.png"));
+    let overlay = std::env::temp_dir().join(format!("effarch-tome-{}.png", std::process::id()));
+    let out = effarch(&clip_args(&["--scorer", "tome", "--keep", "0.5", "--json", "--overlay", overlay.to_str().unwrap()], image.to_str().unwrap(), model));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["scorer"], "tome");
+    assert_eq!(v["tokens_per_layer"], serde_json::json!([197, 172, 147, 123]));
+    let groups: Vec<u32> = serde_json::from_value(v["groups"].clone()).unwrap();
+    assert_eq!(groups.len(), 196);
+    assert_eq!(groups.iter().collect::<std::collections::BTreeSet<_>>().len(), 98, "196 patches in 98 tokens");
+    assert!(groups.iter().all(|&g| (1..99).contains(&g)), "CLS (0) holds no patch");
+    assert!(v["kept"].as_array().unwrap().is_empty());
+    assert!(v["flops"].as_f64() < v["flops_unpruned"].as_f64());
+    let png = image::open(&overlay).expect("overlay written").to_rgb8();
+    assert_eq!((png.width(), png.height()), (448, 448));
+    std::fs::remove_file(overlay).ok();
+
+    let out = effarch(&clip_args(&["--scorer", "tome", "--tome-r", "8"], image.to_str().unwrap(), model));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("196 patches in 164 tokens"), "{text}");
+}
+
 #[test]
 fn clip_keep_one_matches_transformers_embedding() {
     let dir = fixture_dir();
@@ -76,6 +104,8 @@ fn clip_text_output_and_errors() {
         (vec!["--layer", "4"], "out of range"),
         (vec!["--labels", " , "], "empty"),
         (vec!["--scorer", "magic"], "unknown scorer"),
+        (vec!["--scorer", "tome", "--tome-r", "99"], "--tome-r 99 is more than one layer can merge: 98"),
+        (vec!["--scorer", "kq-norm", "--tome-r", "4"], "--tome-r applies to --scorer tome"),
     ] {
         let out = effarch(&clip_args(&args, i, m));
         assert!(!out.status.success(), "{args:?} should fail");
@@ -319,6 +349,7 @@ fn every_command_rejects_bad_arguments_before_any_output() {
         (vec!["eval", "clip", "--model", clip, "--data", clip, "--keeps", "0"], "--keeps"),
         (vec!["eval", "clip", "--model", clip, "--data", clip, "--resume"], "--out"),
         (vec!["eval", "clip", "--model", clip, "--data", clip, "--scorers", "bogus"], "bogus"),
+        (vec!["eval", "clip", "--model", clip, "--data", clip, "--scorers", "tome:8"], "use `tome`"),
     ];
     for (args, want) in cases {
         let out = effarch(&args);
@@ -423,7 +454,7 @@ fn eval_clip_sweeps_writes_its_files_and_resumes() {
             "--keeps",
             "1,0.7,0.5",
             "--scorers",
-            "kq-norm,random",
+            "kq-norm,random,tome",
             "--batch",
             "3",
             "--template",
@@ -453,7 +484,18 @@ fn eval_clip_sweeps_writes_its_files_and_resumes() {
     let rows = first["rows"].as_array().unwrap();
     let names: Vec<(String, f64)> =
         rows.iter().map(|r| (r["scorer"].as_str().unwrap().to_string(), (r["keep"].as_f64().unwrap() * 100.0).round() / 100.0)).collect();
-    assert_eq!(names, vec![("unpruned".into(), 1.0), ("kq-norm:key".into(), 0.7), ("kq-norm:key".into(), 0.5), ("random".into(), 0.7), ("random".into(), 0.5)]);
+    assert_eq!(
+        names,
+        vec![
+            ("unpruned".into(), 1.0),
+            ("kq-norm:key".into(), 0.7),
+            ("kq-norm:key".into(), 0.5),
+            ("random".into(), 0.7),
+            ("random".into(), 0.5),
+            ("tome".into(), 0.7),
+            ("tome".into(), 0.5)
+        ]
+    );
     for r in rows {
         for k in ["top1", "top5", "agree_top1", "cos_to_unpruned", "flops_ratio"] {
             let v = r[k].as_f64().unwrap();
@@ -464,9 +506,12 @@ fn eval_clip_sweeps_writes_its_files_and_resumes() {
     assert_eq!((rows[0]["agree_top1"].as_f64(), rows[0]["cos_to_unpruned"].as_f64().map(|c| (c - 1.0).abs() < 1e-6)), (Some(1.0), Some(true)));
     assert!(rows[2]["flops_ratio"].as_f64() < rows[1]["flops_ratio"].as_f64());
     let svg = std::fs::read_to_string(out.join("latency_vs_accuracy.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == 4, "{svg}");
+    assert!(svg.starts_with("<svg") && svg.matches("<polyline").count() == 6, "{svg}");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert_eq!(csv.lines().count(), 8, "{csv}");
+    // ToMe at keep 0.5 leaves as many tokens as pruning does, merged over every layer rather
+    // than dropped at layer 1: more FLOPs than pruning at the same keep, fewer than unpruned.
+    assert!(rows[6]["flops_ratio"].as_f64() > rows[2]["flops_ratio"].as_f64() && rows[6]["flops_ratio"].as_f64() < Some(1.0));
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(saved["rows"], first["rows"]);
 

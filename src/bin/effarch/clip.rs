@@ -20,7 +20,7 @@ pub struct ClipArgs {
     /// Comma-separated zero-shot labels, e.g. "a cat,a dog".
     #[arg(long)]
     labels: Option<String>,
-    /// Write the pruning overlay as a PNG.
+    /// Write the pruning overlay as a PNG (with --scorer tome: the merged groups in colours).
     #[arg(long)]
     overlay: Option<PathBuf>,
     #[command(flatten)]
@@ -77,7 +77,11 @@ pub fn run(a: ClipArgs) -> Result<()> {
         let img = effarch::image::decode(&bytes)?;
         let view = model.preprocess.crop_view(&img);
         let kept = report.kept.last().map(|s| s.indices.clone()).unwrap_or_else(|| (0..report.num_patches as u32).collect());
-        effarch::overlay::draw(&view, report.grid, &kept, 2).save(path).map_err(|e| Error::Image(format!("cannot write overlay {}: {e}", path.display())))?;
+        let drawn = match &report.groups {
+            Some(g) => effarch::overlay::draw_groups(&view, report.grid, g, 2),
+            None => effarch::overlay::draw(&view, report.grid, &kept, 2),
+        };
+        drawn.save(path).map_err(|e| Error::Image(format!("cannot write overlay {}: {e}", path.display())))?;
     }
 
     if a.common.json {
@@ -92,7 +96,13 @@ pub fn run(a: ClipArgs) -> Result<()> {
         report.grid
     );
     println!("device      {}", report.device);
-    println!("pruning     {} keep {} at layer(s) {:?}", prune.scorer, prune.keep, prune.layers);
+    match &report.groups {
+        Some(g) => {
+            let tokens = g.iter().collect::<std::collections::BTreeSet<_>>().len();
+            println!("merging     {} (keep {}): {} patches in {tokens} tokens after the last layer", prune.scorer, prune.keep, report.num_patches);
+        }
+        None => println!("pruning     {} keep {} at layer(s) {:?}", prune.scorer, prune.keep, prune.layers),
+    }
     for s in &report.kept {
         println!("  layer {:>2}: kept {}/{} patches", s.layer, s.indices.len(), report.num_patches);
     }

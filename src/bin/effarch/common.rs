@@ -99,9 +99,14 @@ pub struct PruneArgs {
     /// Fraction of patch tokens kept at each pruning layer, in (0, 1].
     #[arg(long, default_value_t = 0.7)]
     pub keep: f32,
-    /// kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, cls-attn, random.
+    /// kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, cls-attn, random; or tome
+    /// (Token Merging in every layer: as many merges as leave the patches --keep would, or
+    /// --tome-r per layer; --layer does not apply).
     #[arg(long, default_value = "kq-norm")]
     pub scorer: String,
+    /// With --scorer tome: tokens merged in every layer (instead of deriving it from --keep).
+    #[arg(long)]
+    pub tome_r: Option<usize>,
     /// Pruning layer(s), 0-based: `1`, or a progressive schedule `3,6,9`.
     #[arg(long, default_value = "1", value_delimiter = ',')]
     pub layer: Vec<usize>,
@@ -112,7 +117,13 @@ pub struct PruneArgs {
 
 impl PruneArgs {
     pub fn config(&self) -> Result<PruneConfig> {
-        PruneConfig::new(parse_scorer(&self.scorer, self.seed)?, self.keep, self.layer.clone())
+        let mut s = parse_scorer(&self.scorer, self.seed)?;
+        match (&mut s, self.tome_r) {
+            (Scorer::Tome { r }, Some(tr)) => *r = Some(tr),
+            (_, Some(_)) => return Err(effarch::Error::arg(format!("--tome-r applies to --scorer tome, not {s}"))),
+            _ => {}
+        }
+        PruneConfig::new(s, self.keep, self.layer.clone())
     }
 }
 

@@ -66,6 +66,9 @@ pub struct RunReport {
     pub grid: usize,
     pub num_patches: usize,
     pub kept: Vec<KeptStep>,
+    /// ToMe (`tome` method) only: for each patch, the token (1.., CLS is 0) it was merged into
+    /// by the last layer; patches with equal values became one token.
+    pub groups: Option<Vec<u32>>,
     pub tokens_per_layer: Vec<usize>,
     pub flops: f64,
     pub flops_unpruned: f64,
@@ -198,6 +201,7 @@ impl Clip {
             grid: self.config.vision().grid(),
             num_patches: self.config.vision().num_patches(),
             kept: out.steps.iter().map(|s| KeptStep { layer: s.layer, indices: s.kept[0].clone() }).collect(),
+            groups: out.groups.first().cloned(),
             tokens_per_layer: out.tokens_per_layer,
             flops: out.flops,
             flops_unpruned: out.flops_unpruned,

@@ -96,7 +96,9 @@ impl Merging {
             g.iter_mut().for_each(|p| *p = m.dest[img * t + *p as usize]);
         }
         self.size = size;
-        let flops = layer.flops(t, m.tokens_out) + 2.0 * (m.tokens_out * t * h) as f64;
+        // The method's own cost: the similarities of the matching and one weighted add per
+        // merged value (the device runs the average as a dense product; that shows in the time).
+        let flops = layer.flops(t, m.tokens_out) + 2.0 * ((t / 2) * t.div_ceil(2) * (h / heads) + t * h) as f64;
         Ok((layer.mlp(&y)?, flops))
     }
 }

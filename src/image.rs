@@ -40,6 +40,13 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     if w > MAX_SIDE || h > MAX_SIDE || (w as u64) * (h as u64) > MAX_PIXELS {
         return Err(Error::Image(format!("image is {w}x{h}; the limit is {MAX_SIDE} pixels a side and {MAX_PIXELS} pixels in all")));
     }
+    if format == image::ImageFormat::Jpeg {
+        // libjpeg-turbo's pixels (PIL's, so transformers'), where the file is one our decoder
+        // covers; the general decoder otherwise, and for files it finds corrupt.
+        if let Ok(Some(img)) = crate::jpeg::decode(bytes) {
+            return Ok(img);
+        }
+    }
     let mut r = reader()?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);

@@ -238,3 +238,26 @@ fn bicubic_resize_matches_pillow_byte_for_byte() {
         assert_eq!(format!("{hash:016x}"), s["fnv1a64"].as_str().unwrap(), "resize to {w}x{h} differs from Pillow's");
     }
 }
+
+// ---- JPEG decoding: libjpeg-turbo's pixels ------------------------------------------------
+
+/// The four sample photos and small JPEGs in the other layouts decode to Pillow's pixels
+/// (libjpeg-turbo: islow IDCT, fancy upsampling) byte for byte; a progressive JPEG, which our
+/// decoder leaves to the `image` crate, still decodes (not byte-exact: said in the README).
+#[test]
+fn jpeg_decoding_matches_pillow_byte_for_byte() {
+    let fx = fixture("pil-jpeg");
+    for f in fx["files"].as_array().unwrap() {
+        let name = f["file"].as_str().unwrap();
+        let bytes = std::fs::read(root().join(name)).unwrap();
+        let img = effarch::image::decode(&bytes).unwrap();
+        assert_eq!((img.width() as u64, img.height() as u64), (f["width"].as_u64().unwrap(), f["height"].as_u64().unwrap()), "{name}");
+        if name.contains("progressive") {
+            assert!(effarch::jpeg::decode(&bytes).unwrap().is_none(), "{name}: progressive goes to the general decoder");
+            continue;
+        }
+        assert!(effarch::jpeg::decode(&bytes).unwrap().is_some(), "{name}: our decoder covers it");
+        let hash = effarch::num::fnv1a64(img.as_raw());
+        assert_eq!(format!("{hash:016x}"), f["fnv1a64"].as_str().unwrap(), "{name}: pixels differ from Pillow's");
+    }
+}

@@ -100,6 +100,25 @@ async fn tome_in_browser_and_on_webgpu() {
     }
 }
 
+/// JPEG decoding in the browser (the page decodes uploads in wasm) gives Pillow's pixels: the
+/// four sample photos hash as in tests/fixtures/generation/pil-jpeg.json.
+#[wasm_bindgen_test]
+async fn jpeg_decoding_in_browser_matches_pillow() {
+    setup().await;
+    let fx: serde_json::Value = serde_json::from_str(include_str!("fixtures/generation/pil-jpeg.json")).unwrap();
+    let samples: [(&str, &[u8]); 4] = [
+        ("www/samples/astronaut.jpg", include_bytes!("../www/samples/astronaut.jpg")),
+        ("www/samples/chelsea-cat.jpg", include_bytes!("../www/samples/chelsea-cat.jpg")),
+        ("www/samples/coffee.jpg", include_bytes!("../www/samples/coffee.jpg")),
+        ("www/samples/rocket.jpg", include_bytes!("../www/samples/rocket.jpg")),
+    ];
+    for (name, bytes) in samples {
+        let want = fx["files"].as_array().unwrap().iter().find(|f| f["file"] == name).unwrap()["fnv1a64"].as_str().unwrap().to_string();
+        let img = effarch::image::decode(bytes).unwrap();
+        assert_eq!(format!("{:016x}", effarch::num::fnv1a64(img.as_raw())), want, "{name}: pixels differ from Pillow's");
+    }
+}
+
 async fn run(s: &effarch::web::ClipSession, image: &[u8], opts: &str) -> Result<serde_json::Value, String> {
     let o = if opts.is_empty() { wasm_bindgen::JsValue::UNDEFINED } else { js_sys::JSON::parse(opts).unwrap() };
     match wasm_bindgen_futures::JsFuture::from(s.run(image.to_vec(), o)).await {

@@ -233,7 +233,7 @@ async function sweep() {
 
 // ---- evaluating a folder -------------------------------------------------------------------
 const EVAL_KEEPS = [1, 0.9, 0.7, 0.5, 0.3];
-const EVAL_SCORERS = ['kq-norm', 'cls-attn', 'random'];
+const EVAL_SCORERS = ['kq-norm', 'cls-attn', 'random', 'tome'];
 const IMAGE_FILE = /\.(png|jpe?g|gif|webp|bmp)$/i;
 
 /** ImageFolder from a directory pick: `{classes, items: [{file, path, label}]}` (sub-folders are classes). */
@@ -314,6 +314,14 @@ function drawOverlay() {
   const si = Number($('step').value);
   const out = draw(c, imageBitmap, r, si);
   if (!out) return;
+  if (r.groups) {
+    c.dataset.tokens = String(out.tokens);
+    delete c.dataset.pruned;
+    $('pruned-count').textContent = `${r.num_patches} patches merged into ${out.tokens} tokens (${out.merged} patches share a token: one colour each)`;
+    $('step-label').textContent = '';
+    return;
+  }
+  delete c.dataset.tokens;
   c.dataset.pruned = String(out.pruned);
   c.dataset.kept = String(out.kept);
   const step = out.step;

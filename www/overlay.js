@@ -1,5 +1,47 @@
 // The CLIP tab's overlay: the image as the processor sees it (shortest side scaled, centre
-// crop), the patch grid, and the pruned patches hatched for one pruning step.
+// crop), the patch grid, and the pruned patches hatched for one pruning step — or, for ToMe,
+// the patches merged into one token tinted with one colour and outlined.
+
+/** Colour of merged token `g`: golden-angle hues, alternating lightness (as src/overlay.rs). */
+export function groupColour(g) {
+  return `hsl(${(g * 137.508) % 360}, 75%, ${g % 2 === 0 ? 55 : 42}%)`;
+}
+
+/** The ToMe overlay: `r.groups[p]` is the token patch p ended in. Returns `{tokens, merged}`. */
+function drawGroups(ctx, r, S) {
+  const g = r.grid;
+  const cell = S / g;
+  const count = new Map();
+  for (const t of r.groups) count.set(t, (count.get(t) || 0) + 1);
+  ctx.save();
+  ctx.globalAlpha = 0.55;
+  for (let i = 0; i < r.num_patches; i++) {
+    const t = r.groups[i];
+    if (count.get(t) < 2) continue;
+    ctx.fillStyle = groupColour(t);
+    ctx.fillRect((i % g) * cell, Math.floor(i / g) * cell, cell, cell);
+  }
+  ctx.globalAlpha = 1;
+  ctx.strokeStyle = 'rgba(12, 12, 20, 0.9)';
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  for (let i = 0; i < r.num_patches; i++) {
+    const col = i % g, row = Math.floor(i / g);
+    const x = col * cell, y = row * cell;
+    if (col + 1 < g && r.groups[i + 1] !== r.groups[i]) {
+      ctx.moveTo(x + cell, y);
+      ctx.lineTo(x + cell, y + cell);
+    }
+    if (row + 1 < g && r.groups[i + g] !== r.groups[i]) {
+      ctx.moveTo(x, y + cell);
+      ctx.lineTo(x + cell, y + cell);
+    }
+  }
+  ctx.stroke();
+  ctx.restore();
+  const merged = [...count.values()].filter((n) => n > 1).reduce((a, n) => a + n, 0);
+  return { tokens: count.size, merged };
+}
 
 /**
  * Draws on `canvas`; `report` may be null (the image alone). `step` indexes `report.kept`.
@@ -18,6 +60,7 @@ export function drawOverlay(canvas, bitmap, report, step) {
   }
   const r = report;
   if (!r) return undefined;
+  if (r.groups) return drawGroups(ctx, r, S);
   const g = r.grid;
   const cell = S / g;
   const st = r.kept[step];

@@ -129,7 +129,7 @@ async function result(timeout = 240_000) {
   assert(s.outcome === 'ok', `the run failed: ${s.error}`);
   return page.evaluate(() => {
     const c = document.getElementById('overlay');
-    return { pruned: Number(c.dataset.pruned), kept: Number(c.dataset.kept), status: document.getElementById('status').textContent };
+    return { pruned: Number(c.dataset.pruned), kept: Number(c.dataset.kept), tokens: Number(c.dataset.tokens), caption: document.getElementById('pruned-count').textContent, status: document.getElementById('status').textContent };
   });
 }
 /** Waits for the next finished run, which must fail with an error matching `re`. */
@@ -313,6 +313,21 @@ await check('zero-shot labels show pruned and unpruned bars', async () => {
   assert(new URL(page.url()).searchParams.get('labels') === 'a cat, a dog, a rocket', `URL ${page.url()}`);
 });
 
+await check('ToMe merges in every layer: the overlay colours the merged groups, as many tokens as keep 0.5 leaves, on WebGPU and the CPU alike', async () => {
+  await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&scorer=tome&backend=webgpu`);
+  const r = await result();
+  assert(r.tokens === nKeep(0.5, N), `tokens after merging: ${r.tokens}, expected ${nKeep(0.5, N)}; caption ${r.caption}`);
+  assert(/196 patches merged into 98 tokens/.test(r.caption), `caption: ${r.caption}`);
+  const tpl = await page.evaluate(() => globalThis.effarchLastReport?.tokens_per_layer?.join(','));
+  assert(tpl === '197,172,147,123', `tokens per layer ${tpl} (the torch reference's, tests/fixtures/clip-tiny/tome.json)`);
+  await page.screenshot({ path: path.join(shots, 'tome.png'), fullPage: true });
+  const gpu = await page.evaluate(() => globalThis.effarchLastReport.groups.join(','));
+  await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&scorer=tome&backend=cpu`);
+  await result();
+  const cpu = await page.evaluate(() => globalThis.effarchLastReport.groups.join(','));
+  assert(gpu === cpu, 'the merge map on WebGPU equals the CPU one');
+});
+
 await check('evaluating a folder (ImageFolder) draws accuracy against latency, with a row per scorer and keep, and exports CSV and SVG', async () => {
   await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&layers=1&backend=cpu`);
   await result();
@@ -327,13 +342,14 @@ await check('evaluating a folder (ImageFolder) draws accuracy against latency, w
     status: document.getElementById('status').textContent,
   }));
   assert(!ev.error, `evaluation failed: ${ev.error}`);
-  assert(ev.rows.length === 1 + 3 * 4, `rows: ${JSON.stringify(ev.rows)}`);
+  assert(ev.rows.length === 1 + 4 * 4, `rows: ${JSON.stringify(ev.rows)}`);
+  assert(ev.rows.filter((r) => r[0] === 'tome').length === 4, `ToMe rows: ${JSON.stringify(ev.rows)}`);
   assert(ev.rows[0][0] === 'unpruned' && ev.rows[0][4] === '1.000', `unpruned row: ${ev.rows[0]}`);
   for (const r of ev.rows) for (const i of [2, 3, 4]) assert(Number(r[i]) >= 0 && Number(r[i]) <= 1, `row ${r}`);
-  assert(ev.lines === 6, `chart lines: ${ev.lines} (3 scorers × 2 panels)`);
+  assert(ev.lines === 8, `chart lines: ${ev.lines} (4 methods × 2 panels)`);
   assert(ev.csv.startsWith('blob:') && /20 images in 4 classes/.test(ev.status), `${ev.csv} / ${ev.status}`);
   const csv = await page.evaluate(() => globalThis.effarchLastEval.csv);
-  assert(csv.split('\n').filter(Boolean).length === 14 && csv.startsWith('scorer,keep,images,top1'), csv);
+  assert(csv.split('\n').filter(Boolean).length === 18 && csv.startsWith('scorer,keep,images,top1'), csv);
   await page.screenshot({ path: path.join(shots, 'evaluate.png'), fullPage: true });
   console.log(`    ${ev.status}; unpruned top-1 ${ev.rows[0][2]}`);
 });

@@ -1,6 +1,6 @@
-//! Token Merging (ToMe, Bolya et al., ICLR 2023) beside pruning: the host side of it, shared
-//! by every backend — the merge schedule, bipartite soft matching, and the size-weighted
-//! averaging as a matrix the model multiplies on its device.
+//! Token Merging (ToMe, Bolya et al., ICLR 2023) beside pruning, on the host: the merge
+//! schedule, and the CPU backend's bipartite soft matching and size-weighted merge (the GPU
+//! runs the same steps in `tensor/gpu/tome.wgsl`, tested against these).
 //!
 //! In a layer that merges, the attention sees every token (with proportional attention: the
 //! log of the patches each token holds added to its logits once tokens have merged), the keys
@@ -100,25 +100,31 @@ pub fn bipartite_match(metric: &[f32], b: usize, t: usize, c: usize, r: usize) -
     Ok(Matching { dest, tokens_out: n_unm + nb, merged: r })
 }
 
-/// Size-weighted averaging as a matrix: `w` `[b, out, t]` with `w[o][i] = size[i] / Σ size of
-/// o's tokens` when token i goes to o, so that `w · x` is ToMe's `merge_wavg`; and the new
-/// sizes `[b, out]`.
-pub fn merge_weights(m: &Matching, size: &[f32], b: usize, t: usize) -> (Vec<f32>, Vec<f32>) {
-    let n = m.tokens_out;
-    let mut new_size = vec![0f32; b * n];
+/// ToMe's `merge_wavg`: tokens `x` `[b, t, c]` with sizes `[b, t]` summed, size-weighted, into
+/// their destinations `dest` `[b, t]` (from [`bipartite_match`]): `([b, n_out, c], sizes)`.
+#[allow(clippy::too_many_arguments)]
+pub fn merge_wavg(x: &[f32], size: &[f32], dest: &[u32], b: usize, t: usize, c: usize, n_out: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    if x.len() != b * t * c || size.len() != b * t || dest.len() != b * t || dest.iter().any(|&o| o as usize >= n_out) {
+        return Err(Error::Backend(format!(
+            "ToMe merge: {} values, {} sizes, {} destinations for {b} × {t} × {c} into {n_out}",
+            x.len(),
+            size.len(),
+            dest.len()
+        )));
+    }
+    let mut y = vec![0f32; b * n_out * c];
+    let mut s = vec![0f32; b * n_out];
     for img in 0..b {
         for i in 0..t {
-            new_size[img * n + m.dest[img * t + i] as usize] += size[img * t + i];
+            let (o, w) = (img * n_out + dest[img * t + i] as usize, size[img * t + i]);
+            s[o] += w;
+            y[o * c..][..c].iter_mut().zip(&x[(img * t + i) * c..][..c]).for_each(|(y, x)| *y += w * x);
         }
     }
-    let mut w = vec![0f32; b * n * t];
-    for img in 0..b {
-        for i in 0..t {
-            let o = m.dest[img * t + i] as usize;
-            w[(img * n + o) * t + i] = size[img * t + i] / new_size[img * n + o];
-        }
+    for (row, &sz) in y.chunks_exact_mut(c.max(1)).zip(&s) {
+        row.iter_mut().for_each(|v| *v /= sz);
     }
-    (w, new_size)
+    Ok((y, s))
 }
 
 /// The metric of a layer: its keys `[b, t, heads·d]` averaged over heads, `[b, t, d]`.
@@ -158,9 +164,11 @@ mod tests {
         assert_eq!(m, Matching { dest: vec![0, 2, 3, 3, 1], tokens_out: 4, merged: 1 });
         let m = bipartite_match(&metric, 1, 5, 2, 9).unwrap();
         assert_eq!((m.dest, m.tokens_out, m.merged), (vec![0, 1, 2, 2, 1], 3, 2));
-        let (w, s) = merge_weights(&Matching { dest: vec![0, 2, 3, 3, 1], tokens_out: 4, merged: 1 }, &[1.0, 1.0, 3.0, 1.0, 1.0], 1, 5);
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let (y, s) = merge_wavg(&x, &[1.0, 1.0, 3.0, 1.0, 1.0], &[0, 2, 3, 3, 1], 1, 5, 1, 4).unwrap();
         assert_eq!(s, vec![1.0, 1.0, 1.0, 4.0]);
-        assert_eq!(&w[15..20], &[0.0, 0.0, 0.75, 0.25, 0.0]);
+        assert_eq!(y, vec![1.0, 5.0, 2.0, 0.75 * 3.0 + 0.25 * 4.0]);
+        assert!(merge_wavg(&x, &[1.0; 5], &[0, 2, 3, 3, 4], 1, 5, 1, 4).is_err(), "a destination past the end");
         assert!(bipartite_match(&metric, 1, 4, 2, 1).is_err());
     }
 }

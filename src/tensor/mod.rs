@@ -305,14 +305,44 @@ impl Tensor {
     /// Self-attention straight from a fused `[B, N, 3·H·d]` QKV projection (q, k, v each
     /// `[H, d]` per token): `[B, N, H·d]`, heads already merged. Saves the head split copies.
     pub fn attention_packed(qkv: &Tensor, heads: usize, causal: bool) -> Result<Tensor> {
-        Self::attention_packed_biased(qkv, heads, causal, &[])
+        unary!(qkv, t => cpu::attention_packed(t, heads, causal, &[]), c, g => gpu::attention::attention_packed(c, g, heads, causal, None))
     }
 
-    /// [`Tensor::attention_packed`] with `key_bias` (`[B, N]`, host values; empty for none)
-    /// added to every query's logit of each key, after the 1/√d scale: ToMe's proportional
-    /// attention (log of the patches each merged token holds).
-    pub fn attention_packed_biased(qkv: &Tensor, heads: usize, causal: bool, key_bias: &[f32]) -> Result<Tensor> {
-        unary!(qkv, t => cpu::attention_packed(t, heads, causal, key_bias), c, g => gpu::attention::attention_packed(c, g, heads, causal, key_bias))
+    /// [`Tensor::attention_packed`] with ToMe's proportional attention: `sizes` `[B, N]` (the
+    /// patches each token holds) adds ln(size) to every query's logit of each key.
+    pub fn attention_packed_sized(qkv: &Tensor, heads: usize, causal: bool, sizes: Option<&Tensor>) -> Result<Tensor> {
+        match (qkv, sizes) {
+            (_, None) => Self::attention_packed(qkv, heads, causal),
+            (Tensor::Cpu(t), Some(Tensor::Cpu(s))) => {
+                let bias: Vec<f32> = s.flatten_all()?.to_vec1::<f32>()?.iter().map(|v| v.ln()).collect();
+                Ok(Tensor::Cpu(cpu::attention_packed(t, heads, causal, &bias)?))
+            }
+            (Tensor::Gpu(c, g), Some(Tensor::Gpu(_, s))) => Ok(Tensor::Gpu(c.clone(), gpu::attention::attention_packed(c, g, heads, causal, Some(s))?)),
+            _ => Err(mixed()),
+        }
+    }
+
+    /// Token Merging's bipartite soft matching (`prune::tome`) on the keys of a fused
+    /// `[B, t, 3·H·d]` QKV projection, merging `r` tokens (1 ≤ r ≤ `max_merge(t)`): each
+    /// token's index after the merge, `u32 [B, t]`. On the GPU nothing is read back.
+    pub fn tome_match(qkv: &Tensor, heads: usize, r: usize) -> Result<Tensor> {
+        unary!(qkv, t => cpu::tome_match(t, heads, r), c, g => gpu::tome::tome_match(c, g, heads, r))
+    }
+
+    /// The size-weighted merge of `x [B, t, C]` with token `sizes [B, t]` into `n_out` tokens by
+    /// `dest` (from [`Tensor::tome_match`]): `([B, n_out, C], sizes [B, n_out])`.
+    pub fn tome_merge(x: &Tensor, sizes: &Tensor, dest: &Tensor, n_out: usize) -> Result<(Tensor, Tensor)> {
+        match (x, sizes, dest) {
+            (Tensor::Cpu(x), Tensor::Cpu(s), Tensor::Cpu(d)) => {
+                let (y, s) = cpu::tome_merge(x, s, d, n_out)?;
+                Ok((Tensor::Cpu(y), Tensor::Cpu(s)))
+            }
+            (Tensor::Gpu(c, x), Tensor::Gpu(_, s), Tensor::Gpu(_, d)) => {
+                let (y, s) = gpu::tome::tome_merge(c, x, s, d, n_out)?;
+                Ok((Tensor::Gpu(c.clone(), y), Tensor::Gpu(c.clone(), s)))
+            }
+            _ => Err(mixed()),
+        }
     }
 
     /// Attention paid by token 0 (CLS) to tokens 1.., averaged over heads: `[B, N-1]`.

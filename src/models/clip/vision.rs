@@ -62,44 +62,54 @@ pub async fn probe_layer_ms(w: &Weights, cfg: &VisionConfig, dev: Device) -> Res
     crate::tensor::time_best(move || async move { layer.forward(x, false)?.narrow(1, 0, 1)?.to_vec_f32_async().await.map(|_| ()) }, 3, 250.0).await
 }
 
-/// ToMe's state through a pass: merges per layer, each token's size (patches it holds; empty
-/// until the first merge, so a pass that merges nothing is the plain tower), and where each
-/// original patch is.
+/// ToMe's state through a pass: merges per layer, each token's size (patches it holds; none
+/// until the first merge, so a pass that merges nothing is the plain tower), and each merge's
+/// destinations (kept on the device, read once at the end for the merge map).
 struct Merging {
     merges: Vec<usize>,
-    size: Vec<f32>,
-    groups: Vec<Vec<u32>>,
+    sizes: Option<Tensor>,
+    dests: Vec<(Tensor, usize)>,
 }
 
 impl Merging {
-    /// One layer with merging between its attention and its MLP; the layer's FLOPs per image.
-    /// The matching reads the keys back (the host decides the merge), the averaging runs on
-    /// the device as one batched product.
-    async fn layer(&mut self, layer: &EncoderLayer, x: &Tensor, i: usize) -> Result<(Tensor, f64)> {
+    /// One layer with merging between its attention and its MLP, recorded without a read-back;
+    /// the layer's FLOPs per image.
+    fn layer(&mut self, layer: &EncoderLayer, x: &Tensor, i: usize) -> Result<(Tensor, f64)> {
         let s = x.shape();
         let (b, t, h) = (s[0], s[1], s[2]);
-        let bias: Vec<f32> = self.size.iter().map(|v| v.ln()).collect();
-        let (y, qkv) = layer.attend(x, &bias)?;
+        let (y, qkv) = layer.attend(x, self.sizes.as_ref())?;
         let r = self.merges.get(i).copied().unwrap_or(0).min(tome::max_merge(t));
         if r == 0 {
             return Ok((layer.mlp(&y)?, layer.flops(t, t)));
         }
-        let keys = qkv.narrow(2, h, h)?.to_vec_f32_async().await?;
-        let heads = layer.heads();
-        let m = tome::bipartite_match(&tome::key_metric(&keys, b, t, heads), b, t, h / heads, r)?;
-        if self.size.is_empty() {
-            self.size = vec![1.0; b * t];
-        }
-        let (w, size) = tome::merge_weights(&m, &self.size, b, t);
-        let y = Tensor::from_f32(w, &[b, m.tokens_out, t], &x.device())?.matmul(&y)?;
-        for (img, g) in self.groups.iter_mut().enumerate() {
-            g.iter_mut().for_each(|p| *p = m.dest[img * t + *p as usize]);
-        }
-        self.size = size;
-        // The method's own cost: the similarities of the matching and one weighted add per
-        // merged value (the device runs the average as a dense product; that shows in the time).
-        let flops = layer.flops(t, m.tokens_out) + 2.0 * ((t / 2) * t.div_ceil(2) * (h / heads) + t * h) as f64;
+        let dest = Tensor::tome_match(&qkv, layer.heads(), r)?;
+        let n_out = t.div_ceil(2) - r + t / 2;
+        let sizes = match self.sizes.take() {
+            Some(s) => s,
+            None => Tensor::from_f32(vec![1.0; b * t], &[b, t], &x.device())?,
+        };
+        let (y, sizes) = Tensor::tome_merge(&y, &sizes, &dest, n_out)?;
+        self.sizes = Some(sizes);
+        self.dests.push((dest, t));
+        // The method's own cost beside the layer's: the similarities of the matching and one
+        // weighted add per merged value.
+        let d = h / layer.heads();
+        let flops = layer.flops(t, n_out) + 2.0 * ((t / 2) * t.div_ceil(2) * d + t * h) as f64;
         Ok((layer.mlp(&y)?, flops))
+    }
+
+    /// For each image, the token (1.., CLS is 0) each of the `np` patches ended in.
+    async fn groups(&self, b: usize, np: usize) -> Result<Vec<Vec<u32>>> {
+        let mut groups: Vec<Vec<u32>> = vec![(1..=np as u32).collect(); b];
+        for (dest, t) in &self.dests {
+            let d = dest.to_vec_u32_async().await?;
+            for (img, g) in groups.iter_mut().enumerate() {
+                for p in g.iter_mut() {
+                    *p = *d.get(img * t + *p as usize).ok_or_else(|| Error::Backend("ToMe destination out of range".into()))?;
+                }
+            }
+        }
+        Ok(groups)
     }
 }
 
@@ -153,7 +163,7 @@ impl VisionModel {
             _ => Vec::new(),
         };
         let prune = prune.filter(|p| !p.is_identity() && schedule.is_none());
-        let mut tome = schedule.map(|merges| Merging { merges, size: Vec::new(), groups: vec![(1..=np as u32).collect(); b] });
+        let mut tome = schedule.map(|merges| Merging { merges, sizes: None, dests: Vec::new() });
 
         let patches = self.patch_w.forward(&pixel_values.patchify(self.cfg.patch_size)?, None)?;
         let cls = Tensor::cat(&vec![&self.class_emb; b], 0)?;
@@ -172,7 +182,7 @@ impl VisionModel {
             tokens.push(n);
             flops_unpruned += layer.flops(np + 1, np + 1);
             if let Some(m) = tome.as_mut() {
-                let (y, f) = m.layer(layer, &x, i).await?;
+                let (y, f) = m.layer(layer, &x, i)?;
                 (x, flops) = (y, flops + f);
                 t.lap(&format!("block_{i}"));
                 continue;
@@ -200,7 +210,11 @@ impl VisionModel {
             orig = prune::compose(&orig, &kept.to_vec_u32_async().await?, k)?;
             steps.push(PruneStep { layer, kept: orig.clone() });
         }
-        if !steps.is_empty() {
+        let groups = match &tome {
+            Some(m) => m.groups(b, np).await?,
+            None => Vec::new(),
+        };
+        if !steps.is_empty() || !groups.is_empty() {
             t.lap("sync");
         }
         let h = self.cfg.hidden_size;
@@ -213,7 +227,7 @@ impl VisionModel {
             pooled,
             image_embeds,
             steps,
-            groups: tome.map(|m| m.groups).unwrap_or_default(),
+            groups,
             scores,
             tokens_per_layer: tokens,
             flops: flops + head,

@@ -96,16 +96,16 @@ impl EncoderLayer {
         Ok((self.mlp(&x)?, p))
     }
 
-    /// The attention half of the layer with `key_bias` (`[B, N]` host values, empty for none)
-    /// added to the logits of each key: `x + Attn(LN₁(x))` and the fused QKV projection
-    /// `[B, N, 3h]` it ran on (ToMe reads its keys).
-    pub fn attend(&self, x: &Tensor, key_bias: &[f32]) -> Result<(Tensor, Tensor)> {
-        self.attend_ex(x, false, key_bias)
+    /// The attention half of the layer, with ToMe's proportional attention when tokens have
+    /// `sizes` (`[B, N]`): `x + Attn(LN₁(x))` and the fused QKV projection `[B, N, 3h]` it ran
+    /// on (ToMe matches on its keys).
+    pub fn attend(&self, x: &Tensor, sizes: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        self.attend_ex(x, false, sizes)
     }
 
-    fn attend_ex(&self, x: &Tensor, causal: bool, key_bias: &[f32]) -> Result<(Tensor, Tensor)> {
+    fn attend_ex(&self, x: &Tensor, causal: bool, sizes: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let qkv = self.qkv.forward_normed(x, &self.ln1, None, None)?; // [B, N, 3h] = [B, N, 3, H, d]
-        let o = Tensor::attention_packed_biased(&qkv, self.dims.heads, causal, key_bias)?;
+        let o = Tensor::attention_packed_sized(&qkv, self.dims.heads, causal, sizes)?;
         // x + out(o), the residual added in the projection's epilogue.
         Ok((self.out.forward_ex(&o, None, Some(x))?, qkv))
     }
@@ -118,7 +118,7 @@ impl EncoderLayer {
         let s = x.shape();
         let (b, n, h) = (s[0], s[1], s[2]);
         let heads = self.dims.heads;
-        let (x, qkv) = self.attend_ex(x, causal, &[])?;
+        let (x, qkv) = self.attend_ex(x, causal, None)?;
         let pruned = match select {
             None => None,
             Some((scorer, keep, step)) => {

@@ -218,6 +218,28 @@ pub(crate) fn attention_packed(qkv: &Tensor, heads: usize, causal: bool, key_bia
     qkv.contiguous()?.apply_op1_no_bwd(&PackedAttention { heads, causal, key_bias })
 }
 
+pub(crate) fn tome_match(qkv: &Tensor, heads: usize, r: usize) -> Result<Tensor> {
+    use crate::prune::tome;
+    let (b, t, w) = qkv.dims3()?;
+    if heads == 0 || w % (3 * heads) != 0 || r == 0 || r > tome::max_merge(t) {
+        bail!("tome_match: {t} tokens of width {w}, {heads} heads, r = {r}");
+    }
+    let h = w / 3;
+    let k = qkv.narrow(2, h, h)?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let m = tome::bipartite_match(&tome::key_metric(&k, b, t, heads), b, t, h / heads, r).map_err(|e| candle_core::Error::msg(e.to_string()))?;
+    Tensor::from_vec(m.dest, (b, t), qkv.device())
+}
+
+pub(crate) fn tome_merge(x: &Tensor, sizes: &Tensor, dest: &Tensor, n_out: usize) -> Result<(Tensor, Tensor)> {
+    let (b, t, c) = x.dims3()?;
+    if sizes.dims() != [b, t] || dest.dims() != [b, t] {
+        bail!("tome_merge: x {:?}, sizes {:?}, dest {:?}", x.dims(), sizes.dims(), dest.dims());
+    }
+    let (xs, ss, ds) = (x.flatten_all()?.to_vec1::<f32>()?, sizes.flatten_all()?.to_vec1::<f32>()?, dest.flatten_all()?.to_vec1::<u32>()?);
+    let (y, s) = crate::prune::tome::merge_wavg(&xs, &ss, &ds, b, t, c, n_out).map_err(|e| candle_core::Error::msg(e.to_string()))?;
+    Ok((Tensor::from_vec(y, (b, n_out, c), x.device())?, Tensor::from_vec(s, (b, n_out), x.device())?))
+}
+
 pub(crate) fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {
     let d = q.dim(D::Minus1)?;
     let n = k.dim(D::Minus2)?;

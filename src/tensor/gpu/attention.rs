@@ -78,7 +78,7 @@ fn run(
     dims: [usize; 5],
     group: usize,
     causal: bool,
-    key_bias: &[f32],
+    key_sizes: Option<&GpuTensor>,
     out_shape: &[usize],
 ) -> Result<GpuTensor> {
     let [batch, heads, nq, nk, d] = dims;
@@ -93,11 +93,18 @@ fn run(
     if total == 0 || nk == 0 {
         return Ok(o);
     }
-    if !key_bias.is_empty() && key_bias.len() != batch * nk {
-        return Err(Error::arg(format!("attention: key bias has {} values for {batch} × {nk} keys", key_bias.len())));
+    if let Some(s) = key_sizes.filter(|s| s.shape != [batch, nk]) {
+        return Err(Error::arg(format!("attention: key sizes {:?} for {batch} × {nk} keys", s.shape)));
     }
-    let bias = if key_bias.is_empty() { ctx.empty(&[1])? } else { ctx.upload(key_bias, &[batch, nk])? };
-    let flag = !key_bias.is_empty() as u32;
+    let placeholder;
+    let bias = match key_sizes {
+        Some(s) => s,
+        None => {
+            placeholder = ctx.empty(&[1])?;
+            &placeholder
+        }
+    };
+    let flag = key_sizes.is_some() as u32;
     let chunk = chunk_for(total, nk, d);
     let chunks = nk.div_ceil(chunk);
     let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group.max(1) as u32];
@@ -138,12 +145,12 @@ pub fn attention(ctx: &GpuContext, q: &GpuTensor, k: &GpuTensor, v: &GpuTensor, 
     }
     let lq = Lay { bs: h * nq * d, hs: nq * d, rs: d, off: 0 };
     let lk = Lay { bs: g * nk * d, hs: nk * d, rs: d, off: 0 };
-    run(ctx, [q, k, v], [lq, lk, lk, lq], [b, h, nq, nk, d], h / g, causal, &[], &q.shape)
+    run(ctx, [q, k, v], [lq, lk, lk, lq], [b, h, nq, nk, d], h / g, causal, None, &q.shape)
 }
 
-/// Self-attention from a fused `[B, N, 3·H·d]` projection → `[B, N, H·d]`; `key_bias`
-/// (`[B, N]` on the host, empty for none) is added to the logits of each key.
-pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal: bool, key_bias: &[f32]) -> Result<GpuTensor> {
+/// Self-attention from a fused `[B, N, 3·H·d]` projection → `[B, N, H·d]`; with `key_sizes`
+/// (`[B, N]`) ln(size) is added to the logits of each key.
+pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal: bool, key_sizes: Option<&GpuTensor>) -> Result<GpuTensor> {
     let &[b, n, w] = &qkv.shape[..] else {
         return Err(Error::arg(format!("attention: qkv {:?} must be [B, N, 3·H·d]", qkv.shape)));
     };
@@ -153,7 +160,7 @@ pub fn attention_packed(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, causal:
     let d = w / (3 * heads);
     let part = |i: usize| Lay { bs: n * w, hs: d, rs: w, off: i * heads * d };
     let lo = Lay { bs: n * heads * d, hs: d, rs: heads * d, off: 0 };
-    run(ctx, [qkv, qkv, qkv], [part(0), part(1), part(2), lo], [b, heads, n, n, d], 1, causal, key_bias, &[b, n, heads * d])
+    run(ctx, [qkv, qkv, qkv], [part(0), part(1), part(2), lo], [b, heads, n, n, d], 1, causal, key_sizes, &[b, n, heads * d])
 }
 
 /// Attention paid by token 0 (CLS) to tokens 1.., averaged over heads: `[B, N-1]` from `q`,
@@ -189,14 +196,15 @@ mod tests {
             let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::Cpu).unwrap();
             let want = Tensor::attention_packed(&c, h, causal).unwrap().to_vec_f32().unwrap();
             let g = ctx.upload(&qkv, &[b, n, 3 * h * d]).unwrap();
-            let got = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal, &[]).unwrap()).unwrap();
+            let got = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal, None).unwrap()).unwrap();
             let dd = crate::num::max_abs_diff(&got, &want);
             assert!(dd < 1e-4, "packed b{b} h{h} n{n} d{d} causal {causal}: max |Δ| {dd}");
             // A bias per key (ToMe's log sizes): GPU = CPU (the CPU's is checked against torch
             // in the ToMe golden test), and the bias does change the output.
-            let bias: Vec<f32> = (0..b * n).map(|i| ((i % 5) as f32 + 1.0).ln()).collect();
-            let want_b = Tensor::attention_packed_biased(&c, h, causal, &bias).unwrap().to_vec_f32().unwrap();
-            let got_b = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal, &bias).unwrap()).unwrap();
+            let sizes: Vec<f32> = (0..b * n).map(|i| (i % 5) as f32 + 1.0).collect();
+            let cs = Tensor::from_f32(sizes.clone(), &[b, n], &Device::Cpu).unwrap();
+            let want_b = Tensor::attention_packed_sized(&c, h, causal, Some(&cs)).unwrap().to_vec_f32().unwrap();
+            let got_b = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal, Some(&ctx.upload(&sizes, &[b, n]).unwrap())).unwrap()).unwrap();
             let dd = crate::num::max_abs_diff(&got_b, &want_b);
             assert!(dd < 1e-4, "biased b{b} h{h} n{n} d{d}: max |Δ| {dd}");
             assert!(n == 1 || crate::num::max_abs_diff(&want_b, &want) > 1e-3, "the bias changes the output");

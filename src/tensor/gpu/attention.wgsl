@@ -23,9 +23,9 @@ const D: u32 = HEAD_DIMu;
 @group(0) @binding(3) var<storage, read_write> o: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part: array<f32>; // [rows of this pass, chunks, d + 2]
 @group(0) @binding(5) var<uniform> p: Params;
-// [B, Nk] added to the logits of each key when p.has_bias (ToMe's proportional attention: the
-// log of the patches a token holds); a one-value placeholder otherwise.
-@group(0) @binding(6) var<storage, read> key_bias: array<f32>;
+// [B, Nk]: when p.has_bias, ln(size) is added to the logits of each key (ToMe's proportional
+// attention: size = the patches a merged token holds); a one-value placeholder otherwise.
+@group(0) @binding(6) var<storage, read> key_size: array<f32>;
 
 fn base(l: Layout, b: u32, h: u32) -> u32 { return l.off + b * l.bs + h * l.hs; }
 
@@ -57,7 +57,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         var s = 0.0;
         for (var c = 0u; c < D; c++) { s = fma(qv[c], k[kj + c], s); }
         s *= p.scale;
-        if (p.has_bias != 0u) { s += key_bias[b * p.nk + j]; }
+        if (p.has_bias != 0u) { s += log(key_size[b * p.nk + j]); }
         let mn = max(m, s);
         let corr = exp(m - mn);
         let e = exp(s - mn);

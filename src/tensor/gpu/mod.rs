@@ -14,6 +14,7 @@ pub mod rope;
 pub mod rows;
 pub mod select;
 pub mod ssm;
+pub mod tome;
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -222,6 +223,7 @@ impl GpuContext {
         list.extend(elementwise::kernels());
         list.extend(rows::kernels());
         list.extend(select::kernels());
+        list.extend(tome::kernels());
         for k in kinds {
             match *k {
                 Kernels::Attention { head_dim } => list.extend(attention::kernels(head_dim)),

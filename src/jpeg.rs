@@ -4,9 +4,9 @@
 //! 4:2:2, and libjpeg's fixed-point YCbCr → RGB tables, all in libjpeg's integer arithmetic.
 //! Rust, so the page (wasm) and the CLI decode alike.
 //!
-//! Covered: baseline and extended sequential Huffman JPEGs, 8-bit, greyscale or YCbCr with
-//! 4:4:4, 4:2:2 or 4:2:0 sampling, interleaved or not, restart intervals. Anything else
-//! (progressive, arithmetic coding, CMYK, Adobe RGB, other sampling) returns `Ok(None)` and
+//! Covered: baseline, extended sequential and progressive Huffman JPEGs, 8-bit, greyscale or
+//! YCbCr with 4:4:4, 4:2:2 or 4:2:0 sampling, interleaved or not, restart intervals. Anything
+//! else (arithmetic coding, lossless, CMYK, Adobe RGB, other sampling) returns `Ok(None)` and
 //! the caller decodes it with the `image` crate instead; so do corrupt files (`Err`), whose
 //! handling is left to the general decoder.
 
@@ -146,6 +146,9 @@ struct Component {
     dc: usize,
     ac: usize,
     pred: i32,
+    /// Progressive JPEGs: the coefficients of every block (as libjpeg's 16-bit `JCOEF`),
+    /// blocks row-major over the plane, inverse-transformed once all scans are in.
+    coefs: Vec<i16>,
 }
 
 /// Decodes `data` if it is a JPEG this decoder covers (`Ok(None)` otherwise, or for any other
@@ -161,6 +164,7 @@ pub fn decode(data: &[u8]) -> R<Option<RgbImage>> {
     let (mut width, mut height) = (0usize, 0usize);
     let mut restart = 0usize;
     let mut adobe_transform: Option<u8> = None;
+    let mut progressive = false;
     let mut pos = 2;
     loop {
         // Next marker (fill bytes skipped).
@@ -188,7 +192,8 @@ pub fn decode(data: &[u8]) -> R<Option<RgbImage>> {
         }
         pos += len;
         match marker {
-            0xC0 | 0xC1 => {
+            0xC0..=0xC2 => {
+                progressive = marker == 0xC2;
                 if seg.len() < 6 || seg[0] != 8 {
                     return Ok(None); // 12-bit samples
                 }
@@ -207,7 +212,20 @@ pub fn decode(data: &[u8]) -> R<Option<RgbImage>> {
                     if !(1..=4).contains(&h) || !(1..=4).contains(&v) || s[2] > 3 {
                         return Err("bad component".into());
                     }
-                    comps.push(Component { id: s[0], h, v, tq: s[2] as usize, plane: Vec::new(), stride: 0, width: 0, height: 0, dc: 0, ac: 0, pred: 0 });
+                    comps.push(Component {
+                        id: s[0],
+                        h,
+                        v,
+                        tq: s[2] as usize,
+                        plane: Vec::new(),
+                        stride: 0,
+                        width: 0,
+                        height: 0,
+                        dc: 0,
+                        ac: 0,
+                        pred: 0,
+                        coefs: Vec::new(),
+                    });
                 }
                 if !supported_sampling(&comps) {
                     return Ok(None);
@@ -219,9 +237,12 @@ pub fn decode(data: &[u8]) -> R<Option<RgbImage>> {
                     c.height = (height * c.v).div_ceil(vmax);
                     c.stride = mcux * c.h * 8;
                     c.plane = vec![0; c.stride * mcuy * c.v * 8];
+                    if progressive {
+                        c.coefs = vec![0; c.plane.len()];
+                    }
                 }
             }
-            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(None),
+            0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Ok(None),
             0xC4 => {
                 let mut s = seg;
                 while s.len() >= 17 {
@@ -263,6 +284,11 @@ pub fn decode(data: &[u8]) -> R<Option<RgbImage>> {
                     return Err("scan before frame".into());
                 }
                 let n = *seg.first().ok_or("bad SOS")? as usize;
+                let spec = seg.get(1 + 2 * n..4 + 2 * n).ok_or("bad SOS")?;
+                let scan = Scan { progressive, ss: spec[0] as usize, se: spec[1] as usize, ah: (spec[2] >> 4) as u32, al: (spec[2] & 15) as u32 };
+                if progressive && (scan.se > 63 || scan.ss > scan.se || (scan.ss == 0) != (scan.se == 0) || (scan.ss > 0 && n != 1) || scan.al > 13) {
+                    return Err("bad progressive scan".into());
+                }
                 let mut in_scan = Vec::with_capacity(n);
                 for i in 0..n {
                     let s = seg.get(1 + 2 * i..3 + 2 * i).ok_or("bad SOS")?;
@@ -277,7 +303,7 @@ pub fn decode(data: &[u8]) -> R<Option<RgbImage>> {
                 if comps.len() == 3 && (adobe_transform == Some(0) || comps.iter().map(|c| c.id).eq(*b"RGB")) {
                     return Ok(None); // stored as RGB, not YCbCr
                 }
-                let used = decode_scan(&data[pos..], &mut comps, &in_scan, &qt, &dc_tables, &ac_tables, restart, width, height)?;
+                let used = decode_scan(&data[pos..], &mut comps, &in_scan, scan, &qt, &dc_tables, &ac_tables, restart, width, height)?;
                 pos += used;
             }
             _ => {}
@@ -285,6 +311,21 @@ pub fn decode(data: &[u8]) -> R<Option<RgbImage>> {
     }
     if comps.is_empty() {
         return Err("no frame".into());
+    }
+    if progressive {
+        for c in &mut comps {
+            let (bw, bh) = (c.stride / 8, c.plane.len() / (8 * c.stride.max(1)));
+            let q = qt[c.tq];
+            let mut coef = [0i32; 64];
+            for by in 0..bh {
+                for bx in 0..bw {
+                    let at = (by * bw + bx) * 64;
+                    coef.iter_mut().zip(&c.coefs[at..at + 64]).for_each(|(d, &s)| *d = s as i32);
+                    let stride = c.stride;
+                    idct_islow(&coef, &q, &mut c.plane[by * 8 * stride + bx * 8..], stride);
+                }
+            }
+        }
     }
     Ok(Some(to_rgb(&comps, width, height)))
 }
@@ -298,13 +339,26 @@ fn supported_sampling(c: &[Component]) -> bool {
     }
 }
 
-/// One scan's entropy-coded data (from just after SOS): blocks decoded and inverse-transformed
-/// into their planes. Returns the bytes consumed (up to the marker that ends the data).
+/// What a scan codes: baseline (all of each block), or a progressive band `ss..=se` of the
+/// coefficients, first pass (`ah = 0`) or refinement, at bit position `al`.
+#[derive(Clone, Copy)]
+struct Scan {
+    progressive: bool,
+    ss: usize,
+    se: usize,
+    ah: u32,
+    al: u32,
+}
+
+/// One scan's entropy-coded data (from just after SOS): baseline blocks decoded and
+/// inverse-transformed into their planes, progressive ones into their coefficients. Returns the
+/// bytes consumed (up to the marker that ends the data).
 #[allow(clippy::too_many_arguments)]
 fn decode_scan(
     data: &[u8],
     comps: &mut [Component],
     in_scan: &[usize],
+    scan: Scan,
     qt: &[[u16; 64]; 4],
     dc: &[Option<Huffman>; 4],
     ac: &[Option<Huffman>; 4],
@@ -313,9 +367,12 @@ fn decode_scan(
     height: usize,
 ) -> R<usize> {
     let mut bits = Bits { data, pos: 0, acc: 0, n: 0, marker: false };
+    // Which tables a block needs: DC for baseline and progressive DC first passes, AC for
+    // baseline and progressive AC bands.
+    let (need_dc, need_ac) = if scan.progressive { (scan.ss == 0 && scan.ah == 0, scan.ss > 0) } else { (true, true) };
     for &ci in in_scan {
         comps[ci].pred = 0;
-        if dc[comps[ci].dc].is_none() || ac[comps[ci].ac].is_none() {
+        if (need_dc && dc[comps[ci].dc].is_none()) || (need_ac && ac[comps[ci].ac].is_none()) {
             return Err("scan uses a missing Huffman table".into());
         }
     }
@@ -329,11 +386,13 @@ fn decode_scan(
         (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax))
     };
     let mut coef = [0i32; 64];
+    let mut eobrun = 0u32;
     let mut mcu = 0usize;
     for my in 0..mcus_y {
         for mx in 0..mcus_x {
             if restart > 0 && mcu > 0 && mcu.is_multiple_of(restart) {
                 bits.restart();
+                eobrun = 0;
                 for &ci in in_scan {
                     comps[ci].pred = 0;
                 }
@@ -344,6 +403,29 @@ fn decode_scan(
                 for by in 0..bv {
                     for bx in 0..bh {
                         let c = &mut comps[ci];
+                        let (x, y) = ((mx * bh + bx) * 8, (my * bv + by) * 8);
+                        let stride = c.stride;
+                        if x + 8 > stride || (y + 8) * stride > c.plane.len() {
+                            return Err("block outside its plane".into());
+                        }
+                        if scan.progressive {
+                            let at = ((y / 8) * (stride / 8) + x / 8) * 64;
+                            let block = &mut c.coefs[at..at + 64];
+                            if scan.ss == 0 {
+                                if scan.ah == 0 {
+                                    let s = bits.decode(dc[c.dc].as_ref().ok_or("no DC table")?)?;
+                                    c.pred = c.pred.wrapping_add(bits.receive_extend(s));
+                                    block[0] = (c.pred << scan.al) as i16;
+                                } else if bits.bits(1) != 0 {
+                                    block[0] |= (1i32 << scan.al) as i16;
+                                }
+                            } else if scan.ah == 0 {
+                                ac_first(&mut bits, ac[c.ac].as_ref().ok_or("no AC table")?, block, scan, &mut eobrun)?;
+                            } else {
+                                ac_refine(&mut bits, ac[c.ac].as_ref().ok_or("no AC table")?, block, scan, &mut eobrun)?;
+                            }
+                            continue;
+                        }
                         let (dct, act) = (dc[c.dc].as_ref().ok_or("no DC table")?, ac[c.ac].as_ref().ok_or("no AC table")?);
                         coef.fill(0);
                         let s = bits.decode(dct)?;
@@ -366,11 +448,7 @@ fn decode_scan(
                                 break;
                             }
                         }
-                        let (x, y) = ((mx * bh + bx) * 8, (my * bv + by) * 8);
-                        let stride = c.stride;
-                        if x + 8 <= stride && (y + 8) * stride <= c.plane.len() {
-                            idct_islow(&coef, &qt[c.tq], &mut c.plane[y * stride + x..], stride);
-                        }
+                        idct_islow(&coef, &qt[c.tq], &mut c.plane[y * stride + x..], stride);
                     }
                 }
             }
@@ -382,6 +460,92 @@ fn decode_scan(
         p += 1;
     }
     Ok(p)
+}
+
+/// A progressive AC band's first pass for one block (libjpeg's `decode_mcu_AC_first`).
+fn ac_first(bits: &mut Bits, t: &Huffman, block: &mut [i16], scan: Scan, eobrun: &mut u32) -> R<()> {
+    if *eobrun > 0 {
+        *eobrun -= 1;
+        return Ok(());
+    }
+    let mut k = scan.ss;
+    while k <= scan.se {
+        let rs = bits.decode(t)?;
+        let (r, s) = ((rs >> 4) as u32, rs & 15);
+        if s != 0 {
+            k += r as usize;
+            if k > 63 {
+                return Err("corrupt block (coefficient past 63)".into());
+            }
+            block[ZIGZAG[k]] = (bits.receive_extend(s) << scan.al) as i16;
+        } else if r == 15 {
+            k += 15;
+        } else {
+            *eobrun = (1 << r) - 1;
+            if r > 0 {
+                *eobrun += bits.bits(r) as u32;
+            }
+            break;
+        }
+        k += 1;
+    }
+    Ok(())
+}
+
+/// A progressive AC band's refinement for one block (libjpeg's `decode_mcu_AC_refine`): one
+/// correction bit for every coefficient already non-zero, new ones of size 1.
+fn ac_refine(bits: &mut Bits, t: &Huffman, block: &mut [i16], scan: Scan, eobrun: &mut u32) -> R<()> {
+    let (p1, m1) = ((1i32 << scan.al) as i16, (-1i32 << scan.al) as i16);
+    let refine = |bits: &mut Bits, c: &mut i16| {
+        if bits.bits(1) != 0 && (*c & p1) == 0 {
+            *c = c.wrapping_add(if *c >= 0 { p1 } else { m1 });
+        }
+    };
+    let mut k = scan.ss;
+    if *eobrun == 0 {
+        while k <= scan.se {
+            let rs = bits.decode(t)?;
+            let (mut r, s) = ((rs >> 4) as i32, rs & 15);
+            let mut value = 0i16;
+            if s != 0 {
+                value = if bits.bits(1) != 0 { p1 } else { m1 };
+            } else if r != 15 {
+                *eobrun = 1 << r;
+                if r > 0 {
+                    *eobrun += bits.bits(r as u32) as u32;
+                }
+                break;
+            }
+            // Past the non-zero coefficients (each gets its correction bit) and r zero ones.
+            while k <= scan.se {
+                let z = ZIGZAG[k];
+                if block[z] != 0 {
+                    refine(bits, &mut block[z]);
+                } else {
+                    r -= 1;
+                    if r < 0 {
+                        break;
+                    }
+                }
+                k += 1;
+            }
+            if value != 0 && k <= 63 {
+                block[ZIGZAG[k]] = value;
+            }
+            k += 1;
+        }
+    }
+    if *eobrun > 0 {
+        while k <= scan.se {
+            let z = ZIGZAG[k];
+            if block[z] != 0 {
+                refine(bits, &mut block[z]);
+            }
+            k += 1;
+        }
+        *eobrun -= 1;
+    }
+    Ok(())
 }
 
 const CONST_BITS: i32 = 13;
@@ -569,11 +733,11 @@ mod tests {
     }
 
     #[test]
-    fn non_jpeg_and_progressive_are_left_to_the_general_decoder() {
+    fn non_jpeg_and_arithmetic_coding_are_left_to_the_general_decoder() {
         assert!(decode(b"\x89PNG....").unwrap().is_none());
-        // SOI, then a progressive frame header (SOF2).
-        let sof2 = [0xFF, 0xD8, 0xFF, 0xC2, 0, 11, 8, 0, 1, 0, 1, 1, 1, 0x11, 0, 0xFF, 0xD9];
-        assert!(decode(&sof2).unwrap().is_none());
+        // SOI, then an arithmetic-coded frame header (SOF9).
+        let sof9 = [0xFF, 0xD8, 0xFF, 0xC9, 0, 11, 8, 0, 1, 0, 1, 1, 1, 0x11, 0, 0xFF, 0xD9];
+        assert!(decode(&sof9).unwrap().is_none());
         assert!(decode(&[0xFF, 0xD8, 0xFF, 0xDB, 0, 67, 0]).is_err(), "truncated tables are an error");
     }
 }

@@ -252,11 +252,13 @@ fn fuzz_images_and_processors() {
 }
 
 /// Our libjpeg-turbo-exact decoder on its own, seeded with the small JPEGs of every layout it
-/// covers (4:2:0, 4:2:2, 4:4:4, grey, restart intervals, a 3-pixel-wide image).
+/// covers (4:2:0, 4:2:2, 4:4:4, grey, restart intervals, a 3-pixel-wide image, progressive).
 #[test]
 fn fuzz_jpeg_decoder() {
-    let files: Vec<String> =
-        ["cat_420_odd", "cat_422", "cat_444", "cat_grey", "cat_restart", "cat_thin"].iter().map(|n| format!("tests/fixtures/jpeg/{n}.jpg")).collect();
+    let files: Vec<String> = ["cat_420_odd", "cat_422", "cat_444", "cat_grey", "cat_restart", "cat_thin", "cat_progressive", "cat_progressive_444_restart"]
+        .iter()
+        .map(|n| format!("tests/fixtures/jpeg/{n}.jpg"))
+        .collect();
     let seeds = corpus("jpeg", &files.iter().map(String::as_str).collect::<Vec<_>>());
     fuzz("jpeg", 5000, &seeds, |b| {
         let _ = effarch::jpeg::decode(b);

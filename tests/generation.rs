@@ -225,6 +225,36 @@ fn clip_b16_widths_match_transformers_gpu() {
     clip_check(&gpu(), 1e-3);
 }
 
+/// ToMe at ViT-B/16's widths (768 wide, 12 heads of 64, 197 tokens) on both backends: the GPU's
+/// matching kernels run at real sizes, give 98 tokens after merging as pruning at 0.5 would,
+/// and agree with the CPU (the golden check against torch is on the tiny fixture; here the two
+/// backends' rounding may flip a near-tie, so agreement is asked of nearly every patch).
+#[test]
+fn tome_at_b16_widths_agrees_between_cpu_and_gpu() {
+    use effarch::clock::Timings;
+    use effarch::models::clip::{cosine, Clip, ClipConfig};
+    use effarch::prune::{PruneConfig, Scorer};
+    let fx = fixture("clip-b16");
+    let w = seeded_weights(&manifest(&fx), fx["seed"].as_u64().unwrap()).unwrap();
+    let cfg = PruneConfig::new(Scorer::Tome { r: None }, 0.5, vec![0]).unwrap();
+    let img = effarch::image::decode(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
+    let run = |device: &Device| {
+        let clip = Clip::load(ClipConfig::from_json("clip-b16 config", &fx["config"].to_string()).unwrap(), &w, device, false).unwrap();
+        let out = clip.vision.forward(&clip.pixel_values(std::slice::from_ref(&img)).unwrap(), Some(&cfg), &mut Timings::start()).unwrap();
+        (out.image_embeds.to_vec_f32().unwrap(), out.groups[0].clone(), out.last_hidden_state.dim(1).unwrap(), out.tokens_per_layer)
+    };
+    let (ce, cg, cn, ct) = run(&Device::Cpu);
+    let (ge, gg, gn, gt) = run(&gpu());
+    let np = cg.len();
+    assert_eq!((cn, gn), (np / 2 + 1, np / 2 + 1), "tokens after the last layer");
+    assert_eq!(ct, gt, "tokens per layer");
+    let same = cg.iter().zip(&gg).filter(|(a, b)| a == b).count();
+    let cos = cosine(&ce, &ge);
+    println!("ToMe at ViT-B/16 widths: tokens per layer {ct:?}; merge map CPU = GPU on {same}/{np} patches; embeddings cos {cos:.6}");
+    assert!(same * 100 >= np * 95, "merge maps agree on only {same} of {np} patches");
+    assert!(cos > 0.999, "embeddings cos {cos}");
+}
+
 // ---- PIL's bicubic resize -----------------------------------------------------------------
 
 #[test]

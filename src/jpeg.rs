@@ -693,18 +693,12 @@ fn to_rgb(comps: &[Component], width: usize, height: usize) -> RgbImage {
     const SCALEBITS: i64 = 16;
     const ONE_HALF: i64 = 1 << (SCALEBITS - 1);
     let fix = |x: f64| (x * (1i64 << SCALEBITS) as f64 + 0.5) as i64;
-    let (cr_r, cb_b, cr_g, cb_g): (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) = (0..256i64)
-        .map(|i| {
-            let x = i - 128;
-            ((fix(1.40200) * x + ONE_HALF) >> SCALEBITS, (fix(1.77200) * x + ONE_HALF) >> SCALEBITS, -fix(0.71414) * x, -fix(0.34414) * x + ONE_HALF)
-        })
-        .fold((vec![], vec![], vec![], vec![]), |mut t, v| {
-            t.0.push(v.0);
-            t.1.push(v.1);
-            t.2.push(v.2);
-            t.3.push(v.3);
-            t
-        });
+    // libjpeg's tables, indexed by the chroma sample (centred at 128).
+    let table = |f: &dyn Fn(i64) -> i64| -> [i64; 256] { std::array::from_fn(|i| f(i as i64 - 128)) };
+    let cr_r = table(&|x| (fix(1.40200) * x + ONE_HALF) >> SCALEBITS);
+    let cb_b = table(&|x| (fix(1.77200) * x + ONE_HALF) >> SCALEBITS);
+    let cr_g = table(&|x| -fix(0.71414) * x);
+    let cb_g = table(&|x| -fix(0.34414) * x + ONE_HALF);
     let (hmax, vmax) = (comps[0].h, comps[0].v);
     let cb = upsample(&comps[1], hmax, vmax, width, height);
     let cr = upsample(&comps[2], hmax, vmax, width, height);

@@ -49,9 +49,17 @@ function syncControls() {
   $('keep-out').textContent = Number(state.keep).toFixed(2);
   $('scorer').value = state.scorer;
   $('layers').value = state.layers;
+  tomeHint();
   $('backend').value = state.backend;
   $('labels').value = state.labels;
   for (const b of document.querySelectorAll('.samples button')) b.classList.toggle('selected', b.dataset.sample === state.sample);
+}
+
+// ToMe merges in every layer: the pruning layers do not apply to it.
+function tomeHint() {
+  const tome = state.scorer.startsWith('tome');
+  $('layers').disabled = tome;
+  $('layers').title = tome ? 'ToMe merges tokens in every layer; the pruning layers apply to the other scorers' : '';
 }
 
 function options() {
@@ -357,6 +365,7 @@ function onChange(id, key, { rerunModel = false, live = false } = {}) {
   const apply = () => {
     state[key] = el.value;
     if (key === 'keep') $('keep-out').textContent = Number(el.value).toFixed(2);
+    if (key === 'scorer') tomeHint();
     writeUrl();
   };
   if (live) el.addEventListener('input', apply);

@@ -318,6 +318,7 @@ await check('ToMe merges in every layer: the overlay colours the merged groups, 
   const r = await result();
   assert(r.tokens === nKeep(0.5, N), `tokens after merging: ${r.tokens}, expected ${nKeep(0.5, N)}; caption ${r.caption}`);
   assert(/196 patches merged into 98 tokens/.test(r.caption), `caption: ${r.caption}`);
+  assert(await page.$eval('#layers', (el) => el.disabled), 'the pruning layers are disabled for ToMe (it merges in every layer)');
   const tpl = await page.evaluate(() => globalThis.effarchLastReport?.tokens_per_layer?.join(','));
   assert(tpl === '197,172,147,123', `tokens per layer ${tpl} (the torch reference's, tests/fixtures/clip-tiny/tome.json)`);
   await page.screenshot({ path: path.join(shots, 'tome.png'), fullPage: true });

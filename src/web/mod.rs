@@ -231,6 +231,8 @@ impl ClipSession {
         let vcfg = cfg.vision().clone();
         let (device, auto) = device_measured(&backend, |d| crate::models::clip::vision::probe_layer_ms(&w, &vcfg, d)).await?;
         let s = CoreSession::new(cfg, w, &device, with_text).map_err(js_err)?;
+        // An error here (a lost device) surfaces, with the fallback, in the first run instead.
+        let _ = s.clip.warm_up_async().await;
         Ok(ClipSession { inner: Rc::new(RefCell::new(s)), auto, classifier: Rc::default() })
     }
 

@@ -329,6 +329,22 @@ await check('ToMe merges in every layer: the overlay colours the merged groups, 
   assert(gpu === cpu, 'the merge map on WebGPU equals the CPU one');
 });
 
+await check('cold start: the first WebGPU run after loading is within 1.5× a warm run (the kernels run once at load)', async () => {
+  await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&backend=webgpu`);
+  await result();
+  const total = () => page.evaluate(() => globalThis.effarchLastReport.timings_ms.total);
+  const first = await total();
+  const warm = [];
+  for (let i = 0; i < 2; i++) {
+    await page.click('#run');
+    await result();
+    warm.push(await total());
+  }
+  const ratio = first / Math.min(...warm);
+  console.log(`    first ${first.toFixed(0)} ms, warm ${warm.map((w) => w.toFixed(0)).join(', ')} ms: first/warm ${ratio.toFixed(2)}`);
+  assert(ratio <= 1.5, `first run ${first} ms vs warm ${warm}: ${ratio.toFixed(2)}×`);
+});
+
 await check('evaluating a folder (ImageFolder) draws accuracy against latency, with a row per scorer and keep, and exports CSV and SVG', async () => {
   await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&layers=1&backend=cpu`);
   await result();

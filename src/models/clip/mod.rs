@@ -107,6 +107,31 @@ impl Clip {
         })
     }
 
+    /// In the browser WebGPU compiles a pipeline in the GPU process after `createComputePipeline`
+    /// returns, so the first run would wait for every compile (6–7× a warm run on SwiftShader).
+    /// This runs the kernels a run can use once at load instead — a pruned vision pass on a
+    /// blank image and ToMe's ops on a few tokens — and waits for them. Nothing on the CPU.
+    pub async fn warm_up_async(&self) -> Result<()> {
+        if !matches!(self.device, Device::Gpu(_)) {
+            return Ok(());
+        }
+        let v = self.config.vision();
+        let s = v.image_size;
+        let pv = Tensor::from_f32(vec![0.0; 3 * s * s], &[1, 3, s, s], &self.device)?;
+        let prune = crate::prune::PruneConfig::new(crate::prune::Scorer::KqNorm(crate::prune::KqWhich::Key), 0.5, vec![0])?;
+        self.vision.forward_async(&pv, Some(&prune), &mut Timings::start()).await?.image_embeds.to_vec_f32_async().await?;
+        // ToMe: its matching and merge kernels, and attention with token sizes.
+        let (heads, t) = (v.num_attention_heads.max(1), 5);
+        let w = 3 * v.hidden_size;
+        let qkv = Tensor::from_f32(crate::num::random_values(t * w, 1, 1.0), &[1, t, w], &self.device)?;
+        let sizes = Tensor::from_f32(vec![1.0; t], &[1, t], &self.device)?;
+        let o = Tensor::attention_packed_sized(&qkv, heads, false, Some(&sizes))?;
+        let dest = Tensor::tome_match(&qkv, heads, 1)?;
+        let (y, _) = Tensor::tome_merge(&o, &sizes, &dest, t - 1)?;
+        y.to_vec_f32_async().await?;
+        Ok(())
+    }
+
     /// `[B, 3, S, S]` pixel values for decoded images.
     pub fn pixel_values(&self, images: &[RgbImage]) -> Result<Tensor> {
         let s = self.config.vision().image_size;

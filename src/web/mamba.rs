@@ -54,7 +54,10 @@ impl MambaSession {
         let cfg = MambaConfig::from_json("config.json", &config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
         let (device, auto) = device_measured(&backend, |d| probe_layer_ms(&cfg, &w, d)).await?;
-        Self::build(cfg, &w, tokenizer_json, &device, auto)
+        let s = Self::build(cfg, &w, tokenizer_json, &device, auto)?;
+        // An error here (a lost device) surfaces, with the fallback, in the first generation.
+        let _ = s.inner.model.warm_up_async().await;
+        Ok(s)
     }
 
     fn build(cfg: MambaConfig, w: &Weights, tokenizer_json: Option<String>, device: &Device, auto: Option<AutoChoice>) -> Result<MambaSession, JsError> {

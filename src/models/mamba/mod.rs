@@ -176,6 +176,19 @@ impl MambaLM {
         &self.device
     }
 
+    /// Runs each kernel once on the GPU (a 9-token prefill, so the tiled linear kernel, then a
+    /// one-token step), so the browser's deferred pipeline compiles land in the load, not in
+    /// the first prompt (see `Clip::warm_up_async`). Nothing on the CPU.
+    pub async fn warm_up_async(&self) -> Result<()> {
+        if !matches!(self.device, Device::Gpu(_)) {
+            return Ok(());
+        }
+        let mut state = self.new_state(1)?;
+        self.forward_async(&[vec![0; 9]], &mut state, 0.0, Logits::Last).await?;
+        self.forward_async(&[vec![0]], &mut state, 0.0, Logits::Last).await?;
+        Ok(())
+    }
+
     /// A fresh (zero) state for `batch` sequences.
     pub fn new_state(&self, batch: usize) -> Result<MambaState> {
         let (i, n, k) = (self.cfg.intermediate_size, self.cfg.state_size, self.cfg.conv_kernel);

@@ -316,13 +316,11 @@ pub fn decode(data: &[u8]) -> R<Option<RgbImage>> {
         for c in &mut comps {
             let (bw, bh) = (c.stride / 8, c.plane.len() / (8 * c.stride.max(1)));
             let q = qt[c.tq];
-            let mut coef = [0i32; 64];
             for by in 0..bh {
                 for bx in 0..bw {
                     let at = (by * bw + bx) * 64;
-                    coef.iter_mut().zip(&c.coefs[at..at + 64]).for_each(|(d, &s)| *d = s as i32);
                     let stride = c.stride;
-                    idct_islow(&coef, &q, &mut c.plane[by * 8 * stride + bx * 8..], stride);
+                    idct_islow(&c.coefs[at..at + 64], &q, &mut c.plane[by * 8 * stride + bx * 8..], stride);
                 }
             }
         }
@@ -385,7 +383,7 @@ fn decode_scan(
     } else {
         (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax))
     };
-    let mut coef = [0i32; 64];
+    let mut coef = [0i16; 64];
     let mut eobrun = 0u32;
     let mut mcu = 0usize;
     for my in 0..mcus_y {
@@ -413,9 +411,7 @@ fn decode_scan(
                             let block = &mut c.coefs[at..at + 64];
                             if scan.ss == 0 {
                                 if scan.ah == 0 {
-                                    let s = bits.decode(dc[c.dc].as_ref().ok_or("no DC table")?)?;
-                                    c.pred = c.pred.wrapping_add(bits.receive_extend(s));
-                                    block[0] = (c.pred << scan.al) as i16;
+                                    dc_first(&mut bits, dc[c.dc].as_ref().ok_or("no DC table")?, &mut c.pred, block, scan.al)?;
                                 } else if bits.bits(1) != 0 {
                                     block[0] |= (1i32 << scan.al) as i16;
                                 }
@@ -426,28 +422,12 @@ fn decode_scan(
                             }
                             continue;
                         }
-                        let (dct, act) = (dc[c.dc].as_ref().ok_or("no DC table")?, ac[c.ac].as_ref().ok_or("no AC table")?);
+                        // Baseline: the whole block in one pass, then straight to its pixels (a
+                        // baseline block has no EOB runs, so the run counter is the block's own).
                         coef.fill(0);
-                        let s = bits.decode(dct)?;
-                        c.pred = c.pred.wrapping_add(bits.receive_extend(s));
-                        coef[0] = c.pred;
-                        let mut k = 1;
-                        while k < 64 {
-                            let rs = bits.decode(act)?;
-                            let (r, s) = ((rs >> 4) as usize, rs & 15);
-                            if s != 0 {
-                                k += r;
-                                if k > 63 {
-                                    return Err("corrupt block (coefficient past 63)".into());
-                                }
-                                coef[ZIGZAG[k]] = bits.receive_extend(s);
-                                k += 1;
-                            } else if r == 15 {
-                                k += 16;
-                            } else {
-                                break;
-                            }
-                        }
+                        dc_first(&mut bits, dc[c.dc].as_ref().ok_or("no DC table")?, &mut c.pred, &mut coef, 0)?;
+                        let all = Scan { progressive: false, ss: 1, se: 63, ah: 0, al: 0 };
+                        ac_first(&mut bits, ac[c.ac].as_ref().ok_or("no AC table")?, &mut coef, all, &mut 0)?;
                         idct_islow(&coef, &qt[c.tq], &mut c.plane[y * stride + x..], stride);
                     }
                 }
@@ -462,7 +442,17 @@ fn decode_scan(
     Ok(p)
 }
 
-/// A progressive AC band's first pass for one block (libjpeg's `decode_mcu_AC_first`).
+/// A block's DC coefficient, first (or only) pass: the difference to the component's last DC,
+/// at bit position `al`.
+fn dc_first(bits: &mut Bits, t: &Huffman, pred: &mut i32, block: &mut [i16], al: u32) -> R<()> {
+    let s = bits.decode(t)?;
+    *pred = pred.wrapping_add(bits.receive_extend(s));
+    block[0] = (*pred << al) as i16;
+    Ok(())
+}
+
+/// A progressive AC band's first pass for one block (libjpeg's `decode_mcu_AC_first`); with the
+/// band 1..=63 at bit 0, a baseline block's AC coefficients.
 fn ac_first(bits: &mut Bits, t: &Huffman, block: &mut [i16], scan: Scan, eobrun: &mut u32) -> R<()> {
     if *eobrun > 0 {
         *eobrun -= 1;
@@ -604,7 +594,7 @@ fn idct_1d(i: [i64; 8]) -> [i64; 8] {
 
 /// libjpeg's `jpeg_idct_islow` (jidctint.c): columns into a workspace scaled by `PASS1_BITS`,
 /// then rows, descaled and range-limited into `out` (rows `stride` apart).
-fn idct_islow(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
+fn idct_islow(coef: &[i16], q: &[u16; 64], out: &mut [u8], stride: usize) {
     let mut ws = [0i64; 64];
     for col in 0..8 {
         let input: [i64; 8] = std::array::from_fn(|r| coef[r * 8 + col] as i64 * q[r * 8 + col] as i64);
@@ -718,7 +708,7 @@ mod tests {
 
     #[test]
     fn flat_block_inverse_transforms_to_its_mean() {
-        let mut coef = [0i32; 64];
+        let mut coef = [0i16; 64];
         coef[0] = 8; // DC 8 × q 8 = 64 → +8 over mid-grey after the 1/8 scaling
         let mut out = [0u8; 64];
         idct_islow(&coef, &[8; 64], &mut out, 8);

@@ -238,7 +238,8 @@ pub struct AttnDims {
 
 /// softmax(q kᵀ / √d + bias) v per (batch, head), heads run in parallel; writes `out` laid
 /// out as `ol`. `key_bias` (`[batch, nk]`, or empty for none) is added to every query's logit
-/// of each key: ToMe's proportional attention, log of the number of patches a token holds. Both products run on the GEMM engine (`cpu::gemm`): the head's keys are packed as a
+/// of each key: ToMe's proportional attention, log of the number of patches a token holds.
+/// Both products run on the GEMM engine (`cpu::gemm`): the head's keys are packed as a
 /// weight straight out of their layout (a fused QKV needs no copy), its values as the right
 /// side `[nk, d]`, and the output is written in place through `ol`'s row stride.
 #[allow(clippy::too_many_arguments)]

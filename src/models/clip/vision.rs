@@ -83,7 +83,7 @@ impl Merging {
             return Ok((layer.mlp(&y)?, layer.flops(t, t)));
         }
         let dest = Tensor::tome_match(&qkv, layer.heads(), r)?;
-        let n_out = t.div_ceil(2) - r + t / 2;
+        let n_out = t - r;
         let sizes = match self.sizes.take() {
             Some(s) => s,
             None => Tensor::from_f32(vec![1.0; b * t], &[b, t], &x.device())?,

@@ -46,7 +46,8 @@ self.onmessage = async ({ data: { threads, iters } }) => {
   try {
     const { engine, threads: got, build } = await loadEngine({ threads });
     const rows = await engine.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu' });
-    self.postMessage({ build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })) });
+    const kernels = engine.benchGemm();
+    self.postMessage({ build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })), kernels });
   } catch (e) {
     self.postMessage({ error: String(e.message ?? e) });
   }
@@ -90,6 +91,10 @@ try {
   for (const r of results) {
     const [u, p7, p5] = [1, 0.7, 0.5].map(k => r.effarch.rows.find(e => Math.abs(e.keep - k) < 1e-6));
     console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(15)}  ${u.ms.toFixed(1).padStart(7)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(48) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}`);
+  }
+  console.log('micro-kernel (1 thread, L1)   GFLOP/s     peak  of peak');
+  for (const k of results[0].effarch.kernels ?? []) {
+    console.log(`${k.kernel.padEnd(28)} ${k.gflops.toFixed(1).padStart(8)} ${k.peak_gflops.toFixed(1).padStart(8)} ${(100 * k.gflops / k.peak_gflops).toFixed(0).padStart(7)}%`);
   }
   const one = results.find(r => r.threads === 1), two = results.find(r => r.threads === 2);
   if (one && two) {

@@ -5,7 +5,7 @@
 use super::{median, random_values};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::tensor::cpu::gemm::{tile_gflops, Epilogue, Kernel, PackedWeight};
+use crate::tensor::cpu::gemm::{peak_gflops, tile_gflops, Epilogue, Kernel, PackedWeight};
 use serde::Serialize;
 
 /// One micro-kernel alone: one thread, operands in L1.
@@ -15,6 +15,9 @@ pub struct TileRow {
     pub mr: usize,
     pub nr: usize,
     pub gflops: f64,
+    /// The instruction set's multiply-add ceiling on one thread, registers only
+    /// ([`peak_gflops`]): `gflops / peak_gflops` is the micro-kernel's efficiency.
+    pub peak_gflops: f64,
 }
 
 /// One product shape on one kernel (all threads).
@@ -81,20 +84,26 @@ fn gemm_crate(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize)
     }
 }
 
+/// Each micro-kernel this CPU (or wasm build) has, alone for `min_ms` on one thread, beside its
+/// instruction set's multiply-add ceiling ([`peak_gflops`]).
+pub fn micro_kernels(min_ms: f64, mut progress: impl FnMut(&str)) -> Vec<TileRow> {
+    Kernel::available()
+        .into_iter()
+        .map(|k| {
+            let row = TileRow { kernel: k.name().into(), mr: k.mr(), nr: k.nr(), gflops: tile_gflops(k, min_ms), peak_gflops: peak_gflops(k, min_ms) };
+            progress(&format!("micro-kernel {}: {:.1} GFLOP/s (1 thread, L1), peak {:.1}", row.kernel, row.gflops, row.peak_gflops));
+            row
+        })
+        .collect()
+}
+
 /// Every kernel this CPU has on [`SHAPES`], `iters` timed runs each (median).
 pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmReport> {
     if iters == 0 {
         return Err(Error::arg("benchmark needs at least one iteration"));
     }
     let kernels = Kernel::available();
-    let tiles = kernels
-        .iter()
-        .map(|&k| {
-            let row = TileRow { kernel: k.name().into(), mr: k.mr(), nr: k.nr(), gflops: tile_gflops(k, 200.0) };
-            progress(&format!("micro-kernel {}: {:.1} GFLOP/s (1 thread, L1)", row.kernel, row.gflops));
-            row
-        })
-        .collect();
+    let tiles = micro_kernels(200.0, &mut progress);
     let mut rows = Vec::new();
     for (name, m, n, k) in SHAPES {
         let x = random_values(m * k, 1, 1.0);

@@ -41,7 +41,7 @@ impl LinearWeight {
             let p = PackedWeight::pack(&data, out, inp, Kernel::best()).map_err(Error::arg)?;
             return Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p)) });
         };
-        let f16 = c.f16_weights && inp % 2 == 0;
+        let f16 = Self::half_on(device, inp);
         let row_bytes = (inp * if f16 { 2 } else { 4 }).max(1) as u64;
         let rows = (c.max_binding() / row_bytes).max(1) as usize;
         let parts = data
@@ -53,6 +53,12 @@ impl LinearWeight {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(LinearWeight { repr: Repr::Gpu(parts) })
+    }
+
+    /// Whether a weight with `inp` input features is stored as packed f16 on `device` (a GPU
+    /// context made with f16 weights; K even).
+    pub fn half_on(device: &Device, inp: usize) -> bool {
+        matches!(device, Device::Gpu(c) if c.f16_weights && inp % 2 == 0)
     }
 
     /// A weight kept in half precision at rest on the CPU (`bits`: the little-endian f16 or
@@ -158,6 +164,22 @@ impl LinearWeight {
             }
             Repr::Gpu(_) => self.forward_ex(&x.layer_norm(norm.0, norm.1, norm.2)?, b, act, res),
         }
+    }
+
+    /// [`Tensor::linear_normed`] with this weight, a LayerNorm folded into it (`colsum`: its
+    /// row sums, `b` the folded bias): one pass on a GPU; a weight split into row blocks
+    /// normalises x once, then runs a product per block; on the CPU the norm is applied while x
+    /// is packed.
+    pub fn forward_folded(&self, x: &Tensor, colsum: &Tensor, b: &Tensor, eps: f32, act: Option<super::Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+        if let Repr::Gpu(parts) = &self.repr {
+            if let [w] = &parts[..] {
+                return x.linear_normed(w, colsum, b, eps, act, res);
+            }
+        }
+        let k = x.shape().last().copied().unwrap_or(0);
+        let dev = x.device();
+        let (ones, zeros) = (Tensor::from_f32(vec![1.0; k], &[k], &dev)?, Tensor::from_f32(vec![0.0; k], &[k], &dev)?);
+        self.forward_normed(x, (&ones, &zeros, eps), Some(b), act, res)
     }
 
     /// `x @ wᵀ + b` over any leading dims.

@@ -217,6 +217,26 @@ impl Tensor {
         self.linear(w, b)?.epilogue(act, res)
     }
 
+    /// `act(norm(self) @ wᵀ + b) + res`, `norm` a LayerNorm without its affine part (the row
+    /// less its mean, over its std with `eps`): the product of a LayerNorm folded into the
+    /// weight (`w·diag(γ)`, `b + w·β`; `colsum` holds `w`'s row sums). On a GPU one pass
+    /// (the kernel sums x's rows while it stages them); on the CPU the norm, then the product.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_normed(&self, w: &Tensor, colsum: &Tensor, b: &Tensor, eps: f32, act: Option<Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+        if let (Tensor::Gpu(c, x), Tensor::Gpu(_, w), Tensor::Gpu(_, cs), Tensor::Gpu(_, bg)) = (self, w, colsum, b) {
+            let rg = match res {
+                Some(Tensor::Gpu(_, r)) => Some(r),
+                None => None,
+                Some(_) => return Err(mixed()),
+            };
+            return Ok(Tensor::Gpu(c.clone(), gpu::linear::linear_normed(c, x, w, cs, bg, eps, act, rg)?));
+        }
+        let k = self.shape().last().copied().unwrap_or(0);
+        let dev = self.device();
+        let (ones, zeros) = (Tensor::from_f32(vec![1.0; k], &[k], &dev)?, Tensor::from_f32(vec![0.0; k], &[k], &dev)?);
+        self.layer_norm(&ones, &zeros, eps)?.linear_ex(w, Some(b), act, res)
+    }
+
     /// `act(self) + res`, as separate ops: the unfused form of [`Tensor::linear_ex`]'s epilogue.
     pub(crate) fn epilogue(self, act: Option<Activation>, res: Option<&Tensor>) -> Result<Tensor> {
         let y = match act {

@@ -471,6 +471,13 @@ fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
     Ok(RunOptions { prune: Some(prune), labels: o.labels.unwrap_or_default(), compare_unpruned: o.compare_unpruned.unwrap_or(true) })
 }
 
+/// The micro-kernel table of `effarch bench gemm` for this build (wasm SIMD128 and the
+/// portable kernel, one thread each): `[{kernel, mr, nr, gflops, peak_gflops}]`.
+#[wasm_bindgen(js_name = benchGemm)]
+pub fn bench_gemm() -> Result<JsValue, JsError> {
+    to_js(&bench::gemm::micro_kernels(300.0, |_| {}))
+}
+
 /// The benchmark driver of `effarch bench clip`, on a random full-size ViT-B/16:
 /// `{keeps, batches, iters, scorer, layers}` → `[{keep, batch, ms_median, ratio, flop_ratio}]`.
 #[wasm_bindgen(js_name = benchClip)]

@@ -2,10 +2,10 @@
 //! the attention baseline of the Mamba bench): x + Attn(LN₁(x)), then x + MLP(LN₂(x)). Q, K
 //! and V are one fused matmul.
 
-use super::{KvCache, LayerNorm, Linear};
+use super::{KvCache, Linear, NormedLinear};
 use crate::error::{Error, Result};
 use crate::prune::{AttnView, Scorer};
-use crate::tensor::{Activation, Device, LinearWeight, Tensor};
+use crate::tensor::{Activation, Device, Tensor};
 use crate::weights::Scope;
 
 /// Shape of a layer, from the tower's config.
@@ -19,11 +19,11 @@ pub struct LayerDims {
 }
 
 pub struct EncoderLayer {
-    ln1: LayerNorm,
-    qkv: Linear,
+    /// LN₁ and the fused Q, K, V projection.
+    qkv: NormedLinear,
     out: Linear,
-    ln2: LayerNorm,
-    fc1: Linear,
+    /// LN₂ and the MLP's first projection.
+    fc1: NormedLinear,
     fc2: Linear,
     dims: LayerDims,
 }
@@ -45,13 +45,10 @@ impl EncoderLayer {
             w.extend(a.pp(p).get_f32("weight", &[h, h])?);
             b.extend(a.pp(p).get_f32("bias", &[h])?);
         }
-        let qkv = Linear::new(LinearWeight::new(w, [3 * h, h], dev)?, Some(Tensor::from_f32(b, &[3 * h], dev)?));
         Ok(EncoderLayer {
-            ln1: LayerNorm::load(&s.pp("layer_norm1"), h, d.eps, dev)?,
-            qkv,
+            qkv: NormedLinear::new(&s.pp("layer_norm1"), w, [3 * h, h], Some(b), d.eps, dev)?,
             out: Linear::load(&a.pp("out_proj"), h, h, true, dev)?,
-            ln2: LayerNorm::load(&s.pp("layer_norm2"), h, d.eps, dev)?,
-            fc1: Linear::load(&s.pp("mlp").pp("fc1"), d.intermediate, h, true, dev)?,
+            fc1: NormedLinear::load(&s.pp("layer_norm2"), &s.pp("mlp").pp("fc1"), d.intermediate, h, d.eps, dev)?,
             fc2: Linear::load(&s.pp("mlp").pp("fc2"), h, d.intermediate, true, dev)?,
             dims: d,
         })
@@ -73,7 +70,7 @@ impl EncoderLayer {
         }
         let heads = self.dims.heads;
         let hd = h / heads;
-        let qkv = self.qkv.forward_normed(x, &self.ln1, None, None)?.reshape(&[b, n, 3, heads, hd])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, L, d]
+        let qkv = self.qkv.forward(x, None, None)?.reshape(&[b, n, 3, heads, hd])?.permute(&[2, 0, 3, 1, 4])?; // [3, B, H, L, d]
         let part = |i: usize| qkv.narrow(0, i, 1).and_then(|t| t.reshape(&[b, heads, n, hd]));
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let (k, v) = cache.append(k, v)?;
@@ -104,7 +101,7 @@ impl EncoderLayer {
     }
 
     fn attend_ex(&self, x: &Tensor, causal: bool, sizes: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let qkv = self.qkv.forward_normed(x, &self.ln1, None, None)?; // [B, N, 3h] = [B, N, 3, H, d]
+        let qkv = self.qkv.forward(x, None, None)?; // [B, N, 3h] = [B, N, 3, H, d]
         let o = Tensor::attention_packed_sized(&qkv, self.dims.heads, causal, sizes)?;
         // x + out(o), the residual added in the projection's epilogue.
         Ok((self.out.forward_ex(&o, None, Some(x))?, qkv))
@@ -136,7 +133,7 @@ impl EncoderLayer {
 
     /// The MLP half: `x + MLP(LN₂(x))`.
     pub fn mlp(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.fc1.forward_normed(x, &self.ln2, Some(self.dims.act), None)?;
+        let y = self.fc1.forward(x, Some(self.dims.act), None)?;
         self.fc2.forward_ex(&y, None, Some(x))
     }
 

@@ -54,6 +54,70 @@ impl Linear {
     }
 }
 
+/// LayerNorm, then a linear layer: how every pre-norm block starts its attention (QKV) and its
+/// MLP (fc1), in one pass over x on either backend. On the CPU the norm is applied while x is
+/// packed for the product. On a GPU the norm's weight and bias are folded into the product at
+/// load — `LN(x)·Wᵀ + b = x̂·(W·diag(γ))ᵀ + (b + W·β)` with `x̂` the row less its mean over its
+/// std — so the kernel needs only each row's mean and variance, which it sums while it stages
+/// the row ([`Tensor::linear_normed`]): no normalised copy of x, no pass of its own.
+pub struct NormedLinear {
+    inner: Normed,
+}
+
+enum Normed {
+    Cpu { ln: LayerNorm, lin: Linear },
+    Folded { w: LinearWeight, b: Tensor, colsum: Tensor, eps: f32 },
+}
+
+impl NormedLinear {
+    /// `ln`: the LayerNorm's scope (`weight`, `bias` of `[inp]`); `w`, `b`: the linear
+    /// layer's HF `[out, inp]` weight and its bias (zeros when it has none).
+    pub fn new(ln: &Scope, w: Vec<f32>, [out, inp]: [usize; 2], b: Option<Vec<f32>>, eps: f64, dev: &Device) -> Result<Self> {
+        let b = b.unwrap_or_else(|| vec![0.0; out]);
+        if !matches!(dev, Device::Gpu(_)) {
+            let lin = Linear::new(LinearWeight::new(w, [out, inp], dev)?, Some(Tensor::from_f32(b, &[out], dev)?));
+            return Ok(NormedLinear { inner: Normed::Cpu { ln: LayerNorm::load(ln, inp, eps, dev)?, lin } });
+        }
+        let (g, beta) = (ln.get_f32("weight", &[inp])?, ln.get_f32("bias", &[inp])?);
+        let half = LinearWeight::half_on(dev, inp);
+        let mut wf = w;
+        let (mut bf, mut colsum) = (Vec::with_capacity(out), Vec::with_capacity(out));
+        for (row, &bj) in wf.chunks_exact_mut(inp.max(1)).zip(&b) {
+            let (mut bias, mut sum) = (bj as f64, 0f64);
+            for ((v, &gk), &bk) in row.iter_mut().zip(&g).zip(&beta) {
+                bias += *v as f64 * bk as f64;
+                *v *= gk;
+                // The row sums of what the kernel multiplies by (f16-rounded where it stores f16).
+                sum += if half { half::f16::from_f32(*v).to_f32() as f64 } else { *v as f64 };
+            }
+            bf.push(bias as f32);
+            colsum.push(sum as f32);
+        }
+        Ok(NormedLinear {
+            inner: Normed::Folded {
+                w: LinearWeight::new(wf, [out, inp], dev)?,
+                b: Tensor::from_f32(bf, &[out], dev)?,
+                colsum: Tensor::from_f32(colsum, &[out], dev)?,
+                eps: eps as f32,
+            },
+        })
+    }
+
+    /// A LayerNorm (`ln`) and a linear layer with a bias (`lin`) from their scopes.
+    pub fn load(ln: &Scope, lin: &Scope, out: usize, inp: usize, eps: f64, dev: &Device) -> Result<Self> {
+        let (w, b) = (lin.get_f32("weight", &[out, inp])?, lin.get_f32("bias", &[out])?);
+        Self::new(ln, w, [out, inp], Some(b), eps, dev)
+    }
+
+    /// `act(LN(x)·Wᵀ + b) + res`.
+    pub fn forward(&self, x: &Tensor, act: Option<crate::tensor::Activation>, res: Option<&Tensor>) -> Result<Tensor> {
+        match &self.inner {
+            Normed::Cpu { ln, lin } => lin.forward_normed(x, ln, act, res),
+            Normed::Folded { w, b, colsum, eps } => w.forward_folded(x, colsum, b, *eps, act, res),
+        }
+    }
+}
+
 /// RMSNorm (Qwen2, Mamba): `x / rms(x) · weight`, no bias.
 pub struct RmsNorm {
     w: Tensor,
@@ -66,5 +130,95 @@ impl RmsNorm {
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.rms_norm(&self.w, self.eps)
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::tensor::Activation;
+    use crate::weights::{serialize_f32, Weights};
+
+    fn vals(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104729) % 2003) as f32 / 1001.5) - 1.0).collect()
+    }
+
+    /// erf (Abramowitz–Stegun 7.1.26 refined by one Newton step is not needed here: 1.5e-7).
+    fn libm_erf(x: f64) -> f64 {
+        let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+        let y = 1.0 - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592) * t * (-x * x).exp();
+        y.copysign(x)
+    }
+
+    /// The LayerNorm folded into the product (GPU) equals LayerNorm, then the product (CPU),
+    /// on every kernel path: a few rows and K not a multiple of 4 or under 16 (the norm as a
+    /// pass of its own), split K, one pass, f16 weights; rows with a mean far from zero (the
+    /// shift keeps the row sums from cancelling) and a constant row (variance 0).
+    #[test]
+    fn folded_layer_norm_matches_norm_then_product() {
+        let gpu = crate::tensor::gpu::test_context();
+        let f16 = pollster::block_on(crate::tensor::gpu::GpuContext::new_with(true)).expect("an f16-weight context on the test adapter");
+        let cases = [
+            (3usize, 768usize, 64usize, None, false),
+            (197, 768, 2304, None, false),
+            (197, 3072, 768, Some(Activation::QuickGelu), true),
+            (700, 64, 130, Some(Activation::Gelu), true),
+            (197, 18, 40, None, true),
+            (70, 12, 9, Some(Activation::QuickGelu), false),
+        ];
+        for (ci, &(m, k, n, act, with_res)) in cases.iter().enumerate() {
+            let mut xv = vals(m * k, 20 + ci);
+            for (i, row) in xv.chunks_mut(k).enumerate() {
+                match i % 4 {
+                    1 => row.iter_mut().for_each(|v| *v = 40.0 + 3.0 * *v),
+                    2 => row.iter_mut().for_each(|v| *v = -25.0 + 0.2 * *v),
+                    3 if i == 3 => row.iter_mut().for_each(|v| *v = 7.0),
+                    _ => {}
+                }
+            }
+            let (wv, bv, rv) = (vals(n * k, 21).iter().map(|v| v * 0.05).collect::<Vec<_>>(), vals(n, 22), vals(m * n, 23));
+            let (g, beta): (Vec<f32>, Vec<f32>) = (vals(k, 24).iter().map(|v| 1.0 + 0.5 * v).collect(), vals(k, 25).iter().map(|v| 0.1 * v).collect());
+            let file = serialize_f32(&[("ln.weight".into(), vec![k], g.clone()), ("ln.bias".into(), vec![k], beta.clone())]);
+            let w = Weights::from_bytes("ln", file).unwrap();
+            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+            // The truth in f64: LayerNorm, the product, the epilogue.
+            let want: Vec<f32> = xv
+                .chunks(k)
+                .enumerate()
+                .flat_map(|(i, row)| {
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
+                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
+                    let xn: Vec<f64> =
+                        row.iter().zip(&g).zip(&beta).map(|((&v, &g), &b)| (v as f64 - mean) / (var + 1e-5).sqrt() * g as f64 + b as f64).collect();
+                    let (wv, bv, rv) = (&wv, &bv, &rv);
+                    (0..n).map(move |j| {
+                        let y = bv[j] as f64 + xn.iter().zip(&wv[j * k..(j + 1) * k]).map(|(a, &w)| a * w as f64).sum::<f64>();
+                        let y = match act {
+                            Some(Activation::QuickGelu) => y / (1.0 + (-1.702 * y).exp()),
+                            Some(Activation::Gelu) => 0.5 * y * (1.0 + libm_erf(y / std::f64::consts::SQRT_2)),
+                            _ => y,
+                        };
+                        (y + if with_res { rv[i * n + j] as f64 } else { 0.0 }) as f32
+                    })
+                })
+                .collect();
+            let scale = want.iter().fold(1f32, |a, v| a.max(v.abs()));
+            for (ctx, tol, wide) in [(&gpu, 2e-5f32, false), (&gpu, 2e-5, true), (&f16, 5e-4, ci % 2 == 0)] {
+                // Split K's reduce normalises on a wide device; one pass does it otherwise.
+                ctx.set_wide(Some(wide));
+                let dev = Device::Gpu(ctx.clone());
+                let nl = NormedLinear::new(&w.pp("ln"), wv.clone(), [n, k], Some(bv.clone()), 1e-5, &dev).unwrap();
+                let r = with_res.then(|| Tensor::from_f32(rv.clone(), &[m, n], &dev).unwrap());
+                let got = nl.forward(&Tensor::from_f32(xv.clone(), &[m, k], &dev).unwrap(), act, r.as_ref()).unwrap().to_vec_f32().unwrap();
+                let d = crate::num::max_abs_diff(&got, &want) / scale;
+                println!("folded LN [{m}, {k}] x [{n}, {k}], f16 {}, wide {wide}: max |Δ| / max |y| {d:e}", ctx.f16_weights);
+                assert!(d < tol, "folded LN [{m}, {k}] x [{n}, {k}] (f16 weights {}): max |Δ| / max |y| {d} > {tol}", ctx.f16_weights);
+            }
+            // On the CPU the pair is LayerNorm fused into the packing: the same numbers.
+            let nl = NormedLinear::new(&w.pp("ln"), wv.clone(), [n, k], Some(bv.clone()), 1e-5, &Device::Cpu).unwrap();
+            let got = nl.forward(&cpu(&xv, &[m, k]), act, with_res.then(|| cpu(&rv, &[m, n])).as_ref()).unwrap().to_vec_f32().unwrap();
+            let d = crate::num::max_abs_diff(&got, &want) / scale;
+            assert!(d < 1e-4, "CPU [{m}, {k}] x [{n}, {k}]: max |Δ| / max |y| {d}");
+        }
     }
 }

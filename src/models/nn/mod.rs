@@ -10,4 +10,4 @@ mod linear;
 pub use embedding::Embedding;
 pub use encoder::{EncoderLayer, LayerDims, Pruned};
 pub use kv_cache::KvCache;
-pub use linear::{LayerNorm, Linear, RmsNorm};
+pub use linear::{LayerNorm, Linear, NormedLinear, RmsNorm};

@@ -156,6 +156,21 @@ mod portable {
         }
     }
 
+    /// `n` rounds of the 4 × 8 tile's 32 independent scalar multiply-adds, written as plain
+    /// Rust (the compiler vectorises them for the build's baseline target).
+    pub fn peak(n: usize) -> f32 {
+        let mut c = [[1f32; NR]; MR];
+        let (m, a) = (std::hint::black_box(0.999_99f32), std::hint::black_box(1e-6f32));
+        for _ in 0..n {
+            for row in c.iter_mut() {
+                for v in row.iter_mut() {
+                    *v = *v * m + a;
+                }
+            }
+        }
+        c.iter().flatten().sum()
+    }
+
     pub static PORTABLE: [TileFn; MR] = tile_table!(k; 1 2 3 4);
 }
 
@@ -300,6 +315,41 @@ mod x86 {
         }
     }
 
+    /// `n` rounds of 16 independent zmm multiply-adds in registers (enough chains to cover the
+    /// FMA latency on every core we know; with 24 LLVM spills some to the stack).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn peak_avx512(n: usize) -> f32 {
+        let (m, a) = (_mm512_set1_ps(0.999_99), _mm512_set1_ps(1e-6));
+        let mut c = [_mm512_set1_ps(1.0); 16];
+        for _ in 0..n {
+            for v in c.iter_mut() {
+                *v = _mm512_fmadd_ps(*v, m, a);
+            }
+        }
+        c.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+    }
+
+    /// `n` rounds of 12 independent ymm multiply-adds in registers (the 6 × 16 tile's chains).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn peak_avx2(n: usize) -> f32 {
+        let (m, a) = (_mm256_set1_ps(0.999_99), _mm256_set1_ps(1e-6));
+        let mut c = [_mm256_set1_ps(1.0); 12];
+        for _ in 0..n {
+            for v in c.iter_mut() {
+                *v = _mm256_fmadd_ps(*v, m, a);
+            }
+        }
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), c.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v)));
+        out.iter().sum()
+    }
+
     pub static AVX512: [TileFn; 12] = tile_table!(avx512; 1 2 3 4 5 6 7 8 9 10 11 12);
     pub static AVX2: [TileFn; 6] = tile_table!(avx2; 1 2 3 4 5 6);
 }
@@ -349,6 +399,19 @@ mod wasm {
             v128_store(c.add(i * ldc) as *mut v128, c0[i]);
             v128_store(c.add(i * ldc + 4) as *mut v128, c1[i]);
         }
+    }
+
+    /// `n` rounds of 8 independent f32x4 multiply-adds in registers (the 4 × 8 tile's chains).
+    pub fn peak_simd128(n: usize) -> f32 {
+        let (m, a) = (f32x4_splat(0.999_99), f32x4_splat(1e-6));
+        let mut c = [f32x4_splat(1.0); 8];
+        for _ in 0..n {
+            for v in c.iter_mut() {
+                *v = madd(*v, m, a);
+            }
+        }
+        let s = c.iter().fold(f32x4_splat(0.0), |s, &v| f32x4_add(s, v));
+        f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s) + f32x4_extract_lane::<2>(s) + f32x4_extract_lane::<3>(s)
     }
 
     pub static SIMD128: [TileFn; super::WASM_MR] = tile_table!(simd128; 1 2 3 4);
@@ -712,6 +775,33 @@ pub fn tile_gflops(kernel: Kernel, min_ms: f64) -> f64 {
         if ms >= min_ms {
             std::hint::black_box(&t);
             return (2 * mr * nr * KC) as f64 * calls as f64 / (ms * 1e6);
+        }
+    }
+}
+
+/// The kernel's instruction set alone, on one thread: as many independent multiply-add chains
+/// as its micro-kernel keeps, in registers, no loads or stores — the ceiling
+/// [`tile_gflops`] is measured against (on x86, the FMA units' peak at the clock the core runs).
+pub fn peak_gflops(kernel: Kernel, min_ms: f64) -> f64 {
+    // Multiply-adds per round (×2 flops each).
+    let (round, f): (usize, fn(usize) -> f32) = match kernel {
+        // SAFETY: the kernel is only offered when the CPU has its features (`Kernel::available`).
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => (16 * 16, |n| unsafe { x86::peak_avx512(n) }),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => (12 * 8, |n| unsafe { x86::peak_avx2(n) }),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Kernel::Simd128 => (8 * 4, wasm::peak_simd128),
+        _ => (4 * 8, portable::peak),
+    };
+    let n = 1 << 14;
+    let (mut rounds, t0) = (0u64, crate::clock::now_ms());
+    loop {
+        std::hint::black_box(f(std::hint::black_box(n)));
+        rounds += n as u64;
+        let ms = crate::clock::now_ms() - t0;
+        if ms >= min_ms {
+            return (2 * round) as f64 * rounds as f64 / (ms * 1e6);
         }
     }
 }

@@ -54,8 +54,10 @@ const MIN_KEYS_PER_CHUNK: usize = 16;
 /// [`key_chunk`], and short enough that small batches still give the GPU
 /// [`TARGET_INVOCATIONS`] (one ViT-B/16 image has 12 × 197 query rows: 13 chunks of 16 keys,
 /// merged by the combine pass, as flash-decoding splits keys).
-fn chunk_for(rows: usize, nk: usize, d: usize) -> usize {
-    let chunks = nk.div_ceil(key_chunk(d)).max(TARGET_INVOCATIONS.div_ceil(rows.max(1)).min(nk.div_ceil(MIN_KEYS_PER_CHUNK)));
+/// On a device that is not [`GpuContext::wide`] only the loop limit splits keys.
+fn chunk_for(wide: bool, rows: usize, nk: usize, d: usize) -> usize {
+    let fill = if wide { TARGET_INVOCATIONS.div_ceil(rows.max(1)).min(nk.div_ceil(MIN_KEYS_PER_CHUNK)) } else { 1 };
+    let chunks = nk.div_ceil(key_chunk(d)).max(fill);
     nk.div_ceil(chunks.max(1)).max(1)
 }
 
@@ -105,7 +107,7 @@ fn run(
         }
     };
     let flag = key_sizes.is_some() as u32;
-    let chunk = chunk_for(total, nk, d);
+    let chunk = chunk_for(ctx.wide(), total, nk, d);
     let chunks = nk.div_ceil(chunk);
     let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group.max(1) as u32];
     for l in lays {
@@ -188,10 +190,14 @@ mod tests {
     #[test]
     fn matches_cpu() {
         let ctx = super::super::test_context();
-        // The last cases span several key chunks (`key_chunk`), causal and not.
-        for &(b, h, n, d, causal) in
-            &[(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false), (1, 2, 1100, 80, false), (1, 2, 600, 128, true)]
-        {
+        // The last cases span several key chunks (`key_chunk`), causal and not; a wide device
+        // also splits short key ranges to fill itself (the first cases), any adapter forced both ways.
+        for (wide, &(b, h, n, d, causal)) in [false, true].into_iter().flat_map(|w| {
+            [(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false), (1, 2, 1100, 80, false), (1, 2, 600, 128, true)]
+                .iter()
+                .map(move |c| (w, c))
+        }) {
+            ctx.set_wide(Some(wide));
             let qkv: Vec<f32> = (0..b * n * 3 * h * d).map(|i| (((i * 7919) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect();
             let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::Cpu).unwrap();
             let want = Tensor::attention_packed(&c, h, causal).unwrap().to_vec_f32().unwrap();

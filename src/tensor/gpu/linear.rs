@@ -20,9 +20,10 @@ const TARGET_TILES: usize = 512;
 /// Fewest K per split.
 const MIN_SPLIT_K: usize = 256;
 
-/// How many slices of K `linear` runs in parallel for an output of `tiles` tiles.
-fn k_splits(tiles: usize, k: usize) -> usize {
-    if tiles * 2 >= TARGET_TILES {
+/// How many slices of K `linear` runs in parallel for an output of `tiles` tiles (one on a
+/// device that is not [`GpuContext::wide`]).
+fn k_splits(ctx: &GpuContext, tiles: usize, k: usize) -> usize {
+    if tiles * 2 >= TARGET_TILES || !ctx.wide() {
         return 1;
     }
     TARGET_TILES.div_ceil(tiles.max(1)).min(k / MIN_SPLIT_K).max(1)
@@ -68,11 +69,99 @@ fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
 /// The pipelines `linear` and `matmul_nt` run: every load variant (f16 weights only where the
 /// context stores them), the few-row kernel and split K's reduce.
 pub(super) fn kernels(f16: bool) -> Vec<(&'static str, &'static str)> {
-    let mut v = vec![variant(false, false), variant(true, false), small(), reduce()];
+    let mut v = vec![variant(false, false), variant(true, false), small(), reduce(), norm_variant(false), reduce_norm()];
     if f16 {
-        v.extend([variant(false, true), variant(true, true)]);
+        v.extend([variant(false, true), variant(true, true), norm_variant(true)]);
     }
     v
+}
+
+/// `src` with the text between the lines `// {tag}` and `// END {tag}` replaced by `with`.
+fn splice(src: &str, tag: &str, with: &str) -> String {
+    let (open, close) = (format!("// {tag}\n"), format!("// END {tag}\n"));
+    match (src.find(&open), src.find(&close)) {
+        (Some(a), Some(b)) if b > a => format!("{}{with}\n{}", &src[..a], &src[b + close.len()..]),
+        _ => src.to_string(),
+    }
+}
+
+/// The vec4 kernels with a LayerNorm folded in ([`linear_normed`]): each invocation sums the
+/// row it stages (less the row's shift, the mean of its first 16 values, so the sums do not
+/// cancel) and the epilogue normalises with the row's mean and variance.
+fn norm_variant(f16: bool) -> (&'static str, &'static str) {
+    static SRC: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    const NAMES: [&str; 2] = ["linear_v4_norm", "linear_f16_v4_norm"];
+    let srcs = SRC.get_or_init(|| {
+        [false, true].map(|f16| {
+            let base = variant(true, f16).1;
+            let s = splice(base, "NORM FNS", NORM_FNS);
+            let s = s.replace("    // NORM PRE\n", NORM_PRE);
+            let s = splice(&s, "NORM POST", NORM_POST);
+            s.replace(
+                "xv = x[(xo + (row0 + r) * p.k + c) / 4u]; }",
+                "xv = x[(xo + (row0 + r) * p.k + c) / 4u] - vec4<f32>(sh); st += vec2<f32>(dot(xv, vec4<f32>(1.0)), dot(xv, xv)); }",
+            )
+        })
+    });
+    (NAMES[f16 as usize], &srcs[f16 as usize])
+}
+
+const NORM_FNS: &str = "@group(0) @binding(6) var<storage, read> cs: array<f32>; // the folded weight's row sums [N]
+@group(0) @binding(7) var<storage, read_write> stats: array<vec2<f32>>; // split K: [splits, M] row sums
+var<workgroup> rs: array<vec2<f32>, 256>;
+// nm = (mean − shift, 1 / std) of the output's row: Σ (x − shift) w′ − (mean − shift) Σ w′ = Σ (x − mean) w′.
+fn pre(v: f32, c: u32, nm: vec2<f32>) -> f32 {
+    if (p.norm == 0u) { return v; }
+    return (v - nm.x * cs[c]) * nm.y;
+}
+// Tile row i's (mean − shift, 1 / std) from its four stagers' sums.
+fn row_norm(i: u32) -> vec2<f32> {
+    let s = rs[4u * i] + rs[4u * i + 1u] + rs[4u * i + 2u] + rs[4u * i + 3u];
+    let d = s.x / f32(p.k);
+    return vec2<f32>(d, inverseSqrt(max(s.y / f32(p.k) - d * d, 0.0) + bitcast<f32>(p.eps)));
+}";
+
+const NORM_PRE: &str = "    // The row this invocation stages, its shift, and its sums Σ (x − shift), Σ (x − shift)².
+    let nr = row0 + t / 4u;
+    var sh = 0.0;
+    if (nr < p.m) {
+        for (var i = 0u; i < 4u; i++) { sh += dot(x[(xo + nr * p.k) / 4u + i], vec4<f32>(1.0)); }
+        sh /= 16.0;
+    }
+    var st = vec2<f32>(0.0);
+";
+
+const NORM_POST: &str = "    rs[t] = st;
+    workgroupBarrier();
+    if (p.kc != 0u && wg.x == 0u && t % 4u == 0u && nr < p.m) {
+        stats[wg.z * p.m + nr] = rs[t] + rs[t + 1u] + rs[t + 2u] + rs[t + 3u];
+    }
+    let nm0 = row_norm(lid.y * 4u);
+    let nm1 = row_norm(lid.y * 4u + 1u);
+    let nm2 = row_norm(lid.y * 4u + 2u);
+    let nm3 = row_norm(lid.y * 4u + 3u);";
+
+/// Split K's reduce for [`linear_normed`]: adds the slabs' row sums too and normalises.
+fn reduce_norm() -> (&'static str, &'static str) {
+    static SRC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let src = SRC.get_or_init(|| {
+        let s = splice(
+            reduce().1,
+            "NORM",
+            "    let row = t / p.n;
+    let c = t % p.n;
+    var st = vec2<f32>(0.0);
+    for (var z = 0u; z < p.splits; z++) { st += stats[z * (p.mn / p.n) + row]; }
+    let d = st.x / f32(p.k);
+    let inv = inverseSqrt(max(st.y / f32(p.k) - d * d, 0.0) + bitcast<f32>(p.eps));
+    y[t] = finish((s - d * cs[c]) * inv, t, c);",
+        );
+        s.replace(
+            "@compute",
+            "@group(0) @binding(5) var<storage, read> cs: array<f32>;\n@group(0) @binding(6) var<storage, read> stats: array<vec2<f32>>;\n\n@compute",
+        )
+    });
+    ("linear_reduce_norm", src)
 }
 
 fn small() -> (&'static str, &'static str) {
@@ -92,17 +181,8 @@ pub fn linear(ctx: &GpuContext, x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTens
     linear_ex(ctx, x, w, b, None, None)
 }
 
-/// `act(x @ wᵀ + b) + res` in one pass over the output: the bias, the activation and the
-/// residual are applied while each output is in a register (`epilogue.wgsl`), so an MLP's
-/// first projection or a block's output projection writes its result once.
-pub fn linear_ex(
-    ctx: &GpuContext,
-    x: &GpuTensor,
-    w: &GpuTensor,
-    b: Option<&GpuTensor>,
-    act: Option<crate::tensor::Activation>,
-    res: Option<&GpuTensor>,
-) -> Result<GpuTensor> {
+/// `(M, N, K, output shape)` of `x @ wᵀ`, the bias and residual checked against them.
+fn check(x: &GpuTensor, w: &GpuTensor, b: Option<&GpuTensor>, res: Option<&GpuTensor>) -> Result<(usize, usize, usize, Vec<usize>)> {
     let (Some(&k), &[n, wk]) = (x.shape.last(), &w.shape[..]) else {
         return Err(Error::arg(format!("linear: input {:?} and weight {:?} must be [.., K] and [N, K]", x.shape, w.shape)));
     };
@@ -124,6 +204,72 @@ pub fn linear_ex(
             return Err(Error::arg(format!("linear: residual {:?} for an output of {shape:?}", r.shape)));
         }
     }
+    Ok((m, n, k, shape))
+}
+
+/// `act(norm(x) @ w′ᵀ + b′) + res`: a LayerNorm folded into the product
+/// ([`crate::models::nn::NormedLinear`]): `w′ = w·diag(γ)`, `b′ = b + w·β`, `colsum` = `w′`'s
+/// row sums, and `norm` the LayerNorm without its affine part. One pass over x: the tiled
+/// kernel sums each row's mean and variance while it stages it (`norm_variant`); where that
+/// kernel does not run (a few rows, K not a multiple of 4 or under 16) the norm is a pass of
+/// its own.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_normed(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    colsum: &GpuTensor,
+    b: &GpuTensor,
+    eps: f32,
+    act: Option<crate::tensor::Activation>,
+    res: Option<&GpuTensor>,
+) -> Result<GpuTensor> {
+    let (m, n, k, shape) = check(x, w, Some(b), res)?;
+    if colsum.shape != [n] {
+        return Err(Error::arg(format!("linear: row sums {:?} for {n} outputs", colsum.shape)));
+    }
+    if m <= SMALL_M || k % 4 != 0 || k < 16 {
+        let (ones, zeros) = (ctx.upload(&vec![1.0; k], &[k])?, ctx.upload(&vec![0.0; k], &[k])?);
+        let xn = super::rows::rows(ctx, x, Some((&ones, &zeros)), super::rows::RowOp::LayerNorm { eps })?;
+        return linear_ex(ctx, &xn, w, Some(b), act, res);
+    }
+    let y = ctx.empty(&shape)?;
+    let (act, has_res, e) = (act.map_or(0, super::elementwise::act_code), res.is_some() as u32, eps.to_bits());
+    let resb = res.map_or(&x.buf, |r| &r.buf);
+    let (name, src) = norm_variant(w.dtype == GpuDtype::F16);
+    let pipe = ctx.pipeline(name, src);
+    let (tn, tm) = (n.div_ceil(TILE), m.div_ceil(TILE));
+    let kc = k.div_ceil(k_splits(ctx, tn * tm, k)).next_multiple_of(16);
+    let splits = k.div_ceil(kc);
+    let (mu, nu, ku) = (m as u32, n as u32, k as u32);
+    if splits > 1 && ((splits * m * n * 4) as u64) <= ctx.max_binding() {
+        let part = ctx.empty(&[splits * m * n])?;
+        let stats = ctx.empty(&[splits * m * 2])?;
+        let pp = ctx.uniform(&[mu, nu, ku, 0, 0, 0, mu * nu, kc as u32, 0, 0, e, 0]);
+        ctx.dispatch(&pipe, &[&x.buf, &w.buf, &x.buf, &part.buf, &pp, &x.buf, &colsum.buf, &stats.buf], (tn as u32, tm as u32, splits as u32))?;
+        let rp = ctx.uniform(&[mu * nu, nu, splits as u32, 1, act, has_res, e, ku]);
+        let (name, src) = reduce_norm();
+        ctx.dispatch_1d(name, src, &[&part.buf, &b.buf, &y.buf, &rp, resb, &colsum.buf, &stats.buf], m * n, 256)?;
+        return Ok(y);
+    }
+    let stats = ctx.empty(&[2])?;
+    let params = ctx.uniform(&[mu, nu, ku, 1, 0, 0, 0, 0, act, has_res, e, 1]);
+    ctx.dispatch(&pipe, &[&x.buf, &w.buf, &b.buf, &y.buf, &params, resb, &colsum.buf, &stats.buf], (tn as u32, tm as u32, 1))?;
+    Ok(y)
+}
+
+/// `act(x @ wᵀ + b) + res` in one pass over the output: the bias, the activation and the
+/// residual are applied while each output is in a register (`epilogue.wgsl`), so an MLP's
+/// first projection or a block's output projection writes its result once.
+pub fn linear_ex(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
+    act: Option<crate::tensor::Activation>,
+    res: Option<&GpuTensor>,
+) -> Result<GpuTensor> {
+    let (m, n, k, shape) = check(x, w, b, res)?;
     let y = ctx.empty(&shape)?;
     if m == 0 || n == 0 {
         return Ok(y);
@@ -144,7 +290,7 @@ pub fn linear_ex(
     let pipe = pipeline(ctx, k, w);
     let (tn, tm) = (n.div_ceil(TILE), m.div_ceil(TILE));
     // K per slice: a whole number of 16-deep K tiles.
-    let kc = k.div_ceil(k_splits(tn * tm, k)).next_multiple_of(16);
+    let kc = k.div_ceil(k_splits(ctx, tn * tm, k)).next_multiple_of(16);
     let splits = k.div_ceil(kc);
     if splits > 1 && ((splits * m * n * 4) as u64) <= ctx.max_binding() {
         let part = ctx.empty(&[splits * m * n])?;
@@ -204,20 +350,25 @@ mod tests {
     #[test]
     fn matches_cpu_on_awkward_shapes() {
         let ctx = super::super::test_context();
-        for &(lead, k, n, bias) in &[
-            (&[1usize][..], 768usize, 3usize, true),
-            (&[1, 197][..], 768, 2304, true),
-            (&[2, 65][..], 17, 130, false),
-            (&[3][..], 1, 1, true),
-            (&[1, 1][..], 1536, 3072, true),
-            (&[8][..], 48, 1536, true),
-            (&[3][..], 4, 70000, false),
-            (&[9][..], 64, 5, true),
-            // Split K (few output tiles): slices of whole 16-deep tiles, the last one short.
-            (&[1, 197][..], 3072, 768, true),
-            (&[5][..], 1000, 64, true),
-            (&[17][..], 777, 70, false),
-        ] {
+        // Both policies on any adapter: split K where the device is wide, one pass where not.
+        for (lead, k, n, bias, wide) in [false, true].into_iter().flat_map(|wide| {
+            [
+                (&[1usize][..], 768usize, 3usize, true),
+                (&[1, 197][..], 768, 2304, true),
+                (&[2, 65][..], 17, 130, false),
+                (&[3][..], 1, 1, true),
+                (&[1, 1][..], 1536, 3072, true),
+                (&[8][..], 48, 1536, true),
+                (&[3][..], 4, 70000, false),
+                (&[9][..], 64, 5, true),
+                // Split K (few output tiles): slices of whole 16-deep tiles, the last one short.
+                (&[1, 197][..], 3072, 768, true),
+                (&[5][..], 1000, 64, true),
+                (&[17][..], 777, 70, false),
+            ]
+            .map(|(l, k, n, b)| (l, k, n, b, wide))
+        }) {
+            ctx.set_wide(Some(wide));
             let m: usize = lead.iter().product();
             let (xv, wv, bv) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));
             let mut xs = lead.to_vec();
@@ -238,8 +389,9 @@ mod tests {
             // f32 sums of K products in two summation orders: the gap grows with K (at
             // K = 3072 the one-pass kernel is 2.9e-3 from candle's gemm, split K 1.3e-3).
             let tol = 1e-3 * (k as f32 / 768.0).max(1.0);
-            assert!(d < tol, "[{m}, {k}] x [{n}, {k}]: max |Δ| {d} > {tol} on {}", ctx.adapter.name);
+            assert!(d < tol, "[{m}, {k}] x [{n}, {k}] (wide {wide}): max |Δ| {d} > {tol} on {}", ctx.adapter.name);
         }
+        ctx.set_wide(None);
         // f16 weights (vec4 loads for K = 768, scalar for K = 6): the same products within
         // f16 rounding of the weights.
         for &(m, k, n) in &[(197usize, 768usize, 130usize), (5, 6, 3)] {
@@ -268,6 +420,8 @@ mod tests {
         let acts = [None, Some(QuickGelu), Some(Gelu), Some(GeluTanh), Some(Silu), Some(Softplus)];
         for (case, &(m, k, n)) in [(1usize, 768usize, 300usize), (197, 3072, 96), (70, 64, 130), (3, 6, 5)].iter().enumerate() {
             for (i, &act) in acts.iter().enumerate() {
+                // Split K on a wide device, one pass otherwise: each act on one of them.
+                ctx.set_wide(Some(i % 2 == 0));
                 let with_res = (case + i) % 2 == 0;
                 let (xv, wv, bv, rv) = (vals(m * k, 11 + i), vals(n * k, 12), vals(n, 13), vals(m * n, 14));
                 let on = |d: &Device| -> Vec<f32> {

@@ -10,8 +10,11 @@
 // k in [z·kc, z·kc + kc) only and writes its partial product to its own slab of y (ybs = M·N,
 // no epilogue); `linear_reduce.wgsl` adds the slabs and applies it. The epilogue
 // (epilogue.wgsl: bias, activation, residual) is prepended by `linear.rs`.
+//
+// The NORM variants (`linear.rs`: LayerNorm folded into the product) fill in the NORM blocks:
+// they sum each row's mean and variance while staging x and normalise in `pre`.
 
-struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, kc: u32, act: u32, has_res: u32, pad0: u32, pad1: u32 }
+struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, kc: u32, act: u32, has_res: u32, eps: u32, norm: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -30,11 +33,15 @@ const TS: u32 = 17u;
 var<workgroup> xs: array<vec4<f32>, 272>;
 var<workgroup> ws: array<vec4<f32>, 272>;
 
-fn store_row(yo: u32, r: u32, c0: u32, v: vec4<f32>) {
+// NORM FNS
+fn pre(v: f32, c: u32, nm: vec2<f32>) -> f32 { return v; }
+// END NORM FNS
+
+fn store_row(yo: u32, r: u32, c0: u32, v: vec4<f32>, nm: vec2<f32>) {
     if (r >= p.m) { return; }
     for (var j = 0u; j < 4u; j++) {
         let c = c0 + j;
-        if (c < p.n) { y[yo + r * p.n + c] = finish(v[j], r * p.n + c, c); }
+        if (c < p.n) { y[yo + r * p.n + c] = finish(pre(v[j], c, nm), r * p.n + c, c); }
     }
 }
 
@@ -59,6 +66,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         kb = wg.z * p.kc;
         ke = min(p.k, kb + p.kc);
     }
+    // NORM PRE
     for (var k0 = kb; k0 < ke; k0 += TK) {
         // LOAD: each invocation stages 4 consecutive k of one row of x and of w.
         let r = t / 4u;
@@ -87,10 +95,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         workgroupBarrier();
     }
 
+    // NORM POST
+    let nm0 = vec2<f32>(0.0, 1.0);
+    let nm1 = nm0;
+    let nm2 = nm0;
+    let nm3 = nm0;
+    // END NORM POST
     let r0 = row0 + lid.y * 4u;
     let c0 = col0 + lid.x * 4u;
-    store_row(yo, r0, c0, acc0);
-    store_row(yo, r0 + 1u, c0, acc1);
-    store_row(yo, r0 + 2u, c0, acc2);
-    store_row(yo, r0 + 3u, c0, acc3);
+    store_row(yo, r0, c0, acc0, nm0);
+    store_row(yo, r0 + 1u, c0, acc1, nm1);
+    store_row(yo, r0 + 2u, c0, acc2, nm2);
+    store_row(yo, r0 + 3u, c0, acc3, nm3);
 }

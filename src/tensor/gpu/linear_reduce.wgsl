@@ -1,7 +1,8 @@
 // The second pass of a split-K `linear` (linear.wgsl): y = finish(Σ_z part[z]) over M·N
 // outputs, the epilogue (bias, activation, residual; epilogue.wgsl) prepended by `linear.rs`.
+// Its NORM variant also adds the slabs' row sums and normalises (see `linear.rs`).
 
-struct Params { mn: u32, n: u32, splits: u32, has_bias: u32, act: u32, has_res: u32, pad0: u32, pad1: u32 }
+struct Params { mn: u32, n: u32, splits: u32, has_bias: u32, act: u32, has_res: u32, eps: u32, k: u32 }
 
 @group(0) @binding(0) var<storage, read> part: array<f32>; // [splits, M, N]
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -15,5 +16,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (t >= p.mn) { return; }
     var s = 0.0;
     for (var z = 0u; z < p.splits; z++) { s += part[z * p.mn + t]; }
+    // NORM
     y[t] = finish(s, t, t % p.n);
+    // END NORM
 }

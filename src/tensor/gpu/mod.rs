@@ -48,6 +48,9 @@ pub struct GpuContext {
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     pool: Arc<Mutex<BufferPool>>,
     binding_limit: std::sync::atomic::AtomicU64,
+    /// Whether kernels split work to fill the device ([`Self::wide`]): 0 = from the adapter,
+    /// 1 = no, 2 = yes (tests force each).
+    wide: std::sync::atomic::AtomicU8,
     /// Dispatches recorded and command buffers submitted so far ([`Self::counters`]).
     dispatches: std::sync::atomic::AtomicU64,
     submits: std::sync::atomic::AtomicU64,
@@ -202,6 +205,7 @@ impl GpuContext {
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(BufferPool::default())),
             binding_limit: std::sync::atomic::AtomicU64::new(0),
+            wide: std::sync::atomic::AtomicU8::new(0),
             dispatches: std::sync::atomic::AtomicU64::new(0),
             submits: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(None),
@@ -276,6 +280,24 @@ impl GpuContext {
     pub fn counters(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
         (self.dispatches.load(Relaxed), self.submits.load(Relaxed))
+    }
+
+    /// Whether the device is wide enough that a small problem is worth splitting to fill it
+    /// (split K in `linear`, key chunks in attention), each split costing a second pass: true
+    /// on a hardware GPU (an H200 has 132 multiprocessors), false on a software adapter
+    /// (lavapipe, SwiftShader), whose few CPU threads one pass keeps busy already.
+    pub fn wide(&self) -> bool {
+        match self.wide.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => !self.adapter.software,
+        }
+    }
+
+    /// Forces [`Self::wide`] (`None`: from the adapter again), so tests run both paths on any adapter.
+    #[doc(hidden)]
+    pub fn set_wide(&self, wide: Option<bool>) {
+        self.wide.store(wide.map_or(0, |w| 1 + w as u8), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Pretends the adapter's binding limit is `bytes`, so tests can exercise splitting.

@@ -189,6 +189,18 @@ fn mamba_130m_widths_generation_matches_transformers_cpu() {
 #[test]
 fn mamba_130m_widths_generation_matches_transformers_gpu() {
     mamba_check(&gpu(), 1e-3);
+    // As a hardware GPU runs it: the prompt through the chunked parallel scan.
+    mamba_check(&wide_gpu(), 1e-3);
+}
+
+/// The GPU with the policies of a wide (hardware) device forced: split K, key chunks, the
+/// chunked scan, whatever the adapter here.
+fn wide_gpu() -> Device {
+    let d = gpu();
+    if let Device::Gpu(c) = &d {
+        c.set_wide(Some(true));
+    }
+    d
 }
 
 // ---- CLIP ---------------------------------------------------------------------------------
@@ -224,12 +236,8 @@ fn clip_b16_widths_match_transformers_cpu() {
 fn clip_b16_widths_match_transformers_gpu() {
     clip_check(&gpu(), 1e-3);
     // As a hardware GPU runs it (split K and key chunks to fill the device, the folded
-    // LayerNorm's reduce), whatever the adapter here.
-    let wide = gpu();
-    if let Device::Gpu(c) = &wide {
-        c.set_wide(Some(true));
-    }
-    clip_check(&wide, 1e-3);
+    // LayerNorm's reduce).
+    clip_check(&wide_gpu(), 1e-3);
 }
 
 /// ToMe at ViT-B/16's widths (768 wide, 12 heads of 64, 197 tokens) on both backends: the GPU's

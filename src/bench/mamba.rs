@@ -219,3 +219,74 @@ mod tests {
         assert!((super::fit_exponent(&quad) - 2.0).abs() < 1e-9);
     }
 }
+
+/// One sequence length of `effarch bench scan`: the GPU's two selective-scan kernels (τ = 0)
+/// on the same random inputs of mamba-130m's shape (C channels, N state values).
+#[derive(Clone, Debug, Serialize)]
+pub struct ScanBenchRow {
+    pub len: usize,
+    /// One invocation per channel walking time (`ssm_scan.wgsl`, MRSS's kernel).
+    pub sequential_ms: f64,
+    /// Parallel over state values and chunks of time (`ssm_chunk.wgsl`), with the chunks this
+    /// device gets.
+    pub chunked_ms: f64,
+    pub chunks: usize,
+    /// sequential / chunked.
+    pub speedup: f64,
+    /// The chunked kernel with the chunks a wide (hardware) GPU gets, timed here too.
+    pub chunked_wide_ms: f64,
+    pub wide_chunks: usize,
+    /// Largest |Δ| of y and of the final state between the chunked and the sequential kernel.
+    pub max_abs_diff: f64,
+}
+
+/// Times the sequential and the chunked GPU scan over `lens` steps (`channels` × `state`, one
+/// sequence), `iters` rounds each after a warm-up, alternating kernels; each round ends with a
+/// read-back of y.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize, iters: usize, mut progress: impl FnMut(&str)) -> Result<Vec<ScanBenchRow>> {
+    use crate::tensor::gpu::ssm::{scan_chunked, scan_chunks, scan_sequential, ScanArgs};
+    let Device::Gpu(ctx) = device else {
+        return Err(Error::arg("bench scan compares two GPU kernels: it needs --device gpu (or auto with a GPU)"));
+    };
+    if iters == 0 || lens.is_empty() || lens.contains(&0) || channels == 0 || state == 0 || state > crate::tensor::gpu::ssm::MAX_STATE {
+        return Err(Error::arg(format!("bench scan: lengths ≥ 1, iterations ≥ 1, 1 ≤ state ≤ {}", crate::tensor::gpu::ssm::MAX_STATE)));
+    }
+    let mut rows = Vec::new();
+    for &len in lens {
+        let (c, n, stride) = (channels, state, 2 * state + 48);
+        let x = ctx.upload(&random_values(len * c, 1, 1.0), &[1, len, c])?;
+        let dt = ctx.upload(&random_values(len * c, 2, 1.0).iter().map(|v| (v.abs() + 0.01) * 0.1).collect::<Vec<_>>(), &[1, len, c])?;
+        let proj = ctx.upload(&random_values(len * stride, 3, 1.0), &[1, len, stride])?;
+        let ad: Vec<f32> = random_values(c * (n + 1), 4, 1.0).iter().enumerate().map(|(i, v)| if i % (n + 1) == n { *v } else { -(v.abs() + 0.1) }).collect();
+        let ad = ctx.upload(&ad, &[c, n + 1])?;
+        let h = ctx.upload(&vec![0.0; c * n], &[1, c, n])?;
+        let args = ScanArgs { x: &x, dt: &dt, proj: &proj, b_off: 48, ad: &ad, h: &h, tau: 0.0, max_run: 1.0 };
+        let lanes = c * n.next_power_of_two();
+        let (chunks, wide_chunks) = (scan_chunks(ctx.wide(), lanes, len), scan_chunks(true, lanes, len));
+        type Out = (crate::tensor::gpu::GpuTensor, crate::tensor::gpu::GpuTensor, crate::tensor::gpu::GpuTensor);
+        let kernels: [&dyn Fn() -> Result<Out>; 3] =
+            [&|| scan_sequential(ctx, &args), &|| scan_chunked(ctx, &args, Some(chunks)), &|| scan_chunked(ctx, &args, Some(wide_chunks))];
+        let mut outs = Vec::new();
+        for k in &kernels {
+            let (y, h, _) = k()?;
+            outs.push((ctx.read_blocking(&y)?, ctx.read_blocking(&h)?));
+        }
+        let diff = outs[1..].iter().map(|(y, h)| crate::num::max_abs_diff(y, &outs[0].0).max(crate::num::max_abs_diff(h, &outs[0].1))).fold(0f32, f32::max);
+        let mut times = vec![Vec::new(); 3];
+        for _ in 0..iters {
+            for (k, ts) in kernels.iter().zip(times.iter_mut()) {
+                let t0 = now_ms();
+                let (y, _, _) = k()?;
+                ctx.read_blocking(&y)?;
+                ts.push(now_ms() - t0);
+            }
+        }
+        let [s, c1, cw]: [f64; 3] = times.into_iter().map(median).collect::<Vec<_>>().try_into().map_err(|_| Error::Backend("three timings".into()))?;
+        progress(&format!(
+            "L = {len}: sequential {s:.1} ms, chunked {c1:.1} ms ({chunks} chunks), wide chunking {cw:.1} ms ({wide_chunks} chunks), max |Δ| {diff:e}"
+        ));
+        rows.push(ScanBenchRow { len, sequential_ms: s, chunked_ms: c1, chunks, speedup: s / c1, chunked_wide_ms: cw, wide_chunks, max_abs_diff: diff as f64 });
+    }
+    Ok(rows)
+}

@@ -19,6 +19,8 @@ pub enum BenchCmd {
     Qwen(BenchQwenArgs),
     /// The CPU GEMM engine: each micro-kernel alone, then ViT-B/16's and a decode step's products against the gemm crate.
     Gemm(BenchGemmArgs),
+    /// Mamba's selective scan on the GPU (mamba-130m's 1536 channels × 16 states): the sequential kernel against the chunked parallel one, with their largest difference.
+    Scan(BenchScanArgs),
 }
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
@@ -27,6 +29,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Mamba(a) => run_mamba(a),
         BenchCmd::Qwen(a) => run_qwen(a),
         BenchCmd::Gemm(a) => run_gemm(a),
+        BenchCmd::Scan(a) => run_scan(a),
     }
 }
 
@@ -160,6 +163,45 @@ pub struct BenchGemmArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchScanArgs {
+    /// Sequence lengths (steps of one sequence).
+    #[arg(long, default_value = "512,2048", value_delimiter = ',')]
+    lens: Vec<usize>,
+    #[arg(long, default_value_t = 1536)]
+    channels: usize,
+    #[arg(long, default_value_t = 16)]
+    state: usize,
+    /// Timed rounds per kernel (after one run that also checks the outputs).
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn run_scan(a: BenchScanArgs) -> Result<()> {
+    let device = match a.common.device_or(DeviceArg::Auto) {
+        DeviceArg::Auto => quietly(Device::best),
+        other => other.device()?,
+    };
+    let rows = effarch::bench::mamba::bench_scan(&device, &a.lens, a.channels, a.state, a.iters, progress(a.common.json))?;
+    if a.common.json {
+        return emit(&serde_json::json!({ "device": device.describe(), "channels": a.channels, "state": a.state, "rows": rows }));
+    }
+    println!("selective scan (τ = 0), {} channels × {} states, {}, median of {}", a.channels, a.state, device.describe(), a.iters);
+    println!(
+        "{:>6} {:>14} {:>12} {:>7} {:>8} {:>16} {:>7} {:>10}",
+        "L", "sequential ms", "chunked ms", "chunks", "speedup", "wide-chunked ms", "chunks", "max |Δ|"
+    );
+    for r in &rows {
+        println!(
+            "{:>6} {:>14.1} {:>12.1} {:>7} {:>7.2}x {:>16.1} {:>7} {:>10.1e}",
+            r.len, r.sequential_ms, r.chunked_ms, r.chunks, r.speedup, r.chunked_wide_ms, r.wide_chunks, r.max_abs_diff
+        );
+    }
+    Ok(())
 }
 
 fn run_gemm(a: BenchGemmArgs) -> Result<()> {

@@ -146,7 +146,9 @@ fn bench_gemm_json_times_every_kernel_and_a_bad_peer_is_named() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tiles = v["tiles"].as_array().unwrap();
     assert!(tiles.iter().any(|t| t["kernel"].as_str().unwrap().starts_with("portable")), "{tiles:?}");
-    assert!(tiles.iter().all(|t| t["gflops"].as_f64().unwrap() > 0.0 && t["peak_gflops"].as_f64().unwrap() > 0.0 && t["mr"].as_u64().unwrap() > 0));
+    assert!(tiles.iter().all(|t| t["gflops"].as_f64().unwrap() > 0.0 && t["mr"].as_u64().unwrap() > 0));
+    // Each SIMD kernel beside its instruction set's ceiling (the portable one has none).
+    assert!(tiles.iter().all(|t| t["peak_gflops"].as_f64().is_some_and(|p| p > 0.0) != t["kernel"].as_str().unwrap().starts_with("portable")), "{tiles:?}");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), tiles.len() * 8, "every kernel on every shape");
     for r in rows {

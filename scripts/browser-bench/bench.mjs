@@ -94,7 +94,8 @@ try {
   }
   console.log('micro-kernel (1 thread, L1)   GFLOP/s     peak  of peak');
   for (const k of results[0].effarch.kernels ?? []) {
-    console.log(`${k.kernel.padEnd(28)} ${k.gflops.toFixed(1).padStart(8)} ${k.peak_gflops.toFixed(1).padStart(8)} ${(100 * k.gflops / k.peak_gflops).toFixed(0).padStart(7)}%`);
+    const peak = k.peak_gflops == null ? ['-', '-'] : [k.peak_gflops.toFixed(1), `${(100 * k.gflops / k.peak_gflops).toFixed(0)}%`];
+    console.log(`${k.kernel.padEnd(28)} ${k.gflops.toFixed(1).padStart(8)} ${peak[0].padStart(8)} ${peak[1].padStart(8)}`);
   }
   const one = results.find(r => r.threads === 1), two = results.find(r => r.threads === 2);
   if (one && two) {

@@ -16,8 +16,9 @@ pub struct TileRow {
     pub nr: usize,
     pub gflops: f64,
     /// The instruction set's multiply-add ceiling on one thread, registers only
-    /// ([`peak_gflops`]): `gflops / peak_gflops` is the micro-kernel's efficiency.
-    pub peak_gflops: f64,
+    /// ([`peak_gflops`]): `gflops / peak_gflops` is the micro-kernel's efficiency. None for
+    /// the portable kernel (no fixed instruction set).
+    pub peak_gflops: Option<f64>,
 }
 
 /// One product shape on one kernel (all threads).
@@ -91,7 +92,8 @@ pub fn micro_kernels(min_ms: f64, mut progress: impl FnMut(&str)) -> Vec<TileRow
         .into_iter()
         .map(|k| {
             let row = TileRow { kernel: k.name().into(), mr: k.mr(), nr: k.nr(), gflops: tile_gflops(k, min_ms), peak_gflops: peak_gflops(k, min_ms) };
-            progress(&format!("micro-kernel {}: {:.1} GFLOP/s (1 thread, L1), peak {:.1}", row.kernel, row.gflops, row.peak_gflops));
+            let peak = row.peak_gflops.map(|p| format!(", peak {p:.1}")).unwrap_or_default();
+            progress(&format!("micro-kernel {}: {:.1} GFLOP/s (1 thread, L1){peak}", row.kernel, row.gflops));
             row
         })
         .collect()

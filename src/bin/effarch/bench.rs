@@ -212,7 +212,8 @@ fn run_gemm(a: BenchGemmArgs) -> Result<()> {
     println!("CPU GEMM engine, {} threads, median of {} runs", r.threads, a.iters);
     println!("{:<26} {:>8} {:>4} {:>12} {:>9} {:>7}", "micro-kernel (1 thread, L1)", "MR x NR", "", "GFLOP/s", "peak", "of peak");
     for t in &r.tiles {
-        println!("{:<26} {:>4}x{:<3} {:>4} {:>12.1} {:>9.1} {:>6.0}%", t.kernel, t.mr, t.nr, "", t.gflops, t.peak_gflops, 100.0 * t.gflops / t.peak_gflops);
+        let (peak, of) = t.peak_gflops.map_or(("-".into(), "-".into()), |p| (format!("{p:.1}"), format!("{:.0}%", 100.0 * t.gflops / p)));
+        println!("{:<26} {:>4}x{:<3} {:>4} {:>12.1} {:>9} {:>7}", t.kernel, t.mr, t.nr, "", t.gflops, peak, of);
     }
     println!("{:<18} {:>16} {:<24} {:>9} {:>11} {:>7}", "product", "M x N x K", "kernel", "GFLOP/s", "gemm crate", "ratio");
     for g in &r.rows {

@@ -156,21 +156,6 @@ mod portable {
         }
     }
 
-    /// `n` rounds of the 4 × 8 tile's 32 independent scalar multiply-adds, written as plain
-    /// Rust (the compiler vectorises them for the build's baseline target).
-    pub fn peak(n: usize) -> f32 {
-        let mut c = [[1f32; NR]; MR];
-        let (m, a) = (std::hint::black_box(0.999_99f32), std::hint::black_box(1e-6f32));
-        for _ in 0..n {
-            for row in c.iter_mut() {
-                for v in row.iter_mut() {
-                    *v = *v * m + a;
-                }
-            }
-        }
-        c.iter().flatten().sum()
-    }
-
     pub static PORTABLE: [TileFn; MR] = tile_table!(k; 1 2 3 4);
 }
 
@@ -401,16 +386,31 @@ mod wasm {
         }
     }
 
-    /// `n` rounds of 8 independent f32x4 multiply-adds in registers (the 4 × 8 tile's chains).
+    /// `n` rounds of f32x4 arithmetic in registers, 96 lane-flops a round: with relaxed-simd
+    /// 12 chains of `relaxed_madd` (run twice); without, the tile's separate multiplies and
+    /// adds: 6 chains of `(v · 2) · 0.5` and 6 of `(w + 1) − 1` (exact, so nothing drifts and
+    /// the JIT folds nothing).
     pub fn peak_simd128(n: usize) -> f32 {
-        let (m, a) = (f32x4_splat(0.999_99), f32x4_splat(1e-6));
-        let mut c = [f32x4_splat(1.0); 8];
-        for _ in 0..n {
-            for v in c.iter_mut() {
-                *v = madd(*v, m, a);
+        let mut v = [f32x4_splat(std::hint::black_box(1.0)); 12];
+        #[cfg(target_feature = "relaxed-simd")]
+        {
+            let (m, a) = (f32x4_splat(0.999_99), f32x4_splat(1e-6));
+            for _ in 0..2 * n {
+                for c in v.iter_mut() {
+                    *c = madd(*c, m, a);
+                }
             }
         }
-        let s = c.iter().fold(f32x4_splat(0.0), |s, &v| f32x4_add(s, v));
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        {
+            let (two, half, one) = (f32x4_splat(std::hint::black_box(2.0)), f32x4_splat(std::hint::black_box(0.5)), f32x4_splat(std::hint::black_box(1.0)));
+            for _ in 0..n {
+                for (i, c) in v.iter_mut().enumerate() {
+                    *c = if i % 2 == 0 { f32x4_mul(f32x4_mul(*c, two), half) } else { f32x4_sub(f32x4_add(*c, one), one) };
+                }
+            }
+        }
+        let s = v.iter().fold(f32x4_splat(0.0), |s, &c| f32x4_add(s, c));
         f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s) + f32x4_extract_lane::<2>(s) + f32x4_extract_lane::<3>(s)
     }
 
@@ -782,8 +782,11 @@ pub fn tile_gflops(kernel: Kernel, min_ms: f64) -> f64 {
 /// The kernel's instruction set alone, on one thread: as many independent multiply-add chains
 /// as its micro-kernel keeps, in registers, no loads or stores — the ceiling
 /// [`tile_gflops`] is measured against (on x86, the FMA units' peak at the clock the core runs).
-pub fn peak_gflops(kernel: Kernel, min_ms: f64) -> f64 {
-    // Multiply-adds per round (×2 flops each).
+/// None for the portable kernel: its instructions are the compiler's choice, so there is no
+/// one ceiling to state.
+pub fn peak_gflops(kernel: Kernel, min_ms: f64) -> Option<f64> {
+    // Multiply-adds per round (×2 flops each; the kernels without FMA count a multiply or an
+    // add as half of one).
     let (round, f): (usize, fn(usize) -> f32) = match kernel {
         // SAFETY: the kernel is only offered when the CPU has its features (`Kernel::available`).
         #[cfg(target_arch = "x86_64")]
@@ -791,8 +794,8 @@ pub fn peak_gflops(kernel: Kernel, min_ms: f64) -> f64 {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => (12 * 8, |n| unsafe { x86::peak_avx2(n) }),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Kernel::Simd128 => (8 * 4, wasm::peak_simd128),
-        _ => (4 * 8, portable::peak),
+        Kernel::Simd128 => (48, wasm::peak_simd128),
+        _ => return None,
     };
     let n = 1 << 14;
     let (mut rounds, t0) = (0u64, crate::clock::now_ms());
@@ -801,7 +804,7 @@ pub fn peak_gflops(kernel: Kernel, min_ms: f64) -> f64 {
         rounds += n as u64;
         let ms = crate::clock::now_ms() - t0;
         if ms >= min_ms {
-            return (2 * round) as f64 * rounds as f64 / (ms * 1e6);
+            return Some((2 * round) as f64 * rounds as f64 / (ms * 1e6));
         }
     }
 }

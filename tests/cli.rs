@@ -147,7 +147,7 @@ fn bench_gemm_json_times_every_kernel_and_a_bad_peer_is_named() {
     let tiles = v["tiles"].as_array().unwrap();
     assert!(tiles.iter().any(|t| t["kernel"].as_str().unwrap().starts_with("portable")), "{tiles:?}");
     assert!(tiles.iter().all(|t| t["gflops"].as_f64().unwrap() > 0.0 && t["mr"].as_u64().unwrap() > 0));
-    // Each SIMD kernel beside its instruction set's ceiling (the portable one has none).
+    // Each x86 kernel beside its instruction set's FMA ceiling (the portable one has none).
     assert!(tiles.iter().all(|t| t["peak_gflops"].as_f64().is_some_and(|p| p > 0.0) != t["kernel"].as_str().unwrap().starts_with("portable")), "{tiles:?}");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), tiles.len() * 8, "every kernel on every shape");
@@ -265,6 +265,18 @@ fn mamba_on_gpu_generates_what_the_cpu_does_and_benches() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["device"].as_str().unwrap().starts_with("gpu"), "{v}");
     assert!(v["rows"].as_array().unwrap().iter().all(|r| r["mamba_prefill_ms"].as_f64().is_some_and(|x| x > 0.0)), "{v}");
+    // The GPU's two scan kernels side by side, equal outputs; the CPU is refused by name.
+    let out = effarch(&["bench", "scan", "--lens", "70,300", "--channels", "20", "--iters", "1", "--device", "gpu", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    for r in rows {
+        assert!(r["sequential_ms"].as_f64().unwrap() > 0.0 && r["chunked_ms"].as_f64().unwrap() > 0.0 && r["speedup"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-4 && r["wide_chunks"].as_u64().unwrap() >= 1, "{r}");
+    }
+    let out = effarch(&["bench", "scan", "--device", "cpu"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--device gpu"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -203,23 +203,36 @@ fn gpu_failure_falls_back_to_cpu_with_a_message() {
     assert!(effarch::testing::max_abs_diff(&r.image_embeds, &on_gpu.image_embeds) < 1e-3);
 }
 
-/// f16 weights on the GPU (math in f32) against transformers' f32 outputs, with their own
-/// tolerance: f16 keeps 11 significant bits, so outputs move by ~1e-3 of their magnitude.
+/// f16 weights on the GPU against transformers' f32 outputs, with their own tolerance: f16
+/// keeps 11 significant bits, so outputs move by ~1e-3 of their magnitude with f32 math, and
+/// by a few 1e-3 with f16 math too (where the adapter has shader-f16, as lavapipe does: tiles
+/// staged in f16, each 16-deep K tile summed in f16).
 #[test]
 fn f16_weights_on_gpu_stay_close_to_f32() {
     let fx = fixture();
     let gpu = effarch::tensor::block_on(Device::gpu_with(true)).expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
     assert!(gpu.describe().contains("f16 weights"), "{}", gpu.describe());
-    let clip = fx.clip(&gpu).unwrap();
+    f16_check(&fx, &gpu);
+    // f16 math where a hardware GPU would use it (lavapipe has shader-f16; it is used on wide devices).
+    let Device::Gpu(c) = &gpu else { unreachable!() };
+    c.set_wide(Some(true));
+    assert!(gpu.describe().contains("f16 weights and math"), "{}", gpu.describe());
+    f16_check(&fx, &gpu);
+}
+
+fn f16_check(fx: &ClipFixture, gpu: &Device) {
+    let math = gpu.describe().contains("f16 weights and math");
+    let tol = if math { 5e-3 } else { 2e-3 };
+    let clip = fx.clip(gpu).unwrap();
     for (name, d) in fx.check_towers(&clip).unwrap() {
         let scale = fx.expect(&name).map(|(v, _)| v.iter().fold(0f32, |m, x| m.max(x.abs()))).unwrap_or(0.0);
-        println!("gpu f16 {name}: max |Δ| = {d:e} (max |x| {scale})");
-        assert!(d <= 2e-3 * scale, "gpu f16 {name}: max |Δ| {d} > 2e-3 · {scale}");
+        println!("gpu f16 (math {math}) {name}: max |Δ| = {d:e} (max |x| {scale})");
+        assert!(d <= tol * scale, "gpu f16 (math {math}) {name}: max |Δ| {d} > {tol} · {scale}");
     }
     let mut same = 0;
     let res = fx.check_pruning(&clip).unwrap();
     for r in &res {
-        println!("gpu f16 {}: kept equal {}, embeds {:e}", r.name, r.kept_equal, r.image_embeds);
+        println!("gpu f16 (math {math}) {}: kept equal {}, embeds {:e}", r.name, r.kept_equal, r.image_embeds);
         if r.kept_equal {
             same += 1;
             assert!(r.image_embeds <= 1e-2, "{r:?}");

@@ -17,7 +17,7 @@ pub struct TileRow {
     pub gflops: f64,
     /// The instruction set's multiply-add ceiling on one thread, registers only
     /// ([`peak_gflops`]): `gflops / peak_gflops` is the micro-kernel's efficiency. None for
-    /// the portable kernel (no fixed instruction set).
+    /// the portable kernel and wasm SIMD128 without FMA ([`peak_gflops`]).
     pub peak_gflops: Option<f64>,
 }
 

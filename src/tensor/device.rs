@@ -85,7 +85,13 @@ impl Device {
                 c.adapter.name,
                 c.adapter.backend,
                 if c.adapter.software { ", software adapter" } else { "" },
-                if c.f16_weights { ", f16 weights" } else { "" }
+                if c.f16_math() {
+                    ", f16 weights and math"
+                } else if c.f16_weights {
+                    ", f16 weights"
+                } else {
+                    ""
+                }
             ),
         }
     }

@@ -68,12 +68,53 @@ fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
 
 /// The pipelines `linear` and `matmul_nt` run: every load variant (f16 weights only where the
 /// context stores them), the few-row kernel and split K's reduce.
-pub(super) fn kernels(f16: bool) -> Vec<(&'static str, &'static str)> {
+pub(super) fn kernels(f16: bool, f16_math: bool) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![variant(false, false), variant(true, false), small(), reduce(), norm_variant(false), reduce_norm()];
     if f16 {
         v.extend([variant(false, true), variant(true, true), norm_variant(true)]);
     }
+    if f16_math {
+        v.extend([half_math(false), half_math(true)]);
+    }
     v
+}
+
+/// The vec4 f16-weight kernel (plain, or with the LayerNorm folded in) doing its math in f16
+/// ([`GpuContext::f16_math`]): tiles staged as f16 in workgroup memory, each 16-deep K tile's
+/// products summed in f16 registers, the tiles' sums added into the f32 accumulators.
+fn half_math(norm: bool) -> (&'static str, &'static str) {
+    static SRC: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    const NAMES: [&str; 2] = ["linear_f16_v4_h", "linear_f16_v4_norm_h"];
+    let srcs = SRC.get_or_init(|| {
+        [false, true].map(|norm| {
+            let base = if norm { norm_variant(true).1 } else { variant(true, true).1 };
+            let s = format!("enable f16;\n{base}")
+                .replace("var<workgroup> xs: array<vec4<f32>, 272>;", "var<workgroup> xs: array<vec4<f16>, 272>;")
+                .replace("var<workgroup> ws: array<vec4<f32>, 272>;", "var<workgroup> ws: array<vec4<f16>, 272>;")
+                .replace("xs[(kq + i) * TS + r / 4u][r % 4u] = xv[i];", "xs[(kq + i) * TS + r / 4u][r % 4u] = f16(xv[i]);")
+                .replace("ws[(kq + i) * TS + r / 4u][r % 4u] = wv[i];", "ws[(kq + i) * TS + r / 4u][r % 4u] = f16(wv[i]);");
+            let (a, b) = (s.find("        for (var kk = 0u; kk < TK; kk++) {").unwrap_or(0), s.find("        workgroupBarrier();\n    }").unwrap_or(0));
+            let inner = "        var q0 = vec4<f16>(0.0h);
+        var q1 = vec4<f16>(0.0h);
+        var q2 = vec4<f16>(0.0h);
+        var q3 = vec4<f16>(0.0h);
+        for (var kk = 0u; kk < TK; kk++) {
+            let a = xs[kk * TS + lid.y];
+            let bv = ws[kk * TS + lid.x];
+            q0 = fma(vec4<f16>(a.x), bv, q0);
+            q1 = fma(vec4<f16>(a.y), bv, q1);
+            q2 = fma(vec4<f16>(a.z), bv, q2);
+            q3 = fma(vec4<f16>(a.w), bv, q3);
+        }
+        acc0 += vec4<f32>(q0);
+        acc1 += vec4<f32>(q1);
+        acc2 += vec4<f32>(q2);
+        acc3 += vec4<f32>(q3);
+";
+            format!("{}{inner}{}", &s[..a], &s[b..])
+        })
+    });
+    (NAMES[norm as usize], &srcs[norm as usize])
 }
 
 /// `src` with the text between the lines `// {tag}` and `// END {tag}` replaced by `with`.
@@ -173,7 +214,10 @@ fn reduce() -> (&'static str, &'static str) {
 }
 
 fn pipeline(ctx: &GpuContext, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::ComputePipeline> {
-    let (name, src) = variant(k % 4 == 0, w.dtype == GpuDtype::F16);
+    let (name, src) = match (k % 4 == 0, w.dtype == GpuDtype::F16) {
+        (true, true) if ctx.f16_math() => half_math(false),
+        (vec4, f16) => variant(vec4, f16),
+    };
     ctx.pipeline(name, src)
 }
 
@@ -236,7 +280,10 @@ pub fn linear_normed(
     let y = ctx.empty(&shape)?;
     let (act, has_res, e) = (act.map_or(0, super::elementwise::act_code), res.is_some() as u32, eps.to_bits());
     let resb = res.map_or(&x.buf, |r| &r.buf);
-    let (name, src) = norm_variant(w.dtype == GpuDtype::F16);
+    let (name, src) = match w.dtype == GpuDtype::F16 {
+        true if ctx.f16_math() => half_math(true),
+        f16 => norm_variant(f16),
+    };
     let pipe = ctx.pipeline(name, src);
     let (tn, tm) = (n.div_ceil(TILE), m.div_ceil(TILE));
     let kc = k.div_ceil(k_splits(ctx, tn * tm, k)).next_multiple_of(16);
@@ -403,6 +450,22 @@ mod tests {
             // |x|, |w| ≤ 1: f16 rounding of w (≤ 2⁻¹² relative) bounds |Δ| by k · 2⁻¹²; it is far less.
             println!("linear [{m}, {k}] with f16 weights: max |Δ| {d:e}");
             assert!(d < 0.05 && d > 0.0, "f16 weights [{m}, {k}] x [{n}, {k}]: max |Δ| {d}");
+        }
+        // f16 math (a context with f16 weights on an adapter with shader-f16, as lavapipe is):
+        // the same products within f16 rounding of the staged tiles and of each 16-deep sum.
+        let half = pollster::block_on(GpuContext::new_with(true)).unwrap();
+        half.set_wide(Some(true));
+        assert!(half.f16_math(), "the test adapter ({}) has shader-f16", half.adapter.name);
+        for &(m, k, n) in &[(197usize, 768usize, 130usize), (70, 64, 3)] {
+            let (xv, wv, bv) = (vals(m * k, 7), vals(n * k, 8), vals(n, 9));
+            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+            let want = cpu(&xv, &[m, k]).linear(&cpu(&wv, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();
+            let y =
+                linear(&half, &half.upload(&xv, &[m, k]).unwrap(), &half.upload_f16(&wv, &[n, k]).unwrap(), Some(&half.upload(&bv, &[n]).unwrap())).unwrap();
+            let d = crate::num::max_abs_diff(&half.read_blocking(&y).unwrap(), &want);
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            println!("linear [{m}, {k}] with f16 math: max |Δ| {d:e} (scale {scale})");
+            assert!(d < 2e-3 * scale && d > 0.0, "f16 math [{m}, {k}] x [{n}, {k}]: max |Δ| {d} (scale {scale})");
         }
         assert!(ctx.upload_f16(&[0.0; 3], &[1, 3]).is_err());
         let x = ctx.upload(&[0.0; 6], &[2, 3]).unwrap();

@@ -45,6 +45,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// Store linear weights as f16 (half the memory and bandwidth; math stays f32).
     pub f16_weights: bool,
+    /// f16 weights on an adapter that has `shader-f16` (the device was made with it): see
+    /// [`Self::f16_math`].
+    pub shader_f16: bool,
     pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
     pool: Arc<Mutex<BufferPool>>,
     binding_limit: std::sync::atomic::AtomicU64,
@@ -166,10 +169,11 @@ impl GpuContext {
             .map_err(|e| Error::Device(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        let shader_f16 = f16_weights && adapter.features().contains(wgpu::Features::SHADER_F16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("effarch"),
-                required_features: wgpu::Features::empty(),
+                required_features: if shader_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -202,6 +206,7 @@ impl GpuContext {
             adapter,
             limits,
             f16_weights,
+            shader_f16,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(BufferPool::default())),
             binding_limit: std::sync::atomic::AtomicU64::new(0),
@@ -222,7 +227,7 @@ impl GpuContext {
     /// it took.
     pub fn precompile(&self, kinds: &[Kernels]) -> f64 {
         let t0 = crate::clock::now_ms();
-        let mut list = linear::kernels(self.f16_weights);
+        let mut list = linear::kernels(self.f16_weights, self.f16_math());
         list.extend(copy::kernels());
         list.extend(elementwise::kernels());
         list.extend(rows::kernels());
@@ -292,6 +297,15 @@ impl GpuContext {
             2 => true,
             _ => !self.adapter.software,
         }
+    }
+
+    /// Whether the linear kernels with f16 weights also do their math in f16: tiles staged in
+    /// f16 in workgroup memory, each 16-deep K tile's products summed in f16, the tiles added in
+    /// f32 (its own golden tolerance). Half the workgroup memory and twice the multiply rate
+    /// where a GPU has f16 units: with `shader-f16` on a [`Self::wide`] device (a software
+    /// adapter emulates f16: ViT-B/16 10% slower on lavapipe than f16 weights with f32 math).
+    pub fn f16_math(&self) -> bool {
+        self.shader_f16 && self.wide()
     }
 
     /// Forces [`Self::wide`] (`None`: from the adapter again), so tests run both paths on any adapter.

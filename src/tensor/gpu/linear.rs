@@ -93,25 +93,16 @@ fn half_math(norm: bool) -> (&'static str, &'static str) {
                 .replace("var<workgroup> ws: array<vec4<f32>, 272>;", "var<workgroup> ws: array<vec4<f16>, 272>;")
                 .replace("xs[(kq + i) * TS + r / 4u][r % 4u] = xv[i];", "xs[(kq + i) * TS + r / 4u][r % 4u] = f16(xv[i]);")
                 .replace("ws[(kq + i) * TS + r / 4u][r % 4u] = wv[i];", "ws[(kq + i) * TS + r / 4u][r % 4u] = f16(wv[i]);");
-            let (a, b) = (s.find("        for (var kk = 0u; kk < TK; kk++) {").unwrap_or(0), s.find("        workgroupBarrier();\n    }").unwrap_or(0));
-            let inner = "        var q0 = vec4<f16>(0.0h);
-        var q1 = vec4<f16>(0.0h);
-        var q2 = vec4<f16>(0.0h);
-        var q3 = vec4<f16>(0.0h);
-        for (var kk = 0u; kk < TK; kk++) {
-            let a = xs[kk * TS + lid.y];
-            let bv = ws[kk * TS + lid.x];
-            q0 = fma(vec4<f16>(a.x), bv, q0);
-            q1 = fma(vec4<f16>(a.y), bv, q1);
-            q2 = fma(vec4<f16>(a.z), bv, q2);
-            q3 = fma(vec4<f16>(a.w), bv, q3);
-        }
-        acc0 += vec4<f32>(q0);
-        acc1 += vec4<f32>(q1);
-        acc2 += vec4<f32>(q2);
-        acc3 += vec4<f32>(q3);
-";
-            format!("{}{inner}{}", &s[..a], &s[b..])
+            // The inner loop's four f32 FMAs become f16 ones into per-tile sums q0…q3.
+            let mut s = s
+                .replace("        for (var kk = 0u; kk < TK; kk++) {", "        var q0 = vec4<f16>(0.0h);\n        var q1 = q0;\n        var q2 = q0;\n        var q3 = q0;\n        for (var kk = 0u; kk < TK; kk++) {")
+                .replace("        }\n        workgroupBarrier();\n    }", "        }\n        QSUMS        workgroupBarrier();\n    }");
+            let mut sums = String::new();
+            for (i, c) in ["x", "y", "z", "w"].iter().enumerate() {
+                s = s.replace(&format!("acc{i} = fma(vec4<f32>(a.{c}), bv, acc{i});"), &format!("q{i} = fma(vec4<f16>(a.{c}), bv, q{i});"));
+                sums.push_str(&format!("acc{i} += vec4<f32>(q{i});\n        "));
+            }
+            s.replace("QSUMS        ", &sums)
         })
     });
     (NAMES[norm as usize], &srcs[norm as usize])

@@ -85,9 +85,26 @@ pub fn cat(ctx: &GpuContext, parts: &[&GpuTensor], dim: usize) -> Result<GpuTens
     let y = ctx.empty_like(&shape, first.dtype)?;
     let ds = contiguous_strides(&shape);
     let mut at = 0;
-    for p in parts {
-        copy(ctx, p, 0, &contiguous_strides(&p.shape), &y, at * ds[dim], &ds, &p.shape)?;
-        at += p.shape[dim];
+    let mut i = 0;
+    while i < parts.len() {
+        let p = parts[i];
+        // A run of the same tensor (a class token repeated over the batch) is one copy: the
+        // source read with stride 0 along an extra leading axis.
+        let run = parts[i..].iter().take_while(|q| std::sync::Arc::ptr_eq(&q.buf, &p.buf) && q.shape == p.shape).count();
+        let ss = contiguous_strides(&p.shape);
+        if run > 1 && p.shape.len() < MAX_RANK {
+            let lead = |v: usize, rest: &[usize]| [&[v][..], rest].concat();
+            copy(ctx, p, 0, &lead(0, &ss), &y, at * ds[dim], &lead(p.shape[dim] * ds[dim], &ds), &lead(run, &p.shape))?;
+        } else {
+            for _ in 0..run {
+                copy(ctx, p, 0, &ss, &y, at * ds[dim], &ds, &p.shape)?;
+                at += p.shape[dim];
+            }
+            i += run;
+            continue;
+        }
+        at += run * p.shape[dim];
+        i += run;
     }
     Ok(y)
 }
@@ -111,6 +128,20 @@ mod tests {
         let a = narrow(&ctx, &g, 1, 0, 1).unwrap();
         let b = narrow(&ctx, &g, 1, 1, 2).unwrap();
         assert_eq!(read(&cat(&ctx, &[&a, &b], 1).unwrap()), v);
+        // Runs of one tensor (one copy each, reading it with stride 0), on every axis, and at
+        // the rank limit (copied part by part).
+        for dim in 0..shape.len() {
+            let parts = [&a, &a, &a, &g, &a];
+            let fit: Vec<&GpuTensor> = parts.iter().map(|t| if dim == 1 { *t } else { &a }).collect();
+            let cpu: Vec<Tensor> = fit.iter().map(|t| Tensor::from_f32(read(t), &t.shape, &Device::Cpu).unwrap()).collect();
+            let want = Tensor::cat(&cpu.iter().collect::<Vec<_>>(), dim).unwrap().to_vec_f32().unwrap();
+            let before = ctx.counters().0;
+            assert_eq!(read(&cat(&ctx, &fit, dim).unwrap()), want, "cat along {dim}");
+            assert_eq!(ctx.counters().0 - before, if dim == 1 { 3 } else { 1 }, "copies for a cat along {dim}");
+        }
+        let r6 = ctx.upload(&v[..64], &[1, 2, 2, 2, 2, 4]).unwrap();
+        let want: Vec<f32> = [&v[..64], &v[..64]].concat();
+        assert_eq!(read(&cat(&ctx, &[&r6, &r6], 0).unwrap()), want);
         assert!(permute(&ctx, &g, &[0, 0, 1, 2, 3]).is_err());
         assert!(narrow(&ctx, &g, 1, 2, 2).is_err());
     }

@@ -23,8 +23,11 @@ use scan::{ScanInputs, ScanStats};
 
 struct MixerLayer {
     norm: RmsNorm,
-    in_proj: LinearWeight,
-    in_bias: Option<Tensor>,
+    /// HF's `in_proj` `[2I, H]` as its two halves: x (rows 0..I) and the gate z (rows I..2I),
+    /// so each is one product (z with SiLU in its epilogue) and nothing is sliced after.
+    in_x: LinearWeight,
+    in_z: LinearWeight,
+    in_bias: Option<(Tensor, Tensor)>,
     /// `[I, K]`.
     conv_w: Tensor,
     conv_b: Tensor,
@@ -52,10 +55,15 @@ impl MixerLayer {
         let conv_b = if cfg.use_conv_bias { m.pp("conv1d").get_f32("bias", &[i])? } else { vec![0.0; i] };
         let (a_log, d) = (m.get_f32("A_log", &[i, n])?, m.get_f32("D", &[i])?);
         let ad: Vec<f32> = a_log.chunks(n).zip(&d).flat_map(|(row, &dv)| row.iter().map(|v| -v.exp()).chain([dv])).collect();
+        let in_w = m.pp("in_proj").get_f32("weight", &[2 * i, h])?;
         Ok(MixerLayer {
             norm: RmsNorm::load(&l.pp("norm"), h, cfg.layer_norm_epsilon, device)?,
-            in_proj: lin(&m.pp("in_proj"), 2 * i, h)?,
-            in_bias: bias(&m.pp("in_proj"), 2 * i)?,
+            in_x: LinearWeight::new(in_w[..i * h].to_vec(), [i, h], device)?,
+            in_z: LinearWeight::new(in_w[i * h..].to_vec(), [i, h], device)?,
+            in_bias: match bias(&m.pp("in_proj"), 2 * i)? {
+                Some(b) => Some((b.narrow(0, 0, i)?, b.narrow(0, i, i)?)),
+                None => None,
+            },
             conv_w: Tensor::from_f32(m.pp("conv1d").get_f32("weight", &[i, 1, k])?, &[i, k], device)?,
             conv_b: Tensor::from_f32(conv_b, &[i], device)?,
             x_proj: lin(&m.pp("x_proj"), r + 2 * n, i)?,
@@ -71,9 +79,10 @@ impl MixerLayer {
     /// next states and (with τ > 0) the MRSS counts.
     fn forward(&self, x: &Tensor, conv: &Tensor, ssm: &Tensor, [bsz, len]: [usize; 2], tau: f32) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
         let (i, n) = (self.conv_w.dim(0)?, self.ad.dim(1)? - 1);
-        let xz = self.in_proj.forward(&self.norm.forward(x)?, self.in_bias.as_ref())?; // [rows, 2I]
-        let xs = xz.narrow(1, 0, i)?.reshape(&[bsz, len, i])?;
-        let gate = xz.narrow(1, i, i)?.act(Activation::Silu)?;
+        let xn = self.norm.forward(x)?;
+        let (bx, bz) = (self.in_bias.as_ref().map(|b| &b.0), self.in_bias.as_ref().map(|b| &b.1));
+        let xs = self.in_x.forward(&xn, bx)?.reshape(&[bsz, len, i])?; // [B, L, I]
+        let gate = self.in_z.forward_ex(&xn, bz, Some(Activation::Silu), None)?; // [rows, I]
         let (xc, conv_next) = xs.causal_conv1d(conv, &self.conv_w, &self.conv_b)?;
         let xc = xc.act(Activation::Silu)?;
         let proj = self.x_proj.forward(&xc, None)?; // [B, L, R + 2N]

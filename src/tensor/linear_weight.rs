@@ -167,19 +167,15 @@ impl LinearWeight {
     }
 
     /// [`Tensor::linear_normed`] with this weight, a LayerNorm folded into it (`colsum`: its
-    /// row sums, `b` the folded bias): one pass on a GPU; a weight split into row blocks
-    /// normalises x once, then runs a product per block; on the CPU the norm is applied while x
-    /// is packed.
+    /// row sums, `b` the folded bias): one pass on a GPU; elsewhere (a weight split into row
+    /// blocks, the CPU) x is normalised once, then multiplied.
     pub fn forward_folded(&self, x: &Tensor, colsum: &Tensor, b: &Tensor, eps: f32, act: Option<super::Activation>, res: Option<&Tensor>) -> Result<Tensor> {
         if let Repr::Gpu(parts) = &self.repr {
             if let [w] = &parts[..] {
                 return x.linear_normed(w, colsum, b, eps, act, res);
             }
         }
-        let k = x.shape().last().copied().unwrap_or(0);
-        let dev = x.device();
-        let (ones, zeros) = (Tensor::from_f32(vec![1.0; k], &[k], &dev)?, Tensor::from_f32(vec![0.0; k], &[k], &dev)?);
-        self.forward_normed(x, (&ones, &zeros, eps), Some(b), act, res)
+        self.forward_ex(&x.normalize(eps)?, Some(b), act, res)
     }
 
     /// `x @ wᵀ + b` over any leading dims.

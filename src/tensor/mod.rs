@@ -231,10 +231,21 @@ impl Tensor {
             };
             return Ok(Tensor::Gpu(c.clone(), gpu::linear::linear_normed(c, x, w, cs, bg, eps, act, rg)?));
         }
-        let k = self.shape().last().copied().unwrap_or(0);
-        let dev = self.device();
-        let (ones, zeros) = (Tensor::from_f32(vec![1.0; k], &[k], &dev)?, Tensor::from_f32(vec![0.0; k], &[k], &dev)?);
-        self.layer_norm(&ones, &zeros, eps)?.linear_ex(w, Some(b), act, res)
+        self.normalize(eps)?.linear_ex(w, Some(b), act, res)
+    }
+
+    /// LayerNorm without its weight and bias over the last dim: each row less its mean, over
+    /// its std with `eps` (what a LayerNorm folded into the next product leaves to do).
+    pub fn normalize(&self, eps: f32) -> Result<Tensor> {
+        match self {
+            Tensor::Cpu(x) => {
+                let k = x.dims().last().copied().unwrap_or(0);
+                let (ones, zeros) =
+                    (candle_core::Tensor::ones(k, candle_core::DType::F32, x.device())?, candle_core::Tensor::zeros(k, candle_core::DType::F32, x.device())?);
+                Ok(Tensor::Cpu(cpu::layer_norm(x, &ones, &zeros, eps)?))
+            }
+            Tensor::Gpu(c, g) => Ok(Tensor::Gpu(c.clone(), gpu::rows::rows(c, g, None, gpu::rows::RowOp::Normalize { eps })?)),
+        }
     }
 
     /// `act(self) + res`, as separate ops: the unfused form of [`Tensor::linear_ex`]'s epilogue.

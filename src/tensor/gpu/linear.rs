@@ -204,10 +204,13 @@ fn reduce() -> (&'static str, &'static str) {
     ("linear_reduce", with_epilogue(&REDUCE, include_str!("linear_reduce.wgsl")))
 }
 
-fn pipeline(ctx: &GpuContext, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::ComputePipeline> {
-    let (name, src) = match (k % 4 == 0, w.dtype == GpuDtype::F16) {
-        (true, true) if ctx.f16_math() => half_math(false),
-        (vec4, f16) => variant(vec4, f16),
+/// The tiled kernel's variant for a product over `k` with weight `w` (the LayerNorm folded
+/// in when `norm`; vec4 loads when K allows, f16 weights, f16 math where the context has it).
+fn pipeline(ctx: &GpuContext, norm: bool, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::ComputePipeline> {
+    let (name, src) = match (norm, k % 4 == 0, w.dtype == GpuDtype::F16) {
+        (norm, true, true) if ctx.f16_math() => half_math(norm),
+        (true, _, f16) => norm_variant(f16),
+        (false, vec4, f16) => variant(vec4, f16),
     };
     ctx.pipeline(name, src)
 }
@@ -264,36 +267,10 @@ pub fn linear_normed(
         return Err(Error::arg(format!("linear: row sums {:?} for {n} outputs", colsum.shape)));
     }
     if m <= SMALL_M || k % 4 != 0 || k < 16 {
-        let (ones, zeros) = (ctx.upload(&vec![1.0; k], &[k])?, ctx.upload(&vec![0.0; k], &[k])?);
-        let xn = super::rows::rows(ctx, x, Some((&ones, &zeros)), super::rows::RowOp::LayerNorm { eps })?;
+        let xn = super::rows::rows(ctx, x, None, super::rows::RowOp::Normalize { eps })?;
         return linear_ex(ctx, &xn, w, Some(b), act, res);
     }
-    let y = ctx.empty(&shape)?;
-    let (act, has_res, e) = (act.map_or(0, super::elementwise::act_code), res.is_some() as u32, eps.to_bits());
-    let resb = res.map_or(&x.buf, |r| &r.buf);
-    let (name, src) = match w.dtype == GpuDtype::F16 {
-        true if ctx.f16_math() => half_math(true),
-        f16 => norm_variant(f16),
-    };
-    let pipe = ctx.pipeline(name, src);
-    let (tn, tm) = (n.div_ceil(TILE), m.div_ceil(TILE));
-    let kc = k.div_ceil(k_splits(ctx, tn * tm, k)).next_multiple_of(16);
-    let splits = k.div_ceil(kc);
-    let (mu, nu, ku) = (m as u32, n as u32, k as u32);
-    if splits > 1 && ((splits * m * n * 4) as u64) <= ctx.max_binding() {
-        let part = ctx.empty(&[splits * m * n])?;
-        let stats = ctx.empty(&[splits * m * 2])?;
-        let pp = ctx.uniform(&[mu, nu, ku, 0, 0, 0, mu * nu, kc as u32, 0, 0, e, 0]);
-        ctx.dispatch(&pipe, &[&x.buf, &w.buf, &x.buf, &part.buf, &pp, &x.buf, &colsum.buf, &stats.buf], (tn as u32, tm as u32, splits as u32))?;
-        let rp = ctx.uniform(&[mu * nu, nu, splits as u32, 1, act, has_res, e, ku]);
-        let (name, src) = reduce_norm();
-        ctx.dispatch_1d(name, src, &[&part.buf, &b.buf, &y.buf, &rp, resb, &colsum.buf, &stats.buf], m * n, 256)?;
-        return Ok(y);
-    }
-    let stats = ctx.empty(&[2])?;
-    let params = ctx.uniform(&[mu, nu, ku, 1, 0, 0, 0, 0, act, has_res, e, 1]);
-    ctx.dispatch(&pipe, &[&x.buf, &w.buf, &b.buf, &y.buf, &params, resb, &colsum.buf, &stats.buf], (tn as u32, tm as u32, 1))?;
-    Ok(y)
+    tiled(ctx, x, w, Some(b), act, res, Some((colsum, eps)), (m, n, k, &shape))
 }
 
 /// `act(x @ wᵀ + b) + res` in one pass over the output: the bias, the activation and the
@@ -308,39 +285,75 @@ pub fn linear_ex(
     res: Option<&GpuTensor>,
 ) -> Result<GpuTensor> {
     let (m, n, k, shape) = check(x, w, b, res)?;
-    let y = ctx.empty(&shape)?;
     if m == 0 || n == 0 {
-        return Ok(y);
+        return ctx.empty(&shape);
     }
+    if m <= SMALL_M && k % 4 == 0 && w.dtype == GpuDtype::F32 {
+        // Decoding: one workgroup per output column (split over x and y past the per-dimension limit).
+        let y = ctx.empty(&shape)?;
+        let (has_bias, act, has_res) = (b.is_some() as u32, act.map_or(0, super::elementwise::act_code), res.is_some() as u32);
+        let params = ctx.uniform(&[m as u32, n as u32, k as u32, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
+        let groups = (n.min(32768) as u32, n.div_ceil(n.min(32768)) as u32, 1);
+        let (name, src) = small();
+        let (bias, resb) = (b.map_or(&x.buf, |b| &b.buf), res.map_or(&x.buf, |r| &r.buf));
+        return ctx.dispatch(&ctx.pipeline(name, src), &[&x.buf, &w.buf, bias, &y.buf, &params, resb], groups).map(|_| y);
+    }
+    tiled(ctx, x, w, b, act, res, None, (m, n, k, &shape))
+}
+
+/// The tiled kernel (`linear.wgsl`) for an `(M, N, K, output shape)` product with the epilogue,
+/// the LayerNorm folded in when `norm` (`(row sums, eps)`, see [`linear_normed`]): one pass, or
+/// where the output has too few tiles for a wide device, split K and a reduce pass.
+#[allow(clippy::too_many_arguments)]
+fn tiled(
+    ctx: &GpuContext,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: Option<&GpuTensor>,
+    act: Option<crate::tensor::Activation>,
+    res: Option<&GpuTensor>,
+    norm: Option<(&GpuTensor, f32)>,
+    (m, n, k, shape): (usize, usize, usize, &[usize]),
+) -> Result<GpuTensor> {
+    let y = ctx.empty(shape)?;
     // The epilogue's words: bias, activation, residual (unused bindings get the input).
     let (has_bias, act, has_res) = (b.is_some() as u32, act.map_or(0, super::elementwise::act_code), res.is_some() as u32);
     let bias = b.map_or(&x.buf, |b| &b.buf);
     let resb = res.map_or(&x.buf, |r| &r.buf);
     let (mu, nu, ku) = (m as u32, n as u32, k as u32);
-    if m <= SMALL_M && k % 4 == 0 && w.dtype == GpuDtype::F32 {
-        // Decoding: one workgroup per output column (split over x and y past the per-dimension limit).
-        let gx = n.min(32768);
-        let params = ctx.uniform(&[mu, nu, ku, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
-        let groups = (gx as u32, n.div_ceil(gx) as u32, 1);
-        let (name, src) = small();
-        return ctx.dispatch(&ctx.pipeline(name, src), &[&x.buf, &w.buf, bias, &y.buf, &params, resb], groups).map(|_| y);
-    }
-    let pipe = pipeline(ctx, k, w);
+    let pipe = pipeline(ctx, norm.is_some(), k, w);
+    // The folded norm's words (eps, whether this pass normalises) and bindings (row sums, and
+    // the split slabs' row sums).
+    let e = norm.map_or(0, |(_, eps)| eps.to_bits());
     let (tn, tm) = (n.div_ceil(TILE), m.div_ceil(TILE));
     // K per slice: a whole number of 16-deep K tiles.
     let kc = k.div_ceil(k_splits(ctx, tn * tm, k)).next_multiple_of(16);
     let splits = k.div_ceil(kc);
     if splits > 1 && ((splits * m * n * 4) as u64) <= ctx.max_binding() {
         let part = ctx.empty(&[splits * m * n])?;
-        let pp = ctx.uniform(&[mu, nu, ku, 0, 0, 0, mu * nu, kc as u32, 0, 0, 0, 0]);
-        ctx.dispatch(&pipe, &[&x.buf, &w.buf, &x.buf, &part.buf, &pp, &x.buf], (tn as u32, tm as u32, splits as u32))?;
-        let rp = ctx.uniform(&[mu * nu, nu, splits as u32, has_bias, act, has_res, 0, 0]);
-        let (name, src) = reduce();
-        ctx.dispatch_1d(name, src, &[&part.buf, bias, &y.buf, &rp, resb], m * n, 256)?;
+        let pp = ctx.uniform(&[mu, nu, ku, 0, 0, 0, mu * nu, kc as u32, 0, 0, e, 0]);
+        let rp = ctx.uniform(&[mu * nu, nu, splits as u32, has_bias, act, has_res, e, if norm.is_some() { ku } else { 0 }]);
+        match norm {
+            Some((colsum, _)) => {
+                let stats = ctx.empty(&[splits * m * 2])?;
+                ctx.dispatch(&pipe, &[&x.buf, &w.buf, &x.buf, &part.buf, &pp, &x.buf, &colsum.buf, &stats.buf], (tn as u32, tm as u32, splits as u32))?;
+                let (name, src) = reduce_norm();
+                ctx.dispatch_1d(name, src, &[&part.buf, bias, &y.buf, &rp, resb, &colsum.buf, &stats.buf], m * n, 256)?;
+            }
+            None => {
+                ctx.dispatch(&pipe, &[&x.buf, &w.buf, &x.buf, &part.buf, &pp, &x.buf], (tn as u32, tm as u32, splits as u32))?;
+                let (name, src) = reduce();
+                ctx.dispatch_1d(name, src, &[&part.buf, bias, &y.buf, &rp, resb], m * n, 256)?;
+            }
+        }
         return Ok(y);
     }
-    let params = ctx.uniform(&[mu, nu, ku, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
-    ctx.dispatch(&pipe, &[&x.buf, &w.buf, bias, &y.buf, &params, resb], (tn as u32, tm as u32, 1))?;
+    let params = ctx.uniform(&[mu, nu, ku, has_bias, 0, 0, 0, 0, act, has_res, e, norm.is_some() as u32]);
+    let groups = (tn as u32, tm as u32, 1);
+    match norm {
+        Some((colsum, _)) => ctx.dispatch(&pipe, &[&x.buf, &w.buf, bias, &y.buf, &params, resb, &colsum.buf, &ctx.empty(&[2])?.buf], groups)?,
+        None => ctx.dispatch(&pipe, &[&x.buf, &w.buf, bias, &y.buf, &params, resb], groups)?,
+    }
     Ok(y)
 }
 
@@ -370,7 +383,7 @@ pub fn matmul_nt(ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTe
         return Ok(y);
     }
     let params = ctx.uniform(&[m as u32, n as u32, k as u32, 0, (m * k) as u32, (n * k) as u32, (m * n) as u32, 0, 0, 0, 0, 0]);
-    let pipe = pipeline(ctx, k, b);
+    let pipe = pipeline(ctx, false, k, b);
     ctx.dispatch(&pipe, &[&a.buf, &b.buf, &b.buf, &y.buf, &params, &a.buf], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, batch as u32))?;
     Ok(y)
 }

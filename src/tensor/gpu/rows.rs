@@ -15,6 +15,11 @@ pub enum RowOp {
     LayerNorm {
         eps: f32,
     },
+    /// LayerNorm without its weight and bias: the row less its mean over its std (a LayerNorm
+    /// folded into the next product needs only this).
+    Normalize {
+        eps: f32,
+    },
     /// x / rms(x) · w (the bias slot is not read).
     RmsNorm {
         eps: f32,
@@ -44,6 +49,7 @@ pub fn rows(ctx: &GpuContext, x: &GpuTensor, wb: Option<(&GpuTensor, &GpuTensor)
             (4, eps, w, w)
         }
         (RowOp::LayerNorm { .. } | RowOp::RmsNorm { .. }, None) => return Err(Error::arg("a norm needs its weight")),
+        (RowOp::Normalize { eps }, _) => (5, eps, x, x),
         (RowOp::Softmax, _) => (1, 0.0, x, x),
         (RowOp::L2Norm, _) => (2, 0.0, x, x),
         (RowOp::Mean, _) => (3, 0.0, x, x),
@@ -82,6 +88,7 @@ mod tests {
                 (RowOp::RmsNorm { eps: 1e-5 }, cx.rms_norm(&cw, 1e-5).unwrap()),
                 (RowOp::Softmax, cx.softmax_last().unwrap()),
                 (RowOp::L2Norm, cx.row_norms().unwrap()),
+                (RowOp::Normalize { eps: 1e-5 }, cx.normalize(1e-5).unwrap()),
             ];
             for (op, want) in cases {
                 let got = ctx.read_blocking(&rows(&ctx, &gx, Some((&gw, &gb)), op).unwrap()).unwrap();

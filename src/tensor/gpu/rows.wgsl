@@ -1,6 +1,6 @@
 // Row-wise ops over [rows, n]: one 64-invocation workgroup per row, reductions in
 // workgroup memory. op: 0 layer_norm(w, b, eps), 1 softmax, 2 L2 norm, 3 mean (one value
-// per row for 2 and 3), 4 rms_norm(w, eps).
+// per row for 2 and 3), 4 rms_norm(w, eps), 5 layer_norm without w and b.
 
 struct Params { rows: u32, n: u32, op: u32, eps: f32 }
 
@@ -43,14 +43,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if (row >= p.rows) { return; } // uniform per workgroup: barriers stay in uniform control flow
     let t = lid.x;
     let base = row * p.n;
-    if (p.op == 0u) {
+    if (p.op == 0u || p.op == 5u) {
         var s = 0.0;
         for (var i = t; i < p.n; i += WG) { s += x[base + i]; }
         let mean = reduce_sum(s, t) / f32(p.n);
         var v = 0.0;
         for (var i = t; i < p.n; i += WG) { let d = x[base + i] - mean; v += d * d; }
         let inv = inverseSqrt(reduce_sum(v, t) / f32(p.n) + p.eps);
-        for (var i = t; i < p.n; i += WG) { y[base + i] = (x[base + i] - mean) * inv * w[i] + b[i]; }
+        if (p.op == 5u) {
+            for (var i = t; i < p.n; i += WG) { y[base + i] = (x[base + i] - mean) * inv; }
+        } else {
+            for (var i = t; i < p.n; i += WG) { y[base + i] = (x[base + i] - mean) * inv * w[i] + b[i]; }
+        }
     } else if (p.op == 1u) {
         var m = -3.4e38;
         for (var i = t; i < p.n; i += WG) { m = max(m, x[base + i]); }

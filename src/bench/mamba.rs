@@ -252,9 +252,16 @@ pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize
     if iters == 0 || lens.is_empty() || lens.contains(&0) || channels == 0 || state == 0 || state > crate::tensor::gpu::ssm::MAX_STATE {
         return Err(Error::arg(format!("bench scan: lengths ≥ 1, iterations ≥ 1, 1 ≤ state ≤ {}", crate::tensor::gpu::ssm::MAX_STATE)));
     }
+    let (stride, limit) = (2 * state + 48, ctx.max_binding());
+    if let Some(&len) = lens.iter().find(|&&l| (l as u64).saturating_mul(channels.max(stride) as u64).saturating_mul(4) > limit) {
+        return Err(Error::arg(format!(
+            "bench scan: {len} steps × {} values per step exceed the adapter's storage buffer limit of {limit} bytes",
+            channels.max(stride)
+        )));
+    }
     let mut rows = Vec::new();
     for &len in lens {
-        let (c, n, stride) = (channels, state, 2 * state + 48);
+        let (c, n) = (channels, state);
         let x = ctx.upload(&random_values(len * c, 1, 1.0), &[1, len, c])?;
         let dt = ctx.upload(&random_values(len * c, 2, 1.0).iter().map(|v| (v.abs() + 0.01) * 0.1).collect::<Vec<_>>(), &[1, len, c])?;
         let proj = ctx.upload(&random_values(len * stride, 3, 1.0), &[1, len, stride])?;

@@ -20,7 +20,10 @@ run() {
   [ "$rc" = 0 ] || { echo "FAILED ($rc): $*"; status=1; }
 }
 
-run cargo test --all-targets
+# Every test binary runs even when one fails (the first failure must not hide the rest), then
+# the examples in the doc comments.
+run cargo test --all-targets --no-fail-fast
+run cargo test --doc
 # Our scan on real trained Mamba weights (typeseg 0.2.7, fetched from PyPI) vs the package's reference.
 EFFARCH=target/debug/effarch run target/pyenv/bin/python scripts/typeseg_check.py
 WASM_BINDGEN_TEST_TIMEOUT=600 run wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --test web

@@ -8,6 +8,7 @@
 //! - [`prune`]: token scorers and the index math of pruning.
 //! - [`models`]: shared layers ([`models::nn`]), what language models share ([`models::lm`]),
 //!   and the models: [`models::clip`], [`models::mamba`], [`models::qwen`].
+//! - [`probe`]: per-stage tensors a fidelity check can capture (a leaf beside [`tensor`]).
 //! - [`bench`], [`overlay`], `web` (wasm), `hub` (native CLI): drivers on top.
 
 pub mod bench;
@@ -19,6 +20,7 @@ pub mod jpeg;
 pub mod models;
 pub mod num;
 pub mod overlay;
+pub mod probe;
 pub mod prune;
 pub mod tensor;
 #[cfg(any(test, feature = "testing"))]

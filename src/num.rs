@@ -42,11 +42,44 @@ pub fn random_scores(seed: u64, step: usize, batch: usize, n: usize) -> Vec<f32>
 }
 
 /// Largest |a - b| over two equally long slices (∞ when lengths differ).
+///
+/// ```
+/// use effarch::num::max_abs_diff;
+/// assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.0, 2.5]), 0.5);
+/// // A NaN (or an infinity) anywhere is an infinite difference, never "no difference".
+/// assert_eq!(max_abs_diff(&[1.0, f32::NAN], &[1.0, 2.0]), f32::INFINITY);
+/// ```
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     if a.len() != b.len() {
         return f32::INFINITY;
     }
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter().zip(b).map(|(&x, &y)| abs_diff(x, y)).fold(0.0, nan_max)
+}
+
+/// |x − y|, with a NaN or an infinity on either side (other than the same infinity on both)
+/// counted as an infinite difference: a comparison built on it cannot pass on NaN.
+#[inline]
+pub fn abs_diff(x: f32, y: f32) -> f32 {
+    if x == y {
+        return 0.0; // also equal infinities
+    }
+    let d = (x - y).abs();
+    if d.is_nan() {
+        f32::INFINITY
+    } else {
+        d
+    }
+}
+
+/// The larger of two differences, where NaN wins (`f32::max` drops a NaN, which would let a
+/// NaN output score as no difference at all).
+#[inline]
+pub fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::INFINITY
+    } else {
+        a.max(b)
+    }
 }
 
 /// 64-bit FNV-1a of `bytes`.
@@ -65,4 +98,26 @@ pub fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_nan_or_infinity_fails_every_tolerance() {
+        let want = vec![1.0f32; 64];
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 31, 63] {
+                let mut got = want.clone();
+                got[at] = bad;
+                assert_eq!(max_abs_diff(&got, &want), f32::INFINITY, "{bad} at {at}");
+                assert_eq!(max_abs_diff(&want, &got), f32::INFINITY, "{bad} at {at}, other side");
+            }
+        }
+        assert_eq!(max_abs_diff(&[f32::INFINITY], &[f32::INFINITY]), 0.0);
+        assert_eq!(max_abs_diff(&want, &want), 0.0);
+        assert!((max_abs_diff(&[1.0, 2.0], &[1.5, 2.0]) - 0.5).abs() < 1e-7);
+        assert_eq!(max_abs_diff(&[1.0], &[1.0, 2.0]), f32::INFINITY, "length mismatch");
+    }
 }

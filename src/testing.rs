@@ -26,6 +26,22 @@ pub struct ClipFixture {
 
 pub use crate::num::max_abs_diff;
 
+/// `v[key]` as a `T`, or an error naming the key: a fixture whose key was renamed or dropped
+/// fails the test instead of reading as zero cases.
+pub fn field<T: serde::de::DeserializeOwned>(v: &serde_json::Value, key: &str) -> Result<T> {
+    let x = v.get(key).ok_or_else(|| Error::arg(format!("fixture: no `{key}`")))?;
+    serde_json::from_value(x.clone()).map_err(|e| Error::arg(format!("fixture: `{key}`: {e}")))
+}
+
+/// [`field`] for a list of cases, which must not be empty.
+pub fn cases(v: &serde_json::Value, key: &str) -> Result<Vec<serde_json::Value>> {
+    let c: Vec<serde_json::Value> = field(v, key)?;
+    if c.is_empty() {
+        return Err(Error::arg(format!("fixture: `{key}` has no cases")));
+    }
+    Ok(c)
+}
+
 impl ClipFixture {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_dir(dir: &std::path::Path) -> Result<Self> {
@@ -38,7 +54,10 @@ impl ClipFixture {
         let text = |n: &str| read(n).map(|b| String::from_utf8_lossy(&b).into_owned());
         let json = |n: &str| -> Result<serde_json::Value> { serde_json::from_str(&text(n)?).map_err(|e| Error::arg(format!("{n}: {e}"))) };
         let meta = json("expected.json")?;
-        let names: Vec<String> = serde_json::from_value(meta["images"].clone()).unwrap_or_default();
+        let names: Vec<String> = field(&meta, "images")?;
+        if names.is_empty() {
+            return Err(Error::arg("fixture: expected.json lists no images"));
+        }
         let images = names.iter().map(|n| Ok((n.clone(), read(n)?))).collect::<Result<Vec<_>>>()?;
         Ok(ClipFixture {
             config: text("config.json")?,
@@ -57,6 +76,8 @@ impl ClipFixture {
         let cfg = ClipConfig::from_json("config.json", &self.config)?;
         let w = Weights::from_bytes("model.safetensors", self.model.clone())?;
         let mut clip = Clip::load(cfg, &w, device, true)?;
+        // make_clip_fixtures.py preprocesses with transformers' PIL backend.
+        clip.preprocess.resample = crate::image::Resample::Pil;
         clip.tokenizer = Some(Tokenizer::from_vocab_merges(&self.vocab, &self.merges)?);
         Ok(clip)
     }
@@ -99,9 +120,12 @@ impl ClipFixture {
         for (name, t) in [("vision_last_hidden_state", &out.last_hidden_state), ("vision_pooled", &out.pooled), ("image_embeds", &out.image_embeds)] {
             res.push((name.to_string(), max_abs_diff(&t.to_vec_f32_async().await?, &self.expect(name)?.0)));
         }
-        let labels: Vec<String> = serde_json::from_value(self.meta["labels"].clone()).unwrap_or_default();
-        let want_ids: Vec<Vec<u32>> = serde_json::from_value(self.meta["input_ids"].clone()).unwrap_or_default();
+        let labels: Vec<String> = field(&self.meta, "labels")?;
+        let want_ids: Vec<Vec<u32>> = field(&self.meta, "input_ids")?;
         let ids = clip.tokenize(&labels)?;
+        if labels.is_empty() || ids.len() != want_ids.len() {
+            return Err(Error::arg(format!("fixture: {} labels, {} token rows, {} expected rows", labels.len(), ids.len(), want_ids.len())));
+        }
         res.push(("input_ids (mismatching rows)".into(), ids.iter().zip(&want_ids).filter(|(a, b)| a != b).count() as f32));
         let text = clip.encode_text(&labels)?;
         let t = text.to_vec_f32_async().await?;
@@ -122,20 +146,19 @@ impl ClipFixture {
 
     pub async fn check_pruning_async(&self, clip: &Clip) -> Result<Vec<PruneCaseResult>> {
         let pv = self.expect_tensor("pixel_values", &clip.device)?;
-        let cases = self.meta["cases"].as_array().cloned().unwrap_or_default();
+        let cases = cases(&self.meta, "cases")?;
         let mut out = Vec::new();
         for (ci, c) in cases.iter().enumerate() {
-            let scorer_name = c["scorer"].as_str().unwrap_or_default();
+            let scorer_name: String = field(c, "scorer")?;
             let mut scorer: Scorer = scorer_name.parse()?;
             if let Scorer::Random { seed } = &mut scorer {
-                *seed = c["seed"].as_u64().unwrap_or(0);
+                *seed = field(c, "seed")?;
             }
-            let layers: Vec<usize> = serde_json::from_value(c["layers"].clone()).unwrap_or_default();
-            let keep = c["keep"].as_f64().unwrap_or(1.0) as f32;
+            let layers: Vec<usize> = field(c, "layers")?;
+            let keep: f32 = field(c, "keep")?;
             let cfg = PruneConfig::new(scorer, keep, layers)?;
             let r = clip.vision.forward_async(&pv, Some(&cfg), &mut Timings::start()).await?;
-            let want_kept: Vec<Vec<Vec<u32>>> =
-                c["kept"].as_array().map(|s| s.iter().map(|s| serde_json::from_value(s["indices"].clone()).unwrap_or_default()).collect()).unwrap_or_default();
+            let want_kept: Vec<Vec<Vec<u32>>> = field::<Vec<serde_json::Value>>(c, "kept")?.iter().map(|s| field(s, "indices")).collect::<Result<_>>()?;
             let got_kept: Vec<Vec<Vec<u32>>> = r.steps.iter().map(|s| s.kept.clone()).collect();
             let mut score_delta = 0f32;
             for (si, s) in r.scores.iter().enumerate() {
@@ -170,13 +193,13 @@ impl ClipFixture {
     pub async fn check_tome_async(&self, clip: &Clip) -> Result<Vec<TomeCaseResult>> {
         let pv = self.expect_tensor("pixel_values", &clip.device)?;
         let mut out = Vec::new();
-        for (ci, c) in self.tome_meta["cases"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+        for (ci, c) in cases(&self.tome_meta, "cases")?.iter().enumerate() {
             let r = c["r"].as_u64().map(|r| r as usize);
-            let keep = c["keep"].as_f64().unwrap_or(1.0) as f32;
+            let keep: f32 = field(c, "keep")?;
             let cfg = PruneConfig::new(Scorer::Tome { r }, keep, vec![0])?;
             let o = clip.vision.forward_async(&pv, Some(&cfg), &mut Timings::start()).await?;
-            let want_tokens: Vec<usize> = serde_json::from_value(c["tokens_per_layer"].clone()).unwrap_or_default();
-            let want_groups: Vec<Vec<u32>> = serde_json::from_value(c["groups"].clone()).unwrap_or_default();
+            let want_tokens: Vec<usize> = field(c, "tokens_per_layer")?;
+            let want_groups: Vec<Vec<u32>> = field(c, "groups")?;
             let tensor = |n: &str| -> Result<Vec<f32>> {
                 let name = format!("tome{ci}.{n}");
                 let shape = self.tome.info(&name).map(|i| i.shape.clone()).ok_or_else(|| Error::arg(format!("no `{name}` in tome.safetensors")))?;
@@ -184,7 +207,7 @@ impl ClipFixture {
             };
             out.push(TomeCaseResult {
                 name: format!("tome{ci} {cfg_s} keep={keep}", cfg_s = cfg.scorer),
-                tokens_equal: o.tokens_per_layer == want_tokens && o.last_hidden_state.dim(1)? as u64 == c["final_tokens"].as_u64().unwrap_or(0),
+                tokens_equal: o.tokens_per_layer == want_tokens && o.last_hidden_state.dim(1)? as u64 == field::<u64>(c, "final_tokens")?,
                 groups_equal: o.groups == want_groups,
                 image_embeds: max_abs_diff(&o.image_embeds.to_vec_f32_async().await?, &tensor("image_embeds")?),
                 last_hidden_state: max_abs_diff(&o.last_hidden_state.to_vec_f32_async().await?, &tensor("last_hidden_state")?),

@@ -316,3 +316,40 @@ fn loading_compiles_every_pipeline_a_run_needs() {
     fx.check_pruning(&clip).unwrap();
     assert_eq!(ctx.pipeline_count(), loaded, "a run compiled pipelines the load did not");
 }
+
+/// The TypeScript declarations the wasm build ships (`src/web/mod.rs`) name every field of
+/// the report a run returns, and every scorer the parser takes: they are hand-written, so
+/// this fails when a field or scorer is added to the Rust side only.
+#[test]
+fn typescript_declarations_cover_the_report_and_the_scorers() {
+    use effarch::models::clip::RunOptions;
+    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/mod.rs")).unwrap();
+    let block = |name: &str| -> String {
+        let start = src.find(&format!("export interface {name} {{")).unwrap_or_else(|| panic!("no `interface {name}` in src/web/mod.rs"));
+        let body = &src[start..];
+        body[..body.find("\n}").unwrap()].to_string()
+    };
+    let fx = fixture();
+    let clip = fx.clip(&Device::Cpu).unwrap();
+    let opts = RunOptions {
+        prune: Some(PruneConfig::new(Scorer::Tome { r: None }, 0.5, vec![0]).unwrap()),
+        labels: vec!["a cat".into(), "a dog".into()],
+        compare_unpruned: true,
+    };
+    let report = clip.run(&fx.images[0].1, &opts).unwrap();
+    let v = serde_json::to_value(&report).unwrap();
+    let ts = block("RunReport");
+    let fields: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert!(fields.len() >= 15, "report fields: {fields:?}");
+    for k in fields {
+        assert!(ts.contains(&format!("\n  {k}:")) || ts.contains(&format!("\n  {k}?:")), "RunReport's TypeScript declaration lacks `{k}`");
+    }
+    for k in v["timings_ms"].as_object().unwrap().keys().filter(|k| !k.starts_with("block_")) {
+        assert!(ts.contains(k.as_str()), "RunReport's timings_ms documentation lacks `{k}`");
+    }
+    let opts_ts = block("RunOptions");
+    for s in ["kq-norm", "kq-norm:key", "kq-norm:query", "kq-norm:both", "cls-attn", "random", "tome"] {
+        assert!(s.parse::<Scorer>().is_ok(), "{s} parses");
+        assert!(opts_ts.contains(&format!("\"{s}\"")), "RunOptions' scorer list lacks \"{s}\"");
+    }
+}

@@ -18,13 +18,13 @@ export function renderReport(r) {
   renderLabels(r);
 }
 
-const FIRST = ['decode', 'preprocess', 'patch_embed'];
+const FIRST = ['decode', 'text', 'preprocess', 'patch_embed'];
 
 function renderTimings(t) {
   const body = $('timings').tBodies[0];
   body.innerHTML = '';
   const total = t.total || 1;
-  const entries = Object.entries(t).filter(([k]) => k !== 'total');
+  const entries = Object.entries(t).filter(([k]) => k !== 'total' && k !== 'compare');
   const blocks = entries.filter(([k]) => k.startsWith('block_'));
   const rows = entries.filter(([k]) => !k.startsWith('block_'));
   const blockSum = blocks.reduce((s, [, v]) => s + v, 0);
@@ -61,6 +61,15 @@ function renderTimings(t) {
   tr.insertCell().textContent = 'total';
   tr.insertCell();
   tr.insertCell().textContent = `${total.toFixed(2)} ms`;
+  // The unpruned pass run after it for the cos-sim and the label comparison: the user waits
+  // for it too, so it is shown, outside the total of the pass above.
+  if (t.compare > 0) {
+    const c = body.insertRow();
+    c.dataset.stage = 'compare';
+    c.insertCell().textContent = 'unpruned comparison pass';
+    c.insertCell();
+    c.insertCell().textContent = `+ ${t.compare.toFixed(2)} ms`;
+  }
 }
 
 function renderLabels(r) {

@@ -122,6 +122,16 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// `keeps` with 1.0 (the unpruned baseline every ratio is relative to) first when it is not
+/// listed: a ratio is always to the unpruned model, never to whichever keep came first.
+pub fn with_baseline(keeps: &[f32]) -> Vec<f32> {
+    let mut k = keeps.to_vec();
+    if !k.iter().any(|&x| x >= 1.0) {
+        k.insert(0, 1.0);
+    }
+    k
+}
+
 /// Times the vision tower at every (batch, keep) of `spec`. Each round runs every keep once,
 /// so slow drift (thermal, other load) hits all settings alike. `progress` gets a line per
 /// finished setting.
@@ -149,11 +159,12 @@ pub fn bench_clip(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str)) -> 
 /// ends with the read-back of its embeddings, so queued GPU work is inside the timing.
 pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
     spec.validate()?;
+    let keeps = with_baseline(&spec.keeps);
     let s = clip.config.vision().image_size;
     let mut rows = Vec::new();
     for &b in &spec.batches {
         let pv = Tensor::from_f32(random_values(b * 3 * s * s, 99, 1.0), &[b, 3, s, s], &clip.device)?;
-        let cfgs = spec.keeps.iter().map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone())).collect::<Result<Vec<_>>>()?;
+        let cfgs = keeps.iter().map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone())).collect::<Result<Vec<_>>>()?;
         // Warm-up: first-touch allocations, thread pools, pipeline caches.
         let (mut flops, mut counts, mut first) = (Vec::new(), Vec::new(), Vec::new());
         let counters = || match &clip.device {
@@ -179,8 +190,8 @@ pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl 
             }
         }
         let medians: Vec<f64> = times.into_iter().map(median).collect();
-        let base = spec.keeps.iter().position(|&k| k >= 1.0).map(|i| medians[i]).unwrap_or(medians[0]);
-        for (i, &keep) in spec.keeps.iter().enumerate() {
+        let base = keeps.iter().position(|&k| k >= 1.0).map_or(medians[0], |i| medians[i]);
+        for (i, &keep) in keeps.iter().enumerate() {
             let row = BenchRow {
                 keep,
                 batch: b,

@@ -22,7 +22,8 @@ pub struct QwenBenchSpec {
     pub iters: usize,
     /// Widths: (vision hidden, vision MLP, vision heads, text hidden, text MLP, heads, KV heads).
     pub widths: [usize; 7],
-    /// The LM head is not timed; a small vocabulary keeps the random model's memory down.
+    /// A small vocabulary keeps the random model's memory down. `prefill_ms` includes the LM
+    /// head on the last prompt position only (one row of `vocab`), so its share is small.
     pub vocab: usize,
 }
 
@@ -47,8 +48,9 @@ pub struct QwenBenchRow {
     pub visual_tokens: usize,
     pub prompt_tokens: usize,
     pub vision_ms: f64,
+    /// The language model over the prompt, including the LM head on its last position.
     pub prefill_ms: f64,
-    /// prefill_ms over the unpruned run's.
+    /// prefill_ms over the unpruned run's (keep 1.0 is always timed, added when not listed).
     pub prefill_ratio: f64,
     /// Prompt tokens over the unpruned run's (the linear part of the cost).
     pub token_ratio: f64,
@@ -124,6 +126,7 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
     if let Some(k) = spec.keeps.iter().find(|&&k| !(k > 0.0 && k <= 1.0)) {
         return Err(Error::arg(format!("keep ratio {k} is outside (0, 1]")));
     }
+    let keeps = super::with_baseline(&spec.keeps);
     progress("building the random model …");
     let m = random_qwen(spec, device)?;
     let g = spec.image / 14;
@@ -132,9 +135,9 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
     let pad = m.cfg.image_token_id;
     // A chat-like prompt: 20 text tokens, the image, 10 text tokens.
     let ids: Vec<u32> = (0..20u32).chain(std::iter::repeat_n(pad, n_vis)).chain(20..30).collect();
-    let mut times: Vec<(Vec<f64>, Vec<f64>, usize, usize)> = vec![(Vec::new(), Vec::new(), 0, 0); spec.keeps.len()];
+    let mut times: Vec<(Vec<f64>, Vec<f64>, usize, usize)> = vec![(Vec::new(), Vec::new(), 0, 0); keeps.len()];
     for round in 0..=spec.iters {
-        for (i, &keep) in spec.keeps.iter().enumerate() {
+        for (i, &keep) in keeps.iter().enumerate() {
             let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None };
             let r = m.prefill(&ids, &img, (keep < 1.0).then_some(&p), false)?.report;
             if round > 0 {
@@ -149,10 +152,10 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
             ));
         }
     }
-    let base = median(times[0].1.clone());
-    let base_tokens = times[0].3 as f64;
-    Ok(spec
-        .keeps
+    let b = keeps.iter().position(|&k| k >= 1.0).unwrap_or(0);
+    let base = median(times[b].1.clone());
+    let base_tokens = times[b].3 as f64;
+    Ok(keeps
         .iter()
         .zip(times)
         .map(|(&keep, (v, p, vis, tok))| {

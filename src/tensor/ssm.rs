@@ -362,7 +362,7 @@ mod tests {
         let mut h3 = vec![0f32; b * c * n];
         let (y3, s3) = selective_scan(dims, &x, &dt, &bm, &cm, &a, &d, &mut h3, 0.1);
         assert!(s3.merged > 0 && s3.merged < s3.updates, "{s3:?}");
-        let err = y.iter().zip(&y3).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        let err = crate::num::max_abs_diff(&y, &y3);
         assert!(err < 0.1, "MRSS error {err}");
     }
 
@@ -441,7 +441,7 @@ mod tests {
         };
         let (yc, hc, sc) = run(&Device::Cpu);
         let (yg, hg, sg) = run(&gpu);
-        let d = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        let d = crate::num::max_abs_diff;
         assert!(d(&yc, &yg) < 1e-4 && d(&hc, &hg) < 1e-4, "y {} h {}", d(&yc, &yg), d(&hc, &hg));
         assert_eq!(sc.chunks(3).map(|r| r[0]).collect::<Vec<_>>(), sg.chunks(3).map(|r| r[0]).collect::<Vec<_>>(), "updates per channel");
     }

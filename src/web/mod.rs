@@ -397,7 +397,8 @@ const TS_TYPES: &'static str = r#"
 export interface RunOptions {
   /** Fraction of patch tokens kept at each pruning layer, in (0, 1]. Default 1. */
   keep?: number;
-  /** "kq-norm" (= "kq-norm:key"), "kq-norm:query", "kq-norm:both", "cls-attn", "random". */
+  /** "kq-norm" (= "kq-norm:key"), "kq-norm:query", "kq-norm:both", "cls-attn", "random", or
+   *  "tome" (Token Merging: merges as many tokens in all as `keep` prunes, in every layer). */
   scorer?: string;
   /** 0-based encoder layers to prune in (several = progressive). Default [1]. */
   layers?: number[];
@@ -442,11 +443,14 @@ export interface RunReport {
   num_patches: number;
   /** Kept patch indices (row-major over the grid) after each pruning step. */
   kept: { layer: number; indices: number[] }[];
+  /** ToMe only: for each patch, the token (1.., CLS is 0) it ended in; else null. */
+  groups: number[] | null;
   /** Tokens (CLS included) entering each layer. */
   tokens_per_layer: number[];
   flops: number;
   flops_unpruned: number;
-  /** decode, preprocess, patch_embed, block_0 …, sync, head, readback, total (ms). */
+  /** decode, text, preprocess, patch_embed, block_0 …, sync, head, readback, total (the one
+   *  pass reported), compare (the unpruned comparison pass after it; 0 when none) (ms). */
   timings_ms: Record<string, number>;
   label_probs: { label: string; prob: number }[] | null;
   label_probs_unpruned: { label: string; prob: number }[] | null;

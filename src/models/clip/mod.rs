@@ -188,7 +188,13 @@ impl Clip {
     }
 
     pub async fn run_image_async(&self, img: &RgbImage, opts: &RunOptions, mut t: Timings) -> Result<RunReport> {
-        let text = if opts.labels.is_empty() { None } else { Some(self.encode_text(&opts.labels)?.to_vec_f32_async().await?) };
+        let text = if opts.labels.is_empty() {
+            None
+        } else {
+            let te = self.encode_text(&opts.labels)?.to_vec_f32_async().await?;
+            t.lap("text");
+            Some(te)
+        };
         let pv = self.pixel_values(std::slice::from_ref(img))?;
         t.lap("preprocess");
         let out = self.vision.forward_async(&pv, opts.prune.as_ref(), &mut t).await?;
@@ -201,6 +207,7 @@ impl Clip {
             None => None,
         };
         let pruned = opts.prune.as_ref().is_some_and(|p| !p.is_identity());
+        let t_compare = crate::clock::now_ms();
         let (cos, probs_unpruned) = if opts.compare_unpruned && pruned {
             let full = self.vision.forward_async(&pv, None, &mut Timings::start()).await?.image_embeds.to_vec_f32_async().await?;
             let p = match &text {
@@ -218,7 +225,10 @@ impl Clip {
         for (name, ms) in &t.stages {
             timings.insert(name.clone(), serde_json::json!(ms));
         }
+        // `total` is the one pass whose result is shown (decode to read-back, the text tower
+        // included); the unpruned comparison pass that follows is `compare` (0 when none ran).
         timings.insert("total".into(), serde_json::json!(total));
+        timings.insert("compare".into(), serde_json::json!(if opts.compare_unpruned && pruned { crate::clock::now_ms() - t_compare } else { 0.0 }));
         Ok(RunReport {
             embed_norm: embeds.iter().map(|x| x * x).sum::<f32>().sqrt(),
             image_embeds: embeds,
@@ -287,6 +297,7 @@ impl ClipSession {
         let was = self.clip.device.describe();
         let mut cpu = Clip::load(self.clip.config.clone(), &self.weights, &Device::Cpu, self.with_text)?;
         cpu.tokenizer = self.clip.tokenizer.take();
+        cpu.preprocess = self.clip.preprocess.clone();
         self.clip = cpu;
         self.fallback = Some(format!("{was} failed ({why}); running on the CPU"));
         Ok(())
@@ -325,6 +336,12 @@ pub fn open_dir(dir: &std::path::Path, device: &Device, with_text: bool) -> Resu
     let config = ClipConfig::from_json(&cfg_path.display().to_string(), &json)?;
     let w = Weights::from_file(&dir.join("model.safetensors"))?;
     let mut s = ClipSession::new(config, w, device, with_text)?;
+    // transformers' processor backend (torchvision unless the file names the PIL class).
+    let pp = dir.join("preprocessor_config.json");
+    if let Ok(text) = std::fs::read_to_string(&pp) {
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config { file: pp.display().to_string(), msg: format!("not valid JSON: {e}") })?;
+        s.clip.preprocess.resample = crate::image::Resample::from_config(&v);
+    }
     if with_text {
         s.clip.tokenizer = load_tokenizer(dir)?;
     }

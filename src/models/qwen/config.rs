@@ -181,11 +181,20 @@ pub struct ProcessorConfig {
     pub max_pixels: usize,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Whose resize to reproduce (transformers' torchvision backend unless the config names
+    /// the PIL processor).
+    pub resample: crate::image::Resample,
 }
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
-        ProcessorConfig { min_pixels: 56 * 56, max_pixels: 28 * 28 * 1280, mean: crate::image::OPENAI_CLIP_MEAN, std: crate::image::OPENAI_CLIP_STD }
+        ProcessorConfig {
+            min_pixels: 56 * 56,
+            max_pixels: 28 * 28 * 1280,
+            mean: crate::image::OPENAI_CLIP_MEAN,
+            std: crate::image::OPENAI_CLIP_STD,
+            resample: crate::image::Resample::default(),
+        }
     }
 }
 
@@ -207,6 +216,7 @@ impl ProcessorConfig {
             min_pixels: pick("min_pixels", "shortest_edge").map_or(d.min_pixels, |x| x as usize),
             max_pixels: pick("max_pixels", "longest_edge").map_or(d.max_pixels, |x| x as usize),
             mean: three("image_mean", d.mean)?,
+            resample: crate::image::Resample::from_config(&v),
             std: three("image_std", d.std)?,
         };
         if c.min_pixels == 0 || c.max_pixels < c.min_pixels || c.std.iter().any(|&s| s <= 0.0) {

@@ -52,7 +52,8 @@ pub fn smart_resize(height: usize, width: usize, factor: usize, min_pixels: usiz
 pub fn preprocess(img: &RgbImage, v: &VisionConfig, p: &ProcessorConfig) -> Result<ImagePatches> {
     let (ps, m, t) = (v.patch_size, v.spatial_merge_size, v.temporal_patch_size);
     let (rh, rw) = smart_resize(img.height() as usize, img.width() as usize, ps * m, p.min_pixels, p.max_pixels)?;
-    let resized = crate::image::resize_bicubic(img, rw as u32, rh as u32);
+    let resized = p.resample.resize(img, rw as u32, rh as u32);
+    let norm = crate::image::Normalize::new(p.resample, p.mean, p.std);
     let raw = resized.as_raw();
     let (gh, gw) = (rh / ps, rw / ps);
     let c = 3;
@@ -71,8 +72,7 @@ pub fn preprocess(img: &RgbImage, v: &VisionConfig, p: &ProcessorConfig) -> Resu
                         for _ in 0..t {
                             for y in 0..ps {
                                 for x in 0..ps {
-                                    let b = raw[((py + y) * rw + px + x) * 3 + ch] as f32 / 255.0;
-                                    pixels.push((b - p.mean[ch]) / p.std[ch]);
+                                    pixels.push(norm.apply(ch, raw[((py + y) * rw + px + x) * 3 + ch]));
                                 }
                             }
                         }

@@ -127,7 +127,7 @@ impl TextModel {
         let sin = Tensor::from_f32(sin, &[len, hd / 2], &self.device)?;
         cache.layers.resize_with(self.layers.len(), LayerCache::default);
         let mut x = x.clone();
-        for (l, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (li, (l, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = l.input_norm.forward(&x)?;
             let heads = |t: Tensor, n: usize| t.reshape(&[len, n, hd]);
             let q = heads(l.q.forward(&h)?, nh)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nh, len, hd])?;
@@ -142,9 +142,12 @@ impl TextModel {
             x = l.o.forward_ex(&o, None, Some(&x))?;
             let h = l.post_norm.forward(&x)?;
             x = l.down.forward_ex(&l.gate.forward_ex(&h, Some(Activation::Silu), None)?.mul(&l.up.forward(&h)?)?, None, Some(&x))?;
+            crate::probe::record(|| format!("lm.layer{li}"), &x);
         }
         cache.len += len;
-        self.norm.forward(&x)
+        let out = self.norm.forward(&x)?;
+        crate::probe::record(|| "lm.norm".into(), &out);
+        Ok(out)
     }
 
     /// Logits `[n, V]` of hidden rows `[n, H]`.

@@ -156,6 +156,7 @@ impl VisionTower {
         let order: Vec<u32> = win.index.iter().flat_map(|&u| (0..unit).map(move |j| (u * unit + j) as u32)).collect();
         let x = Tensor::from_f32(img.pixels.clone(), &[s_len, row], &self.device)?;
         let x = self.patch.forward(&x, None)?; // [S, D]
+        crate::probe::record(|| "vision.patch_embed".into(), &x);
         let idx = Tensor::from_u32(order, &[1, s_len], &self.device)?;
         let mut x = x.reshape(&[1, s_len, d])?.gather_rows(&idx)?.reshape(&[s_len, d])?;
         let (cos, sin) = rope_tables(&win, img.grid_w, v);
@@ -196,6 +197,7 @@ impl VisionTower {
             let h = x.rms_norm(&blk.norm2, 1e-6)?;
             let g = blk.gate.forward_ex(&h, Some(Activation::Silu), None)?.mul(&blk.up.forward(&h)?)?;
             x = blk.down.forward_ex(&g, None, Some(&x))?;
+            crate::probe::record(|| format!("vision.block{bi}"), &x);
         }
         let merged = x.rms_norm(&self.ln_q, 1e-6)?.reshape(&[s_len / unit, d * unit])?;
         let merged = self.mlp2.forward(&self.mlp0.forward_ex(&merged, Some(Activation::Gelu), None)?)?; // [U, out], window order
@@ -207,6 +209,7 @@ impl VisionTower {
         let n_units = win.index.len();
         let ridx = Tensor::from_u32(reverse, &[1, n_units], &self.device)?;
         let embeds = merged.reshape(&[1, n_units, v.out_hidden_size])?.gather_rows(&ridx)?.reshape(&[n_units, v.out_hidden_size])?;
+        crate::probe::record(|| "vision.merger".into(), &embeds);
         let unit_scores = match token_scores {
             Some(t) => {
                 let per_token = t.to_vec_f32_async().await?;

@@ -66,9 +66,9 @@ function renderTimings(t) {
   if (t.compare > 0) {
     const c = body.insertRow();
     c.dataset.stage = 'compare';
-    c.insertCell().textContent = 'unpruned comparison pass';
+    c.insertCell().textContent = '+ unpruned comparison pass';
     c.insertCell();
-    c.insertCell().textContent = `+ ${t.compare.toFixed(2)} ms`;
+    c.insertCell().textContent = `${t.compare.toFixed(2)} ms`;
   }
 }
 

@@ -180,6 +180,8 @@ await check('timings are present and positive', async () => {
   for (const [k, v] of t) assert(Number.isFinite(v) && v >= 0, `stage ${k}: ${v}`);
   const blocks = t.find(([k]) => k.startsWith('blocks'));
   assert(blocks && blocks[1] > 0, `blocks: ${JSON.stringify(blocks)}`);
+  // The pruned run is followed by the unpruned comparison pass: shown apart from the total.
+  assert(stages.compare > 0, `the comparison pass's row: ${JSON.stringify(t)}`);
   const cos = await page.textContent('#cos .v');
   assert(parseFloat(cos) > 0 && parseFloat(cos) <= 1.0001, `cos-sim ${cos}`);
 });

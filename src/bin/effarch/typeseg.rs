@@ -17,7 +17,8 @@ pub struct TypesegArgs {
     /// The package's `mamba_al.npz` as safetensors, names unchanged (`CheckpointMambaBlock1D_0/Dense_0/kernel`).
     #[arg(long)]
     weights: PathBuf,
-    /// Inputs and reference logits: `file{i}.tokens` `[L]`, `file{i}.logits` `[L, classes]`.
+    /// Inputs and reference logits: `file{i}.tokens` `[L]`, `file{i}.logits` `[L, classes]`;
+    /// optionally an independent MRSS reference's logits at τ, `file{i}.logits@{τ}`.
     #[arg(long)]
     check: PathBuf,
     /// MRSS thresholds to measure (0 = the full scan, always included).
@@ -50,6 +51,14 @@ struct TauRow {
     mean_kl: f64,
     ms: f64,
     time_ratio: f64,
+    /// Our MRSS logits against the independent MRSS reference's (`file{i}.logits@{τ}` in the
+    /// check file), when it has them: max |Δ| and the reference's largest |logit|, over the
+    /// `mrss_reference_files` files it covers.
+    mrss_reference_files: usize,
+    /// Our merged fraction over those files (to set beside the reference's count).
+    mrss_reference_merged_fraction: Option<f64>,
+    mrss_reference_max_abs: Option<f64>,
+    mrss_reference_max_logit: Option<f64>,
 }
 
 pub fn run(a: TypesegArgs) -> Result<()> {
@@ -76,11 +85,15 @@ pub fn run(a: TypesegArgs) -> Result<()> {
     for (ti, &tau) in taus.iter().enumerate() {
         let (mut runs, mut merged, mut updates) = (0u64, 0u64, 0u64);
         let mut cmp = Compare::default();
+        let (mut mrss_ref, mut mrss_scale, mut mrss_files, mut ref_merged, mut ref_updates) = (0f32, 0f32, 0usize, 0u64, 0u64);
+        let mut our_logits = Vec::new();
+        let mut file_stats = Vec::new();
         let t0 = now_ms();
         for (fi, (tokens, want)) in inputs.iter().enumerate() {
             let (logits, st) = model.forward(tokens, tau)?;
             merged += st.merged;
             updates += st.updates;
+            file_stats.push((st.merged, st.updates));
             runs += st.runs;
             if ti == 0 {
                 ref_abs = ref_abs.max(effarch::num::max_abs_diff(&logits, want));
@@ -89,8 +102,21 @@ pub fn run(a: TypesegArgs) -> Result<()> {
                 continue;
             }
             cmp.add(&full[fi], &logits, c);
+            our_logits.push(logits);
         }
         let ms = now_ms() - t0;
+        // Outside the timing: the independent reference of the merged scan, where given.
+        for (fi, logits) in our_logits.iter().enumerate() {
+            let name = format!("file{fi}.logits@{tau}");
+            if let Some(info) = check.info(&name) {
+                let want = check.get_f32(&name, &info.shape.clone())?;
+                mrss_ref = mrss_ref.max(effarch::num::max_abs_diff(logits, &want));
+                mrss_scale = want.iter().fold(mrss_scale, |m, v| m.max(v.abs()));
+                mrss_files += 1;
+                ref_merged += file_stats[fi].0;
+                ref_updates += file_stats[fi].1;
+            }
+        }
         if ti == 0 {
             base_ms = ms;
         }
@@ -105,6 +131,10 @@ pub fn run(a: TypesegArgs) -> Result<()> {
             mean_kl: cmp.mean_kl(),
             ms,
             time_ratio: ms / base_ms.max(1e-9),
+            mrss_reference_files: mrss_files,
+            mrss_reference_merged_fraction: (ref_updates > 0).then(|| ref_merged as f64 / ref_updates as f64),
+            mrss_reference_max_abs: (mrss_files > 0).then_some(mrss_ref as f64),
+            mrss_reference_max_logit: (mrss_files > 0).then_some(mrss_scale as f64),
         });
     }
     let total: usize = inputs.iter().map(|(t, _)| t.len()).sum();

@@ -3,15 +3,18 @@
 machine: the ViT-B/16 vision tower + projection (HF `CLIPVisionModelWithProjection` layout,
 random weights: latency does not depend on the values), f32, at the same thread count.
 
-  - PyTorch (HF transformers), unpruned and pruned after block 1 (tokens ranked by the L2
-    norm of block 1's keys, CLS kept: the same method and place as `effarch bench clip`);
+  - PyTorch (HF transformers), unpruned and pruned inside block 1 exactly where effarch
+    prunes: the block's attention runs on every token (q, k, v each computed once), its keys'
+    L2 norms rank the patch tokens (CLS kept), and the block's MLP and every later block run
+    on the kept tokens only — the same work as `effarch bench clip`;
   - ONNX Runtime (pip `onnxruntime`) on an ONNX export of the same torch model;
   - `effarch bench clip --device cpu` (the release CLI, built if missing), and, with
     `--candle`, candle-transformers' CLIP vision tower in the CLI's process
     (`effarch bench clip --peer candle`, a build with `--features peer-candle`).
 
 Every engine gets the same thread count (RAYON_NUM_THREADS for effarch). Each engine's
-settings are timed round-robin; the report gives ms/img (median) and ratios to ONNX Runtime.
+settings are timed round-robin (every iteration runs every (batch, keep) once, so drift hits
+all alike); the report gives ms/img (median) and ratios to ONNX Runtime.
 
     target/pyenv/bin/pip install torch transformers onnx onnxruntime   # once
     target/pyenv/bin/python scripts/bench_reference.py [--threads 2] [--candle] [--json out.json]
@@ -33,30 +36,47 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed(fn, iters):
-    fn()
-    ts = []
-    for _ in range(iters):
-        t = time.perf_counter()
+def timed_round_robin(fns, iters):
+    """Median ms of each callable, every iteration running each once in turn (after one warm-up
+    call each), so slow drift (clock, other load) hits every setting alike."""
+    for fn in fns.values():
         fn()
-        ts.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(ts)
+    ts = {k: [] for k in fns}
+    for _ in range(iters):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            ts[k].append((time.perf_counter() - t) * 1e3)
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
+def n_keep(keep, n):
+    """effarch's kept count: round(p·n) (half away from zero), at least 1, at most n."""
+    return max(1, min(n, int(keep * n + 0.5)))
 
 
 def pruned_forward(model, x, keep, layer=1):
-    """The vision tower with patch tokens pruned after block `layer` by key norm (CLS kept)."""
+    """The vision tower pruned as effarch prunes: inside block `layer`, between its attention
+    and its MLP. The block's attention runs on all tokens with q, k and v computed once; the L2
+    norms of those keys (over all heads) rank the patch tokens, the top round(p·n) and CLS stay,
+    and the block's MLP and the later blocks run on them only."""
     vm = model.vision_model
     h = vm.pre_layrnorm(vm.embeddings(x))
     for i, blk in enumerate(vm.encoder.layers):
         if i == layer and keep < 1.0:
-            k = blk.self_attn.k_proj(blk.layer_norm1(h))
+            at = blk.self_attn
+            b, t, d = h.shape
+            hn = blk.layer_norm1(h)
+            q, k, v = at.q_proj(hn), at.k_proj(hn), at.v_proj(hn)
+            heads = lambda z: z.view(b, t, at.num_heads, at.head_dim).transpose(1, 2)
+            o = torch.nn.functional.scaled_dot_product_attention(heads(q), heads(k), heads(v))
+            h = h + at.out_proj(o.transpose(1, 2).reshape(b, t, d))
             score = k[:, 1:].norm(dim=-1)
-            n = max(1, int(round(keep * score.shape[1])))
+            n = n_keep(keep, score.shape[1])
             idx = score.topk(n, dim=1).indices.sort(dim=1).values + 1
             idx = torch.cat([torch.zeros_like(idx[:, :1]), idx], dim=1)
-            blk_out = blk(h, None)
-            h = blk_out[0] if isinstance(blk_out, tuple) else blk_out
-            h = h.gather(1, idx.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+            h = h.gather(1, idx.unsqueeze(-1).expand(-1, -1, d))
+            h = h + blk.mlp(blk.layer_norm2(h))
             continue
         out = blk(h, None)
         h = out[0] if isinstance(out, tuple) else out
@@ -65,13 +85,11 @@ def pruned_forward(model, x, keep, layer=1):
 
 
 def bench_torch(model, batches, keeps, iters):
-    rows = {}
     with torch.inference_mode():
-        for b in batches:
-            x = torch.randn(b, 3, 224, 224)
-            for keep in keeps:
-                rows[(b, keep)] = timed(lambda: pruned_forward(model, x, keep), iters) / b
-    return rows
+        xs = {b: torch.randn(b, 3, 224, 224) for b in batches}
+        fns = {(b, keep): (lambda b=b, keep=keep: pruned_forward(model, xs[b], keep)) for b in batches for keep in keeps}
+        ms = timed_round_robin(fns, iters)
+    return {k: v / k[0] for k, v in ms.items()}
 
 
 def export_onnx(model, path):
@@ -101,11 +119,9 @@ def bench_ort(path, batches, threads, iters):
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    rows = {}
-    for b in batches:
-        x = np.random.randn(b, 3, 224, 224).astype(np.float32)
-        rows[b] = timed(lambda: sess.run(None, {"pixel_values": x}), iters) / b
-    return rows, ort.__version__
+    xs = {b: np.random.randn(b, 3, 224, 224).astype(np.float32) for b in batches}
+    ms = timed_round_robin({b: (lambda b=b: sess.run(None, {"pixel_values": xs[b]})) for b in batches}, iters)
+    return {b: v / b for b, v in ms.items()}, ort.__version__
 
 
 def bench_effarch(exe, batches, keeps, threads, iters, peer):

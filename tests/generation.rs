@@ -373,6 +373,38 @@ fn tome_at_b16_widths_agrees_between_cpu_and_gpu() {
     assert!(cos > 0.999, "embeddings cos {cos}");
 }
 
+/// ToMe at ViT-B/16's widths against the official ToMe code (facebookresearch/ToMe's
+/// `bipartite_soft_matching`, `merge_wavg`, `merge_source`, run on transformers' CLIP through
+/// an adapter in the fixture script), not against our own reference: the same r per layer,
+/// tokens per layer, merge map (every patch in the same final token) and embeddings within
+/// 1e-4 of their scale, on the CPU.
+#[test]
+fn tome_at_b16_widths_matches_the_official_tome_code() {
+    use effarch::clock::Timings;
+    use effarch::models::clip::{Clip, ClipConfig};
+    use effarch::prune::{PruneConfig, Scorer};
+    let fx = fixture("clip-b16");
+    let want = &fx["tome"];
+    let w = seeded_weights(&manifest(&fx), fx["seed"].as_u64().unwrap()).unwrap();
+    let keep = want["keep"].as_f64().unwrap() as f32;
+    let cfg = PruneConfig::new(Scorer::Tome { r: None }, keep, vec![0]).unwrap();
+    let img = effarch::image::decode(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
+    let clip = Clip::load(ClipConfig::from_json("clip-b16 config", &fx["config"].to_string()).unwrap(), &w, &Device::Cpu, false).unwrap();
+    let out = clip.vision.forward(&clip.pixel_values(std::slice::from_ref(&img)).unwrap(), Some(&cfg), &mut Timings::start()).unwrap();
+    let want_tokens: Vec<usize> = serde_json::from_value(want["tokens_per_layer"].clone()).unwrap();
+    assert_eq!(out.tokens_per_layer, want_tokens, "tokens entering each layer");
+    assert_eq!(out.last_hidden_state.dim(1).unwrap() as u64, want["final_tokens"].as_u64().unwrap(), "tokens after the last layer");
+    let groups = u32s(&want["groups"]);
+    assert_eq!(groups.len(), 196);
+    let same = out.groups[0].iter().zip(&groups).filter(|(a, b)| a == b).count();
+    let got = out.image_embeds.to_vec_f32().unwrap();
+    let want_e: Vec<f32> = serde_json::from_value(want["image_embeds"].clone()).unwrap();
+    let rel = effarch::testing::max_abs_diff(&got, &want_e) / want_e.iter().fold(0f32, |m, v| m.max(v.abs()));
+    println!("ToMe vs the official code at ViT-B/16 widths: merge map equal on {same}/196 patches, embeddings max |Δ| {rel:.1e} of their scale");
+    assert_eq!(out.groups[0], groups, "merge map differs from the official ToMe code's");
+    assert!(rel <= 1e-4, "embeddings differ by {rel:.2e} of their scale");
+}
+
 // ---- PIL's bicubic resize -----------------------------------------------------------------
 
 #[test]

@@ -153,7 +153,8 @@ fn stage_error(got: &[f32], want: &Value) -> f32 {
     assert_eq!(got.len(), rows * cols, "stage {} has {} values, transformers' {rows}×{cols}", want["name"], got.len());
     let rms: Vec<f32> = got.chunks(cols).map(|r| (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / cols as f64).sqrt() as f32).collect();
     let sample: Vec<f32> = (0..256).map(|i| got[(i * 7919) % got.len()]).collect();
-    let (want_rms, want_sample): (Vec<f32>, Vec<f32>) = (serde_json::from_value(want["rms"].clone()).unwrap(), serde_json::from_value(want["sample"].clone()).unwrap());
+    let (want_rms, want_sample): (Vec<f32>, Vec<f32>) =
+        (serde_json::from_value(want["rms"].clone()).unwrap(), serde_json::from_value(want["sample"].clone()).unwrap());
     let scale = want_rms.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
     effarch::testing::max_abs_diff(&rms, &want_rms).max(effarch::testing::max_abs_diff(&sample, &want_sample)) / scale
 }

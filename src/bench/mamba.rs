@@ -279,7 +279,8 @@ pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize
             let (y, h, _) = k()?;
             outs.push((ctx.read_blocking(&y)?, ctx.read_blocking(&h)?));
         }
-        let diff = outs[1..].iter().map(|(y, h)| crate::num::max_abs_diff(y, &outs[0].0).max(crate::num::max_abs_diff(h, &outs[0].1))).fold(0f32, crate::num::nan_max);
+        let diff =
+            outs[1..].iter().map(|(y, h)| crate::num::max_abs_diff(y, &outs[0].0).max(crate::num::max_abs_diff(h, &outs[0].1))).fold(0f32, crate::num::nan_max);
         let mut times = vec![Vec::new(); 3];
         for _ in 0..iters {
             for (k, ts) in kernels.iter().zip(times.iter_mut()) {

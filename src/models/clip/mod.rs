@@ -339,7 +339,8 @@ pub fn open_dir(dir: &std::path::Path, device: &Device, with_text: bool) -> Resu
     // transformers' processor backend (torchvision unless the file names the PIL class).
     let pp = dir.join("preprocessor_config.json");
     if let Ok(text) = std::fs::read_to_string(&pp) {
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Config { file: pp.display().to_string(), msg: format!("not valid JSON: {e}") })?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::Config { file: pp.display().to_string(), msg: format!("not valid JSON: {e}") })?;
         s.clip.preprocess.resample = crate::image::Resample::from_config(&v);
     }
     if with_text {

@@ -4,18 +4,22 @@
 //! - **Weights are packed once, at load** ([`PackedWeight`]), into the layout the micro-kernel
 //!   streams: panels of `NR` output columns, each `K × NR` contiguous (`W[j·NR + c][p]` at
 //!   `p·NR + c`), the last panel zero-padded. f16/bf16 weights stay half in their panels and are
-//!   converted to f32 one `KC × NR` block at a time while the block is in L1 (half the memory
-//!   of f32 panels, and a Qwen LM layer streams half the bytes; the conversion is cheap next to
-//!   the loads it saves).
+//!   converted to f32 one whole `K × NR` panel at a time, once per panel and task, into a
+//!   buffer that stays in L2 while the row tiles pass over it (half the memory of f32 panels,
+//!   and a Qwen LM layer streams half the bytes; the conversion is cheap next to the loads it
+//!   saves).
 //! - **Activations are packed per call** into row tiles of at most `MR` rows, balanced (`A[start(t) + i][p]` at
 //!   `t·K·MR + p·MR + i`), so the micro-kernel reads A and B through one pointer each.
 //! - **A register-blocked micro-kernel per target**, picked at run time ([`Kernel::best`]):
 //!   AVX-512F (12 × 32, 24 zmm accumulators), AVX2+FMA (6 × 16), wasm SIMD128 (4 × 8; with
 //!   `-C target-feature=+relaxed-simd` it uses `relaxed_madd`, otherwise mul + add, since not
 //!   every browser has relaxed SIMD), and a portable one (4 × 8) that the compiler vectorises.
-//! - **Cache blocking**: `KC = 256` deep, so a B block (32 KB for AVX-512) stays in L1 while
-//!   every row tile of the task passes over it; rayon over output blocks natively, the whole
-//!   M of a small call in one task so that each weight panel is read from memory once.
+//! - **Blocking**: no K blocking — each tile runs the whole K in registers (a ViT panel,
+//!   `K × NR` = 768 × 32 floats = 96 KB for AVX-512, stays in L2 while every row tile of the
+//!   task passes over it); the packed rows are taken in chunks of at most `A_CHUNK_BYTES`
+//!   (512 KB) so that a large batch stays in L2 across its panels; rayon over output blocks
+//!   natively, the whole M of a small call in one task so that each weight panel is read from
+//!   memory once. (`KC` only sizes the in-L1 micro-kernel measurement of `bench gemm`.)
 //! - **Fused epilogue**: bias, activation and residual are applied to each finished tile while
 //!   it is in L1, on its way to the output, so a projection makes one pass over memory.
 

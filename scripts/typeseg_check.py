@@ -90,7 +90,7 @@ def mrss_scan(tau, counts):
             read = np.where(slow[:, None], h * (1.0 + acc_dt[:, None] * A) + acc_u, h)
             y[t] = (read * C[t][None, :]).sum(axis=1) + u[t] * D
             counts["merged"] += int(slow.sum())
-        close(open_run)
+        close(open_run.copy())  # a copy: close() clears open_run, which must not clear its own mask
         counts["updates"] += L * ch
         return y
     return scan

@@ -280,3 +280,60 @@ fn loading_compiles_every_pipeline_generation_needs() {
     generate(&m, &[5, 17], &o, 0.0, |_| {}).unwrap();
     assert_eq!(ctx.pipeline_count(), loaded, "a run compiled pipelines the load did not");
 }
+
+/// MRSS against an independent reference (`tests/fixtures/make_generation_fixtures.py`'s
+/// `mrss_reference`, numpy written from the definition, not from our loop): one scan at
+/// mamba-130m's widths (1536 channels × 16 states, 64 steps, seeded inputs) at τ = 0, 0.05 and
+/// 0.12, on the CPU and the GPU: the merged and run counts exactly, the outputs and final state
+/// within 1e-4 of their scale (every step's RMS and 256 sampled values).
+#[test]
+fn mrss_matches_an_independent_reference_at_130m_widths() {
+    use effarch::tensor::ssm::ScanInputs;
+    use effarch::tensor::Tensor;
+    use effarch::testing::{seeded_weights, SeededTensor};
+    let fx: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/generation/mrss-130m.json")).unwrap())
+            .unwrap();
+    let man: Vec<SeededTensor> = serde_json::from_value(fx["manifest"].clone()).unwrap();
+    let w = seeded_weights(&man, fx["seed"].as_u64().unwrap()).unwrap();
+    let (l, c, n) = (fx["len"].as_u64().unwrap() as usize, fx["channels"].as_u64().unwrap() as usize, fx["state"].as_u64().unwrap() as usize);
+    let get = |name: &str, shape: &[usize]| w.get_f32(name, shape).unwrap();
+    let (x, dt, bc, d) = (get("x", &[l, c]), get("dt", &[l, c]), get("bc", &[l, 2 * n]), get("d", &[c]));
+    // [C, N + 1]: A = −(1 + (c + k) mod N), then D.
+    let ad: Vec<f32> = (0..c).flat_map(|ch| (0..n).map(move |k| -(1.0 + ((ch + k) % n) as f32)).chain(std::iter::once(d[ch]))).collect();
+    let summary_error = |got: &[f32], cols: usize, want: &serde_json::Value| -> f32 {
+        let rms: Vec<f32> = got.chunks(cols).map(|r| (r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / cols as f64).sqrt() as f32).collect();
+        let sample: Vec<f32> = (0..256).map(|i| got[(i * 7919) % got.len()]).collect();
+        let (wr, ws): (Vec<f32>, Vec<f32>) = (serde_json::from_value(want["rms"].clone()).unwrap(), serde_json::from_value(want["sample"].clone()).unwrap());
+        let scale = wr.iter().fold(0f32, |m, v| m.max(v.abs()));
+        max_abs_diff(&rms, &wr).max(max_abs_diff(&sample, &ws)) / scale
+    };
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3, "τ cases in mrss-130m.json");
+    let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    for dev in [Device::Cpu, gpu] {
+        for case in cases {
+            let tau = case["tau"].as_f64().unwrap() as f32;
+            let t = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &dev).unwrap();
+            let (xt, dtt, proj, adt, h) =
+                (t(&x, &[1, l, c]), t(&dt, &[1, l, c]), t(&bc, &[1, l, 2 * n]), t(&ad, &[c, n + 1]), t(&vec![0.0; c * n], &[1, c, n]));
+            let (y, h, st) = Tensor::selective_scan(&ScanInputs { x: &xt, dt: &dtt, proj: &proj, b_off: 0, ad: &adt, h: &h }, tau).unwrap();
+            let st = st.to_vec_f32().unwrap();
+            let (updates, merged, runs) = st.chunks(3).fold((0u64, 0u64, 0u64), |(u, m, r), s| (u + s[0] as u64, m + s[1] as u64, r + s[2] as u64));
+            let (ey, eh) = (summary_error(&y.to_vec_f32().unwrap(), c, &case["y"]), summary_error(&h.to_vec_f32().unwrap(), n, &case["h"]));
+            println!(
+                "{} MRSS τ {tau}: merged {merged}/{updates} (ref {}), runs {runs} (ref {}), y {ey:.1e}, h {eh:.1e} of scale",
+                dev.name(),
+                case["merged"],
+                case["runs"]
+            );
+            assert_eq!(
+                (updates, merged, runs),
+                (case["updates"].as_u64().unwrap(), case["merged"].as_u64().unwrap(), case["runs"].as_u64().unwrap()),
+                "{} τ {tau}: counts",
+                dev.name()
+            );
+            assert!(ey <= 1e-4 && eh <= 1e-4, "{} τ {tau}: y {ey:.2e}, h {eh:.2e} of their scale", dev.name());
+        }
+    }
+}

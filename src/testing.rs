@@ -194,8 +194,9 @@ impl ClipFixture {
         let pv = self.expect_tensor("pixel_values", &clip.device)?;
         let mut out = Vec::new();
         for (ci, c) in cases(&self.tome_meta, "cases")?.iter().enumerate() {
-            let r = c["r"].as_u64().map(|r| r as usize);
-            let keep: f32 = field(c, "keep")?;
+            // A case gives either r (keep null) or keep (r null); both keys must be there.
+            let r: Option<usize> = field(c, "r")?;
+            let keep: f32 = field::<Option<f32>>(c, "keep")?.unwrap_or(1.0);
             let cfg = PruneConfig::new(Scorer::Tome { r }, keep, vec![0])?;
             let o = clip.vision.forward_async(&pv, Some(&cfg), &mut Timings::start()).await?;
             let want_tokens: Vec<usize> = field(c, "tokens_per_layer")?;

@@ -30,6 +30,8 @@ import zipfile
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.path.join(ROOT, "target", "typeseg")
 WHEEL = "typeseg-0.2.7-py3-none-any.whl"
@@ -50,48 +52,16 @@ def fetch():
     return pkg
 
 
-MAX_RUN_DECAY = 0.3  # a merged run is applied once its ΣΔ·max|A| passes this
-
-
 def mrss_scan(tau, counts):
-    """The merged selective scan from its definition, as a `scan(xp, u, dt, B, C, A, D)` for
-    the package's forward. Per channel: a step with Δ < τ joins the current run instead of
-    updating the state: the state stays at its value h₀ before the run, the run accumulates
-    ΣΔ and the input term U = Σ Δⱼ·xⱼ·Bⱼ, and the step's output reads h₀·(1 + ΣΔ·A) + U (the
-    held state to first order) through C, plus D·x. A run ends — the state becomes
-    exp(ΣΔ·A)·h₀ + U — at the next step with Δ ≥ τ (before that step's ordinary update), at the
-    end of the sequence, or before a step that would take ΣΔ·max|A| past MAX_RUN_DECAY.
-    `counts` gains updates (channel-steps), merged (channel-steps in runs) and runs."""
+    """The independent MRSS reference (scripts/mrss_reference.py) as a `scan(xp, u, dt, B, C,
+    A, D)` for the package's forward; `counts` gains updates, merged and runs."""
+    from mrss_reference import mrss_reference
+
     def scan(xp, u, dt, B, C, A, D):
-        L, ch = u.shape
-        amax = np.abs(A).max(axis=1)
-        h = np.zeros(A.shape, dtype=np.float32)
-        acc_u = np.zeros_like(h)
-        acc_dt = np.zeros(ch, dtype=np.float32)
-        open_run = np.zeros(ch, dtype=bool)
-        y = np.empty((L, ch), dtype=np.float32)
-
-        def close(mask):
-            h[mask] = np.exp(acc_dt[mask, None] * A[mask]) * h[mask] + acc_u[mask]
-            acc_u[mask] = 0.0
-            acc_dt[mask] = 0.0
-            open_run[mask] = False
-            counts["runs"] += int(mask.sum())
-
-        for t in range(L):
-            d = dt[t]
-            slow = d < tau
-            close(open_run & (~slow | ((acc_dt + d) * amax > MAX_RUN_DECAY)))
-            fast = ~slow
-            h[fast] = np.exp(d[fast, None] * A[fast]) * h[fast] + (d[fast] * u[t, fast])[:, None] * B[t][None, :]
-            acc_dt[slow] += d[slow]
-            acc_u[slow] += (d[slow] * u[t, slow])[:, None] * B[t][None, :]
-            open_run |= slow
-            read = np.where(slow[:, None], h * (1.0 + acc_dt[:, None] * A) + acc_u, h)
-            y[t] = (read * C[t][None, :]).sum(axis=1) + u[t] * D
-            counts["merged"] += int(slow.sum())
-        close(open_run.copy())  # a copy: close() clears open_run, which must not clear its own mask
-        counts["updates"] += L * ch
+        y, _, merged, runs = mrss_reference(u, dt, B, C, A, D, tau)
+        counts["updates"] += u.shape[0] * u.shape[1]
+        counts["merged"] += int(merged.sum())
+        counts["runs"] += int(runs.sum())
         return y
     return scan
 

@@ -124,9 +124,60 @@ def bench_ort(path, batches, threads, iters):
     return {b: v / b for b, v in ms.items()}, ort.__version__
 
 
-def bench_effarch(exe, batches, keeps, threads, iters, peer):
+def cos(a, b):
+    import numpy as np
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def bench_reduced(model, onnx_path, threads, iters):
+    """The reduced-precision engines a user would otherwise pick, batch 1, unpruned, round-robin
+    in one loop: ONNX Runtime `quantize_dynamic` (QInt8 weights, per tensor as by default, and per
+    channel as effarch's int8), PyTorch bf16 (autocast, and bf16 weights) and PyTorch
+    `quantize_dynamic` (int8 linears). Each with its cos to the same model in f32."""
+    import copy
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        ref = model(pixel_values=x).image_embeds.numpy()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    fns, outs = {}, {}
+    for name, per_channel in [("ONNX Runtime int8 (quantize_dynamic)", False), ("ONNX Runtime int8 per channel", True)]:
+        qp = onnx_path.replace(".onnx", f"_int8{'_pc' if per_channel else ''}.onnx")
+        quantize_dynamic(onnx_path, qp, weight_type=QuantType.QInt8, per_channel=per_channel)
+        sess = ort.InferenceSession(qp, so, providers=["CPUExecutionProvider"])
+        fns[name] = lambda sess=sess: sess.run(None, {"pixel_values": x.numpy()})[0]
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    qdyn = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
+
+    def autocast():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return model(pixel_values=x).image_embeds.float().numpy()
+
+    def bf16_weights():
+        with torch.inference_mode():
+            return bf16(pixel_values=x.to(torch.bfloat16)).image_embeds.float().numpy()
+
+    def qdynamic():
+        with torch.inference_mode():
+            return qdyn(pixel_values=x).image_embeds.numpy()
+
+    fns[f"PyTorch {torch.__version__} bf16 autocast"] = autocast
+    fns[f"PyTorch {torch.__version__} bf16 weights"] = bf16_weights
+    fns[f"PyTorch {torch.__version__} quantize_dynamic int8"] = qdynamic
+    for k, f in fns.items():
+        outs[k] = cos(f(), ref)
+    ms = timed_round_robin(fns, iters)
+    return {k: (ms[k], outs[k]) for k in fns}
+
+
+def bench_effarch(exe, batches, keeps, threads, iters, peer, precisions="f32"):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    cmd = [exe, "bench", "clip", "--device", "cpu", "--json", "--iters", str(iters), "--batches", ",".join(map(str, batches)), "--keeps", ",".join(map(str, keeps))]
+    cmd = [exe, "bench", "clip", "--device", "cpu", "--json", "--iters", str(iters), "--batches", ",".join(map(str, batches)), "--keeps", ",".join(map(str, keeps)), "--precision", precisions]
     if peer:
         cmd += ["--peer", "candle"]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
@@ -144,6 +195,7 @@ def main():
     ap.add_argument("--onnx", help="where to write the ONNX export (default: a temporary file)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--export-only", action="store_true", help="only write the ONNX export (--onnx) and stop")
+    ap.add_argument("--no-reduced", action="store_true", help="skip the reduced-precision table (int8, bf16)")
     a = ap.parse_args()
     batches = [int(b) for b in a.batches.split(",")]
     keeps = [float(k) for k in a.keeps.split(",")]
@@ -172,8 +224,9 @@ def main():
     print(f"timing ONNX Runtime, PyTorch, effarch; {a.threads} threads each ...", file=sys.stderr)
     ort_rows, ort_version = bench_ort(onnx_path, batches, a.threads, a.iters)
     torch_rows = bench_torch(model, batches, keeps, a.iters)
-    eff = bench_effarch(a.effarch, batches, keeps, a.threads, a.iters, a.candle)
-    eff_rows = {(r["batch"], round(r["keep"], 4)): r["ms_median"] for r in eff["rows"]} if isinstance(eff, dict) else {(r["batch"], round(r["keep"], 4)): r["ms_median"] for r in eff}
+    eff = bench_effarch(a.effarch, batches, keeps, a.threads, a.iters, a.candle, "f32" if a.no_reduced else "f32,int8")
+    eff_list = eff["rows"] if isinstance(eff, dict) else eff
+    eff_rows = {(r["batch"], round(r["keep"], 4)): r["ms_median"] for r in eff_list if r.get("precision", "f32") == "f32"}
     candle_rows = {p["batch"]: p["ms_median"] for p in eff.get("peer", [])} if isinstance(eff, dict) else {}
 
     result = {"threads": a.threads, "onnxruntime": ort_version, "torch": torch.__version__, "rows": []}
@@ -188,6 +241,22 @@ def main():
             pr = " ".join(f"{t[k] / base:>9.3f}" if k in t else f"{'-':>9}" for k in keeps if k < 1)
             print(f"{name:<28} {b:>5} {base:>9.1f} {base / ort_rows[b]:>7.3f} {pr}")
             result["rows"].append({"engine": name, "batch": b, "ms_per_img": t, "vs_onnxruntime": base / ort_rows[b]})
+    if not a.no_reduced:
+        print(f"timing reduced precision (batch 1, unpruned, round-robin) ...", file=sys.stderr)
+        red = bench_reduced(model, onnx_path, a.threads, a.iters)
+        f32_ms = eff_rows[(1, 1.0)]
+        table = [("effarch f32", f32_ms, 1.0)]
+        table += [(f"effarch {r['precision']}", r["ms_median"], r["cos_to_f32"]) for r in eff_list if r.get("precision") not in (None, "f32") and r["batch"] == 1 and r["keep"] >= 1]
+        table += [("ONNX Runtime f32", ort_rows[1], 1.0), (f"PyTorch {torch.__version__} f32", torch_rows[(1, 1.0)], 1.0)]
+        table += [(k, ms, c) for k, (ms, c) in red.items()]
+        print(f"\nViT-B/16 vision tower, batch 1, {a.threads} threads: every precision (cos: to the same engine's f32)")
+        print(f"{'engine':<46} {'ms/img':>8} {'x effarch f32':>14} {'cos to f32':>11}")
+        for name, ms, c in table:
+            print(f"{name:<46} {ms:>8.1f} {ms / f32_ms:>14.3f} {c:>11.6f}")
+            result["rows"].append({"engine": name, "batch": 1, "ms_per_img": {1.0: ms}, "vs_effarch_f32": ms / f32_ms, "cos_to_f32": c})
+        pr = [r for r in eff_list if r.get("precision") == "int8" and r["batch"] == 1]
+        for r in pr:
+            print(f"effarch int8 keep {r['keep']:.2f}: {r['ms_median']:.1f} ms/img, ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)

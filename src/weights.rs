@@ -210,7 +210,7 @@ impl Weights {
             _ => None,
         };
         match (half, device) {
-            (Some(bf16), Device::Cpu) if info.shape == shape => {
+            (Some(bf16), Device::Cpu(_)) if info.shape == shape => {
                 let bytes = self
                     .data
                     .get(info.start..info.end)

@@ -110,7 +110,7 @@ fn safetensors_missing_tensor_wrong_shape_wrong_dtype() {
     let t = fixture_tensors();
     let missing: Vec<_> = t.iter().filter(|(n, _, _)| !n.contains("layers.2.mlp.fc1.weight")).cloned().collect();
     let w = Weights::from_bytes("m.safetensors", serialize_f32(&missing)).unwrap();
-    let e = err_of(Clip::load(config(), &w, &Device::Cpu, false));
+    let e = err_of(Clip::load(config(), &w, &Device::cpu(), false));
     assert!(e.contains("vision_model.encoder.layers.2.mlp.fc1.weight") && e.contains("missing"), "{e}");
 
     let reshaped: Vec<_> = t
@@ -118,7 +118,7 @@ fn safetensors_missing_tensor_wrong_shape_wrong_dtype() {
         .map(|(n, s, v)| if n == "visual_projection.weight" { (n.clone(), vec![s[1], s[0]], v.clone()) } else { (n.clone(), s.clone(), v.clone()) })
         .collect();
     let w = Weights::from_bytes("m.safetensors", serialize_f32(&reshaped)).unwrap();
-    let e = err_of(Clip::load(config(), &w, &Device::Cpu, false));
+    let e = err_of(Clip::load(config(), &w, &Device::cpu(), false));
     assert!(e.contains("visual_projection.weight") && e.contains("[48, 24]") && e.contains("[24, 48]"), "{e}");
 
     let header = r#"{"visual_projection.weight":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#;
@@ -141,7 +141,7 @@ fn safetensors_missing_tensor_wrong_shape_wrong_dtype() {
 fn config_missing_or_wrong() {
     let dir = std::env::temp_dir().join(format!("effarch-noconfig-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let e = err_of(clip::load_dir(&dir, &Device::Cpu, false));
+    let e = err_of(clip::load_dir(&dir, &Device::cpu(), false));
     assert!(e.contains("config.json"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 
@@ -157,7 +157,7 @@ fn config_missing_or_wrong() {
 
 #[test]
 fn run_rejects_bad_options_without_panicking() {
-    let model = clip::load_dir(&fixture_dir(), &Device::Cpu, true).unwrap();
+    let model = clip::load_dir(&fixture_dir(), &Device::cpu(), true).unwrap();
     let img = std::fs::read(fixture_dir().join("tiny_20x30.png")).unwrap();
     let cfg = effarch::prune::PruneConfig::new("kq-norm".parse().unwrap(), 0.5, vec![7]).unwrap();
     let opts = clip::RunOptions { prune: Some(cfg), ..Default::default() };
@@ -190,7 +190,7 @@ fn non_finite_weights_and_outputs_are_errors() {
         let mut t = tensors.clone();
         t.iter_mut().find(|(n, _, _)| n == name).unwrap().2[7] = value;
         let bad = Weights::from_bytes("bad.safetensors", serialize(&t, dtype)).unwrap();
-        let e = err_of(Clip::load(ClipConfig::from_json("config.json", &cfg).unwrap(), &bad, &Device::Cpu, false));
+        let e = err_of(Clip::load(ClipConfig::from_json("config.json", &cfg).unwrap(), &bad, &Device::cpu(), false));
         assert!(e.contains(name) && e.contains("non-finite") && e.contains("index 7"), "{dtype:?}: {e}");
     }
     // Finite weights whose product overflows: the output check names it.
@@ -198,7 +198,7 @@ fn non_finite_weights_and_outputs_are_errors() {
         v.iter_mut().for_each(|x| *x = 3e38);
     }
     let big = Weights::from_bytes("big.safetensors", serialize_f32(&tensors)).unwrap();
-    let m = Clip::load(ClipConfig::from_json("config.json", &cfg).unwrap(), &big, &Device::Cpu, false).unwrap();
+    let m = Clip::load(ClipConfig::from_json("config.json", &cfg).unwrap(), &big, &Device::cpu(), false).unwrap();
     let img = std::fs::read(dir.join("cat_300x257.png")).unwrap();
     let e = err_of(m.run(&img, &Default::default()));
     assert!(e.contains("non-finite") && e.contains("image_embeds"), "{e}");
@@ -206,7 +206,7 @@ fn non_finite_weights_and_outputs_are_errors() {
 
 #[test]
 fn too_many_labels_is_an_error_naming_the_limit() {
-    let m = clip::load_dir(&fixture_dir(), &Device::Cpu, true).unwrap();
+    let m = clip::load_dir(&fixture_dir(), &Device::cpu(), true).unwrap();
     let labels: Vec<String> = (0..=clip::MAX_LABELS).map(|i| format!("label {i}")).collect();
     let e = err_of(m.encode_text(&labels));
     assert!(e.contains(&format!("over the limit of {}", clip::MAX_LABELS)), "{e}");

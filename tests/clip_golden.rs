@@ -16,7 +16,7 @@ fn fixture() -> ClipFixture {
 #[test]
 fn preprocessing_matches_pil_clip_processor() {
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
     let res = fx.check_preprocess(&clip).unwrap();
     assert_eq!(res.len(), 4);
     for (name, d) in res {
@@ -30,7 +30,7 @@ fn jpeg_preprocessing_equals_pil() {
     // Our JPEG decoder reproduces libjpeg-turbo (PIL's) pixel for pixel, so the processor's
     // output on a JPEG is PIL's as it is on lossless input.
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
     let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("www/samples/chelsea-cat.jpg")).unwrap();
     let got = clip.preprocess.pixel_values(&effarch::image::decode(&bytes).unwrap());
     let (want, _) = fx.expect("pixel_values_jpeg_cat").unwrap();
@@ -42,7 +42,7 @@ fn jpeg_preprocessing_equals_pil() {
 #[test]
 fn towers_match_transformers() {
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
     for (name, d) in fx.check_towers(&clip).unwrap() {
         println!("{name}: max |Δ| = {d:e}");
         let tol = if name == "logits_per_image" { 1e-3 } else { TOL };
@@ -53,7 +53,7 @@ fn towers_match_transformers() {
 #[test]
 fn pruning_matches_torch_reference() {
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
     let res = fx.check_pruning(&clip).unwrap();
     assert_eq!(res.len(), 8);
     for r in res {
@@ -68,7 +68,7 @@ fn pruning_matches_torch_reference() {
 #[test]
 fn tome_matches_torch_reference() {
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
     let res = effarch::tensor::block_on(fx.check_tome_async(&clip)).unwrap();
     assert_eq!(res.len(), 4);
     for r in res {
@@ -80,7 +80,7 @@ fn tome_matches_torch_reference() {
         assert!(r.image_embeds <= TOL && r.last_hidden_state <= TOL, "{r:?}");
     }
     // Merging nothing is the plain tower, bit for bit (no proportional attention before a merge).
-    let pv = fx.expect_tensor("pixel_values", &Device::Cpu).unwrap();
+    let pv = fx.expect_tensor("pixel_values", &Device::cpu()).unwrap();
     let full = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap();
     let none = clip.vision.forward(&pv, Some(&PruneConfig::new(Scorer::Tome { r: None }, 1.0, vec![0]).unwrap()), &mut Timings::start()).unwrap();
     assert_eq!(none.image_embeds.to_vec_f32().unwrap(), full.image_embeds.to_vec_f32().unwrap());
@@ -97,8 +97,8 @@ fn tome_matches_torch_reference() {
 #[test]
 fn keep_one_is_bit_identical_to_unpruned() {
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
-    let pv = fx.expect_tensor("pixel_values", &Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
+    let pv = fx.expect_tensor("pixel_values", &Device::cpu()).unwrap();
     let full = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap();
     for scorer in [Scorer::KqNorm(KqWhich::Key), Scorer::ClsAttn, Scorer::Random { seed: 3 }] {
         let cfg = PruneConfig::new(scorer, 1.0, vec![0, 2]).unwrap();
@@ -112,8 +112,8 @@ fn keep_one_is_bit_identical_to_unpruned() {
 #[test]
 fn pruning_invariants_hold() {
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
-    let pv = fx.expect_tensor("pixel_values", &Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
+    let pv = fx.expect_tensor("pixel_values", &Device::cpu()).unwrap();
     let np = clip.config.vision().num_patches();
     for keep in [0.9f32, 0.5, 0.3, 0.01] {
         let cfg = PruneConfig::new(Scorer::KqNorm(KqWhich::Key), keep, vec![1, 2]).unwrap();
@@ -162,7 +162,7 @@ fn towers_and_pruning_on_gpu_match_transformers_and_cpu() {
         assert!(r.tokens_equal && r.groups_equal, "gpu {r:?}");
         assert!(r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "gpu {r:?}");
     }
-    let cpu_clip = fx.clip(&Device::Cpu).unwrap();
+    let cpu_clip = fx.clip(&Device::cpu()).unwrap();
     for (scorer, equal) in effarch::tensor::block_on(effarch::testing::compare_scorers_async(&fx, &cpu_clip, &clip)).unwrap() {
         assert!(equal, "{scorer}: GPU kept other tokens than the CPU");
     }
@@ -290,14 +290,14 @@ fn bench_counts_dispatches_on_the_gpu() {
     let spec = BenchSpec { keeps: vec![1.0, 0.5], batches: vec![1], iters: 1, ..BenchSpec::default() };
     let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
     let rows = bench_clip(&fx.clip(&gpu).unwrap(), &spec, |_| {}).unwrap();
-    let layers = fx.clip(&Device::Cpu).unwrap().vision.num_layers() as u64;
+    let layers = fx.clip(&Device::cpu()).unwrap().vision.num_layers() as u64;
     for r in &rows {
         let (d, s) = (r.dispatches.unwrap(), r.submits.unwrap());
         println!("keep {}: {d} dispatches, {s} submits per forward ({} layers)", r.keep, layers);
         assert!(d >= 4 * layers && s >= 1 && s <= d, "{r:?}");
     }
     assert!(rows[1].dispatches > rows[0].dispatches, "pruning adds its scoring and selection dispatches: {rows:?}");
-    let cpu = bench_clip(&fx.clip(&Device::Cpu).unwrap(), &spec, |_| {}).unwrap();
+    let cpu = bench_clip(&fx.clip(&Device::cpu()).unwrap(), &spec, |_| {}).unwrap();
     assert!(cpu.iter().all(|r| r.dispatches.is_none() && r.submits.is_none()));
 }
 
@@ -330,7 +330,7 @@ fn typescript_declarations_cover_the_report_and_the_scorers() {
         body[..body.find("\n}").unwrap()].to_string()
     };
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
     let opts = RunOptions {
         prune: Some(PruneConfig::new(Scorer::Tome { r: None }, 0.5, vec![0]).unwrap()),
         labels: vec!["a cat".into(), "a dog".into()],

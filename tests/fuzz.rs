@@ -199,7 +199,7 @@ fn fuzz_safetensors() {
                 let shape = w.info(n).map(|i| i.shape.clone()).unwrap_or_default();
                 let _ = w.get_f32(n, &shape);
                 if shape.len() == 2 {
-                    let _ = w.get_linear(n, [shape[0], shape[1]], &effarch::tensor::Device::Cpu);
+                    let _ = w.get_linear(n, [shape[0], shape[1]], &effarch::tensor::Device::cpu());
                 }
             }
         }

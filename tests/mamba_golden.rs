@@ -15,7 +15,7 @@ fn dir() -> &'static Path {
 }
 
 fn model() -> MambaLM {
-    MambaLM::load_dir(dir(), &Device::Cpu).unwrap().0
+    MambaLM::load_dir(dir(), &Device::cpu()).unwrap().0
 }
 
 fn expected() -> (Vec<Vec<u32>>, Vec<f32>, Vec<f32>) {
@@ -118,7 +118,7 @@ fn bad_input_names_what_is_wrong() {
         .collect();
     let stripped = Weights::from_bytes("model.safetensors", effarch::weights::serialize_f32(&kept)).unwrap();
     let cfg = MambaConfig::from_json("config.json", &std::fs::read_to_string(dir().join("config.json")).unwrap()).unwrap();
-    let e = MambaLM::load(cfg, &stripped, &Device::Cpu).err().unwrap().to_string();
+    let e = MambaLM::load(cfg, &stripped, &Device::cpu()).err().unwrap().to_string();
     assert!(e.contains("backbone.layers.1.mixer.dt_proj.bias"), "{e}");
     let e = MambaConfig::from_json("config.json", r#"{"model_type": "clip"}"#).unwrap_err().to_string();
     assert!(e.contains("mamba"), "{e}");
@@ -155,7 +155,7 @@ fn generation_is_deterministic_and_streams() {
 /// The GPT-NeoX-style byte-level BPE gives the `tokenizers` library's ids, and decodes back.
 #[test]
 fn tokenizer_matches_hf_tokenizers() {
-    let (_, tok) = MambaLM::load_dir(dir(), &Device::Cpu).unwrap();
+    let (_, tok) = MambaLM::load_dir(dir(), &Device::cpu()).unwrap();
     let tok = tok.expect("tokenizer.json");
     let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap()).unwrap();
     for case in meta["tokenized"].as_array().unwrap() {
@@ -239,7 +239,7 @@ fn the_backend_probe_times_one_block_on_cpu_and_gpu() {
     let cfg = MambaConfig::from_json("config.json", &json).unwrap();
     let w = Weights::from_file(&dir().join("model.safetensors")).unwrap();
     let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
-    for d in [Device::Cpu, gpu] {
+    for d in [Device::cpu(), gpu] {
         let ms = effarch::tensor::block_on(probe_layer_ms(&cfg, &w, d.clone())).unwrap();
         println!("{}: {ms:.3} ms per block and token", d.describe());
         assert!(ms > 0.0 && ms.is_finite(), "{ms}");
@@ -311,7 +311,7 @@ fn mrss_matches_an_independent_reference_at_130m_widths() {
     let cases = fx["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 3, "τ cases in mrss-130m.json");
     let gpu = Device::gpu().expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
-    for dev in [Device::Cpu, gpu] {
+    for dev in [Device::cpu(), gpu] {
         for case in cases {
             let tau = case["tau"].as_f64().unwrap() as f32;
             let t = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &dev).unwrap();

@@ -55,7 +55,7 @@ fn processor_matches_transformers() {
         let (h, w) = smart_resize(u("height"), u("width"), 28, u("min_pixels"), u("max_pixels")).unwrap();
         assert_eq!((h / 14, w / 14), (u("grid_h"), u("grid_w")), "{g}");
     }
-    let m = QwenVL::load_dir(dir(), &Device::Cpu).unwrap();
+    let m = QwenVL::load_dir(dir(), &Device::cpu()).unwrap();
     let img = image::open(dir().join("image_300x200.png")).unwrap().to_rgb8();
     let ours = preprocess(&img, &m.cfg.vision, &m.processor).unwrap();
     let want = e.image();
@@ -140,7 +140,7 @@ fn golden(device: &Device, tol: f32) {
 
 #[test]
 fn cpu_matches_transformers() {
-    golden(&Device::Cpu, 1e-4);
+    golden(&Device::cpu(), 1e-4);
 }
 
 #[test]
@@ -153,7 +153,7 @@ fn gpu_matches_transformers() {
 #[test]
 fn generation_streams_and_pruning_reports_counts() {
     use effarch::models::lm::SampleOptions;
-    let m = QwenVL::load_dir(dir(), &Device::Cpu).unwrap();
+    let m = QwenVL::load_dir(dir(), &Device::cpu()).unwrap();
     let img = m.image(&std::fs::read(dir().join("image_300x200.png")).unwrap()).unwrap();
     let o = SampleOptions { max_new_tokens: 6, eos: Some(u32::MAX), ..Default::default() };
     let mut seen = Vec::new();
@@ -172,7 +172,7 @@ fn generation_streams_and_pruning_reports_counts() {
 #[test]
 fn bad_input_names_what_is_wrong() {
     let e = Expected::load();
-    let m = QwenVL::load_dir(dir(), &Device::Cpu).unwrap();
+    let m = QwenVL::load_dir(dir(), &Device::cpu()).unwrap();
     let (ids, img) = (e.ids("input_ids"), e.image());
     for keep in [0.0f32, -0.5, 1.5, f32::NAN] {
         let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None };
@@ -197,12 +197,12 @@ fn bad_input_names_what_is_wrong() {
     for f in ["config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors", "tokenizer.json"] {
         std::fs::copy(dir().join(f), tmp.join(f)).unwrap();
     }
-    let err = QwenVL::load_dir(&tmp, &Device::Cpu).err().unwrap().to_string();
+    let err = QwenVL::load_dir(&tmp, &Device::cpu()).err().unwrap().to_string();
     assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
     // A truncated shard.
     let shard = std::fs::read(dir().join("model-00002-of-00002.safetensors")).unwrap();
     std::fs::write(tmp.join("model-00002-of-00002.safetensors"), &shard[..shard.len() / 2]).unwrap();
-    let err = QwenVL::load_dir(&tmp, &Device::Cpu).err().unwrap().to_string();
+    let err = QwenVL::load_dir(&tmp, &Device::cpu()).err().unwrap().to_string();
     assert!(err.contains("model-00002-of-00002.safetensors") && err.contains("truncated"), "{err}");
     // A corrupt image.
     assert!(m.image(b"not an image at all").unwrap_err().to_string().starts_with("image:"));
@@ -237,7 +237,7 @@ fn bf16_weights_stay_half_on_the_cpu() {
         let rounded: Vec<_> = tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect())).collect();
         std::fs::write(d.join("model.safetensors"), serialize(&rounded, dtype)).unwrap();
     }
-    let (h, f) = (QwenVL::load_dir(&half_dir, &Device::Cpu).unwrap(), QwenVL::load_dir(&f32_dir, &Device::Cpu).unwrap());
+    let (h, f) = (QwenVL::load_dir(&half_dir, &Device::cpu()).unwrap(), QwenVL::load_dir(&f32_dir, &Device::cpu()).unwrap());
     assert!(h.text.is_half() && !f.text.is_half(), "bf16 weights are kept in half precision on the CPU");
     let (ids, img) = (e.ids("input_ids"), e.image());
     let (a, b) = (h.prefill(&ids, &img, None, true).unwrap().all_logits.unwrap(), f.prefill(&ids, &img, None, true).unwrap().all_logits.unwrap());

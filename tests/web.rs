@@ -19,7 +19,7 @@ async fn setup() {
             wasm_bindgen_futures::JsFuture::from(effarch::web::init_thread_pool(2)).await.expect("rayon's pool starts on 2 workers");
         }
         assert_eq!(effarch::web::cpu_threads(), 2);
-        assert!(effarch::tensor::Device::Cpu.describe().contains("2 threads"), "{}", effarch::tensor::Device::Cpu.describe());
+        assert!(effarch::tensor::Device::cpu().describe().contains("2 threads"), "{}", effarch::tensor::Device::cpu().describe());
     }
 }
 
@@ -54,14 +54,14 @@ fn fixture() -> ClipFixture {
 #[wasm_bindgen_test]
 async fn simd128_is_enabled() {
     setup().await;
-    assert!(Device::Cpu.describe().contains("simd128"), "{}", Device::Cpu.describe());
+    assert!(Device::cpu().describe().contains("simd128"), "{}", Device::cpu().describe());
 }
 
 #[wasm_bindgen_test]
 async fn golden_clip_in_browser() {
     setup().await;
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
     for (name, d) in fx.check_preprocess(&clip).unwrap() {
         assert!(d <= 1e-5, "preprocess {name}: {d}");
     }
@@ -75,7 +75,7 @@ async fn golden_clip_in_browser() {
 async fn pruning_in_browser() {
     setup().await;
     let fx = fixture();
-    let clip = fx.clip(&Device::Cpu).unwrap();
+    let clip = fx.clip(&Device::cpu()).unwrap();
     let res = fx.check_pruning(&clip).unwrap();
     assert_eq!(res.len(), 8);
     for r in res {
@@ -89,7 +89,7 @@ async fn pruning_in_browser() {
 async fn tome_in_browser_and_on_webgpu() {
     setup().await;
     let fx = fixture();
-    for (dev, tol) in [(Device::Cpu, 1e-4f32), (webgpu().await, 1e-3)] {
+    for (dev, tol) in [(Device::cpu(), 1e-4f32), (webgpu().await, 1e-3)] {
         let clip = fx.clip(&dev).unwrap();
         let res = fx.check_tome_async(&clip).await.unwrap();
         assert_eq!(res.len(), 4);
@@ -177,7 +177,7 @@ async fn pruning_on_webgpu_matches_reference_and_cpu() {
         assert!(r.kept_equal, "webgpu {}: kept indices differ", r.name);
         assert!(r.scores <= 1e-3 && r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "{r:?}");
     }
-    let cpu = fx.clip(&Device::Cpu).unwrap();
+    let cpu = fx.clip(&Device::cpu()).unwrap();
     for (scorer, equal) in effarch::testing::compare_scorers_async(&fx, &cpu, &clip).await.unwrap() {
         assert!(equal, "{scorer}: WebGPU kept other tokens than the CPU");
     }
@@ -211,9 +211,9 @@ async fn gpu_linear_on_webgpu_matches_cpu() {
     let xv: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 - 48.0) / 50.0).collect();
     let wv: Vec<f32> = (0..n * k).map(|i| ((i * 17 % 89) as f32 - 44.0) / 45.0).collect();
     let bv: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
-    let want = Tensor::from_f32(xv.clone(), &[m, k], &Device::Cpu)
+    let want = Tensor::from_f32(xv.clone(), &[m, k], &Device::cpu())
         .unwrap()
-        .linear(&Tensor::from_f32(wv.clone(), &[n, k], &Device::Cpu).unwrap(), Some(&Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap()))
+        .linear(&Tensor::from_f32(wv.clone(), &[n, k], &Device::cpu()).unwrap(), Some(&Tensor::from_f32(bv.clone(), &[n], &Device::cpu()).unwrap()))
         .unwrap()
         .to_vec_f32()
         .unwrap();
@@ -233,7 +233,7 @@ async fn mamba_golden_in_browser() {
     use effarch::weights::Weights;
     let cfg = MambaConfig::from_json("config.json", include_str!("fixtures/mamba-tiny/config.json")).unwrap();
     let w = Weights::from_bytes("model.safetensors", include_bytes!("fixtures/mamba-tiny/model.safetensors").to_vec()).unwrap();
-    let m = MambaLM::load(cfg, &w, &Device::Cpu).unwrap();
+    let m = MambaLM::load(cfg, &w, &Device::cpu()).unwrap();
     let exp = Weights::from_bytes("expected.safetensors", include_bytes!("fixtures/mamba-tiny/expected.safetensors").to_vec()).unwrap();
     let shape = exp.info("input_ids").unwrap().shape.clone();
     let ids: Vec<Vec<u32>> = exp.get_f32("input_ids", &shape).unwrap().chunks(shape[1]).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
@@ -306,7 +306,7 @@ async fn mamba_on_webgpu_matches_transformers_and_cpu() {
     let out = m.forward_async(&ids, &mut m.new_state(ids.len()).unwrap(), 0.0, Logits::All).await.unwrap();
     let d = effarch::testing::max_abs_diff(&out.logits, &want);
     assert!(d <= 1e-3, "mamba logits on WebGPU: max |Δ| {d}");
-    let cpu = MambaLM::load(MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap(), &w, &Device::Cpu).unwrap();
+    let cpu = MambaLM::load(MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap(), &w, &Device::cpu()).unwrap();
     let (g, c) = (
         m.forward_async(&ids, &mut m.new_state(2).unwrap(), 0.05, Logits::All).await.unwrap(),
         cpu.forward_async(&ids, &mut cpu.new_state(2).unwrap(), 0.05, Logits::All).await.unwrap(),
@@ -337,7 +337,7 @@ async fn mamba_vocabulary_over_the_binding_limit_on_webgpu() {
     assert!(ctx.upload(&[0.0; 300 * 32], &[300, 32]).is_err(), "the table must exceed the lowered limit");
     let w = Weights::from_bytes("model.safetensors", MAMBA_WEIGHTS.to_vec()).unwrap();
     let cfg = || MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap();
-    let (m, cpu) = (MambaLM::load(cfg(), &w, &gpu).unwrap(), MambaLM::load(cfg(), &w, &Device::Cpu).unwrap());
+    let (m, cpu) = (MambaLM::load(cfg(), &w, &gpu).unwrap(), MambaLM::load(cfg(), &w, &Device::cpu()).unwrap());
     let ids = vec![vec![5u32, 17, 42, 7, 299]];
     let g = m.forward_async(&ids, &mut m.new_state(1).unwrap(), 0.0, Logits::All).await.unwrap();
     let c = cpu.forward_async(&ids, &mut cpu.new_state(1).unwrap(), 0.0, Logits::All).await.unwrap();

@@ -6,6 +6,7 @@ use super::{median, random_values};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::tensor::cpu::gemm::{peak_gflops, tile_gflops, Epilogue, Kernel, PackedWeight};
+use crate::tensor::cpu::qgemm::{self, QKernel};
 use serde::Serialize;
 
 /// One micro-kernel alone: one thread, operands in L1.
@@ -87,14 +88,20 @@ fn gemm_crate(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize)
 
 /// Each micro-kernel this CPU (or wasm build) has, alone for `min_ms` on one thread, beside its
 /// instruction set's multiply-add ceiling ([`peak_gflops`]).
+/// The int8 micro-kernels follow, their `gflops` being giga-operations (int8 multiply-adds × 2)
+/// per second.
 pub fn micro_kernels(min_ms: f64, mut progress: impl FnMut(&str)) -> Vec<TileRow> {
-    Kernel::available()
+    let f32_rows = Kernel::available()
         .into_iter()
-        .map(|k| {
-            let row = TileRow { kernel: k.name().into(), mr: k.mr(), nr: k.nr(), gflops: tile_gflops(k, min_ms), peak_gflops: peak_gflops(k, min_ms) };
+        .map(|k| TileRow { kernel: k.name().into(), mr: k.mr(), nr: k.nr(), gflops: tile_gflops(k, min_ms), peak_gflops: peak_gflops(k, min_ms) });
+    let int8_rows = QKernel::available()
+        .into_iter()
+        .map(|k| TileRow { kernel: format!("int8 {}", k.name()), mr: k.mr(), nr: k.nr(), gflops: qgemm::tile_gops(k, min_ms), peak_gflops: None });
+    f32_rows
+        .chain(int8_rows)
+        .inspect(|row| {
             let peak = row.peak_gflops.map(|p| format!(", peak {p:.1}")).unwrap_or_default();
             progress(&format!("micro-kernel {}: {:.1} GFLOP/s (1 thread, L1){peak}", row.kernel, row.gflops));
-            row
         })
         .collect()
 }
@@ -144,6 +151,36 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
             };
             let cold = row.gflops_cold.map(|g| format!(" ({g:.1} from memory)")).unwrap_or_default();
             progress(&format!("{name} [{m}x{k}]·[{k}x{n}] {}: {:.1} GFLOP/s{cold}, gemm crate {:.1}", row.kernel, row.gflops, row.gemm_crate_gflops));
+            rows.push(row);
+        }
+        // The int8 engine on the same product (activations quantised inside the call).
+        for qk in QKernel::available() {
+            let p = PackedWeight::quantize(&w, n, k, Some(qk)).map_err(Error::arg)?;
+            let ours = time(iters, || p.matmul(&x, m, k, Epilogue::default(), &mut y).map_err(Error::arg))?;
+            let cold = if qk == QKernel::best() {
+                let copies = (COLD_BYTES / (n * k)).max(2);
+                let ps = (0..copies).map(|_| PackedWeight::quantize(&w, n, k, Some(qk))).collect::<std::result::Result<Vec<_>, _>>().map_err(Error::arg)?;
+                let mut i = 0;
+                let t = time(iters.max(copies), || {
+                    i = (i + 1) % copies;
+                    ps[i].matmul(&x, m, k, Epilogue::default(), &mut y).map_err(Error::arg)
+                })?;
+                Some(flop / (t * 1e6))
+            } else {
+                None
+            };
+            let row = GemmRow {
+                shape: name.into(),
+                m,
+                n,
+                k,
+                kernel: format!("int8 {}", qk.name()),
+                gflops: flop / (ours * 1e6),
+                gflops_cold: cold,
+                gemm_crate_gflops: flop / (theirs * 1e6),
+                ratio: ours / theirs,
+            };
+            progress(&format!("{name} {}: {:.1} GOP/s, gemm crate (f32) {:.1}", row.kernel, row.gflops, row.gemm_crate_gflops));
             rows.push(row);
         }
     }

@@ -78,6 +78,8 @@ pub fn random_vit_b16(device: &Device) -> Result<Clip> {
 pub struct BenchRow {
     pub keep: f32,
     pub batch: usize,
+    /// The CPU precision of the linear layers ("f32" on a GPU).
+    pub precision: &'static str,
     /// Median wall time per image, ms.
     pub ms_median: f64,
     /// ms_median / ms_median at keep = 1.0 (same batch).
@@ -93,6 +95,11 @@ pub struct BenchRow {
     /// pipeline not compiled at load (the cold start), so first_ms / ms_median says what a
     /// user's first run costs.
     pub first_ms: f64,
+    /// ms_median / the first model's (f32's) at the same keep and batch.
+    pub f32_ratio: f64,
+    /// The smallest per-image cosine similarity of this row's embeddings to the first
+    /// model's (f32's) at the same keep and batch (1 for the first model itself).
+    pub cos_to_f32: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -157,52 +164,95 @@ pub fn bench_clip(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str)) -> 
 
 /// [`bench_clip`] for the browser on WebGPU, where read-backs are awaited. Each timed pass
 /// ends with the read-back of its embeddings, so queued GPU work is inside the timing.
-pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
+pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
+    bench_clips_async(&[clip], spec, progress).await
+}
+
+/// [`bench_clip`] on several models of the same checkpoint (one per precision), timed
+/// round-robin: each round runs every (model, keep) once, so drift hits all alike. Rows say
+/// each one's time and embeddings against the first model's (f32 by convention) at the same
+/// keep and batch.
+pub fn bench_clips(clips: &[&Clip], spec: &BenchSpec, progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
+    crate::tensor::block_on(bench_clips_async(clips, spec, progress))
+}
+
+/// Cosine similarity of two vectors (f64 sums).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+/// The smallest per-image cosine between two `[b, d]` embedding batches.
+fn min_cosine(a: &[f32], b: &[f32], batch: usize) -> f64 {
+    let d = a.len() / batch.max(1);
+    (0..batch).map(|i| cosine(&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d])).fold(f64::INFINITY, f64::min)
+}
+
+async fn bench_clips_async(clips: &[&Clip], spec: &BenchSpec, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
     spec.validate()?;
+    let Some(first) = clips.first() else {
+        return Err(Error::arg("benchmark needs a model"));
+    };
     let keeps = with_baseline(&spec.keeps);
-    let s = clip.config.vision().image_size;
+    let s = first.config.vision().image_size;
     let mut rows = Vec::new();
     for &b in &spec.batches {
-        let pv = Tensor::from_f32(random_values(b * 3 * s * s, 99, 1.0), &[b, 3, s, s], &clip.device)?;
         let cfgs = keeps.iter().map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone())).collect::<Result<Vec<_>>>()?;
+        let values = random_values(b * 3 * s * s, 99, 1.0);
+        // (model, keep) in round-robin order.
+        let settings: Vec<(usize, usize)> = (0..clips.len()).flat_map(|m| (0..cfgs.len()).map(move |k| (m, k))).collect();
+        let inputs = clips.iter().map(|c| Tensor::from_f32(values.clone(), &[b, 3, s, s], &c.device)).collect::<Result<Vec<_>>>()?;
         // Warm-up: first-touch allocations, thread pools, pipeline caches.
-        let (mut flops, mut counts, mut first) = (Vec::new(), Vec::new(), Vec::new());
-        let counters = || match &clip.device {
-            crate::tensor::Device::Gpu(c) => Some(c.counters()),
-            crate::tensor::Device::Cpu => None,
-        };
-        for cfg in &cfgs {
+        let (mut flops, mut counts, mut first_ms, mut embeds) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for &(m, k) in &settings {
+            let clip = clips[m];
+            let counters = || match &clip.device {
+                crate::tensor::Device::Gpu(c) => Some(c.counters()),
+                crate::tensor::Device::Cpu(_) => None,
+            };
             let before = counters();
             let t0 = now_ms();
-            let out = clip.vision.forward_async(&pv, Some(cfg), &mut Timings::start()).await?;
-            out.image_embeds.to_vec_f32_async().await?;
-            first.push((now_ms() - t0) / b as f64);
+            let out = clip.vision.forward_async(&inputs[m], Some(&cfgs[k]), &mut Timings::start()).await?;
+            embeds.push(out.image_embeds.to_vec_f32_async().await?);
+            first_ms.push((now_ms() - t0) / b as f64);
             flops.push(out.flops / out.flops_unpruned);
             counts.push(before.zip(counters()).map(|((d0, s0), (d1, s1))| (d1 - d0, s1 - s0)));
         }
-        let mut times = vec![Vec::new(); cfgs.len()];
+        let mut times = vec![Vec::new(); settings.len()];
         for _ in 0..spec.iters {
-            for (i, cfg) in cfgs.iter().enumerate() {
+            for (i, &(m, k)) in settings.iter().enumerate() {
                 let t0 = now_ms();
-                let out = clip.vision.forward_async(&pv, Some(cfg), &mut Timings::start()).await?;
+                let out = clips[m].vision.forward_async(&inputs[m], Some(&cfgs[k]), &mut Timings::start()).await?;
                 out.image_embeds.to_vec_f32_async().await?;
                 times[i].push((now_ms() - t0) / b as f64);
             }
         }
         let medians: Vec<f64> = times.into_iter().map(median).collect();
-        let base = keeps.iter().position(|&k| k >= 1.0).map_or(medians[0], |i| medians[i]);
-        for (i, &keep) in keeps.iter().enumerate() {
+        let base_k = keeps.iter().position(|&k| k >= 1.0).unwrap_or(0);
+        for (i, &(m, k)) in settings.iter().enumerate() {
+            let (base, reference) = (medians[m * cfgs.len() + base_k], k);
             let row = BenchRow {
-                keep,
+                keep: keeps[k],
                 batch: b,
+                precision: clips[m].device.precision().name(),
                 ms_median: medians[i],
                 ratio: medians[i] / base,
                 flop_ratio: flops[i],
                 dispatches: counts[i].map(|c| c.0),
                 submits: counts[i].map(|c| c.1),
-                first_ms: first[i],
+                first_ms: first_ms[i],
+                f32_ratio: medians[i] / medians[reference],
+                cos_to_f32: min_cosine(&embeds[i], &embeds[reference], b),
             };
-            progress(&format!("batch {b} keep {keep:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})", row.ms_median, row.ratio, row.flop_ratio));
+            progress(&format!(
+                "batch {b} {} keep {:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})",
+                row.precision, row.keep, row.ms_median, row.ratio, row.flop_ratio
+            ));
             rows.push(row);
         }
     }

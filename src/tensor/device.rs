@@ -6,12 +6,54 @@ use crate::error::Error;
 use crate::error::Result;
 use std::sync::Arc;
 
-/// Where tensors live and ops run.
-#[derive(Clone, Debug, Default)]
-pub enum Device {
-    /// candle-core on the host: gemm with AVX/FMA natively, SIMD128 in wasm.
+/// How the CPU holds and multiplies linear weights (the GPU's counterpart is its context's
+/// f16 weights). Attention's products, norms and the scan stay f32 in every precision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 weights (f16/bf16 checkpoint weights kept half and widened exactly): exact to rounding.
     #[default]
-    Cpu,
+    F32,
+    /// int8 weights, symmetric per output channel, quantised once at load; activations
+    /// quantised per row on the fly; int32 accumulation; f32 dequantising epilogue
+    /// (`tensor::cpu::qgemm`). Changes the numbers: an explicit option, its accuracy measured.
+    Int8,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::Int8];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// `"f32"` or `"int8"`; anything else is an error naming the choices.
+    pub fn parse(s: &str) -> Result<Precision> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| crate::error::Error::arg(format!("precision {s:?}: expected one of f32, int8")))
+    }
+}
+
+/// The precision `--precision auto` picks: int8 where the int8 engine has a vector kernel on
+/// this CPU (AVX2, wasm SIMD128) — faster than f32 there, its accuracy tested — else f32.
+pub fn auto_precision() -> Precision {
+    match super::cpu::qgemm::QKernel::best() {
+        super::cpu::qgemm::QKernel::Portable => Precision::F32,
+        _ => Precision::Int8,
+    }
+}
+
+/// Where tensors live and ops run.
+#[derive(Clone, Debug)]
+pub enum Device {
+    /// candle-core on the host with our GEMM engine: AVX/FMA natively, SIMD128 in wasm;
+    /// linear weights held in the given precision.
+    Cpu(Precision),
     /// wgpu with our WGSL kernels: Vulkan/Metal/DX12 natively, WebGPU in the browser.
     Gpu(Arc<GpuContext>),
 }
@@ -19,14 +61,47 @@ pub enum Device {
 impl PartialEq for Device {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Device::Cpu, Device::Cpu) => true,
+            (Device::Cpu(_), Device::Cpu(_)) => true,
             (Device::Gpu(a), Device::Gpu(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
 }
 
+impl Default for Device {
+    fn default() -> Self {
+        Device::cpu()
+    }
+}
+
 impl Device {
+    /// The CPU in f32.
+    pub const fn cpu() -> Device {
+        Device::Cpu(Precision::F32)
+    }
+
+    /// The CPU holding linear weights in `p`.
+    pub const fn cpu_with(p: Precision) -> Device {
+        Device::Cpu(p)
+    }
+
+    /// This device with its linear weights in f32 (the patch embeddings, convolutions in the
+    /// checkpoints, stay f32 in every precision, as in ONNX Runtime's dynamic quantisation).
+    pub fn at_f32(&self) -> Device {
+        match self {
+            Device::Cpu(_) => Device::cpu(),
+            gpu => gpu.clone(),
+        }
+    }
+
+    /// The precision linear weights are held in on this device (f32 on a GPU).
+    pub fn precision(&self) -> Precision {
+        match self {
+            Device::Cpu(p) => *p,
+            Device::Gpu(_) => Precision::F32,
+        }
+    }
+
     /// The device to run on when the user has not chosen: the GPU when a hardware adapter
     /// exists, else the CPU. A software adapter (llvmpipe/lavapipe, WARP natively; SwiftShader
     /// or another fallback adapter in the browser) is passed over everywhere, as our CPU
@@ -50,11 +125,11 @@ impl Device {
     pub fn by_rule(gpu: Result<Arc<GpuContext>>) -> (Device, Option<String>) {
         match gpu {
             Ok(c) if c.adapter.software => (
-                Device::Cpu,
+                Device::cpu(),
                 Some(format!("{} is a software GPU adapter ({}), slower than the CPU path: auto runs on the CPU", c.adapter.name, c.adapter.backend)),
             ),
             Ok(c) => (Device::Gpu(c), None),
-            Err(_) => (Device::Cpu, None),
+            Err(_) => (Device::cpu(), None),
         }
     }
 
@@ -76,10 +151,16 @@ impl Device {
     /// A short human-readable name for reports ("cpu (candle-core, avx2+fma)").
     pub fn describe(&self) -> String {
         match self {
-            Device::Cpu => match super::kernels::threads() {
-                1 => format!("cpu (candle-core, {})", super::cpu::simd_name()),
-                t => format!("cpu (candle-core, {}, {t} threads)", super::cpu::simd_name()),
-            },
+            Device::Cpu(p) => {
+                let simd = match p {
+                    Precision::F32 => super::cpu::simd_name().to_string(),
+                    Precision::Int8 => format!("int8 {}", super::cpu::qgemm::QKernel::best().name()),
+                };
+                match super::kernels::threads() {
+                    1 => format!("cpu (candle-core, {simd})"),
+                    t => format!("cpu (candle-core, {simd}, {t} threads)"),
+                }
+            }
             Device::Gpu(c) => format!(
                 "gpu (wgpu, {}, {}{}{})",
                 c.adapter.name,
@@ -100,14 +181,14 @@ impl Device {
     /// load; nothing on the CPU. Returns the ms it took.
     pub fn precompile(&self, kinds: &[super::gpu::Kernels]) -> f64 {
         match self {
-            Device::Cpu => 0.0,
+            Device::Cpu(_) => 0.0,
             Device::Gpu(c) => c.precompile(kinds),
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
-            Device::Cpu => "cpu",
+            Device::Cpu(_) => "cpu",
             Device::Gpu(_) => "gpu",
         }
     }
@@ -148,7 +229,7 @@ impl Device {
     {
         let gpu = match GpuContext::new().await {
             Ok(c) => c,
-            Err(e) => return Choice { device: Device::Cpu, figures: Vec::new(), reason: format!("no GPU adapter ({e}): auto runs on the CPU") },
+            Err(e) => return Choice { device: Device::cpu(), figures: Vec::new(), reason: format!("no GPU adapter ({e}): auto runs on the CPU") },
         };
         let t = super::kernels::threads();
         let cpu_label = format!(
@@ -162,11 +243,11 @@ impl Device {
             Ok(ms) => Figure { backend, label, ms_per_layer: Some(ms), software, error: None },
             Err(e) => Figure { backend, label, ms_per_layer: None, software, error: Some(e.to_string()) },
         };
-        let cpu = figure("cpu", cpu_label, false, probe(Device::Cpu).await);
+        let cpu = figure("cpu", cpu_label, false, probe(Device::cpu()).await);
         let gpu_dev = Device::Gpu(gpu);
         let g = figure("webgpu", gpu_label, software, probe(gpu_dev.clone()).await);
         let (take_gpu, reason) = decide(&g, &cpu);
-        Choice { device: if take_gpu { gpu_dev } else { Device::Cpu }, figures: vec![g, cpu], reason }
+        Choice { device: if take_gpu { gpu_dev } else { Device::cpu() }, figures: vec![g, cpu], reason }
     }
 }
 

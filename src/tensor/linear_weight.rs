@@ -3,7 +3,7 @@
 
 use super::cpu::gemm::{HalfSlice, Kernel, PackedWeight};
 use super::gpu::GpuDtype;
-use super::{Device, Tensor};
+use super::{Device, Precision, Tensor};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -37,9 +37,15 @@ impl LinearWeight {
         if data.len() != out * inp {
             return Err(Error::arg(format!("linear weight: {} values for [{out}, {inp}]", data.len())));
         }
-        let Device::Gpu(c) = device else {
-            let p = PackedWeight::pack(&data, out, inp, Kernel::best()).map_err(Error::arg)?;
-            return Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p)) });
+        let c = match device {
+            Device::Cpu(precision) => {
+                let p = match precision {
+                    Precision::F32 => PackedWeight::pack(&data, out, inp, Kernel::best()),
+                    Precision::Int8 => PackedWeight::quantize(&data, out, inp, None),
+                };
+                return Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) });
+            }
+            Device::Gpu(c) => c,
         };
         let f16 = Self::half_on(device, inp);
         let row_bytes = (inp * if f16 { 2 } else { 4 }).max(1) as u64;
@@ -63,13 +69,13 @@ impl LinearWeight {
 
     /// A weight kept in half precision at rest on the CPU (`bits`: the little-endian f16 or
     /// bf16 values), packed half and multiplied in f32 block by block. On a GPU it is converted
-    /// (f32, or the context's f16 storage).
+    /// (f32, or the context's f16 storage); on an int8 CPU it is widened, then quantised.
     pub fn from_half(bits: &[u8], bf16: bool, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
         let [out, inp] = shape;
         if bits.len() != out * inp * 2 {
             return Err(Error::arg(format!("linear weight: {} bytes for half [{out}, {inp}]", bits.len())));
         }
-        if let Device::Gpu(_) = device {
+        if matches!(device, Device::Gpu(_) | Device::Cpu(Precision::Int8)) {
             let f: Vec<f32> = if bf16 {
                 bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
             } else {
@@ -85,6 +91,19 @@ impl LinearWeight {
             PackedWeight::pack_half(HalfSlice::F16(&v), out, inp, Kernel::best())
         };
         Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) })
+    }
+
+    /// Whether the weight is held in int8 (`Precision::Int8`).
+    pub fn is_int8(&self) -> bool {
+        matches!(&self.repr, Repr::Cpu(p) if p.is_int8())
+    }
+
+    /// Bytes the weight holds in memory (on a GPU: its buffers).
+    pub fn bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Cpu(p) => p.bytes(),
+            Repr::Gpu(parts) => parts.iter().map(|p| p.shape().iter().product::<usize>() * if matches!(p, Tensor::Gpu(_, g) if g.dtype == GpuDtype::F16) { 2 } else { 4 }).sum(),
+        }
     }
 
     /// Whether the weight is held in half precision (f16/bf16 at rest on the CPU, or packed

@@ -15,7 +15,7 @@ pub(crate) mod kernels;
 mod linear_weight;
 pub mod ssm;
 
-pub use device::{block_on, time_best, Choice, Device, Figure};
+pub use device::{auto_precision, block_on, time_best, Choice, Device, Figure, Precision};
 pub use gpu::Kernels;
 pub use linear_weight::LinearWeight;
 
@@ -82,7 +82,7 @@ impl Tensor {
     pub fn from_f32(data: Vec<f32>, shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         match device {
-            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
+            Device::Cpu(_) => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
             Device::Gpu(c) => Ok(Tensor::Gpu(c.clone(), c.upload(&data, shape)?)),
         }
     }
@@ -90,14 +90,14 @@ impl Tensor {
     pub fn from_u32(data: Vec<u32>, shape: &[usize], device: &Device) -> Result<Tensor> {
         check_len(data.len(), shape)?;
         match device {
-            Device::Cpu => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
+            Device::Cpu(_) => Ok(Tensor::Cpu(candle_core::Tensor::from_vec(data, shape, &candle_core::Device::Cpu)?)),
             Device::Gpu(c) => Ok(Tensor::Gpu(c.clone(), c.upload_u32(&data, shape)?)),
         }
     }
 
     pub fn device(&self) -> Device {
         match self {
-            Tensor::Cpu(_) => Device::Cpu,
+            Tensor::Cpu(_) => Device::cpu(),
             Tensor::Gpu(c, _) => Device::Gpu(c.clone()),
         }
     }

@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn bad_shapes_are_errors() {
         use crate::tensor::Device;
-        let t = |v: Vec<f32>, s: &[usize]| Tensor::from_f32(v, s, &Device::Cpu).unwrap();
+        let t = |v: Vec<f32>, s: &[usize]| Tensor::from_f32(v, s, &Device::cpu()).unwrap();
         let (x, bias) = (t(vec![0.0; 6], &[1, 2, 3]), t(vec![0.0; 3], &[3]));
         let e = x.causal_conv1d(&t(vec![], &[1, 0, 3]), &t(vec![], &[3, 0]), &bias).unwrap_err().to_string();
         assert!(e.contains("causal_conv1d"), "{e}");
@@ -439,7 +439,7 @@ mod tests {
             let (y, h, st) = Tensor::selective_scan(&ScanInputs { x: &x, dt: &dt, proj: &proj, b_off: 3, ad: &ad, h: &h }, 0.0).unwrap();
             (y.to_vec_f32().unwrap(), h.to_vec_f32().unwrap(), st.to_vec_f32().unwrap())
         };
-        let (yc, hc, sc) = run(&Device::Cpu);
+        let (yc, hc, sc) = run(&Device::cpu());
         let (yg, hg, sg) = run(&gpu);
         let d = crate::num::max_abs_diff;
         assert!(d(&yc, &yg) < 1e-4 && d(&hc, &hg) < 1e-4, "y {} h {}", d(&yc, &yg), d(&hc, &hg));

@@ -4,7 +4,7 @@
 use super::*;
 
 fn t(v: Vec<f32>, s: &[usize]) -> Tensor {
-    Tensor::from_f32(v, s, &Device::Cpu).unwrap()
+    Tensor::from_f32(v, s, &Device::cpu()).unwrap()
 }
 
 fn seq(n: usize) -> Vec<f32> {
@@ -51,7 +51,7 @@ fn topk_gather_and_patchify() {
     let x = t((0..24).map(|i| i as f32).collect(), &[2, 4, 3]);
     let g = x.gather_rows(&idx).unwrap();
     assert_eq!(g.to_vec_f32().unwrap(), vec![3., 4., 5., 9., 10., 11., 12., 13., 14., 18., 19., 20.]);
-    let bad = Tensor::from_u32(vec![0, 9], &[1, 2], &Device::Cpu).unwrap();
+    let bad = Tensor::from_u32(vec![0, 9], &[1, 2], &Device::cpu()).unwrap();
     assert!(t(vec![0.0; 6], &[1, 2, 3]).gather_rows(&bad).is_err());
 
     // 1 image, 1 channel, 4x4, patch 2: patch 1 (top right) holds pixels 2, 3, 6, 7
@@ -64,10 +64,10 @@ fn topk_gather_and_patchify() {
 
 #[test]
 fn shapes_that_do_not_fit_are_errors() {
-    assert!(Tensor::from_f32(vec![1.0; 5], &[2, 3], &Device::Cpu).is_err());
+    assert!(Tensor::from_f32(vec![1.0; 5], &[2, 3], &Device::cpu()).is_err());
     let x = t(vec![1.0; 6], &[2, 3]);
     assert!(x.linear(&t(vec![1.0; 8], &[2, 4]), None).is_err());
-    assert!(t(vec![0.0; 4], &[4, 1]).embedding(&Tensor::from_u32(vec![4], &[1], &Device::Cpu).unwrap()).is_err());
+    assert!(t(vec![0.0; 4], &[4, 1]).embedding(&Tensor::from_u32(vec![4], &[1], &Device::cpu()).unwrap()).is_err());
 }
 
 #[test]

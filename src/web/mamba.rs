@@ -44,7 +44,7 @@ impl MambaSession {
     pub fn new(config_json: &str, weights: Vec<u8>, tokenizer_json: Option<String>) -> Result<MambaSession, JsError> {
         let cfg = MambaConfig::from_json("config.json", config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
-        Self::build(cfg, &w, tokenizer_json, &Device::Cpu, None)
+        Self::build(cfg, &w, tokenizer_json, &Device::cpu(), None)
     }
 
     /// Like the constructor, on `backend`: "webgpu", "cpu", or "auto", which times one mixer

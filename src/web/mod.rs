@@ -86,7 +86,7 @@ pub async fn auto_choice() -> Result<JsValue, JsError> {
 /// Whether the CPU path is what this build runs without a GPU ("cpu (candle-core, wasm simd128)").
 #[wasm_bindgen(js_name = cpuDevice)]
 pub fn cpu_device() -> String {
-    Device::Cpu.describe()
+    Device::cpu().describe()
 }
 
 /// The measured `auto` choice a session was made with, as the page and the npm package see it:
@@ -134,7 +134,7 @@ async fn device_for(backend: &str) -> Result<Device, JsError> {
     match backend {
         "" | "auto" => Ok(Device::best_async().await),
         "webgpu" | "gpu" => Device::gpu_async().await.map_err(js_err),
-        "cpu" => Ok(Device::Cpu),
+        "cpu" => Ok(Device::cpu()),
         other => Err(js_err(format!("unknown backend `{other}` (auto, webgpu, cpu)"))),
     }
 }
@@ -219,7 +219,7 @@ impl ClipSession {
     /// (whole, or only the tensors needed). `withText` loads the text tower for labels.
     #[wasm_bindgen(constructor)]
     pub fn new(config_json: &str, weights: Vec<u8>, with_text: bool) -> Result<ClipSession, JsError> {
-        Self::build(config_json, weights, with_text, &Device::Cpu)
+        Self::build(config_json, weights, with_text, &Device::cpu())
     }
 
     /// Like the constructor, on `backend`: "webgpu", "cpu", or "auto", which times one encoder

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use effarch::bench::mamba::{bench_mamba, Exponents, MambaBenchRow, MambaBenchSpec};
 use effarch::bench::qwen::{bench_qwen, QwenBenchRow, QwenBenchSpec};
 use effarch::bench::{self, BenchSpec};
-use effarch::tensor::Device;
+use effarch::tensor::{Device, Precision};
 use effarch::{Error, Result};
 use serde::Serialize;
 
@@ -247,20 +247,32 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
         None | Some("candle") => {}
         Some(other) => return Err(Error::arg(format!("--peer {other}: the peer engine is `candle`"))),
     }
-    let device = a.common.device_or(DeviceArg::Auto).device()?;
-    let quiet = a.common.json;
-    if !quiet {
-        eprintln!("building ViT-B/16 with random weights on {} ...", device.describe());
+    // f32 first (every other precision is measured against it), then the others asked for.
+    let mut precisions = vec![Precision::F32];
+    for p in a.common.precision.iter().map(|p| p.precision()) {
+        if !precisions.contains(&p) {
+            precisions.push(p);
+        }
     }
-    let model = bench::random_vit_b16(&device)?;
-    let rows = bench::bench_clip(&model, &spec, progress(quiet))?;
+    let dev = a.common.device_or(if precisions.len() > 1 { DeviceArg::Cpu } else { DeviceArg::Auto });
+    let devices = precisions.iter().map(|&p| dev.device_with(p)).collect::<Result<Vec<_>>>()?;
+    let device = devices[devices.len() - 1].clone();
+    let quiet = a.common.json;
+    let mut models = Vec::new();
+    for d in &devices {
+        if !quiet {
+            eprintln!("building ViT-B/16 with random weights on {} ...", d.describe());
+        }
+        models.push(bench::random_vit_b16(d)?);
+    }
+    let rows = bench::bench_clips(&models.iter().collect::<Vec<_>>(), &spec, progress(quiet))?;
     let peer = match a.peer {
         Some(_) => {
-            drop(model);
+            drop(models);
             candle_peer(&spec.batches, spec.iters)?
                 .into_iter()
                 .map(|(batch, ms)| {
-                    let ours = rows.iter().find(|r| r.batch == batch && r.keep >= 1.0).map_or(f64::NAN, |r| r.ms_median);
+                    let ours = rows.iter().find(|r| r.batch == batch && r.keep >= 1.0 && r.precision == "f32").map_or(f64::NAN, |r| r.ms_median);
                     PeerRow { engine: "candle-transformers 0.11".into(), batch, ms_median: ms, effarch_ratio: ours / ms }
                 })
                 .collect()
@@ -271,10 +283,25 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
         return if a.peer.is_some() { emit(&ClipPeerJson { rows: &rows, peer: &peer }) } else { emit(&rows) };
     }
     println!("ViT-B/16 vision tower, {} , scorer {} at layer(s) {:?}, median of {} rounds", device.describe(), scorer, spec.layers, spec.iters);
-    println!("{:>5} {:>5} {:>10} {:>7} {:>10} {:>10} {:>10}", "batch", "keep", "ms/img", "ratio", "FLOP bound", "dispatches", "first/warm");
+    println!(
+        "{:>5} {:>9} {:>5} {:>10} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "batch", "precision", "keep", "ms/img", "ratio", "FLOP bound", "dispatches", "first/warm", "× f32", "cos to f32"
+    );
     for r in rows {
         let d = r.dispatches.map_or("-".to_string(), |d| d.to_string());
-        println!("{:>5} {:>5.2} {:>10.1} {:>7.3} {:>10.3} {:>10} {:>10.2}", r.batch, r.keep, r.ms_median, r.ratio, r.flop_ratio, d, r.first_ms / r.ms_median);
+        println!(
+            "{:>5} {:>9} {:>5.2} {:>10.1} {:>7.3} {:>10.3} {:>10} {:>10.2} {:>8.3} {:>10.6}",
+            r.batch,
+            r.precision,
+            r.keep,
+            r.ms_median,
+            r.ratio,
+            r.flop_ratio,
+            d,
+            r.first_ms / r.ms_median,
+            r.f32_ratio,
+            r.cos_to_f32
+        );
     }
     for p in &peer {
         println!("{} batch {}: {:.1} ms/img unpruned; effarch / {} = {:.3}", p.engine, p.batch, p.ms_median, p.engine, p.effarch_ratio);
@@ -302,12 +329,13 @@ struct MambaJson<'a> {
 fn run_mamba(a: BenchMambaArgs) -> Result<()> {
     let spec = MambaBenchSpec { ns: a.ns, iters: a.iters, steps: a.steps, hidden: a.hidden };
     spec.validate()?;
+    let precision = a.common.precision()?;
     let devices = match a.common.device_or(DeviceArg::Auto) {
-        DeviceArg::Auto => match quietly(Device::best) {
-            gpu @ Device::Gpu(_) => vec![Device::Cpu, gpu],
+        DeviceArg::Auto if precision == Precision::F32 => match quietly(Device::best) {
+            gpu @ Device::Gpu(_) => vec![Device::cpu(), gpu],
             cpu => vec![cpu],
         },
-        other => vec![other.device()?],
+        other => vec![other.device_with(precision)?],
     };
     let quiet = a.common.json;
     let mut runs = Vec::new();
@@ -353,7 +381,7 @@ fn run_qwen(a: BenchQwenArgs) -> Result<()> {
         Some(w) => return Err(Error::arg(format!("--widths takes 7 numbers, got {}", w.len()))),
     };
     let spec = QwenBenchSpec { keeps: a.keeps, image: a.image, vision_depth: a.vision_depth, lm_layers: a.lm_layers, iters: a.iters, widths, vocab: d.vocab };
-    let device = a.common.device_or(DeviceArg::Cpu).device()?;
+    let device = a.common.device_for(DeviceArg::Cpu)?;
     let quiet = a.common.json;
     let rows = bench_qwen(&spec, &device, progress(quiet))?;
     if quiet {

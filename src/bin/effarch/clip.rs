@@ -53,7 +53,7 @@ pub fn run(a: ClipArgs) -> Result<()> {
         }
     };
     let bytes = std::fs::read(&a.image).map_err(|e| Error::io(a.image.display(), e))?;
-    let device = a.common.device_or(DeviceArg::Auto).device()?;
+    let device = a.common.device_for(DeviceArg::Auto)?;
 
     let t0 = effarch::clock::now_ms();
     let mut files = vec!["config.json", "model.safetensors"];

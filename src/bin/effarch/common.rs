@@ -4,7 +4,7 @@
 use clap::{Args, ValueEnum};
 use effarch::models::lm::SampleOptions;
 use effarch::prune::{PruneConfig, Scorer};
-use effarch::tensor::Device;
+use effarch::tensor::{Device, Precision};
 use effarch::{Error, Result};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,11 +57,43 @@ pub enum DeviceArg {
     GpuF16,
 }
 
-impl DeviceArg {
-    pub fn device(self) -> Result<Device> {
+/// `--precision`: how the CPU holds and multiplies the linear layers.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    /// f32, exact to rounding against transformers (the default).
+    F32,
+    /// int8 weights per output channel and activations per row, int32 sums (changes the numbers:
+    /// cos to f32 ≥ 0.999 at ViT-B/16 size).
+    Int8,
+    /// The fastest precision this CPU has a SIMD kernel for whose accuracy test passes: int8
+    /// where the int8 engine has a vector kernel (AVX2, wasm SIMD128), else f32.
+    Auto,
+}
+
+impl PrecisionArg {
+    pub fn precision(self) -> Precision {
         match self {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Int8 => Precision::Int8,
+            PrecisionArg::Auto => effarch::tensor::auto_precision(),
+        }
+    }
+}
+
+impl DeviceArg {
+    /// The device, its CPU linear layers in f32.
+    pub fn device(self) -> Result<Device> {
+        self.device_with(Precision::F32)
+    }
+
+    /// The device with the CPU's linear layers in `p`; int8 on a GPU is an error that says so.
+    pub fn device_with(self, p: Precision) -> Result<Device> {
+        let gpu_int8 = || Error::arg(format!("--precision {}: a CPU precision; the GPU path has f32 (and --device gpu-f16)", p.name()));
+        match self {
+            DeviceArg::Auto if p != Precision::F32 => Ok(Device::cpu_with(p)),
+            DeviceArg::Gpu | DeviceArg::GpuF16 if p != Precision::F32 => Err(gpu_int8()),
             DeviceArg::Auto => Ok(quietly(Device::best)),
-            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Cpu => Ok(Device::cpu_with(p)),
             DeviceArg::Gpu => quietly(Device::gpu),
             DeviceArg::GpuF16 => quietly(|| effarch::tensor::block_on(Device::gpu_with(true))),
         }
@@ -77,12 +109,29 @@ pub struct Common {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// CPU precision of the linear layers: f32 (default), int8, or auto (`bench clip` takes a
+    /// list, e.g. f32,int8, timed side by side). With int8 `--device auto` means the CPU.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
+    pub precision: Vec<PrecisionArg>,
 }
 
 impl Common {
     /// The device asked for, or `default`.
     pub fn device_or(&self, default: DeviceArg) -> DeviceArg {
         self.device.unwrap_or(default)
+    }
+
+    /// The one precision asked for (an error when a list was given to a command that runs one).
+    pub fn precision(&self) -> Result<Precision> {
+        match self.precision[..] {
+            [p] => Ok(p.precision()),
+            _ => Err(Error::arg("--precision takes one value here (only `bench clip` takes a list)")),
+        }
+    }
+
+    /// The device asked for (or `default`) with the precision asked for.
+    pub fn device_for(&self, default: DeviceArg) -> Result<Device> {
+        self.device_or(default).device_with(self.precision()?)
     }
 }
 

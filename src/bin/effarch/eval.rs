@@ -118,7 +118,7 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
     if let Some(n) = a.limit {
         data.items.truncate(n);
     }
-    let device = a.common.device_or(DeviceArg::Auto).device()?;
+    let device = a.common.device_for(DeviceArg::Auto)?;
     let key = CacheKey {
         model: a.model.clone(),
         data: a.data.display().to_string(),

@@ -51,7 +51,7 @@ pub fn run(a: MambaArgs) -> Result<()> {
     let required: Vec<&str> =
         if a.prompt.is_some() { vec!["config.json", "model.safetensors", "tokenizer.json"] } else { vec!["config.json", "model.safetensors"] };
     let dir = effarch::hub::resolve(&a.model, &required, optional)?;
-    let (model, tok) = MambaLM::load_dir(&dir, &a.common.device_or(DeviceArg::Auto).device()?)?;
+    let (model, tok) = MambaLM::load_dir(&dir, &a.common.device_for(DeviceArg::Auto)?)?;
     let prompt = match (&a.prompt, &a.prompt_ids) {
         (Some(p), _) => {
             let t = tok.as_ref().ok_or_else(|| Error::arg(format!("{} has no tokenizer.json: pass --prompt-ids", dir.display())))?;

@@ -71,7 +71,7 @@ pub fn run(a: QwenArgs) -> Result<()> {
     // after it loads: an error always comes before any output.
     let bytes = std::fs::read(&a.image).map_err(|e| Error::io(a.image.display(), e))?;
     let decoded = effarch::image::decode(&bytes).map_err(|e| Error::arg(format!("{}: {e}", a.image.display())))?;
-    let device = a.common.device_or(DeviceArg::Cpu).device()?;
+    let device = a.common.device_for(DeviceArg::Cpu)?;
     // A hub id: the config, tokenizer and index first, then the shards the index names.
     let meta = ["config.json", "tokenizer.json"];
     let dir = effarch::hub::resolve(&a.model, &meta, &["preprocessor_config.json", "model.safetensors.index.json"])?;

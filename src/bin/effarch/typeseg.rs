@@ -62,7 +62,7 @@ struct TauRow {
 }
 
 pub fn run(a: TypesegArgs) -> Result<()> {
-    let model = Typeseg::load(&Weights::from_file(&a.weights)?, &Device::Cpu)?;
+    let model = Typeseg::load(&Weights::from_file(&a.weights)?, &Device::cpu())?;
     let check = Weights::from_file(&a.check)?;
     let mut inputs = Vec::new();
     for i in 0.. {

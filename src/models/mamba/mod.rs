@@ -4,7 +4,7 @@
 //!
 //! Written once on the tensor seam: the projections, RMSNorm, SiLU/softplus, the causal conv
 //! and the selective scan ([`scan`]) are ops with a CPU kernel and a WGSL kernel each, so the
-//! same code runs on `Device::Cpu` and `Device::Gpu` (wgpu natively, WebGPU in the page).
+//! same code runs on `Device::cpu()` and `Device::Gpu` (wgpu natively, WebGPU in the page).
 
 pub mod config;
 pub mod generate;

@@ -25,7 +25,7 @@ impl Embedding {
             return Err(Error::arg(format!("embedding: {} values for [{rows}, {dim}]", table.len())));
         }
         let table = match device {
-            Device::Cpu => Table::Device(Tensor::from_f32(table, &[rows, dim], device)?),
+            Device::Cpu(_) => Table::Device(Tensor::from_f32(table, &[rows, dim], device)?),
             Device::Gpu(_) => Table::Host(table),
         };
         Ok(Embedding { table, rows, dim, device: device.clone() })

@@ -180,7 +180,7 @@ mod tests {
             let (g, beta): (Vec<f32>, Vec<f32>) = (vals(k, 24).iter().map(|v| 1.0 + 0.5 * v).collect(), vals(k, 25).iter().map(|v| 0.1 * v).collect());
             let file = serialize_f32(&[("ln.weight".into(), vec![k], g.clone()), ("ln.bias".into(), vec![k], beta.clone())]);
             let w = Weights::from_bytes("ln", file).unwrap();
-            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::cpu()).unwrap();
             // The truth in f64: LayerNorm, the product, the epilogue.
             let want: Vec<f32> = xv
                 .chunks(k)
@@ -222,7 +222,7 @@ mod tests {
                 assert!(d < tol, "folded LN [{m}, {k}] x [{n}, {k}] (f16 weights {}): max |Δ| / max |y| {d} > {tol}", ctx.f16_weights);
             }
             // On the CPU the pair is LayerNorm fused into the packing: the same numbers.
-            let nl = NormedLinear::new(&w.pp("ln"), wv.clone(), [n, k], Some(bv.clone()), 1e-5, &Device::Cpu).unwrap();
+            let nl = NormedLinear::new(&w.pp("ln"), wv.clone(), [n, k], Some(bv.clone()), 1e-5, &Device::cpu()).unwrap();
             let got = nl.forward(&cpu(&xv, &[m, k]), act, with_res.then(|| cpu(&rv, &[m, n])).as_ref()).unwrap().to_vec_f32().unwrap();
             let d = crate::num::max_abs_diff(&got, &want) / scale;
             assert!(d < 1e-4, "CPU [{m}, {k}] x [{n}, {k}]: max |Δ| / max |y| {d}");

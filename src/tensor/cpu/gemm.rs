@@ -414,6 +414,8 @@ enum Panels {
     F32(Vec<f32>),
     F16(Vec<half::f16>),
     Bf16(Vec<half::bf16>),
+    /// int8 with per-channel scales, multiplied by the int8 engine (`qgemm`).
+    Int8(super::qgemm::QuantWeight),
 }
 
 /// A half-precision `[n, k]` weight as read from a checkpoint.
@@ -540,6 +542,28 @@ impl PackedWeight {
         Ok(PackedWeight { kernel, n, k, panels })
     }
 
+    /// Quantises an f32 `[n, k]` weight to int8 (`Precision::Int8`; see `qgemm`), packed for
+    /// the best int8 kernel, or for `kernel` when given (tests, `bench gemm`).
+    pub fn quantize(w: &[f32], n: usize, k: usize, kernel: Option<super::qgemm::QKernel>) -> Result<PackedWeight, String> {
+        let q = super::qgemm::QuantWeight::quantize(w, n, k, kernel.unwrap_or_else(super::qgemm::QKernel::best))?;
+        Ok(PackedWeight { kernel: Kernel::best(), n, k, panels: Panels::Int8(q) })
+    }
+
+    /// Whether the weight is int8.
+    pub fn is_int8(&self) -> bool {
+        matches!(self.panels, Panels::Int8(_))
+    }
+
+    /// Bytes the weight holds in memory.
+    pub fn bytes(&self) -> usize {
+        match &self.panels {
+            Panels::F32(v) => 4 * v.len(),
+            Panels::F16(v) => 2 * v.len(),
+            Panels::Bf16(v) => 2 * v.len(),
+            Panels::Int8(q) => q.bytes(),
+        }
+    }
+
     /// Output features.
     pub fn n(&self) -> usize {
         self.n
@@ -549,7 +573,7 @@ impl PackedWeight {
         self.k
     }
     pub fn is_half(&self) -> bool {
-        !matches!(self.panels, Panels::F32(_))
+        matches!(self.panels, Panels::F16(_) | Panels::Bf16(_))
     }
 
     /// `y[m, n] = act(x · Wᵀ + bias) + res`, `x` being `m` rows of `k` values `lda` apart.
@@ -596,14 +620,18 @@ impl PackedWeight {
         if let Some(r) = epi.res.filter(|r| r.len() != m * n) {
             return Err(format!("linear: residual has {} values for [{m}, {n}]", r.len()));
         }
+        if let Some(nm) = epi.norm.filter(|nm| nm.w.len() != k || nm.b.len() != k) {
+            return Err(format!("linear: layer norm of {} weights and {} biases for {k} features", nm.w.len(), nm.b.len()));
+        }
         if m == 0 || n == 0 {
+            return Ok(());
+        }
+        if let Panels::Int8(q) = &self.panels {
+            q.matmul_raw(x, m, lda, epi, y, ldc, parallel);
             return Ok(());
         }
         let (mr, nr) = (self.kernel.mr(), self.kernel.nr());
         let tiles = m.div_ceil(mr);
-        if let Some(nm) = epi.norm.filter(|nm| nm.w.len() != k || nm.b.len() != k) {
-            return Err(format!("linear: layer norm of {} weights and {} biases for {k} features", nm.w.len(), nm.b.len()));
-        }
         let a = pack_a(x, m, k, lda, mr, epi.norm);
         let panels = n.div_ceil(nr);
         let parallel = parallel && threads() > 1 && m * n * k >= PARALLEL_MIN;
@@ -678,6 +706,8 @@ impl PackedWeight {
                         half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[off..off + k * nr], &mut bbuf);
                         bbuf.as_ptr()
                     }
+                    // Never here: `matmul_raw` hands int8 weights to `qgemm`.
+                    Panels::Int8(_) => return,
                 };
                 let cols = nr.min(n - j * nr);
                 let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr().add(j * nr));
@@ -806,20 +836,23 @@ pub fn peak_gflops(kernel: Kernel, min_ms: f64) -> Option<f64> {
 /// rows, balanced, so that no short last tile runs with too few accumulator chains to keep the
 /// FMA units busy (99 rows: 9 tiles of 11 on AVX-512, not 8 of 12 and one of 3).
 #[derive(Clone, Copy, Debug)]
-struct RowTiles {
+pub(crate) struct RowTiles {
     m: usize,
     tiles: usize,
 }
 
 impl RowTiles {
-    fn new(m: usize, mr: usize) -> Self {
+    pub(crate) fn new(m: usize, mr: usize) -> Self {
         RowTiles { m, tiles: m.div_ceil(mr.max(1)) }
     }
-    fn start(&self, t: usize) -> usize {
+    pub(crate) fn tiles(&self) -> usize {
+        self.tiles
+    }
+    pub(crate) fn start(&self, t: usize) -> usize {
         let (q, r) = (self.m / self.tiles.max(1), self.m % self.tiles.max(1));
         t * q + t.min(r)
     }
-    fn rows(&self, t: usize) -> usize {
+    pub(crate) fn rows(&self, t: usize) -> usize {
         let (q, r) = (self.m / self.tiles.max(1), self.m % self.tiles.max(1));
         q + usize::from(t < r)
     }

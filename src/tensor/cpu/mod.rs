@@ -2,6 +2,7 @@
 //! hot ones run our kernels (`kernels.rs`) through candle's custom-op hooks.
 
 pub mod gemm;
+pub mod qgemm;
 
 use super::kernels::{self, AttnDims, HeadLayout};
 use super::Activation;

@@ -199,7 +199,7 @@ mod tests {
         }) {
             ctx.set_wide(Some(wide));
             let qkv: Vec<f32> = (0..b * n * 3 * h * d).map(|i| (((i * 7919) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect();
-            let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::Cpu).unwrap();
+            let c = Tensor::from_f32(qkv.clone(), &[b, n, 3 * h * d], &Device::cpu()).unwrap();
             let want = Tensor::attention_packed(&c, h, causal).unwrap().to_vec_f32().unwrap();
             let g = ctx.upload(&qkv, &[b, n, 3 * h * d]).unwrap();
             let got = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal, None).unwrap()).unwrap();
@@ -208,7 +208,7 @@ mod tests {
             // A bias per key (ToMe's log sizes): GPU = CPU (the CPU's is checked against torch
             // in the ToMe golden test), and the bias does change the output.
             let sizes: Vec<f32> = (0..b * n).map(|i| (i % 5) as f32 + 1.0).collect();
-            let cs = Tensor::from_f32(sizes.clone(), &[b, n], &Device::Cpu).unwrap();
+            let cs = Tensor::from_f32(sizes.clone(), &[b, n], &Device::cpu()).unwrap();
             let want_b = Tensor::attention_packed_sized(&c, h, causal, Some(&cs)).unwrap().to_vec_f32().unwrap();
             let got_b = ctx.read_blocking(&attention_packed(&ctx, &g, h, causal, Some(&ctx.upload(&sizes, &[b, n]).unwrap())).unwrap()).unwrap();
             let dd = crate::num::max_abs_diff(&got_b, &want_b);
@@ -234,7 +234,7 @@ mod tests {
         let (b, h, g, nq, nk, d) = (1usize, 6usize, 2usize, 5usize, 9usize, 16usize);
         let vals = |n: usize, s: usize| (0..n).map(|i| (((i * 7919 + s * 31) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect::<Vec<f32>>();
         let (q, k, v) = (vals(b * h * nq * d, 1), vals(b * g * nk * d, 2), vals(b * g * nk * d, 3));
-        let t = |x: &[f32], s: &[usize]| Tensor::from_f32(x.to_vec(), s, &Device::Cpu).unwrap();
+        let t = |x: &[f32], s: &[usize]| Tensor::from_f32(x.to_vec(), s, &Device::cpu()).unwrap();
         let rep = |x: &[f32]| -> Vec<f32> { (0..h).flat_map(|hh| x[(hh / (h / g)) * nk * d..(hh / (h / g) + 1) * nk * d].to_vec()).collect() };
         for causal in [false, true] {
             let (nq, q) = if causal { (nk, vals(b * h * nk * d, 4)) } else { (nq, q.clone()) };

@@ -119,7 +119,7 @@ mod tests {
         let ctx = super::super::test_context();
         let shape = [2usize, 3, 4, 5, 6];
         let v: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| i as f32).collect();
-        let c = Tensor::from_f32(v.clone(), &shape, &Device::Cpu).unwrap();
+        let c = Tensor::from_f32(v.clone(), &shape, &Device::cpu()).unwrap();
         let g = ctx.upload(&v, &shape).unwrap();
         let read = |t: &GpuTensor| ctx.read_blocking(t).unwrap();
         let p = [2usize, 0, 4, 1, 3];
@@ -133,7 +133,7 @@ mod tests {
         for dim in 0..shape.len() {
             let parts = [&a, &a, &a, &g, &a];
             let fit: Vec<&GpuTensor> = parts.iter().map(|t| if dim == 1 { *t } else { &a }).collect();
-            let cpu: Vec<Tensor> = fit.iter().map(|t| Tensor::from_f32(read(t), &t.shape, &Device::Cpu).unwrap()).collect();
+            let cpu: Vec<Tensor> = fit.iter().map(|t| Tensor::from_f32(read(t), &t.shape, &Device::cpu()).unwrap()).collect();
             let want = Tensor::cat(&cpu.iter().collect::<Vec<_>>(), dim).unwrap().to_vec_f32().unwrap();
             let before = ctx.counters().0;
             assert_eq!(read(&cat(&ctx, &fit, dim).unwrap()), want, "cat along {dim}");

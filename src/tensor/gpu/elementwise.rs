@@ -90,7 +90,7 @@ mod tests {
         let ctx = super::super::test_context();
         let a: Vec<f32> = (0..2 * 197 * 48).map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0).collect();
         let b: Vec<f32> = (0..197 * 48).map(|i| ((i * 13 % 31) as f32 - 15.0) / 7.0).collect();
-        let (ca, cb) = (Tensor::from_f32(a.clone(), &[2, 197, 48], &Device::Cpu).unwrap(), Tensor::from_f32(b.clone(), &[197, 48], &Device::Cpu).unwrap());
+        let (ca, cb) = (Tensor::from_f32(a.clone(), &[2, 197, 48], &Device::cpu()).unwrap(), Tensor::from_f32(b.clone(), &[197, 48], &Device::cpu()).unwrap());
         let (ga, gb) = (ctx.upload(&a, &[2, 197, 48]).unwrap(), ctx.upload(&b, &[197, 48]).unwrap());
         let cases: Vec<(Op, Tensor)> = vec![
             (Op::Add, ca.add(&cb).unwrap()),

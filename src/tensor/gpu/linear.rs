@@ -424,11 +424,11 @@ mod tests {
             let (xv, wv, bv) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));
             let mut xs = lead.to_vec();
             xs.push(k);
-            let want = Tensor::from_f32(xv.clone(), &xs, &Device::Cpu)
+            let want = Tensor::from_f32(xv.clone(), &xs, &Device::cpu())
                 .unwrap()
                 .linear(
-                    &Tensor::from_f32(wv.clone(), &[n, k], &Device::Cpu).unwrap(),
-                    bias.then(|| Tensor::from_f32(bv.clone(), &[n], &Device::Cpu).unwrap()).as_ref(),
+                    &Tensor::from_f32(wv.clone(), &[n, k], &Device::cpu()).unwrap(),
+                    bias.then(|| Tensor::from_f32(bv.clone(), &[n], &Device::cpu()).unwrap()).as_ref(),
                 )
                 .unwrap()
                 .to_vec_f32()
@@ -447,7 +447,7 @@ mod tests {
         // f16 rounding of the weights.
         for &(m, k, n) in &[(197usize, 768usize, 130usize), (5, 6, 3)] {
             let (xv, wv, bv) = (vals(m * k, 4), vals(n * k, 5), vals(n, 6));
-            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::cpu()).unwrap();
             let want = cpu(&xv, &[m, k]).linear(&cpu(&wv, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();
             let y = linear(&ctx, &ctx.upload(&xv, &[m, k]).unwrap(), &ctx.upload_f16(&wv, &[n, k]).unwrap(), Some(&ctx.upload(&bv, &[n]).unwrap())).unwrap();
             let d = crate::num::max_abs_diff(&ctx.read_blocking(&y).unwrap(), &want);
@@ -462,7 +462,7 @@ mod tests {
         assert!(half.f16_math(), "the test adapter ({}) has shader-f16", half.adapter.name);
         for &(m, k, n) in &[(197usize, 768usize, 130usize), (70, 64, 3)] {
             let (xv, wv, bv) = (vals(m * k, 7), vals(n * k, 8), vals(n, 9));
-            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::cpu()).unwrap();
             let want = cpu(&xv, &[m, k]).linear(&cpu(&wv, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();
             let y =
                 linear(&half, &half.upload(&xv, &[m, k]).unwrap(), &half.upload_f16(&wv, &[n, k]).unwrap(), Some(&half.upload(&bv, &[n]).unwrap())).unwrap();
@@ -496,7 +496,7 @@ mod tests {
                     let r = t(&rv, &[m, n]);
                     t(&xv, &[m, k]).linear_ex(&t(&wv, &[n, k]), Some(&t(&bv, &[n])), act, with_res.then_some(&r)).unwrap().to_vec_f32().unwrap()
                 };
-                let d = crate::num::max_abs_diff(&on(&dev), &on(&Device::Cpu));
+                let d = crate::num::max_abs_diff(&on(&dev), &on(&Device::cpu()));
                 let tol = 1e-3 * (k as f32 / 768.0).max(1.0);
                 assert!(d < tol, "[{m}, {k}] x [{n}, {k}] {act:?}, residual {with_res}: max |Δ| {d}");
             }
@@ -514,7 +514,7 @@ mod tests {
         let ctx = super::super::test_context();
         let (m, k, n) = (5usize, 768usize, 130usize);
         let (xv, wv, bv) = (vals(m * k, 7), vals(n * k, 8), vals(n, 9));
-        let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+        let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::cpu()).unwrap();
         let want = cpu(&xv, &[m, k]).linear(&cpu(&wv, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();
         let dev = Device::Gpu(ctx.clone());
         let (x, b) = (Tensor::from_f32(xv.clone(), &[m, k], &dev).unwrap(), Tensor::from_f32(bv.clone(), &[n], &dev).unwrap());

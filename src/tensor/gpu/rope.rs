@@ -42,7 +42,7 @@ mod tests {
             let t = |v: &[f32], shape: &[usize]| Tensor::from_f32(v.to_vec(), shape, dev).unwrap();
             t(&x, &[n, h, d]).rope(&t(&c, &[n, d / 2]), &t(&s, &[n, d / 2])).unwrap().to_vec_f32().unwrap()
         };
-        let (want, got) = (run(&Device::Cpu), run(&Device::Gpu(ctx)));
+        let (want, got) = (run(&Device::cpu()), run(&Device::Gpu(ctx)));
         assert!(crate::num::max_abs_diff(&got, &want) < 1e-5);
         // Rotation keeps each pair's norm.
         let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>();

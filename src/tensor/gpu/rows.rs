@@ -80,8 +80,8 @@ mod tests {
             let x: Vec<f32> = (0..r * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0).collect();
             let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32 / 10.0).collect();
             let b: Vec<f32> = (0..n).map(|i| (i % 5) as f32 / 10.0 - 0.2).collect();
-            let cx = Tensor::from_f32(x.clone(), &[r, n], &Device::Cpu).unwrap();
-            let (cw, cb) = (Tensor::from_f32(w.clone(), &[n], &Device::Cpu).unwrap(), Tensor::from_f32(b.clone(), &[n], &Device::Cpu).unwrap());
+            let cx = Tensor::from_f32(x.clone(), &[r, n], &Device::cpu()).unwrap();
+            let (cw, cb) = (Tensor::from_f32(w.clone(), &[n], &Device::cpu()).unwrap(), Tensor::from_f32(b.clone(), &[n], &Device::cpu()).unwrap());
             let (gx, gw, gb) = (ctx.upload(&x, &[r, n]).unwrap(), ctx.upload(&w, &[n]).unwrap(), ctx.upload(&b, &[n]).unwrap());
             let cases = [
                 (RowOp::LayerNorm { eps: 1e-5 }, cx.layer_norm(&cw, &cb, 1e-5).unwrap()),

@@ -79,7 +79,7 @@ mod tests {
         let (b, n, d) = (3usize, 196usize, 5usize);
         // ties on purpose: many equal scores
         let s: Vec<f32> = (0..b * n).map(|i| ((i * 37) % 23) as f32).collect();
-        let cs = Tensor::from_f32(s.clone(), &[b, n], &Device::Cpu).unwrap();
+        let cs = Tensor::from_f32(s.clone(), &[b, n], &Device::cpu()).unwrap();
         let gs = ctx.upload(&s, &[b, n]).unwrap();
         for k in [1usize, 98, 137, 196] {
             let want = cs.topk_indices(k).unwrap().to_vec_u32().unwrap();
@@ -87,7 +87,7 @@ mod tests {
             assert_eq!(got, want, "k = {k}");
         }
         let x: Vec<f32> = (0..b * n * d).map(|i| i as f32).collect();
-        let (cx, gx) = (Tensor::from_f32(x.clone(), &[b, n, d], &Device::Cpu).unwrap(), ctx.upload(&x, &[b, n, d]).unwrap());
+        let (cx, gx) = (Tensor::from_f32(x.clone(), &[b, n, d], &Device::cpu()).unwrap(), ctx.upload(&x, &[b, n, d]).unwrap());
         let gi = topk_indices(&ctx, &gs, 50).unwrap();
         let ci = cs.topk_indices(50).unwrap();
         assert_eq!(ctx.read_blocking(&gather_rows(&ctx, &gx, &gi).unwrap()).unwrap(), cx.gather_rows(&ci).unwrap().to_vec_f32().unwrap());

@@ -203,7 +203,7 @@ mod tests {
             let proj = vals(b * l * stride, 3);
             let ad: Vec<f32> = vals(c * (n + 1), 5).iter().enumerate().map(|(i, v)| if i % (n + 1) == n { *v } else { -(v.abs() + 0.1) }).collect();
             let h0 = vals(b * c * n, 6);
-            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::Cpu).unwrap();
+            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::cpu()).unwrap();
             let (yc, hc, sc) = Tensor::selective_scan(
                 &ScanInputs {
                     x: &cpu(&x, &[b, l, c]),

@@ -100,7 +100,7 @@ mod tests {
         for &(b, t, heads, d, r) in &[(2usize, 197usize, 4usize, 16usize, 1usize), (2, 197, 4, 16, 98), (1, 196, 3, 8, 40), (3, 9, 2, 4, 3)] {
             let w = 3 * heads * d;
             let qkv = crate::num::random_values(b * t * w, t as u64 + r as u64, 1.0);
-            let (c, g) = (Tensor::from_f32(qkv.clone(), &[b, t, w], &Device::Cpu).unwrap(), Tensor::from_f32(qkv, &[b, t, w], &gpu).unwrap());
+            let (c, g) = (Tensor::from_f32(qkv.clone(), &[b, t, w], &Device::cpu()).unwrap(), Tensor::from_f32(qkv, &[b, t, w], &gpu).unwrap());
             let want = Tensor::tome_match(&c, heads, r).unwrap().to_vec_u32().unwrap();
             let got = Tensor::tome_match(&g, heads, r).unwrap().to_vec_u32().unwrap();
             assert_eq!(got, want, "b{b} t{t} r{r}: destinations");
@@ -121,7 +121,7 @@ mod tests {
                 .unwrap();
                 (y.to_vec_f32().unwrap(), s.to_vec_f32().unwrap())
             };
-            let ((yc, sc), (yg, sg)) = (run(&Device::Cpu), run(&gpu));
+            let ((yc, sc), (yg, sg)) = (run(&Device::cpu()), run(&gpu));
             assert_eq!(sg, sc, "b{b} t{t} r{r}: sizes");
             let dd = crate::num::max_abs_diff(&yg, &yc);
             assert!(dd < 1e-5, "b{b} t{t} r{r}: merged tokens max |Δ| {dd}");

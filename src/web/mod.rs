@@ -483,7 +483,7 @@ pub fn bench_gemm() -> Result<JsValue, JsError> {
 }
 
 /// The benchmark driver of `effarch bench clip`, on a random full-size ViT-B/16:
-/// `{keeps, batches, iters, scorer, layers}` → `[{keep, batch, ms_median, ratio, flop_ratio}]`.
+/// `{keeps, batches, iters, scorer, layers}` → `[{keep, batch, precision, ms_median, ratio, flop_ratio, first_ms, f32_ratio, cos_to_f32}]`.
 #[wasm_bindgen(js_name = benchClip)]
 pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
     #[derive(Deserialize, Default)]

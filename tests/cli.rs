@@ -137,6 +137,17 @@ fn bench_json_rows() {
     assert!(fr > 0.5 && fr < 0.6, "keep 0.5 at layer 1 of 12: {fr}");
     let bad = effarch(&["bench", "clip", "--keeps", "0", "--json"]);
     assert!(!bad.status.success());
+    // Both precisions side by side: int8 rows beside f32's, its embeddings near f32's.
+    let out = effarch(&["bench", "clip", "--keeps", "1", "--batches", "1", "--iters", "1", "--precision", "int8", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let precisions: Vec<&str> = rows.iter().map(|r| r["precision"].as_str().unwrap()).collect();
+    assert_eq!(precisions, ["f32", "int8"], "f32 is always timed first");
+    assert_eq!(rows[0]["cos_to_f32"], 1.0);
+    let c = rows[1]["cos_to_f32"].as_f64().unwrap();
+    assert!(c > 0.999 && c < 1.0, "int8 cos to f32 {c}");
+    let gpu_int8 = effarch(&["bench", "clip", "--device", "gpu", "--precision", "int8", "--json"]);
+    assert!(!gpu_int8.status.success() && String::from_utf8_lossy(&gpu_int8.stderr).contains("--precision int8"));
 }
 
 #[test]
@@ -147,8 +158,11 @@ fn bench_gemm_json_times_every_kernel_and_a_bad_peer_is_named() {
     let tiles = v["tiles"].as_array().unwrap();
     assert!(tiles.iter().any(|t| t["kernel"].as_str().unwrap().starts_with("portable")), "{tiles:?}");
     assert!(tiles.iter().all(|t| t["gflops"].as_f64().unwrap() > 0.0 && t["mr"].as_u64().unwrap() > 0));
-    // Each x86 kernel beside its instruction set's FMA ceiling (the portable one has none).
-    assert!(tiles.iter().all(|t| t["peak_gflops"].as_f64().is_some_and(|p| p > 0.0) != t["kernel"].as_str().unwrap().starts_with("portable")), "{tiles:?}");
+    // Each x86 f32 kernel beside its instruction set's FMA ceiling (the portable and the int8
+    // ones have none); every int8 kernel this CPU has is timed too.
+    let plain = |t: &serde_json::Value| !t["kernel"].as_str().unwrap().starts_with("portable") && !t["kernel"].as_str().unwrap().starts_with("int8");
+    assert!(tiles.iter().all(|t| t["peak_gflops"].as_f64().is_some_and(|p| p > 0.0) == plain(t)), "{tiles:?}");
+    assert!(tiles.iter().any(|t| t["kernel"].as_str().unwrap() == "int8 portable 4x8"), "{tiles:?}");
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), tiles.len() * 8, "every kernel on every shape");
     for r in rows {

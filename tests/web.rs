@@ -361,3 +361,27 @@ async fn bench_mamba_runs_on_webgpu() {
         }
     }
 }
+
+/// `--precision int8` in wasm: the SIMD128 int8 kernel (`i32x4.dot_i16x8_s`) behind every
+/// linear layer equals the numpy reference of the scheme (scripts/int8_reference.py) bit for
+/// bit on every case of `int8-linear.json`, and reports itself in the device's name.
+#[wasm_bindgen_test]
+async fn int8_linear_in_wasm_equals_the_numpy_reference() {
+    use effarch::tensor::{LinearWeight, Precision, Tensor};
+    setup().await;
+    let dev = Device::cpu_with(Precision::Int8);
+    assert!(dev.describe().contains("int8 wasm simd128"), "{}", dev.describe());
+    let fx: serde_json::Value = serde_json::from_str(include_str!("fixtures/generation/int8-linear.json")).unwrap();
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    let f = |c: &serde_json::Value, key: &str| -> Vec<f32> { c[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
+    for c in cases {
+        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
+        let w = LinearWeight::new(f(c, "w"), [n, k], &dev).unwrap();
+        assert!(w.is_int8());
+        let x = Tensor::from_f32(f(c, "x"), &[m, k], &dev).unwrap();
+        let b = Tensor::from_f32(f(c, "b"), &[n], &dev).unwrap();
+        let got = w.forward(&x, Some(&b)).unwrap().to_vec_f32().unwrap();
+        assert_eq!(got, f(c, "y"), "m{m} k{k} n{n}");
+    }
+}

@@ -2,7 +2,7 @@
 // multi-threaded build above) against onnxruntime-web on the same ViT-B/16 vision tower, at
 // the same thread counts (1, 2 and navigator.hardwareConcurrency), in one headless Chromium
 // session: one cross-origin-isolated page per thread count (each engine sizes its pool once per
-// page). Run by scripts/bench_browser.sh.
+// page), each engine in its own Web Worker as the page runs effarch. Run by scripts/bench_browser.sh.
 //   node bench.mjs ROOT MODEL.onnx [iters]
 import http from 'node:http';
 import fs from 'node:fs';
@@ -24,18 +24,13 @@ window.bench = async (threads, iters) => {
     w.onerror = (e) => reject(new Error(e.message));
     w.postMessage({ threads, iters });
   });
-  const ort = await import('/ort/ort.wasm.min.mjs');
-  ort.env.wasm.numThreads = threads;
-  ort.env.wasm.wasmPaths = '/ort/';
-  const buf = await (await fetch('/model.onnx')).arrayBuffer();
-  const sess = await ort.InferenceSession.create(buf, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
-  const x = new Float32Array(3 * 224 * 224).map(() => Math.random() * 2 - 1);
-  const feeds = { pixel_values: new ort.Tensor('float32', x, [1, 3, 224, 224]) };
-  await sess.run(feeds);
-  const ts = [];
-  for (let i = 0; i < iters; i++) { const t = performance.now(); await sess.run(feeds); ts.push(performance.now() - t); }
-  ts.sort((a, b) => a - b);
-  out.ort = { version: ort.env.versions?.web ?? '?', ms: ts[Math.floor(ts.length / 2)] };
+  // onnxruntime-web in a Web Worker too: both engines placed alike (issue 27).
+  out.ort = await new Promise((resolve, reject) => {
+    const w = new Worker('/ort-worker.js', { type: 'module' });
+    w.onmessage = (e) => (e.data.error ? reject(new Error(e.data.error)) : resolve(e.data));
+    w.onerror = (e) => reject(new Error(e.message));
+    w.postMessage({ threads, iters });
+  });
   out.cores = navigator.hardwareConcurrency;
   return out;
 };
@@ -52,6 +47,24 @@ self.onmessage = async ({ data: { threads, iters } }) => {
     self.postMessage({ error: String(e.message ?? e) });
   }
 };`;
+const ortWorker = `self.onmessage = async ({ data: { threads, iters } }) => {
+  try {
+    const ort = await import('/ort/ort.wasm.min.mjs');
+    ort.env.wasm.numThreads = threads;
+    ort.env.wasm.wasmPaths = '/ort/';
+    const buf = await (await fetch('/model.onnx')).arrayBuffer();
+    const sess = await ort.InferenceSession.create(buf, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+    const x = new Float32Array(3 * 224 * 224).map(() => Math.random() * 2 - 1);
+    const feeds = { pixel_values: new ort.Tensor('float32', x, [1, 3, 224, 224]) };
+    await sess.run(feeds);
+    const ts = [];
+    for (let i = 0; i < iters; i++) { const t = performance.now(); await sess.run(feeds); ts.push(performance.now() - t); }
+    ts.sort((a, b) => a - b);
+    self.postMessage({ version: ort.env.versions?.web ?? '?', ms: ts[Math.floor(ts.length / 2)] });
+  } catch (e) {
+    self.postMessage({ error: String(e.message ?? e) });
+  }
+};`;
 const server = http.createServer((req, res) => {
   const url = decodeURIComponent(req.url.split('?')[0]);
   // Cross-origin isolated: SharedArrayBuffer for both engines' threads.
@@ -59,6 +72,7 @@ const server = http.createServer((req, res) => {
   let file;
   if (url === '/' || url === '/bench.html') { res.writeHead(200, { 'content-type': 'text/html', ...iso }); return res.end(page); }
   if (url === '/bench-worker.js') { res.writeHead(200, { 'content-type': 'text/javascript', ...iso }); return res.end(worker); }
+  if (url === '/ort-worker.js') { res.writeHead(200, { 'content-type': 'text/javascript', ...iso }); return res.end(ortWorker); }
   if (url === '/model.onnx') file = model;
   else if (url.startsWith('/ort/')) file = path.join(here, 'node_modules/onnxruntime-web/dist', url.slice(5));
   else if (url.startsWith('/pkg/')) file = path.join(root, 'pkg', url.slice(5));

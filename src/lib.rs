@@ -8,7 +8,8 @@
 //! - [`prune`]: token scorers and the index math of pruning.
 //! - [`models`]: shared layers ([`models::nn`]), what language models share ([`models::lm`]),
 //!   and the models: [`models::clip`], [`models::mamba`], [`models::qwen`].
-//! - [`bench`], [`eval`], [`overlay`], `web` (wasm), `hub` (native CLI): drivers on top.
+//! - [`bench`], [`eval`], [`overlay`], [`quantize`] (int8 checkpoints), `web` (wasm), `hub`
+//!   (native CLI): drivers on top.
 //!
 //! Known exceptions, to be removed: the seam's ToMe matching (`tensor::cpu`, `tensor::gpu::tome`)
 //! calls `prune::tome`'s host algorithm, and `jpeg` reads `image`'s pixel limit (the two are one
@@ -25,6 +26,7 @@ pub mod num;
 pub mod overlay;
 pub mod probe;
 pub mod prune;
+pub mod quantize;
 pub mod tensor;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]

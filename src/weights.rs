@@ -8,6 +8,10 @@ use crate::error::{Error, Result};
 use crate::tensor::{Device, LinearWeight, Tensor};
 use std::collections::HashMap;
 
+/// Appended to an int8 weight's name to name its per-row scales: `fc1.weight` →
+/// `fc1.weight_scale` (checkpoints made by `effarch quantize`, see `crate::quantize`).
+pub const SCALE_SUFFIX: &str = "_scale";
+
 /// Headers larger than this are refused before any allocation (real ones are < 1 MiB).
 pub const MAX_HEADER_BYTES: u64 = 64 << 20;
 
@@ -16,6 +20,9 @@ pub enum Dtype {
     F32,
     F16,
     BF16,
+    /// An int8 linear weight of a quantised checkpoint (`effarch quantize`): read as
+    /// `q · <name>_scale` per output row (see [`crate::quantize`]).
+    I8,
 }
 
 impl Dtype {
@@ -23,6 +30,17 @@ impl Dtype {
         match self {
             Dtype::F32 => 4,
             Dtype::F16 | Dtype::BF16 => 2,
+            Dtype::I8 => 1,
+        }
+    }
+
+    /// The name in a safetensors header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "F32",
+            Dtype::F16 => "F16",
+            Dtype::BF16 => "BF16",
+            Dtype::I8 => "I8",
         }
     }
 }
@@ -91,6 +109,7 @@ fn parse_entry(v: &serde_json::Value) -> std::result::Result<TensorInfo, String>
         "F32" => Ok(Dtype::F32),
         "F16" => Ok(Dtype::F16),
         "BF16" => Ok(Dtype::BF16),
+        "I8" => Ok(Dtype::I8),
         other => Err(other.to_string()),
     };
     let shape: Vec<usize> = v
@@ -188,12 +207,41 @@ impl Weights {
             .data
             .get(info.start..info.end)
             .ok_or_else(|| Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` lies outside the data section") })?;
-        let v = to_f32(dtype, bytes);
+        let v = match dtype {
+            Dtype::I8 => self.dequantize(name, shape, bytes)?,
+            _ => to_f32(dtype, bytes),
+        };
         // One pass: a NaN or ∞ in a checkpoint would otherwise come out as NaN embeddings.
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             return Err(self.non_finite(name, i, v[i]));
         }
         Ok(v)
+    }
+
+    /// An int8 tensor times its per-row scales (`<name>_scale`, f32, one per row).
+    fn dequantize(&self, name: &str, shape: &[usize], q: &[u8]) -> Result<Vec<f32>> {
+        let scale_name = format!("{name}{}", SCALE_SUFFIX);
+        let rows = shape.first().copied().unwrap_or(1);
+        match self.header.tensors.get(&scale_name).map(|i| &i.dtype) {
+            None => return Err(Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` is int8 but its scales `{scale_name}` are missing") }),
+            // f32 only: an int8 scale would need scales of its own (and a chain of them, a stack).
+            Some(Ok(Dtype::F32)) => {}
+            Some(d) => return Err(Error::Weights { file: self.file.clone(), msg: format!("the scales `{scale_name}` of int8 tensor `{name}` must be F32, not {d:?}") }),
+        }
+        let scales = self.get_f32(&scale_name, &[rows])?;
+        let cols = q.len() / rows.max(1);
+        Ok(q.iter().enumerate().map(|(i, &b)| b as i8 as f32 * scales[i / cols.max(1)]).collect())
+    }
+
+    /// The named tensor's dtype, shape and raw little-endian bytes (for rewriting a checkpoint).
+    pub fn raw(&self, name: &str) -> Result<(Dtype, &[usize], &[u8])> {
+        let info = self.header.tensors.get(name).ok_or_else(|| Error::MissingTensor { file: self.file.clone(), name: name.to_string() })?;
+        let dtype = info.dtype.clone().map_err(|d| Error::Dtype { file: self.file.clone(), name: name.to_string(), dtype: d })?;
+        let bytes = self
+            .data
+            .get(info.start..info.end)
+            .ok_or_else(|| Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` lies outside the data section") })?;
+        Ok((dtype, &info.shape, bytes))
     }
 
     fn non_finite(&self, name: &str, index: usize, value: f32) -> Error {
@@ -243,6 +291,7 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Vec<f32> {
         Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        Dtype::I8 => bytes.iter().map(|&b| b as i8 as f32).collect(),
     }
 }
 
@@ -290,11 +339,7 @@ pub fn serialize_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
 
 /// Writes tensors as a safetensors file in `dtype` (values rounded to it).
 pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtype) -> Vec<u8> {
-    let name = match dtype {
-        Dtype::F32 => "F32",
-        Dtype::F16 => "F16",
-        Dtype::BF16 => "BF16",
-    };
+    let name = dtype.name();
     let mut header = serde_json::Map::new();
     let mut off = 0usize;
     for (n, shape, data) in tensors {
@@ -315,8 +360,31 @@ pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtype) -> Ve
                 Dtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
                 Dtype::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
                 Dtype::BF16 => out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                Dtype::I8 => out.push(v.round().clamp(-127.0, 127.0) as i8 as u8),
             }
         }
+    }
+    out
+}
+
+/// Writes tensors given as raw little-endian bytes of their dtype, in order, as a safetensors file.
+pub fn serialize_raw(tensors: &[(String, Dtype, Vec<usize>, std::borrow::Cow<'_, [u8]>)]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut off = 0usize;
+    for (n, dtype, shape, data) in tensors {
+        let end = off + data.len();
+        header.insert(n.clone(), serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [off, end]}));
+        off = end;
+    }
+    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + off);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for (_, _, _, data) in tensors {
+        out.extend_from_slice(data);
     }
     out
 }

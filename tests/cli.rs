@@ -575,3 +575,40 @@ fn eval_clip_sweeps_writes_its_files_and_resumes() {
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cache.jsonl"), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `effarch quantize`: the tiny CLIP in the hub layout with int8 linear weights (same names plus
+/// `<name>_scale`, `quantization_config` in config.json), smaller, and loadable: at
+/// `--precision int8` it gives the embeddings the f32 checkpoint gives at int8 (the weights
+/// quantise back to the same values), and it runs at f32 on the dequantised weights.
+#[test]
+fn quantize_writes_an_int8_checkpoint_that_loads_like_any_other() {
+    let dir = fixture_dir();
+    let out_dir = std::env::temp_dir().join(format!("effarch-quantized-{}", std::process::id()));
+    let out = effarch(&["quantize", "--model", dir.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["precision"], "int8");
+    let (bytes_in, bytes_out) = (v["bytes_in"].as_f64().unwrap(), v["bytes_out"].as_f64().unwrap());
+    assert!(bytes_out < 0.75 * bytes_in, "{bytes_out} of {bytes_in} bytes");
+    assert!(v["files"][0]["quantized"].as_u64().unwrap() >= 8, "{v}");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["quantization_config"]["quant_method"], "effarch-int8");
+    assert!(out_dir.join("vocab.json").exists(), "the other files are copied");
+    let image = dir.join("cat_300x257.png");
+    let embeds = |model: &Path, precision: &str| -> Vec<f64> {
+        let o = effarch(&clip_args(&["--keep", "1", "--json", "--precision", precision, "--device", "cpu"], image.to_str().unwrap(), model.to_str().unwrap()));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        serde_json::from_value(v["image_embeds"].clone()).unwrap()
+    };
+    let cos = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / (a.iter().map(|x| x * x).sum::<f64>() * b.iter().map(|x| x * x).sum::<f64>()).sqrt();
+    let (orig, quant) = (embeds(&dir, "int8"), embeds(&out_dir, "int8"));
+    assert!(cos(&orig, &quant) > 0.99999, "int8 on the quantised checkpoint: cos {}", cos(&orig, &quant));
+    let f32_on_int8 = embeds(&out_dir, "f32");
+    assert!(cos(&orig, &f32_on_int8) > 0.99, "f32 on the dequantised weights: cos {}", cos(&orig, &f32_on_int8));
+    let twice = effarch(&["quantize", "--model", out_dir.to_str().unwrap(), "--out", std::env::temp_dir().join("effarch-q2").to_str().unwrap()]);
+    assert!(!twice.status.success() && String::from_utf8_lossy(&twice.stderr).contains("already int8"));
+    let bf16 = effarch(&["quantize", "--model", dir.to_str().unwrap(), "--precision", "bf16", "--out", out_dir.to_str().unwrap()]);
+    assert!(!bf16.status.success() && String::from_utf8_lossy(&bf16.stderr).contains("--precision bf16"));
+    std::fs::remove_dir_all(&out_dir).ok();
+}

@@ -457,7 +457,7 @@ async function main() {
     document.body.dataset.build = hello.build;
     if (hello.threadNote) $('threads').title = hello.threadNote;
     if (hello.autoReason) auto = { reason: hello.autoReason, source: 'rule' };
-    backendBadge(state.backend === 'cpu' ? hello.cpu : hello.defaultDevice);
+    backendBadge(state.backend.startsWith('cpu') ? hello.cpu : hello.defaultDevice);
   }
   await task('Loading the image…', () => (state.image ? loadImageUrl(state.image) : loadSample(state.sample || DEFAULTS.sample)));
   drawOverlay();

@@ -12,7 +12,7 @@ export function backendLabel(device) {
   const m = /^gpu \(wgpu, (.*?), BrowserWebGpu/.exec(device);
   if (device.startsWith('gpu')) return `WebGPU · ${m ? m[1] || 'adapter' : device}`;
   const t = Number(/, (\d+) threads\)/.exec(device)?.[1] ?? 1);
-  return `CPU · wasm SIMD128 · ${t} thread${t === 1 ? '' : 's'}`;
+  return `CPU · ${/int8/.test(device) ? 'int8 · ' : ''}wasm SIMD128 · ${t} thread${t === 1 ? '' : 's'}`;
 }
 
 /**

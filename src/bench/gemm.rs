@@ -123,12 +123,23 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
             gemm_crate(&x, &w, &mut y, m, k, n);
             Ok(())
         })?;
-        for &kern in &kernels {
-            let p = PackedWeight::pack(&w, n, k, kern).map_err(Error::arg)?;
+        // Every f32 kernel, then the int8 engine's (activations quantised inside the call):
+        // (name, the best of its kind, bytes a weight value, how to pack the weight).
+        type Pack<'a> = Box<dyn Fn() -> Result<PackedWeight> + 'a>;
+        let wr = &w;
+        let mut engines: Vec<(String, bool, usize, Pack)> = kernels
+            .iter()
+            .map(|&kern| (kern.name().to_string(), kern == Kernel::best(), 4, Box::new(move || PackedWeight::pack(wr, n, k, kern).map_err(Error::arg)) as Pack))
+            .collect();
+        engines.extend(QKernel::available().into_iter().map(|qk| {
+            (format!("int8 {}", qk.name()), qk == QKernel::best(), 1, Box::new(move || PackedWeight::quantize(wr, n, k, Some(qk)).map_err(Error::arg)) as Pack)
+        }));
+        for (kernel, best, bytes, pack) in engines {
+            let p = pack()?;
             let ours = time(iters, || p.matmul(&x, m, k, Epilogue::default(), &mut y).map_err(Error::arg))?;
-            let cold = if kern == Kernel::best() {
-                let copies = (COLD_BYTES / (n * k * 4)).max(2);
-                let ps = (0..copies).map(|_| PackedWeight::pack(&w, n, k, kern)).collect::<std::result::Result<Vec<_>, _>>().map_err(Error::arg)?;
+            let cold = if best {
+                let copies = (COLD_BYTES / (n * k * bytes)).max(2);
+                let ps = (0..copies).map(|_| pack()).collect::<Result<Vec<_>>>()?;
                 let mut i = 0;
                 let t = time(iters.max(copies), || {
                     i = (i + 1) % copies;
@@ -138,49 +149,9 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
             } else {
                 None
             };
-            let row = GemmRow {
-                shape: name.into(),
-                m,
-                n,
-                k,
-                kernel: kern.name().into(),
-                gflops: flop / (ours * 1e6),
-                gflops_cold: cold,
-                gemm_crate_gflops: flop / (theirs * 1e6),
-                ratio: ours / theirs,
-            };
+            let row = GemmRow { shape: name.into(), m, n, k, kernel, gflops: flop / (ours * 1e6), gflops_cold: cold, gemm_crate_gflops: flop / (theirs * 1e6), ratio: ours / theirs };
             let cold = row.gflops_cold.map(|g| format!(" ({g:.1} from memory)")).unwrap_or_default();
             progress(&format!("{name} [{m}x{k}]·[{k}x{n}] {}: {:.1} GFLOP/s{cold}, gemm crate {:.1}", row.kernel, row.gflops, row.gemm_crate_gflops));
-            rows.push(row);
-        }
-        // The int8 engine on the same product (activations quantised inside the call).
-        for qk in QKernel::available() {
-            let p = PackedWeight::quantize(&w, n, k, Some(qk)).map_err(Error::arg)?;
-            let ours = time(iters, || p.matmul(&x, m, k, Epilogue::default(), &mut y).map_err(Error::arg))?;
-            let cold = if qk == QKernel::best() {
-                let copies = (COLD_BYTES / (n * k)).max(2);
-                let ps = (0..copies).map(|_| PackedWeight::quantize(&w, n, k, Some(qk))).collect::<std::result::Result<Vec<_>, _>>().map_err(Error::arg)?;
-                let mut i = 0;
-                let t = time(iters.max(copies), || {
-                    i = (i + 1) % copies;
-                    ps[i].matmul(&x, m, k, Epilogue::default(), &mut y).map_err(Error::arg)
-                })?;
-                Some(flop / (t * 1e6))
-            } else {
-                None
-            };
-            let row = GemmRow {
-                shape: name.into(),
-                m,
-                n,
-                k,
-                kernel: format!("int8 {}", qk.name()),
-                gflops: flop / (ours * 1e6),
-                gflops_cold: cold,
-                gemm_crate_gflops: flop / (theirs * 1e6),
-                ratio: ours / theirs,
-            };
-            progress(&format!("{name} {}: {:.1} GOP/s, gemm crate (f32) {:.1}", row.kernel, row.gflops, row.gemm_crate_gflops));
             rows.push(row);
         }
     }

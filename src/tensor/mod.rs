@@ -19,6 +19,12 @@ pub use device::{auto_precision, block_on, time_best, Choice, Device, Figure, Pr
 pub use gpu::Kernels;
 pub use linear_weight::LinearWeight;
 
+/// A `[n, k]` weight in the int8 scheme of `Precision::Int8` (symmetric per output channel):
+/// its int8 values, row-major, and the `n` scales (`tensor/cpu/qgemm.rs`).
+pub fn quantize_int8(w: &[f32], n: usize, k: usize) -> std::result::Result<(Vec<i8>, Vec<f32>), String> {
+    cpu::qgemm::quantize_weight(w, n, k)
+}
+
 use crate::error::{Error, Result};
 use gpu::{GpuContext, GpuDtype, GpuTensor};
 use std::sync::Arc;

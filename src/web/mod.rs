@@ -129,13 +129,15 @@ pub(crate) fn describe_with(device: &Device, auto: Option<&AutoChoice>) -> Strin
 }
 
 /// `"auto"` (WebGPU when the browser has a hardware adapter, else the CPU), `"webgpu"` (an error
-/// when there is no adapter) or `"cpu"`.
+/// when there is no adapter), `"cpu"` or `"cpu-int8"` (the CPU with int8 linear layers:
+/// `Precision::Int8`, the SIMD128 int8 kernel).
 async fn device_for(backend: &str) -> Result<Device, JsError> {
     match backend {
         "" | "auto" => Ok(Device::best_async().await),
         "webgpu" | "gpu" => Device::gpu_async().await.map_err(js_err),
         "cpu" => Ok(Device::cpu()),
-        other => Err(js_err(format!("unknown backend `{other}` (auto, webgpu, cpu)"))),
+        "cpu-int8" => Ok(Device::cpu_with(crate::tensor::Precision::Int8)),
+        other => Err(js_err(format!("unknown backend `{other}` (auto, webgpu, cpu, cpu-int8)"))),
     }
 }
 

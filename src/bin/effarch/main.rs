@@ -13,6 +13,8 @@ mod eval;
 #[cfg(not(target_arch = "wasm32"))]
 mod mamba;
 #[cfg(not(target_arch = "wasm32"))]
+mod quantize;
+#[cfg(not(target_arch = "wasm32"))]
 mod qwen;
 #[cfg(not(target_arch = "wasm32"))]
 mod typeseg;
@@ -49,6 +51,9 @@ mod cli {
             #[command(subcommand)]
             which: super::eval::EvalCmd,
         },
+        /// Write a checkpoint in the hub layout with int8 linear weights (same names, plus
+        /// `<name>_scale`), loadable by every command and the page.
+        Quantize(super::quantize::QuantizeArgs),
         /// Benchmarks with full-size random-weight models (no download).
         Bench {
             #[command(subcommand)]
@@ -65,6 +70,7 @@ mod cli {
             Cmd::Qwen(a) => super::qwen::run(a),
             Cmd::Typeseg(a) => super::typeseg::run(a),
             Cmd::Eval { which } => super::eval::run(which),
+            Cmd::Quantize(a) => super::quantize::run(a),
             Cmd::Bench { which } => super::bench::run(which),
         };
         match res {

@@ -634,14 +634,6 @@ impl PackedWeight {
         let tiles = m.div_ceil(mr);
         let a = pack_a(x, m, k, lda, mr, epi.norm);
         let panels = n.div_ceil(nr);
-        let parallel = parallel && threads() > 1 && m * n * k >= PARALLEL_MIN;
-        let want = if parallel { 3 * threads() } else { 1 };
-        // Split N first, so that every weight panel is read from memory once; split M too only
-        // when there are fewer panels than tasks wanted.
-        let task_rows = want.div_ceil(panels).min(tiles).max(1);
-        let tiles_per_task = tiles.div_ceil(task_rows);
-        let panels_per_task = panels.div_ceil(want.div_ceil(task_rows)).max(1);
-        let task_cols = panels.div_ceil(panels_per_task);
         // The bias padded to whole panels: the kernels start their accumulators from it.
         let bias = epi.bias.map(|b| {
             let mut v = b.to_vec();
@@ -649,19 +641,10 @@ impl PackedWeight {
             v
         });
         let yp = SendPtr(y);
-        let run = |task: usize| {
-            let (tr, tc) = (task / task_cols, task % task_cols);
-            let t_range = tr * tiles_per_task..((tr + 1) * tiles_per_task).min(tiles);
-            let p_range = tc * panels_per_task..((tc + 1) * panels_per_task).min(panels);
-            // SAFETY: the task writes only rows of `t_range` × columns of `p_range`.
-            unsafe { self.task(&a, m, t_range, p_range, epi, bias.as_deref(), yp.get(), ldc) };
-        };
-        let tasks = task_rows * task_cols;
-        if tasks > 1 {
-            (0..tasks).into_par_iter().for_each(run);
-        } else {
-            run(0);
-        }
+        // SAFETY: each task writes only rows of its tiles × columns of its panels.
+        for_each_block(tiles, panels, parallel && m * n * k >= PARALLEL_MIN, |t_range, p_range| unsafe {
+            self.task(&a, m, t_range, p_range, epi, bias.as_deref(), yp.get(), ldc)
+        });
         Ok(())
     }
 
@@ -730,6 +713,28 @@ impl PackedWeight {
             }
             t0 = chunk.end;
         }
+    }
+}
+
+/// Runs `block(tiles, panels)` over the output blocks of a product of `tiles` row tiles ×
+/// `panels` weight panels: split N first, so that every weight panel is read from memory once;
+/// M too only when there are fewer panels than tasks wanted (3 a thread when `parallel`, else
+/// one block on this thread). Shared by the f32 and the int8 engines.
+pub(crate) fn for_each_block(tiles: usize, panels: usize, parallel: bool, block: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync) {
+    let want = if parallel && threads() > 1 { 3 * threads() } else { 1 };
+    let task_rows = want.div_ceil(panels.max(1)).min(tiles).max(1);
+    let tiles_per_task = tiles.div_ceil(task_rows);
+    let panels_per_task = panels.div_ceil(want.div_ceil(task_rows)).max(1);
+    let task_cols = panels.div_ceil(panels_per_task);
+    let run = |task: usize| {
+        let (tr, tc) = (task / task_cols, task % task_cols);
+        block(tr * tiles_per_task..((tr + 1) * tiles_per_task).min(tiles), tc * panels_per_task..((tc + 1) * panels_per_task).min(panels));
+    };
+    let tasks = task_rows * task_cols;
+    if tasks > 1 {
+        (0..tasks).into_par_iter().for_each(run);
+    } else {
+        run(0);
     }
 }
 

@@ -22,7 +22,7 @@
 //! wasm SIMD128 (4 × 8), portable (4 × 8).
 
 use super::super::kernels::{row_stats, threads};
-use super::gemm::{apply_act, Epilogue, RowTiles, SendPtr};
+use super::gemm::{apply_act, for_each_block, Epilogue, RowTiles, SendPtr};
 use rayon::prelude::*;
 
 /// Packed activation rows a task keeps in L2 while its weight panels pass over them.
@@ -315,28 +315,11 @@ impl QuantWeight {
         let rt = RowTiles::new(m, mr);
         let tiles = rt.tiles();
         let (a, sx) = pack_a(x, m, k, lda, mr, epi, parallel);
-        let panels = n.div_ceil(nr);
-        let parallel = parallel && threads() > 1 && m * n * k >= PARALLEL_MIN;
-        let want = if parallel { 3 * threads() } else { 1 };
-        let task_rows = want.div_ceil(panels).min(tiles).max(1);
-        let tiles_per_task = tiles.div_ceil(task_rows);
-        let panels_per_task = panels.div_ceil(want.div_ceil(task_rows)).max(1);
-        let task_cols = panels.div_ceil(panels_per_task);
         let yp = SendPtr(y);
-        let run = |task: usize| {
-            let (tr, tc) = (task / task_cols, task % task_cols);
-            let t_range = tr * tiles_per_task..((tr + 1) * tiles_per_task).min(tiles);
-            let p_range = tc * panels_per_task..((tc + 1) * panels_per_task).min(panels);
-            // SAFETY: the task writes only rows of `t_range` × columns of `p_range`.
-            unsafe { self.task(&a, &sx, rt, t_range, p_range, epi, yp.get(), ldc) };
-        };
-        let tasks = task_rows * task_cols;
-        if tasks > 1 {
-            (0..tasks).into_par_iter().for_each(run);
-        } else {
-            run(0);
-        }
-        let _ = n;
+        // SAFETY: each task writes only rows of its tiles × columns of its panels.
+        for_each_block(tiles, n.div_ceil(nr), parallel && m * n * k >= PARALLEL_MIN, |t_range, p_range| unsafe {
+            self.task(&a, &sx, rt, t_range, p_range, epi, yp.get(), ldc)
+        });
     }
 
     /// One output block: tiles `t_range` × panels `p_range`, each tile's int32 product then its

@@ -226,7 +226,12 @@ impl Weights {
             None => return Err(Error::Weights { file: self.file.clone(), msg: format!("tensor `{name}` is int8 but its scales `{scale_name}` are missing") }),
             // f32 only: an int8 scale would need scales of its own (and a chain of them, a stack).
             Some(Ok(Dtype::F32)) => {}
-            Some(d) => return Err(Error::Weights { file: self.file.clone(), msg: format!("the scales `{scale_name}` of int8 tensor `{name}` must be F32, not {d:?}") }),
+            Some(d) => {
+                return Err(Error::Weights {
+                    file: self.file.clone(),
+                    msg: format!("the scales `{scale_name}` of int8 tensor `{name}` must be F32, not {d:?}"),
+                })
+            }
         }
         let scales = self.get_f32(&scale_name, &[rows])?;
         let cols = q.len() / rows.max(1);

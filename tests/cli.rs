@@ -606,7 +606,9 @@ fn quantize_writes_an_int8_checkpoint_that_loads_like_any_other() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         serde_json::from_value(v["image_embeds"].clone()).unwrap()
     };
-    let cos = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / (a.iter().map(|x| x * x).sum::<f64>() * b.iter().map(|x| x * x).sum::<f64>()).sqrt();
+    let cos = |a: &[f64], b: &[f64]| {
+        a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / (a.iter().map(|x| x * x).sum::<f64>() * b.iter().map(|x| x * x).sum::<f64>()).sqrt()
+    };
     let (orig, quant) = (embeds(&dir, "int8"), embeds(&out_dir, "int8"));
     assert!(cos(&orig, &quant) > 0.99999, "int8 on the quantised checkpoint: cos {}", cos(&orig, &quant));
     let f32_on_int8 = embeds(&out_dir, "f32");

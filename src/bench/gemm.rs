@@ -91,12 +91,20 @@ fn gemm_crate(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize)
 /// The int8 micro-kernels follow, their `gflops` being giga-operations (int8 multiply-adds × 2)
 /// per second.
 pub fn micro_kernels(min_ms: f64, mut progress: impl FnMut(&str)) -> Vec<TileRow> {
-    let f32_rows = Kernel::available()
-        .into_iter()
-        .map(|k| TileRow { kernel: k.name().into(), mr: k.mr(), nr: k.nr(), gflops: tile_gflops(k, min_ms), peak_gflops: peak_gflops(k, min_ms) });
-    let int8_rows = QKernel::available()
-        .into_iter()
-        .map(|k| TileRow { kernel: format!("int8 {}", k.name()), mr: k.mr(), nr: k.nr(), gflops: qgemm::tile_gops(k, min_ms), peak_gflops: None });
+    let f32_rows = Kernel::available().into_iter().map(|k| TileRow {
+        kernel: k.name().into(),
+        mr: k.mr(),
+        nr: k.nr(),
+        gflops: tile_gflops(k, min_ms),
+        peak_gflops: peak_gflops(k, min_ms),
+    });
+    let int8_rows = QKernel::available().into_iter().map(|k| TileRow {
+        kernel: format!("int8 {}", k.name()),
+        mr: k.mr(),
+        nr: k.nr(),
+        gflops: qgemm::tile_gops(k, min_ms),
+        peak_gflops: None,
+    });
     f32_rows
         .chain(int8_rows)
         .inspect(|row| {
@@ -149,7 +157,17 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
             } else {
                 None
             };
-            let row = GemmRow { shape: name.into(), m, n, k, kernel, gflops: flop / (ours * 1e6), gflops_cold: cold, gemm_crate_gflops: flop / (theirs * 1e6), ratio: ours / theirs };
+            let row = GemmRow {
+                shape: name.into(),
+                m,
+                n,
+                k,
+                kernel,
+                gflops: flop / (ours * 1e6),
+                gflops_cold: cold,
+                gemm_crate_gflops: flop / (theirs * 1e6),
+                ratio: ours / theirs,
+            };
             let cold = row.gflops_cold.map(|g| format!(" ({g:.1} from memory)")).unwrap_or_default();
             progress(&format!("{name} [{m}x{k}]·[{k}x{n}] {}: {:.1} GFLOP/s{cold}, gemm crate {:.1}", row.kernel, row.gflops, row.gemm_crate_gflops));
             rows.push(row);

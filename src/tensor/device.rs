@@ -18,24 +18,28 @@ pub enum Precision {
     /// quantised per row on the fly; int32 accumulation; f32 dequantising epilogue
     /// (`tensor::cpu::qgemm`). Changes the numbers: an explicit option, its accuracy measured.
     Int8,
+    /// bf16 weights (half the bytes) and activations rounded to bf16 as they are packed, f32
+    /// sums: PyTorch's bf16 numbers. On the f32 micro-kernels (no AMX/AVX-512 BF16 kernel yet).
+    Bf16,
 }
 
 impl Precision {
-    pub const ALL: [Precision; 2] = [Precision::F32, Precision::Int8];
+    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Int8, Precision::Bf16];
 
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
             Precision::Int8 => "int8",
+            Precision::Bf16 => "bf16",
         }
     }
 
-    /// `"f32"` or `"int8"`; anything else is an error naming the choices.
+    /// `"f32"`, `"int8"` or `"bf16"`; anything else is an error naming the choices.
     pub fn parse(s: &str) -> Result<Precision> {
         Precision::ALL
             .into_iter()
             .find(|p| p.name() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| crate::error::Error::arg(format!("precision {s:?}: expected one of f32, int8")))
+            .ok_or_else(|| crate::error::Error::arg(format!("precision {s:?}: expected one of f32, int8, bf16")))
     }
 }
 
@@ -155,6 +159,7 @@ impl Device {
                 let simd = match p {
                     Precision::F32 => super::cpu::simd_name().to_string(),
                     Precision::Int8 => format!("int8 {}", super::cpu::qgemm::QKernel::best().name()),
+                    Precision::Bf16 => format!("bf16 on {}", super::cpu::simd_name()),
                 };
                 match super::kernels::threads() {
                     1 => format!("cpu (candle-core, {simd})"),

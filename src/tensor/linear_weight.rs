@@ -42,6 +42,10 @@ impl LinearWeight {
                 let p = match precision {
                     Precision::F32 => PackedWeight::pack(&data, out, inp, Kernel::best()),
                     Precision::Int8 => PackedWeight::quantize(&data, out, inp, None),
+                    Precision::Bf16 => {
+                        let b: Vec<half::bf16> = data.iter().map(|&x| half::bf16::from_f32(x)).collect();
+                        PackedWeight::pack_bf16(HalfSlice::Bf16(&b), out, inp, Kernel::best())
+                    }
                 };
                 return Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) });
             }
@@ -83,12 +87,14 @@ impl LinearWeight {
             };
             return LinearWeight::new(f, shape, device);
         }
+        // bf16 checkpoints at `Precision::Bf16` need no conversion at all.
+        let pack = if device.precision() == Precision::Bf16 { PackedWeight::pack_bf16 } else { PackedWeight::pack_half };
         let p = if bf16 {
             let v: Vec<half::bf16> = bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]])).collect();
-            PackedWeight::pack_half(HalfSlice::Bf16(&v), out, inp, Kernel::best())
+            pack(HalfSlice::Bf16(&v), out, inp, Kernel::best())
         } else {
             let v: Vec<half::f16> = bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
-            PackedWeight::pack_half(HalfSlice::F16(&v), out, inp, Kernel::best())
+            pack(HalfSlice::F16(&v), out, inp, Kernel::best())
         };
         Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) })
     }
@@ -102,7 +108,9 @@ impl LinearWeight {
     pub fn bytes(&self) -> usize {
         match &self.repr {
             Repr::Cpu(p) => p.bytes(),
-            Repr::Gpu(parts) => parts.iter().map(|p| p.shape().iter().product::<usize>() * if matches!(p, Tensor::Gpu(_, g) if g.dtype == GpuDtype::F16) { 2 } else { 4 }).sum(),
+            Repr::Gpu(parts) => {
+                parts.iter().map(|p| p.shape().iter().product::<usize>() * if matches!(p, Tensor::Gpu(_, g) if g.dtype == GpuDtype::F16) { 2 } else { 4 }).sum()
+            }
         }
     }
 

@@ -65,6 +65,9 @@ pub enum PrecisionArg {
     /// int8 weights per output channel and activations per row, int32 sums (changes the numbers:
     /// cos to f32 ≥ 0.999 at ViT-B/16 size).
     Int8,
+    /// bf16 weights and activations, f32 sums (PyTorch's bf16 numbers; on the f32 kernels
+    /// here, half the weight memory; cos to f32 ≥ 0.9999 at ViT-B/16 size).
+    Bf16,
     /// The fastest precision this CPU has a SIMD kernel for whose accuracy test passes: int8
     /// where the int8 engine has a vector kernel (AVX2, wasm SIMD128), else f32.
     Auto,
@@ -75,6 +78,7 @@ impl PrecisionArg {
         match self {
             PrecisionArg::F32 => Precision::F32,
             PrecisionArg::Int8 => Precision::Int8,
+            PrecisionArg::Bf16 => Precision::Bf16,
             PrecisionArg::Auto => effarch::tensor::auto_precision(),
         }
     }
@@ -109,8 +113,9 @@ pub struct Common {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// CPU precision of the linear layers: f32 (default), int8, or auto (`bench clip` takes a
-    /// list, e.g. f32,int8, timed side by side). With int8 `--device auto` means the CPU.
+    /// CPU precision of the linear layers: f32 (default), int8, bf16, or auto (`bench clip`
+    /// takes a list, e.g. f32,int8,bf16, timed side by side). With int8 or bf16 `--device auto`
+    /// means the CPU.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
     pub precision: Vec<PrecisionArg>,
 }

@@ -68,7 +68,13 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
             write(&bytes)?;
             quantized.extend(s.quantized_names.iter().cloned());
             if !a.json {
-                eprintln!("{name}: {} linear weights int8, {} tensors kept, {:.1} MB → {:.1} MB", s.quantized, s.kept, s.bytes_in as f64 / 1e6, s.bytes_out as f64 / 1e6);
+                eprintln!(
+                    "{name}: {} linear weights int8, {} tensors kept, {:.1} MB → {:.1} MB",
+                    s.quantized,
+                    s.kept,
+                    s.bytes_in as f64 / 1e6,
+                    s.bytes_out as f64 / 1e6
+                );
             }
             files.push(FileRow { file: name, quantized: s.quantized, kept: s.kept, bytes_in: s.bytes_in, bytes_out: s.bytes_out });
         } else if name == "config.json" {
@@ -79,10 +85,8 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path.display(), e))?;
             let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::arg(format!("{name}: {e}")))?;
             if let Some(map) = v.get_mut("weight_map").and_then(|m| m.as_object_mut()) {
-                let adds: Vec<(String, serde_json::Value)> = quantized
-                    .iter()
-                    .filter_map(|k| map.get(k).map(|f| (format!("{k}{}", effarch::quantize::SCALE_SUFFIX), f.clone())))
-                    .collect();
+                let adds: Vec<(String, serde_json::Value)> =
+                    quantized.iter().filter_map(|k| map.get(k).map(|f| (format!("{k}{}", effarch::quantize::SCALE_SUFFIX), f.clone()))).collect();
                 map.extend(adds);
             }
             write(serde_json::to_string_pretty(&v).map_err(|e| Error::arg(e.to_string()))?.as_bytes())?;

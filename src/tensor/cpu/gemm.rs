@@ -432,6 +432,9 @@ pub struct PackedWeight {
     n: usize,
     k: usize,
     panels: Panels,
+    /// `Precision::Bf16`: the activations are rounded to bf16 as they are packed (the weights
+    /// are bf16 panels), so the product is bf16 × bf16 with f32 sums.
+    round_a: bool,
 }
 
 /// What the epilogue applies to `x · Wᵀ`: `act(· + bias) + res`.
@@ -497,7 +500,7 @@ impl PackedWeight {
         if w.len() != n * k {
             return Err(format!("linear weight: {} values for [{n}, {k}]", w.len()));
         }
-        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(pack_panels(w, n, k, k, kernel.nr())) })
+        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(pack_panels(w, n, k, k, kernel.nr())), round_a: false })
     }
 
     /// Packs `n` rows of `k` values, `ld` apart (a key matrix read out of a fused QKV
@@ -506,7 +509,7 @@ impl PackedWeight {
         if ld < k || (n > 0 && w.len() < (n - 1) * ld + k) {
             return Err(format!("pack: {} values are not {n} rows of {k} (row stride {ld})", w.len()));
         }
-        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(pack_panels(w, n, k, ld, kernel.nr())) })
+        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(pack_panels(w, n, k, ld, kernel.nr())), round_a: false })
     }
 
     /// Packs the product's right side given as `[k, n]` (rows `ld` apart): `O = P · V`.
@@ -523,7 +526,7 @@ impl PackedWeight {
                 panel[p * nr..][..cols].copy_from_slice(&v[p * ld + j * nr..][..cols]);
             }
         }
-        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(out) })
+        Ok(PackedWeight { kernel, n, k, panels: Panels::F32(out), round_a: false })
     }
 
     /// Packs a half-precision weight, keeping it half (converted per block at run time).
@@ -539,14 +542,25 @@ impl PackedWeight {
             HalfSlice::F16(v) => Panels::F16(pack_panels(v, n, k, k, kernel.nr())),
             HalfSlice::Bf16(v) => Panels::Bf16(pack_panels(v, n, k, k, kernel.nr())),
         };
-        Ok(PackedWeight { kernel, n, k, panels })
+        Ok(PackedWeight { kernel, n, k, panels, round_a: false })
     }
 
     /// Quantises an f32 `[n, k]` weight to int8 (`Precision::Int8`; see `qgemm`), packed for
     /// the best int8 kernel, or for `kernel` when given (tests, `bench gemm`).
     pub fn quantize(w: &[f32], n: usize, k: usize, kernel: Option<super::qgemm::QKernel>) -> Result<PackedWeight, String> {
         let q = super::qgemm::QuantWeight::quantize(w, n, k, kernel.unwrap_or_else(super::qgemm::QKernel::best))?;
-        Ok(PackedWeight { kernel: Kernel::best(), n, k, panels: Panels::Int8(q) })
+        Ok(PackedWeight { kernel: Kernel::best(), n, k, panels: Panels::Int8(q), round_a: false })
+    }
+
+    /// A `[n, k]` weight for `Precision::Bf16`: bf16 panels (rounded to nearest even once, at
+    /// load), and every activation tile rounded to bf16 as it is packed; f32 sums. The bf16
+    /// numbers of an AMX/AVX-512 BF16 engine, on the f32 micro-kernels (half the weight bytes).
+    pub fn pack_bf16(w: HalfSlice, n: usize, k: usize, kernel: Kernel) -> Result<PackedWeight, String> {
+        let w = match w {
+            HalfSlice::Bf16(v) => return Ok(PackedWeight { round_a: true, ..PackedWeight::pack_half(HalfSlice::Bf16(v), n, k, kernel)? }),
+            HalfSlice::F16(v) => v.iter().map(|x| half::bf16::from_f32(x.to_f32())).collect::<Vec<_>>(),
+        };
+        Ok(PackedWeight { round_a: true, ..PackedWeight::pack_half(HalfSlice::Bf16(&w), n, k, kernel)? })
     }
 
     /// Whether the weight is int8.
@@ -632,7 +646,10 @@ impl PackedWeight {
         }
         let (mr, nr) = (self.kernel.mr(), self.kernel.nr());
         let tiles = m.div_ceil(mr);
-        let a = pack_a(x, m, k, lda, mr, epi.norm);
+        let mut a = pack_a(x, m, k, lda, mr, epi.norm);
+        if self.round_a {
+            round_bf16(&mut a);
+        }
         let panels = n.div_ceil(nr);
         // The bias padded to whole panels: the kernels start their accumulators from it.
         let bias = epi.bias.map(|b| {
@@ -918,6 +935,21 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, norm: Option<Nor
 }
 
 multiversion! {
+    /// Rounds every value to bf16 (to nearest, ties to even), in place: the activations of
+    /// `Precision::Bf16`.
+    pub(crate) fn round_bf16(v: &mut [f32]) = round_bf16_body;
+}
+
+#[inline(always)]
+fn round_bf16_body(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        let b = x.to_bits();
+        // NaN stays NaN (quiet); everything else rounds its low 16 bits away, ties to even.
+        *x = if x.is_nan() { *x } else { f32::from_bits(b.wrapping_add(0x7fff + ((b >> 16) & 1)) & 0xffff_0000) };
+    }
+}
+
+multiversion! {
     /// An activation in place, on its own (the GEMM epilogue applies the same [`apply_act`]).
     pub(crate) fn act_in_place(v: &mut [f32], a: Activation) = apply_act;
 }
@@ -1072,6 +1104,29 @@ mod tests {
             assert_eq!(got, want, "{}", kern.name());
             let e = p.matmul_new(&x, m, lda, Epilogue { norm: Some(Norm { w: &nw[..5], b: &nb, eps: 1e-5 }), ..Default::default() }).unwrap_err();
             assert!(e.contains("layer norm of 5 weights and 70 biases for 70 features"), "{e}");
+        }
+    }
+
+    /// `Precision::Bf16`: the product of the bf16-rounded operands in f32 (sums in another order:
+    /// within f32 rounding of it), on every kernel; far from the unrounded product.
+    #[test]
+    fn bf16_weights_and_activations_equal_the_product_of_the_rounded_values() {
+        let (m, k, n) = (13, 200, 37);
+        let (x, w) = (vals(m * k, 21), vals(n * k, 22));
+        let r = |v: &[f32]| v.iter().map(|&a| half::bf16::from_f32(a).to_f32()).collect::<Vec<_>>();
+        let want = naive(&r(&x), &r(&w), m, k, n, k, Epilogue::default());
+        let exact = naive(&x, &w, m, k, n, k, Epilogue::default());
+        let mut rounded = x.clone();
+        round_bf16(&mut rounded);
+        assert_eq!(rounded, r(&x), "round_bf16 rounds as half::bf16 does");
+        for kern in Kernel::available() {
+            let b: Vec<half::bf16> = w.iter().map(|&a| half::bf16::from_f32(a)).collect();
+            let p = PackedWeight::pack_bf16(HalfSlice::Bf16(&b), n, k, kern).unwrap();
+            let got = p.matmul_new(&x, m, k, Epilogue::default()).unwrap();
+            let (d, far) = (crate::num::max_abs_diff(&got, &want), crate::num::max_abs_diff(&got, &exact));
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            assert!(d <= 1e-6 * scale, "{}: {d} (scale {scale})", kern.name());
+            assert!(far > 100.0 * d.max(1e-7), "{}: bf16 is as near the f32 product ({far:.1e})", kern.name());
         }
     }
 

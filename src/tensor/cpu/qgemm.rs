@@ -325,7 +325,17 @@ impl QuantWeight {
     /// One output block: tiles `t_range` × panels `p_range`, each tile's int32 product then its
     /// dequantising epilogue.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn task(&self, a: &[i32], sx: &[f32], rt: RowTiles, t_range: std::ops::Range<usize>, p_range: std::ops::Range<usize>, epi: Epilogue, y: *mut f32, ldc: usize) {
+    unsafe fn task(
+        &self,
+        a: &[i32],
+        sx: &[f32],
+        rt: RowTiles,
+        t_range: std::ops::Range<usize>,
+        p_range: std::ops::Range<usize>,
+        epi: Epilogue,
+        y: *mut f32,
+        ldc: usize,
+    ) {
         let (n, kern) = (self.n, self.kernel);
         let (mr, nr, kp) = (kern.mr(), kern.nr(), self.k.div_ceil(2));
         let mut acc = vec![0i32; mr * nr];

@@ -344,32 +344,22 @@ pub fn serialize_f32(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
 
 /// Writes tensors as a safetensors file in `dtype` (values rounded to it).
 pub fn serialize(tensors: &[(String, Vec<usize>, Vec<f32>)], dtype: Dtype) -> Vec<u8> {
-    let name = dtype.name();
-    let mut header = serde_json::Map::new();
-    let mut off = 0usize;
-    for (n, shape, data) in tensors {
-        let end = off + data.len() * dtype.size();
-        header.insert(n.clone(), serde_json::json!({"dtype": name, "shape": shape, "data_offsets": [off, end]}));
-        off = end;
-    }
-    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
-    while json.len() % 8 != 0 {
-        json.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + json.len() + off);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    for (_, _, data) in tensors {
-        for &v in data {
-            match dtype {
-                Dtype::F32 => out.extend_from_slice(&v.to_le_bytes()),
-                Dtype::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
-                Dtype::BF16 => out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
-                Dtype::I8 => out.push(v.round().clamp(-127.0, 127.0) as i8 as u8),
+    let raw: Vec<(String, Dtype, Vec<usize>, std::borrow::Cow<'_, [u8]>)> = tensors
+        .iter()
+        .map(|(n, shape, data)| {
+            let mut bytes = Vec::with_capacity(data.len() * dtype.size());
+            for &v in data {
+                match dtype {
+                    Dtype::F32 => bytes.extend_from_slice(&v.to_le_bytes()),
+                    Dtype::F16 => bytes.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                    Dtype::BF16 => bytes.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                    Dtype::I8 => bytes.push(v.round().clamp(-127.0, 127.0) as i8 as u8),
+                }
             }
-        }
-    }
-    out
+            (n.clone(), dtype, shape.clone(), std::borrow::Cow::Owned(bytes))
+        })
+        .collect();
+    serialize_raw(&raw)
 }
 
 /// Writes tensors given as raw little-endian bytes of their dtype, in order, as a safetensors file.

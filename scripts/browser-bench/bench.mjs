@@ -41,8 +41,10 @@ self.onmessage = async ({ data: { threads, iters } }) => {
   try {
     const { engine, threads: got, build } = await loadEngine({ threads });
     const rows = await engine.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu' });
+    // The page's "CPU int8" backend: int8 linear layers on the SIMD128 int8 kernel.
+    const int8 = await engine.benchClip({ keeps: [1], batches: [1], iters, backend: 'cpu-int8' });
     const kernels = engine.benchGemm();
-    self.postMessage({ build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })), kernels });
+    self.postMessage({ build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })), int8_ms: int8[0].ms_median, kernels });
   } catch (e) {
     self.postMessage({ error: String(e.message ?? e) });
   }
@@ -101,10 +103,10 @@ try {
     await p.close();
   }
   console.log(`ViT-B/16 vision tower, headless Chromium (${cores} cores), median of ${iters}, ms per image`);
-  console.log('threads  onnxruntime-web  effarch (build)       effarch/ORT  keep 0.7  keep 0.5');
+  console.log('threads  onnxruntime-web  effarch (build)       effarch/ORT  keep 0.7  keep 0.5  effarch int8  int8/ORT');
   for (const r of results) {
     const [u, p7, p5] = [1, 0.7, 0.5].map(k => r.effarch.rows.find(e => Math.abs(e.keep - k) < 1e-6));
-    console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(15)}  ${u.ms.toFixed(1).padStart(7)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(48) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}`);
+    console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(15)}  ${u.ms.toFixed(1).padStart(7)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(48) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}  ${r.effarch.int8_ms.toFixed(1).padStart(12)}  ${(r.effarch.int8_ms / r.ort.ms).toFixed(3).padStart(8)}`);
   }
   console.log('micro-kernel (1 thread, L1)   GFLOP/s     peak  of peak');
   for (const k of results[0].effarch.kernels ?? []) {

@@ -296,6 +296,7 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Vec<f32> {
         Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         Dtype::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        // The bare int8 values: callers with the scales at hand dequantise (`Weights::dequantize`).
         Dtype::I8 => bytes.iter().map(|&b| b as i8 as f32).collect(),
     }
 }

@@ -261,12 +261,6 @@ fn qwen_3b_widths_trained_scale_matches_transformers_gpu() {
     }
 }
 
-/// Cosine similarity of two vectors (f64 sums).
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let d = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(&p, &q)| p as f64 * q as f64).sum::<f64>();
-    d(a, b) / (d(a, a) * d(b, b)).sqrt()
-}
-
 /// `--precision int8` reaches Qwen's vision tower and language model (every linear layer but
 /// the patch embedding): at 3B widths with trained-scale weights, the prefill's logits against
 /// transformers' f32 ones, unpruned, on the first image.
@@ -280,7 +274,8 @@ fn qwen_3b_widths_int8_logits_stay_near_f32() {
     let ids = m.prompt_ids(&QwenVL::chat_prompt("Describe the image."), img.tokens(2)).unwrap();
     let pre = m.prefill(&ids, &img, None, false).unwrap();
     let want: Vec<Vec<f32>> = serde_json::from_value(case["runs"]["unpruned"]["logits"].clone()).unwrap();
-    let (c, rel) = (cosine(&pre.logits, &want[0]), effarch::testing::max_abs_diff(&pre.logits, &want[0]) / want[0].iter().fold(0f32, |m, v| m.max(v.abs())));
+    let (c, rel) =
+        (effarch::num::cosine(&pre.logits, &want[0]), effarch::testing::max_abs_diff(&pre.logits, &want[0]) / want[0].iter().fold(0f32, |m, v| m.max(v.abs())));
     println!("qwen 3B widths int8: first-step logits cos to transformers f32 {c:.6}, max |Δ| {rel:.1e} of scale");
     assert!(c >= 0.999, "int8 logits cos to f32 {c:.6}");
     assert!(rel > 1e-4, "int8 logits are within {rel:.1e} of f32's: is int8 running?");
@@ -306,7 +301,7 @@ fn mamba_130m_widths_int8_logits_stay_near_f32() {
         block_on(m.forward_async(std::slice::from_ref(&prompt), &mut state, 0.0, Logits::Last)).unwrap().logits
     };
     let (lf, lq) = (last(&f), last(&q));
-    let (c, rel) = (cosine(&lq, &lf), effarch::testing::max_abs_diff(&lq, &lf) / lf.iter().fold(0f32, |m, v| m.max(v.abs())));
+    let (c, rel) = (effarch::num::cosine(&lq, &lf), effarch::testing::max_abs_diff(&lq, &lf) / lf.iter().fold(0f32, |m, v| m.max(v.abs())));
     println!("mamba 130m widths int8: prompt logits cos to f32 {c:.6}, max |Δ| {rel:.1e} of scale");
     assert!(c >= 0.98, "int8 logits cos to f32 {c:.6} (the scheme's reference: 0.985)");
     assert!(rel > 1e-4, "int8 logits are within {rel:.1e} of f32's: is int8 running?");
@@ -386,6 +381,20 @@ fn clip_check(device: &Device, tol: f32) {
     close("text_embeds", te.to_vec_f32().unwrap(), want);
 }
 
+/// The clip-b16 fixture's seeded ViT-B/16 on the CPU in `precision` (with the text tower when
+/// `text`), and its image embedding of the fixture's photo (default processor backend).
+fn clip_b16_at(fx: &Value, precision: effarch::tensor::Precision, text: bool) -> (effarch::models::clip::Clip, Vec<f32>) {
+    use effarch::clock::Timings;
+    use effarch::models::clip::{Clip, ClipConfig};
+    let w = seeded_weights(&manifest(fx), fx["seed"].as_u64().unwrap()).unwrap();
+    let device = Device::cpu_with(precision);
+    let clip = Clip::load(ClipConfig::from_json("clip-b16 config", &fx["config"].to_string()).unwrap(), &w, &device, text).unwrap();
+    let img = effarch::image::decode(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
+    let pv = effarch::tensor::Tensor::from_f32(clip.preprocess.pixel_values(&img), &[1, 3, 224, 224], &device).unwrap();
+    let image = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap().image_embeds.to_vec_f32().unwrap();
+    (clip, image)
+}
+
 /// `--precision int8` at ViT-B/16 widths (trained-like scales) against the numpy reference of
 /// the int8 scheme run inside transformers' CLIP (scripts/int8_reference.py, fixture
 /// clip-b16-int8). Each linear layer is bit-exact to that reference (`qgemm`'s tests on the
@@ -396,19 +405,11 @@ fn clip_check(device: &Device, tol: f32) {
 /// the bar), and is not f32 (which would be 1e-6 from the f32 embeddings).
 #[test]
 fn clip_b16_int8_matches_the_numpy_int8_scheme_and_stays_near_f32() {
-    use effarch::clock::Timings;
-    use effarch::models::clip::{Clip, ClipConfig};
     use effarch::tensor::Precision;
     const INT8_TOL: f32 = 3e-2;
-    let fx = fixture("clip-b16");
-    let q = fixture("clip-b16-int8");
-    assert_eq!(q["seed"], fx["seed"]);
-    let w = seeded_weights(&manifest(&fx), fx["seed"].as_u64().unwrap()).unwrap();
-    let device = Device::cpu_with(Precision::Int8);
-    let clip = Clip::load(ClipConfig::from_json("clip-b16 config", &fx["config"].to_string()).unwrap(), &w, &device, true).unwrap();
-    let img = effarch::image::decode(&std::fs::read(root().join(q["image"].as_str().unwrap())).unwrap()).unwrap();
-    let pv = effarch::tensor::Tensor::from_f32(clip.preprocess.pixel_values(&img), &[1, 3, 224, 224], &device).unwrap();
-    let image = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap().image_embeds.to_vec_f32().unwrap();
+    let (fx, q) = (fixture("clip-b16"), fixture("clip-b16-int8"));
+    assert_eq!((&q["seed"], &q["image"]), (&fx["seed"], &fx["image"]));
+    let (clip, image) = clip_b16_at(&fx, Precision::Int8, true);
     let ids: Vec<Vec<u32>> = serde_json::from_value(q["input_ids"].clone()).unwrap();
     let text = clip.text.as_ref().unwrap().forward(&ids, 49407).unwrap().1.to_vec_f32().unwrap();
     let floats = |key: &str| -> Vec<f32> {
@@ -417,10 +418,7 @@ fn clip_b16_int8_matches_the_numpy_int8_scheme_and_stays_near_f32() {
         rows.iter().flat_map(|r| serde_json::from_value::<Vec<f32>>(r.clone()).unwrap()).collect()
     };
     let rel = |got: &[f32], want: &[f32]| effarch::testing::max_abs_diff(got, want) / want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let cos = |a: &[f32], b: &[f32]| {
-        let d = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(&p, &q)| p as f64 * q as f64).sum::<f64>();
-        d(a, b) / (d(a, a) * d(b, b)).sqrt()
-    };
+    let cos = effarch::num::cosine;
     for (what, got) in [("image", image), ("text", text)] {
         let (want, f32s) = (floats(&format!("{what}_embeds_int8")), floats(&format!("{what}_embeds_f32")));
         assert_eq!(got.len(), want.len());
@@ -439,18 +437,11 @@ fn clip_b16_int8_matches_the_numpy_int8_scheme_and_stays_near_f32() {
 /// f32 (the bar), and not f32 (the rounding shows).
 #[test]
 fn clip_b16_bf16_stays_near_f32() {
-    use effarch::clock::Timings;
-    use effarch::models::clip::{Clip, ClipConfig};
     use effarch::tensor::Precision;
     let fx = fixture("clip-b16");
-    let w = seeded_weights(&manifest(&fx), fx["seed"].as_u64().unwrap()).unwrap();
-    let device = Device::cpu_with(Precision::Bf16);
-    let clip = Clip::load(ClipConfig::from_json("clip-b16 config", &fx["config"].to_string()).unwrap(), &w, &device, false).unwrap();
-    let img = effarch::image::decode(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
-    let pv = effarch::tensor::Tensor::from_f32(clip.preprocess.pixel_values(&img), &[1, 3, 224, 224], &device).unwrap();
-    let got = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap().image_embeds.to_vec_f32().unwrap();
+    let (_, got) = clip_b16_at(&fx, Precision::Bf16, false);
     let want: Vec<f32> = serde_json::from_value(fx["image_embeds"].clone()).unwrap();
-    let (c, rel) = (cosine(&got, &want), effarch::testing::max_abs_diff(&got, &want) / want.iter().fold(0f32, |m, v| m.max(v.abs())));
+    let (c, rel) = (effarch::num::cosine(&got, &want), effarch::testing::max_abs_diff(&got, &want) / want.iter().fold(0f32, |m, v| m.max(v.abs())));
     println!("clip ViT-B/16 widths bf16: cos to transformers f32 {c:.7}, max |Δ| {rel:.1e} of scale");
     assert!(c >= 0.9999, "bf16 cos to f32 {c:.7}");
     assert!(rel > 1e-4, "bf16 embeddings within {rel:.1e} of f32's: is bf16 running?");

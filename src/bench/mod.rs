@@ -176,21 +176,10 @@ pub fn bench_clips(clips: &[&Clip], spec: &BenchSpec, progress: impl FnMut(&str)
     crate::tensor::block_on(bench_clips_async(clips, spec, progress))
 }
 
-/// Cosine similarity of two vectors (f64 sums).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        ab += x as f64 * y as f64;
-        aa += x as f64 * x as f64;
-        bb += y as f64 * y as f64;
-    }
-    ab / (aa.sqrt() * bb.sqrt())
-}
-
 /// The smallest per-image cosine between two `[b, d]` embedding batches.
 fn min_cosine(a: &[f32], b: &[f32], batch: usize) -> f64 {
     let d = a.len() / batch.max(1);
-    (0..batch).map(|i| cosine(&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d])).fold(f64::INFINITY, f64::min)
+    (0..batch).map(|i| crate::num::cosine(&a[i * d..(i + 1) * d], &b[i * d..(i + 1) * d])).fold(f64::INFINITY, f64::min)
 }
 
 async fn bench_clips_async(clips: &[&Clip], spec: &BenchSpec, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {

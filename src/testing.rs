@@ -20,6 +20,9 @@ pub struct ClipFixture {
     /// ToMe's torch reference (`tests/fixtures/make_tome_fixtures.py`): tensors and cases.
     pub tome: Weights,
     pub tome_meta: serde_json::Value,
+    /// DivPrune and VisionZip as their official code selects (`make_methods_fixtures.py`).
+    pub methods: Weights,
+    pub methods_meta: serde_json::Value,
     /// (file name, bytes) of the test images, in fixture order.
     pub images: Vec<(String, Vec<u8>)>,
 }
@@ -68,6 +71,8 @@ impl ClipFixture {
             meta,
             tome: Weights::from_bytes("tome.safetensors", read("tome.safetensors")?)?,
             tome_meta: json("tome.json")?,
+            methods: Weights::from_bytes("methods.safetensors", read("methods.safetensors")?)?,
+            methods_meta: json("methods.json")?,
             images,
         })
     }
@@ -218,16 +223,59 @@ impl ClipFixture {
     }
 }
 
+/// One DivPrune or VisionZip case against the official selection logic.
+#[derive(Debug)]
+pub struct MethodCaseResult {
+    pub name: String,
+    /// Kept patches of every step, and tokens after the last layer, equal the reference's.
+    pub kept_equal: bool,
+    /// VisionZip's merge map (each patch's final token) equals the reference's.
+    pub groups_equal: bool,
+    pub image_embeds: f32,
+    pub last_hidden_state: f32,
+}
+
+impl ClipFixture {
+    /// Each case of `methods.json` on the fixture's pixels.
+    pub async fn check_methods_async(&self, clip: &Clip) -> Result<Vec<MethodCaseResult>> {
+        let pv = self.expect_tensor("pixel_values", &clip.device)?;
+        let mut out = Vec::new();
+        for (ci, c) in cases(&self.methods_meta, "cases")?.iter().enumerate() {
+            let method: String = field(c, "method")?;
+            let (keep, layers): (f32, Vec<usize>) = (field(c, "keep")?, field(c, "layers")?);
+            let cfg = PruneConfig::new(method.parse()?, keep, layers)?;
+            let o = clip.vision.forward_async(&pv, Some(&cfg), &mut Timings::start()).await?;
+            let want_kept: Vec<Vec<Vec<u32>>> = field::<Vec<serde_json::Value>>(c, "kept")?.iter().map(|s| field(s, "indices")).collect::<Result<_>>()?;
+            let got_kept: Vec<Vec<Vec<u32>>> = o.steps.iter().map(|s| s.kept.clone()).collect();
+            let tensor = |n: &str| -> Result<Vec<f32>> {
+                let name = format!("m{ci}.{n}");
+                let shape = self.methods.info(&name).map(|i| i.shape.clone()).ok_or_else(|| Error::arg(format!("no `{name}` in methods.safetensors")))?;
+                self.methods.get_f32(&name, &shape)
+            };
+            out.push(MethodCaseResult {
+                name: format!("{method} keep={keep} layers={:?}", cfg.layers),
+                kept_equal: got_kept == want_kept && o.last_hidden_state.dim(1)? as u64 == field::<u64>(c, "tokens")?,
+                groups_equal: o.groups == field::<Vec<Vec<u32>>>(c, "groups")?,
+                image_embeds: max_abs_diff(&o.image_embeds.to_vec_f32_async().await?, &tensor("image_embeds")?),
+                last_hidden_state: max_abs_diff(&o.last_hidden_state.to_vec_f32_async().await?, &tensor("last_hidden_state")?),
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// Every scorer at keep 0.4 in layers 0 and 2 on two models (the CPU and the GPU one):
 /// `(scorer, kept steps equal)`. The same fixture pixels go to both.
 pub async fn compare_scorers_async(fx: &ClipFixture, a: &Clip, b: &Clip) -> Result<Vec<(String, bool)>> {
     let (pa, pb) = (fx.expect_tensor("pixel_values", &a.device)?, fx.expect_tensor("pixel_values", &b.device)?);
     let mut out = Vec::new();
-    for scorer in ["kq-norm:key", "kq-norm:query", "kq-norm:both", "cls-attn", "random"] {
-        let cfg = PruneConfig::new(scorer.parse()?, 0.4, vec![0, 2])?;
+    for scorer in ["kq-norm:key", "kq-norm:query", "kq-norm:both", "cls-attn", "random", "divprune", "visionzip"] {
+        // VisionZip compresses once.
+        let layers = if scorer == "visionzip" { vec![2] } else { vec![0, 2] };
+        let cfg = PruneConfig::new(scorer.parse()?, 0.4, layers)?;
         let x = a.vision.forward_async(&pa, Some(&cfg), &mut Timings::start()).await?;
         let y = b.vision.forward_async(&pb, Some(&cfg), &mut Timings::start()).await?;
-        out.push((scorer.to_string(), x.steps == y.steps && !x.steps.is_empty()));
+        out.push((scorer.to_string(), x.steps == y.steps && x.groups == y.groups && !x.steps.is_empty()));
     }
     Ok(out)
 }

@@ -94,14 +94,30 @@ fn tome_matches_torch_reference() {
     assert!(e.contains("--tome-r 99"), "{e}");
 }
 
+/// DivPrune and VisionZip against their official selection logic
+/// (`tests/fixtures/make_methods_fixtures.py`): kept patches, VisionZip's merge map, outputs.
+#[test]
+fn divprune_and_visionzip_match_their_official_logic() {
+    let fx = fixture();
+    let clip = fx.clip(&Device::cpu()).unwrap();
+    let res = effarch::tensor::block_on(fx.check_methods_async(&clip)).unwrap();
+    assert_eq!(res.len(), 5);
+    for r in res {
+        println!("{}: kept equal {}, merge map equal {}, embeds {:e}, hidden {:e}", r.name, r.kept_equal, r.groups_equal, r.image_embeds, r.last_hidden_state);
+        assert!(r.kept_equal && r.groups_equal, "{r:?}");
+        assert!(r.image_embeds <= TOL && r.last_hidden_state <= TOL, "{r:?}");
+    }
+}
+
 #[test]
 fn keep_one_is_bit_identical_to_unpruned() {
     let fx = fixture();
     let clip = fx.clip(&Device::cpu()).unwrap();
     let pv = fx.expect_tensor("pixel_values", &Device::cpu()).unwrap();
     let full = clip.vision.forward(&pv, None, &mut Timings::start()).unwrap();
-    for scorer in [Scorer::KqNorm(KqWhich::Key), Scorer::ClsAttn, Scorer::Random { seed: 3 }] {
-        let cfg = PruneConfig::new(scorer, 1.0, vec![0, 2]).unwrap();
+    for scorer in [Scorer::KqNorm(KqWhich::Key), Scorer::ClsAttn, Scorer::Random { seed: 3 }, Scorer::DivPrune, Scorer::VisionZip] {
+        let layers = if scorer == Scorer::VisionZip { vec![2] } else { vec![0, 2] };
+        let cfg = PruneConfig::new(scorer, 1.0, layers).unwrap();
         let p = clip.vision.forward(&pv, Some(&cfg), &mut Timings::start()).unwrap();
         assert_eq!(p.image_embeds.to_vec_f32().unwrap(), full.image_embeds.to_vec_f32().unwrap());
         assert_eq!(p.last_hidden_state.to_vec_f32().unwrap(), full.last_hidden_state.to_vec_f32().unwrap());
@@ -160,6 +176,11 @@ fn towers_and_pruning_on_gpu_match_transformers_and_cpu() {
             r.name, r.tokens_equal, r.groups_equal, r.image_embeds, r.last_hidden_state
         );
         assert!(r.tokens_equal && r.groups_equal, "gpu {r:?}");
+        assert!(r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "gpu {r:?}");
+    }
+    for r in effarch::tensor::block_on(fx.check_methods_async(&clip)).unwrap() {
+        println!("gpu {}: kept equal {}, merge map equal {}, embeds {:e}, hidden {:e}", r.name, r.kept_equal, r.groups_equal, r.image_embeds, r.last_hidden_state);
+        assert!(r.kept_equal && r.groups_equal, "gpu {r:?}");
         assert!(r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "gpu {r:?}");
     }
     let cpu_clip = fx.clip(&Device::cpu()).unwrap();

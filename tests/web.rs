@@ -38,6 +38,8 @@ const FILES: &[(&str, &[u8])] = &[
     fixture_file!("expected.json"),
     fixture_file!("tome.safetensors"),
     fixture_file!("tome.json"),
+    fixture_file!("methods.safetensors"),
+    fixture_file!("methods.json"),
     fixture_file!("cat_300x257.png"),
     fixture_file!("astro_grey_180x400.png"),
     fixture_file!("tiny_20x30.png"),
@@ -95,6 +97,22 @@ async fn tome_in_browser_and_on_webgpu() {
         assert_eq!(res.len(), 4);
         for r in res {
             assert!(r.tokens_equal && r.groups_equal, "{}: {r:?}", dev.describe());
+            assert!(r.image_embeds <= tol && r.last_hidden_state <= tol, "{}: {r:?}", dev.describe());
+        }
+    }
+}
+
+/// DivPrune and VisionZip in the browser, wasm CPU and WebGPU, against their official logic.
+#[wasm_bindgen_test]
+async fn divprune_and_visionzip_in_browser_and_on_webgpu() {
+    setup().await;
+    let fx = fixture();
+    for (dev, tol) in [(Device::cpu(), 1e-4f32), (webgpu().await, 1e-3)] {
+        let clip = fx.clip(&dev).unwrap();
+        let res = fx.check_methods_async(&clip).await.unwrap();
+        assert_eq!(res.len(), 5);
+        for r in res {
+            assert!(r.kept_equal && r.groups_equal, "{}: {r:?}", dev.describe());
             assert!(r.image_embeds <= tol && r.last_hidden_state <= tol, "{}: {r:?}", dev.describe());
         }
     }

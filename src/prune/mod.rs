@@ -5,7 +5,9 @@
 //! layer and every later layer run on the kept tokens only. Token 0 (CLS) is never scored and
 //! never dropped. Kept tokens stay in their original order.
 
+pub mod divprune;
 pub mod tome;
+pub mod visionzip;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -34,6 +36,25 @@ pub enum Scorer {
     /// Not a scorer but the reference method beside them: Token Merging ([`tome`]), merging in
     /// every layer, `r` tokens each, or (`None`) as many as leave the patches `keep` would.
     Tome { r: Option<usize> },
+    /// DivPrune ([`divprune`]): the most diverse subset, greedy max–min selection on the
+    /// cosine distance of the token features. Selects rather than scores.
+    DivPrune,
+    /// VisionZip ([`visionzip`]): dominant tokens by CLS attention plus a few contextual tokens
+    /// merged from the rest by key similarity; at one layer.
+    VisionZip,
+}
+
+impl Scorer {
+    /// True for the methods that choose their tokens on the host from features read back in
+    /// the middle of the pass (the others select on the device).
+    pub fn selects_on_host(&self) -> bool {
+        matches!(self, Scorer::DivPrune | Scorer::VisionZip)
+    }
+
+    /// True when the method reads the attention from CLS (a tower without CLS cannot run it).
+    pub fn needs_cls(&self) -> bool {
+        matches!(self, Scorer::ClsAttn | Scorer::VisionZip)
+    }
 }
 
 impl FromStr for Scorer {
@@ -46,11 +67,13 @@ impl FromStr for Scorer {
             "cls-attn" => Scorer::ClsAttn,
             "random" => Scorer::Random { seed: 0 },
             "tome" => Scorer::Tome { r: None },
+            "divprune" => Scorer::DivPrune,
+            "visionzip" => Scorer::VisionZip,
             other => match other.strip_prefix("tome:").map(str::parse::<usize>) {
                 Some(Ok(r)) => Scorer::Tome { r: Some(r) },
                 _ => {
                     return Err(Error::arg(format!(
-                        "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random, tome, tome:R)"
+                        "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random, tome, tome:R, divprune, visionzip)"
                     )))
                 }
             },
@@ -68,6 +91,8 @@ impl fmt::Display for Scorer {
             Scorer::Random { .. } => write!(f, "random"),
             Scorer::Tome { r: None } => write!(f, "tome"),
             Scorer::Tome { r: Some(r) } => write!(f, "tome:{r}"),
+            Scorer::DivPrune => write!(f, "divprune"),
+            Scorer::VisionZip => write!(f, "visionzip"),
         }
     }
 }
@@ -91,6 +116,9 @@ impl PruneConfig {
         }
         if layers.windows(2).any(|w| w[0] >= w[1]) {
             return Err(Error::arg(format!("pruning layers {layers:?} must be strictly increasing")));
+        }
+        if scorer == Scorer::VisionZip && layers.len() > 1 {
+            return Err(Error::arg(format!("visionzip compresses once, at one layer; got layers {layers:?}")));
         }
         Ok(PruneConfig { scorer, keep, layers })
     }
@@ -145,6 +173,7 @@ impl Scorer {
             Scorer::ClsAttn => Tensor::cls_attention(a.qh, a.kh),
             Scorer::Random { seed } => Tensor::from_f32(random_scores(*seed, step, b, n - 1), &[b, n - 1], &a.q.device()),
             Scorer::Tome { .. } => Err(Error::arg("tome merges tokens; it does not score them for pruning")),
+            Scorer::DivPrune | Scorer::VisionZip => Err(Error::Backend(format!("{self} selects on the host; it has no device scores"))),
         }
     }
 }

@@ -5,7 +5,7 @@ use super::config::VisionConfig;
 use crate::clock::Timings;
 use crate::error::{Error, Result};
 use crate::models::nn::{EncoderLayer, LayerDims, LayerNorm};
-use crate::prune::{self, tome, PruneConfig, PruneStep};
+use crate::prune::{self, divprune, tome, visionzip, PruneConfig, PruneStep, Scorer};
 use crate::tensor::{Activation, Device, LinearWeight, Tensor};
 use crate::weights::Weights;
 
@@ -29,8 +29,9 @@ pub struct VisionOutput {
     /// `[B, projection_dim]`, not normalised.
     pub image_embeds: Tensor,
     pub steps: Vec<PruneStep>,
-    /// ToMe only (empty otherwise): per image, the final token (1.., CLS is 0) that each
-    /// original patch ended in — patches with the same value were merged into one token.
+    /// ToMe and VisionZip only (empty otherwise): per image, the final token (1.., CLS is 0)
+    /// that each original patch ended in — patches with the same value were merged into one
+    /// token (VisionZip with no contextual token: 0 for a dropped patch).
     pub groups: Vec<Vec<u32>>,
     /// Scores of each step, `[B, tokens-1]`, for inspection and tests.
     pub scores: Vec<Tensor>,
@@ -174,6 +175,9 @@ impl VisionModel {
         // Kept positions stay on the device during the pass (no per-step read-back, so a GPU
         // pass is recorded in one go); they are mapped to grid indices at the end.
         let mut selections: Vec<(usize, Tensor, usize)> = Vec::new();
+        // VisionZip's merge map (one step only), per image.
+        let mut zipped: Option<Vec<Vec<u32>>> = None;
+        let h = self.cfg.hidden_size;
         let (mut scores, mut tokens) = (Vec::new(), Vec::new());
         let (mut flops, mut flops_unpruned) = (2.0 * (np * c * self.cfg.patch_size.pow(2) * self.cfg.hidden_size) as f64, 0.0);
         flops_unpruned += flops;
@@ -188,6 +192,31 @@ impl VisionModel {
                 continue;
             }
             match prune.filter(|p| p.layers.contains(&i)) {
+                Some(p) if p.scorer.selects_on_host() => {
+                    let k = prune::n_keep(p.keep, n - 1);
+                    let (y, qkv) = layer.attend(&x, None)?;
+                    let patches = y.narrow(1, 1, n - 1)?;
+                    let (y, kept, kk, sc, extra) = match p.scorer {
+                        Scorer::VisionZip => {
+                            let hd = h / layer.heads();
+                            let view = |off: usize| qkv.narrow(2, off, h)?.reshape(&[b, n, layer.heads(), hd])?.permute(&[0, 2, 1, 3]);
+                            let cls_attn = Tensor::cls_attention(&view(0)?, &view(h)?)?;
+                            let z = visionzip::compress_async(&y, &qkv.narrow(2, h, h)?, &cls_attn, layer.heads(), k).await?;
+                            let kk = z.dominant.dim(1)?;
+                            zipped = Some(z.plans.iter().map(|pl| pl.groups.clone()).collect());
+                            (z.x, z.dominant, kk, z.scores, z.flops)
+                        }
+                        _ => {
+                            let (kept, sc, f) = divprune::select_async(&patches, k).await?;
+                            let y = Tensor::cat(&[&y.narrow(1, 0, 1)?, &patches.gather_rows(&kept)?], 1)?;
+                            (y, kept, k, sc, f)
+                        }
+                    };
+                    selections.push((i, kept, kk));
+                    scores.push(sc);
+                    flops += layer.flops(n, k + 1) + extra;
+                    x = layer.mlp(&y)?;
+                }
                 Some(p) => {
                     let k = prune::n_keep(p.keep, n - 1);
                     let (y, sel) = layer.forward_pruned(&x, &p.scorer, k, selections.len())?;
@@ -210,14 +239,14 @@ impl VisionModel {
             orig = prune::compose(&orig, &kept.to_vec_u32_async().await?, k)?;
             steps.push(PruneStep { layer, kept: orig.clone() });
         }
-        let groups = match &tome {
-            Some(m) => m.groups(b, np).await?,
-            None => Vec::new(),
+        let groups = match (&tome, zipped) {
+            (Some(m), _) => m.groups(b, np).await?,
+            (None, Some(z)) => z,
+            (None, None) => Vec::new(),
         };
         if !steps.is_empty() || !groups.is_empty() {
             t.lap("sync");
         }
-        let h = self.cfg.hidden_size;
         let pooled = self.post_ln.forward(&x.narrow(1, 0, 1)?.reshape(&[b, h])?)?;
         let image_embeds = self.proj.forward(&pooled, None)?;
         let head = 2.0 * (h * self.proj.out_features()) as f64;

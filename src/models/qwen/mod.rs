@@ -14,7 +14,7 @@ pub mod vision;
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::models::lm::{decode, ByteBpe, SampleOptions, Step};
-use crate::prune::{n_keep, random_scores, top_k_ascending, Scorer};
+use crate::prune::{divprune, n_keep, random_scores, top_k_ascending, Scorer};
 use crate::tensor::{Device, Kernels, Tensor};
 use crate::weights::Weights;
 pub use config::{ProcessorConfig, QwenConfig};
@@ -161,7 +161,8 @@ impl QwenVL {
         match p.scorer {
             Scorer::KqNorm(w) if p.keep < 1.0 => Ok(Some((block, w))),
             Scorer::ClsAttn => Err(Error::arg("cls-attn needs a CLS token; Qwen2.5-VL's vision tower has none (use kq-norm or random)")),
-            Scorer::Tome { .. } => Err(Error::arg("tome (token merging) is implemented for CLIP's vision tower only; for Qwen2.5-VL use kq-norm or random")),
+            Scorer::Tome { .. } => Err(Error::arg("tome (token merging) is implemented for CLIP's vision tower only; for Qwen2.5-VL use kq-norm, random or divprune")),
+            Scorer::VisionZip => Err(Error::arg("visionzip ranks by the attention from CLS; Qwen2.5-VL's vision tower has none (use kq-norm, random or divprune)")),
             _ => Ok(None),
         }
     }
@@ -241,6 +242,11 @@ impl QwenVL {
         let t0 = now_ms();
         let out = self.vision.forward_async(img, score).await?;
         let kept: Vec<u32> = match prune {
+            // DivPrune as its paper runs it in LLaVA: on the visual tokens the LM receives.
+            Some(p) if p.keep < 1.0 && p.scorer == Scorer::DivPrune => {
+                let units = out.embeds.reshape(&[1, n_units, v.out_hidden_size])?;
+                divprune::select_async(&units, n_keep(p.keep, n_units)).await?.0.to_vec_u32_async().await?
+            }
             Some(p) if p.keep < 1.0 => {
                 let scores = match (p.scorer, &out.unit_scores) {
                     (Scorer::Random { seed }, _) => random_scores(seed, 0, 1, n_units),

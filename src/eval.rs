@@ -165,7 +165,7 @@ pub fn methods(scorers: &[Scorer], keeps: &[f32], layers: &[usize]) -> Result<Ve
             return Err(Error::arg(format!("`{s}`: an evaluation compares methods at each keep; use `tome`, which merges as many tokens as the keep prunes")));
         }
         for &k in keeps.iter().filter(|&&k| k < 1.0) {
-            v.push(Method { name: s.to_string(), keep: k, prune: Some(PruneConfig::new(*s, k, layers.to_vec())?) });
+            v.push(Method { name: s.to_string(), keep: k, prune: Some(PruneConfig::for_comparison(*s, k, layers)?) });
         }
     }
     Ok(v)

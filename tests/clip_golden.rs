@@ -369,8 +369,54 @@ fn typescript_declarations_cover_the_report_and_the_scorers() {
         assert!(ts.contains(k.as_str()), "RunReport's timings_ms documentation lacks `{k}`");
     }
     let opts_ts = block("RunOptions");
-    for s in ["kq-norm", "kq-norm:key", "kq-norm:query", "kq-norm:both", "cls-attn", "random", "tome"] {
+    for s in ["kq-norm", "kq-norm:key", "kq-norm:query", "kq-norm:both", "cls-attn", "random", "tome", "divprune", "visionzip"] {
         assert!(s.parse::<Scorer>().is_ok(), "{s} parses");
         assert!(opts_ts.contains(&format!("\"{s}\"")), "RunOptions' scorer list lacks \"{s}\"");
+    }
+}
+
+/// The compare view's pass: every method with the shared embedding and prefix gives what its
+/// own run gives (kept patches, merge map, tokens, cos to unpruned, label probabilities,
+/// FLOPs), and its report is what the TypeScript declarations say.
+#[test]
+fn compare_shares_the_prefix_and_equals_separate_runs() {
+    use effarch::models::clip::RunOptions;
+    let fx = fixture();
+    let mut clip = fx.clip(&Device::cpu()).unwrap();
+    clip.tokenizer = Some(effarch::models::clip::Tokenizer::from_vocab_merges(&fx.vocab, &fx.merges).unwrap());
+    let labels: Vec<String> = vec!["a cat".into(), "a dog".into()];
+    let layers = [1usize, 2];
+    let methods: Vec<PruneConfig> =
+        effarch::prune::COMPARE_SCORERS.iter().map(|s| PruneConfig::for_comparison(s.parse().unwrap(), 0.5, &layers).unwrap()).collect();
+    assert_eq!(methods.len(), 6);
+    let image = &fx.images[0].1;
+    let r = effarch::tensor::block_on(clip.compare_async(image, &methods, &labels)).unwrap();
+    assert_eq!(r.methods.len(), 6);
+    for (m, p) in r.methods.iter().zip(&methods) {
+        let own = clip.run(image, &RunOptions { prune: Some(p.clone()), labels: labels.clone(), compare_unpruned: true }).unwrap();
+        let own_kept: Vec<Vec<u32>> = own.kept.iter().map(|k| k.indices.clone()).collect();
+        let kept: Vec<Vec<u32>> = m.kept.iter().map(|k| k.indices.clone()).collect();
+        println!("{} keep {}: {} tokens, cos {:.5}, FLOPs {:.3}, {:.1} ms", m.scorer, m.keep, m.tokens, m.cos_to_unpruned, m.flops_ratio, m.ms);
+        assert_eq!(kept, own_kept, "{}", m.scorer);
+        assert_eq!(m.groups, own.groups, "{}", m.scorer);
+        assert!((m.cos_to_unpruned - own.cos_to_unpruned.unwrap()).abs() < 1e-5, "{}: {} vs {:?}", m.scorer, m.cos_to_unpruned, own.cos_to_unpruned);
+        assert!((m.flops_ratio - own.flops / own.flops_unpruned).abs() < 1e-9, "{}", m.scorer);
+        let (a, b) = (m.label_probs.as_ref().unwrap(), own.label_probs.as_ref().unwrap());
+        assert!(a.iter().zip(b).all(|(x, y)| (x.prob - y.prob).abs() < 1e-5));
+    }
+    assert!(r.shared_ms > 0.0 && r.sequential_ms >= r.shared_ms && r.label_probs_unpruned.is_some());
+    // VisionZip at several layers compresses once, at the first, to about the others' count.
+    let z = &r.methods[5];
+    assert_eq!((z.scorer.as_str(), z.kept.len(), z.kept[0].layer), ("visionzip", 1, 1));
+    assert!(z.tokens.abs_diff(r.methods[0].tokens) <= 1, "{} vs {}", z.tokens, r.methods[0].tokens);
+    assert_eq!(r.methods[3].tokens, r.methods[0].tokens, "ToMe merges to the same count");
+    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/mod.rs")).unwrap();
+    let v = serde_json::to_value(&r).unwrap();
+    for (name, obj) in [("CompareReport", &v), ("MethodReport", &v["methods"][0])] {
+        let start = src.find(&format!("export interface {name} {{")).unwrap();
+        let ts = &src[start..start + src[start..].find("\n}").unwrap()];
+        for k in obj.as_object().unwrap().keys() {
+            assert!(ts.contains(&format!("\n  {k}:")), "{name}'s TypeScript declaration lacks `{k}`");
+        }
     }
 }

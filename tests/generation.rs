@@ -576,3 +576,44 @@ fn jpeg_decoding_matches_pillow_byte_for_byte() {
         assert_eq!(format!("{hash:016x}"), f["fnv1a64"].as_str().unwrap(), "{name}: pixels differ from Pillow's");
     }
 }
+
+/// DivPrune and VisionZip at ViT-B/16's widths with trained-like magnitudes against their
+/// official selection logic run inside transformers' CLIP (`make_methods_fixtures.py`, fixture
+/// clip-b16-methods, the clip-b16 model): kept patches, VisionZip's merge map and tokens
+/// equal, embeddings within 1e-4 of their scale, on the CPU (the GPU runs the same host-side
+/// selection; it is checked against the reference on the tiny fixture, in `clip_golden`).
+#[test]
+fn divprune_and_visionzip_at_b16_widths_match_their_official_logic() {
+    use effarch::clock::Timings;
+    use effarch::models::clip::{Clip, ClipConfig};
+    use effarch::prune::PruneConfig;
+    let (fx, m) = (fixture("clip-b16"), fixture("clip-b16-methods"));
+    assert_eq!((&m["seed"], &m["image"]), (&fx["seed"], &fx["image"]));
+    let w = seeded_weights(&manifest(&fx), fx["seed"].as_u64().unwrap()).unwrap();
+    let img = effarch::image::decode(&std::fs::read(root().join(fx["image"].as_str().unwrap())).unwrap()).unwrap();
+    let load = |device: &Device| Clip::load(ClipConfig::from_json("clip-b16 config", &fx["config"].to_string()).unwrap(), &w, device, false).unwrap();
+    let cpu = load(&Device::cpu());
+    let cases = m["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for c in cases {
+        let method = c["method"].as_str().unwrap();
+        let layers: Vec<usize> = serde_json::from_value(c["layers"].clone()).unwrap();
+        let cfg = PruneConfig::new(method.parse().unwrap(), c["keep"].as_f64().unwrap() as f32, layers).unwrap();
+        let run = |clip: &Clip| clip.vision.forward(&clip.pixel_values(std::slice::from_ref(&img)).unwrap(), Some(&cfg), &mut Timings::start()).unwrap();
+        let o = run(&cpu);
+        let want_kept: Vec<Vec<u32>> = c["kept"].as_array().unwrap().iter().map(|s| u32s(&s["indices"][0])).collect();
+        let got_kept: Vec<Vec<u32>> = o.steps.iter().map(|s| s.kept[0].clone()).collect();
+        assert_eq!(got_kept, want_kept, "{method}: kept patches");
+        assert_eq!(o.last_hidden_state.dim(1).unwrap() as u64, c["tokens"].as_u64().unwrap(), "{method}: tokens");
+        let want_groups: Vec<Vec<u32>> = serde_json::from_value(c["groups"].clone()).unwrap();
+        assert_eq!(o.groups, want_groups, "{method}: merge map");
+        let got = o.image_embeds.to_vec_f32().unwrap();
+        let want: Vec<f32> = serde_json::from_value(c["image_embeds"].clone()).unwrap();
+        let rel = effarch::testing::max_abs_diff(&got, &want) / want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        println!(
+            "{method} keep {} at ViT-B/16 widths: kept equal, merge map equal, embeddings max |Δ| {rel:.1e} of scale (transformers' cos to unpruned {:.5})",
+            c["keep"], c["cos_to_unpruned"]
+        );
+        assert!(rel <= 1e-4, "{method}: embeddings {rel:.2e} of their scale from the reference");
+    }
+}

@@ -97,6 +97,10 @@ impl fmt::Display for Scorer {
     }
 }
 
+/// The methods a comparison runs by default (the page's compare view): every CLIP pruning
+/// method, and ToMe.
+pub const COMPARE_SCORERS: [&str; 6] = ["kq-norm", "cls-attn", "random", "tome", "divprune", "visionzip"];
+
 /// What to prune, where, and how much. `keep` applies at every listed layer (a progressive
 /// schedule such as layers 3, 6, 9 keeps p, p², p³ of the patches).
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +125,20 @@ impl PruneConfig {
             return Err(Error::arg(format!("visionzip compresses once, at one layer; got layers {layers:?}")));
         }
         Ok(PruneConfig { scorer, keep, layers })
+    }
+
+    /// A config for a comparison of methods under one setting (`eval clip`, the page's compare
+    /// view): as [`PruneConfig::new`], except where several layers prune progressively: then
+    /// VisionZip, which compresses once, does so at the first of them, and ToMe, which merges
+    /// in every layer, merges in all; both to about the final count the others reach
+    /// (keep^layers of the patches).
+    pub fn for_comparison(scorer: Scorer, keep: f32, layers: &[usize]) -> Result<Self> {
+        let fin = keep.powi(layers.len() as i32);
+        match (scorer, layers) {
+            (Scorer::VisionZip, [first, _, ..]) => Self::new(scorer, fin, vec![*first]),
+            (Scorer::Tome { r: None }, [_, _, ..]) => Self::new(scorer, fin, layers.to_vec()),
+            _ => Self::new(scorer, keep, layers.to_vec()),
+        }
     }
 
     /// Checks the layers against a model's depth.
@@ -232,6 +250,11 @@ mod tests {
         assert_eq!("tome:8".parse::<Scorer>().unwrap(), Scorer::Tome { r: Some(8) });
         assert_eq!("tome".parse::<Scorer>().unwrap().to_string(), "tome");
         assert!("tome:x".parse::<Scorer>().is_err());
+        let e = PruneConfig::new(Scorer::VisionZip, 0.5, vec![1, 2]).unwrap_err().to_string();
+        assert!(e.contains("one layer"), "{e}");
+        let z = PruneConfig::for_comparison(Scorer::VisionZip, 0.5, &[1, 2]).unwrap();
+        assert_eq!((z.keep, z.layers), (0.25, vec![1]));
+        assert_eq!(PruneConfig::for_comparison(Scorer::DivPrune, 0.5, &[1, 2]).unwrap().layers, vec![1, 2]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::bench::{self, BenchSpec};
 use crate::models::clip::{ClipConfig, ClipSession as CoreSession, RunOptions, Tokenizer};
-use crate::prune::{PruneConfig, Scorer};
+use crate::prune::{PruneConfig, Scorer, COMPARE_SCORERS};
 use crate::tensor::{Choice, Device, Figure};
 use crate::weights::Weights;
 use serde::{Deserialize, Serialize};
@@ -286,6 +286,27 @@ impl ClipSession {
         })
     }
 
+    /// Every method on one image at one keep, for a side-by-side view: resolves to a
+    /// `CompareReport` (per method: kept patches, merge map, tokens, cos-sim to the unpruned
+    /// embedding, FLOP ratio, label probabilities, ms). The patch embedding and the layers
+    /// before the earliest pruning layer run once for all. Options: `{keep, layers, scorers,
+    /// seed, labels}`; `scorers` defaults to every CLIP method (`COMPARE_SCORERS`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<CompareReport>")]
+    pub fn compare(&self, image: Vec<u8>, #[wasm_bindgen(unchecked_param_type = "CompareOptions | undefined")] options: JsValue) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let opts = compare_options(options);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let err = |e: crate::Error| JsValue::from(js_err(e));
+            let (methods, labels) = opts.map_err(JsValue::from)?;
+            let mut s = inner.try_borrow_mut().map_err(|_| JsValue::from(busy()))?;
+            for p in &methods {
+                p.validate(s.clip.vision.num_layers()).map_err(err)?;
+            }
+            let report = s.compare_async(&image, &methods, &labels).await.map_err(err)?;
+            to_js(&report).map_err(JsValue::from)
+        })
+    }
+
     /// Zero-shot evaluation of a batch of encoded images (`labels[i]` indexes
     /// `options.classes`) under every method of `options` (the unpruned model first, then each
     /// scorer at each keep < 1): resolves to one `{path, label, outcomes: [{top5, cos, ms,
@@ -399,8 +420,10 @@ const TS_TYPES: &'static str = r#"
 export interface RunOptions {
   /** Fraction of patch tokens kept at each pruning layer, in (0, 1]. Default 1. */
   keep?: number;
-  /** "kq-norm" (= "kq-norm:key"), "kq-norm:query", "kq-norm:both", "cls-attn", "random", or
-   *  "tome" (Token Merging: merges as many tokens in all as `keep` prunes, in every layer). */
+  /** "kq-norm" (= "kq-norm:key"), "kq-norm:query", "kq-norm:both", "cls-attn", "random",
+   *  "divprune" (DivPrune: the most diverse tokens), "visionzip" (VisionZip: dominant tokens
+   *  plus merged contextual ones; one layer), or "tome" (Token Merging: merges as many tokens
+   *  in all as `keep` prunes, in every layer). */
   scorer?: string;
   /** 0-based encoder layers to prune in (several = progressive). Default [1]. */
   layers?: number[];
@@ -410,6 +433,52 @@ export interface RunOptions {
   labels?: string[];
   /** Also run unpruned for cos-sim and label comparison. Default true. */
   compareUnpruned?: boolean;
+}
+
+/** Options of a comparison (`compare`). Every field is optional. */
+export interface CompareOptions {
+  /** Fraction of patch tokens kept, as in RunOptions. Default 0.5. */
+  keep?: number;
+  /** Pruning layers, as in RunOptions (VisionZip compresses once, at the first, to about
+   *  the same final count). Default [1]. */
+  layers?: number[];
+  /** Methods by RunOptions' scorer names. Default: kq-norm, cls-attn, random, tome,
+   *  divprune, visionzip. */
+  scorers?: string[];
+  seed?: number;
+  labels?: string[];
+}
+
+/** One method of a comparison. */
+export interface MethodReport {
+  scorer: string;
+  keep: number;
+  kept: { layer: number; indices: number[] }[];
+  /** ToMe and VisionZip: each patch's final token, as in RunReport; else null. */
+  groups: number[] | null;
+  /** Tokens (CLS included) after the last layer. */
+  tokens: number;
+  cos_to_unpruned: number;
+  flops_ratio: number;
+  label_probs: { label: string; prob: number }[] | null;
+  /** This method alone: the shared part plus its own layers (ms). */
+  ms: number;
+}
+
+/** Every method on one image at one keep. */
+export interface CompareReport {
+  grid: number;
+  num_patches: number;
+  methods: MethodReport[];
+  label_probs_unpruned: { label: string; prob: number }[] | null;
+  /** The unpruned pass alone, the shared embedding and prefix, the whole comparison, and
+   *  the same passes one after another from scratch (ms). */
+  unpruned_ms: number;
+  shared_ms: number;
+  total_ms: number;
+  sequential_ms: number;
+  device: string;
+  fallback: string | null;
 }
 
 /** One backend's figure in a measured `auto` choice. */
@@ -445,7 +514,7 @@ export interface RunReport {
   num_patches: number;
   /** Kept patch indices (row-major over the grid) after each pruning step. */
   kept: { layer: number; indices: number[] }[];
-  /** ToMe only: for each patch, the token (1.., CLS is 0) it ended in; else null. */
+  /** ToMe and VisionZip: for each patch, the token (1.., CLS is 0) it ended in; else null. */
   groups: number[] | null;
   /** Tokens (CLS included) entering each layer. */
   tokens_per_layer: number[];
@@ -475,6 +544,37 @@ fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
     };
     let prune = prune_config(o.keep, o.scorer.as_deref(), o.layers, o.seed).map_err(js_err)?;
     Ok(RunOptions { prune: Some(prune), labels: o.labels.unwrap_or_default(), compare_unpruned: o.compare_unpruned.unwrap_or(true) })
+}
+
+fn compare_options(options: JsValue) -> Result<(Vec<PruneConfig>, Vec<String>), JsError> {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct O {
+        keep: Option<f32>,
+        layers: Option<Vec<usize>>,
+        scorers: Option<Vec<String>>,
+        seed: Option<u64>,
+        labels: Option<Vec<String>>,
+    }
+    let o: O = if options.is_undefined() || options.is_null() {
+        O::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
+    };
+    let names = o.scorers.unwrap_or_else(|| COMPARE_SCORERS.iter().map(|s| s.to_string()).collect());
+    let layers = o.layers.unwrap_or_else(|| vec![1]);
+    let methods = names
+        .iter()
+        .map(|n| {
+            let mut sc: Scorer = n.parse()?;
+            if let Scorer::Random { seed } = &mut sc {
+                *seed = o.seed.unwrap_or(0);
+            }
+            PruneConfig::for_comparison(sc, o.keep.unwrap_or(0.5), &layers)
+        })
+        .collect::<crate::Result<Vec<_>>>()
+        .map_err(js_err)?;
+    Ok((methods, o.labels.unwrap_or_default()))
 }
 
 /// The micro-kernel table of `effarch bench gemm` for this build (wasm SIMD128 and the

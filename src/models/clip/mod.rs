@@ -80,6 +80,43 @@ pub struct RunReport {
     pub fallback: Option<String>,
 }
 
+/// One method of a comparison ([`Clip::compare_async`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct MethodReport {
+    pub scorer: String,
+    pub keep: f32,
+    pub kept: Vec<KeptStep>,
+    /// ToMe and VisionZip: each patch's final token, as in [`RunReport::groups`].
+    pub groups: Option<Vec<u32>>,
+    /// Tokens (CLS included) after the last layer.
+    pub tokens: usize,
+    pub cos_to_unpruned: f32,
+    pub flops_ratio: f64,
+    pub label_probs: Option<Vec<LabelProb>>,
+    /// What this method alone takes: the shared embedding and prefix, plus its own layers.
+    pub ms: f64,
+}
+
+/// Every method on one image at one keep, for the page's compare view.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompareReport {
+    pub grid: usize,
+    pub num_patches: usize,
+    pub methods: Vec<MethodReport>,
+    pub label_probs_unpruned: Option<Vec<LabelProb>>,
+    /// The unpruned pass alone (shared part included).
+    pub unpruned_ms: f64,
+    /// The embedding and the layers before the earliest pruning layer, run once for all.
+    pub shared_ms: f64,
+    /// The whole comparison (decode, text tower and every pass).
+    pub total_ms: f64,
+    /// The same passes run one after another, each from scratch: Σ ms over the methods and
+    /// the unpruned pass.
+    pub sequential_ms: f64,
+    pub device: String,
+    pub fallback: Option<String>,
+}
+
 impl Clip {
     /// Builds the model from a parsed config and checkpoint. `with_text` also loads the text
     /// tower (needed for labels); the vision tower and projection are always loaded.
@@ -249,6 +286,64 @@ impl Clip {
     }
 }
 
+impl Clip {
+    /// Runs every method in `methods` (one image, the unpruned pass beside them) sharing the
+    /// patch embedding and the layers before the earliest pruning layer; zero-shot labels
+    /// when given.
+    pub async fn compare_async(&self, image_bytes: &[u8], methods: &[PruneConfig], labels: &[String]) -> Result<CompareReport> {
+        let t0 = crate::clock::now_ms();
+        if methods.is_empty() {
+            return Err(Error::arg("compare: no methods given"));
+        }
+        let img = decode(image_bytes)?;
+        let text = if labels.is_empty() { None } else { Some(self.encode_text(labels)?.to_vec_f32_async().await?) };
+        let pv = self.pixel_values(std::slice::from_ref(&img))?;
+        let mut configs: Vec<Option<PruneConfig>> = vec![None];
+        configs.extend(methods.iter().cloned().map(Some));
+        let (outs, shared, own) = self.vision.forward_many_async(&pv, &configs).await?;
+        let mut embeds = Vec::with_capacity(outs.len());
+        for o in &outs {
+            let e = o.image_embeds.to_vec_f32_async().await?;
+            crate::error::check_finite("image_embeds", &e)?;
+            embeds.push(e);
+        }
+        let probs = |e: &[f32]| -> Result<Option<Vec<LabelProb>>> {
+            Ok(match &text {
+                Some(te) => Some(labels.iter().zip(self.label_probs(e, te)?).map(|(l, prob)| LabelProb { label: l.clone(), prob }).collect()),
+                None => None,
+            })
+        };
+        let mut reports = Vec::with_capacity(methods.len());
+        for (i, p) in methods.iter().enumerate() {
+            let (o, e) = (&outs[i + 1], &embeds[i + 1]);
+            reports.push(MethodReport {
+                scorer: p.scorer.to_string(),
+                keep: p.keep,
+                kept: o.steps.iter().map(|s| KeptStep { layer: s.layer, indices: s.kept[0].clone() }).collect(),
+                groups: o.groups.first().cloned(),
+                tokens: o.last_hidden_state.dim(1)?,
+                cos_to_unpruned: cosine(e, &embeds[0]),
+                flops_ratio: o.flops / o.flops_unpruned,
+                label_probs: probs(e)?,
+                ms: shared + own[i + 1],
+            });
+        }
+        let v = self.config.vision();
+        Ok(CompareReport {
+            grid: v.grid(),
+            num_patches: v.num_patches(),
+            methods: reports,
+            label_probs_unpruned: probs(&embeds[0])?,
+            unpruned_ms: shared + own[0],
+            shared_ms: shared,
+            total_ms: crate::clock::now_ms() - t0,
+            sequential_ms: own.iter().map(|o| shared + o).sum(),
+            device: self.device.describe(),
+            fallback: None,
+        })
+    }
+}
+
 /// A loaded model that survives its GPU: when a run fails with [`Error::Device`] (device lost,
 /// out of memory, a limit; never a bug, which surfaces as it is), the model is rebuilt on the CPU from the weights it was loaded
 /// from, the run is redone there, and every later report says why in `fallback`.
@@ -285,6 +380,19 @@ impl ClipSession {
             Err(Error::Device(msg)) if matches!(self.clip.device, Device::Gpu(_)) => {
                 self.fall_back(&msg)?;
                 self.clip.run_async(image_bytes, opts).await?
+            }
+            r => r?,
+        };
+        report.fallback = self.fallback.clone();
+        Ok(report)
+    }
+
+    /// [`Clip::compare_async`], falling back to the CPU as [`ClipSession::run_async`] does.
+    pub async fn compare_async(&mut self, image_bytes: &[u8], methods: &[PruneConfig], labels: &[String]) -> Result<CompareReport> {
+        let mut report = match self.clip.compare_async(image_bytes, methods, labels).await {
+            Err(Error::Device(msg)) if matches!(self.clip.device, Device::Gpu(_)) => {
+                self.fall_back(&msg)?;
+                self.clip.compare_async(image_bytes, methods, labels).await?
             }
             r => r?,
         };

@@ -31,7 +31,7 @@ pub struct VisionOutput {
     pub steps: Vec<PruneStep>,
     /// ToMe and VisionZip only (empty otherwise): per image, the final token (1.., CLS is 0)
     /// that each original patch ended in — patches with the same value were merged into one
-    /// token (VisionZip with no contextual token: 0 for a dropped patch).
+    /// token (VisionZip: only when it made contextual tokens).
     pub groups: Vec<Vec<u32>>,
     /// Scores of each step, `[B, tokens-1]`, for inspection and tests.
     pub scores: Vec<Tensor>,
@@ -61,6 +61,36 @@ pub async fn probe_layer_ms(w: &Weights, cfg: &VisionConfig, dev: Device) -> Res
     let x = Tensor::from_f32(crate::num::random_values(n * h, 7, 1.0), &[1, n, h], &dev)?;
     let (layer, x) = (&layer, &x);
     crate::tensor::time_best(move || async move { layer.forward(x, false)?.narrow(1, 0, 1)?.to_vec_f32_async().await.map(|_| ()) }, 3, 250.0).await
+}
+
+/// The tokens after the first `layer` layers of an unpruned pass, with the FLOPs and token
+/// counts spent on them: where a pass continues (shared by the methods of a comparison).
+#[derive(Clone)]
+struct Prefix {
+    x: Tensor,
+    layer: usize,
+    flops: f64,
+    flops_unpruned: f64,
+    tokens: Vec<usize>,
+}
+
+impl Prefix {
+    /// Right after the embedding (its FLOPs counted).
+    fn start(x: &Tensor, m: &VisionModel) -> Prefix {
+        let c = &m.cfg;
+        let f = 2.0 * (c.num_patches() * c.num_channels * c.patch_size.pow(2) * c.hidden_size) as f64;
+        Prefix { x: x.clone(), layer: 0, flops: f, flops_unpruned: f, tokens: Vec::new() }
+    }
+
+    /// One more unpruned layer (layer `i`, which must be `self.layer`).
+    fn then(self, m: &VisionModel, i: usize) -> Result<Prefix> {
+        let l = &m.layers[i];
+        let n = self.x.dim(1)?;
+        let f = l.flops(n, n);
+        let mut tokens = self.tokens;
+        tokens.push(n);
+        Ok(Prefix { x: l.forward(&self.x, false)?, layer: i + 1, flops: self.flops + f, flops_unpruned: self.flops_unpruned + f, tokens })
+    }
 }
 
 /// ToMe's state through a pass: merges per layer, each token's size (patches it holds; none
@@ -140,22 +170,85 @@ impl VisionModel {
     }
 
     /// The forward pass, written once: the whole pass is recorded without waiting for the
-    /// device; the kept indices are read back (awaited) once at the end.
+    /// device; the kept indices are read back (awaited) once at the end (DivPrune and VisionZip
+    /// also read back their layer's features to choose on the host).
     pub async fn forward_async(&self, pixel_values: &Tensor, prune: Option<&PruneConfig>, t: &mut Timings) -> Result<VisionOutput> {
+        let x = self.embed(pixel_values, prune.into_iter())?;
+        t.lap("patch_embed");
+        self.encode_from(Prefix::start(&x, self), prune, t).await
+    }
+
+    /// Several methods on the same images (`None`: the unpruned pass), sharing the work they
+    /// have in common: the patch embedding and the layers before the earliest pruning layer
+    /// (ToMe merges from layer 0, so it shares the embedding only). Returns the outputs in
+    /// `configs` order, each with the FLOPs of the whole pass it stands for, and the ms of the
+    /// shared part and of each method's own part (device work awaited in each).
+    pub async fn forward_many_async(&self, pixel_values: &Tensor, configs: &[Option<PruneConfig>]) -> Result<(Vec<VisionOutput>, f64, Vec<f64>)> {
+        let t0 = crate::clock::now_ms();
+        let x = self.embed(pixel_values, configs.iter().flatten())?;
+        let depth = self.layers.len();
+        let start = configs
+            .iter()
+            .map(|c| match c {
+                Some(p) if p.tome_schedule(self.cfg.num_patches(), depth)?.is_some() => Ok(0),
+                Some(p) if !p.is_identity() => Ok(p.layers.first().copied().unwrap_or(depth)),
+                _ => Ok(depth),
+            })
+            .collect::<Result<Vec<usize>>>()?
+            .into_iter()
+            .min()
+            .unwrap_or(0);
+        let mut prefix = Prefix::start(&x, self);
+        for i in 0..start {
+            prefix = prefix.then(self, i)?;
+        }
+        prefix.x.narrow(1, 0, 1)?.to_vec_f32_async().await?;
+        let shared = crate::clock::now_ms() - t0;
+        let (mut outs, mut own) = (Vec::with_capacity(configs.len()), Vec::with_capacity(configs.len()));
+        for c in configs {
+            let t1 = crate::clock::now_ms();
+            let o = self.encode_from(prefix.clone(), c.as_ref(), &mut Timings::start()).await?;
+            o.image_embeds.to_vec_f32_async().await?;
+            own.push(crate::clock::now_ms() - t1);
+            outs.push(o);
+        }
+        Ok((outs, shared, own))
+    }
+
+    /// Checks the input and the settings, and embeds: patches, CLS, positions, pre-LayerNorm.
+    fn embed<'a>(&self, pixel_values: &Tensor, configs: impl Iterator<Item = &'a PruneConfig>) -> Result<Tensor> {
         let (s, c) = (self.cfg.image_size, self.cfg.num_channels);
         let shape = pixel_values.shape();
         if shape.len() != 4 || shape[1] != c || shape[2] != s || shape[3] != s {
             return Err(Error::arg(format!("pixel_values must be [B, {c}, {s}, {s}], got {shape:?}")));
         }
-        if let Some(p) = prune {
+        for p in configs {
             p.validate(self.layers.len())?;
+            p.tome_schedule(self.cfg.num_patches(), self.layers.len())?;
         }
         let b = shape[0];
+        let patches = self.patch_w.forward(&pixel_values.patchify(self.cfg.patch_size)?, None)?;
+        let cls = Tensor::cat(&vec![&self.class_emb; b], 0)?;
+        let x = Tensor::cat(&[&cls, &patches], 1)?.add(&self.pos_emb)?;
+        self.pre_ln.forward(&x)
+    }
+
+    /// The layers from `from.layer` on, pruning or merging as `prune` says (its layers before
+    /// `from.layer` must already be behind: the prefix ran them unpruned).
+    async fn encode_from(&self, from: Prefix, prune: Option<&PruneConfig>, t: &mut Timings) -> Result<VisionOutput> {
+        let Prefix { x, layer: start, mut flops, mut flops_unpruned, mut tokens } = from;
+        let b = x.dim(0)?;
         let np = self.cfg.num_patches();
         let schedule = match prune {
             Some(p) => p.tome_schedule(np, self.layers.len())?,
             None => None,
         };
+        if let Some(p) = prune.filter(|p| !p.is_identity()) {
+            let first = if schedule.is_some() { 0 } else { p.layers.first().copied().unwrap_or(0) };
+            if first < start {
+                return Err(Error::Backend(format!("{}: prunes at layer {first}, before the shared prefix's end ({start})", p.scorer)));
+            }
+        }
         // keep = 1 runs the unpruned path (bit-identical) and reports every patch as kept.
         let identity_steps: Vec<PruneStep> = match prune {
             Some(p) if p.is_identity() && schedule.is_none() => {
@@ -165,12 +258,7 @@ impl VisionModel {
         };
         let prune = prune.filter(|p| !p.is_identity() && schedule.is_none());
         let mut tome = schedule.map(|merges| Merging { merges, sizes: None, dests: Vec::new() });
-
-        let patches = self.patch_w.forward(&pixel_values.patchify(self.cfg.patch_size)?, None)?;
-        let cls = Tensor::cat(&vec![&self.class_emb; b], 0)?;
-        let x = Tensor::cat(&[&cls, &patches], 1)?.add(&self.pos_emb)?;
-        let mut x = self.pre_ln.forward(&x)?;
-        t.lap("patch_embed");
+        let mut x = x;
 
         // Kept positions stay on the device during the pass (no per-step read-back, so a GPU
         // pass is recorded in one go); they are mapped to grid indices at the end.
@@ -178,10 +266,8 @@ impl VisionModel {
         // VisionZip's merge map (one step only), per image.
         let mut zipped: Option<Vec<Vec<u32>>> = None;
         let h = self.cfg.hidden_size;
-        let (mut scores, mut tokens) = (Vec::new(), Vec::new());
-        let (mut flops, mut flops_unpruned) = (2.0 * (np * c * self.cfg.patch_size.pow(2) * self.cfg.hidden_size) as f64, 0.0);
-        flops_unpruned += flops;
-        for (i, layer) in self.layers.iter().enumerate() {
+        let mut scores = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate().skip(start) {
             let n = x.dim(1)?;
             tokens.push(n);
             flops_unpruned += layer.flops(np + 1, np + 1);
@@ -203,7 +289,9 @@ impl VisionModel {
                             let cls_attn = Tensor::cls_attention(&view(0)?, &view(h)?)?;
                             let z = visionzip::compress_async(&y, &qkv.narrow(2, h, h)?, &cls_attn, layer.heads(), k).await?;
                             let kk = z.dominant.dim(1)?;
-                            zipped = Some(z.plans.iter().map(|pl| pl.groups.clone()).collect());
+                            if z.plans.iter().any(|pl| !pl.targets.is_empty()) {
+                                zipped = Some(z.plans.iter().map(|pl| pl.groups.clone()).collect());
+                            }
                             (z.x, z.dominant, kk, z.scores, z.flops)
                         }
                         _ => {

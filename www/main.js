@@ -16,7 +16,8 @@ const SAMPLES = [
   ['coffee', 'a cup of coffee'],
   ['rocket', 'a rocket'],
 ];
-const DEFAULTS = { model: 'openai/clip-vit-base-patch16', sample: 'chelsea-cat', image: '', scorer: 'kq-norm', layers: '1', keep: '0.5', backend: 'auto', labels: '' };
+// `view`: '' (one method) or 'compare' (every method side by side); `sort`: the compare grid's order.
+const DEFAULTS = { model: 'openai/clip-vit-base-patch16', sample: 'chelsea-cat', image: '', scorer: 'kq-norm', layers: '1', keep: '0.5', backend: 'auto', labels: '', view: '', sort: '' };
 const SWEEP_KEEPS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3];
 
 // ---- worker RPC --------------------------------------------------------------------------
@@ -52,6 +53,7 @@ function syncControls() {
   tomeHint();
   $('backend').value = state.backend;
   $('labels').value = state.labels;
+  $('compare-sort').value = state.sort;
   for (const b of document.querySelectorAll('.samples button')) b.classList.toggle('selected', b.dataset.sample === state.sample);
 }
 
@@ -202,6 +204,8 @@ async function run() {
 /** One run; resolves to whether it succeeded (failures are shown in the page). */
 async function runOnce() {
   if (!imageBytes) return false;
+  if (state.view === 'compare') return compareOnce();
+  showCompare(false);
   const done = await task('Running…', async () => {
     const opts = options();
     await ensureModel(opts.labels.length > 0);
@@ -219,6 +223,83 @@ async function runOnce() {
     return true;
   });
   return done === true;
+}
+
+// ---- compare methods -----------------------------------------------------------------------
+let lastCompare = null;
+
+function showCompare(on) {
+  $('compare-out').hidden = !on;
+  document.querySelector('.result-grid').hidden = on;
+}
+
+/** Every method at the current keep and layers on the current image, as a grid of cards. */
+async function compareOnce() {
+  const done = await task('Comparing methods…', async () => {
+    const o = options();
+    await ensureModel(o.labels.length > 0);
+    setStatus('Comparing methods…');
+    const report = await call('compare', { image: imageBytes.slice(0), options: { keep: o.keep, layers: o.layers, labels: o.labels } });
+    lastCompare = report;
+    globalThis.effarchLastCompare = report; // for tests and automation
+    backendBadge(report.device, report.fallback);
+    showCompare(true);
+    renderCompare();
+    const saved = report.sequential_ms - report.total_ms;
+    setStatus(`Compared ${report.methods.length} methods in ${report.total_ms.toFixed(0)} ms (one after another: ${report.sequential_ms.toFixed(0)} ms${saved > 0 ? `; shared layers saved ${saved.toFixed(0)} ms` : ''}) · ${imageName}`);
+    document.body.dataset.compares = String(Number(document.body.dataset.compares || 0) + 1);
+    return true;
+  });
+  return done === true;
+}
+
+const METHOD_NAMES = { 'kq-norm:key': 'kq-norm (‖key‖)', 'cls-attn': 'cls-attn (EViT)', random: 'random', tome: 'ToMe', divprune: 'DivPrune', visionzip: 'VisionZip' };
+
+function renderCompare() {
+  const r = lastCompare;
+  if (!r) return;
+  const order = r.methods.map((m, i) => ({ m, i }));
+  const key = { cos: (x) => -x.m.cos_to_unpruned, ms: (x) => x.m.ms, flops: (x) => x.m.flops_ratio }[state.sort];
+  if (key) order.sort((a, b) => key(a) - key(b) || a.i - b.i);
+  const grid = $('compare-grid');
+  grid.replaceChildren(
+    ...order.map(({ m }) => {
+      const fig = document.createElement('figure');
+      fig.className = 'card';
+      fig.dataset.scorer = m.scorer;
+      const c = document.createElement('canvas');
+      c.width = c.height = 224;
+      c.setAttribute('aria-label', `${m.scorer}: kept and merged patches`);
+      draw(c, imageBitmap, { grid: r.grid, num_patches: r.num_patches, kept: m.kept, groups: m.groups }, m.kept.length - 1);
+      const cap = document.createElement('figcaption');
+      const name = document.createElement('span');
+      name.className = 'name';
+      name.textContent = METHOD_NAMES[m.scorer] ?? m.scorer;
+      const nums = document.createElement('div');
+      nums.className = 'nums';
+      for (const t of [`cos ${m.cos_to_unpruned.toFixed(4)}`, `${m.ms.toFixed(1)} ms`, `${m.tokens} tokens`, `FLOPs ${(100 * m.flops_ratio).toFixed(0)}%`]) {
+        const sp = document.createElement('span');
+        sp.textContent = t;
+        nums.append(sp);
+      }
+      cap.append(name, nums);
+      if (m.label_probs?.length) {
+        const best = m.label_probs.reduce((a, b) => (b.prob > a.prob ? b : a));
+        const top = document.createElement('div');
+        top.className = 'top';
+        top.textContent = `${best.label}: ${(100 * best.prob).toFixed(1)}%`;
+        const bar = document.createElement('div');
+        bar.className = 'lb';
+        bar.style.width = `${100 * best.prob}%`;
+        top.append(bar);
+        cap.append(top);
+      }
+      fig.append(c, cap);
+      return fig;
+    }),
+  );
+  const layers = state.layers;
+  $('compare-note').textContent = `keep ${Number(state.keep).toFixed(2)} at layer(s) ${layers}; unpruned ${r.unpruned_ms.toFixed(1)} ms. Each method's time counts the shared patch embedding and early layers (${r.shared_ms.toFixed(1)} ms), which ran once for all. Hatched: pruned; tinted: merged into one token (ToMe, VisionZip's contextual tokens).`;
 }
 
 async function sweep() {
@@ -243,7 +324,7 @@ async function sweep() {
 
 // ---- evaluating a folder -------------------------------------------------------------------
 const EVAL_KEEPS = [1, 0.9, 0.7, 0.5, 0.3];
-const EVAL_SCORERS = ['kq-norm', 'cls-attn', 'random', 'tome'];
+const EVAL_SCORERS = ['kq-norm', 'cls-attn', 'random', 'tome', 'divprune', 'visionzip'];
 const IMAGE_FILE = /\.(png|jpe?g|gif|webp|bmp)$/i;
 
 /** ImageFolder from a directory pick: `{classes, items: [{file, path, label}]}` (sub-folders are classes). */
@@ -395,7 +476,26 @@ function wire() {
     writeUrl();
     await run();
   };
-  $('run').onclick = () => run();
+  $('run').onclick = () => {
+    state.view = '';
+    writeUrl();
+    run();
+  };
+  $('compare').onclick = () => {
+    state.view = 'compare';
+    writeUrl();
+    run();
+  };
+  $('compare-close').onclick = () => {
+    state.view = '';
+    writeUrl();
+    run();
+  };
+  $('compare-sort').onchange = () => {
+    state.sort = $('compare-sort').value;
+    writeUrl();
+    renderCompare();
+  };
   $('sweep').onclick = () => sweep();
   $('eval-run').onclick = () => evaluateFolder();
   $('step').oninput = () => drawOverlay();

@@ -1,7 +1,7 @@
 // The page's worker: loads the wasm core, downloads (or reads from the cache) only the
 // tensors a run needs, and runs the model, so the page itself never blocks.
 //
-// Messages in:  {id, type: 'load' | 'loadFiles' | 'run' | 'sweep' | 'clearCache', ...}
+// Messages in:  {id, type: 'load' | 'loadFiles' | 'run' | 'compare' | 'sweep' | 'evaluate' | 'clearCache', ...}
 // Messages out: {id, type: 'progress' | 'done' | 'error' | 'sweepPoint', ...}
 import { loadEngine } from './engine.js';
 import { fetchModel, readLocalFiles, clearCache } from './loader.js';
@@ -57,6 +57,12 @@ function describe(fromCache, model) {
 async function run(_id, { image, options }) {
   if (!session) throw new Error('no model is loaded yet');
   return await session.run(new Uint8Array(image), options);
+}
+
+/** Every method on one image at one keep (the core shares the embedding and early layers). */
+async function compare(_id, { image, options }) {
+  if (!session) throw new Error('no model is loaded yet');
+  return await session.compare(new Uint8Array(image), options);
 }
 
 /** p = 1.0 … 0.3 on one image: latency and cos-sim of each pruned embedding to the unpruned one. */
@@ -116,6 +122,7 @@ const handlers = {
   load,
   loadFiles,
   run,
+  compare,
   sweep,
   evaluate,
   async clearCache() {

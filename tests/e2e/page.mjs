@@ -361,16 +361,61 @@ await check('evaluating a folder (ImageFolder) draws accuracy against latency, w
     status: document.getElementById('status').textContent,
   }));
   assert(!ev.error, `evaluation failed: ${ev.error}`);
-  assert(ev.rows.length === 1 + 4 * 4, `rows: ${JSON.stringify(ev.rows)}`);
+  assert(ev.rows.length === 1 + 6 * 4, `rows: ${JSON.stringify(ev.rows)}`);
+  for (const m of ['divprune', 'visionzip']) assert(ev.rows.filter((r) => r[0] === m).length === 4, `${m} rows: ${JSON.stringify(ev.rows)}`);
   assert(ev.rows.filter((r) => r[0] === 'tome').length === 4, `ToMe rows: ${JSON.stringify(ev.rows)}`);
   assert(ev.rows[0][0] === 'unpruned' && ev.rows[0][4] === '1.000', `unpruned row: ${ev.rows[0]}`);
   for (const r of ev.rows) for (const i of [2, 3, 4]) assert(Number(r[i]) >= 0 && Number(r[i]) <= 1, `row ${r}`);
-  assert(ev.lines === 8, `chart lines: ${ev.lines} (4 methods × 2 panels)`);
+  assert(ev.lines === 12, `chart lines: ${ev.lines} (6 methods × 2 panels)`);
   assert(ev.csv.startsWith('blob:') && /20 images in 4 classes/.test(ev.status), `${ev.csv} / ${ev.status}`);
   const csv = await page.evaluate(() => globalThis.effarchLastEval.csv);
-  assert(csv.split('\n').filter(Boolean).length === 18 && csv.startsWith('scorer,keep,images,top1'), csv);
+  assert(csv.split('\n').filter(Boolean).length === 26 && csv.startsWith('scorer,keep,images,top1'), csv);
   await page.screenshot({ path: path.join(shots, 'evaluate.png'), fullPage: true });
   console.log(`    ${ev.status}; unpruned top-1 ${ev.rows[0][2]}`);
+});
+
+await check('compare methods: one card per method with its overlay, cos-sim, ms and labels; sortable; in the URL', async () => {
+  await page.fill('#labels', 'a cat, a dog, a rocket');
+  await page.$eval('#labels', (el) => el.dispatchEvent(new Event('change')));
+  await result();
+  await page.click('#compare');
+  const s = await settle(240_000);
+  assert(s.outcome === 'ok' && (await page.evaluate(() => Number(document.body.dataset.compares || 0))) === 1, `the comparison failed: ${s.error}`);
+  const v = await page.evaluate(() => ({
+    cards: [...document.querySelectorAll('#compare-grid .card')].map((c) => ({ scorer: c.dataset.scorer, canvas: !!c.querySelector('canvas'), text: c.textContent })),
+    single: document.querySelector('.result-grid').hidden,
+    url: location.search,
+    report: globalThis.effarchLastCompare,
+  }));
+  const names = v.cards.map((c) => c.scorer);
+  assert(JSON.stringify(names) === JSON.stringify(['kq-norm:key', 'cls-attn', 'random', 'tome', 'divprune', 'visionzip']), `cards: ${names}`);
+  assert(v.cards.every((c) => c.canvas && /cos 0\.\d{4}|cos 1\.0000/.test(c.text) && /ms/.test(c.text) && /%/.test(c.text)), `card texts: ${v.cards.map((c) => c.text)}`);
+  assert(v.single && /view=compare/.test(v.url), `compare view shown ${v.single}, url ${v.url}`);
+  const r = v.report;
+  for (const m of r.methods) {
+    assert(m.cos_to_unpruned > 0 && m.cos_to_unpruned <= 1.0001 && m.ms > 0 && m.label_probs.length === 3, `method ${JSON.stringify(m).slice(0, 300)}`);
+    assert(m.tokens === nKeep(0.5, N) + 1 || m.scorer === 'tome', `${m.scorer}: ${m.tokens} tokens`);
+  }
+  assert(r.methods.find((m) => m.scorer === 'visionzip').groups.length === N, 'VisionZip merge map');
+  await page.selectOption('#compare-sort', 'cos');
+  const sorted = await page.$$eval('#compare-grid .card', (cs) => cs.map((c) => c.dataset.scorer));
+  const byCos = [...r.methods].sort((a, b) => b.cos_to_unpruned - a.cos_to_unpruned).map((m) => m.scorer);
+  assert(JSON.stringify(sorted) === JSON.stringify(byCos) && /sort=cos/.test(page.url()), `sorted ${sorted} vs ${byCos}; ${page.url()}`);
+  await page.screenshot({ path: path.join(shots, 'compare.png'), fullPage: true });
+  console.log(`    ${await page.textContent('#status')}`);
+  // A shared link opens the compare view as it was.
+  const p2 = await context.newPage();
+  await p2.goto(page.url());
+  await p2.waitForFunction(() => Number(document.body.dataset.compares || 0) > 0 && !document.body.classList.contains('busy'), null, { timeout: 240_000 });
+  const order2 = await p2.$$eval('#compare-grid .card', (cs) => cs.map((c) => c.dataset.scorer));
+  assert(JSON.stringify(order2) === JSON.stringify(byCos), `the link's compare view: ${order2}`);
+  await p2.close();
+  await page.click('#compare-close');
+  await result();
+  assert(await page.evaluate(() => document.getElementById('compare-out').hidden && !/view=compare/.test(location.search)), 'back to one method');
+  await page.fill('#labels', '');
+  await page.$eval('#labels', (el) => el.dispatchEvent(new Event('change')));
+  await result();
 });
 
 await check('the sweep draws latency and cos-sim for p = 1.0 … 0.3', async () => {

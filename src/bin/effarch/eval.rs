@@ -36,7 +36,7 @@ pub struct EvalClipArgs {
     keeps: Vec<f32>,
     /// Methods: the scorers kq-norm, kq-norm:query, kq-norm:both, cls-attn, random, and tome
     /// (Token Merging in every layer, as many merges as each keep prunes; --layers does not apply).
-    #[arg(long, default_value = "kq-norm,cls-attn,random,tome", value_delimiter = ',')]
+    #[arg(long, default_value = "kq-norm,cls-attn,random,tome,divprune,visionzip", value_delimiter = ',')]
     scorers: Vec<String>,
     /// Pruning layer(s), 0-based.
     #[arg(long, default_value = "1", value_delimiter = ',')]

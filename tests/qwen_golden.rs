@@ -118,6 +118,18 @@ fn golden(device: &Device, tol: f32) {
     let d = max_abs_diff(p.all_logits.as_ref().unwrap(), &e.get("pruned_logits"));
     println!("{name} qwen pruned ({} of {} visual tokens): logits max |Δ| = {d:e}", p.report.visual_tokens_after, p.report.visual_tokens_before);
     assert!(d <= tol, "{name} pruned logits {d}");
+    // DivPrune among the merged visual tokens, against its official selection logic on
+    // transformers' image embeddings (make_methods_fixtures.py).
+    let methods: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir().join("methods.json")).unwrap()).unwrap();
+    let cases = methods["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for c in cases {
+        let keep = c["keep"].as_f64().unwrap() as f32;
+        let want: Vec<u32> = serde_json::from_value(c["kept"].clone()).unwrap();
+        let p = m.prefill(&ids, &img, Some(&QwenPrune { scorer: Scorer::DivPrune, keep, block: None }), false).unwrap();
+        println!("{name} qwen divprune keep {keep}: {} of {} units, equal to the reference: {}", p.report.kept.len(), p.report.visual_tokens_before, p.report.kept == want);
+        assert_eq!(p.report.kept, want, "{name}: DivPrune kept other units than its official logic");
+    }
     // KV-cache decoding equals one pass over the longer sequence.
     let v = m.cfg.text.vocab_size;
     let mut cache = pre.cache.clone();
@@ -179,8 +191,11 @@ fn bad_input_names_what_is_wrong() {
         let err = m.prefill(&ids, &img, Some(&p), false).err().unwrap().to_string();
         assert!(err.contains("keep"), "{keep}: {err}");
     }
-    let p = QwenPrune { scorer: Scorer::ClsAttn, keep: 0.5, block: None };
-    assert!(m.prefill(&ids, &img, Some(&p), false).err().unwrap().to_string().contains("CLS"));
+    for scorer in [Scorer::ClsAttn, Scorer::VisionZip] {
+        let p = QwenPrune { scorer, keep: 0.5, block: None };
+        let err = m.prefill(&ids, &img, Some(&p), false).err().unwrap().to_string();
+        assert!(err.contains("CLS") && err.contains(&scorer.to_string()), "{err}");
+    }
     // A prompt without the image placeholder.
     let err = m.prompt_ids("Describe the image.", 77).unwrap_err().to_string();
     assert!(err.contains("<|image_pad|>"), "{err}");

@@ -76,6 +76,8 @@ pub fn random_vit_b16(device: &Device) -> Result<Clip> {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchRow {
+    /// The pruning method ("unpruned" for the keep = 1 baseline all methods share).
+    pub scorer: String,
     pub keep: f32,
     pub batch: usize,
     /// The CPU precision of the linear layers ("f32" on a GPU).
@@ -107,13 +109,14 @@ pub struct BenchSpec {
     pub keeps: Vec<f32>,
     pub batches: Vec<usize>,
     pub iters: usize,
-    pub scorer: Scorer,
+    /// Methods timed side by side (one unpruned baseline for all).
+    pub scorers: Vec<Scorer>,
     pub layers: Vec<usize>,
 }
 
 impl Default for BenchSpec {
     fn default() -> Self {
-        BenchSpec { keeps: vec![1.0, 0.9, 0.7, 0.5, 0.3], batches: vec![1, 8], iters: 7, scorer: Scorer::KqNorm(crate::prune::KqWhich::Key), layers: vec![1] }
+        BenchSpec { keeps: vec![1.0, 0.9, 0.7, 0.5, 0.3], batches: vec![1, 8], iters: 7, scorers: vec![Scorer::KqNorm(crate::prune::KqWhich::Key)], layers: vec![1] }
     }
 }
 
@@ -145,16 +148,25 @@ pub fn with_baseline(keeps: &[f32]) -> Vec<f32> {
 impl BenchSpec {
     /// Checks the spec before any work (the model is built after this).
     pub fn validate(&self) -> Result<()> {
-        if self.keeps.is_empty() || self.batches.is_empty() || self.iters == 0 {
-            return Err(Error::arg("benchmark needs at least one keep ratio, batch size and iteration"));
+        if self.keeps.is_empty() || self.batches.is_empty() || self.iters == 0 || self.scorers.is_empty() {
+            return Err(Error::arg("benchmark needs at least one keep ratio, batch size, method and iteration"));
         }
         if self.batches.iter().any(|&b| b == 0 || b > 256) {
             return Err(Error::arg("batch sizes must be in 1..=256"));
         }
-        for &k in &self.keeps {
-            crate::prune::PruneConfig::new(self.scorer, k, self.layers.clone())?;
+        self.configs().map(|_| ())
+    }
+
+    /// The settings timed: the unpruned baseline, then each method at each keep < 1 (the
+    /// methods compared under one setting: [`PruneConfig::for_comparison`]).
+    pub fn configs(&self) -> Result<Vec<(String, PruneConfig)>> {
+        let mut v = vec![("unpruned".to_string(), PruneConfig::new(self.scorers[0], 1.0, self.layers.clone())?)];
+        for &s in &self.scorers {
+            for &k in self.keeps.iter().filter(|&&k| k < 1.0) {
+                v.push((s.to_string(), PruneConfig::for_comparison(s, k, &self.layers)?));
+            }
         }
-        Ok(())
+        Ok(v)
     }
 }
 
@@ -187,11 +199,11 @@ async fn bench_clips_async(clips: &[&Clip], spec: &BenchSpec, mut progress: impl
     let Some(first) = clips.first() else {
         return Err(Error::arg("benchmark needs a model"));
     };
-    let keeps = with_baseline(&spec.keeps);
     let s = first.config.vision().image_size;
     let mut rows = Vec::new();
+    let named = spec.configs()?;
+    let cfgs: Vec<PruneConfig> = named.iter().map(|(_, c)| c.clone()).collect();
     for &b in &spec.batches {
-        let cfgs = keeps.iter().map(|&k| PruneConfig::new(spec.scorer, k, spec.layers.clone())).collect::<Result<Vec<_>>>()?;
         let values = random_values(b * 3 * s * s, 99, 1.0);
         // (model, keep) in round-robin order.
         let settings: Vec<(usize, usize)> = (0..clips.len()).flat_map(|m| (0..cfgs.len()).map(move |k| (m, k))).collect();
@@ -222,11 +234,11 @@ async fn bench_clips_async(clips: &[&Clip], spec: &BenchSpec, mut progress: impl
             }
         }
         let medians: Vec<f64> = times.into_iter().map(median).collect();
-        let base_k = keeps.iter().position(|&k| k >= 1.0).unwrap_or(0);
         for (i, &(m, k)) in settings.iter().enumerate() {
-            let (base, reference) = (medians[m * cfgs.len() + base_k], k);
+            let (base, reference) = (medians[m * cfgs.len()], k);
             let row = BenchRow {
-                keep: keeps[k],
+                scorer: named[k].0.clone(),
+                keep: named[k].1.keep,
                 batch: b,
                 precision: clips[m].device.precision().name(),
                 ms_median: medians[i],
@@ -239,8 +251,8 @@ async fn bench_clips_async(clips: &[&Clip], spec: &BenchSpec, mut progress: impl
                 cos_to_f32: min_cosine(&embeds[i], &embeds[reference], b),
             };
             progress(&format!(
-                "batch {b} {} keep {:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})",
-                row.precision, row.keep, row.ms_median, row.ratio, row.flop_ratio
+                "batch {b} {} {} keep {:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})",
+                row.precision, row.scorer, row.keep, row.ms_median, row.ratio, row.flop_ratio
             ));
             rows.push(row);
         }

@@ -585,7 +585,7 @@ pub fn bench_gemm() -> Result<JsValue, JsError> {
 }
 
 /// The benchmark driver of `effarch bench clip`, on a random full-size ViT-B/16:
-/// `{keeps, batches, iters, scorer, layers}` → `[{keep, batch, precision, ms_median, ratio, flop_ratio, first_ms, f32_ratio, cos_to_f32}]`.
+/// `{keeps, batches, iters, scorer, layers}` → `[{scorer, keep, batch, precision, ms_median, ratio, flop_ratio, first_ms, f32_ratio, cos_to_f32}]`.
 #[wasm_bindgen(js_name = benchClip)]
 pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
     #[derive(Deserialize, Default)]
@@ -609,7 +609,7 @@ pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         keeps: o.keeps.unwrap_or(d.keeps),
         batches: o.batches.unwrap_or_else(|| vec![1]),
         iters: o.iters.unwrap_or(3),
-        scorer: probe.scorer,
+        scorers: vec![probe.scorer],
         layers: probe.layers,
     };
     let device = device_for(o.backend.as_deref().unwrap_or("auto")).await?;

@@ -42,8 +42,10 @@ pub struct BenchClipArgs {
     /// Timed rounds per setting (after one warm-up).
     #[arg(long, default_value_t = 7)]
     iters: usize,
-    #[arg(long, default_value = "kq-norm")]
-    scorer: String,
+    /// Methods timed side by side (comma-separated; one unpruned baseline for all), e.g.
+    /// `kq-norm,cls-attn,random,tome,divprune,visionzip`.
+    #[arg(long, default_value = "kq-norm", value_delimiter = ',')]
+    scorer: Vec<String>,
     #[arg(long, default_value = "1", value_delimiter = ',')]
     layer: Vec<usize>,
     /// Also time another engine on the same random checkpoint in this process (unpruned, each
@@ -240,8 +242,9 @@ fn progress(quiet: bool) -> impl FnMut(&str) {
 }
 
 fn run_clip(a: BenchClipArgs) -> Result<()> {
-    let scorer = parse_scorer(&a.scorer, 0)?;
-    let spec = BenchSpec { keeps: a.keeps, batches: a.batches, iters: a.iters, scorer, layers: a.layer };
+    let scorers = a.scorer.iter().map(|s| parse_scorer(s, 0)).collect::<Result<Vec<_>>>()?;
+    let names: Vec<String> = scorers.iter().map(|s| s.to_string()).collect();
+    let spec = BenchSpec { keeps: a.keeps, batches: a.batches, iters: a.iters, scorers, layers: a.layer };
     spec.validate()?;
     match a.peer.as_deref() {
         None | Some("candle") => {}
@@ -282,17 +285,18 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
     if quiet {
         return if a.peer.is_some() { emit(&ClipPeerJson { rows: &rows, peer: &peer }) } else { emit(&rows) };
     }
-    println!("ViT-B/16 vision tower, {} , scorer {} at layer(s) {:?}, median of {} rounds", device.describe(), scorer, spec.layers, spec.iters);
+    println!("ViT-B/16 vision tower, {} , {} at layer(s) {:?}, median of {} rounds", device.describe(), names.join(", "), spec.layers, spec.iters);
     println!(
-        "{:>5} {:>9} {:>5} {:>10} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10}",
-        "batch", "precision", "keep", "ms/img", "ratio", "FLOP bound", "dispatches", "first/warm", "× f32", "cos to f32"
+        "{:>5} {:>9} {:>12} {:>5} {:>10} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "batch", "precision", "method", "keep", "ms/img", "ratio", "FLOP bound", "dispatches", "first/warm", "× f32", "cos to f32"
     );
     for r in rows {
         let d = r.dispatches.map_or("-".to_string(), |d| d.to_string());
         println!(
-            "{:>5} {:>9} {:>5.2} {:>10.1} {:>7.3} {:>10.3} {:>10} {:>10.2} {:>8.3} {:>10.6}",
+            "{:>5} {:>9} {:>12} {:>5.2} {:>10.1} {:>7.3} {:>10.3} {:>10} {:>10.2} {:>8.3} {:>10.6}",
             r.batch,
             r.precision,
+            r.scorer,
             r.keep,
             r.ms_median,
             r.ratio,

@@ -153,9 +153,11 @@ pub struct PruneArgs {
     /// Fraction of patch tokens kept at each pruning layer, in (0, 1].
     #[arg(long, default_value_t = 0.7)]
     pub keep: f32,
-    /// kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, cls-attn, random; or tome
-    /// (Token Merging in every layer: as many merges as leave the patches --keep would, or
-    /// --tome-r per layer; --layer does not apply).
+    /// kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, cls-attn, random, divprune
+    /// (DivPrune: the most diverse tokens), visionzip (VisionZip: dominant tokens by CLS
+    /// attention + merged contextual tokens; one --layer); or tome (Token Merging in every
+    /// layer: as many merges as leave the patches --keep would, or --tome-r per layer; --layer
+    /// does not apply). Qwen2.5-VL: kq-norm, random, divprune.
     #[arg(long, default_value = "kq-norm")]
     pub scorer: String,
     /// With --scorer tome: tokens merged in every layer (instead of deriving it from --keep).

@@ -34,8 +34,9 @@ pub struct EvalClipArgs {
     /// Keep ratios; 1 is the unpruned model (always evaluated, the reference).
     #[arg(long, default_value = "1,0.9,0.7,0.5,0.3", value_delimiter = ',')]
     keeps: Vec<f32>,
-    /// Methods: the scorers kq-norm, kq-norm:query, kq-norm:both, cls-attn, random, and tome
-    /// (Token Merging in every layer, as many merges as each keep prunes; --layers does not apply).
+    /// Methods: the scorers kq-norm, kq-norm:query, kq-norm:both, cls-attn, random, divprune,
+    /// visionzip (at the first of several --layers, to the final count of the others), and
+    /// tome (Token Merging in every layer, as many merges as each keep prunes).
     #[arg(long, default_value = "kq-norm,cls-attn,random,tome,divprune,visionzip", value_delimiter = ',')]
     scorers: Vec<String>,
     /// Pruning layer(s), 0-based.

@@ -188,6 +188,55 @@ pub fn bench_clips(clips: &[&Clip], spec: &BenchSpec, progress: impl FnMut(&str)
     crate::tensor::block_on(bench_clips_async(clips, spec, progress))
 }
 
+/// Every method of `spec` at one keep as the page's compare view runs them: one pass that
+/// shares the embedding and early layers, against the same passes one after another.
+#[derive(Clone, Debug, Serialize)]
+pub struct CompareRow {
+    pub keep: f32,
+    pub batch: usize,
+    pub methods: usize,
+    /// The shared pass (median), ms per image.
+    pub shared_ms: f64,
+    /// The methods and the unpruned pass one after another, each from scratch (median), ms per image.
+    pub sequential_ms: f64,
+    /// shared_ms / sequential_ms.
+    pub ratio: f64,
+}
+
+/// [`CompareRow`]s for each keep < 1 and batch of `spec` (f32 model only), interleaved per round.
+pub fn bench_compare(clip: &Clip, spec: &BenchSpec) -> Result<Vec<CompareRow>> {
+    crate::tensor::block_on(async {
+        spec.validate()?;
+        let s = clip.config.vision().image_size;
+        let mut rows = Vec::new();
+        for &b in &spec.batches {
+            let x = Tensor::from_f32(random_values(b * 3 * s * s, 99, 1.0), &[b, 3, s, s], &clip.device)?;
+            for &keep in spec.keeps.iter().filter(|&&k| k < 1.0) {
+                let mut cfgs: Vec<Option<PruneConfig>> = vec![None];
+                for &sc in &spec.scorers {
+                    cfgs.push(Some(PruneConfig::for_comparison(sc, keep, &spec.layers)?));
+                }
+                let (mut shared, mut seq) = (Vec::new(), Vec::new());
+                for round in 0..=spec.iters {
+                    let t0 = now_ms();
+                    clip.vision.forward_many_async(&x, &cfgs).await?.outs[0].image_embeds.to_vec_f32_async().await?;
+                    let t1 = now_ms();
+                    for c in &cfgs {
+                        clip.vision.forward_async(&x, c.as_ref(), &mut Timings::start()).await?.image_embeds.to_vec_f32_async().await?;
+                    }
+                    if round > 0 {
+                        shared.push((t1 - t0) / b as f64);
+                        seq.push((now_ms() - t1) / b as f64);
+                    }
+                }
+                let (sh, sq) = (median(shared), median(seq));
+                rows.push(CompareRow { keep, batch: b, methods: spec.scorers.len(), shared_ms: sh, sequential_ms: sq, ratio: sh / sq });
+            }
+        }
+        Ok(rows)
+    })
+}
+
 /// The smallest per-image cosine between two `[b, d]` embedding batches.
 fn min_cosine(a: &[f32], b: &[f32], batch: usize) -> f64 {
     let d = a.len() / batch.max(1);

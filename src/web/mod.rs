@@ -461,7 +461,7 @@ export interface MethodReport {
   cos_to_unpruned: number;
   flops_ratio: number;
   label_probs: { label: string; prob: number }[] | null;
-  /** This method alone: the shared part plus its own layers (ms). */
+  /** This method alone: the shared path up to its pruning layer plus its own layers (ms). */
   ms: number;
 }
 
@@ -471,11 +471,13 @@ export interface CompareReport {
   num_patches: number;
   methods: MethodReport[];
   label_probs_unpruned: { label: string; prob: number }[] | null;
-  /** The unpruned pass alone, the shared embedding and prefix, the whole comparison, and
-   *  the same passes one after another from scratch (ms). */
+  /** The unpruned pass alone, the unpruned path shared by the methods (each layer once),
+   *  the whole comparison (decode and text tower included), its vision passes (the shared
+   *  path once), and the same passes one after another from scratch (ms). */
   unpruned_ms: number;
   shared_ms: number;
   total_ms: number;
+  passes_ms: number;
   sequential_ms: number;
   device: string;
   fallback: string | null;

@@ -70,7 +70,10 @@ struct PeerRow {
 #[derive(Serialize)]
 struct ClipPeerJson<'a> {
     rows: &'a [bench::BenchRow],
+    #[serde(skip_serializing_if = "<[PeerRow]>::is_empty")]
     peer: &'a [PeerRow],
+    #[serde(skip_serializing_if = "<[bench::CompareRow]>::is_empty")]
+    compare: &'a [bench::CompareRow],
 }
 
 /// candle-transformers' `ClipVisionTransformer` + projection at ViT-B/16 on the same random
@@ -269,6 +272,8 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
         models.push(bench::random_vit_b16(d)?);
     }
     let rows = bench::bench_clips(&models.iter().collect::<Vec<_>>(), &spec, progress(quiet))?;
+    // Several methods: also the compare view's shared pass against the passes one by one.
+    let compare = if spec.scorers.len() > 1 { bench::bench_compare(&models[0], &spec)? } else { Vec::new() };
     let peer = match a.peer {
         Some(_) => {
             drop(models);
@@ -283,7 +288,7 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
         None => Vec::new(),
     };
     if quiet {
-        return if a.peer.is_some() { emit(&ClipPeerJson { rows: &rows, peer: &peer }) } else { emit(&rows) };
+        return if a.peer.is_some() || !compare.is_empty() { emit(&ClipPeerJson { rows: &rows, peer: &peer, compare: &compare }) } else { emit(&rows) };
     }
     println!("ViT-B/16 vision tower, {} , {} at layer(s) {:?}, median of {} rounds", device.describe(), names.join(", "), spec.layers, spec.iters);
     println!(
@@ -305,6 +310,12 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
             r.first_ms / r.ms_median,
             r.f32_ratio,
             r.cos_to_f32
+        );
+    }
+    for c in &compare {
+        println!(
+            "compare view, batch {} keep {:.2}: {} methods + unpruned in one pass sharing the early layers {:.1} ms/img, one after another {:.1} ms/img: {:.3}×",
+            c.batch, c.keep, c.methods, c.shared_ms, c.sequential_ms, c.ratio
         );
     }
     for p in &peer {

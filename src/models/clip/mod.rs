@@ -93,7 +93,7 @@ pub struct MethodReport {
     pub cos_to_unpruned: f32,
     pub flops_ratio: f64,
     pub label_probs: Option<Vec<LabelProb>>,
-    /// What this method alone takes: the shared embedding and prefix, plus its own layers.
+    /// What this method alone takes: the shared path up to its first pruning layer, plus its own layers.
     pub ms: f64,
 }
 
@@ -106,10 +106,13 @@ pub struct CompareReport {
     pub label_probs_unpruned: Option<Vec<LabelProb>>,
     /// The unpruned pass alone (shared part included).
     pub unpruned_ms: f64,
-    /// The embedding and the layers before the earliest pruning layer, run once for all.
+    /// The unpruned path (the embedding and every layer before a method's first pruning
+    /// layer, and the unpruned pass's own), each layer run once for all.
     pub shared_ms: f64,
     /// The whole comparison (decode, text tower and every pass).
     pub total_ms: f64,
+    /// The vision passes of the comparison: the shared part once, then each method's own.
+    pub passes_ms: f64,
     /// The same passes run one after another, each from scratch: Σ ms over the methods and
     /// the unpruned pass.
     pub sequential_ms: f64,
@@ -300,9 +303,10 @@ impl Clip {
         let pv = self.pixel_values(std::slice::from_ref(&img))?;
         let mut configs: Vec<Option<PruneConfig>> = vec![None];
         configs.extend(methods.iter().cloned().map(Some));
-        let (outs, shared, own) = self.vision.forward_many_async(&pv, &configs).await?;
+        let many = self.vision.forward_many_async(&pv, &configs).await?;
+        let outs = &many.outs;
         let mut embeds = Vec::with_capacity(outs.len());
-        for o in &outs {
+        for o in outs {
             let e = o.image_embeds.to_vec_f32_async().await?;
             crate::error::check_finite("image_embeds", &e)?;
             embeds.push(e);
@@ -325,7 +329,7 @@ impl Clip {
                 cos_to_unpruned: cosine(e, &embeds[0]),
                 flops_ratio: o.flops / o.flops_unpruned,
                 label_probs: probs(e)?,
-                ms: shared + own[i + 1],
+                ms: many.pass_ms(i + 1),
             });
         }
         let v = self.config.vision();
@@ -334,10 +338,11 @@ impl Clip {
             num_patches: v.num_patches(),
             methods: reports,
             label_probs_unpruned: probs(&embeds[0])?,
-            unpruned_ms: shared + own[0],
-            shared_ms: shared,
+            unpruned_ms: many.pass_ms(0),
+            shared_ms: many.shared_ms,
             total_ms: crate::clock::now_ms() - t0,
-            sequential_ms: own.iter().map(|o| shared + o).sum(),
+            passes_ms: many.passes_ms(),
+            sequential_ms: many.sequential_ms(),
             device: self.device.describe(),
             fallback: None,
         })

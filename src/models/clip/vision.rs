@@ -63,6 +63,34 @@ pub async fn probe_layer_ms(w: &Weights, cfg: &VisionConfig, dev: Device) -> Res
     crate::tensor::time_best(move || async move { layer.forward(x, false)?.narrow(1, 0, 1)?.to_vec_f32_async().await.map(|_| ()) }, 3, 250.0).await
 }
 
+/// What [`VisionModel::forward_many_async`] returns; every list in the configs' order.
+pub struct ManyOutput {
+    pub outs: Vec<VisionOutput>,
+    /// ms of the shared path (embedding and unpruned layers) each pass started from.
+    pub before: Vec<f64>,
+    /// ms of each pass's own layers after that.
+    pub own: Vec<f64>,
+    /// ms of the whole shared path, each layer counted once.
+    pub shared_ms: f64,
+}
+
+impl ManyOutput {
+    /// What pass `i` alone takes: its shared path and its own layers.
+    pub fn pass_ms(&self, i: usize) -> f64 {
+        self.before[i] + self.own[i]
+    }
+
+    /// The comparison's passes as run: the shared path once, every pass's own layers.
+    pub fn passes_ms(&self) -> f64 {
+        self.shared_ms + self.own.iter().sum::<f64>()
+    }
+
+    /// The same passes one after another, each from scratch.
+    pub fn sequential_ms(&self) -> f64 {
+        (0..self.outs.len()).map(|i| self.pass_ms(i)).sum()
+    }
+}
+
 /// The tokens after the first `layer` layers of an unpruned pass, with the FLOPs and token
 /// counts spent on them: where a pass continues (shared by the methods of a comparison).
 #[derive(Clone)]
@@ -179,40 +207,49 @@ impl VisionModel {
     }
 
     /// Several methods on the same images (`None`: the unpruned pass), sharing the work they
-    /// have in common: the patch embedding and the layers before the earliest pruning layer
-    /// (ToMe merges from layer 0, so it shares the embedding only). Returns the outputs in
-    /// `configs` order, each with the FLOPs of the whole pass it stands for, and the ms of the
-    /// shared part and of each method's own part (device work awaited in each).
-    pub async fn forward_many_async(&self, pixel_values: &Tensor, configs: &[Option<PruneConfig>]) -> Result<(Vec<VisionOutput>, f64, Vec<f64>)> {
+    /// have in common: the patch embedding, and each unpruned layer before a method's first
+    /// pruning layer runs once for all the methods that prune later (ToMe merges from layer 0,
+    /// so it shares the embedding only). Returns the outputs in `configs` order, each with the
+    /// FLOPs of the whole pass it stands for, and the times (device work awaited in each part).
+    pub async fn forward_many_async(&self, pixel_values: &Tensor, configs: &[Option<PruneConfig>]) -> Result<ManyOutput> {
         let t0 = crate::clock::now_ms();
         let x = self.embed(pixel_values, configs.iter().flatten())?;
         let depth = self.layers.len();
-        let start = configs
+        // Where each pass leaves the unpruned path; passes run in that order while one prefix
+        // advances, so each layer before a pruning layer runs once for all.
+        let starts = configs
             .iter()
             .map(|c| match c {
                 Some(p) if p.tome_schedule(self.cfg.num_patches(), depth)?.is_some() => Ok(0),
                 Some(p) if !p.is_identity() => Ok(p.layers.first().copied().unwrap_or(depth)),
                 _ => Ok(depth),
             })
-            .collect::<Result<Vec<usize>>>()?
-            .into_iter()
-            .min()
-            .unwrap_or(0);
+            .collect::<Result<Vec<usize>>>()?;
+        let mut order: Vec<usize> = (0..configs.len()).collect();
+        order.sort_by_key(|&i| starts[i]);
         let mut prefix = Prefix::start(&x, self);
-        for i in 0..start {
-            prefix = prefix.then(self, i)?;
-        }
         prefix.x.narrow(1, 0, 1)?.to_vec_f32_async().await?;
-        let shared = crate::clock::now_ms() - t0;
-        let (mut outs, mut own) = (Vec::with_capacity(configs.len()), Vec::with_capacity(configs.len()));
-        for c in configs {
+        // ms of the unpruned path so far: embedding, then each prefix layer as it runs.
+        let mut path_ms = crate::clock::now_ms() - t0;
+        let n = configs.len();
+        let (mut outs, mut before, mut own): (Vec<Option<VisionOutput>>, _, _) = ((0..n).map(|_| None).collect(), vec![0.0; n], vec![0.0; n]);
+        for i in order {
             let t1 = crate::clock::now_ms();
-            let o = self.encode_from(prefix.clone(), c.as_ref(), &mut Timings::start()).await?;
+            while prefix.layer < starts[i] {
+                let l = prefix.layer;
+                prefix = prefix.then(self, l)?;
+            }
+            prefix.x.narrow(1, 0, 1)?.to_vec_f32_async().await?;
+            let t2 = crate::clock::now_ms();
+            path_ms += t2 - t1;
+            before[i] = path_ms;
+            let o = self.encode_from(prefix.clone(), configs[i].as_ref(), &mut Timings::start()).await?;
             o.image_embeds.to_vec_f32_async().await?;
-            own.push(crate::clock::now_ms() - t1);
-            outs.push(o);
+            own[i] = crate::clock::now_ms() - t2;
+            outs[i] = Some(o);
         }
-        Ok((outs, shared, own))
+        let outs = outs.into_iter().map(|o| o.ok_or_else(|| Error::Backend("a compared pass did not run".into()))).collect::<Result<Vec<_>>>()?;
+        Ok(ManyOutput { outs, before, own, shared_ms: path_ms })
     }
 
     /// Checks the input and the settings, and embeds: patches, CLS, positions, pre-LayerNorm.

@@ -111,7 +111,7 @@ fn qwen_check(m: &QwenVL, fx: &Value, tol: f32) {
     assert_eq!(vec![1, img.grid_h as u32, img.grid_w as u32], u32s(&fx["grid"]), "{what}: image grid");
     let ids = m.prompt_ids(&QwenVL::chat_prompt("Describe the image."), img.tokens(2)).unwrap();
     assert_eq!(ids, u32s(&fx["input_ids"]), "{what}: prompt ids");
-    let prune = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep: 0.5, block: Some(3) };
+    let prune = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep: 0.5, block: Some(3), llm_layer: None };
     for (run, p) in [("unpruned", None), ("pruned", Some(&prune))] {
         let want = &fx["runs"][run];
         let n = want["tokens"].as_array().unwrap().len();
@@ -170,7 +170,7 @@ fn qwen_wide_case(m: &QwenVL, case: &Value, tol: f32, pruned: bool) -> String {
     assert_eq!(vec![1, img.grid_h as u32, img.grid_w as u32], u32s(&case["grid"]), "{what}: image grid");
     let ids = m.prompt_ids(&QwenVL::chat_prompt("Describe the image."), img.tokens(2)).unwrap();
     assert_eq!(ids, u32s(&case["input_ids"]), "{what}: prompt ids");
-    let prune = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep: 0.5, block: Some(3) };
+    let prune = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep: 0.5, block: Some(3), llm_layer: None };
     let mut line = String::new();
     let runs: &[(&str, Option<&QwenPrune>)] = if pruned { &[("unpruned", None), ("pruned", Some(&prune))] } else { &[("unpruned", None)] };
     for &(run, p) in runs {

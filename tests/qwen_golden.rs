@@ -43,6 +43,7 @@ impl Expected {
             scorer: Scorer::KqNorm(KqWhich::Key),
             keep: self.meta["keep"].as_f64().unwrap() as f32,
             block: Some(self.meta["prune_block"].as_u64().unwrap() as usize),
+            llm_layer: None,
         }
     }
 }
@@ -119,16 +120,42 @@ fn golden(device: &Device, tol: f32) {
     println!("{name} qwen pruned ({} of {} visual tokens): logits max |Δ| = {d:e}", p.report.visual_tokens_after, p.report.visual_tokens_before);
     assert!(d <= tol, "{name} pruned logits {d}");
     // DivPrune among the merged visual tokens, against its official selection logic on
-    // transformers' image embeddings (make_methods_fixtures.py).
+    // transformers' image embeddings, and FastV inside transformers' language model
+    // (make_methods_fixtures.py): kept units, and FastV's logits of every kept row.
     let methods: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir().join("methods.json")).unwrap()).unwrap();
+    let mw = Weights::from_file(&dir().join("methods.safetensors")).unwrap();
     let cases = methods["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 2);
-    for c in cases {
+    assert_eq!(cases.len(), 4);
+    for (ci, c) in cases.iter().enumerate() {
         let keep = c["keep"].as_f64().unwrap() as f32;
+        let method: Scorer = c["method"].as_str().unwrap().parse().unwrap();
         let want: Vec<u32> = serde_json::from_value(c["kept"].clone()).unwrap();
-        let p = m.prefill(&ids, &img, Some(&QwenPrune { scorer: Scorer::DivPrune, keep, block: None }), false).unwrap();
-        println!("{name} qwen divprune keep {keep}: {} of {} units, equal to the reference: {}", p.report.kept.len(), p.report.visual_tokens_before, p.report.kept == want);
-        assert_eq!(p.report.kept, want, "{name}: DivPrune kept other units than its official logic");
+        let llm_layer = c.get("llm_layer").and_then(|v| v.as_u64()).map(|v| v as usize);
+        let p = m.prefill(&ids, &img, Some(&QwenPrune { scorer: method, keep, block: None, llm_layer }), true).unwrap();
+        assert_eq!(p.report.kept, want, "{name}: {method} kept other units than its official logic");
+        let logits = format!("c{ci}.logits");
+        let d = match mw.info(&logits) {
+            Some(i) => max_abs_diff(p.all_logits.as_ref().unwrap(), &mw.get_f32(&logits, &i.shape.clone()).unwrap()),
+            None => 0.0,
+        };
+        println!(
+            "{name} qwen {method} keep {keep}: {} of {} units equal to the reference; tokens per LM layer {:?}, FLOPs {:.3}; logits max |Δ| {d:e}",
+            p.report.kept.len(),
+            p.report.visual_tokens_before,
+            p.report.tokens_per_layer,
+            p.report.flops_ratio
+        );
+        assert!(d <= tol, "{name}: {method} logits {d}");
+        if method == Scorer::FastV {
+            let n = ids.len();
+            assert_eq!(p.report.tokens_per_layer, vec![n, n - (p.report.visual_tokens_before - want.len())]);
+            assert!(p.report.flops_ratio < 1.0 && p.report.flops_ratio > 0.4, "{}", p.report.flops_ratio);
+            // Decoding continues from both caches (all tokens before layer K, the kept after).
+            let mut c = p.cache.clone();
+            let s = effarch::tensor::block_on(m.step_async(5, &mut c)).unwrap();
+            assert!(s.iter().all(|v| v.is_finite()));
+            assert_eq!(c.tokens_per_layer(), vec![n + 1, p.report.tokens_per_layer[1] + 1]);
+        }
     }
     // KV-cache decoding equals one pass over the longer sequence.
     let v = m.cfg.text.vocab_size;
@@ -172,7 +199,7 @@ fn generation_streams_and_pruning_reports_counts() {
     let r = m.generate(&img, "Describe the image.", None, &o, |t| seen.push(t)).unwrap();
     assert_eq!(seen, r.tokens);
     assert!(!r.tokens.is_empty() && r.tokens.len() <= 6);
-    let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep: 0.25, block: None };
+    let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep: 0.25, block: None, llm_layer: None };
     let r2 = m.generate(&img, "Describe the image.", Some(&p), &o, |_| {}).unwrap();
     // transformers' count of image tokens for this image, and our keep rule.
     let n = Expected::load().meta["n_image_tokens"].as_u64().unwrap() as usize;
@@ -187,12 +214,18 @@ fn bad_input_names_what_is_wrong() {
     let m = QwenVL::load_dir(dir(), &Device::cpu()).unwrap();
     let (ids, img) = (e.ids("input_ids"), e.image());
     for keep in [0.0f32, -0.5, 1.5, f32::NAN] {
-        let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None };
+        let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None, llm_layer: None };
         let err = m.prefill(&ids, &img, Some(&p), false).err().unwrap().to_string();
         assert!(err.contains("keep"), "{keep}: {err}");
     }
+    // FastV's layer must leave layers on both sides.
+    for k in [0usize, 2, 9] {
+        let p = QwenPrune { scorer: Scorer::FastV, keep: 0.5, block: None, llm_layer: Some(k) };
+        let err = m.prefill(&ids, &img, Some(&p), false).err().unwrap().to_string();
+        assert!(err.contains(&format!("--llm-layer {k}")) && err.contains("1..=1"), "{err}");
+    }
     for scorer in [Scorer::ClsAttn, Scorer::VisionZip] {
-        let p = QwenPrune { scorer, keep: 0.5, block: None };
+        let p = QwenPrune { scorer, keep: 0.5, block: None, llm_layer: None };
         let err = m.prefill(&ids, &img, Some(&p), false).err().unwrap().to_string();
         assert!(err.contains("CLS") && err.contains(&scorer.to_string()), "{err}");
     }

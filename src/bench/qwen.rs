@@ -138,7 +138,7 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
     let mut times: Vec<(Vec<f64>, Vec<f64>, usize, usize)> = vec![(Vec::new(), Vec::new(), 0, 0); keeps.len()];
     for round in 0..=spec.iters {
         for (i, &keep) in keeps.iter().enumerate() {
-            let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None };
+            let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None, llm_layer: None };
             let r = m.prefill(&ids, &img, (keep < 1.0).then_some(&p), false)?.report;
             if round > 0 {
                 times[i].0.push(r.vision_ms);

@@ -42,6 +42,10 @@ pub enum Scorer {
     /// VisionZip ([`visionzip`]): dominant tokens by CLS attention plus a few contextual tokens
     /// merged from the rest by key similarity; at one layer.
     VisionZip,
+    /// FastV (Chen et al., ECCV 2024), inside a vision-language model's language model: after
+    /// layer K the visual tokens that receive the least attention (averaged over heads and
+    /// query positions) are dropped; Qwen2.5-VL only.
+    FastV,
 }
 
 impl Scorer {
@@ -49,6 +53,11 @@ impl Scorer {
     /// the middle of the pass (the others select on the device).
     pub fn selects_on_host(&self) -> bool {
         matches!(self, Scorer::DivPrune | Scorer::VisionZip)
+    }
+
+    /// True for the methods that act inside a language model (not on a vision tower).
+    pub fn in_language_model(&self) -> bool {
+        matches!(self, Scorer::FastV)
     }
 
     /// True when the method reads the attention from CLS (a tower without CLS cannot run it).
@@ -69,11 +78,12 @@ impl FromStr for Scorer {
             "tome" => Scorer::Tome { r: None },
             "divprune" => Scorer::DivPrune,
             "visionzip" => Scorer::VisionZip,
+            "fastv" => Scorer::FastV,
             other => match other.strip_prefix("tome:").map(str::parse::<usize>) {
                 Some(Ok(r)) => Scorer::Tome { r: Some(r) },
                 _ => {
                     return Err(Error::arg(format!(
-                        "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random, tome, tome:R, divprune, visionzip)"
+                        "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random, tome, tome:R, divprune, visionzip, fastv)"
                     )))
                 }
             },
@@ -93,6 +103,7 @@ impl fmt::Display for Scorer {
             Scorer::Tome { r: Some(r) } => write!(f, "tome:{r}"),
             Scorer::DivPrune => write!(f, "divprune"),
             Scorer::VisionZip => write!(f, "visionzip"),
+            Scorer::FastV => write!(f, "fastv"),
         }
     }
 }
@@ -192,6 +203,7 @@ impl Scorer {
             Scorer::Random { seed } => Tensor::from_f32(random_scores(*seed, step, b, n - 1), &[b, n - 1], &a.q.device()),
             Scorer::Tome { .. } => Err(Error::arg("tome merges tokens; it does not score them for pruning")),
             Scorer::DivPrune | Scorer::VisionZip => Err(Error::Backend(format!("{self} selects on the host; it has no device scores"))),
+            Scorer::FastV => Err(Error::arg("fastv prunes inside a language model (Qwen2.5-VL's); a vision tower has none")),
         }
     }
 }

@@ -22,12 +22,16 @@ pub struct QwenArgs {
     /// Fraction of visual tokens kept, in (0, 1]. Below 1 the unpruned run is shown first.
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     keep: f32,
-    /// kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, random.
-    #[arg(long, default_value = "kq-norm")]
+    /// The pruning method: kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, random,
+    /// divprune (in the vision tower's output), fastv (inside the language model, --llm-layer).
+    #[arg(long, alias = "method", default_value = "kq-norm")]
     scorer: String,
     /// Vision block whose projections score the tokens (default: the last full-attention block).
     #[arg(long)]
     block: Option<usize>,
+    /// FastV: the language-model layer at which visual tokens are dropped (1 ..= layers − 1).
+    #[arg(long, default_value_t = effarch::models::qwen::FASTV_LAYER)]
+    llm_layer: usize,
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
     /// Prompt tokens (text + visual) allowed; the error says what the KV cache would take.
@@ -85,7 +89,7 @@ pub fn run(a: QwenArgs) -> Result<()> {
     let t0 = effarch::clock::now_ms();
     let m = QwenVL::load_dir(&dir, &device)?;
     let load_ms = effarch::clock::now_ms() - t0;
-    let prune = QwenPrune { scorer, keep: a.keep, block: a.block };
+    let prune = QwenPrune { scorer, keep: a.keep, block: a.block, llm_layer: Some(a.llm_layer) };
     m.prune_plan(Some(&prune))?;
     let img = effarch::models::qwen::processor::preprocess(&decoded, &m.cfg.vision, &m.processor)?;
     let ids = m.prompt_ids(&QwenVL::chat_prompt(&a.prompt), img.tokens(m.cfg.vision.spatial_merge_size))?;

@@ -260,6 +260,9 @@ impl VisionModel {
             return Err(Error::arg(format!("pixel_values must be [B, {c}, {s}, {s}], got {shape:?}")));
         }
         for p in configs {
+            if p.scorer.in_language_model() {
+                return Err(Error::arg(format!("{} prunes inside a language model (Qwen2.5-VL's); CLIP's vision tower has none", p.scorer)));
+            }
             p.validate(self.layers.len())?;
             p.tome_schedule(self.cfg.num_patches(), self.layers.len())?;
         }

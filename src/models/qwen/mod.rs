@@ -47,7 +47,21 @@ pub struct QwenPrune {
     pub keep: f32,
     /// The vision block whose projections score the tokens (default: the last full-attention one).
     pub block: Option<usize>,
+    /// FastV: the language-model layer K at which visual tokens are dropped (layers 0..K run
+    /// on every token, the attention of layer K−1 ranks them, layers K.. run on the kept).
+    /// Default [`FASTV_LAYER`].
+    pub llm_layer: Option<usize>,
 }
+
+impl QwenPrune {
+    /// `scorer` keeping `keep` of the visual tokens, every other setting at its default.
+    pub fn new(scorer: Scorer, keep: f32) -> QwenPrune {
+        QwenPrune { scorer, keep, block: None, llm_layer: None }
+    }
+}
+
+/// FastV's default layer: after the second decoder layer, as the paper.
+pub const FASTV_LAYER: usize = 2;
 
 /// What a prefill did.
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +71,10 @@ pub struct PrefillReport {
     /// Kept merge units, ascending (row-major over the merged grid).
     pub kept: Vec<u32>,
     pub prompt_tokens: usize,
+    /// Tokens each language-model layer ran on (FastV: all before its layer, the kept after).
+    pub tokens_per_layer: Vec<usize>,
+    /// The language model's prefill FLOPs over the unpruned prompt's.
+    pub flops_ratio: f64,
     pub vision_ms: f64,
     pub prefill_ms: f64,
 }
@@ -162,7 +180,17 @@ impl QwenVL {
             Scorer::KqNorm(w) if p.keep < 1.0 => Ok(Some((block, w))),
             Scorer::ClsAttn => Err(Error::arg("cls-attn needs a CLS token; Qwen2.5-VL's vision tower has none (use kq-norm or random)")),
             Scorer::Tome { .. } => Err(Error::arg("tome (token merging) is implemented for CLIP's vision tower only; for Qwen2.5-VL use kq-norm, random or divprune")),
-            Scorer::VisionZip => Err(Error::arg("visionzip ranks by the attention from CLS; Qwen2.5-VL's vision tower has none (use kq-norm, random or divprune)")),
+            Scorer::VisionZip => Err(Error::arg("visionzip ranks by the attention from CLS; Qwen2.5-VL's vision tower has none (use kq-norm, random, divprune or fastv)")),
+            Scorer::FastV => {
+                let depth = self.text.num_layers();
+                match p.llm_layer.unwrap_or(FASTV_LAYER) {
+                    k if k == 0 || k >= depth => Err(Error::arg(format!(
+                        "--llm-layer {k}: FastV drops tokens after a layer of the language model's {depth} (1..={}), so that layers before it see every token and layers after run on fewer",
+                        depth.saturating_sub(1)
+                    ))),
+                    _ => Ok(None),
+                }
+            }
             _ => Ok(None),
         }
     }
@@ -241,7 +269,10 @@ impl QwenVL {
         let score = self.prune_plan(prune)?;
         let t0 = now_ms();
         let out = self.vision.forward_async(img, score).await?;
+        // FastV prunes inside the language model: every visual token enters it.
+        let fastv = prune.filter(|p| p.keep < 1.0 && p.scorer == Scorer::FastV);
         let kept: Vec<u32> = match prune {
+            _ if fastv.is_some() => (0..n_units as u32).collect(),
             // DivPrune as its paper runs it in LLaVA: on the visual tokens the LM receives.
             Some(p) if p.keep < 1.0 && p.scorer == Scorer::DivPrune => {
                 let units = out.embeds.reshape(&[1, n_units, v.out_hidden_size])?;
@@ -281,20 +312,46 @@ impl QwenVL {
         if first + n_units < ids.len() {
             parts.push(self.text.embed(&ids[first + n_units..])?);
         }
-        let x = Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?;
+        let mut x = Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?;
+        let mut positions = positions;
         // The language model in chunks of PREFILL_CHUNK tokens: attention scores and MLP
         // activations stay O(chunk) whatever the prompt's length; the LM head runs on every
         // row when they are asked for, else on the last.
         let mut cache = KvCache::default();
+        let depth = self.text.num_layers();
+        let chunk = self.prefill_chunk.max(1);
+        let full_len = x.dim(0)?;
+        let mut from = 0;
+        let mut kept = kept;
+        let mut tokens_per_layer = Vec::with_capacity(depth);
+        if let Some(p) = fastv {
+            // FastV: layers 0..K on every token; the attention of layer K−1 ranks the visual
+            // tokens; the least attended are dropped from the hidden rows and positions, and
+            // layers K.. run on the rest (the caches of 0..K keep every token).
+            let k_layer = p.llm_layer.unwrap_or(FASTV_LAYER);
+            let x_in = self.run_chunks(&x, &positions, &mut cache, 0..k_layer - 1)?;
+            let received = self.text.attention_received_async(k_layer - 1, &x_in, &positions, chunk).await?;
+            let xk = self.run_chunks(&x_in, &positions, &mut cache, k_layer - 1..k_layer)?;
+            kept = top_k_ascending(&received[first..first + n_units], n_keep(p.keep, n_units));
+            let rows: Vec<u32> = (0..first as u32).chain(kept.iter().map(|&u| first as u32 + u)).chain((first + n_units) as u32..full_len as u32).collect();
+            positions = [0, 1, 2].map(|a| rows.iter().map(|&i| positions[a][i as usize]).collect::<Vec<u32>>());
+            let idx = Tensor::from_u32(rows.clone(), &[1, rows.len()], &self.device)?;
+            x = xk.reshape(&[1, full_len, self.cfg.text.hidden_size])?.gather_rows(&idx)?.reshape(&[rows.len(), self.cfg.text.hidden_size])?;
+            tokens_per_layer.extend(std::iter::repeat_n(full_len, k_layer));
+            from = k_layer;
+        }
         let len = x.dim(0)?;
+        tokens_per_layer.resize(depth, len);
+        let flops: f64 = tokens_per_layer.iter().map(|&t| self.text.layer_flops(t, t)).sum();
+        let flops_ratio = flops / (depth as f64 * self.text.layer_flops(ids.len(), ids.len()));
         let v = self.cfg.text.vocab_size;
         let mut all = if all_logits { Some(Vec::with_capacity(len * v)) } else { None };
         let mut last = Vec::new();
-        let chunk = self.prefill_chunk.max(1);
         for start in (0..len).step_by(chunk) {
             let n = chunk.min(len - start);
             let pos = [0, 1, 2].map(|a| positions[a][start..start + n].to_vec());
-            let h = self.text.forward(&x.narrow(0, start, n)?, &pos, &mut cache)?;
+            let h = self.text.forward_layers(&x.narrow(0, start, n)?, &pos, &mut cache, from..depth)?;
+            let h = self.text.final_norm(&h)?;
             if let Some(all) = all.as_mut() {
                 all.extend(self.text.logits(&h)?.to_vec_f32_async().await?);
             } else if start + n == len {
@@ -307,8 +364,22 @@ impl QwenVL {
         crate::error::check_finite("the prompt's logits", &last)?;
         let prefill_ms = now_ms() - t1;
         cache.next_pos = full_pos.iter().flat_map(|p| p.iter().copied()).max().map_or(0, |m| m + 1);
-        let report = PrefillReport { visual_tokens_before: n_units, visual_tokens_after: kept.len(), kept, prompt_tokens: len, vision_ms, prefill_ms };
+        let report = PrefillReport { visual_tokens_before: n_units, visual_tokens_after: kept.len(), kept, prompt_tokens: len, tokens_per_layer, flops_ratio, vision_ms, prefill_ms };
         Ok(Prefilled { cache, logits: last, all_logits: all, positions, report })
+    }
+
+    /// Rows `x` `[L, H]` at `positions` through `layers` of the language model in chunks of
+    /// [`QwenVL::prefill_chunk`] (the cache grows by L in each of those layers): `[L, H]`.
+    fn run_chunks(&self, x: &Tensor, positions: &[Vec<u32>; 3], cache: &mut KvCache, layers: std::ops::Range<usize>) -> Result<Tensor> {
+        let len = x.dim(0)?;
+        let chunk = self.prefill_chunk.max(1);
+        let mut rows = Vec::with_capacity(len.div_ceil(chunk));
+        for start in (0..len).step_by(chunk) {
+            let n = chunk.min(len - start);
+            let pos = [0, 1, 2].map(|a| positions[a][start..start + n].to_vec());
+            rows.push(self.text.forward_layers(&x.narrow(0, start, n)?, &pos, cache, layers.clone())?);
+        }
+        Tensor::cat(&rows.iter().collect::<Vec<_>>(), 0)
     }
 
     /// One decoding step: the logits after `token`.

@@ -29,14 +29,21 @@ pub struct TextModel {
     device: Device,
 }
 
-/// Keys and values `[1, KV heads, T, d]` of every layer, and the next position id.
+/// Keys and values `[1, KV heads, T, d]` of every layer, and the next position id. Layers
+/// may hold different token counts: after FastV the layers before the pruning layer keep every
+/// prompt token, the later ones the kept tokens only.
 #[derive(Clone, Default)]
 pub struct KvCache {
     layers: Vec<LayerCache>,
-    /// Tokens in the cache.
-    pub len: usize,
     /// The position id (all three axes) of the next token.
     pub next_pos: u32,
+}
+
+impl KvCache {
+    /// Tokens each layer's cache holds.
+    pub fn tokens_per_layer(&self) -> Vec<usize> {
+        self.layers.iter().map(LayerCache::len).collect()
+    }
 }
 
 /// M-RoPE's cos/sin `[L, d/2]` for 3-axis position ids `pos[axis][l]`.
@@ -117,17 +124,88 @@ impl TextModel {
     /// (which grows by L): a whole prompt, a chunk of one, or one decoding step. Returns the
     /// final-norm hidden states `[L, H]`.
     pub fn forward(&self, x: &Tensor, pos: &[Vec<u32>; 3], cache: &mut KvCache) -> Result<Tensor> {
-        let c = &self.cfg;
-        let (len, hd, nh, nkv) = (x.dim(0)?, c.head_dim(), c.num_attention_heads, c.num_key_value_heads);
+        let x = self.forward_layers(x, pos, cache, 0..self.layers.len())?;
+        let out = self.norm.forward(&x)?;
+        crate::probe::record(|| "lm.norm".into(), &out);
+        Ok(out)
+    }
+
+    /// The final RMSNorm of hidden rows `[n, H]` (after the last layer).
+    pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(x)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// M-RoPE's cos and sin `[L, d/2]` on the device.
+    fn rope_tables(&self, pos: &[Vec<u32>; 3], len: usize) -> Result<(Tensor, Tensor)> {
         if pos.iter().any(|p| p.len() != len) {
             return Err(Error::arg(format!("{len} tokens but position ids of {:?}", pos.iter().map(Vec::len).collect::<Vec<_>>())));
         }
-        let (cos, sin) = mrope_tables(pos, c);
-        let cos = Tensor::from_f32(cos, &[len, hd / 2], &self.device)?;
-        let sin = Tensor::from_f32(sin, &[len, hd / 2], &self.device)?;
+        let hd = self.cfg.head_dim();
+        let (cos, sin) = mrope_tables(pos, &self.cfg);
+        Ok((Tensor::from_f32(cos, &[len, hd / 2], &self.device)?, Tensor::from_f32(sin, &[len, hd / 2], &self.device)?))
+    }
+
+    /// Queries `[1, heads, L, d]` and keys `[1, KV heads, L, d]` of layer `li` for its input
+    /// rows `x` `[L, H]`, M-RoPE applied.
+    fn qk(&self, li: usize, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(Tensor, Tensor)> {
+        let c = &self.cfg;
+        let (len, hd) = (x.dim(0)?, c.head_dim());
+        let l = self.layers.get(li).ok_or_else(|| Error::arg(format!("layer {li} of {}", self.layers.len())))?;
+        let h = l.input_norm.forward(x)?;
+        let heads = |t: Tensor, n: usize| t.reshape(&[len, n, hd]);
+        let q = heads(l.q.forward(&h)?, c.num_attention_heads)?.rope(cos, sin)?.permute(&[1, 0, 2])?.reshape(&[1, c.num_attention_heads, len, hd])?;
+        let k = heads(l.k.forward(&h)?, c.num_key_value_heads)?.rope(cos, sin)?.permute(&[1, 0, 2])?.reshape(&[1, c.num_key_value_heads, len, hd])?;
+        Ok((q, k))
+    }
+
+    /// FastV's ranking at layer `li`: for each of the whole prompt's tokens `x` `[L, H]` (the
+    /// layer's input rows, at positions `pos`), the causal attention it receives in that layer,
+    /// averaged over heads and over the L query positions. Queries run in blocks of `chunk`
+    /// rows, so the probabilities held at once are heads × chunk × L.
+    pub async fn attention_received_async(&self, li: usize, x: &Tensor, pos: &[Vec<u32>; 3], chunk: usize) -> Result<Vec<f32>> {
+        let c = &self.cfg;
+        let (len, hd, nh, nkv) = (x.dim(0)?, c.head_dim(), c.num_attention_heads, c.num_key_value_heads);
+        let (cos, sin) = self.rope_tables(pos, len)?;
+        let (q, k) = self.qk(li, x, &cos, &sin)?;
+        // Each key/value head serves nh / nkv query heads: keys repeated per query head.
+        let group = nh / nkv.max(1);
+        let k = k.reshape(&[nkv, 1, len, hd])?;
+        let k = Tensor::cat(&vec![&k; group], 1)?.reshape(&[nh, len, hd])?.permute(&[0, 2, 1])?; // [nh, d, L]
+        let q = q.reshape(&[nh, len, hd])?;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut received = vec![0f64; len];
+        let chunk = chunk.max(1);
+        for start in (0..len).step_by(chunk) {
+            let n = chunk.min(len - start);
+            // Causal: query row start + i sees keys 0..=start + i.
+            let mask: Vec<f32> = (0..n).flat_map(|i| (0..len).map(move |j| if j <= start + i { 0.0 } else { f32::NEG_INFINITY })).collect();
+            let logits = q.narrow(1, start, n)?.matmul(&k)?.scale(scale)?.add(&Tensor::from_f32(mask, &[n, len], &self.device)?)?;
+            let probs = logits.softmax_last()?; // [nh, n, L]
+            let sums = Tensor::from_f32(vec![1.0; nh * n], &[nh, 1, n], &self.device)?.matmul(&probs)?.to_vec_f32_async().await?; // [nh, 1, L]
+            for (j, r) in received.iter_mut().enumerate() {
+                *r += (0..nh).map(|h| sums[h * len + j] as f64).sum::<f64>();
+            }
+        }
+        Ok(received.iter().map(|&r| (r / (nh * len) as f64) as f32).collect())
+    }
+
+    /// Runs `x` `[L, H]` through the layers in `layers` (the next ones of `cache`), without
+    /// the final norm: the hidden rows `[L, H]` after the last of them.
+    pub fn forward_layers(&self, x: &Tensor, pos: &[Vec<u32>; 3], cache: &mut KvCache, layers: std::ops::Range<usize>) -> Result<Tensor> {
+        let c = &self.cfg;
+        let (len, hd, nh, nkv) = (x.dim(0)?, c.head_dim(), c.num_attention_heads, c.num_key_value_heads);
+        if layers.end > self.layers.len() {
+            return Err(Error::arg(format!("layers {layers:?} of a {}-layer language model", self.layers.len())));
+        }
+        let (cos, sin) = self.rope_tables(pos, len)?;
         cache.layers.resize_with(self.layers.len(), LayerCache::default);
         let mut x = x.clone();
-        for (li, (l, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+        for li in layers {
+            let (l, lc) = (&self.layers[li], &mut cache.layers[li]);
             let h = l.input_norm.forward(&x)?;
             let heads = |t: Tensor, n: usize| t.reshape(&[len, n, hd]);
             let q = heads(l.q.forward(&h)?, nh)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nh, len, hd])?;
@@ -144,10 +222,16 @@ impl TextModel {
             x = l.down.forward_ex(&l.gate.forward_ex(&h, Some(Activation::Silu), None)?.mul(&l.up.forward(&h)?)?, None, Some(&x))?;
             crate::probe::record(|| format!("lm.layer{li}"), &x);
         }
-        cache.len += len;
-        let out = self.norm.forward(&x)?;
-        crate::probe::record(|| "lm.norm".into(), &out);
-        Ok(out)
+        Ok(x)
+    }
+
+    /// Multiply-adds ×2 of one decoder layer for `n` new tokens attending to `ctx` tokens.
+    pub fn layer_flops(&self, n: usize, ctx: usize) -> f64 {
+        let c = &self.cfg;
+        let (h, i, hd) = (c.hidden_size as f64, c.intermediate_size as f64, c.head_dim() as f64);
+        let (qd, kvd) = (c.num_attention_heads as f64 * hd, c.num_key_value_heads as f64 * hd);
+        let n = n as f64;
+        2.0 * n * (h * (qd + 2.0 * kvd) + qd * h + 3.0 * h * i) + 2.0 * 2.0 * n * ctx as f64 * qd
     }
 
     /// Logits `[n, V]` of hidden rows `[n, H]`.

@@ -328,6 +328,8 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
         (vec!["--image", &image, "--keep", "0"], "keep"),
         (vec!["--image", tiny.to_str().unwrap()], "too small"),
         (vec!["--image", &image, "--scorer", "cls-attn", "--keep", "0.5"], "CLS"),
+        (vec!["--image", &image, "--method", "visionzip", "--keep", "0.5"], "CLS"),
+        (vec!["--image", &image, "--method", "fastv", "--keep", "0.5", "--llm-layer", "2"], "--llm-layer 2"),
         (vec!["--image", "/nonexistent.png"], "nonexistent.png"),
         (vec!["--image", &image, "--keep", "0.5", "--block", "999"], &depth_msg),
         (vec!["--image", &image, "--max-prompt-tokens", "10"], "over the limit of 10"),
@@ -342,6 +344,22 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
         assert!(out.stdout.is_empty() && err.lines().count() == 1, "{a:?}: output before the error: {err}");
     }
     std::fs::remove_file(&tiny).ok();
+    // FastV inside the language model, from the CLI: tokens per LM layer drop after layer 1.
+    let out = effarch(&["qwen", "--model", &model, "--image", &image, "--keep", "0.5", "--method", "fastv", "--llm-layer", "1", "--max-new-tokens", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tpl: Vec<u64> = serde_json::from_value(v["runs"][1]["tokens_per_layer"].clone()).unwrap();
+    let (before, after) = (v["runs"][1]["visual_tokens_before"].as_u64().unwrap(), v["runs"][1]["visual_tokens_after"].as_u64().unwrap());
+    assert_eq!((v["scorer"].as_str(), tpl[0] - tpl[1]), (Some("fastv"), before - after), "{v}");
+    assert!(v["runs"][1]["flops_ratio"].as_f64().unwrap() < 1.0 && (v["runs"][0]["flops_ratio"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    let out = effarch(&[
+        "bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "2", "--llm-layer", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2",
+        "--methods", "kq-norm,random,divprune,fastv", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let methods: Vec<&str> = v["rows"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["unpruned", "kq-norm:key", "kq-norm:key", "random", "random", "divprune", "divprune", "fastv", "fastv"]);
     let out =
         effarch(&["bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

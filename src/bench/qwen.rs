@@ -20,6 +20,10 @@ pub struct QwenBenchSpec {
     pub vision_depth: usize,
     pub lm_layers: usize,
     pub iters: usize,
+    /// Methods timed side by side at each keep < 1 (one unpruned baseline).
+    pub methods: Vec<Scorer>,
+    /// FastV's language-model layer.
+    pub llm_layer: usize,
     /// Widths: (vision hidden, vision MLP, vision heads, text hidden, text MLP, heads, KV heads).
     pub widths: [usize; 7],
     /// A small vocabulary keeps the random model's memory down. `prefill_ms` includes the LM
@@ -36,6 +40,8 @@ impl Default for QwenBenchSpec {
             vision_depth: 32,
             lm_layers: 4,
             iters: 2,
+            methods: vec![Scorer::KqNorm(KqWhich::Key)],
+            llm_layer: crate::models::qwen::FASTV_LAYER,
             widths: [1280, 3420, 16, 2048, 11008, 16, 2],
             vocab: 2048,
         }
@@ -44,6 +50,8 @@ impl Default for QwenBenchSpec {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct QwenBenchRow {
+    /// The pruning method ("unpruned" for the baseline).
+    pub method: String,
     pub keep: f32,
     pub visual_tokens: usize,
     pub prompt_tokens: usize,
@@ -52,8 +60,12 @@ pub struct QwenBenchRow {
     pub prefill_ms: f64,
     /// prefill_ms over the unpruned run's (keep 1.0 is always timed, added when not listed).
     pub prefill_ratio: f64,
-    /// Prompt tokens over the unpruned run's (the linear part of the cost).
+    /// Prompt tokens over the unpruned run's (the linear part of the cost; FastV's after its layer).
     pub token_ratio: f64,
+    /// Tokens each language-model layer ran on.
+    pub tokens_per_layer: Vec<usize>,
+    /// The language model's prefill FLOPs over the unpruned run's: the bound for prefill_ratio.
+    pub flops_ratio: f64,
 }
 
 /// A Qwen2.5-VL of the spec's widths and depths with random weights (hub names).
@@ -126,49 +138,65 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
     if let Some(k) = spec.keeps.iter().find(|&&k| !(k > 0.0 && k <= 1.0)) {
         return Err(Error::arg(format!("keep ratio {k} is outside (0, 1]")));
     }
-    let keeps = super::with_baseline(&spec.keeps);
+    if spec.methods.is_empty() {
+        return Err(Error::arg("the benchmark needs at least one method"));
+    }
+    // The unpruned baseline, then each method at each keep < 1.
+    let mut settings: Vec<(String, Option<QwenPrune>)> = vec![("unpruned".into(), None)];
+    for &method in &spec.methods {
+        for &keep in spec.keeps.iter().filter(|&&k| k < 1.0) {
+            settings.push((method.to_string(), Some(QwenPrune { scorer: method, keep, block: None, llm_layer: Some(spec.llm_layer) })));
+        }
+    }
     progress("building the random model …");
     let m = random_qwen(spec, device)?;
+    for (_, p) in &settings {
+        m.prune_plan(p.as_ref())?;
+    }
     let g = spec.image / 14;
     let img = ImagePatches { pixels: random_values(g * g * 3 * 2 * 14 * 14, 3, 1.0), grid_h: g, grid_w: g };
     let n_vis = img.tokens(2);
     let pad = m.cfg.image_token_id;
     // A chat-like prompt: 20 text tokens, the image, 10 text tokens.
     let ids: Vec<u32> = (0..20u32).chain(std::iter::repeat_n(pad, n_vis)).chain(20..30).collect();
-    let mut times: Vec<(Vec<f64>, Vec<f64>, usize, usize)> = vec![(Vec::new(), Vec::new(), 0, 0); keeps.len()];
+    let mut times: Vec<(Vec<f64>, Vec<f64>, Option<crate::models::qwen::PrefillReport>)> = vec![(Vec::new(), Vec::new(), None); settings.len()];
     for round in 0..=spec.iters {
-        for (i, &keep) in keeps.iter().enumerate() {
-            let p = QwenPrune { scorer: Scorer::KqNorm(KqWhich::Key), keep, block: None, llm_layer: None };
-            let r = m.prefill(&ids, &img, (keep < 1.0).then_some(&p), false)?.report;
+        for (i, (name, p)) in settings.iter().enumerate() {
+            let r = m.prefill(&ids, &img, p.as_ref(), false)?.report;
             if round > 0 {
                 times[i].0.push(r.vision_ms);
                 times[i].1.push(r.prefill_ms);
             }
-            times[i].2 = r.visual_tokens_after;
-            times[i].3 = r.prompt_tokens;
             progress(&format!(
-                "round {round}: keep {keep}: {} visual tokens, vision {:.0} ms, LLM prefill {:.0} ms",
-                r.visual_tokens_after, r.vision_ms, r.prefill_ms
+                "round {round}: {name} keep {}: {} visual tokens, vision {:.0} ms, LLM prefill {:.0} ms",
+                p.as_ref().map_or(1.0, |p| p.keep),
+                r.visual_tokens_after,
+                r.vision_ms,
+                r.prefill_ms
             ));
+            times[i].2 = Some(r);
         }
     }
-    let b = keeps.iter().position(|&k| k >= 1.0).unwrap_or(0);
-    let base = median(times[b].1.clone());
-    let base_tokens = times[b].3 as f64;
-    Ok(keeps
+    let base = median(times[0].1.clone());
+    let base_tokens = times[0].2.as_ref().map_or(1, |r| r.prompt_tokens) as f64;
+    settings
         .iter()
         .zip(times)
-        .map(|(&keep, (v, p, vis, tok))| {
-            let pm = median(p);
-            QwenBenchRow {
-                keep,
-                visual_tokens: vis,
-                prompt_tokens: tok,
+        .map(|((name, p), (v, pt, r))| {
+            let r = r.ok_or_else(|| Error::Backend("a benchmark setting did not run".into()))?;
+            let pm = median(pt);
+            Ok(QwenBenchRow {
+                method: name.clone(),
+                keep: p.as_ref().map_or(1.0, |p| p.keep),
+                visual_tokens: r.visual_tokens_after,
+                prompt_tokens: r.prompt_tokens,
                 vision_ms: median(v),
                 prefill_ms: pm,
                 prefill_ratio: pm / base,
-                token_ratio: tok as f64 / base_tokens,
-            }
+                token_ratio: r.prompt_tokens as f64 / base_tokens,
+                tokens_per_layer: r.tokens_per_layer,
+                flops_ratio: r.flops_ratio,
+            })
         })
-        .collect())
+        .collect()
 }

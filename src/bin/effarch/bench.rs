@@ -157,6 +157,12 @@ pub struct BenchQwenArgs {
     /// Widths as vision hidden, vision MLP, vision heads, text hidden, text MLP, heads, KV heads (default: the 3B's).
     #[arg(long, value_delimiter = ',')]
     widths: Option<Vec<usize>>,
+    /// Pruning methods timed side by side at each keep < 1: kq-norm, random, divprune, fastv.
+    #[arg(long, alias = "method", default_value = "kq-norm", value_delimiter = ',')]
+    methods: Vec<String>,
+    /// FastV's language-model layer.
+    #[arg(long, default_value_t = effarch::models::qwen::FASTV_LAYER)]
+    llm_layer: usize,
     #[command(flatten)]
     common: Common,
 }
@@ -395,7 +401,18 @@ fn run_qwen(a: BenchQwenArgs) -> Result<()> {
         Some(&[a0, a1, a2, a3, a4, a5, a6]) => [a0, a1, a2, a3, a4, a5, a6],
         Some(w) => return Err(Error::arg(format!("--widths takes 7 numbers, got {}", w.len()))),
     };
-    let spec = QwenBenchSpec { keeps: a.keeps, image: a.image, vision_depth: a.vision_depth, lm_layers: a.lm_layers, iters: a.iters, widths, vocab: d.vocab };
+    let methods = a.methods.iter().map(|s| parse_scorer(s, 0)).collect::<Result<Vec<_>>>()?;
+    let spec = QwenBenchSpec {
+        keeps: a.keeps,
+        image: a.image,
+        vision_depth: a.vision_depth,
+        lm_layers: a.lm_layers,
+        iters: a.iters,
+        methods,
+        llm_layer: a.llm_layer,
+        widths,
+        vocab: d.vocab,
+    };
     let device = a.common.device_for(DeviceArg::Cpu)?;
     let quiet = a.common.json;
     let rows = bench_qwen(&spec, &device, progress(quiet))?;
@@ -412,11 +429,11 @@ fn run_qwen(a: BenchQwenArgs) -> Result<()> {
         device.describe(),
         spec.iters
     );
-    println!("{:>5} {:>8} {:>8} {:>11} {:>12} {:>8} {:>8}", "keep", "visual", "prompt", "vision ms", "prefill ms", "ratio", "tokens");
+    println!("{:>12} {:>5} {:>8} {:>8} {:>11} {:>12} {:>8} {:>8} {:>8}", "method", "keep", "visual", "prompt", "vision ms", "prefill ms", "ratio", "tokens", "FLOPs");
     for r in &rows {
         println!(
-            "{:>5.2} {:>8} {:>8} {:>11.0} {:>12.1} {:>8.3} {:>8.3}",
-            r.keep, r.visual_tokens, r.prompt_tokens, r.vision_ms, r.prefill_ms, r.prefill_ratio, r.token_ratio
+            "{:>12} {:>5.2} {:>8} {:>8} {:>11.0} {:>12.1} {:>8.3} {:>8.3} {:>8.3}",
+            r.method, r.keep, r.visual_tokens, r.prompt_tokens, r.vision_ms, r.prefill_ms, r.prefill_ratio, r.token_ratio, r.flops_ratio
         );
     }
     Ok(())

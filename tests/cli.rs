@@ -448,6 +448,7 @@ fn json_outputs_keep_their_fields() {
     let (clip, mamba, qwen) = (p("clip-tiny"), p("mamba-tiny"), p("qwen-tiny"));
     let (cat, pic) = (p("clip-tiny/cat_300x257.png"), p("qwen-tiny/image_300x200.png"));
     let evalset = p("eval-tiny");
+    let questions = fx.join("qwen-tiny/questions.jsonl").to_str().unwrap().to_string();
     let qdir = std::env::temp_dir().join(format!("effarch-shapes-q-{}", std::process::id())).to_str().unwrap().to_string();
     let runs: Vec<(&str, Vec<&str>)> = vec![
         ("quantize", vec!["quantize", "--model", &clip, "--out", &qdir, "--json"]),
@@ -458,6 +459,7 @@ fn json_outputs_keep_their_fields() {
         ("bench_clip", vec!["bench", "clip", "--keeps", "1,0.5", "--batches", "1", "--iters", "1", "--device", "cpu", "--json"]),
         ("bench_mamba", vec!["bench", "mamba", "--ns", "32,64", "--iters", "1", "--steps", "2", "--hidden", "64", "--device", "cpu", "--json"]),
         ("eval_clip", vec!["eval", "clip", "--model", &clip, "--data", &evalset, "--keeps", "1,0.5", "--scorers", "kq-norm", "--device", "cpu", "--json"]),
+        ("eval_qwen", vec!["eval", "qwen", "--model", &qwen, "--data", &questions, "--keeps", "1,0.5", "--methods", "fastv", "--llm-layer", "1", "--max-new-tokens", "2", "--json"]),
         (
             "bench_qwen",
             vec!["bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2", "--json"],
@@ -481,6 +483,43 @@ fn json_outputs_keep_their_fields() {
         assert_eq!(&got[name], w, "`{name} --json` changed shape");
     }
     assert_eq!(got.as_object().unwrap().len(), want.as_object().unwrap().len());
+}
+
+/// `eval qwen` over the shipped question set (tests/fixtures/qwen-tiny/questions.jsonl): a row
+/// per method and keep after the unpruned one, accuracies in [0, 1], the unpruned row agreeing
+/// with itself, the three files; a bad line is an error naming the file and line.
+#[test]
+fn eval_qwen_answers_per_method_and_writes_its_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen-tiny");
+    let out_dir = std::env::temp_dir().join(format!("effarch-evalq-{}", std::process::id()));
+    let (model, data, out) = (dir.to_str().unwrap(), dir.join("questions.jsonl"), out_dir.to_str().unwrap());
+    let o = effarch(&["eval", "qwen", "--model", model, "--data", data.to_str().unwrap(), "--llm-layer", "1", "--max-new-tokens", "3", "--out", out, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let methods: Vec<(&str, f64)> = rows.iter().map(|r| (r["method"].as_str().unwrap(), r["keep"].as_f64().unwrap())).collect();
+    assert_eq!(methods.len(), 1 + 4 * 2, "{methods:?}");
+    assert_eq!(methods[0], ("unpruned", 1.0));
+    assert!(methods.iter().any(|m| *m == ("fastv", 0.25)) && methods.iter().any(|m| *m == ("divprune", 0.5)));
+    assert_eq!((rows[0]["agree"].as_f64(), v["questions"].as_u64()), (Some(1.0), Some(3)));
+    for r in rows {
+        for k in ["exact", "contains", "agree"] {
+            assert!((0.0..=1.0).contains(&r[k].as_f64().unwrap()), "{k}: {r}");
+        }
+        assert!(r["prefill_ms"].as_f64().unwrap() > 0.0 && r["flops_ratio"].as_f64().unwrap() <= 1.0 + 1e-9, "{r}");
+    }
+    assert_eq!(v["answers"].as_array().unwrap().len(), 3);
+    for f in ["results.json", "results.csv", "accuracy_vs_prefill.svg"] {
+        assert!(out_dir.join(f).is_file(), "{f}");
+    }
+    assert_eq!(std::fs::read_to_string(out_dir.join("results.csv")).unwrap().lines().count(), 10);
+    std::fs::remove_dir_all(&out_dir).ok();
+    let bad = std::env::temp_dir().join(format!("effarch-badq-{}.jsonl", std::process::id()));
+    std::fs::write(&bad, "{\"image\": \"x.png\", \"question\": \"q?\", \"answers\": [\"a\"]}\n{\"image\": \"x.png\", \"question\": \"q?\"}\n").unwrap();
+    let o = effarch(&["eval", "qwen", "--model", model, "--data", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains(&format!("{}:2", bad.display())) && err.contains("answers"), "{err}");
+    std::fs::remove_file(&bad).ok();
 }
 
 /// `eval clip` over the shipped labelled set (ImageFolder and the same set as a CSV): a row per

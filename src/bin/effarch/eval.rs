@@ -3,7 +3,7 @@
 
 use crate::common::{emit, parse_scorer, Common, DeviceArg};
 use clap::{Args, Subcommand};
-use effarch::eval::{self, Dataset, EvalRow, ImageResult};
+use effarch::eval::{self, qwen as qwen_eval, Dataset, EvalRow, ImageResult};
 use effarch::models::clip;
 use effarch::{Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,6 +17,41 @@ pub enum EvalCmd {
     /// Zero-shot top-1/top-5 of CLIP per pruning scorer and keep ratio over an image set
     /// (ImageFolder directory or path,label CSV), with latency and FLOPs.
     Clip(EvalClipArgs),
+    /// Visual question answering with Qwen2.5-VL per pruning method and keep over a JSONL set
+    /// of {image, question, answers}: exact-match and contains-answer accuracy, agreement with
+    /// the unpruned answer, prefill ms and decode tokens/s.
+    Qwen(EvalQwenArgs),
+}
+
+#[derive(Args)]
+pub struct EvalQwenArgs {
+    /// A Qwen2.5-VL directory in the hub layout or a hub id.
+    #[arg(long, default_value = "Qwen/Qwen2.5-VL-3B-Instruct")]
+    model: String,
+    /// `questions.jsonl`: one `{"image": path relative to the file, "question": "...",
+    /// "answers": ["...", ...]}` per line.
+    #[arg(long)]
+    data: PathBuf,
+    /// Keep ratios; 1 is the unpruned model (always evaluated, the reference).
+    #[arg(long, default_value = "1,0.5,0.25", value_delimiter = ',')]
+    keeps: Vec<f32>,
+    /// Methods: kq-norm, random, divprune, fastv.
+    #[arg(long, default_value = "kq-norm,random,divprune,fastv", value_delimiter = ',')]
+    methods: Vec<String>,
+    /// FastV's language-model layer.
+    #[arg(long, default_value_t = effarch::models::qwen::FASTV_LAYER)]
+    llm_layer: usize,
+    /// Answer tokens generated (greedy).
+    #[arg(long, default_value_t = 16)]
+    max_new_tokens: usize,
+    /// Evaluate only the first N questions.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write results.json, results.csv and accuracy_vs_prefill.svg here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args)]
@@ -99,7 +134,98 @@ const CACHE: &str = "cache.jsonl";
 pub fn run(cmd: EvalCmd) -> Result<()> {
     match cmd {
         EvalCmd::Clip(a) => clip_eval(a),
+        EvalCmd::Qwen(a) => qwen_eval(a),
     }
+}
+
+/// `eval qwen --json` and results.json.
+#[derive(Serialize)]
+struct QwenEvalJson<'a> {
+    model: &'a str,
+    data: String,
+    questions: usize,
+    device: String,
+    rows: &'a [qwen_eval::QwenEvalRow],
+    /// Per question, every method's answer (in the rows' order).
+    answers: Vec<Vec<String>>,
+}
+
+fn qwen_eval(a: EvalQwenArgs) -> Result<()> {
+    use effarch::models::qwen::{processor, QwenVL};
+    if let Some(k) = a.keeps.iter().find(|k| !k.is_finite() || **k <= 0.0 || **k > 1.0) {
+        return Err(Error::arg(format!("--keeps: {k} is not in (0, 1]")));
+    }
+    if a.max_new_tokens == 0 {
+        return Err(Error::arg("--max-new-tokens must be at least 1"));
+    }
+    let scorers = a.methods.iter().map(|s| parse_scorer(s, 0)).collect::<Result<Vec<_>>>()?;
+    let methods = qwen_eval::methods(&scorers, &a.keeps, a.llm_layer);
+    let mut questions = qwen_eval::read_questions(&a.data)?;
+    if let Some(n) = a.limit {
+        questions.truncate(n.max(1));
+    }
+    // Every image decodes before the model loads: a bad one is an error naming it.
+    let images = questions
+        .iter()
+        .map(|q| {
+            let bytes = std::fs::read(&q.image).map_err(|e| Error::io(q.image.display(), e))?;
+            effarch::image::decode(&bytes).map_err(|e| Error::arg(format!("{}: {e}", q.image.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let device = a.common.device_for(DeviceArg::Cpu)?;
+    let dir = effarch::hub::resolve(&a.model, &["config.json", "tokenizer.json"], &["preprocessor_config.json", "model.safetensors.index.json"])?;
+    if !Path::new(&a.model).is_dir() {
+        let shards = effarch::models::qwen::shard_names(&dir)?.unwrap_or_else(|| vec!["model.safetensors".into()]);
+        effarch::hub::resolve(&a.model, &shards.iter().map(String::as_str).collect::<Vec<_>>(), &[])?;
+    }
+    let m = QwenVL::load_dir(&dir, &device)?;
+    for me in &methods {
+        m.prune_plan(me.prune.as_ref())?;
+    }
+    let bar = ProgressBar::new(questions.len() as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} questions · ETA {eta}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    if a.common.json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut outcomes = Vec::with_capacity(questions.len());
+    for (q, img) in questions.iter().zip(&images) {
+        let patches = processor::preprocess(img, &m.cfg.vision, &m.processor).map_err(|e| Error::arg(format!("{}: {e}", q.image.display())))?;
+        outcomes.push(qwen_eval::run_question(&m, &patches, q, &methods, a.max_new_tokens)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let rows = qwen_eval::summarize(&methods, &outcomes);
+    let report = QwenEvalJson {
+        model: &a.model,
+        data: a.data.display().to_string(),
+        questions: questions.len(),
+        device: device.describe(),
+        rows: &rows,
+        answers: outcomes.iter().map(|o| o.iter().map(|x| x.answer.clone()).collect()).collect(),
+    };
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        let json = serde_json::to_string_pretty(&report).map_err(|e| Error::arg(format!("results.json: {e}")))?;
+        write(dir, "results.json", &json)?;
+        write(dir, "results.csv", &qwen_eval::csv(&rows))?;
+        let title = format!("{} on {} ({} questions)", a.model, a.data.display(), questions.len());
+        write(dir, "accuracy_vs_prefill.svg", &qwen_eval::svg(&rows, &title))?;
+    }
+    if a.common.json {
+        return emit(&report);
+    }
+    println!("{} questions, {} on {}", questions.len(), a.model, device.describe());
+    println!("{:<12} {:>5} {:>7} {:>9} {:>7} {:>11} {:>9} {:>7}", "method", "keep", "exact", "contains", "agree", "prefill ms", "tok/s", "FLOPs");
+    for r in &rows {
+        println!(
+            "{:<12} {:>5.2} {:>7.3} {:>9.3} {:>7.3} {:>11.1} {:>9.1} {:>7.3}",
+            r.method, r.keep, r.exact, r.contains, r.agree, r.prefill_ms, r.tokens_per_s, r.flops_ratio
+        );
+    }
+    if let Some(dir) = &a.out {
+        println!("wrote {0}/results.json, {0}/results.csv, {0}/accuracy_vs_prefill.svg", dir.display());
+    }
+    Ok(())
 }
 
 fn clip_eval(a: EvalClipArgs) -> Result<()> {

@@ -12,6 +12,8 @@ use crate::prune::{PruneConfig, Scorer};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+pub mod qwen;
+
 /// Image files the set may hold (by extension, case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "jfif"];
 /// Classes a set may have (each is a text-tower pass per template).
@@ -295,6 +297,11 @@ pub fn csv(rows: &[EvalRow]) -> String {
 /// `latency_vs_accuracy.svg`: two panels, top-1 accuracy against ms/img and against keep, one
 /// line per scorer, the unpruned model as a marked point (a dashed line in the right panel).
 pub fn svg(rows: &[EvalRow], title: &str) -> String {
+    svg_labeled(rows, title, "top-1 accuracy", "ms per image")
+}
+
+/// [`svg`] with other axis names: `top1` is plotted as `y_label`, `ms_per_img` as `x_label`.
+pub fn svg_labeled(rows: &[EvalRow], title: &str, y_label: &str, x_label: &str) -> String {
     const COLORS: [&str; 6] = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
     let (w, h, pad) = (460.0, 320.0, 48.0);
     let base = rows.iter().find(|r| r.scorer == "unpruned");
@@ -311,7 +318,7 @@ pub fn svg(rows: &[EvalRow], title: &str) -> String {
         h + 30.0,
         xml(title)
     );
-    for (panel, (xlabel, xmax)) in [("ms per image", max_ms), ("keep ratio", 1.0)].into_iter().enumerate() {
+    for (panel, (xlabel, xmax)) in [(x_label, max_ms), ("keep ratio", 1.0)].into_iter().enumerate() {
         let ox = panel as f64 * w;
         let (x0, y0, x1, y1) = (ox + pad, 30.0 + h - pad, ox + w - 16.0, 30.0 + 16.0);
         let px = |x: f64| x0 + (x / xmax).clamp(0.0, 1.0) * (x1 - x0);
@@ -343,7 +350,7 @@ pub fn svg(rows: &[EvalRow], title: &str) -> String {
         }
         out += &format!("<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{xlabel}</text>", (x0 + x1) / 2.0, y0 + 32.0);
         out += &format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 {:.1} {:.1})\">top-1 accuracy</text>\n",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 {:.1} {:.1})\">{y_label}</text>\n",
             ox + 14.0,
             (y0 + y1) / 2.0,
             ox + 14.0,

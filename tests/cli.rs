@@ -345,7 +345,8 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
     }
     std::fs::remove_file(&tiny).ok();
     // FastV inside the language model, from the CLI: tokens per LM layer drop after layer 1.
-    let out = effarch(&["qwen", "--model", &model, "--image", &image, "--keep", "0.5", "--method", "fastv", "--llm-layer", "1", "--max-new-tokens", "2", "--json"]);
+    let out =
+        effarch(&["qwen", "--model", &model, "--image", &image, "--keep", "0.5", "--method", "fastv", "--llm-layer", "1", "--max-new-tokens", "2", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tpl: Vec<u64> = serde_json::from_value(v["runs"][1]["tokens_per_layer"].clone()).unwrap();
@@ -353,13 +354,28 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
     assert_eq!((v["scorer"].as_str(), tpl[0] - tpl[1]), (Some("fastv"), before - after), "{v}");
     assert!(v["runs"][1]["flops_ratio"].as_f64().unwrap() < 1.0 && (v["runs"][0]["flops_ratio"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     let out = effarch(&[
-        "bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "2", "--llm-layer", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2",
-        "--methods", "kq-norm,random,divprune,fastv", "--json",
+        "bench",
+        "qwen",
+        "--image",
+        "112",
+        "--vision-depth",
+        "2",
+        "--lm-layers",
+        "2",
+        "--llm-layer",
+        "1",
+        "--iters",
+        "1",
+        "--widths",
+        "32,48,2,64,96,4,2",
+        "--methods",
+        "kq-norm,random,divprune,fastv,dart",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let methods: Vec<&str> = v["rows"].as_array().unwrap().iter().map(|r| r["method"].as_str().unwrap()).collect();
-    assert_eq!(methods, ["unpruned", "kq-norm:key", "kq-norm:key", "random", "random", "divprune", "divprune", "fastv", "fastv"]);
+    assert_eq!(methods, ["unpruned", "kq-norm:key", "kq-norm:key", "random", "random", "divprune", "divprune", "fastv", "fastv", "dart", "dart"]);
     let out =
         effarch(&["bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -459,7 +475,26 @@ fn json_outputs_keep_their_fields() {
         ("bench_clip", vec!["bench", "clip", "--keeps", "1,0.5", "--batches", "1", "--iters", "1", "--device", "cpu", "--json"]),
         ("bench_mamba", vec!["bench", "mamba", "--ns", "32,64", "--iters", "1", "--steps", "2", "--hidden", "64", "--device", "cpu", "--json"]),
         ("eval_clip", vec!["eval", "clip", "--model", &clip, "--data", &evalset, "--keeps", "1,0.5", "--scorers", "kq-norm", "--device", "cpu", "--json"]),
-        ("eval_qwen", vec!["eval", "qwen", "--model", &qwen, "--data", &questions, "--keeps", "1,0.5", "--methods", "fastv", "--llm-layer", "1", "--max-new-tokens", "2", "--json"]),
+        (
+            "eval_qwen",
+            vec![
+                "eval",
+                "qwen",
+                "--model",
+                &qwen,
+                "--data",
+                &questions,
+                "--keeps",
+                "1,0.5",
+                "--methods",
+                "fastv",
+                "--llm-layer",
+                "1",
+                "--max-new-tokens",
+                "2",
+                "--json",
+            ],
+        ),
         (
             "bench_qwen",
             vec!["bench", "qwen", "--image", "112", "--vision-depth", "2", "--lm-layers", "1", "--iters", "1", "--widths", "32,48,2,64,96,4,2", "--json"],
@@ -498,9 +533,9 @@ fn eval_qwen_answers_per_method_and_writes_its_files() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = v["rows"].as_array().unwrap();
     let methods: Vec<(&str, f64)> = rows.iter().map(|r| (r["method"].as_str().unwrap(), r["keep"].as_f64().unwrap())).collect();
-    assert_eq!(methods.len(), 1 + 4 * 2, "{methods:?}");
+    assert_eq!(methods.len(), 1 + 5 * 2, "{methods:?}");
     assert_eq!(methods[0], ("unpruned", 1.0));
-    assert!(methods.iter().any(|m| *m == ("fastv", 0.25)) && methods.iter().any(|m| *m == ("divprune", 0.5)));
+    assert!(methods.iter().any(|m| *m == ("fastv", 0.25)) && methods.iter().any(|m| *m == ("divprune", 0.5)) && methods.iter().any(|m| *m == ("dart", 0.5)));
     assert_eq!((rows[0]["agree"].as_f64(), v["questions"].as_u64()), (Some(1.0), Some(3)));
     for r in rows {
         for k in ["exact", "contains", "agree"] {
@@ -512,7 +547,7 @@ fn eval_qwen_answers_per_method_and_writes_its_files() {
     for f in ["results.json", "results.csv", "accuracy_vs_prefill.svg"] {
         assert!(out_dir.join(f).is_file(), "{f}");
     }
-    assert_eq!(std::fs::read_to_string(out_dir.join("results.csv")).unwrap().lines().count(), 10);
+    assert_eq!(std::fs::read_to_string(out_dir.join("results.csv")).unwrap().lines().count(), 12);
     std::fs::remove_dir_all(&out_dir).ok();
     let bad = std::env::temp_dir().join(format!("effarch-badq-{}.jsonl", std::process::id()));
     std::fs::write(&bad, "{\"image\": \"x.png\", \"question\": \"q?\", \"answers\": [\"a\"]}\n{\"image\": \"x.png\", \"question\": \"q?\"}\n").unwrap();

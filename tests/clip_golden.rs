@@ -179,7 +179,10 @@ fn towers_and_pruning_on_gpu_match_transformers_and_cpu() {
         assert!(r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "gpu {r:?}");
     }
     for r in effarch::tensor::block_on(fx.check_methods_async(&clip)).unwrap() {
-        println!("gpu {}: kept equal {}, merge map equal {}, embeds {:e}, hidden {:e}", r.name, r.kept_equal, r.groups_equal, r.image_embeds, r.last_hidden_state);
+        println!(
+            "gpu {}: kept equal {}, merge map equal {}, embeds {:e}, hidden {:e}",
+            r.name, r.kept_equal, r.groups_equal, r.image_embeds, r.last_hidden_state
+        );
         assert!(r.kept_equal && r.groups_equal, "gpu {r:?}");
         assert!(r.image_embeds <= 1e-3 && r.last_hidden_state <= 1e-3, "gpu {r:?}");
     }

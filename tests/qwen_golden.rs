@@ -125,7 +125,7 @@ fn golden(device: &Device, tol: f32) {
     let methods: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir().join("methods.json")).unwrap()).unwrap();
     let mw = Weights::from_file(&dir().join("methods.safetensors")).unwrap();
     let cases = methods["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 4);
+    assert_eq!(cases.len(), 6);
     for (ci, c) in cases.iter().enumerate() {
         let keep = c["keep"].as_f64().unwrap() as f32;
         let method: Scorer = c["method"].as_str().unwrap().parse().unwrap();
@@ -146,7 +146,7 @@ fn golden(device: &Device, tol: f32) {
             p.report.flops_ratio
         );
         assert!(d <= tol, "{name}: {method} logits {d}");
-        if method == Scorer::FastV {
+        if method.in_language_model() {
             let n = ids.len();
             assert_eq!(p.report.tokens_per_layer, vec![n, n - (p.report.visual_tokens_before - want.len())]);
             assert!(p.report.flops_ratio < 1.0 && p.report.flops_ratio > 0.4, "{}", p.report.flops_ratio);

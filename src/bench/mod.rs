@@ -116,7 +116,13 @@ pub struct BenchSpec {
 
 impl Default for BenchSpec {
     fn default() -> Self {
-        BenchSpec { keeps: vec![1.0, 0.9, 0.7, 0.5, 0.3], batches: vec![1, 8], iters: 7, scorers: vec![Scorer::KqNorm(crate::prune::KqWhich::Key)], layers: vec![1] }
+        BenchSpec {
+            keeps: vec![1.0, 0.9, 0.7, 0.5, 0.3],
+            batches: vec![1, 8],
+            iters: 7,
+            scorers: vec![Scorer::KqNorm(crate::prune::KqWhich::Key)],
+            layers: vec![1],
+        }
     }
 }
 

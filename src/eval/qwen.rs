@@ -32,7 +32,8 @@ pub fn read_questions(path: &std::path::Path) -> Result<Vec<Question>> {
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let mut q: Question = serde_json::from_str(line).map_err(|e| Error::arg(format!("{}:{}: {e} (expected {{\"image\", \"question\", \"answers\"}})", path.display(), i + 1)))?;
+        let mut q: Question = serde_json::from_str(line)
+            .map_err(|e| Error::arg(format!("{}:{}: {e} (expected {{\"image\", \"question\", \"answers\"}})", path.display(), i + 1)))?;
         if q.answers.is_empty() || q.question.trim().is_empty() {
             return Err(Error::arg(format!("{}:{}: a question needs text and at least one answer", path.display(), i + 1)));
         }

@@ -5,6 +5,7 @@
 //! layer and every later layer run on the kept tokens only. Token 0 (CLS) is never scored and
 //! never dropped. Kept tokens stay in their original order.
 
+pub mod dart;
 pub mod divprune;
 pub mod tome;
 pub mod visionzip;
@@ -46,6 +47,9 @@ pub enum Scorer {
     /// layer K the visual tokens that receive the least attention (averaged over heads and
     /// query positions) are dropped; Qwen2.5-VL only.
     FastV,
+    /// DART ([`dart`]), inside a vision-language model's language model: at layer K the
+    /// visual tokens least duplicated with a few pivot tokens stay; Qwen2.5-VL only.
+    Dart,
 }
 
 impl Scorer {
@@ -57,7 +61,7 @@ impl Scorer {
 
     /// True for the methods that act inside a language model (not on a vision tower).
     pub fn in_language_model(&self) -> bool {
-        matches!(self, Scorer::FastV)
+        matches!(self, Scorer::FastV | Scorer::Dart)
     }
 
     /// True when the method reads the attention from CLS (a tower without CLS cannot run it).
@@ -79,11 +83,12 @@ impl FromStr for Scorer {
             "divprune" => Scorer::DivPrune,
             "visionzip" => Scorer::VisionZip,
             "fastv" => Scorer::FastV,
+            "dart" => Scorer::Dart,
             other => match other.strip_prefix("tome:").map(str::parse::<usize>) {
                 Some(Ok(r)) => Scorer::Tome { r: Some(r) },
                 _ => {
                     return Err(Error::arg(format!(
-                        "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random, tome, tome:R, divprune, visionzip, fastv)"
+                        "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random, tome, tome:R, divprune, visionzip, fastv, dart)"
                     )))
                 }
             },
@@ -104,6 +109,7 @@ impl fmt::Display for Scorer {
             Scorer::DivPrune => write!(f, "divprune"),
             Scorer::VisionZip => write!(f, "visionzip"),
             Scorer::FastV => write!(f, "fastv"),
+            Scorer::Dart => write!(f, "dart"),
         }
     }
 }
@@ -203,7 +209,7 @@ impl Scorer {
             Scorer::Random { seed } => Tensor::from_f32(random_scores(*seed, step, b, n - 1), &[b, n - 1], &a.q.device()),
             Scorer::Tome { .. } => Err(Error::arg("tome merges tokens; it does not score them for pruning")),
             Scorer::DivPrune | Scorer::VisionZip => Err(Error::Backend(format!("{self} selects on the host; it has no device scores"))),
-            Scorer::FastV => Err(Error::arg("fastv prunes inside a language model (Qwen2.5-VL's); a vision tower has none")),
+            Scorer::FastV | Scorer::Dart => Err(Error::arg(format!("{self} prunes inside a language model (Qwen2.5-VL's); a vision tower has none"))),
         }
     }
 }

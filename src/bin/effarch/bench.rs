@@ -157,10 +157,10 @@ pub struct BenchQwenArgs {
     /// Widths as vision hidden, vision MLP, vision heads, text hidden, text MLP, heads, KV heads (default: the 3B's).
     #[arg(long, value_delimiter = ',')]
     widths: Option<Vec<usize>>,
-    /// Pruning methods timed side by side at each keep < 1: kq-norm, random, divprune, fastv.
+    /// Pruning methods timed side by side at each keep < 1: kq-norm, random, divprune, fastv, dart.
     #[arg(long, alias = "method", default_value = "kq-norm", value_delimiter = ',')]
     methods: Vec<String>,
-    /// FastV's language-model layer.
+    /// FastV's and DART's language-model layer.
     #[arg(long, default_value_t = effarch::models::qwen::FASTV_LAYER)]
     llm_layer: usize,
     #[command(flatten)]
@@ -429,7 +429,10 @@ fn run_qwen(a: BenchQwenArgs) -> Result<()> {
         device.describe(),
         spec.iters
     );
-    println!("{:>12} {:>5} {:>8} {:>8} {:>11} {:>12} {:>8} {:>8} {:>8}", "method", "keep", "visual", "prompt", "vision ms", "prefill ms", "ratio", "tokens", "FLOPs");
+    println!(
+        "{:>12} {:>5} {:>8} {:>8} {:>11} {:>12} {:>8} {:>8} {:>8}",
+        "method", "keep", "visual", "prompt", "vision ms", "prefill ms", "ratio", "tokens", "FLOPs"
+    );
     for r in &rows {
         println!(
             "{:>12} {:>5.2} {:>8} {:>8} {:>11.0} {:>12.1} {:>8.3} {:>8.3} {:>8.3}",

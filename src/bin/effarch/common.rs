@@ -157,7 +157,7 @@ pub struct PruneArgs {
     /// (DivPrune: the most diverse tokens), visionzip (VisionZip: dominant tokens by CLS
     /// attention + merged contextual tokens; one --layer); or tome (Token Merging in every
     /// layer: as many merges as leave the patches --keep would, or --tome-r per layer; --layer
-    /// does not apply). Qwen2.5-VL: kq-norm, random, divprune.
+    /// does not apply). Qwen2.5-VL: kq-norm, random, divprune, fastv, dart.
     #[arg(long, default_value = "kq-norm")]
     pub scorer: String,
     /// With --scorer tome: tokens merged in every layer (instead of deriving it from --keep).

@@ -35,10 +35,10 @@ pub struct EvalQwenArgs {
     /// Keep ratios; 1 is the unpruned model (always evaluated, the reference).
     #[arg(long, default_value = "1,0.5,0.25", value_delimiter = ',')]
     keeps: Vec<f32>,
-    /// Methods: kq-norm, random, divprune, fastv.
-    #[arg(long, default_value = "kq-norm,random,divprune,fastv", value_delimiter = ',')]
+    /// Methods: kq-norm, random, divprune, fastv, dart.
+    #[arg(long, default_value = "kq-norm,random,divprune,fastv,dart", value_delimiter = ',')]
     methods: Vec<String>,
-    /// FastV's language-model layer.
+    /// FastV's and DART's language-model layer.
     #[arg(long, default_value_t = effarch::models::qwen::FASTV_LAYER)]
     llm_layer: usize,
     /// Answer tokens generated (greedy).

@@ -23,7 +23,7 @@ pub struct QwenArgs {
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     keep: f32,
     /// The pruning method: kq-norm (= kq-norm:key), kq-norm:query, kq-norm:both, random,
-    /// divprune (in the vision tower's output), fastv (inside the language model, --llm-layer).
+    /// divprune (in the vision tower's output), fastv or dart (inside the language model, --llm-layer).
     #[arg(long, alias = "method", default_value = "kq-norm")]
     scorer: String,
     /// Vision block whose projections score the tokens (default: the last full-attention block).

@@ -19,6 +19,11 @@ impl KvCache {
         self.kv.as_ref().map_or(0, |(k, _)| k.shape().get(2).copied().unwrap_or(0))
     }
 
+    /// The keys held, `[B, H, T, d]`.
+    pub fn keys(&self) -> Option<&Tensor> {
+        self.kv.as_ref().map(|(k, _)| k)
+    }
+
     /// Appends the new tokens' keys and values and returns all of them (the cache keeps them).
     pub fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
         let (k, v) = match self.kv.take() {

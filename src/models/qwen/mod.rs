@@ -179,13 +179,18 @@ impl QwenVL {
         match p.scorer {
             Scorer::KqNorm(w) if p.keep < 1.0 => Ok(Some((block, w))),
             Scorer::ClsAttn => Err(Error::arg("cls-attn needs a CLS token; Qwen2.5-VL's vision tower has none (use kq-norm or random)")),
-            Scorer::Tome { .. } => Err(Error::arg("tome (token merging) is implemented for CLIP's vision tower only; for Qwen2.5-VL use kq-norm, random or divprune")),
-            Scorer::VisionZip => Err(Error::arg("visionzip ranks by the attention from CLS; Qwen2.5-VL's vision tower has none (use kq-norm, random, divprune or fastv)")),
-            Scorer::FastV => {
+            Scorer::Tome { .. } => {
+                Err(Error::arg("tome (token merging) is implemented for CLIP's vision tower only; for Qwen2.5-VL use kq-norm, random or divprune"))
+            }
+            Scorer::VisionZip => {
+                Err(Error::arg("visionzip ranks by the attention from CLS; Qwen2.5-VL's vision tower has none (use kq-norm, random, divprune or fastv)"))
+            }
+            Scorer::FastV | Scorer::Dart => {
                 let depth = self.text.num_layers();
                 match p.llm_layer.unwrap_or(FASTV_LAYER) {
                     k if k == 0 || k >= depth => Err(Error::arg(format!(
-                        "--llm-layer {k}: FastV drops tokens after a layer of the language model's {depth} (1..={}), so that layers before it see every token and layers after run on fewer",
+                        "--llm-layer {k}: {} drops tokens after a layer of the language model's {depth} (1..={}), so that layers before it see every token and layers after run on fewer",
+                        p.scorer,
                         depth.saturating_sub(1)
                     ))),
                     _ => Ok(None),
@@ -269,8 +274,8 @@ impl QwenVL {
         let score = self.prune_plan(prune)?;
         let t0 = now_ms();
         let out = self.vision.forward_async(img, score).await?;
-        // FastV prunes inside the language model: every visual token enters it.
-        let fastv = prune.filter(|p| p.keep < 1.0 && p.scorer == Scorer::FastV);
+        // FastV and DART prune inside the language model: every visual token enters it.
+        let fastv = prune.filter(|p| p.keep < 1.0 && p.scorer.in_language_model());
         let kept: Vec<u32> = match prune {
             _ if fastv.is_some() => (0..n_units as u32).collect(),
             // DivPrune as its paper runs it in LLaVA: on the visual tokens the LM receives.
@@ -325,14 +330,31 @@ impl QwenVL {
         let mut kept = kept;
         let mut tokens_per_layer = Vec::with_capacity(depth);
         if let Some(p) = fastv {
-            // FastV: layers 0..K on every token; the attention of layer K−1 ranks the visual
-            // tokens; the least attended are dropped from the hidden rows and positions, and
-            // layers K.. run on the rest (the caches of 0..K keep every token).
+            // Layers 0..K on every token; layer K−1 ranks the visual tokens (FastV: the attention
+            // they receive; DART: duplication with pivot tokens); the others are dropped from
+            // the hidden rows and positions, and layers K.. run on the rest (the caches of 0..K
+            // keep every token).
             let k_layer = p.llm_layer.unwrap_or(FASTV_LAYER);
+            let k_keep = n_keep(p.keep, n_units);
             let x_in = self.run_chunks(&x, &positions, &mut cache, 0..k_layer - 1)?;
-            let received = self.text.attention_received_async(k_layer - 1, &x_in, &positions, chunk).await?;
-            let xk = self.run_chunks(&x_in, &positions, &mut cache, k_layer - 1..k_layer)?;
-            kept = top_k_ascending(&received[first..first + n_units], n_keep(p.keep, n_units));
+            let xk;
+            if p.scorer == Scorer::Dart {
+                xk = self.run_chunks(&x_in, &positions, &mut cache, k_layer - 1..k_layer)?;
+                let keys = cache.keys(k_layer - 1).ok_or_else(|| Error::Backend("dart: no keys for its layer".into()))?;
+                let (kv, h) = (keys.to_vec_f32_async().await?, self.cfg.text.hidden_size);
+                // L1 norm of each token's keys over all heads ([1, KV heads, T, d] on the device).
+                let d = self.cfg.text.head_dim();
+                let mut l1 = vec![0f32; full_len];
+                for (i, v) in kv.iter().enumerate() {
+                    l1[(i / d) % full_len] += v.abs();
+                }
+                let normed = self.text.final_norm(&xk)?.to_vec_f32_async().await?;
+                kept = crate::prune::dart::select(&l1, &normed, h, first, n_units, k_keep)?;
+            } else {
+                let received = self.text.attention_received_async(k_layer - 1, &x_in, &positions, chunk).await?;
+                xk = self.run_chunks(&x_in, &positions, &mut cache, k_layer - 1..k_layer)?;
+                kept = top_k_ascending(&received[first..first + n_units], k_keep);
+            }
             let rows: Vec<u32> = (0..first as u32).chain(kept.iter().map(|&u| first as u32 + u)).chain((first + n_units) as u32..full_len as u32).collect();
             positions = [0, 1, 2].map(|a| rows.iter().map(|&i| positions[a][i as usize]).collect::<Vec<u32>>());
             let idx = Tensor::from_u32(rows.clone(), &[1, rows.len()], &self.device)?;
@@ -364,7 +386,16 @@ impl QwenVL {
         crate::error::check_finite("the prompt's logits", &last)?;
         let prefill_ms = now_ms() - t1;
         cache.next_pos = full_pos.iter().flat_map(|p| p.iter().copied()).max().map_or(0, |m| m + 1);
-        let report = PrefillReport { visual_tokens_before: n_units, visual_tokens_after: kept.len(), kept, prompt_tokens: len, tokens_per_layer, flops_ratio, vision_ms, prefill_ms };
+        let report = PrefillReport {
+            visual_tokens_before: n_units,
+            visual_tokens_after: kept.len(),
+            kept,
+            prompt_tokens: len,
+            tokens_per_layer,
+            flops_ratio,
+            vision_ms,
+            prefill_ms,
+        };
         Ok(Prefilled { cache, logits: last, all_logits: all, positions, report })
     }
 

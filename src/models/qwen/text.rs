@@ -44,6 +44,11 @@ impl KvCache {
     pub fn tokens_per_layer(&self) -> Vec<usize> {
         self.layers.iter().map(LayerCache::len).collect()
     }
+
+    /// Layer `l`'s keys `[1, KV heads, T, d]` (M-RoPE applied), if it has run.
+    pub fn keys(&self, l: usize) -> Option<&Tensor> {
+        self.layers.get(l).and_then(LayerCache::keys)
+    }
 }
 
 /// M-RoPE's cos/sin `[L, d/2]` for 3-axis position ids `pos[axis][l]`.

@@ -617,3 +617,41 @@ fn divprune_and_visionzip_at_b16_widths_match_their_official_logic() {
         assert!(rel <= 1e-4, "{method}: embeddings {rel:.2e} of their scale from the reference");
     }
 }
+
+/// DivPrune, FastV and DART at Qwen2.5-VL-3B's widths with trained-like magnitudes (the
+/// qwen-wide model, its first image) against their selection run in transformers layer by
+/// layer (`make_methods_fixtures.py`, fixture qwen-wide-methods): kept units equal, and for the
+/// two language-model methods the prefill's last rows of logits within 1e-4 of their scale.
+#[test]
+fn qwen_methods_at_3b_widths_match_transformers() {
+    let (fx, mf) = (fixture("qwen-wide"), fixture("qwen-wide-methods"));
+    assert_eq!(fx["seed"], mf["seed"]);
+    let m = qwen_wide(&fx, &Device::cpu());
+    let img = m.image(&std::fs::read(root().join(mf["image"].as_str().unwrap())).unwrap()).unwrap();
+    let ids = m.prompt_ids(&QwenVL::chat_prompt("Describe the image."), img.tokens(m.cfg.vision.spatial_merge_size)).unwrap();
+    let cases = mf["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    let v = m.cfg.text.vocab_size;
+    for c in cases {
+        let method: Scorer = c["method"].as_str().unwrap().parse().unwrap();
+        let keep = c["keep"].as_f64().unwrap() as f32;
+        let p = QwenPrune { scorer: method, keep, block: None, llm_layer: c["llm_layer"].as_u64().map(|k| k as usize) };
+        let pre = m.prefill(&ids, &img, Some(&p), true).unwrap();
+        assert_eq!(pre.report.kept, u32s(&c["kept"]), "{method} keep {keep}: kept units");
+        let mut rel = 0f32;
+        if let Some(rows) = c["last_logits"].as_array() {
+            let want: Vec<f32> = rows.iter().flat_map(|r| serde_json::from_value::<Vec<f32>>(r.clone()).unwrap()).collect();
+            let all = pre.all_logits.as_ref().unwrap();
+            let got = &all[all.len() - want.len()..];
+            assert_eq!(want.len(), 4 * v);
+            rel = effarch::testing::max_abs_diff(got, &want) / want.iter().fold(0f32, |a, x| a.max(x.abs()));
+        }
+        println!(
+            "qwen 3B widths {method} keep {keep}: {} of {} units equal to transformers', tokens per LM layer {:?}, logits max |Δ| {rel:.1e} of scale",
+            pre.report.kept.len(),
+            pre.report.visual_tokens_before,
+            pre.report.tokens_per_layer
+        );
+        assert!(rel <= 1e-4, "{method} keep {keep}: logits {rel:.2e} of their scale from transformers'");
+    }
+}

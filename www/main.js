@@ -282,16 +282,21 @@ function renderCompare() {
         nums.append(sp);
       }
       cap.append(name, nums);
+      // Zero-shot label bars (the five most likely), this method's beside the unpruned model's.
       if (m.label_probs?.length) {
-        const best = m.label_probs.reduce((a, b) => (b.prob > a.prob ? b : a));
-        const top = document.createElement('div');
-        top.className = 'top';
-        top.textContent = `${best.label}: ${(100 * best.prob).toFixed(1)}%`;
-        const bar = document.createElement('div');
-        bar.className = 'lb';
-        bar.style.width = `${100 * best.prob}%`;
-        top.append(bar);
-        cap.append(top);
+        const un = new Map((r.label_probs_unpruned ?? []).map((l) => [l.label, l.prob]));
+        for (const lp of [...m.label_probs].sort((a, b) => b.prob - a.prob).slice(0, 5)) {
+          const top = document.createElement('div');
+          top.className = 'top';
+          top.textContent = `${lp.label}: ${(100 * lp.prob).toFixed(1)}%`;
+          for (const [cls, p] of [['lb', lp.prob], ['lb full', un.get(lp.label) ?? lp.prob]]) {
+            const bar = document.createElement('div');
+            bar.className = cls;
+            bar.style.width = `${100 * p}%`;
+            top.append(bar);
+          }
+          cap.append(top);
+        }
       }
       fig.append(c, cap);
       return fig;

@@ -303,7 +303,7 @@ function renderCompare() {
     }),
   );
   const layers = state.layers;
-  $('compare-note').textContent = `keep ${Number(state.keep).toFixed(2)} at layer(s) ${layers}; unpruned ${r.unpruned_ms.toFixed(1)} ms. Each method's time counts the patch embedding and the unpruned layers before its pruning layer, which ran once for all the methods. Hatched: pruned; tinted: merged into one token (ToMe, VisionZip's contextual tokens).`;
+  $('compare-note').textContent = `keep ${Number(state.keep).toFixed(2)} at layer(s) ${layers}; unpruned ${r.unpruned_ms.toFixed(1)} ms. Each method's time counts the patch embedding and the unpruned layers before its pruning layer, which ran once for all the methods. Hatched: pruned; tinted: merged into one token (ToMe, VisionZip's contextual tokens).${r.label_probs_unpruned ? ' Label bars: the method (blue) over the unpruned model (grey).' : ''}`;
 }
 
 async function sweep() {

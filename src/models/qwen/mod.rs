@@ -348,7 +348,7 @@ impl QwenVL {
                 for (i, v) in kv.iter().enumerate() {
                     l1[(i / d) % full_len] += v.abs();
                 }
-                let normed = self.text.final_norm(&xk)?.to_vec_f32_async().await?;
+                let normed = self.text.normed(&xk)?.to_vec_f32_async().await?;
                 kept = crate::prune::dart::select(&l1, &normed, h, first, n_units, k_keep)?;
             } else {
                 let received = self.text.attention_received_async(k_layer - 1, &x_in, &positions, chunk).await?;

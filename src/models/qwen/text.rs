@@ -130,14 +130,20 @@ impl TextModel {
     /// final-norm hidden states `[L, H]`.
     pub fn forward(&self, x: &Tensor, pos: &[Vec<u32>; 3], cache: &mut KvCache) -> Result<Tensor> {
         let x = self.forward_layers(x, pos, cache, 0..self.layers.len())?;
-        let out = self.norm.forward(&x)?;
-        crate::probe::record(|| "lm.norm".into(), &out);
-        Ok(out)
+        self.final_norm(&x)
+    }
+
+    /// The final RMSNorm applied to rows of another layer, recording nothing (DART compares
+    /// the final-normed hidden states after its layer).
+    pub fn normed(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm.forward(x)
     }
 
     /// The final RMSNorm of hidden rows `[n, H]` (after the last layer).
     pub fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
-        self.norm.forward(x)
+        let out = self.norm.forward(x)?;
+        crate::probe::record(|| "lm.norm".into(), &out);
+        Ok(out)
     }
 
     pub fn num_layers(&self) -> usize {

@@ -69,7 +69,10 @@ if ! have wasm-pack "$WASM_PACK_VERSION"; then
 fi
 if [ "${EFFARCH_SKIP_TRUNK:-0}" != 1 ] && ! have trunk "$TRUNK_VERSION"; then
   say "cargo install trunk $TRUNK_VERSION"
-  cargo install trunk --version "$TRUNK_VERSION" --locked --force
+  # trunk's release profile asks for fat LTO with one codegen unit: the same code without
+  # them builds in 321 s instead of 463 s on two cores (a fresh CI machine builds it every run).
+  CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo install trunk --version "$TRUNK_VERSION" --locked --force
 fi
 
 if [ "$SITE_ONLY" = 1 ]; then

@@ -160,17 +160,13 @@ impl TextModel {
         Ok((Tensor::from_f32(cos, &[len, hd / 2], &self.device)?, Tensor::from_f32(sin, &[len, hd / 2], &self.device)?))
     }
 
-    /// Queries `[1, heads, L, d]` and keys `[1, KV heads, L, d]` of layer `li` for its input
-    /// rows `x` `[L, H]`, M-RoPE applied.
-    fn qk(&self, li: usize, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// Queries `[1, heads, L, d]` and keys `[1, KV heads, L, d]` of layer `l` for its
+    /// input-normed rows `h` `[L, H]`, M-RoPE applied.
+    fn qk(&self, l: &Layer, h: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<(Tensor, Tensor)> {
         let c = &self.cfg;
-        let (len, hd) = (x.dim(0)?, c.head_dim());
-        let l = self.layers.get(li).ok_or_else(|| Error::arg(format!("layer {li} of {}", self.layers.len())))?;
-        let h = l.input_norm.forward(x)?;
-        let heads = |t: Tensor, n: usize| t.reshape(&[len, n, hd]);
-        let q = heads(l.q.forward(&h)?, c.num_attention_heads)?.rope(cos, sin)?.permute(&[1, 0, 2])?.reshape(&[1, c.num_attention_heads, len, hd])?;
-        let k = heads(l.k.forward(&h)?, c.num_key_value_heads)?.rope(cos, sin)?.permute(&[1, 0, 2])?.reshape(&[1, c.num_key_value_heads, len, hd])?;
-        Ok((q, k))
+        let (len, hd) = (h.dim(0)?, c.head_dim());
+        let heads = |t: Tensor, n: usize| t.reshape(&[len, n, hd])?.rope(cos, sin)?.permute(&[1, 0, 2])?.reshape(&[1, n, len, hd]);
+        Ok((heads(l.q.forward(h)?, c.num_attention_heads)?, heads(l.k.forward(h)?, c.num_key_value_heads)?))
     }
 
     /// FastV's ranking at layer `li`: for each of the whole prompt's tokens `x` `[L, H]` (the
@@ -181,7 +177,8 @@ impl TextModel {
         let c = &self.cfg;
         let (len, hd, nh, nkv) = (x.dim(0)?, c.head_dim(), c.num_attention_heads, c.num_key_value_heads);
         let (cos, sin) = self.rope_tables(pos, len)?;
-        let (q, k) = self.qk(li, x, &cos, &sin)?;
+        let l = self.layers.get(li).ok_or_else(|| Error::arg(format!("layer {li} of {}", self.layers.len())))?;
+        let (q, k) = self.qk(l, &l.input_norm.forward(x)?, &cos, &sin)?;
         // Each key/value head serves nh / nkv query heads: keys repeated per query head.
         let group = nh / nkv.max(1);
         let k = k.reshape(&[nkv, 1, len, hd])?;
@@ -218,10 +215,8 @@ impl TextModel {
         for li in layers {
             let (l, lc) = (&self.layers[li], &mut cache.layers[li]);
             let h = l.input_norm.forward(&x)?;
-            let heads = |t: Tensor, n: usize| t.reshape(&[len, n, hd]);
-            let q = heads(l.q.forward(&h)?, nh)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nh, len, hd])?;
-            let k = heads(l.k.forward(&h)?, nkv)?.rope(&cos, &sin)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
-            let v = heads(l.v.forward(&h)?, nkv)?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
+            let (q, k) = self.qk(l, &h, &cos, &sin)?;
+            let v = l.v.forward(&h)?.reshape(&[len, nkv, hd])?.permute(&[1, 0, 2])?.reshape(&[1, nkv, len, hd])?;
             let (k, v) = lc.append(k, v)?;
             // Grouped-query attention: each key/value head serves nh / nkv query heads.
             // Causal over the new rows (a prefill chunk after the cached ones masks only the future).

@@ -324,9 +324,7 @@ impl VisionModel {
                     let patches = y.narrow(1, 1, n - 1)?;
                     let (y, kept, kk, sc, extra) = match p.scorer {
                         Scorer::VisionZip => {
-                            let hd = h / layer.heads();
-                            let view = |off: usize| qkv.narrow(2, off, h)?.reshape(&[b, n, layer.heads(), hd])?.permute(&[0, 2, 1, 3]);
-                            let cls_attn = Tensor::cls_attention(&view(0)?, &view(h)?)?;
+                            let cls_attn = layer.cls_attention(&qkv)?;
                             let z = visionzip::compress_async(&y, &qkv.narrow(2, h, h)?, &cls_attn, layer.heads(), k).await?;
                             let kk = z.dominant.dim(1)?;
                             if z.plans.iter().any(|pl| !pl.targets.is_empty()) {

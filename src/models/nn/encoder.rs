@@ -112,23 +112,34 @@ impl EncoderLayer {
     }
 
     fn attention(&self, x: &Tensor, causal: bool, select: Option<(&Scorer, usize, usize)>) -> Result<(Tensor, Option<Pruned>)> {
-        let s = x.shape();
-        let (b, n, h) = (s[0], s[1], s[2]);
-        let heads = self.dims.heads;
         let (x, qkv) = self.attend_ex(x, causal, None)?;
         let pruned = match select {
             None => None,
             Some((scorer, keep, step)) => {
-                let hd = h / heads;
-                let q = qkv.narrow(2, 0, h)?;
-                let k = qkv.narrow(2, h, h)?;
-                let qh = q.reshape(&[b, n, heads, hd])?.permute(&[0, 2, 1, 3])?;
-                let kh = k.reshape(&[b, n, heads, hd])?.permute(&[0, 2, 1, 3])?;
+                let (q, k, qh, kh) = self.split_qk(&qkv)?;
                 let scores = scorer.score(&AttnView { q: &q, k: &k, qh: &qh, kh: &kh }, step)?;
                 Some(Pruned { kept: scores.topk_indices(keep)?, scores })
             }
         };
         Ok((x, pruned))
+    }
+
+    /// Queries and keys of a fused `[B, N, 3h]` QKV projection: `[B, N, h]` each, and split
+    /// into heads, `[B, H, N, d]`.
+    fn split_qk(&self, qkv: &Tensor) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
+        let s = qkv.shape();
+        let (b, n, h, heads) = (s[0], s[1], self.dims.hidden, self.dims.heads);
+        let (q, k) = (qkv.narrow(2, 0, h)?, qkv.narrow(2, h, h)?);
+        let split = |t: &Tensor| t.reshape(&[b, n, heads, h / heads])?.permute(&[0, 2, 1, 3]);
+        let (qh, kh) = (split(&q)?, split(&k)?);
+        Ok((q, k, qh, kh))
+    }
+
+    /// Attention from CLS to each patch, averaged over heads, `[B, N-1]`, from the layer's
+    /// fused QKV projection (as [`EncoderLayer::attend`] returns it).
+    pub fn cls_attention(&self, qkv: &Tensor) -> Result<Tensor> {
+        let (_, _, qh, kh) = self.split_qk(qkv)?;
+        Tensor::cls_attention(&qh, &kh)
     }
 
     /// The MLP half: `x + MLP(LN₂(x))`.

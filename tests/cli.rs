@@ -555,6 +555,10 @@ fn eval_qwen_answers_per_method_and_writes_its_files() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains(&format!("{}:2", bad.display())) && err.contains("answers"), "{err}");
     std::fs::remove_file(&bad).ok();
+    // An answer longer than the model's context is refused, naming the image.
+    let o = effarch(&["eval", "qwen", "--model", model, "--data", data.to_str().unwrap(), "--llm-layer", "1", "--max-new-tokens", "100000000"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("image_300x200.png") && err.contains("context"), "{err}");
 }
 
 /// `eval clip` over the shipped labelled set (ImageFolder and the same set as a CSV): a row per

@@ -190,6 +190,9 @@ fn qwen_eval(a: EvalQwenArgs) -> Result<()> {
     let mut outcomes = Vec::with_capacity(questions.len());
     for (q, img) in questions.iter().zip(&images) {
         let patches = processor::preprocess(img, &m.cfg.vision, &m.processor).map_err(|e| Error::arg(format!("{}: {e}", q.image.display())))?;
+        // The prompt and answer within the model's context, as `qwen` checks.
+        let n_ids = m.prompt_ids(&QwenVL::chat_prompt(&q.question), patches.tokens(m.cfg.vision.spatial_merge_size))?.len();
+        m.check_lengths(n_ids, a.max_new_tokens, 16384).map_err(|e| Error::arg(format!("{}: {e}", q.image.display())))?;
         outcomes.push(qwen_eval::run_question(&m, &patches, q, &methods, a.max_new_tokens)?);
         bar.inc(1);
     }

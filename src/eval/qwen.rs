@@ -4,7 +4,7 @@
 //! and decode tokens/s, so accuracy can be plotted against prefill time.
 
 use super::EvalRow;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::lm::SampleOptions;
 use crate::models::qwen::processor::ImagePatches;
 use crate::models::qwen::{QwenPrune, QwenVL};
@@ -28,6 +28,7 @@ pub const MAX_QUESTIONS: usize = 100_000;
 /// relative to the file's directory. A bad line is an error naming the file and line.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_questions(path: &std::path::Path) -> Result<Vec<Question>> {
+    use crate::error::Error;
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     let mut out = Vec::new();

@@ -639,6 +639,7 @@ fn qwen_methods_at_3b_widths_match_transformers() {
         let pre = m.prefill(&ids, &img, Some(&p), true).unwrap();
         assert_eq!(pre.report.kept, u32s(&c["kept"]), "{method} keep {keep}: kept units");
         let mut rel = 0f32;
+        assert_eq!(c["last_logits"].is_array(), method.in_language_model(), "{method}: the fixture's logits");
         if let Some(rows) = c["last_logits"].as_array() {
             let want: Vec<f32> = rows.iter().flat_map(|r| serde_json::from_value::<Vec<f32>>(r.clone()).unwrap()).collect();
             let all = pre.all_logits.as_ref().unwrap();

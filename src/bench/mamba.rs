@@ -298,3 +298,124 @@ pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize
     }
     Ok(rows)
 }
+
+/// `effarch bench mamba-lm`: a whole Mamba LM (a checkpoint in the hub layout) at each prompt
+/// length and MRSS threshold: prefill tokens/s, then greedy decoding tokens/s, with the CPU
+/// scan's share of each (the rest is projections, norms, conv and the LM head).
+#[derive(Clone, Debug)]
+pub struct MambaLmBenchSpec {
+    pub prompt_lens: Vec<usize>,
+    /// Tokens decoded (greedily, one step each) after each prompt.
+    pub decode: usize,
+    pub iters: usize,
+    /// MRSS thresholds (0 = the full scan), timed round-robin.
+    pub taus: Vec<f32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MambaLmBenchRow {
+    pub mrss_tau: f32,
+    pub prompt_tokens: usize,
+    pub prefill_ms: f64,
+    pub prefill_tokens_per_s: f64,
+    /// Milliseconds of the prefill spent in the selective scan (CPU; 0 on the GPU, where it is
+    /// not separable).
+    pub prefill_scan_ms: f64,
+    pub decode_tokens: usize,
+    pub decode_ms_per_token: f64,
+    pub decode_tokens_per_s: f64,
+    pub decode_scan_ms_per_token: f64,
+    /// Fraction of state updates MRSS merged in the prefill and in the decoding.
+    pub prefill_merged: f64,
+    pub decode_merged: f64,
+}
+
+impl MambaLmBenchSpec {
+    pub fn validate(&self, vocab: usize) -> Result<()> {
+        if self.prompt_lens.is_empty() || self.iters == 0 || self.decode == 0 || self.taus.is_empty() {
+            return Err(Error::arg("bench mamba-lm needs a prompt length, a decode count, an iteration and a τ"));
+        }
+        if let Some(&n) = self.prompt_lens.iter().find(|&&n| n == 0 || n > crate::models::mamba::generate::PREFILL_CHUNK) {
+            return Err(Error::arg(format!("prompt length {n} is outside 1..={}", crate::models::mamba::generate::PREFILL_CHUNK)));
+        }
+        if self.decode > 65536 {
+            return Err(Error::arg(format!("--decode {} is over 65536", self.decode)));
+        }
+        if let Some(t) = self.taus.iter().find(|t| !(**t >= 0.0) || !t.is_finite()) {
+            return Err(Error::arg(format!("MRSS threshold tau must be ≥ 0, got {t}")));
+        }
+        if vocab < 2 {
+            return Err(Error::arg("the model's vocabulary is empty"));
+        }
+        Ok(())
+    }
+}
+
+/// A prompt of `n` ids spread over the vocabulary (deterministic).
+fn bench_prompt(n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|j| ((j * 7919 + 100) % vocab) as u32).collect()
+}
+
+/// [`bench_mamba_lm_async`], waiting for the device.
+pub fn bench_mamba_lm(model: &MambaLM, spec: &MambaLmBenchSpec, progress: impl FnMut(&str)) -> Result<Vec<MambaLmBenchRow>> {
+    crate::tensor::block_on(bench_mamba_lm_async(model, spec, progress))
+}
+
+/// Times `model` for every (τ, prompt length) of `spec`: round 0 warms up, rounds 1..=iters
+/// are timed, every setting once per round (so drift hits all alike); medians.
+pub async fn bench_mamba_lm_async(model: &MambaLM, spec: &MambaLmBenchSpec, mut progress: impl FnMut(&str)) -> Result<Vec<MambaLmBenchRow>> {
+    use crate::models::lm::argmax;
+    use crate::tensor::ssm::cpu_scan_ms;
+    let vocab = model.cfg.vocab_size;
+    spec.validate(vocab)?;
+    let settings: Vec<(f32, usize)> = spec.taus.iter().flat_map(|&t| spec.prompt_lens.iter().map(move |&n| (t, n))).collect();
+    // Per setting: prefill ms, prefill scan ms, decode ms/token, decode scan ms/token, merged fractions.
+    let mut samples: Vec<[Vec<f64>; 6]> = settings.iter().map(|_| Default::default()).collect();
+    for round in 0..=spec.iters {
+        for (si, &(tau, n)) in settings.iter().enumerate() {
+            let mut state = model.new_state(1)?;
+            let (t0, s0) = (now_ms(), cpu_scan_ms());
+            let out = model.forward_async(&[bench_prompt(n, vocab)], &mut state, tau, Logits::Last).await?;
+            let (prefill, prefill_scan) = (now_ms() - t0, cpu_scan_ms() - s0);
+            let mut token = argmax(&out.logits) as u32;
+            let mut stats = crate::tensor::ssm::ScanStats::default();
+            let (t0, s0) = (now_ms(), cpu_scan_ms());
+            for _ in 0..spec.decode {
+                let o = model.forward_async(&[vec![token]], &mut state, tau, Logits::Last).await?;
+                stats.add(o.stats);
+                token = argmax(&o.logits) as u32;
+            }
+            let k = spec.decode as f64;
+            let (decode, decode_scan) = ((now_ms() - t0) / k, (cpu_scan_ms() - s0) / k);
+            if round > 0 {
+                let s = &mut samples[si];
+                for (v, x) in s.iter_mut().zip([prefill, prefill_scan, decode, decode_scan, out.stats.merged_fraction(), stats.merged_fraction()]) {
+                    v.push(x);
+                }
+            }
+        }
+        if round > 0 {
+            progress(&format!("round {round}/{} done", spec.iters));
+        }
+    }
+    Ok(settings
+        .iter()
+        .zip(samples)
+        .map(|(&(tau, n), s)| {
+            let [p, ps, d, ds, pm, dm] = s.map(median);
+            MambaLmBenchRow {
+                mrss_tau: tau,
+                prompt_tokens: n,
+                prefill_ms: p,
+                prefill_tokens_per_s: n as f64 / p * 1e3,
+                prefill_scan_ms: ps,
+                decode_tokens: spec.decode,
+                decode_ms_per_token: d,
+                decode_tokens_per_s: 1e3 / d,
+                decode_scan_ms_per_token: ds,
+                prefill_merged: pm,
+                decode_merged: dm,
+            }
+        })
+        .collect())
+}

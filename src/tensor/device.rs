@@ -312,6 +312,26 @@ where
     Ok(best)
 }
 
+/// Runs `f` on a thread of the CPU pool (natively), so the parallel kernels it calls split
+/// their work from inside the pool: a small op then runs in place and a large one starts on
+/// this thread while the other workers join, instead of every op being handed from a thread
+/// outside the pool to a (possibly sleeping) worker and waited for. That hand-off is what a
+/// decoding step, ~10 small ops per layer, otherwise pays each time. In wasm, `f()` as it is.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        if rayon::current_thread_index().is_some() {
+            f()
+        } else {
+            rayon::scope(|_| f())
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        f()
+    }
+}
+
 /// Runs model code written once as `async` (it awaits only read-backs) to completion from
 /// synchronous code. Natively this waits for the device. In the browser nothing may block:
 /// a CPU future is ready on its first poll, and one still waiting for WebGPU is an error

@@ -15,7 +15,7 @@ pub(crate) mod kernels;
 mod linear_weight;
 pub mod ssm;
 
-pub use device::{auto_precision, block_on, time_best, Choice, Device, Figure, Precision};
+pub use device::{auto_precision, block_on, on_pool, time_best, Choice, Device, Figure, Precision};
 pub use gpu::Kernels;
 pub use linear_weight::LinearWeight;
 

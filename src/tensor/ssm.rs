@@ -17,6 +17,7 @@
 //! N exponentials of every merged step are saved. τ = 0 never merges (Δ = softplus(·) > 0)
 //! and runs exactly the full scan's code path.
 
+use super::cpu::with_f32;
 use super::{gpu, Tensor};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
@@ -24,6 +25,16 @@ use rayon::prelude::*;
 /// A merged run is applied (one exact decay) once its accumulated Δ·max|A| passes this, so
 /// the first-order hold inside a run stays accurate however long the slow stretch is.
 pub const MAX_RUN_DECAY: f32 = 0.3;
+
+/// Microseconds the CPU scan kernel has run in this process (all calls, all threads' calls
+/// summed by wall time of each call), so a benchmark can report the scan's share of a model.
+static CPU_SCAN_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Milliseconds spent in the CPU selective scan so far ([`Tensor::selective_scan`] on the CPU;
+/// GPU scans run asynchronously and are not counted).
+pub fn cpu_scan_ms() -> f64 {
+    CPU_SCAN_US.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3
+}
 
 /// Whether `device` can scan a state of `n` values per channel (the GPU kernel keeps them in
 /// registers, so it has a bound); an error names the limit.
@@ -82,103 +93,217 @@ pub struct ScanDims {
 /// Runs the scan over `len` steps from state `h` (updated in place) and returns `y` `[B, L, C]`.
 #[allow(clippy::too_many_arguments)]
 pub fn selective_scan(dims: ScanDims, x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], a: &[f32], d: &[f32], h: &mut [f32], tau: f32) -> (Vec<f32>, ScanStats) {
-    let (y, cols) = selective_scan_cols(dims, x, dt, bm, cm, a, d, h, tau);
+    let n = dims.state;
+    let ad: Vec<f32> = a.chunks(n).zip(d).flat_map(|(r, &dv)| r.iter().copied().chain([dv])).collect();
+    let io = ScanIo { x, dt, bc: StepRows { data: bm, stride: n, b_off: 0 }, c_rows: Some(cm), ad: &ad };
+    let (y, cols) = selective_scan_cols(dims, &io, h, tau);
     let mut stats = ScanStats::default();
     cols.into_iter().for_each(|s| stats.add(s));
     (y, stats)
 }
 
-/// [`selective_scan`] with the MRSS counts of each (sequence, channel).
-#[allow(clippy::too_many_arguments)]
-fn selective_scan_cols(
-    dims: ScanDims,
-    x: &[f32],
-    dt: &[f32],
-    bm: &[f32],
-    cm: &[f32],
-    a: &[f32],
-    d: &[f32],
-    h: &mut [f32],
-    tau: f32,
-) -> (Vec<f32>, Vec<ScanStats>) {
-    let ScanDims { batch, len, channels: c, state: n } = dims;
-    let mut y = vec![0f32; batch * len * c];
-    // One task per (batch, channel): each owns its state row and writes a strided column of y.
-    let cols: Vec<(Vec<f32>, ScanStats)> = h
-        .par_chunks_mut(n)
-        .enumerate()
-        .map(|(bc, hs)| {
-            let (b, ch) = (bc / c, bc % c);
-            let ar = &a[ch * n..(ch + 1) * n];
-            // The fastest decay of this channel: a step is slow when Δ·max|A| < τ.
-            let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-            let mut out = vec![0f32; len];
-            let mut stats = ScanStats::default();
-            let mut u = vec![0f32; n];
-            let mut dacc = 0f32;
-            let mut pending = false;
-            for t in 0..len {
-                let i = (b * len + t) * c + ch;
-                let (xv, dv) = (x[i], dt[i]);
-                let bt = &bm[(b * len + t) * n..(b * len + t + 1) * n];
-                let ct = &cm[(b * len + t) * n..(b * len + t + 1) * n];
-                stats.updates += 1;
+/// Per step the N values of B (and, with `c_rows` = None, C right after them) in rows of
+/// `stride` starting at `b_off`: x_proj's output as it is, no gather.
+#[derive(Clone, Copy)]
+struct StepRows<'a> {
+    data: &'a [f32],
+    stride: usize,
+    b_off: usize,
+}
+
+/// The host inputs of one scan (shapes as in the module docs).
+struct ScanIo<'a> {
+    x: &'a [f32],
+    dt: &'a [f32],
+    bc: StepRows<'a>,
+    /// C in its own `[B, L, N]` array, or None when it follows B in `bc`'s rows.
+    c_rows: Option<&'a [f32]>,
+    /// `[C, N + 1]`: per channel the N decay rates A, then D.
+    ad: &'a [f32],
+}
+
+impl ScanIo<'_> {
+    /// Channel `ch`'s A (N values) and D.
+    #[inline(always)]
+    fn ad(&self, ch: usize, n: usize) -> (&[f32], f32) {
+        let r = &self.ad[ch * (n + 1)..(ch + 1) * (n + 1)];
+        (&r[..n], r[n])
+    }
+}
+
+/// Below this many (step, channel, state) updates a scan runs on the calling thread: a
+/// decoding step (1 × 1536 × 16 at mamba-130m) takes microseconds, less than a hand-off to
+/// the pool.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+/// One task's work: channels `ch0..ch0 + hs.len() / N` of sequence `b`, all steps, time
+/// outermost, so the block's states (and per step B and C, shared by every channel) stay in
+/// L1 while x and Δ are read row by row. Writes `out` `[L, block]` and each channel's counts.
+#[inline(always)]
+fn scan_block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) {
+    let ScanDims { len, channels: c, state: n, .. } = dims;
+    let cb = hs.len() / n;
+    // MRSS per channel: the accumulated input u, the run's summed Δ, whether a run is open.
+    let mut u = if tau > 0.0 { vec![0f32; cb * n] } else { Vec::new() };
+    let mut dacc = vec![0f32; if tau > 0.0 { cb } else { 0 }];
+    let mut amax = vec![0f32; if tau > 0.0 { cb } else { 0 }];
+    for (j, m) in amax.iter_mut().enumerate() {
+        // The fastest decay of this channel: a step is slow when Δ·max|A| < τ.
+        let ch = ch0 + j;
+        *m = io.ad(ch, n).0.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    }
+    for t in 0..len {
+        let row = b * len + t;
+        let bt = &io.bc.data[row * io.bc.stride + io.bc.b_off..][..n];
+        let ct = match io.c_rows {
+            Some(cm) => &cm[row * n..(row + 1) * n],
+            None => &io.bc.data[row * io.bc.stride + io.bc.b_off + n..][..n],
+        };
+        let (xr, dr) = (&io.x[row * c + ch0..][..cb], &io.dt[row * c + ch0..][..cb]);
+        let yr = &mut out[t * cb..(t + 1) * cb];
+        for j in 0..cb {
+            let ch = ch0 + j;
+            let (xv, dv) = (xr[j], dr[j]);
+            let ((ar, dch), h) = (io.ad(ch, n), &mut hs[j * n..(j + 1) * n]);
+            let dx = dv * xv;
+            if tau > 0.0 {
+                let st = &mut stats[j];
+                st.updates += 1;
+                let uj = &mut u[j * n..(j + 1) * n];
                 if dv < tau {
-                    if pending && (dacc + dv) * amax > MAX_RUN_DECAY {
+                    if st_pending(dacc[j]) && (dacc[j] + dv) * amax[j] > MAX_RUN_DECAY {
                         // The run has decayed enough that holding the state drifts: apply it.
-                        stats.runs += 1;
-                        for k in 0..n {
-                            hs[k] = (dacc * ar[k]).exp() * hs[k] + u[k];
-                            u[k] = 0.0;
-                        }
-                        dacc = 0.0;
+                        st.runs += 1;
+                        apply_run(h, uj, ar, dacc[j]);
+                        dacc[j] = 0.0;
                     }
-                    // Merge: accumulate the input, hold the decay.
-                    stats.merged += 1;
-                    pending = true;
-                    dacc += dv;
-                    let dx = dv * xv;
-                    let mut acc = 0f32;
-                    for k in 0..n {
-                        u[k] += dx * bt[k];
-                        acc += ct[k] * (hs[k] * (1.0 + dacc * ar[k]) + u[k]);
-                    }
-                    out[t] = acc + d[ch] * xv;
+                    // Merge: accumulate the input, hold the decay (no exponential).
+                    st.merged += 1;
+                    dacc[j] += dv;
+                    yr[j] = merged_step(h, uj, ar, bt, ct, dx, dacc[j]) + dch * xv;
                     continue;
                 }
-                if pending {
-                    stats.runs += 1;
-                    for k in 0..n {
-                        hs[k] = (dacc * ar[k]).exp() * hs[k] + u[k];
-                        u[k] = 0.0;
-                    }
-                    dacc = 0.0;
-                    pending = false;
-                }
-                let dx = dv * xv;
-                let mut acc = 0f32;
-                for k in 0..n {
-                    hs[k] = (dv * ar[k]).exp() * hs[k] + dx * bt[k];
-                    acc += ct[k] * hs[k];
-                }
-                out[t] = acc + d[ch] * xv;
-            }
-            if pending {
-                stats.runs += 1;
-                for k in 0..n {
-                    hs[k] = (dacc * ar[k]).exp() * hs[k] + u[k];
+                if st_pending(dacc[j]) {
+                    st.runs += 1;
+                    apply_run(h, uj, ar, dacc[j]);
+                    dacc[j] = 0.0;
                 }
             }
-            (out, stats)
+            yr[j] = full_step(h, ar, bt, ct, dv, dx) + dch * xv;
+        }
+    }
+    for j in 0..dacc.len() {
+        if st_pending(dacc[j]) {
+            stats[j].runs += 1;
+            let ch = ch0 + j;
+            apply_run(&mut hs[j * n..(j + 1) * n], &mut u[j * n..(j + 1) * n], io.ad(ch, n).0, dacc[j]);
+        }
+    }
+    if tau <= 0.0 {
+        // τ = 0 never merges: the counts are the updates alone.
+        stats.iter_mut().for_each(|s| s.updates += len as u64);
+    }
+}
+
+/// A run is open while its summed Δ is positive (Δ = softplus(·) > 0 for every merged step).
+#[inline(always)]
+fn st_pending(dacc: f32) -> bool {
+    dacc > 0.0
+}
+
+/// h ← exp(Δ·A) ⊙ h + Δx·B; returns C·h. Eight lanes of partial sums so the loop vectorises
+/// (the exponential is [`kernels::exp`](super::kernels::exp), branch-free).
+#[inline(always)]
+fn full_step(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dv: f32, dx: f32) -> f32 {
+    use super::kernels::exp;
+    let mut acc = [0f32; 8];
+    let split = h.len() - h.len() % 8;
+    let (h8, hr) = h.split_at_mut(split);
+    for (((hk, ak), bk), ck) in h8.chunks_exact_mut(8).zip(a.chunks_exact(8)).zip(b.chunks_exact(8)).zip(c.chunks_exact(8)) {
+        for l in 0..8 {
+            hk[l] = exp(dv * ak[l]) * hk[l] + dx * bk[l];
+            acc[l] += ck[l] * hk[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (k, hk) in hr.iter_mut().enumerate() {
+        *hk = exp(dv * a[split + k]) * *hk + dx * b[split + k];
+        tail += c[split + k] * *hk;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// A merged step: u ← u + Δx·B; returns C·(h ⊙ (1 + ΣΔ·A) + u) (the held state, first-order
+/// decay inside the run).
+#[inline(always)]
+fn merged_step(h: &[f32], u: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dx: f32, dacc: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let split = h.len() - h.len() % 8;
+    for k0 in (0..split).step_by(8) {
+        for l in 0..8 {
+            let k = k0 + l;
+            u[k] += dx * b[k];
+            acc[l] += c[k] * (h[k] * (1.0 + dacc * a[k]) + u[k]);
+        }
+    }
+    let mut tail = 0f32;
+    for k in split..h.len() {
+        u[k] += dx * b[k];
+        tail += c[k] * (h[k] * (1.0 + dacc * a[k]) + u[k]);
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Closes a run: h ← exp(ΣΔ·A) ⊙ h + u, u ← 0.
+#[inline(always)]
+fn apply_run(h: &mut [f32], u: &mut [f32], a: &[f32], dacc: f32) {
+    for k in 0..h.len() {
+        h[k] = super::kernels::exp(dacc * a[k]) * h[k] + u[k];
+        u[k] = 0.0;
+    }
+}
+
+super::kernels::multiversion! {
+    #[allow(clippy::too_many_arguments)]
+    fn scan_block_simd(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) = scan_block;
+}
+
+/// [`selective_scan`] with the MRSS counts of each (sequence, channel). Channels are split
+/// into blocks, one task each (on the calling thread when the work is small).
+fn selective_scan_cols(dims: ScanDims, io: &ScanIo, h: &mut [f32], tau: f32) -> (Vec<f32>, Vec<ScanStats>) {
+    let ScanDims { batch, len, channels: c, state: n } = dims;
+    let mut y = vec![0f32; batch * len * c];
+    let mut stats = vec![ScanStats::default(); batch * c];
+    if batch * len * c * n < PARALLEL_MIN_WORK {
+        let mut out = vec![0f32; len * c];
+        for (b, (hb, sb)) in h.chunks_mut(c * n).zip(stats.chunks_mut(c)).enumerate() {
+            scan_block_simd(io, dims, b, 0, hb, &mut out, sb, tau);
+            for t in 0..len {
+                y[(b * len + t) * c..][..c].copy_from_slice(&out[t * c..(t + 1) * c]);
+            }
+        }
+        return (y, stats);
+    }
+    // About four blocks per thread (multiples of 8 channels), none crossing a sequence.
+    let per_seq = (super::kernels::threads() * 4).div_ceil(batch).max(1);
+    let cb = c.div_ceil(per_seq).next_multiple_of(8).min(c);
+    let blocks: Vec<(usize, usize, Vec<f32>)> = h
+        .par_chunks_mut(c * n)
+        .zip(stats.par_chunks_mut(c))
+        .enumerate()
+        .flat_map(|(b, (hb, sb))| {
+            hb.par_chunks_mut(cb * n).zip(sb.par_chunks_mut(cb)).enumerate().map(move |(k, (hs, ss))| {
+                let mut out = vec![0f32; len * (hs.len() / n)];
+                scan_block_simd(io, dims, b, k * cb, hs, &mut out, ss, tau);
+                (b, k * cb, out)
+            })
         })
         .collect();
-    let mut stats = Vec::with_capacity(cols.len());
-    for (bc, (col, s)) in cols.into_iter().enumerate() {
-        let (b, ch) = (bc / c, bc % c);
-        for (t, v) in col.into_iter().enumerate() {
-            y[(b * len + t) * c + ch] = v;
+    for (b, ch0, out) in blocks {
+        let w = out.len() / len;
+        for t in 0..len {
+            y[(b * len + t) * c + ch0..][..w].copy_from_slice(&out[t * w..(t + 1) * w]);
         }
-        stats.push(s);
     }
     (y, stats)
 }
@@ -272,16 +397,25 @@ impl Tensor {
         }
         match (s.x, s.dt, s.proj, s.ad, s.h) {
             (Tensor::Cpu(x), Tensor::Cpu(dt), Tensor::Cpu(p), Tensor::Cpu(ad), Tensor::Cpu(h)) => {
-                let (p, ad) = (host(p)?, host(ad)?);
-                let pick = |off: usize| p.chunks(stride).flat_map(|r| r[off..off + n].iter().copied()).collect::<Vec<_>>();
-                let (bm, cm) = (pick(s.b_off), pick(s.b_off + n));
-                let a: Vec<f32> = ad.chunks(n + 1).flat_map(|r| r[..n].iter().copied()).collect();
-                let d: Vec<f32> = ad.chunks(n + 1).map(|r| r[n]).collect();
+                // Timed whole (the gathers and copies included): what the scan costs the model.
+                let t0 = crate::clock::now_ms();
                 let mut h = host(h)?;
                 let dims = ScanDims { batch: b, len, channels: c, state: n };
-                let (y, cols) = selective_scan_cols(dims, &host(x)?, &host(dt)?, &bm, &cm, &a, &d, &mut h, tau);
+                // The inputs read where they are (no copies); the state is copied once, as the output.
+                let (y, cols) = with_f32(x, "scan x", |x| {
+                    with_f32(dt, "scan dt", |dt| {
+                        with_f32(p, "scan B·C", |p| {
+                            with_f32(ad, "scan A·D", |ad| {
+                                let io = ScanIo { x, dt, bc: StepRows { data: p, stride, b_off: s.b_off }, c_rows: None, ad };
+                                Ok(selective_scan_cols(dims, &io, &mut h, tau))
+                            })
+                        })
+                    })
+                })?;
                 let counts = cols.iter().flat_map(|s| [s.updates as f32, s.merged as f32, s.runs as f32]).collect();
-                Ok((cpu(y, &xs)?, cpu(h, &[b, c, n])?, cpu(counts, &[b * c, 3])?))
+                let out = (cpu(y, &xs)?, cpu(h, &[b, c, n])?, cpu(counts, &[b * c, 3])?);
+                CPU_SCAN_US.fetch_add(((crate::clock::now_ms() - t0) * 1e3) as u64, std::sync::atomic::Ordering::Relaxed);
+                Ok(out)
             }
             (Tensor::Gpu(ctx, x), Tensor::Gpu(_, dt), Tensor::Gpu(_, proj), Tensor::Gpu(_, ad), Tensor::Gpu(_, h)) => {
                 let (y, h, st) = gpu::ssm::scan(ctx, &gpu::ssm::ScanArgs { x, dt, proj, b_off: s.b_off, ad, h, tau, max_run: MAX_RUN_DECAY })?;

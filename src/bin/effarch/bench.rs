@@ -2,7 +2,8 @@
 
 use crate::common::{emit, parse_scorer, quietly, Common, DeviceArg};
 use clap::{Args, Subcommand};
-use effarch::bench::mamba::{bench_mamba, Exponents, MambaBenchRow, MambaBenchSpec};
+use effarch::bench::mamba::{bench_mamba, bench_mamba_lm, Exponents, MambaBenchRow, MambaBenchSpec, MambaLmBenchRow, MambaLmBenchSpec};
+use effarch::models::mamba::MambaLM;
 use effarch::bench::qwen::{bench_qwen, QwenBenchRow, QwenBenchSpec};
 use effarch::bench::{self, BenchSpec};
 use effarch::tensor::{Device, Precision};
@@ -15,6 +16,8 @@ pub enum BenchCmd {
     Clip(BenchClipArgs),
     /// Mamba block vs attention block (d = 768): prefill and decode time against N (CPU, and GPU when present).
     Mamba(BenchMambaArgs),
+    /// A whole Mamba LM from a checkpoint (e.g. mamba-130m): prefill and decode tokens/s at each prompt length and MRSS τ, with the scan's share.
+    MambaLm(BenchMambaLmArgs),
     /// Qwen2.5-VL (3B widths, whole vision tower, 4 LM layers): prefill time vs visual-token keep ratio.
     Qwen(BenchQwenArgs),
     /// The CPU GEMM engine: each micro-kernel alone, then ViT-B/16's and a decode step's products against the gemm crate.
@@ -27,6 +30,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Clip(a) => run_clip(a),
         BenchCmd::Mamba(a) => run_mamba(a),
+        BenchCmd::MambaLm(a) => run_mamba_lm(a),
         BenchCmd::Qwen(a) => run_qwen(a),
         BenchCmd::Gemm(a) => run_gemm(a),
         BenchCmd::Scan(a) => run_scan(a),
@@ -137,6 +141,27 @@ pub struct BenchMambaArgs {
     #[arg(long, default_value_t = 768)]
     hidden: usize,
     /// (`--device auto`: the CPU, then the GPU too when a hardware adapter exists, one table each.)
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+pub struct BenchMambaLmArgs {
+    /// A directory in the hub layout (config.json, model.safetensors) or a hub id.
+    #[arg(long)]
+    model: String,
+    /// Prompt lengths (tokens) prefilled in one call each.
+    #[arg(long, default_value = "512,2048", value_delimiter = ',')]
+    prompt_lens: Vec<usize>,
+    /// Tokens decoded greedily after each prompt.
+    #[arg(long, default_value_t = 128)]
+    decode: usize,
+    /// Timed rounds (after one warm-up), every setting once per round.
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+    /// MRSS thresholds τ timed side by side (0 = the full scan).
+    #[arg(long, default_value = "0", value_delimiter = ',')]
+    mrss_tau: Vec<f32>,
     #[command(flatten)]
     common: Common,
 }
@@ -381,6 +406,46 @@ fn run_mamba(a: BenchMambaArgs) -> Result<()> {
     if quiet {
         let first = runs.first().ok_or_else(|| Error::arg("no device to run on"))?;
         return emit(&MambaJson { first, hidden: spec.hidden, runs: &runs });
+    }
+    Ok(())
+}
+
+/// `--json` of `bench mamba-lm`.
+#[derive(Serialize)]
+struct MambaLmJson<'a> {
+    device: String,
+    precision: String,
+    rows: &'a [MambaLmBenchRow],
+}
+
+fn run_mamba_lm(a: BenchMambaLmArgs) -> Result<()> {
+    let spec = MambaLmBenchSpec { prompt_lens: a.prompt_lens, decode: a.decode, iters: a.iters, taus: a.mrss_tau };
+    let device = a.common.device_for(DeviceArg::Cpu)?;
+    let dir = effarch::hub::resolve(&a.model, &["config.json", "model.safetensors"], &[])?;
+    let (model, _) = MambaLM::load_dir(&dir, &device)?;
+    spec.validate(model.cfg.vocab_size)?;
+    let quiet = a.common.json;
+    if !quiet {
+        eprintln!("{}: {} layers, width {}, {}", dir.display(), model.cfg.num_hidden_layers, model.cfg.hidden_size, device.describe());
+    }
+    let rows = bench_mamba_lm(&model, &spec, progress(quiet))?;
+    if quiet {
+        return emit(&MambaLmJson { device: device.describe(), precision: a.common.precision()?.name().to_string(), rows: &rows });
+    }
+    println!("{} , {} decoded tokens, median of {} rounds", device.describe(), spec.decode, spec.iters);
+    println!("{:>6} {:>7} {:>12} {:>14} {:>10} {:>14} {:>14} {:>10}", "τ", "prompt", "prefill tok/s", "prefill scan", "merged", "decode tok/s", "decode scan", "merged");
+    for r in &rows {
+        println!(
+            "{:>6} {:>7} {:>12.1} {:>13.1}% {:>9.1}% {:>14.1} {:>13.1}% {:>9.1}%",
+            r.mrss_tau,
+            r.prompt_tokens,
+            r.prefill_tokens_per_s,
+            100.0 * r.prefill_scan_ms / r.prefill_ms,
+            100.0 * r.prefill_merged,
+            r.decode_tokens_per_s,
+            100.0 * r.decode_scan_ms_per_token / r.decode_ms_per_token,
+            100.0 * r.decode_merged
+        );
     }
     Ok(())
 }

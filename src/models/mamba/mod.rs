@@ -237,18 +237,22 @@ impl MambaLM {
             return Err(Error::arg(format!("token id {bad} is outside the vocabulary of {}", c.vocab_size)));
         }
         let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-        let mut x = self.embed.forward(&flat)?; // [rows, H]
-        let (mut conv, mut ssm, mut counts) = (Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()), Vec::new());
-        for (li, l) in self.layers.iter().enumerate() {
-            let (y, conv_next, ssm_next, count) = l.forward(&x, &state.conv[li], &state.ssm[li], [bsz, len], tau)?;
-            x = y;
-            conv.push(conv_next);
-            ssm.push(ssm_next);
-            if tau > 0.0 {
-                counts.push(count);
+        let x = self.embed.forward(&flat)?; // [rows, H]
+        let layers = || -> Result<_> {
+            let (mut x, mut conv, mut ssm, mut counts) = (x, Vec::with_capacity(self.layers.len()), Vec::with_capacity(self.layers.len()), Vec::new());
+            for (li, l) in self.layers.iter().enumerate() {
+                let (y, conv_next, ssm_next, count) = l.forward(&x, &state.conv[li], &state.ssm[li], [bsz, len], tau)?;
+                x = y;
+                conv.push(conv_next);
+                ssm.push(ssm_next);
+                if tau > 0.0 {
+                    counts.push(count);
+                }
             }
-        }
-        let x = self.norm_f.forward(&x)?;
+            Ok((self.norm_f.forward(&x)?, conv, ssm, counts))
+        };
+        // On the CPU the layers run inside the thread pool (each op is eager there).
+        let (x, conv, ssm, counts) = if matches!(self.device, Device::Cpu(_)) { crate::tensor::on_pool(layers)? } else { layers()? };
         let (logits, hidden) = match want {
             Logits::All => (self.lm_head.forward(&x, None)?.to_vec_f32_async().await?, x.to_vec_f32_async().await?),
             Logits::Last => {

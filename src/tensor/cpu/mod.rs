@@ -319,7 +319,7 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 }
 
 /// Reads a tensor's f32 values as one slice when its layout is contiguous (else a copy).
-fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let t = if t.is_contiguous() { t.clone() } else { t.contiguous()? };
     let (s, l) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cs) = &*s else { bail!("{what}: expected a CPU tensor") };

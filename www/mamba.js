@@ -149,10 +149,14 @@ async function generate() {
     gen.textContent = '';
     let n = 0;
     out.dataset.streamed = '0';
-    const t0 = performance.now();
+    // The live rate is the decoding's: counted from the first token (the prompt's prefill
+    // comes before it and is reported apart, as a prefill rate, at the end).
+    let tFirst = 0;
     const live = (merged) => {
-      const secs = (performance.now() - t0) / 1000;
-      const items = [['tokens', String(n)], ['tokens/s', secs > 0 ? (n / secs).toFixed(1) : '—']];
+      const now = performance.now();
+      if (n === 1) tFirst = now;
+      const secs = (now - tFirst) / 1000;
+      const items = [['tokens', String(n)], ['tokens/s', n > 1 && secs > 0 ? ((n - 1) / secs).toFixed(1) : '—', 'lm-live-tps']];
       if (opts.mrssTau > 0) items.push(['MRSS merged (live)', `${(100 * merged).toFixed(1)}% of state updates`, 'lm-skip']);
       stats(items);
     };
@@ -165,7 +169,7 @@ async function generate() {
     });
     gen.textContent = r.text;
     const items = [
-      ['prompt', `${r.prompt_tokens} tokens, prefill ${r.prefill_ms.toFixed(1)} ms`],
+      ['prompt', `${r.prompt_tokens} tokens, prefill ${r.prefill_ms.toFixed(1)} ms (${(r.prompt_tokens / Math.max(r.prefill_ms, 1e-3) * 1000).toFixed(0)} tokens/s)`, 'lm-prefill'],
       ['generated', `${r.tokens.length} tokens${r.stopped_at_eos ? ' (EOS)' : ''}`],
       ['decode speed', `${r.tokens_per_s.toFixed(1)} tokens/s`, 'lm-tps'],
       ['backend', backendLabel(r.device)],

@@ -3,6 +3,9 @@
 // the same thread counts (1, 2 and navigator.hardwareConcurrency), in one headless Chromium
 // session: one cross-origin-isolated page per thread count (each engine sizes its pool once per
 // page), each engine in its own Web Worker as the page runs effarch. Run by scripts/bench_browser.sh.
+// With MAMBA_DIR (a mamba-130m-width checkpoint in the hub layout, as
+// scripts/bench_mamba_reference.py writes it), effarch's Mamba decode and prefill tokens/s at
+// the same thread counts, on the CPU (and WebGPU where the browser has an adapter).
 //   node bench.mjs ROOT MODEL.onnx [iters]
 import http from 'node:http';
 import fs from 'node:fs';
@@ -34,6 +37,12 @@ window.bench = async (threads, iters) => {
   out.cores = navigator.hardwareConcurrency;
   return out;
 };
+window.benchMamba = (threads, backend) => new Promise((resolve, reject) => {
+  const w = new Worker('/mamba-worker.js', { type: 'module' });
+  w.onmessage = (e) => (e.data.error ? reject(new Error(e.data.error)) : resolve(e.data));
+  w.onerror = (e) => reject(new Error(e.message));
+  w.postMessage({ threads, backend });
+});
 window.cores = navigator.hardwareConcurrency;
 </script>`;
 const worker = `import { loadEngine } from '/pkg/index.js';
@@ -45,6 +54,21 @@ self.onmessage = async ({ data: { threads, iters } }) => {
     const int8 = await engine.benchClip({ keeps: [1], batches: [1], iters, backend: 'cpu-int8' });
     const kernels = engine.benchGemm();
     self.postMessage({ build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })), int8_ms: int8[0].ms_median, kernels });
+  } catch (e) {
+    self.postMessage({ error: String(e.message ?? e) });
+  }
+};`;
+// The Mamba LM as the page's Mamba tab loads it (MambaSession.create from the checkpoint's
+// bytes), then its bench(): a 512-token prefill and 64 greedy decoding steps.
+const mambaWorker = `import { loadEngine } from '/pkg/index.js';
+self.onmessage = async ({ data: { threads, backend } }) => {
+  try {
+    const { engine, threads: got, build } = await loadEngine({ threads });
+    const config = await (await fetch('/mamba/config.json')).text();
+    const bytes = new Uint8Array(await (await fetch('/mamba/model.safetensors')).arrayBuffer());
+    const s = await engine.MambaSession.create(config, bytes, undefined, backend);
+    const r = await s.bench({ promptLens: [512], decode: 64, iters: 2 });
+    self.postMessage({ build, threads: got, device: r.device, row: r.rows[0] });
   } catch (e) {
     self.postMessage({ error: String(e.message ?? e) });
   }
@@ -74,8 +98,10 @@ const server = http.createServer((req, res) => {
   let file;
   if (url === '/' || url === '/bench.html') { res.writeHead(200, { 'content-type': 'text/html', ...iso }); return res.end(page); }
   if (url === '/bench-worker.js') { res.writeHead(200, { 'content-type': 'text/javascript', ...iso }); return res.end(worker); }
+  if (url === '/mamba-worker.js') { res.writeHead(200, { 'content-type': 'text/javascript', ...iso }); return res.end(mambaWorker); }
   if (url === '/ort-worker.js') { res.writeHead(200, { 'content-type': 'text/javascript', ...iso }); return res.end(ortWorker); }
   if (url === '/model.onnx') file = model;
+  else if (url.startsWith('/mamba/') && process.env.MAMBA_DIR) file = path.join(process.env.MAMBA_DIR, path.basename(url));
   else if (url.startsWith('/ort/')) file = path.join(here, 'node_modules/onnxruntime-web/dist', url.slice(5));
   else if (url.startsWith('/pkg/')) file = path.join(root, 'pkg', url.slice(5));
   if (!file || !fs.existsSync(file)) { res.writeHead(404); return res.end(); }
@@ -118,7 +144,27 @@ try {
     const e = one.effarch.rows.find(x => x.keep >= 1).ms / two.effarch.rows.find(x => x.keep >= 1).ms;
     console.log(`scaling 1 → 2 threads (ideal 2.00): effarch ${e.toFixed(2)}, onnxruntime-web ${(one.ort.ms / two.ort.ms).toFixed(2)}`);
   }
-  console.log(JSON.stringify({ ort_version: results[0].ort.version, results }));
+  const mamba = [];
+  if (process.env.MAMBA_DIR) {
+    const runs = counts.map(n => [n, 'cpu']).concat([[1, 'webgpu']]);
+    for (const [n, backend] of runs) {
+      const p = await browser.newPage();
+      await p.goto(url);
+      try {
+        mamba.push({ backend, ...(await p.evaluate(([n, b]) => window.benchMamba(n, b), [n, backend])) });
+      } catch (e) {
+        if (backend === 'cpu') throw e;
+        console.log(`mamba on ${backend}: ${e.message.split('\n')[0]}`);
+      }
+      await p.close();
+    }
+    console.log('Mamba, mamba-130m widths (24 layers, 50280 × 768), 512-token prefill, 64 decoded tokens, median of 2');
+    console.log('backend  threads  build        prefill tok/s  decode tok/s  device');
+    for (const m of mamba) {
+      console.log(`${m.backend.padEnd(7)}  ${String(m.threads).padStart(7)}  ${m.build.padEnd(11)}  ${m.row.prefill_tokens_per_s.toFixed(1).padStart(13)}  ${m.row.decode_tokens_per_s.toFixed(1).padStart(12)}  ${m.device}`);
+    }
+  }
+  console.log(JSON.stringify({ ort_version: results[0].ort.version, results, mamba }));
 } finally {
   await browser.close();
   server.close();

@@ -30,8 +30,8 @@ pub const MAX_RUN_DECAY: f32 = 0.3;
 /// summed by wall time of each call), so a benchmark can report the scan's share of a model.
 static CPU_SCAN_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Milliseconds spent in the CPU selective scan so far ([`Tensor::selective_scan`] on the CPU;
-/// GPU scans run asynchronously and are not counted).
+/// Milliseconds spent in the CPU selective scan kernel so far (every CPU scan, the op's and
+/// [`selective_scan`]'s; GPU scans run asynchronously and are not counted).
 pub fn cpu_scan_ms() -> f64 {
     CPU_SCAN_US.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3
 }
@@ -234,22 +234,23 @@ fn full_step(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dv: f32, dx: f32) -
 }
 
 /// A merged step: u ← u + Δx·B; returns C·(h ⊙ (1 + ΣΔ·A) + u) (the held state, first-order
-/// decay inside the run).
+/// decay inside the run). No exponential; vectorised as [`full_step`].
 #[inline(always)]
 fn merged_step(h: &[f32], u: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dx: f32, dacc: f32) -> f32 {
     let mut acc = [0f32; 8];
     let split = h.len() - h.len() % 8;
-    for k0 in (0..split).step_by(8) {
+    let (u8, ur) = u.split_at_mut(split);
+    for ((((uk, hk), ak), bk), ck) in u8.chunks_exact_mut(8).zip(h.chunks_exact(8)).zip(a.chunks_exact(8)).zip(b.chunks_exact(8)).zip(c.chunks_exact(8)) {
         for l in 0..8 {
-            let k = k0 + l;
-            u[k] += dx * b[k];
-            acc[l] += c[k] * (h[k] * (1.0 + dacc * a[k]) + u[k]);
+            uk[l] += dx * bk[l];
+            acc[l] += ck[l] * (hk[l] * (1.0 + dacc * ak[l]) + uk[l]);
         }
     }
     let mut tail = 0f32;
-    for k in split..h.len() {
-        u[k] += dx * b[k];
-        tail += c[k] * (h[k] * (1.0 + dacc * a[k]) + u[k]);
+    for (k, uk) in ur.iter_mut().enumerate() {
+        let k2 = split + k;
+        *uk += dx * b[k2];
+        tail += c[k2] * (h[k2] * (1.0 + dacc * a[k2]) + *uk);
     }
     acc.iter().sum::<f32>() + tail
 }
@@ -257,9 +258,9 @@ fn merged_step(h: &[f32], u: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dx: f3
 /// Closes a run: h ← exp(ΣΔ·A) ⊙ h + u, u ← 0.
 #[inline(always)]
 fn apply_run(h: &mut [f32], u: &mut [f32], a: &[f32], dacc: f32) {
-    for k in 0..h.len() {
-        h[k] = super::kernels::exp(dacc * a[k]) * h[k] + u[k];
-        u[k] = 0.0;
+    for ((hk, uk), ak) in h.iter_mut().zip(u.iter_mut()).zip(a) {
+        *hk = super::kernels::exp(dacc * ak) * *hk + *uk;
+        *uk = 0.0;
     }
 }
 
@@ -271,6 +272,13 @@ super::kernels::multiversion! {
 /// [`selective_scan`] with the MRSS counts of each (sequence, channel). Channels are split
 /// into blocks, one task each (on the calling thread when the work is small).
 fn selective_scan_cols(dims: ScanDims, io: &ScanIo, h: &mut [f32], tau: f32) -> (Vec<f32>, Vec<ScanStats>) {
+    let t0 = crate::clock::now_ms();
+    let out = scan_blocks(dims, io, h, tau);
+    CPU_SCAN_US.fetch_add(((crate::clock::now_ms() - t0) * 1e3) as u64, std::sync::atomic::Ordering::Relaxed);
+    out
+}
+
+fn scan_blocks(dims: ScanDims, io: &ScanIo, h: &mut [f32], tau: f32) -> (Vec<f32>, Vec<ScanStats>) {
     let ScanDims { batch, len, channels: c, state: n } = dims;
     let mut y = vec![0f32; batch * len * c];
     let mut stats = vec![ScanStats::default(); batch * c];
@@ -397,8 +405,6 @@ impl Tensor {
         }
         match (s.x, s.dt, s.proj, s.ad, s.h) {
             (Tensor::Cpu(x), Tensor::Cpu(dt), Tensor::Cpu(p), Tensor::Cpu(ad), Tensor::Cpu(h)) => {
-                // Timed whole (the gathers and copies included): what the scan costs the model.
-                let t0 = crate::clock::now_ms();
                 let mut h = host(h)?;
                 let dims = ScanDims { batch: b, len, channels: c, state: n };
                 // The inputs read where they are (no copies); the state is copied once, as the output.
@@ -413,9 +419,7 @@ impl Tensor {
                     })
                 })?;
                 let counts = cols.iter().flat_map(|s| [s.updates as f32, s.merged as f32, s.runs as f32]).collect();
-                let out = (cpu(y, &xs)?, cpu(h, &[b, c, n])?, cpu(counts, &[b * c, 3])?);
-                CPU_SCAN_US.fetch_add(((crate::clock::now_ms() - t0) * 1e3) as u64, std::sync::atomic::Ordering::Relaxed);
-                Ok(out)
+                Ok((cpu(y, &xs)?, cpu(h, &[b, c, n])?, cpu(counts, &[b * c, 3])?))
             }
             (Tensor::Gpu(ctx, x), Tensor::Gpu(_, dt), Tensor::Gpu(_, proj), Tensor::Gpu(_, ad), Tensor::Gpu(_, h)) => {
                 let (y, h, st) = gpu::ssm::scan(ctx, &gpu::ssm::ScanArgs { x, dt, proj, b_off: s.b_off, ad, h, tau, max_run: MAX_RUN_DECAY })?;

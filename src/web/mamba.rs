@@ -2,7 +2,7 @@
 //! streaming callback. Runs where it is called; the page calls it from its worker.
 
 use super::{describe_with, device_for, device_measured, js_err, to_js, AutoChoice};
-use crate::bench::mamba::{bench_mamba_async, MambaBenchSpec};
+use crate::bench::mamba::{bench_mamba_async, bench_mamba_lm_async, MambaBenchSpec, MambaLmBenchSpec};
 use crate::models::lm::{ByteBpe, SampleOptions};
 use crate::models::mamba::generate::generate_async;
 use crate::models::mamba::quality::mrss_quality_async;
@@ -118,6 +118,36 @@ impl MambaSession {
             v["device"] = serde_json::json!(inner.model.device().describe());
             Ok(to_js(&v)?)
         })
+    }
+
+    /// Prefill and decode speed of this model, as `effarch bench mamba-lm` measures it natively:
+    /// `{promptLens: [512], decode: 64, iters: 2, mrssTau: [0]}` → `{device, rows: [{mrss_tau,
+    /// prompt_tokens, prefill_ms, prefill_tokens_per_s, prefill_scan_ms, decode_tokens,
+    /// decode_ms_per_token, decode_tokens_per_s, decode_scan_ms_per_token, prefill_merged,
+    /// decode_merged}]}`.
+    pub async fn bench(&self, options: JsValue) -> Result<JsValue, JsError> {
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "camelCase", default)]
+        struct O {
+            prompt_lens: Option<Vec<usize>>,
+            decode: Option<usize>,
+            iters: Option<usize>,
+            mrss_tau: Option<Vec<f32>>,
+        }
+        let o: O = if options.is_undefined() || options.is_null() {
+            O::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
+        };
+        let spec = MambaLmBenchSpec {
+            prompt_lens: o.prompt_lens.unwrap_or_else(|| vec![512]),
+            decode: o.decode.unwrap_or(64),
+            iters: o.iters.unwrap_or(2),
+            taus: o.mrss_tau.unwrap_or_else(|| vec![0.0]),
+        };
+        let model = &self.inner.model;
+        let rows = bench_mamba_lm_async(model, &spec, |_| {}).await.map_err(js_err)?;
+        to_js(&serde_json::json!({"device": model.device().describe(), "rows": rows}))
     }
 
     /// The device, with the figures behind a measured `auto` choice.

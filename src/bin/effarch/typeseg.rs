@@ -51,6 +51,9 @@ struct TauRow {
     mean_kl: f64,
     ms: f64,
     time_ratio: f64,
+    /// Of `ms`, the selective scan's (CPU kernel) time, and its ratio to the full scan's.
+    scan_ms: f64,
+    scan_time_ratio: f64,
     /// Our MRSS logits against the independent MRSS reference's (`file{i}.logits@{τ}` in the
     /// check file), when it has them: max |Δ| and the reference's largest |logit|, over the
     /// `mrss_reference_files` files it covers.
@@ -81,14 +84,14 @@ pub fn run(a: TypesegArgs) -> Result<()> {
     let mut full: Vec<Vec<f32>> = Vec::new();
     let mut rows = Vec::new();
     let (mut ref_abs, mut ref_scale) = (0f32, 0f32);
-    let mut base_ms = 0.0;
+    let (mut base_ms, mut base_scan) = (0.0, 0.0);
     for (ti, &tau) in taus.iter().enumerate() {
         let (mut runs, mut merged, mut updates) = (0u64, 0u64, 0u64);
         let mut cmp = Compare::default();
         let (mut mrss_ref, mut mrss_scale, mut mrss_files, mut ref_merged, mut ref_updates) = (0f32, 0f32, 0usize, 0u64, 0u64);
         let mut our_logits = Vec::new();
         let mut file_stats = Vec::new();
-        let t0 = now_ms();
+        let (t0, s0) = (now_ms(), effarch::tensor::ssm::cpu_scan_ms());
         for (fi, (tokens, want)) in inputs.iter().enumerate() {
             let (logits, st) = model.forward(tokens, tau)?;
             merged += st.merged;
@@ -104,7 +107,7 @@ pub fn run(a: TypesegArgs) -> Result<()> {
             cmp.add(&full[fi], &logits, c);
             our_logits.push(logits);
         }
-        let ms = now_ms() - t0;
+        let (ms, scan_ms) = (now_ms() - t0, effarch::tensor::ssm::cpu_scan_ms() - s0);
         // Outside the timing: the independent reference of the merged scan, where given.
         for (fi, logits) in our_logits.iter().enumerate() {
             let name = format!("file{fi}.logits@{tau}");
@@ -118,7 +121,7 @@ pub fn run(a: TypesegArgs) -> Result<()> {
             }
         }
         if ti == 0 {
-            base_ms = ms;
+            (base_ms, base_scan) = (ms, scan_ms);
         }
         let frac = |n: u64| if updates > 0 { n as f64 / updates as f64 } else { 0.0 };
         rows.push(TauRow {
@@ -131,6 +134,8 @@ pub fn run(a: TypesegArgs) -> Result<()> {
             mean_kl: cmp.mean_kl(),
             ms,
             time_ratio: ms / base_ms.max(1e-9),
+            scan_ms,
+            scan_time_ratio: scan_ms / base_scan.max(1e-9),
             mrss_reference_files: mrss_files,
             mrss_reference_merged_fraction: (ref_updates > 0).then(|| ref_merged as f64 / ref_updates as f64),
             mrss_reference_max_abs: (mrss_files > 0).then_some(mrss_ref as f64),
@@ -142,10 +147,10 @@ pub fn run(a: TypesegArgs) -> Result<()> {
         return emit(&TypesegJson { files: inputs.len(), bytes: total, reference_max_abs: ref_abs, reference_max_logit: ref_scale, rows });
     }
     println!("typeseg Mamba on {} files ({total} bytes): max |Δ| vs the package's numpy reference {ref_abs:.3e} (logits up to {ref_scale:.1})", inputs.len());
-    println!("{:>7} {:>9} {:>9} {:>10} {:>11} {:>10} {:>9} {:>7}", "tau", "merged", "saved", "agreement", "max |Δ|", "rel err", "KL", "time");
+    println!("{:>7} {:>9} {:>9} {:>10} {:>11} {:>10} {:>9} {:>7} {:>7}", "tau", "merged", "saved", "agreement", "max |Δ|", "rel err", "KL", "time", "scan");
     for r in rows {
         println!(
-            "{:>7.3} {:>8.1}% {:>8.1}% {:>9.2}% {:>11.3e} {:>10.2e} {:>9.2e} {:>7.3}",
+            "{:>7.3} {:>8.1}% {:>8.1}% {:>9.2}% {:>11.3e} {:>10.2e} {:>9.2e} {:>7.3} {:>7.3}",
             r.tau,
             100.0 * r.merged_fraction,
             100.0 * r.saved_fraction,
@@ -153,7 +158,8 @@ pub fn run(a: TypesegArgs) -> Result<()> {
             r.max_abs_logit_error,
             r.rel_logit_error,
             r.mean_kl,
-            r.time_ratio
+            r.time_ratio,
+            r.scan_time_ratio
         );
     }
     Ok(())

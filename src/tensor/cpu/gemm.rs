@@ -207,6 +207,9 @@ mod x86 {
     pub unsafe fn avx2<const R: usize>(k: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, bias: *const f32) {
         const MR: usize = 6;
         const NR: usize = 16;
+        if R == 1 {
+            return avx2_row(k, a, b, c, bias);
+        }
         let (i0, i1) = if bias.is_null() { (_mm256_setzero_ps(), _mm256_setzero_ps()) } else { (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8))) };
         let mut c0 = [i0; R];
         let mut c1 = [i1; R];
@@ -226,6 +229,46 @@ mod x86 {
             _mm256_storeu_ps(c.add(i * ldc), c0[i]);
             _mm256_storeu_ps(c.add(i * ldc + 8), c1[i]);
         }
+    }
+
+    /// The 6 × 16 kernel's one-row case (a decoding step's products, M = 1): every weight is
+    /// used once, so the loop is bound by how fast the panel streams in, not by FMAs. Four k
+    /// steps at a time into eight accumulators (the two of the general loop would chain each
+    /// FMA on the last one's latency), summed at the end.
+    ///
+    /// # Safety
+    /// As for [`avx2`] with one row.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_row(k: usize, a: *const f32, b: *const f32, c: *mut f32, bias: *const f32) {
+        const MR: usize = 6;
+        const NR: usize = 16;
+        let z = _mm256_setzero_ps();
+        let mut acc = [z; 8];
+        if !bias.is_null() {
+            acc[0] = _mm256_loadu_ps(bias);
+            acc[1] = _mm256_loadu_ps(bias.add(8));
+        }
+        let (mut ap, mut bp) = (a, b);
+        for _ in 0..k / 4 {
+            for u in 0..4 {
+                let av = _mm256_broadcast_ss(&*ap.add(u * MR));
+                acc[2 * u] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(u * NR)), acc[2 * u]);
+                acc[2 * u + 1] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(u * NR + 8)), acc[2 * u + 1]);
+            }
+            ap = ap.add(4 * MR);
+            bp = bp.add(4 * NR);
+        }
+        for _ in 0..k % 4 {
+            let av = _mm256_broadcast_ss(&*ap);
+            acc[0] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp), acc[0]);
+            acc[1] = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(8)), acc[1]);
+            ap = ap.add(MR);
+            bp = bp.add(NR);
+        }
+        let lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[4], acc[6]));
+        let hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[3]), _mm256_add_ps(acc[5], acc[7]));
+        _mm256_storeu_ps(c, lo);
+        _mm256_storeu_ps(c.add(8), hi);
     }
 
     /// One tile of [`super::pack_a`] with AVX2: 8 columns of up to 8 rows at a time are loaded

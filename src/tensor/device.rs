@@ -316,20 +316,21 @@ where
 /// their work from inside the pool: a small op then runs in place and a large one starts on
 /// this thread while the other workers join, instead of every op being handed from a thread
 /// outside the pool to a (possibly sleeping) worker and waited for. That hand-off is what a
-/// decoding step, ~10 small ops per layer, otherwise pays each time. In wasm, `f()` as it is.
+/// decoding step, ~10 small ops per layer, otherwise pays each time.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        if rayon::current_thread_index().is_some() {
-            f()
-        } else {
-            rayon::scope(|_| f())
-        }
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
+    if rayon::current_thread_index().is_some() {
         f()
+    } else {
+        rayon::scope(|_| f())
     }
+}
+
+/// In wasm, `f()` as it is (GPU handles there are not `Send`; the page already calls from a
+/// worker of its own).
+#[cfg(target_arch = "wasm32")]
+pub fn on_pool<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// Runs model code written once as `async` (it awaits only read-backs) to completion from

@@ -230,7 +230,16 @@ fn full_step(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dv: f32, dx: f32) -
         *hk = exp(dv * a[split + k]) * *hk + dx * b[split + k];
         tail += c[split + k] * *hk;
     }
-    acc.iter().sum::<f32>() + tail
+    hsum8(&acc) + tail
+}
+
+/// The sum of eight lanes as a tree (halves, quarters, pairs): three vector adds where a
+/// left-to-right sum is a chain of seven scalar ones, once per channel and step.
+#[inline(always)]
+fn hsum8(v: &[f32; 8]) -> f32 {
+    let q = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
+    let p = [q[0] + q[2], q[1] + q[3]];
+    p[0] + p[1]
 }
 
 /// A merged step: u ← u + Δx·B; returns C·(h ⊙ (1 + ΣΔ·A) + u) (the held state, first-order
@@ -252,7 +261,7 @@ fn merged_step(h: &[f32], u: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dx: f3
         *uk += dx * b[k2];
         tail += c[k2] * (h[k2] * (1.0 + dacc * a[k2]) + *uk);
     }
-    acc.iter().sum::<f32>() + tail
+    hsum8(&acc) + tail
 }
 
 /// Closes a run: h ← exp(ΣΔ·A) ⊙ h + u, u ← 0.

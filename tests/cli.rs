@@ -262,6 +262,31 @@ fn bench_mamba_json_rows_and_exponents() {
     }
 }
 
+/// `bench mamba-lm` on the tiny checkpoint: a row per (τ, prompt length), rates that agree
+/// with their times, the scan's share inside the step's time, and MRSS merging only with τ > 0.
+#[test]
+fn bench_mamba_lm_rows_per_tau_and_prompt() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mamba-tiny");
+    let out = effarch(&["bench", "mamba-lm", "--model", dir.to_str().unwrap(), "--prompt-lens", "8,32", "--decode", "4", "--iters", "1", "--mrss-tau", "0,0.5", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{v}");
+    for r in rows {
+        let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+        let n = f("prompt_tokens");
+        assert!((f("prefill_tokens_per_s") - n / f("prefill_ms") * 1e3).abs() < 1e-6 * f("prefill_tokens_per_s"), "{r}");
+        assert!((f("decode_tokens_per_s") * f("decode_ms_per_token") - 1e3).abs() < 1e-6, "{r}");
+        assert!(f("prefill_scan_ms") > 0.0 && f("prefill_scan_ms") <= f("prefill_ms"), "{r}");
+        assert!(f("decode_scan_ms_per_token") >= 0.0 && f("decode_scan_ms_per_token") <= f("decode_ms_per_token"), "{r}");
+        if f("mrss_tau") == 0.0 {
+            assert_eq!(f("prefill_merged"), 0.0, "{r}");
+        } else {
+            assert!(f("prefill_merged") > 0.0, "τ 0.5 merges on the tiny model: {r}");
+        }
+    }
+}
+
 #[test]
 fn mamba_on_gpu_generates_what_the_cpu_does_and_benches() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mamba-tiny");
@@ -407,6 +432,8 @@ fn every_command_rejects_bad_arguments_before_any_output() {
         (vec!["bench", "clip", "--keeps", "0"], "keep"),
         (vec!["bench", "clip", "--batches", "0"], "batch"),
         (vec!["bench", "mamba", "--ns", "0"], "0"),
+        (vec!["bench", "mamba-lm", "--model", mamba, "--prompt-lens", "0"], "prompt length 0"),
+        (vec!["bench", "mamba-lm", "--model", mamba, "--mrss-tau", "-1"], "tau"),
         (vec!["bench", "qwen", "--widths", "1,2"], "widths"),
         (vec!["eval", "clip", "--model", clip, "--data", "/nonexistent/set"], "/nonexistent/set"),
         (vec!["eval", "clip", "--model", clip, "--data", clip], "no images found"),
@@ -474,6 +501,7 @@ fn json_outputs_keep_their_fields() {
         ("qwen", vec!["qwen", "--model", &qwen, "--image", &pic, "--keep", "0.5", "--max-new-tokens", "3", "--device", "cpu", "--json"]),
         ("bench_clip", vec!["bench", "clip", "--keeps", "1,0.5", "--batches", "1", "--iters", "1", "--device", "cpu", "--json"]),
         ("bench_mamba", vec!["bench", "mamba", "--ns", "32,64", "--iters", "1", "--steps", "2", "--hidden", "64", "--device", "cpu", "--json"]),
+        ("bench_mamba_lm", vec!["bench", "mamba-lm", "--model", &mamba, "--prompt-lens", "8", "--decode", "2", "--iters", "1", "--json"]),
         ("eval_clip", vec!["eval", "clip", "--model", &clip, "--data", &evalset, "--keeps", "1,0.5", "--scorers", "kq-norm", "--device", "cpu", "--json"]),
         (
             "eval_qwen",

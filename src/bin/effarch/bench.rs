@@ -160,7 +160,7 @@ pub struct BenchMambaLmArgs {
     #[arg(long, default_value_t = 3)]
     iters: usize,
     /// MRSS thresholds τ timed side by side (0 = the full scan).
-    #[arg(long, default_value = "0", value_delimiter = ',')]
+    #[arg(long, default_value = "0", value_delimiter = ',', allow_hyphen_values = true)]
     mrss_tau: Vec<f32>,
     #[command(flatten)]
     common: Common,

@@ -203,9 +203,10 @@ async function bench() {
     const head = document.createElement('tr');
     head.className = 'head';
     for (const h of ['N', 'Mamba prefill', 'attention prefill', 'Mamba ms/token', 'attention ms/token']) {
-      const td = document.createElement('td');
-      td.textContent = h;
-      head.append(td);
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = h;
+      head.append(th);
     }
     body.append(head);
     for (const row of r.rows) {

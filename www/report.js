@@ -20,6 +20,14 @@ export function renderReport(r) {
 
 const FIRST = ['decode', 'text', 'preprocess', 'patch_embed'];
 
+/** A row's first cell as its header (`<th scope="row">`), so each figure has one. */
+function rowHeader(tr, text) {
+  const th = document.createElement('th');
+  th.scope = 'row';
+  th.textContent = text;
+  tr.append(th);
+}
+
 function renderTimings(t) {
   const body = $('timings').tBodies[0];
   body.innerHTML = '';
@@ -31,7 +39,7 @@ function renderTimings(t) {
   const add = (name, ms, extra) => {
     const tr = body.insertRow();
     tr.dataset.stage = name;
-    tr.insertCell().textContent = name;
+    rowHeader(tr, name);
     const bar = tr.insertCell();
     bar.className = 'barcell';
     const b = document.createElement('div');
@@ -58,7 +66,7 @@ function renderTimings(t) {
   const tr = body.insertRow();
   tr.className = 'total';
   tr.dataset.stage = 'total';
-  tr.insertCell().textContent = 'total';
+  rowHeader(tr, 'total');
   tr.insertCell();
   tr.insertCell().textContent = `${total.toFixed(2)} ms`;
   // The unpruned pass run after it for the cos-sim and the label comparison: the user waits
@@ -66,7 +74,7 @@ function renderTimings(t) {
   if (t.compare > 0) {
     const c = body.insertRow();
     c.dataset.stage = 'compare';
-    c.insertCell().textContent = '+ unpruned comparison pass';
+    rowHeader(c, '+ unpruned comparison pass');
     c.insertCell();
     c.insertCell().textContent = `${t.compare.toFixed(2)} ms`;
   }

@@ -136,72 +136,78 @@ impl ScanIo<'_> {
 /// the pool.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
-/// One task's work: channels `ch0..ch0 + hs.len() / N` of sequence `b`, all steps, time
-/// outermost, so the block's states (and per step B and C, shared by every channel) stay in
-/// L1 while x and Δ are read row by row. Writes `out` `[L, block]` and each channel's counts.
+/// One task's work: channels `ch0..ch0 + hs.len() / N` of sequence `b`, all steps; writes
+/// `out` `[L, block]` and each channel's counts. The full scan (τ = 0) runs time outermost,
+/// so the block's states (and per step B and C, shared by every channel) stay in L1 while x
+/// and Δ are read row by row. MRSS runs each channel through time: whether a step merges
+/// depends on that channel's Δ, which changes slowly in time but not from channel to channel,
+/// so this order is the one the branch predictor can follow.
 #[inline(always)]
 fn scan_block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) {
     let ScanDims { len, channels: c, state: n, .. } = dims;
     let cb = hs.len() / n;
-    // MRSS per channel: the accumulated input u, the run's summed Δ, whether a run is open.
-    let mut u = if tau > 0.0 { vec![0f32; cb * n] } else { Vec::new() };
-    let mut dacc = vec![0f32; if tau > 0.0 { cb } else { 0 }];
-    let mut amax = vec![0f32; if tau > 0.0 { cb } else { 0 }];
-    for (j, m) in amax.iter_mut().enumerate() {
-        // The fastest decay of this channel: a step is slow when Δ·max|A| < τ.
-        let ch = ch0 + j;
-        *m = io.ad(ch, n).0.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    }
-    for t in 0..len {
+    let rows = |t: usize| {
         let row = b * len + t;
         let bt = &io.bc.data[row * io.bc.stride + io.bc.b_off..][..n];
         let ct = match io.c_rows {
             Some(cm) => &cm[row * n..(row + 1) * n],
             None => &io.bc.data[row * io.bc.stride + io.bc.b_off + n..][..n],
         };
-        let (xr, dr) = (&io.x[row * c + ch0..][..cb], &io.dt[row * c + ch0..][..cb]);
-        let yr = &mut out[t * cb..(t + 1) * cb];
-        for j in 0..cb {
-            let ch = ch0 + j;
-            let (xv, dv) = (xr[j], dr[j]);
-            let ((ar, dch), h) = (io.ad(ch, n), &mut hs[j * n..(j + 1) * n]);
-            let dx = dv * xv;
-            if tau > 0.0 {
-                let st = &mut stats[j];
-                st.updates += 1;
-                let uj = &mut u[j * n..(j + 1) * n];
-                if dv < tau {
-                    if st_pending(dacc[j]) && (dacc[j] + dv) * amax[j] > MAX_RUN_DECAY {
-                        // The run has decayed enough that holding the state drifts: apply it.
-                        st.runs += 1;
-                        apply_run(h, uj, ar, dacc[j]);
-                        dacc[j] = 0.0;
-                    }
-                    // Merge: accumulate the input, hold the decay (no exponential).
-                    st.merged += 1;
-                    dacc[j] += dv;
-                    yr[j] = merged_step(h, uj, ar, bt, ct, dx, dacc[j]) + dch * xv;
-                    continue;
-                }
-                if st_pending(dacc[j]) {
-                    st.runs += 1;
-                    apply_run(h, uj, ar, dacc[j]);
-                    dacc[j] = 0.0;
-                }
-            }
-            yr[j] = full_step(h, ar, bt, ct, dv, dx) + dch * xv;
-        }
-    }
-    for j in 0..dacc.len() {
-        if st_pending(dacc[j]) {
-            stats[j].runs += 1;
-            let ch = ch0 + j;
-            apply_run(&mut hs[j * n..(j + 1) * n], &mut u[j * n..(j + 1) * n], io.ad(ch, n).0, dacc[j]);
-        }
-    }
+        (row, bt, ct)
+    };
     if tau <= 0.0 {
+        for t in 0..len {
+            let (row, bt, ct) = rows(t);
+            let (xr, dr) = (&io.x[row * c + ch0..][..cb], &io.dt[row * c + ch0..][..cb]);
+            let yr = &mut out[t * cb..(t + 1) * cb];
+            for j in 0..cb {
+                let ((ar, dch), h) = (io.ad(ch0 + j, n), &mut hs[j * n..(j + 1) * n]);
+                let (xv, dv) = (xr[j], dr[j]);
+                yr[j] = full_step(h, ar, bt, ct, dv, dv * xv) + dch * xv;
+            }
+        }
         // τ = 0 never merges: the counts are the updates alone.
         stats.iter_mut().for_each(|s| s.updates += len as u64);
+        return;
+    }
+    // MRSS per channel: the accumulated input u and the open run's summed Δ.
+    let mut u = vec![0f32; n];
+    for j in 0..cb {
+        let ch = ch0 + j;
+        let ((ar, dch), h) = (io.ad(ch, n), &mut hs[j * n..(j + 1) * n]);
+        // The fastest decay of this channel: a step is slow when Δ·max|A| < τ.
+        let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+        let mut st = ScanStats { updates: len as u64, ..ScanStats::default() };
+        let mut dacc = 0f32;
+        for t in 0..len {
+            let (row, bt, ct) = rows(t);
+            let (xv, dv) = (io.x[row * c + ch], io.dt[row * c + ch]);
+            let dx = dv * xv;
+            if dv < tau {
+                if st_pending(dacc) && (dacc + dv) * amax > MAX_RUN_DECAY {
+                    // The run has decayed enough that holding the state drifts: apply it.
+                    st.runs += 1;
+                    apply_run(h, &mut u, ar, dacc);
+                    dacc = 0.0;
+                }
+                // Merge: accumulate the input, hold the decay (no exponential).
+                st.merged += 1;
+                dacc += dv;
+                out[t * cb + j] = merged_step(h, &mut u, ar, bt, ct, dx, dacc) + dch * xv;
+                continue;
+            }
+            if st_pending(dacc) {
+                st.runs += 1;
+                apply_run(h, &mut u, ar, dacc);
+                dacc = 0.0;
+            }
+            out[t * cb + j] = full_step(h, ar, bt, ct, dv, dx) + dch * xv;
+        }
+        if st_pending(dacc) {
+            st.runs += 1;
+            apply_run(h, &mut u, ar, dacc);
+        }
+        stats[j] = st;
     }
 }
 

@@ -1067,10 +1067,10 @@ mod tests {
     }
 
     /// Every kernel this machine has, on shapes that are not multiples of any tile, K = 1,
-    /// N = 1, M = 1, K past one K block, strided rows, and each epilogue.
+    /// N = 1, M = 1 (the one-row kernels, K a multiple of their unrolling and not), K past one K block, strided rows, and each epilogue.
     #[test]
     fn every_kernel_matches_the_naive_product_on_odd_shapes() {
-        let shapes = [(1, 1, 1), (1, 7, 1), (5, 1, 3), (13, 37, 33), (25, 300, 65), (197, 64, 70), (3, 513, 17), (12, 256, 32), (40, 20, 200)];
+        let shapes = [(1, 1, 1), (1, 7, 1), (1, 768, 100), (1, 10, 33), (7, 66, 48), (5, 1, 3), (13, 37, 33), (25, 300, 65), (197, 64, 70), (3, 513, 17), (12, 256, 32), (40, 20, 200)];
         let kernels = Kernel::available();
         assert!(kernels.contains(&Kernel::Portable));
         for kern in kernels {

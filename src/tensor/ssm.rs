@@ -143,6 +143,7 @@ const PARALLEL_MIN_WORK: usize = 1 << 16;
 /// depends on that channel's Δ, which changes slowly in time but not from channel to channel,
 /// so this order is the one the branch predictor can follow.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn scan_block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) {
     let ScanDims { len, channels: c, state: n, .. } = dims;
     let cb = hs.len() / n;

@@ -1,7 +1,7 @@
 //! The wasm-bindgen API of the Mamba LM: load from bytes, encode/decode, generate with a
 //! streaming callback. Runs where it is called; the page calls it from its worker.
 
-use super::{describe_with, device_for, device_measured, js_err, to_js, AutoChoice};
+use super::{describe_with, device_for, device_measured, js_err, parse_options, to_js, AutoChoice};
 use crate::bench::mamba::{bench_mamba_async, bench_mamba_lm_async, MambaBenchSpec, MambaLmBenchSpec};
 use crate::models::lm::{ByteBpe, SampleOptions};
 use crate::models::mamba::generate::generate_async;
@@ -82,11 +82,7 @@ impl MambaSession {
     /// generated text: top-1 agreement, mean KL, logit errors, perplexities, time ratio).
     pub fn generate(&self, prompt: String, options: JsValue, on_token: Option<js_sys::Function>) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let o: Result<JsGenerate, JsError> = if options.is_undefined() || options.is_null() {
-            Ok(JsGenerate::default())
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))
-        };
+        let o: Result<JsGenerate, JsError> = parse_options(options);
         wasm_bindgen_futures::future_to_promise(async move {
             let o = o?;
             let d = SampleOptions::default();
@@ -134,11 +130,7 @@ impl MambaSession {
             iters: Option<usize>,
             mrss_tau: Option<Vec<f32>>,
         }
-        let o: O = if options.is_undefined() || options.is_null() {
-            O::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
-        };
+        let o: O = parse_options(options)?;
         let spec = MambaLmBenchSpec {
             prompt_lens: o.prompt_lens.unwrap_or_else(|| vec![512]),
             decode: o.decode.unwrap_or(64),
@@ -183,11 +175,7 @@ pub async fn bench_mamba(options: JsValue) -> Result<JsValue, JsError> {
         hidden: Option<usize>,
         backend: Option<String>,
     }
-    let o: O = if options.is_undefined() || options.is_null() {
-        O::default()
-    } else {
-        serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
-    };
+    let o: O = parse_options(options)?;
     let d = MambaBenchSpec::default();
     let spec =
         MambaBenchSpec { ns: o.ns.unwrap_or(d.ns), steps: o.steps.unwrap_or(d.steps), iters: o.iters.unwrap_or(1), hidden: o.hidden.unwrap_or(d.hidden) };

@@ -33,6 +33,16 @@ pub(crate) fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// A JS options object (`undefined` or `null` = every default) as `T`; a field of the wrong
+/// type is an error that says so.
+pub(crate) fn parse_options<T: serde::de::DeserializeOwned + Default>(v: JsValue) -> Result<T, JsError> {
+    if v.is_undefined() || v.is_null() {
+        Ok(T::default())
+    } else {
+        serde_wasm_bindgen::from_value(v).map_err(|e| js_err(format!("bad options: {e}")))
+    }
+}
+
 pub(crate) fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(js_err)
 }
@@ -539,11 +549,7 @@ fn busy() -> JsError {
 }
 
 fn run_options(options: JsValue) -> Result<RunOptions, JsError> {
-    let o: JsRunOptions = if options.is_undefined() || options.is_null() {
-        JsRunOptions::default()
-    } else {
-        serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
-    };
+    let o: JsRunOptions = parse_options(options)?;
     let prune = prune_config(o.keep, o.scorer.as_deref(), o.layers, o.seed).map_err(js_err)?;
     Ok(RunOptions { prune: Some(prune), labels: o.labels.unwrap_or_default(), compare_unpruned: o.compare_unpruned.unwrap_or(true) })
 }
@@ -558,11 +564,7 @@ fn compare_options(options: JsValue) -> Result<(Vec<PruneConfig>, Vec<String>), 
         seed: Option<u64>,
         labels: Option<Vec<String>>,
     }
-    let o: O = if options.is_undefined() || options.is_null() {
-        O::default()
-    } else {
-        serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
-    };
+    let o: O = parse_options(options)?;
     let names = o.scorers.unwrap_or_else(|| COMPARE_SCORERS.iter().map(|s| s.to_string()).collect());
     let layers = o.layers.unwrap_or_else(|| vec![1]);
     let methods = names
@@ -600,11 +602,7 @@ pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         layers: Option<Vec<usize>>,
         backend: Option<String>,
     }
-    let o: O = if options.is_undefined() || options.is_null() {
-        O::default()
-    } else {
-        serde_wasm_bindgen::from_value(options).map_err(|e| js_err(format!("bad options: {e}")))?
-    };
+    let o: O = parse_options(options)?;
     let d = BenchSpec::default();
     let probe = prune_config(Some(1.0), o.scorer.as_deref(), o.layers.clone(), None).map_err(js_err)?;
     let spec = BenchSpec {

@@ -345,7 +345,7 @@ impl MambaLmBenchSpec {
             return Err(Error::arg(format!("MRSS threshold tau must be ≥ 0, got {t}")));
         }
         if vocab < 2 {
-            return Err(Error::arg("the model's vocabulary is empty"));
+            return Err(Error::arg(format!("the model's vocabulary has {vocab} token(s); a benchmark prompt needs at least 2")));
         }
         Ok(())
     }

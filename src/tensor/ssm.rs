@@ -95,29 +95,36 @@ pub struct ScanDims {
 pub fn selective_scan(dims: ScanDims, x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], a: &[f32], d: &[f32], h: &mut [f32], tau: f32) -> (Vec<f32>, ScanStats) {
     let n = dims.state;
     let ad: Vec<f32> = a.chunks(n).zip(d).flat_map(|(r, &dv)| r.iter().copied().chain([dv])).collect();
-    let io = ScanIo { x, dt, bc: StepRows { data: bm, stride: n, b_off: 0 }, c_rows: Some(cm), ad: &ad };
+    let io = ScanIo { x, dt, b: StepRows { data: bm, stride: n, off: 0 }, c: StepRows { data: cm, stride: n, off: 0 }, ad: &ad };
     let (y, cols) = selective_scan_cols(dims, &io, h, tau);
     let mut stats = ScanStats::default();
     cols.into_iter().for_each(|s| stats.add(s));
     (y, stats)
 }
 
-/// Per step the N values of B (and, with `c_rows` = None, C right after them) in rows of
-/// `stride` starting at `b_off`: x_proj's output as it is, no gather.
+/// Per step N values in rows of `stride` starting at `off`: B and C read out of x_proj's
+/// output rows as they are (no gather), or from arrays of their own (`stride` = N).
 #[derive(Clone, Copy)]
 struct StepRows<'a> {
     data: &'a [f32],
     stride: usize,
-    b_off: usize,
+    off: usize,
+}
+
+impl StepRows<'_> {
+    /// Step `row`'s N values.
+    #[inline(always)]
+    fn at(&self, row: usize, n: usize) -> &[f32] {
+        &self.data[row * self.stride + self.off..][..n]
+    }
 }
 
 /// The host inputs of one scan (shapes as in the module docs).
 struct ScanIo<'a> {
     x: &'a [f32],
     dt: &'a [f32],
-    bc: StepRows<'a>,
-    /// C in its own `[B, L, N]` array, or None when it follows B in `bc`'s rows.
-    c_rows: Option<&'a [f32]>,
+    b: StepRows<'a>,
+    c: StepRows<'a>,
     /// `[C, N + 1]`: per channel the N decay rates A, then D.
     ad: &'a [f32],
 }
@@ -149,12 +156,7 @@ fn scan_block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32],
     let cb = hs.len() / n;
     let rows = |t: usize| {
         let row = b * len + t;
-        let bt = &io.bc.data[row * io.bc.stride + io.bc.b_off..][..n];
-        let ct = match io.c_rows {
-            Some(cm) => &cm[row * n..(row + 1) * n],
-            None => &io.bc.data[row * io.bc.stride + io.bc.b_off + n..][..n],
-        };
-        (row, bt, ct)
+        (row, io.b.at(row, n), io.c.at(row, n))
     };
     if tau <= 0.0 {
         for t in 0..len {
@@ -428,7 +430,8 @@ impl Tensor {
                     with_f32(dt, "scan dt", |dt| {
                         with_f32(p, "scan B·C", |p| {
                             with_f32(ad, "scan A·D", |ad| {
-                                let io = ScanIo { x, dt, bc: StepRows { data: p, stride, b_off: s.b_off }, c_rows: None, ad };
+                                let (b_rows, c_rows) = (StepRows { data: p, stride, off: s.b_off }, StepRows { data: p, stride, off: s.b_off + n });
+                                let io = ScanIo { x, dt, b: b_rows, c: c_rows, ad };
                                 Ok(selective_scan_cols(dims, &io, &mut h, tau))
                             })
                         })

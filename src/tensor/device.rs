@@ -89,19 +89,12 @@ impl Device {
         Device::Cpu(p)
     }
 
-    /// This device with its linear weights in f32 (the patch embeddings, convolutions in the
-    /// checkpoints, stay f32 in every precision, as in ONNX Runtime's dynamic quantisation).
-    pub fn at_f32(&self) -> Device {
-        match self {
-            Device::Cpu(_) => Device::cpu(),
-            gpu => gpu.clone(),
-        }
-    }
-
-    /// The precision linear weights are held in on this device (f32 on a GPU).
+    /// The precision linear weights are held in on this device (on a GPU: int8 with a
+    /// context of int8 weights, else f32, its f16 storage included).
     pub fn precision(&self) -> Precision {
         match self {
             Device::Cpu(p) => *p,
+            Device::Gpu(c) if c.weights == super::gpu::GpuWeights::Int8 => Precision::Int8,
             Device::Gpu(_) => Precision::F32,
         }
     }
@@ -147,9 +140,9 @@ impl Device {
         Ok(Device::Gpu(GpuContext::new().await?))
     }
 
-    /// A GPU device that stores linear weights as f16 (`f16 = true`) or f32.
-    pub async fn gpu_with(f16: bool) -> Result<Device> {
-        Ok(Device::Gpu(GpuContext::new_with(f16).await?))
+    /// A GPU device that stores linear weights as `weights` says (f32, f16, int8).
+    pub async fn gpu_with(weights: super::gpu::GpuWeights) -> Result<Device> {
+        Ok(Device::Gpu(GpuContext::new_with(weights).await?))
     }
 
     /// A short human-readable name for reports ("cpu (candle-core, avx2+fma)").
@@ -171,12 +164,11 @@ impl Device {
                 c.adapter.name,
                 c.adapter.backend,
                 if c.adapter.software { ", software adapter" } else { "" },
-                if c.f16_math() {
-                    ", f16 weights and math"
-                } else if c.f16_weights {
-                    ", f16 weights"
-                } else {
-                    ""
+                match (c.weights, c.f16_math()) {
+                    (_, true) => ", f16 weights and math",
+                    (super::gpu::GpuWeights::F16, false) => ", f16 weights",
+                    (super::gpu::GpuWeights::Int8, _) => ", int8 weights",
+                    (super::gpu::GpuWeights::F32, _) => "",
                 }
             ),
         }

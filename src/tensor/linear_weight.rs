@@ -2,7 +2,7 @@
 //! precision kept half), split into row blocks where a GPU binding cannot hold them.
 
 use super::cpu::gemm::{HalfSlice, Kernel, PackedWeight};
-use super::gpu::GpuDtype;
+use super::gpu::{GpuDtype, GpuWeights};
 use super::{Device, Precision, Tensor};
 use crate::error::{Error, Result};
 use std::sync::Arc;
@@ -33,13 +33,37 @@ fn cpu(t: &Tensor) -> Result<&candle_core::Tensor> {
 
 impl LinearWeight {
     pub fn new(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
+        Self::make(data, shape, device, true)
+    }
+
+    /// [`LinearWeight::new`] never quantised: f32 on the CPU whatever its precision, f32 (or
+    /// the context's f16) on a GPU whose weights are int8. For the patch embeddings, which
+    /// stay f32 in every precision, as in ONNX Runtime's dynamic quantisation.
+    pub fn new_unquantized(data: Vec<f32>, shape: [usize; 2], device: &Device) -> Result<LinearWeight> {
+        Self::make(data, shape, device, false)
+    }
+
+    /// The values a weight `data` `[out, inp]` is multiplied with on `device`, row by row: f16-
+    /// or int8-rounded where the weight is stored so (the rows a GPU's folded LayerNorm sums).
+    pub fn stored_values(data: &[f32], [out, inp]: [usize; 2], device: &Device) -> Result<Vec<f32>> {
+        if Self::int8_on(device, inp) {
+            let (q, s) = super::cpu::qgemm::quantize_weight(data, out, inp).map_err(Error::arg)?;
+            return Ok(q.iter().enumerate().map(|(i, &v)| v as f32 * s[i / inp.max(1)]).collect());
+        }
+        if Self::half_on(device, inp) {
+            return Ok(data.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect());
+        }
+        Ok(data.to_vec())
+    }
+
+    fn make(data: Vec<f32>, shape: [usize; 2], device: &Device, quantize: bool) -> Result<LinearWeight> {
         let [out, inp] = shape;
         if data.len() != out * inp {
             return Err(Error::arg(format!("linear weight: {} values for [{out}, {inp}]", data.len())));
         }
         let c = match device {
             Device::Cpu(precision) => {
-                let p = match precision {
+                let p = match if quantize { *precision } else { Precision::F32 } {
                     Precision::F32 => PackedWeight::pack(&data, out, inp, Kernel::best()),
                     Precision::Int8 => PackedWeight::quantize(&data, out, inp, None),
                     Precision::Bf16 => {
@@ -51,14 +75,22 @@ impl LinearWeight {
             }
             Device::Gpu(c) => c,
         };
-        let f16 = Self::half_on(device, inp);
-        let row_bytes = (inp * if f16 { 2 } else { 4 }).max(1) as u64;
+        let (f16, int8) = (Self::half_on(device, inp), quantize && Self::int8_on(device, inp));
+        // Bytes a row takes in a binding (int8: its quads and its scale).
+        let row_bytes = (if int8 { inp + 4 } else { inp * if f16 { 2 } else { 4 } }).max(1) as u64;
         let rows = (c.max_binding() / row_bytes).max(1) as usize;
         let parts = data
             .chunks((rows * inp).max(1))
             .map(|d| {
                 let s = [d.len() / inp.max(1), inp];
-                let g = if f16 { c.upload_f16(d, &s)? } else { c.upload(d, &s)? };
+                let g = if int8 {
+                    let (q, scales) = super::cpu::qgemm::quantize_weight(d, s[0], inp).map_err(Error::arg)?;
+                    c.upload_i8(&q, &scales, &s)?
+                } else if f16 {
+                    c.upload_f16(d, &s)?
+                } else {
+                    c.upload(d, &s)?
+                };
                 Ok(Tensor::Gpu(c.clone(), g))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -68,7 +100,13 @@ impl LinearWeight {
     /// Whether a weight with `inp` input features is stored as packed f16 on `device` (a GPU
     /// context made with f16 weights; K even).
     pub fn half_on(device: &Device, inp: usize) -> bool {
-        matches!(device, Device::Gpu(c) if c.f16_weights && inp % 2 == 0)
+        matches!(device, Device::Gpu(c) if c.weights == GpuWeights::F16 && inp % 2 == 0)
+    }
+
+    /// Whether a weight with `inp` input features is stored as int8 on `device` (a GPU
+    /// context made with int8 weights; K a multiple of 4, as every model's widths are).
+    pub fn int8_on(device: &Device, inp: usize) -> bool {
+        matches!(device, Device::Gpu(c) if c.weights == GpuWeights::Int8 && inp % 4 == 0 && inp > 0)
     }
 
     /// A weight kept in half precision at rest on the CPU (`bits`: the little-endian f16 or
@@ -99,9 +137,13 @@ impl LinearWeight {
         Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) })
     }
 
-    /// Whether the weight is held in int8 (`Precision::Int8`).
+    /// Whether the weight is held in int8 (`Precision::Int8` on the CPU, a GPU context with
+    /// int8 weights).
     pub fn is_int8(&self) -> bool {
-        matches!(&self.repr, Repr::Cpu(p) if p.is_int8())
+        match &self.repr {
+            Repr::Cpu(p) => p.is_int8(),
+            Repr::Gpu(parts) => parts.iter().all(|p| matches!(p, Tensor::Gpu(_, g) if g.dtype == GpuDtype::I8)),
+        }
     }
 
     /// Bytes the weight holds in memory (on a GPU: its buffers).
@@ -109,7 +151,17 @@ impl LinearWeight {
         match &self.repr {
             Repr::Cpu(p) => p.bytes(),
             Repr::Gpu(parts) => {
-                parts.iter().map(|p| p.shape().iter().product::<usize>() * if matches!(p, Tensor::Gpu(_, g) if g.dtype == GpuDtype::F16) { 2 } else { 4 }).sum()
+                parts
+                    .iter()
+                    .map(|p| {
+                        let n: usize = p.shape().iter().product();
+                        match p {
+                            Tensor::Gpu(_, g) if g.dtype == GpuDtype::F16 => n * 2,
+                            Tensor::Gpu(_, g) if g.dtype == GpuDtype::I8 => n + 4 * p.shape().first().copied().unwrap_or(0),
+                            _ => n * 4,
+                        }
+                    })
+                    .sum()
             }
         }
     }

@@ -4,7 +4,7 @@
 use clap::{Args, ValueEnum};
 use effarch::models::lm::SampleOptions;
 use effarch::prune::{PruneConfig, Scorer};
-use effarch::tensor::{Device, Precision};
+use effarch::tensor::{Device, GpuWeights, Precision};
 use effarch::{Error, Result};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +57,8 @@ pub enum DeviceArg {
     GpuF16,
 }
 
-/// `--precision`: how the CPU holds and multiplies the linear layers.
+/// `--precision`: how the linear layers are held and multiplied (the CPU: every choice; a GPU:
+/// f32 or int8 weights).
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PrecisionArg {
     /// f32, exact to rounding against transformers (the default).
@@ -90,16 +91,21 @@ impl DeviceArg {
         self.device_with(Precision::F32)
     }
 
-    /// The device with the CPU's linear layers in `p`; int8 on a GPU is an error that says so.
+    /// The device with its linear layers in `p`: on a GPU f32 or int8 weights (bf16 there,
+    /// or int8 with `gpu-f16`, is an error that says so).
     pub fn device_with(self, p: Precision) -> Result<Device> {
-        let gpu_int8 = || Error::arg(format!("--precision {}: a CPU precision; the GPU path has f32 (and --device gpu-f16)", p.name()));
-        match self {
-            DeviceArg::Auto if p != Precision::F32 => Ok(Device::cpu_with(p)),
-            DeviceArg::Gpu | DeviceArg::GpuF16 if p != Precision::F32 => Err(gpu_int8()),
-            DeviceArg::Auto => Ok(quietly(Device::best)),
-            DeviceArg::Cpu => Ok(Device::cpu_with(p)),
-            DeviceArg::Gpu => quietly(Device::gpu),
-            DeviceArg::GpuF16 => quietly(|| effarch::tensor::block_on(Device::gpu_with(true))),
+        let gpu = |w: GpuWeights| quietly(|| effarch::tensor::block_on(Device::gpu_with(w)));
+        match (self, p) {
+            (DeviceArg::Auto, Precision::F32) => Ok(quietly(Device::best)),
+            (DeviceArg::Auto, p) | (DeviceArg::Cpu, p) => Ok(Device::cpu_with(p)),
+            (DeviceArg::Gpu, Precision::F32) => gpu(GpuWeights::F32),
+            (DeviceArg::Gpu, Precision::Int8) => gpu(GpuWeights::Int8),
+            (DeviceArg::GpuF16, Precision::F32) => gpu(GpuWeights::F16),
+            (DeviceArg::Gpu | DeviceArg::GpuF16, p) => Err(Error::arg(format!(
+                "--precision {} on --device {}: the GPU path has f32 and int8 weights (--device gpu), and f16 weights (--device gpu-f16)",
+                p.name(),
+                if matches!(self, DeviceArg::Gpu) { "gpu" } else { "gpu-f16" }
+            ))),
         }
     }
 }
@@ -113,9 +119,9 @@ pub struct Common {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// CPU precision of the linear layers: f32 (default), int8, bf16, or auto (`bench clip`
-    /// takes a list, e.g. f32,int8,bf16, timed side by side). With int8 or bf16 `--device auto`
-    /// means the CPU.
+    /// Precision of the linear layers: f32 (default), int8, bf16, or auto (`bench clip` takes a
+    /// list, e.g. f32,int8,bf16, timed side by side). With int8 or bf16 `--device auto` means
+    /// the CPU; `--device gpu` takes f32 and int8 (int8 weights, f32 activations).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
     pub precision: Vec<PrecisionArg>,
 }

@@ -177,7 +177,7 @@ impl VisionModel {
         let v = w.pp("vision_model");
         let (h, p, c) = (cfg.hidden_size, cfg.patch_size, cfg.num_channels);
         let e = v.pp("embeddings");
-        let patch_w = LinearWeight::new(e.pp("patch_embedding").get_f32("weight", &[h, c, p, p])?, [h, c * p * p], &dev.at_f32())?;
+        let patch_w = LinearWeight::new_unquantized(e.pp("patch_embedding").get_f32("weight", &[h, c, p, p])?, [h, c * p * p], dev)?;
         let dims = layer_dims(cfg)?;
         let layers = (0..cfg.num_hidden_layers).map(|i| EncoderLayer::load(&v.pp("encoder.layers").pp(i), dims, dev)).collect::<Result<Vec<_>>>()?;
         Ok(VisionModel {

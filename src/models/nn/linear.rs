@@ -79,19 +79,19 @@ impl NormedLinear {
             return Ok(NormedLinear { inner: Normed::Cpu { ln: LayerNorm::load(ln, inp, eps, dev)?, lin } });
         }
         let (g, beta) = (ln.get_f32("weight", &[inp])?, ln.get_f32("bias", &[inp])?);
-        let half = LinearWeight::half_on(dev, inp);
         let mut wf = w;
         let (mut bf, mut colsum) = (Vec::with_capacity(out), Vec::with_capacity(out));
         for (row, &bj) in wf.chunks_exact_mut(inp.max(1)).zip(&b) {
-            let (mut bias, mut sum) = (bj as f64, 0f64);
+            let mut bias = bj as f64;
             for ((v, &gk), &bk) in row.iter_mut().zip(&g).zip(&beta) {
                 bias += *v as f64 * bk as f64;
                 *v *= gk;
-                // The row sums of what the kernel multiplies by (f16-rounded where it stores f16).
-                sum += if half { half::f16::from_f32(*v).to_f32() as f64 } else { *v as f64 };
             }
             bf.push(bias as f32);
-            colsum.push(sum as f32);
+        }
+        // The row sums of what the kernel multiplies by (f16- or int8-rounded where it stores so).
+        for row in LinearWeight::stored_values(&wf, [out, inp], dev)?.chunks_exact(inp.max(1)) {
+            colsum.push(row.iter().map(|&v| v as f64).sum::<f64>() as f32);
         }
         Ok(NormedLinear {
             inner: Normed::Folded {
@@ -157,7 +157,9 @@ mod tests {
     #[test]
     fn folded_layer_norm_matches_norm_then_product() {
         let gpu = crate::tensor::gpu::test_context();
-        let f16 = pollster::block_on(crate::tensor::gpu::GpuContext::new_with(true)).expect("an f16-weight context on the test adapter");
+        use crate::tensor::gpu::{GpuContext, GpuWeights};
+        let f16 = pollster::block_on(GpuContext::new_with(GpuWeights::F16)).expect("an f16-weight context on the test adapter");
+        let int8 = pollster::block_on(GpuContext::new_with(GpuWeights::Int8)).expect("an int8-weight context on the test adapter");
         let cases = [
             (3usize, 768usize, 64usize, None, false),
             (197, 768, 2304, None, false),
@@ -208,7 +210,8 @@ mod tests {
             for (ctx, wide) in [(&gpu, false), (&gpu, true), (&f16, false), (&f16, true)] {
                 // Split K's reduce normalises on a wide device; one pass does it otherwise.
                 ctx.set_wide(Some(wide));
-                let tol = match (ctx.f16_weights, ctx.f16_math()) {
+                let f16w = ctx.weights == GpuWeights::F16;
+                let tol = match (f16w, ctx.f16_math()) {
                     (false, _) => 2e-5f32,
                     (true, false) => 5e-4,
                     (true, true) => 2e-3,
@@ -218,8 +221,45 @@ mod tests {
                 let r = with_res.then(|| Tensor::from_f32(rv.clone(), &[m, n], &dev).unwrap());
                 let got = nl.forward(&Tensor::from_f32(xv.clone(), &[m, k], &dev).unwrap(), act, r.as_ref()).unwrap().to_vec_f32().unwrap();
                 let d = crate::num::max_abs_diff(&got, &want) / scale;
-                println!("folded LN [{m}, {k}] x [{n}, {k}], f16 weights {} math {}, wide {wide}: max |Δ| / max |y| {d:e}", ctx.f16_weights, ctx.f16_math());
-                assert!(d < tol, "folded LN [{m}, {k}] x [{n}, {k}] (f16 weights {}): max |Δ| / max |y| {d} > {tol}", ctx.f16_weights);
+                println!("folded LN [{m}, {k}] x [{n}, {k}], f16 weights {f16w} math {}, wide {wide}: max |Δ| / max |y| {d:e}", ctx.f16_math());
+                assert!(d < tol, "folded LN [{m}, {k}] x [{n}, {k}] (f16 weights {f16w}): max |Δ| / max |y| {d} > {tol}");
+            }
+            // int8 weights (K a multiple of 4): the same within f32 rounding of the product with
+            // the folded weight as stored, `q · scale` of W·diag(γ).
+            if k % 4 == 0 {
+                let dev = Device::Gpu(int8.clone());
+                let folded: Vec<f32> = wv.chunks(k).flat_map(|row| row.iter().zip(&g).map(|(v, gk)| v * gk)).collect();
+                let deq = LinearWeight::stored_values(&folded, [n, k], &dev).unwrap();
+                assert!(deq != folded, "int8 storage rounds the weights");
+                let want8: Vec<f32> = xv
+                    .chunks(k)
+                    .enumerate()
+                    .flat_map(|(i, row)| {
+                        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
+                        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
+                        let xn: Vec<f64> = row.iter().map(|&v| (v as f64 - mean) / (var + 1e-5).sqrt()).collect();
+                        let (wv, bv, rv, deq, beta) = (&wv, &bv, &rv, &deq, &beta);
+                        (0..n).map(move |j| {
+                            let b = bv[j] as f64 + wv[j * k..(j + 1) * k].iter().zip(beta).map(|(&w, &b)| w as f64 * b as f64).sum::<f64>();
+                            let y = b + xn.iter().zip(&deq[j * k..(j + 1) * k]).map(|(a, &w)| a * w as f64).sum::<f64>();
+                            let y = match act {
+                                Some(Activation::QuickGelu) => y / (1.0 + (-1.702 * y).exp()),
+                                Some(Activation::Gelu) => 0.5 * y * (1.0 + libm_erf(y / std::f64::consts::SQRT_2)),
+                                _ => y,
+                            };
+                            (y + if with_res { rv[i * n + j] as f64 } else { 0.0 }) as f32
+                        })
+                    })
+                    .collect();
+                for wide in [false, true] {
+                    int8.set_wide(Some(wide));
+                    let nl = NormedLinear::new(&w.pp("ln"), wv.clone(), [n, k], Some(bv.clone()), 1e-5, &dev).unwrap();
+                    let r = with_res.then(|| Tensor::from_f32(rv.clone(), &[m, n], &dev).unwrap());
+                    let got = nl.forward(&Tensor::from_f32(xv.clone(), &[m, k], &dev).unwrap(), act, r.as_ref()).unwrap().to_vec_f32().unwrap();
+                    let d = crate::num::max_abs_diff(&got, &want8) / scale;
+                    println!("folded LN [{m}, {k}] x [{n}, {k}], int8 weights, wide {wide}: max |Δ| / max |y| {d:e}");
+                    assert!(d < 2e-5, "folded LN [{m}, {k}] x [{n}, {k}] (int8 weights, wide {wide}): max |Δ| / max |y| {d}");
+                }
             }
             // On the CPU the pair is LayerNorm fused into the packing: the same numbers.
             let nl = NormedLinear::new(&w.pp("ln"), wv.clone(), [n, k], Some(bv.clone()), 1e-5, &Device::cpu()).unwrap();

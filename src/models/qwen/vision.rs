@@ -123,7 +123,7 @@ impl VisionTower {
         let unit = cfg.spatial_merge_size * cfg.spatial_merge_size;
         let mg = s.pp("merger");
         Ok(VisionTower {
-            patch: LinearWeight::new(pw, [d, patch_in], &device.at_f32())?,
+            patch: LinearWeight::new_unquantized(pw, [d, patch_in], device)?,
             blocks,
             ln_q: mg.pp("ln_q").get("weight", &[d], device)?,
             mlp0: Linear::load(&mg.pp("mlp").pp(0), d * unit, d * unit, true, device)?,

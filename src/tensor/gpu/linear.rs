@@ -1,6 +1,6 @@
 //! `linear`: `x @ wᵀ + b` over any leading dims (folded into M). See `linear.wgsl`.
 
-use super::{GpuContext, GpuDtype, GpuTensor};
+use super::{GpuContext, GpuDtype, GpuTensor, GpuWeights};
 use crate::error::{Error, Result};
 
 const BODY: &str = include_str!("linear.wgsl");
@@ -68,10 +68,12 @@ fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
 
 /// The pipelines `linear` and `matmul_nt` run: every load variant (f16 weights only where the
 /// context stores them), the few-row kernel and split K's reduce.
-pub(super) fn kernels(f16: bool, f16_math: bool) -> Vec<(&'static str, &'static str)> {
+pub(super) fn kernels(weights: GpuWeights, f16_math: bool) -> Vec<(&'static str, &'static str)> {
     let mut v = vec![variant(false, false), variant(true, false), small(), reduce(), norm_variant(false), reduce_norm()];
-    if f16 {
-        v.extend([variant(false, true), variant(true, true), norm_variant(true)]);
+    match weights {
+        GpuWeights::F16 => v.extend([variant(false, true), variant(true, true), norm_variant(true)]),
+        GpuWeights::Int8 => v.extend([int8_variant(false), int8_variant(true)]),
+        GpuWeights::F32 => {}
     }
     if f16_math {
         v.extend([half_math(false), half_math(true)]);
@@ -103,6 +105,25 @@ fn half_math(norm: bool) -> (&'static str, &'static str) {
                 sums.push_str(&format!("acc{i} += vec4<f32>(q{i});\n        "));
             }
             s.replace("QSUMS        ", &sums)
+        })
+    });
+    (NAMES[norm as usize], &srcs[norm as usize])
+}
+
+/// The vec4 kernels (plain, or with the LayerNorm folded in) on int8 weights
+/// ([`GpuDtype::I8`]): each staged vec4 of a weight row is one word of four int8 values,
+/// sign-extended with shifts and multiplied by the row's scale, so the tiles hold the
+/// dequantised weights and the rest of the kernel is the f32 one.
+fn int8_variant(norm: bool) -> (&'static str, &'static str) {
+    static SRC: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    const NAMES: [&str; 2] = ["linear_i8_v4", "linear_i8_v4_norm"];
+    let srcs = SRC.get_or_init(|| {
+        [false, true].map(|norm| {
+            let base = if norm { norm_variant(false).1 } else { variant(true, false).1 };
+            base.replace("var<storage, read> w: array<vec4<f32>>;", "var<storage, read> w: array<u32>; // [N] scales (f32 bits), then [N, K / 4] int8 quads").replace(
+                "wv = w[(wo + (col0 + r) * p.k + c) / 4u];",
+                "let qi = bitcast<i32>(w[p.n + (wo + (col0 + r) * p.k + c) / 4u]); wv = vec4<f32>(vec4<i32>(qi << 24u, qi << 16u, qi << 8u, qi) >> vec4<u32>(24u)) * bitcast<f32>(w[col0 + r]);",
+            )
         })
     });
     (NAMES[norm as usize], &srcs[norm as usize])
@@ -207,10 +228,12 @@ fn reduce() -> (&'static str, &'static str) {
 /// The tiled kernel's variant for a product over `k` with weight `w` (the LayerNorm folded
 /// in when `norm`; vec4 loads when K allows, f16 weights, f16 math where the context has it).
 fn pipeline(ctx: &GpuContext, norm: bool, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::ComputePipeline> {
-    let (name, src) = match (norm, k % 4 == 0, w.dtype == GpuDtype::F16) {
-        (norm, true, true) if ctx.f16_math() => half_math(norm),
-        (true, _, f16) => norm_variant(f16),
-        (false, vec4, f16) => variant(vec4, f16),
+    let (name, src) = match (norm, k % 4 == 0, w.dtype) {
+        // int8 weights are uploaded only with K a multiple of 4.
+        (norm, _, GpuDtype::I8) => int8_variant(norm),
+        (norm, true, GpuDtype::F16) if ctx.f16_math() => half_math(norm),
+        (true, _, dt) => norm_variant(dt == GpuDtype::F16),
+        (false, vec4, dt) => variant(vec4, dt == GpuDtype::F16),
     };
     ctx.pipeline(name, src)
 }
@@ -457,7 +480,7 @@ mod tests {
         }
         // f16 math (a context with f16 weights on an adapter with shader-f16, as lavapipe is):
         // the same products within f16 rounding of the staged tiles and of each 16-deep sum.
-        let half = pollster::block_on(GpuContext::new_with(true)).unwrap();
+        let half = pollster::block_on(GpuContext::new_with(GpuWeights::F16)).unwrap();
         half.set_wide(Some(true));
         assert!(half.f16_math(), "the test adapter ({}) has shader-f16", half.adapter.name);
         for &(m, k, n) in &[(197usize, 768usize, 130usize), (70, 64, 3)] {
@@ -472,6 +495,25 @@ mod tests {
             assert!(d < 2e-3 * scale && d > 0.0, "f16 math [{m}, {k}] x [{n}, {k}]: max |Δ| {d} (scale {scale})");
         }
         assert!(ctx.upload_f16(&[0.0; 3], &[1, 3]).is_err());
+        // int8 weights: the products of x with the dequantised weights `q · scale` (as the CPU
+        // computes them in f32) on the one-pass and split-K paths, a few rows (no few-row
+        // kernel for int8) and the folded-norm variant's source.
+        assert!(int8_variant(false).1.contains("qi << 24u") && int8_variant(true).1.contains("qi << 24u"));
+        for (m, k, n, wide) in [(197usize, 768usize, 130usize, false), (197, 3072, 96, true), (1, 768, 300, true), (70, 64, 3, false)] {
+            ctx.set_wide(Some(wide));
+            let (xv, wv, bv) = (vals(m * k, 21), vals(n * k, 22), vals(n, 23));
+            let (q, sc) = crate::tensor::cpu::qgemm::quantize_weight(&wv, n, k).unwrap();
+            let deq: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * sc[i / k]).collect();
+            let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::cpu()).unwrap();
+            let want = cpu(&xv, &[m, k]).linear(&cpu(&deq, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();
+            let y = linear(&ctx, &ctx.upload(&xv, &[m, k]).unwrap(), &ctx.upload_i8(&q, &sc, &[n, k]).unwrap(), Some(&ctx.upload(&bv, &[n]).unwrap())).unwrap();
+            let d = crate::num::max_abs_diff(&ctx.read_blocking(&y).unwrap(), &want);
+            let tol = 1e-3 * (k as f32 / 768.0).max(1.0);
+            println!("linear [{m}, {k}] x [{n}, {k}] with int8 weights (wide {wide}): max |Δ| to the dequantised product {d:e}");
+            assert!(d < tol, "int8 weights [{m}, {k}] x [{n}, {k}] (wide {wide}): max |Δ| {d} > {tol}");
+        }
+        ctx.set_wide(None);
+        assert!(ctx.upload_i8(&[0; 6], &[1.0; 2], &[2, 3]).is_err());
         let x = ctx.upload(&[0.0; 6], &[2, 3]).unwrap();
         let w = ctx.upload(&[0.0; 8], &[2, 4]).unwrap();
         assert!(linear(&ctx, &x, &w, None).unwrap_err().to_string().contains("3 features"));

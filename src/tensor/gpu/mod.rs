@@ -43,8 +43,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter: AdapterReport,
     pub limits: wgpu::Limits,
-    /// Store linear weights as f16 (half the memory and bandwidth; math stays f32).
-    pub f16_weights: bool,
+    /// How linear weights are stored (f32; f16 or int8: less memory and bandwidth, math f32).
+    pub weights: GpuWeights,
     /// f16 weights on an adapter that has `shader-f16` (the device was made with it): see
     /// [`Self::f16_math`].
     pub shader_f16: bool,
@@ -73,6 +73,18 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
+/// How a context stores linear weights (`LinearWeight`); activations and math stay f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GpuWeights {
+    #[default]
+    F32,
+    /// Half the memory and bandwidth ([`GpuDtype::F16`]).
+    F16,
+    /// A quarter ([`GpuDtype::I8`]): the CPU's int8 weight scheme (symmetric, per output
+    /// channel), dequantised as the kernel stages its tiles; activations stay f32.
+    Int8,
+}
+
 /// Element type of a GPU buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GpuDtype {
@@ -81,6 +93,10 @@ pub enum GpuDtype {
     /// f16 pairs packed in 32-bit words (read with WGSL's `unpack2x16float`, so no
     /// `shader-f16` feature is needed). Linear weights only; rows have an even length.
     F16,
+    /// int8 linear weights `[N, K]` (K a multiple of 4): the N per-row f32 scales, then the
+    /// values four to a 32-bit word, little-endian along K (`w[j, k] = q · scale[j]`). No
+    /// `packed_4x8_integer_dot_product` needed: the kernel unpacks with shifts.
+    I8,
 }
 
 /// A storage buffer that goes back to its context's pool when the last tensor using it is
@@ -156,11 +172,11 @@ impl GpuContext {
     /// The first adapter wgpu offers (high-performance preference). Errors when there is none,
     /// so a test or run asked for the GPU never passes silently on the CPU.
     pub async fn new() -> Result<Arc<GpuContext>> {
-        Self::new_with(false).await
+        Self::new_with(GpuWeights::F32).await
     }
 
-    /// [`GpuContext::new`] with linear weights stored as f16 when `f16_weights`.
-    pub async fn new_with(f16_weights: bool) -> Result<Arc<GpuContext>> {
+    /// [`GpuContext::new`] with linear weights stored as `weights` says.
+    pub async fn new_with(weights: GpuWeights) -> Result<Arc<GpuContext>> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::PRIMARY, ..wgpu::InstanceDescriptor::new_without_display_handle() });
         let adapter = instance
@@ -169,7 +185,7 @@ impl GpuContext {
             .map_err(|e| Error::Device(format!("no GPU adapter: {e}")))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
-        let shader_f16 = f16_weights && adapter.features().contains(wgpu::Features::SHADER_F16);
+        let shader_f16 = weights == GpuWeights::F16 && adapter.features().contains(wgpu::Features::SHADER_F16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("effarch"),
@@ -205,7 +221,7 @@ impl GpuContext {
             queue,
             adapter,
             limits,
-            f16_weights,
+            weights,
             shader_f16,
             pipelines: Mutex::new(HashMap::new()),
             pool: Arc::new(Mutex::new(BufferPool::default())),
@@ -227,7 +243,7 @@ impl GpuContext {
     /// it took.
     pub fn precompile(&self, kinds: &[Kernels]) -> f64 {
         let t0 = crate::clock::now_ms();
-        let mut list = linear::kernels(self.f16_weights, self.f16_math());
+        let mut list = linear::kernels(self.weights, self.f16_math());
         list.extend(copy::kernels());
         list.extend(elementwise::kernels());
         list.extend(rows::kernels());
@@ -351,6 +367,28 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         });
         Ok(GpuTensor { buf: Arc::new(PooledBuffer { buf: Some(buf), pool: None }), shape: shape.to_vec(), dtype: GpuDtype::F16 })
+    }
+
+    /// int8 weights `q` `[N, K]` (K a multiple of 4) with their per-row `scales`, as
+    /// [`GpuDtype::I8`] lays them out.
+    pub fn upload_i8(&self, q: &[i8], scales: &[f32], shape: &[usize]) -> Result<GpuTensor> {
+        if shape.len() != 2 || shape[1] % 4 != 0 || q.len() != shape[0] * shape[1] || scales.len() != shape[0] {
+            return Err(Error::arg(format!(
+                "int8 upload needs [rows, cols (a multiple of 4)] filled by the data and one scale a row, got {shape:?} for {} values and {} scales",
+                q.len(),
+                scales.len()
+            )));
+        }
+        let mut words: Vec<u32> = scales.iter().map(|s| s.to_bits()).collect();
+        words.extend(q.chunks_exact(4).map(|c| u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])));
+        self.check_size((words.len().max(1) * 4) as u64, "upload")?;
+        let contents: &[u8] = if words.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(&words) };
+        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        });
+        Ok(GpuTensor { buf: Arc::new(PooledBuffer { buf: Some(buf), pool: None }), shape: shape.to_vec(), dtype: GpuDtype::I8 })
     }
 
     fn upload_words(&self, data: &[u32], shape: &[usize], dtype: GpuDtype) -> Result<GpuTensor> {
@@ -501,8 +539,8 @@ impl GpuContext {
     }
 
     async fn read_words(&self, t: &GpuTensor) -> Result<Vec<u32>> {
-        if t.dtype == GpuDtype::F16 {
-            return Err(Error::Backend("reading back packed f16 weights is not supported".into()));
+        if matches!(t.dtype, GpuDtype::F16 | GpuDtype::I8) {
+            return Err(Error::Backend(format!("reading back packed {:?} weights is not supported", t.dtype)));
         }
         let n = t.len();
         let bytes = (n.max(1) * 4) as u64;

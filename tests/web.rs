@@ -207,7 +207,7 @@ async fn session_on_webgpu_falls_back_to_cpu_when_the_device_is_lost() {
     setup().await;
     let fx = fixture();
     webgpu().await;
-    let s = effarch::web::ClipSession::create(fx.config.clone(), fx.model.clone(), false, "webgpu".into()).await.unwrap();
+    let s = effarch::web::ClipSession::create(fx.config.clone(), fx.model.clone(), false, "webgpu".into(), None).await.unwrap();
     assert!(s.device().starts_with("gpu"), "{}", s.device());
     let a = run(&s, &fx.images[0].1, r#"{"keep": 0.5}"#).await.unwrap();
     assert!(a["fallback"].is_null() && a["device"].as_str().unwrap().contains("WebGpu"), "{a}");
@@ -216,6 +216,40 @@ async fn session_on_webgpu_falls_back_to_cpu_when_the_device_is_lost() {
     assert!(b["fallback"].as_str().unwrap().contains("device lost"), "{b}");
     assert!(s.device().starts_with("cpu"), "{}", s.device());
     assert_eq!(a["kept"], b["kept"]);
+}
+
+/// `precision: "int8"` through the page's API on WebGPU (int8 weights in GPU memory, unpacked
+/// in the linear kernel) and on the CPU (the SIMD128 int8 kernel): both say int8, their
+/// embeddings sit near the f32 session's (cos ≥ 0.999) without being f32's, and a lost device
+/// falls back to the CPU in int8.
+#[wasm_bindgen_test]
+async fn int8_sessions_on_webgpu_and_the_cpu_stay_near_f32() {
+    setup().await;
+    let fx = fixture();
+    webgpu().await;
+    let img = &fx.images[0].1;
+    let make = |backend: &str, p: Option<&str>| effarch::web::ClipSession::create(fx.config.clone(), fx.model.clone(), false, backend.into(), p.map(String::from));
+    let f32s = make("cpu", None).await.unwrap();
+    assert_eq!(f32s.precision(), "f32");
+    let want = run(&f32s, img, r#"{"keep": 1}"#).await.unwrap();
+    let embeds = |v: &serde_json::Value| -> Vec<f32> { serde_json::from_value(v["image_embeds"].clone()).unwrap() };
+    for backend in ["webgpu", "cpu"] {
+        let s = make(backend, Some("int8")).await.unwrap();
+        assert_eq!(s.precision(), "int8", "{backend}");
+        assert!(s.device().contains(if backend == "webgpu" { "int8 weights" } else { "int8 wasm simd128" }), "{}", s.device());
+        let got = run(&s, img, r#"{"keep": 1}"#).await.unwrap();
+        let c = effarch::num::cosine(&embeds(&got), &embeds(&want));
+        assert!(c >= 0.999 && c < 1.0 - 1e-9, "{backend} int8: cos to f32 {c}");
+        if backend == "webgpu" {
+            s.simulate_device_loss();
+            let b = run(&s, img, r#"{"keep": 1}"#).await.unwrap();
+            assert!(b["fallback"].as_str().unwrap().contains("device lost"), "{b}");
+            assert_eq!(s.precision(), "int8");
+            assert!(s.device().contains("int8 wasm simd128"), "{}", s.device());
+        }
+    }
+    assert!(make("webgpu", Some("bf16")).await.is_err());
+    assert!(make("cpu", Some("int4")).await.is_err());
 }
 
 /// The first GPU kernel on the browser's WebGPU (SwiftShader in CI). No adapter fails.
@@ -332,7 +366,7 @@ async fn mamba_on_webgpu_matches_transformers_and_cpu() {
     assert_eq!(g.stats.updates, c.stats.updates);
     assert!(g.stats.merged > 0 && (g.stats.merged as f64 - c.stats.merged as f64).abs() <= 0.01 * c.stats.merged as f64, "{:?} vs {:?}", g.stats, c.stats);
     let gs =
-        effarch::web::mamba::MambaSession::create(MAMBA_CONFIG.into(), MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.into()), "webgpu".into()).await.unwrap();
+        effarch::web::mamba::MambaSession::create(MAMBA_CONFIG.into(), MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.into()), "webgpu".into(), None).await.unwrap();
     assert!(gs.device().starts_with("gpu"), "{}", gs.device());
     let cs = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
     let (gv, gids, _) = mamba_generate(&gs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();

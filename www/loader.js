@@ -178,11 +178,28 @@ function ranges(tensors, base) {
   return out;
 }
 
+/** Bytes `tensors` ([name, {dtype, shape, data_offsets}]) take once their linear weights are
+ *  int8 (`isLinearWeight`: the core's rule) with one f32 scale per row. */
+function int8Bytes(tensors, isLinearWeight) {
+  let n = 0;
+  for (const [name, info] of tensors) {
+    const bytes = info.data_offsets[1] - info.data_offsets[0];
+    const linear = info.dtype !== 'I8' && isLinearWeight(name, info.shape);
+    n += linear ? info.shape[0] * info.shape[1] + 4 * info.shape[0] : bytes;
+  }
+  return n;
+}
+
 /**
  * The files a session needs from `base` (a hub folder or any URL folder):
- * `{config, weights, vocab, merges, fromCache}`. `progress({what, loaded, total, rate, eta})`.
+ * `{config, weights, vocab, merges, fromCache, sizes}`. `progress({what, loaded, total, rate,
+ * eta, int8})`. With `int8 = {quantize, isLinearWeight}` (the engine's `quantizeCheckpoint`,
+ * `isLinearWeight`) the weights come back with their linear layers in int8: an f32
+ * checkpoint's tensors are quantised once downloaded, and only the int8 copy is cached, so a
+ * later visit reads a quarter of the bytes; an int8 checkpoint (`effarch quantize`) is taken
+ * as it is. `sizes`: `{f32, int8}` bytes of the tensors needed, where known.
  */
-export async function fetchModel(base, withText, progress) {
+export async function fetchModel(base, withText, progress, int8 = null) {
   const cache = await openCache();
   const cfg = await cachedText(cache, `${base}/config.json`);
   let vocab = null, merges = null;
@@ -191,18 +208,22 @@ export async function fetchModel(base, withText, progress) {
     merges = (await cachedText(cache, `${base}/merges.txt`)).text;
   }
   const url = `${base}/model.safetensors`;
+  const keyOf = (g) => `${url}?effarch-group=${g}${int8 ? '&precision=int8' : ''}`;
   const want = withText ? ['vision', 'text'] : ['vision'];
   const parts = [];
   const missing = [];
+  const sizes = { f32: 0, int8: 0 };
   for (const g of want) {
-    const key = `${url}?effarch-group=${g}`;
-    const hit = cache && (await cache.match(key));
-    if (hit) parts.push(...splitSafetensors('model.safetensors', new Uint8Array(await hit.arrayBuffer())));
-    else missing.push(g);
+    const hit = cache && (await cache.match(keyOf(g)));
+    if (hit) {
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      sizes[int8 ? 'int8' : 'f32'] += bytes.length;
+      parts.push(...splitSafetensors('model.safetensors', bytes));
+    } else missing.push(g);
   }
   if (missing.length) {
     let total = 0;
-    const tick = ticker(progress, () => total);
+    const tick = ticker(progress, () => total, () => sizes.int8);
     const rr = new RangeReader(url, tick);
     const n = headerLength('model.safetensors', await rr.read(0, 8));
     const header = parseHeader('model.safetensors', await rr.read(8, 8 + n));
@@ -211,29 +232,40 @@ export async function fetchModel(base, withText, progress) {
       if (!tensors.length) throw new Error(`weights model.safetensors: no ${g} tensors (is this a CLIPModel checkpoint?)`);
       const rs = ranges(tensors, 8 + n);
       total += rs.reduce((s, r) => s + r.end - r.start, 0);
+      sizes.f32 += tensors.reduce((s, [, v]) => s + v.data_offsets[1] - v.data_offsets[0], 0);
+      if (int8) sizes.int8 += int8Bytes(tensors, int8.isLinearWeight);
+    }
+    for (const g of missing) {
+      const tensors = Object.entries(header).filter(([k]) => GROUPS[g](k));
       const got = [];
-      for (const r of rs) {
+      for (const r of ranges(tensors, 8 + n)) {
         const bytes = await rr.read(r.start, r.end);
         for (const t of r.tensors) {
           const s = 8 + n + t[1].data_offsets[0] - r.start;
           got.push([t[0], t[1], bytes.subarray(s, s + t[1].data_offsets[1] - t[1].data_offsets[0])]);
         }
       }
-      parts.push(...got);
+      let file = buildSafetensors(got);
+      if (int8 && !got.some(([, info]) => info.dtype === 'I8')) {
+        progress({ what: 'quantizing', group: g });
+        file = int8.quantize(file);
+      }
+      parts.push(...splitSafetensors('model.safetensors', file));
       if (cache) {
         try {
-          await cache.put(`${url}?effarch-group=${g}`, new Response(buildSafetensors(got)));
+          await cache.put(keyOf(g), new Response(file));
         } catch {
           // Quota exceeded: run without caching this group.
         }
       }
     }
   }
-  return { config: cfg.text, weights: buildSafetensors(parts), vocab, merges, fromCache: missing.length === 0 };
+  return { config: cfg.text, weights: buildSafetensors(parts), vocab, merges, fromCache: missing.length === 0, sizes };
 }
 
-/** A byte counter that reports `{what, loaded, total, rate, eta}` to `progress`. */
-function ticker(progress, total) {
+/** A byte counter that reports `{what, loaded, total, rate, eta, int8}` to `progress`
+ *  (`int8`: the bytes kept once quantised, when the caller asked for int8). */
+function ticker(progress, total, int8 = () => 0) {
   const t0 = performance.now();
   let loaded = 0;
   return (n) => {
@@ -241,7 +273,7 @@ function ticker(progress, total) {
     const secs = (performance.now() - t0) / 1000;
     const rate = secs > 0 ? loaded / secs : 0;
     const all = total();
-    progress({ what: 'weights', loaded, total: all, rate, eta: rate > 0 && all > loaded ? (all - loaded) / rate : 0 });
+    progress({ what: 'weights', loaded, total: all, rate, eta: rate > 0 && all > loaded ? (all - loaded) / rate : 0, int8: int8() });
   };
 }
 

@@ -7,7 +7,7 @@ import { drawOverlay as draw } from './overlay.js';
 import { copyLinkButton, pickFiles, readUrl as readParams, threadsControl, workerUrl, writeUrl as writeParams } from './page.js';
 import { renderReport } from './report.js';
 import { connect } from './rpc.js';
-import { backendLabel, backendTitle, loadWithChoice, panel, setThreadCount } from './ui.js';
+import { backendLabel, backendTitle, fmtBytes, loadWithChoice, panel, setThreadCount } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
 const SAMPLES = [
@@ -17,7 +17,9 @@ const SAMPLES = [
   ['rocket', 'a rocket'],
 ];
 // `view`: '' (one method) or 'compare' (every method side by side); `sort`: the compare grid's order.
-const DEFAULTS = { model: 'openai/clip-vit-base-patch16', sample: 'chelsea-cat', image: '', scorer: 'kq-norm', layers: '1', keep: '0.5', backend: 'auto', labels: '', view: '', sort: '' };
+// `precision`: int8 by default (a quarter of the download, cos ≥ 0.999 to f32 in the tests at
+// ViT-B/16 size), f32 one click away.
+const DEFAULTS = { model: 'openai/clip-vit-base-patch16', sample: 'chelsea-cat', image: '', scorer: 'kq-norm', layers: '1', keep: '0.5', backend: 'auto', precision: 'int8', labels: '', view: '', sort: '' };
 const SWEEP_KEEPS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3];
 
 // ---- worker RPC --------------------------------------------------------------------------
@@ -36,6 +38,9 @@ let adapter = null; // the browser's GPU adapter (keys the cache of measured cho
 
 function readUrl() {
   if (readParams(state, DEFAULTS).has('image')) state.sample = '';
+  // Links made before the precision control: backend=cpu-int8.
+  if (state.backend === 'cpu-int8') Object.assign(state, { backend: 'cpu', precision: 'int8' });
+  if (!['int8', 'f32'].includes(state.precision)) state.precision = DEFAULTS.precision;
 }
 
 function writeUrl() {
@@ -52,6 +57,7 @@ function syncControls() {
   $('layers').value = state.layers;
   tomeHint();
   $('backend').value = state.backend;
+  $('precision').value = state.precision;
   $('labels').value = state.labels;
   $('compare-sort').value = state.sort;
   for (const b of document.querySelectorAll('.samples button')) b.classList.toggle('selected', b.dataset.sample === state.sample);
@@ -103,14 +109,14 @@ async function ensureModel(withText) {
     if (!modelInfo) {
       setStatus('Reading local files…');
       const key = `local:${localFiles.weights?.name}`;
-      modelInfo = await loadOn(key, (backend) => call('loadFiles', { files: localFiles, backend }));
+      modelInfo = await loadOn(key, (backend) => call('loadFiles', { files: localFiles, backend, precision: state.precision }));
       afterLoad();
     }
     return;
   }
   const base = modelBase(state.model, location.href);
   try {
-    const info = await loadOn(state.model, (backend) => call('load', { model: state.model, base, backend, withText }, progress));
+    const info = await loadOn(state.model, (backend) => call('load', { model: state.model, base, backend, withText, precision: state.precision }, progress));
     const fresh = !modelInfo || info.device !== modelInfo.device || info.model !== modelInfo.model;
     modelInfo = info;
     if (fresh) afterLoad();
@@ -123,16 +129,49 @@ async function ensureModel(withText) {
   }
 }
 
-/** Loads on the user's backend or `auto`'s measured (or cached) choice (ui.js). */
+/** Loads on the user's backend or `auto`'s measured (or cached) choice (ui.js), per precision. */
 async function loadOn(model, load) {
-  const r = await loadWithChoice({ backend: state.backend, adapter, model, load, setStatus, what: 'layer' });
+  const r = await loadWithChoice({ backend: state.backend, adapter, model: `${model}|${state.precision}`, load, setStatus, what: 'layer' });
   if (r.auto) auto = r.auto;
   return r.info;
 }
 
 function afterLoad() {
   backendBadge(modelInfo.device, modelInfo.fallback);
-  setStatus(`Model ready${modelInfo.fromCache ? ' (from the cache)' : ''}: ${modelInfo.numLayers} layers, ${modelInfo.grid}×${modelInfo.grid} patches.`);
+  $('precision-size').textContent = sizeNote(modelInfo);
+  setStatus(`Model ready${modelInfo.fromCache ? ' (from the cache)' : ''}: ${modelInfo.numLayers} layers, ${modelInfo.grid}×${modelInfo.grid} patches, ${modelInfo.precision}.`);
+}
+
+/** What the weights cost: "int8: 87.0 MiB in this browser's cache (f32: 345.0 MiB)". */
+function sizeNote(info) {
+  const s = info.sizes;
+  if (!s) return '';
+  if (info.precision === 'int8' && s.int8) return `int8: ${fmtBytes(s.int8)} ${info.fromCache ? 'read from' : 'kept in'} this browser's cache${s.f32 ? ` (f32: ${fmtBytes(s.f32)})` : ''}`;
+  return s.f32 ? `f32: ${fmtBytes(s.f32)}${info.fromCache ? ' from the cache' : ''}` : '';
+}
+
+// The last f32 embedding per image and settings, so an int8 run can say how near it is.
+const f32Embeds = new Map();
+
+function cosine(a, b) {
+  let d = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return na && nb ? d / Math.sqrt(na * nb) : 0;
+}
+
+/** Keeps an f32 run's embedding; gives an int8 run's cos to the f32 one of the same image and options (or null). */
+function cosToF32(report, opts) {
+  const key = `${imageName}|${state.model}|${JSON.stringify({ ...opts, labels: [] })}`;
+  if (modelInfo?.precision === 'f32') {
+    f32Embeds.set(key, report.image_embeds);
+    return null;
+  }
+  const f = f32Embeds.get(key);
+  return f ? cosine(report.image_embeds, f) : null;
 }
 
 // ---- images ------------------------------------------------------------------------------
@@ -211,6 +250,7 @@ async function runOnce() {
     await ensureModel(opts.labels.length > 0);
     setStatus('Running…');
     const report = await call('run', { image: imageBytes.slice(0), options: opts });
+    report.cos_to_f32 = cosToF32(report, opts);
     lastReport = report;
     // The last report, for tests and automation (e.g. comparing embeddings across builds).
     globalThis.effarchLastReport = report;
@@ -471,6 +511,7 @@ function wire() {
   onChange('scorer', 'scorer');
   onChange('layers', 'layers');
   onChange('backend', 'backend', { rerunModel: true });
+  onChange('precision', 'precision', { rerunModel: true });
   onChange('labels', 'labels');
   onChange('model', 'model', { rerunModel: true });
   $('load').onclick = async () => {

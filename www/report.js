@@ -12,6 +12,8 @@ export function renderReport(r) {
     ['FLOPs', `${(r.flops / 1e9).toFixed(2)} G (${((100 * r.flops) / r.flops_unpruned).toFixed(0)}%)`],
     ['tokens per layer', r.tokens_per_layer.join(' → ')],
     ['throughput', `${(1000 / r.timings_ms.total).toFixed(1)} img/s`],
+    // int8 runs: cos to the f32 embedding of the same image and settings, once f32 has run.
+    ...(r.cos_to_f32 != null ? [['cos-sim int8 to f32', r.cos_to_f32.toFixed(5), 'cos-f32']] : []),
   ]);
   renderTimings(r.timings_ms);
   $('timing-note').hidden = !r.device.startsWith('gpu');

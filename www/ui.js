@@ -10,7 +10,7 @@ export function fmtBytes(n) {
 /** "WebGPU · <adapter>" or "CPU · wasm SIMD128 · N threads" for the core's device description. */
 export function backendLabel(device) {
   const m = /^gpu \(wgpu, (.*?), BrowserWebGpu/.exec(device);
-  if (device.startsWith('gpu')) return `WebGPU · ${m ? m[1] || 'adapter' : device}`;
+  if (device.startsWith('gpu')) return `WebGPU · ${/int8 weights/.test(device) ? 'int8 · ' : ''}${m ? m[1] || 'adapter' : device}`;
   const t = Number(/, (\d+) threads\)/.exec(device)?.[1] ?? 1);
   return `CPU · ${/int8/.test(device) ? 'int8 · ' : ''}wasm SIMD128 · ${t} thread${t === 1 ? '' : 's'}`;
 }
@@ -121,13 +121,19 @@ export function panel({ status, error, progress, busyClass }) {
       setBusy(-1);
     }
   }
-  /** A loader progress event `{loaded, total, rate, eta}` (total 0 when unknown). */
+  /** A loader progress event `{loaded, total, rate, eta, int8}` (total 0 when unknown; `int8`:
+   *  the bytes kept once quantised), or `{what: 'quantizing'}`. */
   function showProgress(p) {
+    if (p.what === 'quantizing') {
+      setStatus("Quantising the weights to int8 (once: the int8 copy is kept in this browser's cache)…");
+      return;
+    }
     $(progress).hidden = false;
     const frac = p.total ? Math.min(1, p.loaded / p.total) : 0;
     $(`${progress}-fill`).style.width = `${(frac * 100).toFixed(1)}%`;
     const eta = p.eta ? `, ${Math.ceil(p.eta)} s left` : '';
-    $(`${progress}-text`).textContent = `${fmtBytes(p.loaded)}${p.total ? ` of ${fmtBytes(p.total)}` : ''} · ${fmtBytes(p.rate)}/s${eta}`;
+    const kept = p.int8 ? ` (f32; kept as int8: ${fmtBytes(p.int8)})` : '';
+    $(`${progress}-text`).textContent = `${fmtBytes(p.loaded)}${p.total ? ` of ${fmtBytes(p.total)}` : ''}${kept} · ${fmtBytes(p.rate)}/s${eta}`;
     setStatus(`Downloading weights… ${p.total ? `${(frac * 100).toFixed(0)}%` : fmtBytes(p.loaded)}`);
   }
   return { setStatus, showError, clearError, setBusy, task, progress: showProgress };

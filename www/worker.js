@@ -18,40 +18,56 @@ function post(msg) {
   self.postMessage(msg);
 }
 
-async function load(id, { model, base, backend, withText }) {
-  await ready;
-  const key = `${base}|${backend}`;
+let sizes = null; // {f32, int8} bytes of the loaded tensors, where known
+
+async function load(id, { model, base, backend, withText, precision = 'f32' }) {
+  const { engine } = await ready;
+  const key = `${base}|${backend}|${precision}`;
   if (session && loaded && loaded.key === key && (loaded.withText || !withText)) {
     return describe(false, model);
   }
   const progress = (p) => post({ id, type: 'progress', ...p });
-  const files = await fetchModel(base, withText, progress);
-  await create(files, withText, backend);
+  // int8: the f32 tensors are quantised once downloaded and only the int8 copy is cached.
+  const int8 = precision === 'int8' ? { quantize: (b) => engine.quantizeCheckpoint(b), isLinearWeight: (n, s) => engine.isLinearWeight(n, Uint32Array.from(s)) } : null;
+  const files = await fetchModel(base, withText, progress, int8);
+  await create(files, withText, backend, precision);
   loaded = { key, withText, backend };
+  sizes = files.sizes;
   return describe(files.fromCache, model);
 }
 
-async function loadFiles(id, { files, backend }) {
+async function loadFiles(id, { files, backend, precision = 'f32' }) {
   await ready;
   const f = await readLocalFiles(files);
-  await create(f, f.withText, backend);
-  loaded = { key: `local:${files.weights.name}:${files.weights.size}|${backend}`, withText: f.withText, backend };
+  await create(f, f.withText, backend, precision);
+  loaded = { key: `local:${files.weights.name}:${files.weights.size}|${backend}|${precision}`, withText: f.withText, backend };
+  sizes = null;
   return describe(false, files.weights.name);
 }
 
-async function create(files, withText, backend) {
+async function create(files, withText, backend, precision) {
   if (session) {
     session.free();
     session = null;
   }
   const { engine } = await ready;
-  const s = await engine.ClipSession.create(files.config, files.weights, withText, backend);
+  const s = await engine.ClipSession.create(files.config, files.weights, withText, backend, precision);
   if (withText) s.setTokenizer(files.vocab, files.merges);
   session = s;
 }
 
 function describe(fromCache, model) {
-  return { device: session.device(), fallback: session.fallback() ?? null, numLayers: session.numLayers(), grid: session.grid(), fromCache, model, choice: session.choice() ?? null };
+  return {
+    device: session.device(),
+    fallback: session.fallback() ?? null,
+    numLayers: session.numLayers(),
+    grid: session.grid(),
+    fromCache,
+    model,
+    choice: session.choice() ?? null,
+    precision: session.precision(),
+    sizes,
+  };
 }
 
 async function run(_id, { image, options }) {

@@ -219,14 +219,25 @@ impl Device {
     /// each probed and the faster is taken, except that a software adapter (SwiftShader,
     /// llvmpipe, a fallback adapter) is never taken while the CPU works: it is measured only so
     /// that the reason can say how much slower it is. A failing probe loses.
-    pub async fn choose_measured<F, Fut>(mut probe: F) -> Choice
+    pub async fn choose_measured<F, Fut>(probe: F) -> Choice
     where
         F: FnMut(Device) -> Fut,
         Fut: std::future::Future<Output = Result<f64>>,
     {
-        let gpu = match GpuContext::new().await {
+        Self::choose_measured_at(Precision::F32, probe).await
+    }
+
+    /// [`Device::choose_measured`] with the linear layers in `p` on both sides: the CPU in `p`,
+    /// the GPU with int8 weights for int8 (f32 otherwise: bf16 is a CPU precision).
+    pub async fn choose_measured_at<F, Fut>(p: Precision, mut probe: F) -> Choice
+    where
+        F: FnMut(Device) -> Fut,
+        Fut: std::future::Future<Output = Result<f64>>,
+    {
+        let cpu_dev = Device::cpu_with(p);
+        let gpu = match GpuContext::new_with(Self::gpu_weights_for(p)).await {
             Ok(c) => c,
-            Err(e) => return Choice { device: Device::cpu(), figures: Vec::new(), reason: format!("no GPU adapter ({e}): auto runs on the CPU") },
+            Err(e) => return Choice { device: cpu_dev, figures: Vec::new(), reason: format!("no GPU adapter ({e}): auto runs on the CPU") },
         };
         let t = super::kernels::threads();
         let cpu_label = format!(
@@ -240,11 +251,20 @@ impl Device {
             Ok(ms) => Figure { backend, label, ms_per_layer: Some(ms), software, error: None },
             Err(e) => Figure { backend, label, ms_per_layer: None, software, error: Some(e.to_string()) },
         };
-        let cpu = figure("cpu", cpu_label, false, probe(Device::cpu()).await);
+        let cpu = figure("cpu", cpu_label, false, probe(cpu_dev.clone()).await);
         let gpu_dev = Device::Gpu(gpu);
         let g = figure("webgpu", gpu_label, software, probe(gpu_dev.clone()).await);
         let (take_gpu, reason) = decide(&g, &cpu);
-        Choice { device: if take_gpu { gpu_dev } else { Device::cpu() }, figures: vec![g, cpu], reason }
+        Choice { device: if take_gpu { gpu_dev } else { cpu_dev }, figures: vec![g, cpu], reason }
+    }
+
+    /// How a GPU stores linear weights for precision `p`: int8 for int8, else f32.
+    pub fn gpu_weights_for(p: Precision) -> super::gpu::GpuWeights {
+        if p == Precision::Int8 {
+            super::gpu::GpuWeights::Int8
+        } else {
+            super::gpu::GpuWeights::F32
+        }
     }
 }
 

@@ -49,11 +49,18 @@ impl MambaSession {
 
     /// Like the constructor, on `backend`: "webgpu", "cpu", or "auto", which times one mixer
     /// block of this model per decoded token on each backend and takes the faster, never a
-    /// software adapter; `choice()` and `device()` then give the figures.
-    pub async fn create(config_json: String, weights: Vec<u8>, tokenizer_json: Option<String>, backend: String) -> Result<MambaSession, JsError> {
+    /// software adapter; `choice()` and `device()` then give the figures. `precision`: "f32"
+    /// (default), "int8", "bf16" (CPU) or "auto", as in `ClipSession.create`.
+    pub async fn create(
+        config_json: String,
+        weights: Vec<u8>,
+        tokenizer_json: Option<String>,
+        backend: String,
+        precision: Option<String>,
+    ) -> Result<MambaSession, JsError> {
         let cfg = MambaConfig::from_json("config.json", &config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
-        let (device, auto) = device_measured(&backend, |d| probe_layer_ms(&cfg, &w, d)).await?;
+        let (device, auto) = device_measured(&backend, precision.as_deref(), |d| probe_layer_ms(&cfg, &w, d)).await?;
         let s = Self::build(cfg, &w, tokenizer_json, &device, auto)?;
         // An error here (a lost device) surfaces, with the fallback, in the first generation.
         let _ = s.inner.model.warm_up_async().await;
@@ -64,6 +71,11 @@ impl MambaSession {
         let tok = tokenizer_json.map(|t| ByteBpe::from_tokenizer_json(&t)).transpose().map_err(js_err)?;
         let model = MambaLM::load(cfg, w, device).map_err(js_err)?;
         Ok(MambaSession { inner: Rc::new(Inner { model, tok, auto }) })
+    }
+
+    /// The precision the linear layers run in: "f32", "int8" or "bf16".
+    pub fn precision(&self) -> String {
+        self.inner.model.device().precision().name().to_string()
     }
 
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsError> {
@@ -179,7 +191,7 @@ pub async fn bench_mamba(options: JsValue) -> Result<JsValue, JsError> {
     let d = MambaBenchSpec::default();
     let spec =
         MambaBenchSpec { ns: o.ns.unwrap_or(d.ns), steps: o.steps.unwrap_or(d.steps), iters: o.iters.unwrap_or(1), hidden: o.hidden.unwrap_or(d.hidden) };
-    let device = device_for(o.backend.as_deref().unwrap_or("auto")).await?;
+    let device = device_for(o.backend.as_deref().unwrap_or("auto"), None).await?;
     let (rows, e) = bench_mamba_async(&spec, &device, |_| {}).await.map_err(js_err)?;
     to_js(&serde_json::json!({"device": device.describe(), "hidden": spec.hidden, "rows": rows, "exponents": e}))
 }

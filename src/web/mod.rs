@@ -115,18 +115,28 @@ impl AutoChoice {
 }
 
 /// [`device_for`], except that `"auto"` chooses by measurement: `probe` times one layer of the
-/// model about to be loaded on each backend ([`Device::choose_measured`]).
-pub(crate) async fn device_measured<F, Fut>(backend: &str, probe: F) -> Result<(Device, Option<AutoChoice>), JsError>
+/// model about to be loaded on each backend ([`Device::choose_measured_at`]).
+pub(crate) async fn device_measured<F, Fut>(backend: &str, precision: Option<&str>, probe: F) -> Result<(Device, Option<AutoChoice>), JsError>
 where
     F: FnMut(Device) -> Fut,
     Fut: std::future::Future<Output = crate::Result<f64>>,
 {
     match backend {
         "" | "auto" => {
-            let c = Device::choose_measured(probe).await;
+            let c = Device::choose_measured_at(parse_precision(precision)?, probe).await;
             Ok((c.device.clone(), Some(AutoChoice::new(&c))))
         }
-        other => Ok((device_for(other).await?, None)),
+        other => Ok((device_for(other, precision).await?, None)),
+    }
+}
+
+/// A precision from JS: `"f32"` (the default when absent), `"int8"`, `"bf16"` (the CPU only),
+/// or `"auto"` (int8 where this build has a vector int8 kernel: [`crate::tensor::auto_precision`]).
+pub(crate) fn parse_precision(p: Option<&str>) -> Result<crate::tensor::Precision, JsError> {
+    match p.map(str::trim) {
+        None | Some("") => Ok(crate::tensor::Precision::F32),
+        Some("auto") => Ok(crate::tensor::auto_precision()),
+        Some(s) => crate::tensor::Precision::parse(s).map_err(|e| js_err(format!("{e} (or auto)"))),
     }
 }
 
@@ -139,15 +149,21 @@ pub(crate) fn describe_with(device: &Device, auto: Option<&AutoChoice>) -> Strin
 }
 
 /// `"auto"` (WebGPU when the browser has a hardware adapter, else the CPU), `"webgpu"` (an error
-/// when there is no adapter), `"cpu"` or `"cpu-int8"` (the CPU with int8 linear layers:
-/// `Precision::Int8`, the SIMD128 int8 kernel).
-async fn device_for(backend: &str) -> Result<Device, JsError> {
+/// when there is no adapter) or `"cpu"`, with the linear layers in `precision`
+/// ([`parse_precision`]: on WebGPU f32 or int8 weights; int8 on the CPU is the SIMD128 int8
+/// kernel). `"cpu-int8"` (older links) is `"cpu"` in int8.
+pub(crate) async fn device_for(backend: &str, precision: Option<&str>) -> Result<Device, JsError> {
+    use crate::tensor::{gpu::GpuContext, Precision};
+    let p = parse_precision(if backend == "cpu-int8" { Some("int8") } else { precision })?;
     match backend {
-        "" | "auto" => Ok(Device::best_async().await),
-        "webgpu" | "gpu" => Device::gpu_async().await.map_err(js_err),
-        "cpu" => Ok(Device::cpu()),
-        "cpu-int8" => Ok(Device::cpu_with(crate::tensor::Precision::Int8)),
-        other => Err(js_err(format!("unknown backend `{other}` (auto, webgpu, cpu, cpu-int8)"))),
+        "" | "auto" => {
+            let (d, _) = Device::by_rule(GpuContext::new_with(Device::gpu_weights_for(p)).await);
+            Ok(if matches!(d, Device::Cpu(_)) { Device::cpu_with(p) } else { d })
+        }
+        "webgpu" | "gpu" if p == Precision::Bf16 => Err(js_err("precision bf16 is a CPU precision; WebGPU holds f32 or int8 weights")),
+        "webgpu" | "gpu" => Device::gpu_with(Device::gpu_weights_for(p)).await.map_err(js_err),
+        "cpu" | "cpu-int8" => Ok(Device::cpu_with(p)),
+        other => Err(js_err(format!("unknown backend `{other}` (auto, webgpu, cpu)"))),
     }
 }
 
@@ -236,12 +252,14 @@ impl ClipSession {
 
     /// Like the constructor, on `backend`: "webgpu", "cpu", or "auto", which times one encoder
     /// layer of this model on each backend (WebGPU, the CPU) and takes the faster, never a
-    /// software adapter; `choice()` and `device()` then give the figures.
-    pub async fn create(config_json: String, weights: Vec<u8>, with_text: bool, backend: String) -> Result<ClipSession, JsError> {
+    /// software adapter; `choice()` and `device()` then give the figures. `precision`: "f32"
+    /// (default), "int8" (int8 linear weights: on the CPU with per-row int8 activations, on
+    /// WebGPU dequantised in the kernel), "bf16" (CPU) or "auto"; `precision()` says which.
+    pub async fn create(config_json: String, weights: Vec<u8>, with_text: bool, backend: String, precision: Option<String>) -> Result<ClipSession, JsError> {
         let cfg = ClipConfig::from_json("config.json", &config_json).map_err(js_err)?;
         let w = Weights::from_bytes("model.safetensors", weights).map_err(js_err)?;
         let vcfg = cfg.vision().clone();
-        let (device, auto) = device_measured(&backend, |d| crate::models::clip::vision::probe_layer_ms(&w, &vcfg, d)).await?;
+        let (device, auto) = device_measured(&backend, precision.as_deref(), |d| crate::models::clip::vision::probe_layer_ms(&w, &vcfg, d)).await?;
         let s = CoreSession::new(cfg, w, &device, with_text).map_err(js_err)?;
         // An error here (a lost device) surfaces, with the fallback, in the first run instead.
         let _ = s.clip.warm_up_async().await;
@@ -252,11 +270,11 @@ impl ClipSession {
     /// `merges.txt`) from a folder URL, e.g. `https://huggingface.co/openai/clip-vit-base-patch16/resolve/main`.
     /// Downloads the whole checkpoint; the demo page's loader fetches only the needed tensors.
     #[wasm_bindgen(js_name = fromUrl)]
-    pub async fn from_url(base_url: String, with_text: bool, backend: String) -> Result<ClipSession, JsError> {
+    pub async fn from_url(base_url: String, with_text: bool, backend: String, precision: Option<String>) -> Result<ClipSession, JsError> {
         let base = base_url.trim_end_matches('/');
         let config = String::from_utf8_lossy(&fetch_bytes(&format!("{base}/config.json")).await?).into_owned();
         let weights = fetch_bytes(&format!("{base}/model.safetensors")).await?;
-        let s = Self::create(config, weights, with_text, backend).await?;
+        let s = Self::create(config, weights, with_text, backend, precision).await?;
         if with_text {
             let vocab = fetch_bytes(&format!("{base}/vocab.json")).await?;
             let merges = fetch_bytes(&format!("{base}/merges.txt")).await?;
@@ -384,6 +402,11 @@ impl ClipSession {
         self.inner.try_borrow().ok().and_then(|s| s.fallback().map(str::to_string))
     }
 
+    /// The precision the linear layers run in: "f32", "int8" or "bf16".
+    pub fn precision(&self) -> String {
+        self.inner.try_borrow().map(|s| s.clip.device.precision().name().to_string()).unwrap_or_else(|_| "busy".into())
+    }
+
     #[wasm_bindgen(js_name = numLayers)]
     pub fn num_layers(&self) -> usize {
         self.inner.try_borrow().map(|s| s.clip.vision.num_layers()).unwrap_or(0)
@@ -403,6 +426,23 @@ impl ClipSession {
             }
         }
     }
+}
+
+/// A safetensors file (a whole checkpoint, or the page loader's group of tensors) with its
+/// linear weights in int8, as `effarch quantize` writes them (same names, `<name>_scale`): the
+/// page keeps this in its cache, so later visits read a quarter of the f32 bytes. A file
+/// that is already int8 is an error that says so.
+#[wasm_bindgen(js_name = quantizeCheckpoint)]
+pub fn quantize_checkpoint(bytes: Vec<u8>) -> Result<Vec<u8>, JsError> {
+    let w = Weights::from_bytes("model.safetensors", bytes).map_err(js_err)?;
+    Ok(crate::quantize::quantize_checkpoint(&w).map_err(js_err)?.0)
+}
+
+/// Whether `quantizeCheckpoint` (and `precision: "int8"`) stores this tensor in int8: a 2-D
+/// `*.weight` of a linear layer, not an embedding table. The page sizes its int8 download with it.
+#[wasm_bindgen(js_name = isLinearWeight)]
+pub fn is_linear_weight(name: &str, shape: Vec<usize>) -> bool {
+    crate::quantize::is_linear_weight(name, &shape)
 }
 
 /// `fetch(url)` → bytes, from the page or a worker; HTTP errors name the URL and status.
@@ -589,7 +629,7 @@ pub fn bench_gemm() -> Result<JsValue, JsError> {
 }
 
 /// The benchmark driver of `effarch bench clip`, on a random full-size ViT-B/16:
-/// `{keeps, batches, iters, scorer, layers}` → `[{scorer, keep, batch, precision, ms_median, ratio, flop_ratio, first_ms, f32_ratio, cos_to_f32}]`.
+/// `{keeps, batches, iters, scorer, layers, backend, precision}` → `[{scorer, keep, batch, precision, ms_median, ratio, flop_ratio, first_ms, f32_ratio, cos_to_f32}]`.
 #[wasm_bindgen(js_name = benchClip)]
 pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
     #[derive(Deserialize, Default)]
@@ -601,6 +641,7 @@ pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         scorer: Option<String>,
         layers: Option<Vec<usize>>,
         backend: Option<String>,
+        precision: Option<String>,
     }
     let o: O = parse_options(options)?;
     let d = BenchSpec::default();
@@ -612,7 +653,7 @@ pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         scorers: vec![probe.scorer],
         layers: probe.layers,
     };
-    let device = device_for(o.backend.as_deref().unwrap_or("auto")).await?;
+    let device = device_for(o.backend.as_deref().unwrap_or("auto"), o.precision.as_deref()).await?;
     let model = bench::random_vit_b16(&device).map_err(js_err)?;
     to_js(&bench::bench_clip_async(&model, &spec, |_| {}).await.map_err(js_err)?)
 }

@@ -363,7 +363,7 @@ impl ClipSession {
     pub fn new(config: ClipConfig, weights: Weights, device: &Device, with_text: bool) -> Result<ClipSession> {
         let (clip, fallback) = match Clip::load(config.clone(), &weights, device, with_text) {
             Err(Error::Device(msg)) if matches!(device, Device::Gpu(_)) => {
-                (Clip::load(config, &weights, &Device::cpu(), with_text)?, Some(format!("{}: loading failed ({msg}); running on the CPU", device.describe())))
+                (Clip::load(config, &weights, &Device::cpu_with(device.precision()), with_text)?, Some(format!("{}: loading failed ({msg}); running on the CPU", device.describe())))
             }
             r => (r?, None),
         };
@@ -408,7 +408,7 @@ impl ClipSession {
     /// Rebuilds the model on the CPU (tokenizer kept) and records why.
     pub fn fall_back(&mut self, why: &str) -> Result<()> {
         let was = self.clip.device.describe();
-        let mut cpu = Clip::load(self.clip.config.clone(), &self.weights, &Device::cpu(), self.with_text)?;
+        let mut cpu = Clip::load(self.clip.config.clone(), &self.weights, &Device::cpu_with(self.clip.device.precision()), self.with_text)?;
         cpu.tokenizer = self.clip.tokenizer.take();
         cpu.preprocess = self.clip.preprocess.clone();
         self.clip = cpu;

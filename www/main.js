@@ -588,7 +588,21 @@ function wire() {
   });
 }
 
+/** The site's own default model, when its host published one (scripts/publish_models.sh writes
+ *  models.json; the file shipped in www/ names none, and the hub's f32 ViT-B/16 stays the default). */
+async function siteDefaults() {
+  try {
+    const r = await fetch('./models.json');
+    const m = r.ok ? await r.json() : null;
+    if (typeof m?.default === 'string' && m.default) DEFAULTS.model = m.default;
+  } catch {
+    // no models.json (another host's copy of the page): the hub's model
+  }
+  Object.assign(state, { model: DEFAULTS.model });
+}
+
 async function main() {
+  await siteDefaults();
   readUrl();
   threadsControl('threads');
   buildSamples();

@@ -617,7 +617,7 @@ await check('threads: on a header-less static server the service worker isolates
   const two = await state();
   const badge = await badgeOf('#backend-badge');
   assert(two.isolated && two.threads === '2' && two.build === 'threads', `threads=2: ${JSON.stringify({ ...two, embeds: undefined })}`);
-  assert(badge.text === 'CPU · wasm SIMD128 · 2 threads', `badge: ${badge.text}`);
+  assert(badge.text === 'CPU · int8 · wasm SIMD128 · 2 threads', `badge (int8 is the default precision): ${badge.text}`);
   const sel = await page.$eval('#threads', (s) => s.value);
   assert(sel === '2', `thread control shows ${sel}`);
   const diff = Math.max(...one.embeds.map((v, i) => Math.abs(v - two.embeds[i])));
@@ -634,6 +634,49 @@ await check('threads: on a header-less static server the service worker isolates
   const lm = await badgeOf('#lm-badge');
   assert(g1.outcome === 'ok' && g2.outcome === 'ok' && g2.text === g1.text && g1.text.length > 0, `Mamba on 2 threads "${g2.text}" vs 1 thread "${g1.text}" (${g2.error || g1.error})`);
   assert(lm.text === 'CPU · wasm SIMD128 · 2 threads', `Mamba badge: ${lm.text}`);
+});
+
+await check('precision: the site's published int8 model is the default; f32 and int8 in the URL; int8 kept in the cache; cos int8 to f32; int8 on WebGPU', async () => {
+  // No model in the URL: the copy scripts/publish_models.sh put beside the site (models.json).
+  const published = '/models/clip-tiny-int8/model.safetensors';
+  const before = requests.get(published) ?? 0;
+  await open(`${origin}/?keep=0.5&backend=cpu`);
+  let r = await result();
+  const ui = () => page.evaluate(() => ({ model: document.getElementById('model').value, precision: document.getElementById('precision').value, size: document.getElementById('precision-size').textContent, badge: document.getElementById('backend-badge').textContent, cosF32: document.querySelector('#cos-f32 .v')?.textContent ?? null, url: location.href }));
+  let u = await ui();
+  assert(u.model === './models/clip-tiny-int8' && u.precision === 'int8' && (requests.get(published) ?? 0) > before, `default model: ${JSON.stringify(u)}`);
+  assert(/^CPU · int8 ·/.test(u.badge) && /^int8: .* kept in this browser's cache$/.test(u.size) && r.pruned === N - nKeep(0.5, N), `int8 default: ${JSON.stringify(u)} ${JSON.stringify(r)}`);
+  // f32 by link, then int8 one click away: a fresh download quantised in the worker; its cos to the f32 embedding shown.
+  await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&backend=cpu&precision=f32`);
+  r = await result();
+  u = await ui();
+  assert(u.precision === 'f32' && !/int8/.test(u.badge) && /^f32: /.test(u.size) && u.cosF32 === null, `f32 by link: ${JSON.stringify(u)}`);
+  const f32Embeds = await page.evaluate(() => Array.from(globalThis.effarchLastReport.image_embeds));
+  const w0 = weightRequests;
+  await page.selectOption('#precision', 'int8');
+  r = await result();
+  u = await ui();
+  const int8Embeds = await page.evaluate(() => Array.from(globalThis.effarchLastReport.image_embeds));
+  const diff = Math.max(...f32Embeds.map((v, i) => Math.abs(v - int8Embeds[i])));
+  assert(u.precision === 'int8' && !/precision=/.test(u.url) && weightRequests > w0 && /^CPU · int8 ·/.test(u.badge), `int8 after f32: ${JSON.stringify(u)}`);
+  assert(u.cosF32 !== null && Number(u.cosF32) > 0.99 && Number(u.cosF32) <= 1 && diff > 0, `cos int8 to f32 ${u.cosF32} (max |diff| ${diff})`);
+  console.log(`    ${u.size}; cos int8 to f32 on the tiny model ${u.cosF32}`);
+  // A later visit reads the cached int8 tensors: no weight request.
+  const w1 = weightRequests;
+  await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&backend=cpu`);
+  r = await result();
+  u = await ui();
+  assert(weightRequests === w1 && /read from this browser's cache/.test(u.size) && /from the cache/.test(r.status), `int8 reload: ${weightRequests - w1} weight requests; ${JSON.stringify(u)} ${r.status}`);
+  const cached = await page.evaluate(async () => (await (await caches.open('effarch-weights-v1')).keys()).map((q) => q.url).filter((x) => /clip-tiny\//.test(x) && /effarch-group=vision/.test(x)));
+  assert(cached.some((x) => /precision=int8/.test(x)) && cached.some((x) => !/precision=int8/.test(x)), `cache entries: ${cached}`);
+  // int8 weights on WebGPU: the badge says so and the run's embedding is int8's, not f32's.
+  await open(`${origin}/?model=./fixtures/clip-tiny&keep=0.5&backend=webgpu`);
+  r = await result();
+  u = await ui();
+  const gpu8 = await page.evaluate(() => Array.from(globalThis.effarchLastReport.image_embeds));
+  const dg = Math.max(...f32Embeds.map((v, i) => Math.abs(v - gpu8[i])));
+  assert(/^WebGPU · int8 ·/.test(u.badge) && r.pruned === N - nKeep(0.5, N) && dg > 0, `WebGPU int8: ${JSON.stringify(u)} (max |diff| to f32 ${dg})`);
+  await page.screenshot({ path: path.join(shots, 'precision.png'), fullPage: false });
 });
 
 await check('no page errors and no CSP violations', async () => {

@@ -252,6 +252,42 @@ async fn int8_sessions_on_webgpu_and_the_cpu_stay_near_f32() {
     assert!(make("cpu", Some("int4")).await.is_err());
 }
 
+/// int8 weights on WebGPU (`GpuDtype::I8`: per-row scales, then int8 quads unpacked with shifts
+/// in the tiled kernel): on every case of the numpy reference's `int8-linear.json`, the
+/// product equals x · (q · scale)ᵀ + b computed on the CPU in f32 from the same int8 weights
+/// (the scheme's weights; activations stay f32 on the GPU), within f32 summation order.
+#[wasm_bindgen_test]
+async fn int8_weights_on_webgpu_equal_the_dequantised_product() {
+    use effarch::tensor::{gpu::GpuWeights, LinearWeight, Tensor};
+    setup().await;
+    let gpu = Device::gpu_with(GpuWeights::Int8).await.expect("a WebGPU adapter (Chrome with --enable-unsafe-webgpu)");
+    let fx: serde_json::Value = serde_json::from_str(include_str!("fixtures/generation/int8-linear.json")).unwrap();
+    let f = |c: &serde_json::Value, key: &str| -> Vec<f32> { c[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
+    let mut tested = 0;
+    for c in fx["cases"].as_array().unwrap() {
+        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
+        if k % 4 != 0 {
+            continue; // int8 storage needs K a multiple of 4 (every model's widths are); f32 otherwise
+        }
+        let w = LinearWeight::new(f(c, "w"), [n, k], &gpu).unwrap();
+        assert!(w.is_int8(), "m{m} k{k} n{n}");
+        let deq = LinearWeight::stored_values(&f(c, "w"), [n, k], &gpu).unwrap();
+        let cpu = |v: Vec<f32>, s: &[usize]| Tensor::from_f32(v, s, &Device::cpu()).unwrap();
+        let want = cpu(f(c, "x"), &[m, k]).linear(&cpu(deq, &[n, k]), Some(&cpu(f(c, "b"), &[n]))).unwrap().to_vec_f32().unwrap();
+        let got = w
+            .forward(&Tensor::from_f32(f(c, "x"), &[m, k], &gpu).unwrap(), Some(&Tensor::from_f32(f(c, "b"), &[n], &gpu).unwrap()))
+            .unwrap()
+            .to_vec_f32_async()
+            .await
+            .unwrap();
+        let scale = want.iter().fold(1f32, |a, v| a.max(v.abs()));
+        let d = effarch::testing::max_abs_diff(&got, &want) / scale;
+        assert!(d <= 1e-5, "int8 weights on WebGPU, m{m} k{k} n{n}: max |Δ| {d} of scale");
+        tested += 1;
+    }
+    assert!(tested >= 2, "{tested} cases with K a multiple of 4");
+}
+
 /// The first GPU kernel on the browser's WebGPU (SwiftShader in CI). No adapter fails.
 #[wasm_bindgen_test]
 async fn gpu_linear_on_webgpu_matches_cpu() {

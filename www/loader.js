@@ -232,8 +232,13 @@ export async function fetchModel(base, withText, progress, int8 = null) {
       if (!tensors.length) throw new Error(`weights model.safetensors: no ${g} tensors (is this a CLIPModel checkpoint?)`);
       const rs = ranges(tensors, 8 + n);
       total += rs.reduce((s, r) => s + r.end - r.start, 0);
-      sizes.f32 += tensors.reduce((s, [, v]) => s + v.data_offsets[1] - v.data_offsets[0], 0);
-      if (int8) sizes.int8 += int8Bytes(tensors, int8.isLinearWeight);
+      const bytes = tensors.reduce((s, [, v]) => s + v.data_offsets[1] - v.data_offsets[0], 0);
+      // A checkpoint already int8 (`effarch quantize`) is its own int8 size; its f32 size is not known here.
+      if (tensors.some(([, v]) => v.dtype === 'I8')) sizes.int8 += bytes;
+      else {
+        sizes.f32 += bytes;
+        if (int8) sizes.int8 += int8Bytes(tensors, int8.isLinearWeight);
+      }
     }
     for (const g of missing) {
       const tensors = Object.entries(header).filter(([k]) => GROUPS[g](k));

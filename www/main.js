@@ -147,7 +147,9 @@ function sizeNote(info) {
   const s = info.sizes;
   if (!s) return '';
   if (info.precision === 'int8' && s.int8) return `int8: ${fmtBytes(s.int8)} ${info.fromCache ? 'read from' : 'kept in'} this browser's cache${s.f32 ? ` (f32: ${fmtBytes(s.f32)})` : ''}`;
-  return s.f32 ? `f32: ${fmtBytes(s.f32)}${info.fromCache ? ' from the cache' : ''}` : '';
+  if (s.f32) return `f32: ${fmtBytes(s.f32)}${info.fromCache ? ' from the cache' : ''}`;
+  // An int8 checkpoint run in f32 (its int8 values widened, not the original f32 weights).
+  return s.int8 ? `f32 from an int8 checkpoint (${fmtBytes(s.int8)})` : '';
 }
 
 // The last f32 embedding per image and settings, so an int8 run can say how near it is.

@@ -241,7 +241,8 @@ impl Device {
         };
         let t = super::kernels::threads();
         let cpu_label = format!(
-            "CPU ({}{})",
+            "CPU ({}{}{})",
+            if p == Precision::F32 { String::new() } else { format!("{} ", p.name()) },
             super::cpu::simd_name(),
             if cfg!(target_arch = "wasm32") { format!(", {t} thread{}", if t == 1 { "" } else { "s" }) } else { String::new() }
         );

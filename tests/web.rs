@@ -450,6 +450,17 @@ async fn bench_mamba_runs_on_webgpu() {
     }
 }
 
+/// The relaxed-SIMD build (scripts/test_wasm_threads.sh runs this suite on it) says so and
+/// multiplies with the relaxed f32 micro-kernel, on which every golden of this suite passes.
+#[cfg(target_feature = "relaxed-simd")]
+#[wasm_bindgen_test]
+async fn the_relaxed_build_runs_the_relaxed_f32_kernel() {
+    setup().await;
+    assert!(Device::cpu().describe().contains("wasm simd128+relaxed"), "{}", Device::cpu().describe());
+    let tiles = effarch::bench::gemm::micro_kernels(20.0, |_| {});
+    assert!(tiles.iter().any(|t| t.kernel == "wasm simd128+relaxed 4x8" && t.gflops > 0.0), "{:?}", tiles.iter().map(|t| &t.kernel).collect::<Vec<_>>());
+}
+
 /// `--precision int8` in wasm: the SIMD128 int8 kernel (`i32x4.dot_i16x8_s`) behind every
 /// linear layer equals the numpy reference of the scheme (scripts/int8_reference.py) bit for
 /// bit on every case of `int8-linear.json`, and reports itself in the device's name.

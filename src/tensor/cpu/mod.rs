@@ -11,7 +11,9 @@ use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layo
 pub(crate) fn simd_name() -> &'static str {
     #[cfg(target_arch = "wasm32")]
     {
-        if cfg!(target_feature = "simd128") {
+        if cfg!(target_feature = "relaxed-simd") {
+            "wasm simd128+relaxed"
+        } else if cfg!(target_feature = "simd128") {
             "wasm simd128"
         } else {
             "wasm scalar"

@@ -5,7 +5,9 @@ import loadEngine from '/pkg/index.js';
 
 const out = document.getElementById('out');
 try {
-  const { engine, threads, build } = await loadEngine({ threads: 2 });
+  // relaxed: false keeps the plain SIMD128 threaded build (the page itself loads the
+  // relaxed-SIMD one in this browser), so the e2e test runs each build somewhere.
+  const { engine, threads, build } = await loadEngine({ threads: 2, relaxed: false });
   const model = new URL('/fixtures/clip-tiny', location.href).href; // or https://huggingface.co/openai/clip-vit-base-patch16/resolve/main
   const session = await engine.ClipSession.fromUrl(model, true, 'auto');
   const image = new Uint8Array(await (await fetch('/samples/coffee.jpg')).arrayBuffer());

@@ -19,14 +19,14 @@ function post(msg) {
   self.postMessage(msg);
 }
 
-async function create(config, weights, tokenizer, backend, key) {
+async function create(config, weights, tokenizer, backend, precision, key) {
   if (session) {
     session.free();
     session = null;
   }
   if (!tokenizer) throw new Error('this model has no tokenizer.json: the page needs it to turn the prompt into tokens');
   const { engine } = await ready;
-  session = await engine.MambaSession.create(config, weights, tokenizer, backend);
+  session = await engine.MambaSession.create(config, weights, tokenizer, backend, precision);
   loadedKey = key;
 }
 
@@ -36,20 +36,20 @@ const handlers = {
     const auto = await engine.autoChoice();
     return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null, threads, cpu: engine.cpuDevice() };
   },
-  async load(id, { base, backend }) {
+  async load(id, { base, backend, precision = 'f32' }) {
     await ready;
-    const key = `${base}|${backend}`;
+    const key = `${base}|${backend}|${precision}`;
     if (session && loadedKey === key) return { device: session.device(), fromCache: true, choice: null };
     const files = await fetchWhole(base, [['config.json', true], ['tokenizer.json', false]], (p) => post({ id, type: 'progress', ...p }));
-    await create(files.texts['config.json'], files.weights, files.texts['tokenizer.json'], backend, key);
+    await create(files.texts['config.json'], files.weights, files.texts['tokenizer.json'], backend, precision, key);
     return { device: session.device(), fromCache: files.fromCache, choice: session.choice() ?? null };
   },
-  async loadFiles(_id, { files, backend }) {
+  async loadFiles(_id, { files, backend, precision = 'f32' }) {
     await ready;
     if (!files.config || !files.weights) throw new Error('pick config.json, model.safetensors and tokenizer.json');
     const tokenizer = files.tokenizer ? await files.tokenizer.text() : null;
-    const key = `local:${files.weights.name}:${files.weights.size}|${backend}`;
-    await create(await files.config.text(), new Uint8Array(await files.weights.arrayBuffer()), tokenizer, backend, key);
+    const key = `local:${files.weights.name}:${files.weights.size}|${backend}|${precision}`;
+    await create(await files.config.text(), new Uint8Array(await files.weights.arrayBuffer()), tokenizer, backend, precision, key);
     return { device: session.device(), fromCache: false, choice: session.choice() ?? null };
   },
   async generate(id, { prompt, options }) {

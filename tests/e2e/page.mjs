@@ -684,6 +684,12 @@ await check("precision: the site's published int8 model is the default; f32 and 
   const dg = Math.max(...f32Embeds.map((v, i) => Math.abs(v - gpu8[i])));
   assert(/^WebGPU · int8 ·/.test(u.badge) && r.pruned === N - nKeep(0.5, N) && dg > 0, `WebGPU int8: ${JSON.stringify(u)} (max |diff| to f32 ${dg})`);
   await page.screenshot({ path: path.join(shots, 'precision.png'), fullPage: false });
+  // The Mamba tab: f32 by default, int8 by link (the badge says so; the greedy text generates).
+  await open(`${origin}/?tab=mamba&lm=./fixtures/mamba-tiny&prompt=Hello%20world&max=6&lmbackend=cpu&lmprecision=int8`);
+  const g = await generation();
+  const lm = await badgeOf('#lm-badge');
+  const sel = await page.$eval('#lm-precision', (e) => e.value);
+  assert(g.outcome === 'ok' && g.text.length > 0 && /^CPU · int8 ·/.test(lm.text) && sel === 'int8', `Mamba int8: ${JSON.stringify({ g, lm, sel })}`);
 });
 
 await check('no page errors and no CSP violations', async () => {

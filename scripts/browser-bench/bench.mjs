@@ -27,13 +27,16 @@ window.bench = async (threads, iters) => {
     w.onerror = (e) => reject(new Error(e.message));
     w.postMessage({ threads, iters });
   });
-  // onnxruntime-web in a Web Worker too: both engines placed alike (issue 27).
-  out.ort = await new Promise((resolve, reject) => {
+  // onnxruntime-web in a Web Worker too: both engines placed alike (issue 27), on the f32
+  // export and (where given) its quantize_dynamic copy: transformers.js's default q8.
+  const ort = (model) => new Promise((resolve, reject) => {
     const w = new Worker('/ort-worker.js', { type: 'module' });
     w.onmessage = (e) => (e.data.error ? reject(new Error(e.data.error)) : resolve(e.data));
     w.onerror = (e) => reject(new Error(e.message));
-    w.postMessage({ threads, iters });
+    w.postMessage({ threads, iters, model });
   });
+  out.ort = await ort('/model.onnx');
+  out.ortQ8 = (await fetch('/model-q8.onnx', { method: 'HEAD' })).ok ? await ort('/model-q8.onnx') : null;
   out.cores = navigator.hardwareConcurrency;
   return out;
 };
@@ -50,8 +53,8 @@ self.onmessage = async ({ data: { threads, iters } }) => {
   try {
     const { engine, threads: got, build } = await loadEngine({ threads });
     const rows = await engine.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu' });
-    // The page's "CPU int8" backend: int8 linear layers on the SIMD128 int8 kernel.
-    const int8 = await engine.benchClip({ keeps: [1], batches: [1], iters, backend: 'cpu-int8' });
+    // The page's int8 precision on the CPU: int8 linear layers on the SIMD128 int8 kernel.
+    const int8 = await engine.benchClip({ keeps: [1], batches: [1], iters, backend: 'cpu', precision: 'int8' });
     const kernels = engine.benchGemm();
     self.postMessage({ build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })), int8_ms: int8[0].ms_median, kernels });
   } catch (e) {
@@ -73,12 +76,12 @@ self.onmessage = async ({ data: { threads, backend } }) => {
     self.postMessage({ error: String(e.message ?? e) });
   }
 };`;
-const ortWorker = `self.onmessage = async ({ data: { threads, iters } }) => {
+const ortWorker = `self.onmessage = async ({ data: { threads, iters, model } }) => {
   try {
     const ort = await import('/ort/ort.wasm.min.mjs');
     ort.env.wasm.numThreads = threads;
     ort.env.wasm.wasmPaths = '/ort/';
-    const buf = await (await fetch('/model.onnx')).arrayBuffer();
+    const buf = await (await fetch(model)).arrayBuffer();
     const sess = await ort.InferenceSession.create(buf, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
     const x = new Float32Array(3 * 224 * 224).map(() => Math.random() * 2 - 1);
     const feeds = { pixel_values: new ort.Tensor('float32', x, [1, 3, 224, 224]) };
@@ -101,6 +104,7 @@ const server = http.createServer((req, res) => {
   if (url === '/mamba-worker.js') { res.writeHead(200, { 'content-type': 'text/javascript', ...iso }); return res.end(mambaWorker); }
   if (url === '/ort-worker.js') { res.writeHead(200, { 'content-type': 'text/javascript', ...iso }); return res.end(ortWorker); }
   if (url === '/model.onnx') file = model;
+  else if (url === '/model-q8.onnx' && process.env.ONNX_Q8) file = process.env.ONNX_Q8;
   else if (url.startsWith('/mamba/') && process.env.MAMBA_DIR) file = path.join(process.env.MAMBA_DIR, path.basename(url));
   else if (url.startsWith('/ort/')) file = path.join(here, 'node_modules/onnxruntime-web/dist', url.slice(5));
   else if (url.startsWith('/pkg/')) file = path.join(root, 'pkg', url.slice(5));
@@ -129,10 +133,11 @@ try {
     await p.close();
   }
   console.log(`ViT-B/16 vision tower, headless Chromium (${cores} cores), median of ${iters}, ms per image`);
-  console.log('threads  onnxruntime-web  effarch (build)       effarch/ORT  keep 0.7  keep 0.5  effarch int8  int8/ORT');
+  console.log('threads  ORT-web f32  ORT-web q8  effarch f32 (build)          f32/ORT f32  keep 0.7  keep 0.5  effarch int8  int8/ORT q8');
   for (const r of results) {
     const [u, p7, p5] = [1, 0.7, 0.5].map(k => r.effarch.rows.find(e => Math.abs(e.keep - k) < 1e-6));
-    console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(15)}  ${u.ms.toFixed(1).padStart(7)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(48) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}  ${r.effarch.int8_ms.toFixed(1).padStart(12)}  ${(r.effarch.int8_ms / r.ort.ms).toFixed(3).padStart(8)}`);
+    const q8 = r.ortQ8 ? r.ortQ8.ms : NaN;
+    console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(11)}  ${q8.toFixed(1).padStart(10)}  ${u.ms.toFixed(1).padStart(11)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(68) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}  ${r.effarch.int8_ms.toFixed(1).padStart(12)}  ${(r.effarch.int8_ms / q8).toFixed(3).padStart(11)}`);
   }
   console.log('micro-kernel (1 thread, L1)   GFLOP/s     peak  of peak');
   for (const k of results[0].effarch.kernels ?? []) {

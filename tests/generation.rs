@@ -321,15 +321,21 @@ fn mamba_130m_widths_int8_weights_on_gpu_stay_near_f32() {
     assert!(dev.describe().contains("int8 weights"), "{}", dev.describe());
     let (f, q) = (MambaLM::load(cfg.clone(), &w, &Device::cpu()).unwrap(), MambaLM::load(cfg, &w, &dev).unwrap());
     let prompt = u32s(&fx["prompt"]);
-    let last = |m: &MambaLM| {
+    // The prompt's last logits, then one decoding step (a one-row product: the few-row kernel).
+    let run = |m: &MambaLM| {
         let mut state = m.new_state(1).unwrap();
-        block_on(m.forward_async(std::slice::from_ref(&prompt), &mut state, 0.0, Logits::Last)).unwrap().logits
+        let a = block_on(m.forward_async(std::slice::from_ref(&prompt), &mut state, 0.0, Logits::Last)).unwrap().logits;
+        let b = block_on(m.forward_async(&[vec![argmax(&a)]], &mut state, 0.0, Logits::Last)).unwrap().logits;
+        (a, b)
     };
-    let (lf, lq) = (last(&f), last(&q));
-    let (c, rel) = (effarch::num::cosine(&lq, &lf), effarch::testing::max_abs_diff(&lq, &lf) / lf.iter().fold(0f32, |m, v| m.max(v.abs())));
-    println!("mamba 130m widths, int8 weights on the GPU: prompt logits cos to f32 {c:.6}, max |Δ| {rel:.1e} of scale");
-    assert!(c >= 0.998, "int8-weight logits cos to f32 {c:.6}");
-    assert!(rel > 1e-4, "int8-weight logits are within {rel:.1e} of f32's: is int8 running?");
+    let ((pf, sf), (pq, sq)) = (run(&f), run(&q));
+    assert_eq!(argmax(&pf), argmax(&pq), "the first generated token");
+    for (what, lf, lq) in [("prompt", pf, pq), ("first step", sf, sq)] {
+        let (c, rel) = (effarch::num::cosine(&lq, &lf), effarch::testing::max_abs_diff(&lq, &lf) / lf.iter().fold(0f32, |m, v| m.max(v.abs())));
+        println!("mamba 130m widths, int8 weights on the GPU: {what} logits cos to f32 {c:.6}, max |Δ| {rel:.1e} of scale");
+        assert!(c >= 0.998, "{what}: int8-weight logits cos to f32 {c:.6}");
+        assert!(rel > 1e-4, "{what}: int8-weight logits are within {rel:.1e} of f32's: is int8 running?");
+    }
 }
 
 // ---- Mamba --------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ pub(super) fn kernels(weights: GpuWeights, f16_math: bool) -> Vec<(&'static str,
     let mut v = vec![variant(false, false), variant(true, false), small(), reduce(), norm_variant(false), reduce_norm()];
     match weights {
         GpuWeights::F16 => v.extend([variant(false, true), variant(true, true), norm_variant(true)]),
-        GpuWeights::Int8 => v.extend([int8_variant(false), int8_variant(true)]),
+        GpuWeights::Int8 => v.extend([int8_variant(false), int8_variant(true), small_int8()]),
         GpuWeights::F32 => {}
     }
     if f16_math {
@@ -221,6 +221,23 @@ fn small() -> (&'static str, &'static str) {
     ("linear_small", with_epilogue(&SMALL, include_str!("linear_small.wgsl")))
 }
 
+/// The few-row kernel on int8 weights ([`GpuDtype::I8`]): each vec4 of the weight row is one
+/// word of four int8 values, sign-extended with shifts; the row's scale multiplies the sum once.
+fn small_int8() -> (&'static str, &'static str) {
+    static SRC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let src = SRC.get_or_init(|| {
+        small()
+            .1
+            .replace("var<storage, read> w: array<vec4<f32>>;", "var<storage, read> w: array<u32>; // [N] scales (f32 bits), then [N, K / 4] int8 quads")
+            .replace(
+                "let wv = w[col * k4 + k];",
+                "let qi = bitcast<i32>(w[p.n + col * k4 + k]);\n        let wv = vec4<f32>(vec4<i32>(qi << 24u, qi << 16u, qi << 8u, qi) >> vec4<u32>(24u));",
+            )
+            .replace("finish(red[l * LANES], l * p.n + col, col)", "finish(red[l * LANES] * bitcast<f32>(w[col]), l * p.n + col, col)")
+    });
+    ("linear_small_i8", src)
+}
+
 fn reduce() -> (&'static str, &'static str) {
     ("linear_reduce", with_epilogue(&REDUCE, include_str!("linear_reduce.wgsl")))
 }
@@ -311,13 +328,13 @@ pub fn linear_ex(
     if m == 0 || n == 0 {
         return ctx.empty(&shape);
     }
-    if m <= SMALL_M && k % 4 == 0 && w.dtype == GpuDtype::F32 {
+    if m <= SMALL_M && k % 4 == 0 && matches!(w.dtype, GpuDtype::F32 | GpuDtype::I8) {
         // Decoding: one workgroup per output column (split over x and y past the per-dimension limit).
         let y = ctx.empty(&shape)?;
         let (has_bias, act, has_res) = (b.is_some() as u32, act.map_or(0, super::elementwise::act_code), res.is_some() as u32);
         let params = ctx.uniform(&[m as u32, n as u32, k as u32, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
         let groups = (n.min(32768) as u32, n.div_ceil(n.min(32768)) as u32, 1);
-        let (name, src) = small();
+        let (name, src) = if w.dtype == GpuDtype::I8 { small_int8() } else { small() };
         let (bias, resb) = (b.map_or(&x.buf, |b| &b.buf), res.map_or(&x.buf, |r| &r.buf));
         return ctx.dispatch(&ctx.pipeline(name, src), &[&x.buf, &w.buf, bias, &y.buf, &params, resb], groups).map(|_| y);
     }
@@ -496,10 +513,11 @@ mod tests {
         }
         assert!(ctx.upload_f16(&[0.0; 3], &[1, 3]).is_err());
         // int8 weights: the products of x with the dequantised weights `q · scale` (as the CPU
-        // computes them in f32) on the one-pass and split-K paths, a few rows (no few-row
-        // kernel for int8) and the folded-norm variant's source.
+        // computes them in f32) on the one-pass and split-K paths, the few-row kernel (M ≤ 8)
+        // and the folded-norm variant's source.
         assert!(int8_variant(false).1.contains("qi << 24u") && int8_variant(true).1.contains("qi << 24u"));
-        for (m, k, n, wide) in [(197usize, 768usize, 130usize, false), (197, 3072, 96, true), (1, 768, 300, true), (70, 64, 3, false)] {
+        assert!(small_int8().1.contains("qi << 24u") && small_int8().1.contains("* bitcast<f32>(w[col])"));
+        for (m, k, n, wide) in [(197usize, 768usize, 130usize, false), (197, 3072, 96, true), (1, 768, 300, true), (8, 64, 5, false), (70, 64, 3, false)] {
             ctx.set_wide(Some(wide));
             let (xv, wv, bv) = (vals(m * k, 21), vals(n * k, 22), vals(n, 23));
             let (q, sc) = crate::tensor::cpu::qgemm::quantize_weight(&wv, n, k).unwrap();

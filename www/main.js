@@ -152,29 +152,6 @@ function sizeNote(info) {
   return s.int8 ? `f32 from an int8 checkpoint (${fmtBytes(s.int8)})` : '';
 }
 
-// The last f32 embedding per image and settings, so an int8 run can say how near it is.
-const f32Embeds = new Map();
-
-function cosine(a, b) {
-  let d = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return na && nb ? d / Math.sqrt(na * nb) : 0;
-}
-
-/** Keeps an f32 run's embedding; gives an int8 run's cos to the f32 one of the same image and options (or null). */
-function cosToF32(report, opts) {
-  const key = `${imageName}|${state.model}|${JSON.stringify({ ...opts, labels: [] })}`;
-  if (modelInfo?.precision === 'f32') {
-    f32Embeds.set(key, report.image_embeds);
-    return null;
-  }
-  const f = f32Embeds.get(key);
-  return f ? cosine(report.image_embeds, f) : null;
-}
 
 // ---- images ------------------------------------------------------------------------------
 async function setImage(bytes, name) {
@@ -251,8 +228,8 @@ async function runOnce() {
     const opts = options();
     await ensureModel(opts.labels.length > 0);
     setStatus('Running…');
-    const report = await call('run', { image: imageBytes.slice(0), options: opts });
-    report.cos_to_f32 = cosToF32(report, opts);
+    // `key`: the image and model, so the worker can give an int8 run its cos to an f32 one.
+    const report = await call('run', { image: imageBytes.slice(0), options: opts, key: `${imageName}|${state.model}` });
     lastReport = report;
     // The last report, for tests and automation (e.g. comparing embeddings across builds).
     globalThis.effarchLastReport = report;

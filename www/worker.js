@@ -70,9 +70,21 @@ function describe(fromCache, model) {
   };
 }
 
-async function run(_id, { image, options }) {
+// The last f32 embeddings by image, model and options, so that an int8 run of the same can
+// report `cos_to_f32` (the page shows it).
+const f32Embeds = new Map();
+
+async function run(_id, { image, options, key }) {
   if (!session) throw new Error('no model is loaded yet');
-  return await session.run(new Uint8Array(image), options);
+  const r = await session.run(new Uint8Array(image), options);
+  const k = key && `${key}|${JSON.stringify({ ...options, labels: [] })}`;
+  if (k && session.precision() === 'f32') {
+    if (f32Embeds.size >= 64) f32Embeds.clear();
+    f32Embeds.set(k, r.image_embeds);
+  } else if (k && f32Embeds.has(k)) {
+    r.cos_to_f32 = cosine(r.image_embeds, f32Embeds.get(k));
+  }
+  return r;
 }
 
 /** Every method on one image at one keep (the core shares the embedding and early layers). */

@@ -183,27 +183,38 @@ mod tests {
             let file = serialize_f32(&[("ln.weight".into(), vec![k], g.clone()), ("ln.bias".into(), vec![k], beta.clone())]);
             let w = Weights::from_bytes("ln", file).unwrap();
             let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::cpu()).unwrap();
-            // The truth in f64: LayerNorm, the product, the epilogue.
-            let want: Vec<f32> = xv
-                .chunks(k)
-                .enumerate()
-                .flat_map(|(i, row)| {
-                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
-                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
-                    let xn: Vec<f64> =
-                        row.iter().zip(&g).zip(&beta).map(|((&v, &g), &b)| (v as f64 - mean) / (var + 1e-5).sqrt() * g as f64 + b as f64).collect();
-                    let (wv, bv, rv) = (&wv, &bv, &rv);
-                    (0..n).map(move |j| {
-                        let y = bv[j] as f64 + xn.iter().zip(&wv[j * k..(j + 1) * k]).map(|(a, &w)| a * w as f64).sum::<f64>();
-                        let y = match act {
-                            Some(Activation::QuickGelu) => y / (1.0 + (-1.702 * y).exp()),
-                            Some(Activation::Gelu) => 0.5 * y * (1.0 + libm_erf(y / std::f64::consts::SQRT_2)),
-                            _ => y,
-                        };
-                        (y + if with_res { rv[i * n + j] as f64 } else { 0.0 }) as f32
+            // The truth in f64: each row normalised (`(x − mean) / std`, then `affine` with γ and
+            // β, or not when they are folded into `w` and `b`), the product with `w` plus `b`,
+            // the epilogue.
+            let truth = |w: &[f32], b: &[f64], affine: bool| -> Vec<f32> {
+                xv.chunks(k)
+                    .enumerate()
+                    .flat_map(|(i, row)| {
+                        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
+                        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
+                        let xn: Vec<f64> = row
+                            .iter()
+                            .zip(&g)
+                            .zip(&beta)
+                            .map(|((&v, &g), &bt)| {
+                                let z = (v as f64 - mean) / (var + 1e-5).sqrt();
+                                if affine { z * g as f64 + bt as f64 } else { z }
+                            })
+                            .collect();
+                        let rv = &rv;
+                        (0..n).map(move |j| {
+                            let y = b[j] + xn.iter().zip(&w[j * k..(j + 1) * k]).map(|(a, &w)| a * w as f64).sum::<f64>();
+                            let y = match act {
+                                Some(Activation::QuickGelu) => y / (1.0 + (-1.702 * y).exp()),
+                                Some(Activation::Gelu) => 0.5 * y * (1.0 + libm_erf(y / std::f64::consts::SQRT_2)),
+                                _ => y,
+                            };
+                            (y + if with_res { rv[i * n + j] as f64 } else { 0.0 }) as f32
+                        })
                     })
-                })
-                .collect();
+                    .collect()
+            };
+            let want = truth(&wv, &bv.iter().map(|&b| b as f64).collect::<Vec<_>>(), true);
             let scale = want.iter().fold(1f32, |a, v| a.max(v.abs()));
             // f16 weights: with f16 math too on a wide device whose adapter has shader-f16
             // (lavapipe has it).
@@ -231,26 +242,9 @@ mod tests {
                 let folded: Vec<f32> = wv.chunks(k).flat_map(|row| row.iter().zip(&g).map(|(v, gk)| v * gk)).collect();
                 let deq = LinearWeight::stored_values(&folded, [n, k], &dev).unwrap();
                 assert!(deq != folded, "int8 storage rounds the weights");
-                let want8: Vec<f32> = xv
-                    .chunks(k)
-                    .enumerate()
-                    .flat_map(|(i, row)| {
-                        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
-                        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
-                        let xn: Vec<f64> = row.iter().map(|&v| (v as f64 - mean) / (var + 1e-5).sqrt()).collect();
-                        let (wv, bv, rv, deq, beta) = (&wv, &bv, &rv, &deq, &beta);
-                        (0..n).map(move |j| {
-                            let b = bv[j] as f64 + wv[j * k..(j + 1) * k].iter().zip(beta).map(|(&w, &b)| w as f64 * b as f64).sum::<f64>();
-                            let y = b + xn.iter().zip(&deq[j * k..(j + 1) * k]).map(|(a, &w)| a * w as f64).sum::<f64>();
-                            let y = match act {
-                                Some(Activation::QuickGelu) => y / (1.0 + (-1.702 * y).exp()),
-                                Some(Activation::Gelu) => 0.5 * y * (1.0 + libm_erf(y / std::f64::consts::SQRT_2)),
-                                _ => y,
-                            };
-                            (y + if with_res { rv[i * n + j] as f64 } else { 0.0 }) as f32
-                        })
-                    })
-                    .collect();
+                let folded_b: Vec<f64> =
+                    (0..n).map(|j| bv[j] as f64 + wv[j * k..(j + 1) * k].iter().zip(&beta).map(|(&w, &b)| w as f64 * b as f64).sum::<f64>()).collect();
+                let want8 = truth(&deq, &folded_b, false);
                 for wide in [false, true] {
                     int8.set_wide(Some(wide));
                     let nl = NormedLinear::new(&w.pp("ln"), wv.clone(), [n, k], Some(bv.clone()), 1e-5, &dev).unwrap();

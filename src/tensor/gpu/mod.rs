@@ -359,14 +359,7 @@ impl GpuContext {
         }
         let words: Vec<u32> =
             data.chunks_exact(2).map(|p| half::f16::from_f32(p[0]).to_bits() as u32 | ((half::f16::from_f32(p[1]).to_bits() as u32) << 16)).collect();
-        self.check_size((words.len().max(1) * 4) as u64, "upload")?;
-        let contents: &[u8] = if words.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(&words) };
-        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        });
-        Ok(GpuTensor { buf: Arc::new(PooledBuffer { buf: Some(buf), pool: None }), shape: shape.to_vec(), dtype: GpuDtype::F16 })
+        self.buffer_of(&words, shape, GpuDtype::F16)
     }
 
     /// int8 weights `q` `[N, K]` (K a multiple of 4) with their per-row `scales`, as
@@ -381,22 +374,21 @@ impl GpuContext {
         }
         let mut words: Vec<u32> = scales.iter().map(|s| s.to_bits()).collect();
         words.extend(q.chunks_exact(4).map(|c| u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])));
-        self.check_size((words.len().max(1) * 4) as u64, "upload")?;
-        let contents: &[u8] = if words.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(&words) };
-        let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        });
-        Ok(GpuTensor { buf: Arc::new(PooledBuffer { buf: Some(buf), pool: None }), shape: shape.to_vec(), dtype: GpuDtype::I8 })
+        self.buffer_of(&words, shape, GpuDtype::I8)
     }
 
     fn upload_words(&self, data: &[u32], shape: &[usize], dtype: GpuDtype) -> Result<GpuTensor> {
         if data.len() != shape.iter().product::<usize>() {
             return Err(Error::arg(format!("{} values do not fill shape {shape:?}", data.len())));
         }
-        self.check_size((data.len().max(1) * 4) as u64, "upload")?;
-        let contents: &[u8] = if data.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(data) };
+        self.buffer_of(data, shape, dtype)
+    }
+
+    /// A storage buffer holding `words` (one word when empty: WebGPU has no empty bindings),
+    /// as a tensor of `shape` and `dtype` (the caller has checked they describe the words).
+    fn buffer_of(&self, words: &[u32], shape: &[usize], dtype: GpuDtype) -> Result<GpuTensor> {
+        self.check_size((words.len().max(1) * 4) as u64, "upload")?;
+        let contents: &[u8] = if words.is_empty() { &[0u8; 4] } else { bytemuck::cast_slice(words) };
         let buf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents,

@@ -84,6 +84,8 @@ step "bench clip (GPU)"
 "$effarch" bench clip --device gpu --keeps 1,0.7,0.5 --batches $BATCHES --iters $ITERS --json >"$out/clip-gpu.json" 2>"$out/clip-gpu.log" || status=1
 step "bench clip (GPU, f16 weights and, with shader-f16, f16 math)"
 "$effarch" bench clip --device gpu-f16 --keeps 1 --batches $BATCHES --iters $ITERS --json >"$out/clip-gpu-f16.json" 2>"$out/clip-gpu-f16.log" || status=1
+step "bench clip (GPU, f32 and int8 weights side by side, cos to f32)"
+"$effarch" bench clip --device gpu --precision int8 --keeps 1,0.5 --batches $BATCHES --iters $ITERS --json >"$out/clip-gpu-int8.json" 2>"$out/clip-gpu-int8.log" || status=1
 step "bench scan (GPU: sequential against chunked)"
 "$effarch" bench scan --device gpu --lens 512,2048,8192 --iters 3 --json >"$out/scan-gpu.json" 2>"$out/scan-gpu.log" || status=1
 step "bench clip (CPU, for the ratio)"
@@ -118,6 +120,8 @@ for r in clip or []:
     rows.append((f"clip ViT-B/16 b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})", extra))
 for r in load("clip-gpu-f16.json") or []:
     rows.append((f"clip ViT-B/16 f16 b{r['batch']}", f"{r['ms_median']:.2f} ms/img", f"{r['dispatches']} dispatches", ""))
+for r in load("clip-gpu-int8.json") or []:
+    rows.append((f"clip ViT-B/16 {r['precision']} b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"× f32 {r['f32_ratio']:.3f}", f"cos to f32 {r['cos_to_f32']:.6f}"))
 for r in (load("scan-gpu.json") or {}).get("rows", []):
     rows.append((f"scan L={r['len']}", f"sequential {r['sequential_ms']:.2f} ms", f"chunked {r['chunked_ms']:.2f} ms ({r['chunks']} chunks)", f"speed-up {r['speedup']:.2f}x, max |Δ| {r['max_abs_diff']:.1e}"))
 for r in cpu or []:

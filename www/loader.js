@@ -227,8 +227,8 @@ export async function fetchModel(base, withText, progress, int8 = null) {
     const rr = new RangeReader(url, tick);
     const n = headerLength('model.safetensors', await rr.read(0, 8));
     const header = parseHeader('model.safetensors', await rr.read(8, 8 + n));
-    for (const g of missing) {
-      const tensors = Object.entries(header).filter(([k]) => GROUPS[g](k));
+    const groupTensors = new Map(missing.map((g) => [g, Object.entries(header).filter(([k]) => GROUPS[g](k))]));
+    for (const [g, tensors] of groupTensors) {
       if (!tensors.length) throw new Error(`weights model.safetensors: no ${g} tensors (is this a CLIPModel checkpoint?)`);
       const rs = ranges(tensors, 8 + n);
       total += rs.reduce((s, r) => s + r.end - r.start, 0);
@@ -240,8 +240,7 @@ export async function fetchModel(base, withText, progress, int8 = null) {
         if (int8) sizes.int8 += int8Bytes(tensors, int8.isLinearWeight);
       }
     }
-    for (const g of missing) {
-      const tensors = Object.entries(header).filter(([k]) => GROUPS[g](k));
+    for (const [g, tensors] of groupTensors) {
       const got = [];
       for (const r of ranges(tensors, 8 + n)) {
         const bytes = await rr.read(r.start, r.end);

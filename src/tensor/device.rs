@@ -115,18 +115,19 @@ impl Device {
 
     /// [`Device::best_async`], and why a GPU adapter was passed over when one was.
     pub async fn best_with_reason_async() -> (Device, Option<String>) {
-        Self::by_rule(GpuContext::new().await)
+        Self::by_rule(GpuContext::new().await, Precision::F32)
     }
 
-    /// The rule of [`Device::best_with_reason_async`] on a GPU context already asked for.
-    pub fn by_rule(gpu: Result<Arc<GpuContext>>) -> (Device, Option<String>) {
+    /// The rule of [`Device::best_with_reason_async`] on a GPU context already asked for, the
+    /// CPU's linear layers in `p` when it takes the CPU.
+    pub fn by_rule(gpu: Result<Arc<GpuContext>>, p: Precision) -> (Device, Option<String>) {
         match gpu {
             Ok(c) if c.adapter.software => (
-                Device::cpu(),
+                Device::cpu_with(p),
                 Some(format!("{} is a software GPU adapter ({}), slower than the CPU path: auto runs on the CPU", c.adapter.name, c.adapter.backend)),
             ),
             Ok(c) => (Device::Gpu(c), None),
-            Err(_) => (Device::cpu(), None),
+            Err(_) => (Device::cpu_with(p), None),
         }
     }
 

@@ -89,7 +89,7 @@ pub async fn auto_choice() -> Result<JsValue, JsError> {
     // One adapter request for both answers.
     let gpu = crate::tensor::gpu::GpuContext::new().await;
     let adapter = gpu.as_ref().ok().map(|c| format!("{}{}", c.adapter.name, if c.adapter.software { ", software" } else { "" }));
-    let (d, reason) = Device::by_rule(gpu);
+    let (d, reason) = Device::by_rule(gpu, crate::tensor::Precision::F32);
     to_js(&Auto { device: d.describe(), reason, adapter })
 }
 
@@ -156,10 +156,7 @@ pub(crate) async fn device_for(backend: &str, precision: Option<&str>) -> Result
     use crate::tensor::{gpu::GpuContext, Precision};
     let p = parse_precision(if backend == "cpu-int8" { Some("int8") } else { precision })?;
     match backend {
-        "" | "auto" => {
-            let (d, _) = Device::by_rule(GpuContext::new_with(Device::gpu_weights_for(p)).await);
-            Ok(if matches!(d, Device::Cpu(_)) { Device::cpu_with(p) } else { d })
-        }
+        "" | "auto" => Ok(Device::by_rule(GpuContext::new_with(Device::gpu_weights_for(p)).await, p).0),
         "webgpu" | "gpu" if p == Precision::Bf16 => Err(js_err("precision bf16 is a CPU precision; WebGPU holds f32 or int8 weights")),
         "webgpu" | "gpu" => Device::gpu_with(Device::gpu_weights_for(p)).await.map_err(js_err),
         "cpu" | "cpu-int8" => Ok(Device::cpu_with(p)),

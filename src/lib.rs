@@ -20,7 +20,7 @@ pub mod clock;
 pub mod error;
 pub mod eval;
 pub mod image;
-pub mod jpeg;
+
 pub mod models;
 pub mod num;
 pub mod overlay;

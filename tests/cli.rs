@@ -272,7 +272,21 @@ fn bench_mamba_json_rows_and_exponents() {
 #[test]
 fn bench_mamba_lm_rows_per_tau_and_prompt() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mamba-tiny");
-    let out = effarch(&["bench", "mamba-lm", "--model", dir.to_str().unwrap(), "--prompt-lens", "8,32", "--decode", "4", "--iters", "1", "--mrss-tau", "0,0.5", "--json"]);
+    let out = effarch(&[
+        "bench",
+        "mamba-lm",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt-lens",
+        "8,32",
+        "--decode",
+        "4",
+        "--iters",
+        "1",
+        "--mrss-tau",
+        "0,0.5",
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = v["rows"].as_array().unwrap();

@@ -234,7 +234,8 @@ fn gpu_failure_falls_back_to_cpu_with_a_message() {
 #[test]
 fn f16_weights_on_gpu_stay_close_to_f32() {
     let fx = fixture();
-    let gpu = effarch::tensor::block_on(Device::gpu_with(effarch::tensor::GpuWeights::F16)).expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
+    let gpu =
+        effarch::tensor::block_on(Device::gpu_with(effarch::tensor::GpuWeights::F16)).expect("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)");
     assert!(gpu.describe().contains("f16 weights"), "{}", gpu.describe());
     f16_check(&fx, &gpu);
     // f16 math where a hardware GPU would use it (lavapipe has shader-f16; it is used on wide devices).

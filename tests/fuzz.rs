@@ -261,7 +261,7 @@ fn fuzz_jpeg_decoder() {
         .collect();
     let seeds = corpus("jpeg", &files.iter().map(String::as_str).collect::<Vec<_>>());
     fuzz("jpeg", 5000, &seeds, |b| {
-        let _ = effarch::jpeg::decode(b);
+        let _ = effarch::image::jpeg::decode(b);
     });
 }
 

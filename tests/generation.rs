@@ -428,7 +428,7 @@ fn clip_b16_at(fx: &Value, precision: effarch::tensor::Precision, text: bool) ->
 
 /// `--precision int8` at ViT-B/16 widths (trained-like scales) against the numpy reference of
 /// the int8 scheme run inside transformers' CLIP (scripts/int8_reference.py, fixture
-/// clip-b16-int8). Each linear layer is bit-exact to that reference (`qgemm`'s tests on the
+/// clip-b16-int8). Each linear layer is bit-exact to that reference (`gemm::int8`'s tests on the
 /// `int8-linear` fixture); a whole model cannot be: dynamic activation quantisation is chaotic —
 /// the reference itself moves by 1.3e-2 of its scale when its input is perturbed by 1e-7
 /// (rounding decisions flip and cascade) — so the model check is that ours sits at that noise
@@ -639,7 +639,7 @@ fn jpeg_decoding_matches_pillow_byte_for_byte() {
         let bytes = std::fs::read(root().join(name)).unwrap();
         let img = effarch::image::decode(&bytes).unwrap();
         assert_eq!((img.width() as u64, img.height() as u64), (f["width"].as_u64().unwrap(), f["height"].as_u64().unwrap()), "{name}");
-        assert!(effarch::jpeg::decode(&bytes).unwrap().is_some(), "{name}: our decoder covers it");
+        assert!(effarch::image::jpeg::decode(&bytes).unwrap().is_some(), "{name}: our decoder covers it");
         let hash = effarch::num::fnv1a64(img.as_raw());
         assert_eq!(format!("{hash:016x}"), f["fnv1a64"].as_str().unwrap(), "{name}: pixels differ from Pillow's");
     }

@@ -228,7 +228,8 @@ async fn int8_sessions_on_webgpu_and_the_cpu_stay_near_f32() {
     let fx = fixture();
     webgpu().await;
     let img = &fx.images[0].1;
-    let make = |backend: &str, p: Option<&str>| effarch::web::ClipSession::create(fx.config.clone(), fx.model.clone(), false, backend.into(), p.map(String::from));
+    let make =
+        |backend: &str, p: Option<&str>| effarch::web::ClipSession::create(fx.config.clone(), fx.model.clone(), false, backend.into(), p.map(String::from));
     let f32s = make("cpu", None).await.unwrap();
     assert_eq!(f32s.precision(), "f32");
     let want = run(&f32s, img, r#"{"keep": 1}"#).await.unwrap();
@@ -401,8 +402,9 @@ async fn mamba_on_webgpu_matches_transformers_and_cpu() {
     );
     assert_eq!(g.stats.updates, c.stats.updates);
     assert!(g.stats.merged > 0 && (g.stats.merged as f64 - c.stats.merged as f64).abs() <= 0.01 * c.stats.merged as f64, "{:?} vs {:?}", g.stats, c.stats);
-    let gs =
-        effarch::web::mamba::MambaSession::create(MAMBA_CONFIG.into(), MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.into()), "webgpu".into(), None).await.unwrap();
+    let gs = effarch::web::mamba::MambaSession::create(MAMBA_CONFIG.into(), MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.into()), "webgpu".into(), None)
+        .await
+        .unwrap();
     assert!(gs.device().starts_with("gpu"), "{}", gs.device());
     let cs = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
     let (gv, gids, _) = mamba_generate(&gs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();

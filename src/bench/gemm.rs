@@ -5,8 +5,8 @@
 use super::{median, random_values};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::tensor::cpu::gemm::{peak_gflops, tile_gflops, Epilogue, Kernel, PackedWeight};
-use crate::tensor::cpu::qgemm::{self, QKernel};
+use crate::tensor::cpu::gemm::int8::{self, Int8MicroKernel};
+use crate::tensor::cpu::gemm::{peak_gflops, tile_gflops, Epilogue, MicroKernel, PackedWeight};
 use serde::Serialize;
 
 /// One micro-kernel alone: one thread, operands in L1.
@@ -91,18 +91,18 @@ fn gemm_crate(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize)
 /// The int8 micro-kernels follow, their `gflops` being giga-operations (int8 multiply-adds × 2)
 /// per second.
 pub fn micro_kernels(min_ms: f64, mut progress: impl FnMut(&str)) -> Vec<TileRow> {
-    let f32_rows = Kernel::available().into_iter().map(|k| TileRow {
+    let f32_rows = MicroKernel::available().into_iter().map(|k| TileRow {
         kernel: k.name().into(),
         mr: k.mr(),
         nr: k.nr(),
         gflops: tile_gflops(k, min_ms),
         peak_gflops: peak_gflops(k, min_ms),
     });
-    let int8_rows = QKernel::available().into_iter().map(|k| TileRow {
+    let int8_rows = Int8MicroKernel::available().into_iter().map(|k| TileRow {
         kernel: format!("int8 {}", k.name()),
         mr: k.mr(),
         nr: k.nr(),
-        gflops: qgemm::tile_gops(k, min_ms),
+        gflops: int8::tile_gops(k, min_ms),
         peak_gflops: None,
     });
     f32_rows
@@ -119,7 +119,7 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
     if iters == 0 {
         return Err(Error::arg("benchmark needs at least one iteration"));
     }
-    let kernels = Kernel::available();
+    let kernels = MicroKernel::available();
     let tiles = micro_kernels(200.0, &mut progress);
     let mut rows = Vec::new();
     for (name, m, n, k) in SHAPES {
@@ -137,10 +137,17 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
         let wr = &w;
         let mut engines: Vec<(String, bool, usize, Pack)> = kernels
             .iter()
-            .map(|&kern| (kern.name().to_string(), kern == Kernel::best(), 4, Box::new(move || PackedWeight::pack(wr, n, k, kern).map_err(Error::arg)) as Pack))
+            .map(|&kern| {
+                (kern.name().to_string(), kern == MicroKernel::best(), 4, Box::new(move || PackedWeight::pack(wr, n, k, kern).map_err(Error::arg)) as Pack)
+            })
             .collect();
-        engines.extend(QKernel::available().into_iter().map(|qk| {
-            (format!("int8 {}", qk.name()), qk == QKernel::best(), 1, Box::new(move || PackedWeight::quantize(wr, n, k, Some(qk)).map_err(Error::arg)) as Pack)
+        engines.extend(Int8MicroKernel::available().into_iter().map(|qk| {
+            (
+                format!("int8 {}", qk.name()),
+                qk == Int8MicroKernel::best(),
+                1,
+                Box::new(move || PackedWeight::quantize(wr, n, k, Some(qk)).map_err(Error::arg)) as Pack,
+            )
         }));
         for (kernel, best, bytes, pack) in engines {
             let p = pack()?;

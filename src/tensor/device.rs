@@ -16,7 +16,7 @@ pub enum Precision {
     F32,
     /// int8 weights, symmetric per output channel, quantised once at load; activations
     /// quantised per row on the fly; int32 accumulation; f32 dequantising epilogue
-    /// (`tensor::cpu::qgemm`). Changes the numbers: an explicit option, its accuracy measured.
+    /// (`tensor::cpu::gemm::int8`). Changes the numbers: an explicit option, its accuracy measured.
     Int8,
     /// bf16 weights (half the bytes) and activations rounded to bf16 as they are packed, f32
     /// sums: PyTorch's bf16 numbers. On the f32 micro-kernels (no AMX/AVX-512 BF16 kernel yet).
@@ -46,8 +46,8 @@ impl Precision {
 /// The precision `--precision auto` picks: int8 where the int8 engine has a vector kernel on
 /// this CPU (AVX2, wasm SIMD128) — faster than f32 there, its accuracy tested — else f32.
 pub fn auto_precision() -> Precision {
-    match super::cpu::qgemm::QKernel::best() {
-        super::cpu::qgemm::QKernel::Portable => Precision::F32,
+    match super::cpu::gemm::int8::Int8MicroKernel::best() {
+        super::cpu::gemm::int8::Int8MicroKernel::Portable => Precision::F32,
         _ => Precision::Int8,
     }
 }
@@ -152,10 +152,10 @@ impl Device {
             Device::Cpu(p) => {
                 let simd = match p {
                     Precision::F32 => super::cpu::simd_name().to_string(),
-                    Precision::Int8 => format!("int8 {}", super::cpu::qgemm::QKernel::best().name()),
+                    Precision::Int8 => format!("int8 {}", super::cpu::gemm::int8::Int8MicroKernel::best().name()),
                     Precision::Bf16 => format!("bf16 on {}", super::cpu::simd_name()),
                 };
-                match super::kernels::threads() {
+                match super::cpu::simd::threads() {
                     1 => format!("cpu (candle-core, {simd})"),
                     t => format!("cpu (candle-core, {simd}, {t} threads)"),
                 }
@@ -240,7 +240,7 @@ impl Device {
             Ok(c) => c,
             Err(e) => return Choice { device: cpu_dev, figures: Vec::new(), reason: format!("no GPU adapter ({e}): auto runs on the CPU") },
         };
-        let t = super::kernels::threads();
+        let t = super::cpu::simd::threads();
         let cpu_label = format!(
             "CPU ({}{}{})",
             if p == Precision::F32 { String::new() } else { format!("{} ", p.name()) },

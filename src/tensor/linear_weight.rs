@@ -1,7 +1,7 @@
 //! Linear weights stored for their device: packed once for the CPU's GEMM engine (half
 //! precision kept half), split into row blocks where a GPU binding cannot hold them.
 
-use super::cpu::gemm::{HalfSlice, Kernel, PackedWeight};
+use super::cpu::gemm::{HalfSlice, MicroKernel, PackedWeight};
 use super::gpu::{GpuDtype, GpuWeights};
 use super::{Device, Precision, Tensor};
 use crate::error::{Error, Result};
@@ -47,7 +47,7 @@ impl LinearWeight {
     /// or int8-rounded where the weight is stored so (the rows a GPU's folded LayerNorm sums).
     pub fn stored_values(data: &[f32], [out, inp]: [usize; 2], device: &Device) -> Result<Vec<f32>> {
         if Self::int8_on(device, inp) {
-            let (q, s) = super::cpu::qgemm::quantize_weight(data, out, inp).map_err(Error::arg)?;
+            let (q, s) = super::cpu::gemm::int8::quantize_weight(data, out, inp).map_err(Error::arg)?;
             return Ok(q.iter().enumerate().map(|(i, &v)| v as f32 * s[i / inp.max(1)]).collect());
         }
         if Self::half_on(device, inp) {
@@ -64,11 +64,11 @@ impl LinearWeight {
         let c = match device {
             Device::Cpu(precision) => {
                 let p = match if quantize { *precision } else { Precision::F32 } {
-                    Precision::F32 => PackedWeight::pack(&data, out, inp, Kernel::best()),
+                    Precision::F32 => PackedWeight::pack(&data, out, inp, MicroKernel::best()),
                     Precision::Int8 => PackedWeight::quantize(&data, out, inp, None),
                     Precision::Bf16 => {
                         let b: Vec<half::bf16> = data.iter().map(|&x| half::bf16::from_f32(x)).collect();
-                        PackedWeight::pack_bf16(HalfSlice::Bf16(&b), out, inp, Kernel::best())
+                        PackedWeight::pack_bf16(HalfSlice::Bf16(&b), out, inp, MicroKernel::best())
                     }
                 };
                 return Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) });
@@ -84,7 +84,7 @@ impl LinearWeight {
             .map(|d| {
                 let s = [d.len() / inp.max(1), inp];
                 let g = if int8 {
-                    let (q, scales) = super::cpu::qgemm::quantize_weight(d, s[0], inp).map_err(Error::arg)?;
+                    let (q, scales) = super::cpu::gemm::int8::quantize_weight(d, s[0], inp).map_err(Error::arg)?;
                     c.upload_i8(&q, &scales, &s)?
                 } else if f16 {
                     c.upload_f16(d, &s)?
@@ -129,10 +129,10 @@ impl LinearWeight {
         let pack = if device.precision() == Precision::Bf16 { PackedWeight::pack_bf16 } else { PackedWeight::pack_half };
         let p = if bf16 {
             let v: Vec<half::bf16> = bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]])).collect();
-            pack(HalfSlice::Bf16(&v), out, inp, Kernel::best())
+            pack(HalfSlice::Bf16(&v), out, inp, MicroKernel::best())
         } else {
             let v: Vec<half::f16> = bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
-            pack(HalfSlice::F16(&v), out, inp, Kernel::best())
+            pack(HalfSlice::F16(&v), out, inp, MicroKernel::best())
         };
         Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) })
     }
@@ -150,19 +150,17 @@ impl LinearWeight {
     pub fn bytes(&self) -> usize {
         match &self.repr {
             Repr::Cpu(p) => p.bytes(),
-            Repr::Gpu(parts) => {
-                parts
-                    .iter()
-                    .map(|p| {
-                        let n: usize = p.shape().iter().product();
-                        match p {
-                            Tensor::Gpu(_, g) if g.dtype == GpuDtype::F16 => n * 2,
-                            Tensor::Gpu(_, g) if g.dtype == GpuDtype::I8 => n + 4 * p.shape().first().copied().unwrap_or(0),
-                            _ => n * 4,
-                        }
-                    })
-                    .sum()
-            }
+            Repr::Gpu(parts) => parts
+                .iter()
+                .map(|p| {
+                    let n: usize = p.shape().iter().product();
+                    match p {
+                        Tensor::Gpu(_, g) if g.dtype == GpuDtype::F16 => n * 2,
+                        Tensor::Gpu(_, g) if g.dtype == GpuDtype::I8 => n + 4 * p.shape().first().copied().unwrap_or(0),
+                        _ => n * 4,
+                    }
+                })
+                .sum(),
         }
     }
 

@@ -11,7 +11,6 @@
 pub(crate) mod cpu;
 mod device;
 pub mod gpu;
-pub(crate) mod kernels;
 mod linear_weight;
 pub mod ssm;
 
@@ -20,9 +19,9 @@ pub use gpu::{GpuWeights, Kernels};
 pub use linear_weight::LinearWeight;
 
 /// A `[n, k]` weight in the int8 scheme of `Precision::Int8` (symmetric per output channel):
-/// its int8 values, row-major, and the `n` scales (`tensor/cpu/qgemm.rs`).
+/// its int8 values, row-major, and the `n` scales (`tensor/cpu/gemm/int8/`).
 pub fn quantize_int8(w: &[f32], n: usize, k: usize) -> std::result::Result<(Vec<i8>, Vec<f32>), String> {
-    cpu::qgemm::quantize_weight(w, n, k)
+    cpu::gemm::int8::quantize_weight(w, n, k)
 }
 
 use crate::error::{Error, Result};
@@ -363,7 +362,7 @@ impl Tensor {
     /// `[B, t, 3·H·d]` QKV projection, merging `r` tokens (1 ≤ r ≤ `max_merge(t)`): each
     /// token's index after the merge, `u32 [B, t]`. On the GPU nothing is read back.
     pub fn tome_match(qkv: &Tensor, heads: usize, r: usize) -> Result<Tensor> {
-        unary!(qkv, t => cpu::tome_match(t, heads, r), c, g => gpu::tome::tome_match(c, g, heads, r))
+        unary!(qkv, t => cpu::tome::tome_match(t, heads, r), c, g => gpu::tome::tome_match(c, g, heads, r))
     }
 
     /// The size-weighted merge of `x [B, t, C]` with token `sizes [B, t]` into `n_out` tokens by
@@ -371,7 +370,7 @@ impl Tensor {
     pub fn tome_merge(x: &Tensor, sizes: &Tensor, dest: &Tensor, n_out: usize) -> Result<(Tensor, Tensor)> {
         match (x, sizes, dest) {
             (Tensor::Cpu(x), Tensor::Cpu(s), Tensor::Cpu(d)) => {
-                let (y, s) = cpu::tome_merge(x, s, d, n_out)?;
+                let (y, s) = cpu::tome::tome_merge(x, s, d, n_out)?;
                 Ok((Tensor::Cpu(y), Tensor::Cpu(s)))
             }
             (Tensor::Gpu(c, x), Tensor::Gpu(_, s), Tensor::Gpu(_, d)) => {

@@ -17,26 +17,12 @@
 //! N exponentials of every merged step are saved. τ = 0 never merges (Δ = softplus(·) > 0)
 //! and runs exactly the full scan's code path.
 
-use super::cpu::with_f32;
+use super::cpu::{scan, with_f32};
 use super::{gpu, Tensor};
 use crate::error::{Error, Result};
-use rayon::prelude::*;
 
-/// A merged run is applied (one exact decay) once its accumulated Δ·max|A| passes this, so
-/// the first-order hold inside a run stays accurate however long the slow stretch is.
-pub const MAX_RUN_DECAY: f32 = 0.3;
+pub use super::cpu::scan::{causal_conv1d, cpu_scan_ms, selective_scan, ScanDims, ScanStats, MAX_RUN_DECAY};
 
-/// Microseconds the CPU scan kernel has run in this process (all calls, all threads' calls
-/// summed by wall time of each call), so a benchmark can report the scan's share of a model.
-static CPU_SCAN_US: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Milliseconds spent in the CPU selective scan kernel so far (every CPU scan, the op's and
-/// [`selective_scan`]'s; GPU scans run asynchronously and are not counted).
-pub fn cpu_scan_ms() -> f64 {
-    CPU_SCAN_US.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3
-}
-
-/// Whether `device` can scan a state of `n` values per channel (the GPU kernel keeps them in
 /// registers, so it has a bound); an error names the limit.
 pub fn check_state_size(device: &super::Device, n: usize) -> Result<()> {
     if matches!(device, super::Device::Gpu(_)) && n > gpu::ssm::MAX_STATE {
@@ -46,294 +32,6 @@ pub fn check_state_size(device: &super::Device, n: usize) -> Result<()> {
 }
 
 /// What MRSS did in one scan.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
-pub struct ScanStats {
-    /// (channel, step) state updates in all.
-    pub updates: u64,
-    /// Of those, merged into a run instead of applied one by one.
-    pub merged: u64,
-    /// Runs applied (one exact decay each): merged − runs state updates were saved.
-    pub runs: u64,
-}
-
-impl ScanStats {
-    pub fn add(&mut self, o: ScanStats) {
-        self.updates += o.updates;
-        self.merged += o.merged;
-        self.runs += o.runs;
-    }
-
-    /// Fraction of state updates (N exponentials each) saved: merged steps minus the one
-    /// update each run still costs.
-    pub fn saved_fraction(&self) -> f64 {
-        if self.updates == 0 {
-            0.0
-        } else {
-            self.merged.saturating_sub(self.runs) as f64 / self.updates as f64
-        }
-    }
-    pub fn merged_fraction(&self) -> f64 {
-        if self.updates == 0 {
-            0.0
-        } else {
-            self.merged as f64 / self.updates as f64
-        }
-    }
-}
-
-/// Dimensions of one scan call.
-#[derive(Clone, Copy, Debug)]
-pub struct ScanDims {
-    pub batch: usize,
-    pub len: usize,
-    pub channels: usize,
-    pub state: usize,
-}
-
-/// Runs the scan over `len` steps from state `h` (updated in place) and returns `y` `[B, L, C]`.
-#[allow(clippy::too_many_arguments)]
-pub fn selective_scan(dims: ScanDims, x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], a: &[f32], d: &[f32], h: &mut [f32], tau: f32) -> (Vec<f32>, ScanStats) {
-    let n = dims.state;
-    let ad: Vec<f32> = a.chunks(n).zip(d).flat_map(|(r, &dv)| r.iter().copied().chain([dv])).collect();
-    let io = ScanIo { x, dt, b: StepRows { data: bm, stride: n, off: 0 }, c: StepRows { data: cm, stride: n, off: 0 }, ad: &ad };
-    let (y, cols) = selective_scan_cols(dims, &io, h, tau);
-    let mut stats = ScanStats::default();
-    cols.into_iter().for_each(|s| stats.add(s));
-    (y, stats)
-}
-
-/// Per step N values in rows of `stride` starting at `off`: B and C read out of x_proj's
-/// output rows as they are (no gather), or from arrays of their own (`stride` = N).
-#[derive(Clone, Copy)]
-struct StepRows<'a> {
-    data: &'a [f32],
-    stride: usize,
-    off: usize,
-}
-
-impl StepRows<'_> {
-    /// Step `row`'s N values.
-    #[inline(always)]
-    fn at(&self, row: usize, n: usize) -> &[f32] {
-        &self.data[row * self.stride + self.off..][..n]
-    }
-}
-
-/// The host inputs of one scan (shapes as in the module docs).
-struct ScanIo<'a> {
-    x: &'a [f32],
-    dt: &'a [f32],
-    b: StepRows<'a>,
-    c: StepRows<'a>,
-    /// `[C, N + 1]`: per channel the N decay rates A, then D.
-    ad: &'a [f32],
-}
-
-impl ScanIo<'_> {
-    /// Channel `ch`'s A (N values) and D.
-    #[inline(always)]
-    fn ad(&self, ch: usize, n: usize) -> (&[f32], f32) {
-        let r = &self.ad[ch * (n + 1)..(ch + 1) * (n + 1)];
-        (&r[..n], r[n])
-    }
-}
-
-/// Below this many (step, channel, state) updates a scan runs on the calling thread: a
-/// decoding step (1 × 1536 × 16 at mamba-130m) takes microseconds, less than a hand-off to
-/// the pool.
-const PARALLEL_MIN_WORK: usize = 1 << 16;
-
-/// One task's work: channels `ch0..ch0 + hs.len() / N` of sequence `b`, all steps; writes
-/// `out` `[L, block]` and each channel's counts. The full scan (τ = 0) runs time outermost,
-/// so the block's states (and per step B and C, shared by every channel) stay in L1 while x
-/// and Δ are read row by row. MRSS runs each channel through time: whether a step merges
-/// depends on that channel's Δ, which changes slowly in time but not from channel to channel,
-/// so this order is the one the branch predictor can follow.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn scan_block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) {
-    let ScanDims { len, channels: c, state: n, .. } = dims;
-    let cb = hs.len() / n;
-    let rows = |t: usize| {
-        let row = b * len + t;
-        (row, io.b.at(row, n), io.c.at(row, n))
-    };
-    if tau <= 0.0 {
-        for t in 0..len {
-            let (row, bt, ct) = rows(t);
-            let (xr, dr) = (&io.x[row * c + ch0..][..cb], &io.dt[row * c + ch0..][..cb]);
-            let yr = &mut out[t * cb..(t + 1) * cb];
-            for j in 0..cb {
-                let ((ar, dch), h) = (io.ad(ch0 + j, n), &mut hs[j * n..(j + 1) * n]);
-                let (xv, dv) = (xr[j], dr[j]);
-                yr[j] = full_step(h, ar, bt, ct, dv, dv * xv) + dch * xv;
-            }
-        }
-        // τ = 0 never merges: the counts are the updates alone.
-        stats.iter_mut().for_each(|s| s.updates += len as u64);
-        return;
-    }
-    // MRSS per channel: the accumulated input u and the open run's summed Δ.
-    let mut u = vec![0f32; n];
-    for j in 0..cb {
-        let ch = ch0 + j;
-        let ((ar, dch), h) = (io.ad(ch, n), &mut hs[j * n..(j + 1) * n]);
-        // The fastest decay of this channel: a step is slow when Δ·max|A| < τ.
-        let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-        let mut st = ScanStats { updates: len as u64, ..ScanStats::default() };
-        let mut dacc = 0f32;
-        for t in 0..len {
-            let (row, bt, ct) = rows(t);
-            let (xv, dv) = (io.x[row * c + ch], io.dt[row * c + ch]);
-            let dx = dv * xv;
-            if dv < tau {
-                if st_pending(dacc) && (dacc + dv) * amax > MAX_RUN_DECAY {
-                    // The run has decayed enough that holding the state drifts: apply it.
-                    st.runs += 1;
-                    apply_run(h, &mut u, ar, dacc);
-                    dacc = 0.0;
-                }
-                // Merge: accumulate the input, hold the decay (no exponential).
-                st.merged += 1;
-                dacc += dv;
-                out[t * cb + j] = merged_step(h, &mut u, ar, bt, ct, dx, dacc) + dch * xv;
-                continue;
-            }
-            if st_pending(dacc) {
-                st.runs += 1;
-                apply_run(h, &mut u, ar, dacc);
-                dacc = 0.0;
-            }
-            out[t * cb + j] = full_step(h, ar, bt, ct, dv, dx) + dch * xv;
-        }
-        if st_pending(dacc) {
-            st.runs += 1;
-            apply_run(h, &mut u, ar, dacc);
-        }
-        stats[j] = st;
-    }
-}
-
-/// A run is open while its summed Δ is positive (Δ = softplus(·) > 0 for every merged step).
-#[inline(always)]
-fn st_pending(dacc: f32) -> bool {
-    dacc > 0.0
-}
-
-/// h ← exp(Δ·A) ⊙ h + Δx·B; returns C·h. Eight lanes of partial sums so the loop vectorises
-/// (the exponential is [`kernels::exp`](super::kernels::exp), branch-free).
-#[inline(always)]
-fn full_step(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dv: f32, dx: f32) -> f32 {
-    use super::kernels::exp;
-    let mut acc = [0f32; 8];
-    let split = h.len() - h.len() % 8;
-    let (h8, hr) = h.split_at_mut(split);
-    for (((hk, ak), bk), ck) in h8.chunks_exact_mut(8).zip(a.chunks_exact(8)).zip(b.chunks_exact(8)).zip(c.chunks_exact(8)) {
-        for l in 0..8 {
-            hk[l] = exp(dv * ak[l]) * hk[l] + dx * bk[l];
-            acc[l] += ck[l] * hk[l];
-        }
-    }
-    let mut tail = 0f32;
-    for (k, hk) in hr.iter_mut().enumerate() {
-        *hk = exp(dv * a[split + k]) * *hk + dx * b[split + k];
-        tail += c[split + k] * *hk;
-    }
-    hsum8(&acc) + tail
-}
-
-/// The sum of eight lanes as a tree (halves, quarters, pairs): three vector adds where a
-/// left-to-right sum is a chain of seven scalar ones, once per channel and step.
-#[inline(always)]
-fn hsum8(v: &[f32; 8]) -> f32 {
-    let q = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
-    let p = [q[0] + q[2], q[1] + q[3]];
-    p[0] + p[1]
-}
-
-/// A merged step: u ← u + Δx·B; returns C·(h ⊙ (1 + ΣΔ·A) + u) (the held state, first-order
-/// decay inside the run). No exponential; vectorised as [`full_step`].
-#[inline(always)]
-fn merged_step(h: &[f32], u: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dx: f32, dacc: f32) -> f32 {
-    let mut acc = [0f32; 8];
-    let split = h.len() - h.len() % 8;
-    let (u8, ur) = u.split_at_mut(split);
-    for ((((uk, hk), ak), bk), ck) in u8.chunks_exact_mut(8).zip(h.chunks_exact(8)).zip(a.chunks_exact(8)).zip(b.chunks_exact(8)).zip(c.chunks_exact(8)) {
-        for l in 0..8 {
-            uk[l] += dx * bk[l];
-            acc[l] += ck[l] * (hk[l] * (1.0 + dacc * ak[l]) + uk[l]);
-        }
-    }
-    let mut tail = 0f32;
-    for (k, uk) in ur.iter_mut().enumerate() {
-        let k2 = split + k;
-        *uk += dx * b[k2];
-        tail += c[k2] * (h[k2] * (1.0 + dacc * a[k2]) + *uk);
-    }
-    hsum8(&acc) + tail
-}
-
-/// Closes a run: h ← exp(ΣΔ·A) ⊙ h + u, u ← 0.
-#[inline(always)]
-fn apply_run(h: &mut [f32], u: &mut [f32], a: &[f32], dacc: f32) {
-    for ((hk, uk), ak) in h.iter_mut().zip(u.iter_mut()).zip(a) {
-        *hk = super::kernels::exp(dacc * ak) * *hk + *uk;
-        *uk = 0.0;
-    }
-}
-
-super::kernels::multiversion! {
-    #[allow(clippy::too_many_arguments)]
-    fn scan_block_simd(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) = scan_block;
-}
-
-/// [`selective_scan`] with the MRSS counts of each (sequence, channel). Channels are split
-/// into blocks, one task each (on the calling thread when the work is small).
-fn selective_scan_cols(dims: ScanDims, io: &ScanIo, h: &mut [f32], tau: f32) -> (Vec<f32>, Vec<ScanStats>) {
-    let t0 = crate::clock::now_ms();
-    let out = scan_blocks(dims, io, h, tau);
-    CPU_SCAN_US.fetch_add(((crate::clock::now_ms() - t0) * 1e3) as u64, std::sync::atomic::Ordering::Relaxed);
-    out
-}
-
-fn scan_blocks(dims: ScanDims, io: &ScanIo, h: &mut [f32], tau: f32) -> (Vec<f32>, Vec<ScanStats>) {
-    let ScanDims { batch, len, channels: c, state: n } = dims;
-    let mut y = vec![0f32; batch * len * c];
-    let mut stats = vec![ScanStats::default(); batch * c];
-    if batch * len * c * n < PARALLEL_MIN_WORK {
-        let mut out = vec![0f32; len * c];
-        for (b, (hb, sb)) in h.chunks_mut(c * n).zip(stats.chunks_mut(c)).enumerate() {
-            scan_block_simd(io, dims, b, 0, hb, &mut out, sb, tau);
-            for t in 0..len {
-                y[(b * len + t) * c..][..c].copy_from_slice(&out[t * c..(t + 1) * c]);
-            }
-        }
-        return (y, stats);
-    }
-    // About four blocks per thread (multiples of 8 channels), none crossing a sequence.
-    let per_seq = (super::kernels::threads() * 4).div_ceil(batch).max(1);
-    let cb = c.div_ceil(per_seq).next_multiple_of(8).min(c);
-    let blocks: Vec<(usize, usize, Vec<f32>)> = h
-        .par_chunks_mut(c * n)
-        .zip(stats.par_chunks_mut(c))
-        .enumerate()
-        .flat_map(|(b, (hb, sb))| {
-            hb.par_chunks_mut(cb * n).zip(sb.par_chunks_mut(cb)).enumerate().map(move |(k, (hs, ss))| {
-                let mut out = vec![0f32; len * (hs.len() / n)];
-                scan_block_simd(io, dims, b, k * cb, hs, &mut out, ss, tau);
-                (b, k * cb, out)
-            })
-        })
-        .collect();
-    for (b, ch0, out) in blocks {
-        let w = out.len() / len;
-        for t in 0..len {
-            y[(b * len + t) * c + ch0..][..w].copy_from_slice(&out[t * w..(t + 1) * w]);
-        }
-    }
-    (y, stats)
-}
-
 /// The selective scan's inputs on the seam, laid out as the projections produce them.
 pub struct ScanInputs<'a> {
     /// `[B, L, C]`: the conv's output after SiLU.
@@ -347,17 +45,6 @@ pub struct ScanInputs<'a> {
     pub ad: &'a Tensor,
     /// `[B, C, N]`: the state before this call.
     pub h: &'a Tensor,
-}
-
-impl ScanStats {
-    /// Sums the rows of the `[.., 3]` counts the scan op returns (updates, merged, runs).
-    pub fn from_rows(v: &[f32]) -> ScanStats {
-        let mut s = ScanStats::default();
-        for r in v.chunks_exact(3) {
-            s.add(ScanStats { updates: r[0] as u64, merged: r[1] as u64, runs: r[2] as u64 });
-        }
-        s
-    }
 }
 
 fn host(t: &candle_core::Tensor) -> Result<Vec<f32>> {
@@ -428,13 +115,7 @@ impl Tensor {
                 // The inputs read where they are (no copies); the state is copied once, as the output.
                 let (y, cols) = with_f32(x, "scan x", |x| {
                     with_f32(dt, "scan dt", |dt| {
-                        with_f32(p, "scan B·C", |p| {
-                            with_f32(ad, "scan A·D", |ad| {
-                                let (b_rows, c_rows) = (StepRows { data: p, stride, off: s.b_off }, StepRows { data: p, stride, off: s.b_off + n });
-                                let io = ScanIo { x, dt, b: b_rows, c: c_rows, ad };
-                                Ok(selective_scan_cols(dims, &io, &mut h, tau))
-                            })
-                        })
+                        with_f32(p, "scan B·C", |p| with_f32(ad, "scan A·D", |ad| Ok(scan::scan_projected(dims, x, dt, p, stride, s.b_off, ad, &mut h, tau))))
                     })
                 })?;
                 let counts = cols.iter().flat_map(|s| [s.updates as f32, s.merged as f32, s.runs as f32]).collect();
@@ -449,78 +130,12 @@ impl Tensor {
     }
 }
 
-/// Causal depthwise conv1d (kernel K, per-channel weights `w` `[C, K]`, bias `[C]`) over
-/// `x` `[B, L, C]`, continuing from `state` `[B, K-1, C]` (the previous K-1 inputs, zeros at
-/// the start), which is updated to the last K-1 inputs.
-pub fn causal_conv1d(batch: usize, len: usize, c: usize, k: usize, x: &[f32], w: &[f32], bias: &[f32], state: &mut [f32]) -> Vec<f32> {
-    let hist = k.saturating_sub(1);
-    let mut y = vec![0f32; batch * len * c];
-    for b in 0..batch {
-        // The window: the previous K-1 inputs, then this call's inputs.
-        let st = &mut state[b * hist * c..(b + 1) * hist * c];
-        let xs = &x[b * len * c..(b + 1) * len * c];
-        let at = |j: usize, ch: usize, st: &[f32]| if j < hist { st[j * c + ch] } else { xs[(j - hist) * c + ch] };
-        for t in 0..len {
-            for ch in 0..c {
-                let mut acc = bias[ch];
-                for q in 0..k {
-                    acc += w[ch * k + q] * at(t + q, ch, st);
-                }
-                y[(b * len + t) * c + ch] = acc;
-            }
-        }
-        let total = hist + len;
-        let mut next = vec![0f32; hist * c];
-        for j in 0..hist {
-            for ch in 0..c {
-                next[j * c + ch] = at(total - hist + j, ch, st);
-            }
-        }
-        st.copy_from_slice(&next);
-    }
-    y
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn vals(n: usize, s: u64) -> Vec<f32> {
         (0..n as u64).map(|i| ((i.wrapping_mul(2654435761).wrapping_add(s * 97) % 1000) as f32 / 500.0) - 1.0).collect()
-    }
-
-    /// Prefill in one call equals the same steps one at a time (state carried), and τ = 0
-    /// equals the full scan bit for bit.
-    #[test]
-    fn steps_equal_one_pass_and_tau_zero_is_exact() {
-        let dims = ScanDims { batch: 2, len: 9, channels: 5, state: 4 };
-        let (b, l, c, n) = (dims.batch, dims.len, dims.channels, dims.state);
-        let x = vals(b * l * c, 1);
-        let dt: Vec<f32> = vals(b * l * c, 2).iter().map(|v| (v.abs() + 0.01) * 0.3).collect();
-        let (bm, cm) = (vals(b * l * n, 3), vals(b * l * n, 4));
-        let a: Vec<f32> = vals(c * n, 5).iter().map(|v| -(v.abs() + 0.1)).collect();
-        let d = vals(c, 6);
-        let mut h = vec![0f32; b * c * n];
-        let (y, s) = selective_scan(dims, &x, &dt, &bm, &cm, &a, &d, &mut h, 0.0);
-        assert_eq!(s.merged, 0);
-        let mut h2 = vec![0f32; b * c * n];
-        let mut y2 = vec![0f32; b * l * c];
-        for t in 0..l {
-            let pick = |v: &[f32], w: usize| (0..b).flat_map(|bi| v[(bi * l + t) * w..(bi * l + t + 1) * w].to_vec()).collect::<Vec<_>>();
-            let one = ScanDims { len: 1, ..dims };
-            let (yt, _) = selective_scan(one, &pick(&x, c), &pick(&dt, c), &pick(&bm, n), &pick(&cm, n), &a, &d, &mut h2, 0.0);
-            for bi in 0..b {
-                y2[(bi * l + t) * c..(bi * l + t + 1) * c].copy_from_slice(&yt[bi * c..(bi + 1) * c]);
-            }
-        }
-        assert_eq!(y, y2);
-        assert_eq!(h, h2);
-        // MRSS merges some steps and stays close.
-        let mut h3 = vec![0f32; b * c * n];
-        let (y3, s3) = selective_scan(dims, &x, &dt, &bm, &cm, &a, &d, &mut h3, 0.1);
-        assert!(s3.merged > 0 && s3.merged < s3.updates, "{s3:?}");
-        let err = crate::num::max_abs_diff(&y, &y3);
-        assert!(err < 0.1, "MRSS error {err}");
     }
 
     #[test]
@@ -538,40 +153,6 @@ mod tests {
         let e = Tensor::selective_scan(&scan, 0.0).unwrap_err().to_string();
         assert!(e.contains("proj"), "{e}");
         assert!(Tensor::selective_scan(&ScanInputs { b_off: 0, ..scan }, -1.0).unwrap_err().to_string().contains("tau"));
-    }
-
-    #[test]
-    fn conv_in_pieces_equals_conv_at_once() {
-        let (b, l, c, k) = (2usize, 7usize, 3usize, 4usize);
-        let x = vals(b * l * c, 7);
-        let (w, bias) = (vals(c * k, 8), vals(c, 9));
-        let mut st = vec![0f32; b * (k - 1) * c];
-        let y = causal_conv1d(b, l, c, k, &x, &w, &bias, &mut st);
-        // Direct definition: y[t] = bias + Σ_q w[q] · x[t - (K-1) + q] (zero before the start).
-        for bi in 0..b {
-            for t in 0..l {
-                for ch in 0..c {
-                    let mut want = bias[ch];
-                    for q in 0..k {
-                        let s = t as isize - (k as isize - 1) + q as isize;
-                        if s >= 0 {
-                            want += w[ch * k + q] * x[(bi * l + s as usize) * c + ch];
-                        }
-                    }
-                    assert!((y[(bi * l + t) * c + ch] - want).abs() < 1e-6);
-                }
-            }
-        }
-        let mut st2 = vec![0f32; b * (k - 1) * c];
-        let split = 3;
-        let part = |from: usize, to: usize| (0..b).flat_map(|bi| x[(bi * l + from) * c..(bi * l + to) * c].to_vec()).collect::<Vec<_>>();
-        let y1 = causal_conv1d(b, split, c, k, &part(0, split), &w, &bias, &mut st2);
-        let y2 = causal_conv1d(b, l - split, c, k, &part(split, l), &w, &bias, &mut st2);
-        for bi in 0..b {
-            assert_eq!(&y[(bi * l) * c..(bi * l + split) * c], &y1[bi * split * c..(bi + 1) * split * c]);
-            assert_eq!(&y[(bi * l + split) * c..(bi * l + l) * c], &y2[bi * (l - split) * c..(bi + 1) * (l - split) * c]);
-        }
-        assert_eq!(st, st2);
     }
 
     /// A sequence longer than one GPU time window (`gpu::ssm::time_window`) gives the CPU's

@@ -21,7 +21,7 @@ pub use wasm_bindgen_rayon::init_thread_pool;
 /// Threads the CPU path runs on: the pool's size in the threaded build, else 1.
 #[wasm_bindgen(js_name = cpuThreads)]
 pub fn cpu_threads() -> usize {
-    crate::tensor::kernels::threads()
+    crate::tensor::cpu::simd::threads()
 }
 
 #[wasm_bindgen(start)]

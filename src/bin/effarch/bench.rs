@@ -3,9 +3,9 @@
 use crate::common::{emit, parse_scorer, quietly, Common, DeviceArg};
 use clap::{Args, Subcommand};
 use effarch::bench::mamba::{bench_mamba, bench_mamba_lm, Exponents, MambaBenchRow, MambaBenchSpec, MambaLmBenchRow, MambaLmBenchSpec};
-use effarch::models::mamba::MambaLM;
 use effarch::bench::qwen::{bench_qwen, QwenBenchRow, QwenBenchSpec};
 use effarch::bench::{self, BenchSpec};
+use effarch::models::mamba::MambaLM;
 use effarch::tensor::{Device, Precision};
 use effarch::{Error, Result};
 use serde::Serialize;
@@ -433,7 +433,10 @@ fn run_mamba_lm(a: BenchMambaLmArgs) -> Result<()> {
         return emit(&MambaLmJson { device: device.describe(), precision: a.common.precision()?.name().to_string(), rows: &rows });
     }
     println!("{} , {} decoded tokens, median of {} rounds", device.describe(), spec.decode, spec.iters);
-    println!("{:>6} {:>7} {:>12} {:>14} {:>10} {:>14} {:>14} {:>10}", "τ", "prompt", "prefill tok/s", "prefill scan", "merged", "decode tok/s", "decode scan", "merged");
+    println!(
+        "{:>6} {:>7} {:>12} {:>14} {:>10} {:>14} {:>14} {:>10}",
+        "τ", "prompt", "prefill tok/s", "prefill scan", "merged", "decode tok/s", "decode scan", "merged"
+    );
     for r in &rows {
         println!(
             "{:>6} {:>7} {:>12.1} {:>13.1}% {:>9.1}% {:>14.1} {:>13.1}% {:>9.1}%",

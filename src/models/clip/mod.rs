@@ -362,9 +362,10 @@ pub struct ClipSession {
 impl ClipSession {
     pub fn new(config: ClipConfig, weights: Weights, device: &Device, with_text: bool) -> Result<ClipSession> {
         let (clip, fallback) = match Clip::load(config.clone(), &weights, device, with_text) {
-            Err(Error::Device(msg)) if matches!(device, Device::Gpu(_)) => {
-                (Clip::load(config, &weights, &Device::cpu_with(device.precision()), with_text)?, Some(format!("{}: loading failed ({msg}); running on the CPU", device.describe())))
-            }
+            Err(Error::Device(msg)) if matches!(device, Device::Gpu(_)) => (
+                Clip::load(config, &weights, &Device::cpu_with(device.precision()), with_text)?,
+                Some(format!("{}: loading failed ({msg}); running on the CPU", device.describe())),
+            ),
             r => (r?, None),
         };
         Ok(ClipSession { clip, weights, with_text, fallback })

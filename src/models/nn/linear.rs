@@ -198,7 +198,11 @@ mod tests {
                             .zip(&beta)
                             .map(|((&v, &g), &bt)| {
                                 let z = (v as f64 - mean) / (var + 1e-5).sqrt();
-                                if affine { z * g as f64 + bt as f64 } else { z }
+                                if affine {
+                                    z * g as f64 + bt as f64
+                                } else {
+                                    z
+                                }
                             })
                             .collect();
                         let rv = &rv;

@@ -1,11 +1,17 @@
 //! CPU backend: candle-core tensors. Simple ops are candle's own (called from `mod.rs`); the
-//! hot ones run our kernels (`kernels.rs`) through candle's custom-op hooks.
+//! hot ones run ours through candle's custom-op hooks: the GEMM engine (`gemm/`), the row
+//! kernels (`row_ops.rs`), attention (`attention.rs`), the scan loops (`scan.rs`) and Token
+//! Merging's matching (`tome.rs`), on the shared SIMD helpers of `simd.rs`.
 
+pub mod attention;
 pub mod gemm;
-pub mod qgemm;
+pub mod row_ops;
+pub mod scan;
+pub mod simd;
+pub mod tome;
 
-use super::kernels::{self, AttnDims, HeadLayout};
 use super::Activation;
+use attention::{AttnDims, HeadLayout};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 pub(crate) fn simd_name() -> &'static str {
@@ -66,7 +72,7 @@ impl Linear {
         };
         let xs = slice(x.0, x.1, "linear input")?;
         let Some((a, z)) = w.1.contiguous_offsets() else { bail!("linear weight: expected a contiguous tensor") };
-        let kern = gemm::Kernel::best();
+        let kern = gemm::MicroKernel::best();
         let p = match w.0 {
             CpuStorage::BF16(v) => gemm::PackedWeight::pack_half(gemm::HalfSlice::Bf16(&v[a..z]), n, k, kern),
             CpuStorage::F16(v) => gemm::PackedWeight::pack_half(gemm::HalfSlice::F16(&v[a..z]), n, k, kern),
@@ -119,7 +125,7 @@ impl CustomOp1 for Act {
         "effarch-act"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((CpuStorage::F32(kernels::map_chunks(slice(s, l, "activation")?, |v| gemm::act_in_place(v, self.0))), l.shape().clone()))
+        Ok((CpuStorage::F32(simd::map_chunks(slice(s, l, "activation")?, |v| gemm::act_in_place(v, self.0))), l.shape().clone()))
     }
 }
 
@@ -135,7 +141,7 @@ impl CustomOp1 for Softmax {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let n = *l.dims().last().unwrap_or(&1);
-        Ok((CpuStorage::F32(kernels::softmax_rows(slice(s, l, "softmax")?, n)), l.shape().clone()))
+        Ok((CpuStorage::F32(row_ops::softmax_rows(slice(s, l, "softmax")?, n)), l.shape().clone()))
     }
 }
 
@@ -156,7 +162,7 @@ struct PackedAttention<'a> {
 }
 
 fn check_extent(len: usize, l: HeadLayout, b: usize, h: usize, n: usize, d: usize, what: &str) -> Result<()> {
-    if kernels::extent(l, b, h, n, d) > len {
+    if attention::extent(l, b, h, n, d) > len {
         bail!("attention: {what} buffer too small for {b}x{h}x{n}x{d}");
     }
     Ok(())
@@ -180,7 +186,7 @@ impl CustomOp1 for PackedAttention<'_> {
         }
         let mut out = vec![0f32; b * n * heads * d];
         let dims = AttnDims { batch: b, heads, nq: n, nk: n, d, causal: self.causal };
-        kernels::attention(qkv, ql, qkv, kl, qkv, vl, dims, self.key_bias, &mut out, HeadLayout::bnhd(heads, n, d)).map_err(candle_core::Error::msg)?;
+        attention::attention(qkv, ql, qkv, kl, qkv, vl, dims, self.key_bias, &mut out, HeadLayout::bnhd(heads, n, d)).map_err(candle_core::Error::msg)?;
         Ok((CpuStorage::F32(out), Shape::from((b, n, heads * d))))
     }
 }
@@ -199,7 +205,7 @@ impl CustomOp3 for Attention {
         let mut out = vec![0f32; b * h * nq * d];
         let dims = AttnDims { batch: b, heads: h, nq, nk, d, causal: self.causal };
         let (ql, kl) = (HeadLayout::bhnd(h, nq, d), HeadLayout::bhnd(h, nk, d));
-        kernels::attention(q, ql, k, kl, v, kl, dims, &[], &mut out, ql).map_err(candle_core::Error::msg)?;
+        attention::attention(q, ql, k, kl, v, kl, dims, &[], &mut out, ql).map_err(candle_core::Error::msg)?;
         Ok((CpuStorage::F32(out), Shape::from((b, h, nq, d))))
     }
 }
@@ -219,28 +225,6 @@ pub(crate) fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Res
 
 pub(crate) fn attention_packed(qkv: &Tensor, heads: usize, causal: bool, key_bias: &[f32]) -> Result<Tensor> {
     qkv.contiguous()?.apply_op1_no_bwd(&PackedAttention { heads, causal, key_bias })
-}
-
-pub(crate) fn tome_match(qkv: &Tensor, heads: usize, r: usize) -> Result<Tensor> {
-    use crate::prune::tome;
-    let (b, t, w) = qkv.dims3()?;
-    if heads == 0 || w % (3 * heads) != 0 || r == 0 || r > tome::max_merge(t) {
-        bail!("tome_match: {t} tokens of width {w}, {heads} heads, r = {r}");
-    }
-    let h = w / 3;
-    let k = qkv.narrow(2, h, h)?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    let m = tome::bipartite_match(&tome::key_metric(&k, b, t, heads), b, t, h / heads, r).map_err(|e| candle_core::Error::msg(e.to_string()))?;
-    Tensor::from_vec(m.dest, (b, t), qkv.device())
-}
-
-pub(crate) fn tome_merge(x: &Tensor, sizes: &Tensor, dest: &Tensor, n_out: usize) -> Result<(Tensor, Tensor)> {
-    let (b, t, c) = x.dims3()?;
-    if sizes.dims() != [b, t] || dest.dims() != [b, t] {
-        bail!("tome_merge: x {:?}, sizes {:?}, dest {:?}", x.dims(), sizes.dims(), dest.dims());
-    }
-    let (xs, ss, ds) = (x.flatten_all()?.to_vec1::<f32>()?, sizes.flatten_all()?.to_vec1::<f32>()?, dest.flatten_all()?.to_vec1::<u32>()?);
-    let (y, s) = crate::prune::tome::merge_wavg(&xs, &ss, &ds, b, t, c, n_out).map_err(|e| candle_core::Error::msg(e.to_string()))?;
-    Ok((Tensor::from_vec(y, (b, n_out, c), x.device())?, Tensor::from_vec(s, (b, n_out), x.device())?))
 }
 
 pub(crate) fn cls_attention(q: &Tensor, k: &Tensor) -> Result<Tensor> {
@@ -333,7 +317,7 @@ pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result
     let n = *x.dims().last().unwrap_or(&1);
     let y = with_f32(x, "layer_norm input", |xs| {
         with_f32(w, "layer_norm weight", |ws| {
-            with_f32(b, "layer_norm bias", |bs| kernels::layer_norm_rows(xs, ws, bs, n, eps).map_err(candle_core::Error::msg))
+            with_f32(b, "layer_norm bias", |bs| row_ops::layer_norm_rows(xs, ws, bs, n, eps).map_err(candle_core::Error::msg))
         })
     })?;
     Tensor::from_vec(y, x.dims(), &candle_core::Device::Cpu)

@@ -520,7 +520,7 @@ mod tests {
         for (m, k, n, wide) in [(197usize, 768usize, 130usize, false), (197, 3072, 96, true), (1, 768, 300, true), (8, 64, 5, false), (70, 64, 3, false)] {
             ctx.set_wide(Some(wide));
             let (xv, wv, bv) = (vals(m * k, 21), vals(n * k, 22), vals(n, 23));
-            let (q, sc) = crate::tensor::cpu::qgemm::quantize_weight(&wv, n, k).unwrap();
+            let (q, sc) = crate::tensor::cpu::gemm::int8::quantize_weight(&wv, n, k).unwrap();
             let deq: Vec<f32> = q.iter().enumerate().map(|(i, &v)| v as f32 * sc[i / k]).collect();
             let cpu = |v: &[f32], s: &[usize]| Tensor::from_f32(v.to_vec(), s, &Device::cpu()).unwrap();
             let want = cpu(&xv, &[m, k]).linear(&cpu(&deq, &[n, k]), Some(&cpu(&bv, &[n]))).unwrap().to_vec_f32().unwrap();

@@ -48,7 +48,7 @@ pub fn tome_match(ctx: &GpuContext, qkv: &GpuTensor, heads: usize, r: usize) -> 
     let &[b, t, w] = &qkv.shape[..] else {
         return Err(Error::arg(format!("tome_match: qkv {:?} must be [B, t, 3·H·d]", qkv.shape)));
     };
-    if heads == 0 || w % (3 * heads) != 0 || t < 3 || r == 0 || r > crate::prune::tome::max_merge(t) {
+    if heads == 0 || w % (3 * heads) != 0 || t < 3 || r == 0 || r > crate::tensor::cpu::tome::max_merge(t) {
         return Err(Error::arg(format!("tome_match: {t} tokens of width {w}, {heads} heads, r = {r}")));
     }
     let d = w / (3 * heads);

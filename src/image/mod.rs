@@ -3,6 +3,8 @@
 //! its backends (torchvision's, the default, or PIL's: [`Resample`]), centre crop, rescale,
 //! normalise.
 
+pub mod jpeg;
+
 use crate::error::{Error, Result};
 use image::{ImageReader, RgbImage};
 use std::io::Cursor;
@@ -44,7 +46,7 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     if format == image::ImageFormat::Jpeg {
         // libjpeg-turbo's pixels (PIL's, so transformers'), where the file is one our decoder
         // covers; the general decoder otherwise, and for files it finds corrupt.
-        if let Ok(Some(img)) = crate::jpeg::decode(bytes) {
+        if let Ok(Some(img)) = jpeg::decode(bytes) {
             return Ok(img);
         }
     }

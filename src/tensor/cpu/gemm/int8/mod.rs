@@ -21,8 +21,12 @@
 //! Micro-kernels, picked at run time and forceable in tests and `bench gemm`: AVX2 (6 × 16),
 //! wasm SIMD128 (4 × 8), portable (4 × 8).
 
-use super::super::kernels::{row_stats, threads};
-use super::gemm::{apply_act, for_each_block, Epilogue, RowTiles, SendPtr};
+#[cfg(test)]
+mod tests;
+
+use super::{apply_act, for_each_block, Epilogue, RowTiles, SendPtr};
+use crate::tensor::cpu::row_ops::row_stats;
+use crate::tensor::cpu::simd::{multiversion, threads};
 use rayon::prelude::*;
 
 /// Packed activation rows a task keeps in L2 while its weight panels pass over them.
@@ -34,7 +38,7 @@ pub const MAX_K: usize = 133_000;
 
 /// An int8 micro-kernel family, with its tile shape `MR × NR`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QKernel {
+pub enum Int8MicroKernel {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2,
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -42,54 +46,54 @@ pub enum QKernel {
     Portable,
 }
 
-impl QKernel {
+impl Int8MicroKernel {
     pub fn name(self) -> &'static str {
         match self {
-            QKernel::Avx2 => "avx2 pmaddwd 6x16",
-            QKernel::Simd128 => "wasm simd128 dot_i16x8 4x8",
-            QKernel::Portable => "portable 4x8",
+            Int8MicroKernel::Avx2 => "avx2 pmaddwd 6x16",
+            Int8MicroKernel::Simd128 => "wasm simd128 dot_i16x8 4x8",
+            Int8MicroKernel::Portable => "portable 4x8",
         }
     }
 
     pub fn mr(self) -> usize {
         match self {
-            QKernel::Avx2 => 6,
-            QKernel::Simd128 | QKernel::Portable => 4,
+            Int8MicroKernel::Avx2 => 6,
+            Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 4,
         }
     }
 
     pub fn nr(self) -> usize {
         match self {
-            QKernel::Avx2 => 16,
-            QKernel::Simd128 | QKernel::Portable => 8,
+            Int8MicroKernel::Avx2 => 16,
+            Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 8,
         }
     }
 
     /// Every int8 kernel this CPU can run, fastest first.
-    pub fn available() -> Vec<QKernel> {
+    pub fn available() -> Vec<Int8MicroKernel> {
         let mut v = Vec::new();
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            v.push(QKernel::Avx2);
+            v.push(Int8MicroKernel::Avx2);
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        v.push(QKernel::Simd128);
-        v.push(QKernel::Portable);
+        v.push(Int8MicroKernel::Simd128);
+        v.push(Int8MicroKernel::Portable);
         v
     }
 
     /// The fastest int8 kernel this CPU can run (detected once).
-    pub fn best() -> QKernel {
-        static BEST: std::sync::OnceLock<QKernel> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| QKernel::available()[0])
+    pub fn best() -> Int8MicroKernel {
+        static BEST: std::sync::OnceLock<Int8MicroKernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Int8MicroKernel::available()[0])
     }
 
-    fn tile(self, rows: usize) -> QTileFn {
+    fn tile(self, rows: usize) -> Int8TileFn {
         match self {
             #[cfg(target_arch = "x86_64")]
-            QKernel::Avx2 => x86::AVX2[rows - 1],
+            Int8MicroKernel::Avx2 => x86::AVX2[rows - 1],
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            QKernel::Simd128 => wasm::SIMD128[rows - 1],
+            Int8MicroKernel::Simd128 => wasm::SIMD128[rows - 1],
             _ => portable::PORTABLE[rows - 1],
         }
     }
@@ -98,104 +102,20 @@ impl QKernel {
 /// `tile(kp, a, b, c)`: `c[R × NR] = A_tile · B_panel` in int32 for the function's `R` rows,
 /// `kp` pairs deep; `a` points at the packed tile (`MR` words per pair), `b` at the panel
 /// (`2·NR` bytes per pair), `c` at an `MR × NR` buffer (rows `NR` apart).
-type QTileFn = unsafe fn(kp: usize, a: *const i32, b: *const i8, c: *mut i32);
+type Int8TileFn = unsafe fn(kp: usize, a: *const i32, b: *const i8, c: *mut i32);
 
-macro_rules! qtile_table {
+macro_rules! int8_tile_table {
     ($k:ident; $($r:literal)*) => {
-        [$($k::<$r> as QTileFn),*]
+        [$($k::<$r> as Int8TileFn),*]
     };
 }
 
-mod portable {
-    use super::QTileFn;
-    const MR: usize = 4;
-    const NR: usize = 8;
-
-    /// # Safety
-    /// See [`QTileFn`].
-    pub unsafe fn k<const R: usize>(kp: usize, a: *const i32, b: *const i8, c: *mut i32) {
-        let mut acc = [[0i32; NR]; R];
-        for p in 0..kp {
-            let w = std::slice::from_raw_parts(b.add(p * 2 * NR), 2 * NR);
-            for (i, row) in acc.iter_mut().enumerate() {
-                let word = *a.add(p * MR + i);
-                let (lo, hi) = (word as i16 as i32, (word >> 16) as i16 as i32);
-                for (c, v) in row.iter_mut().enumerate() {
-                    *v += lo * w[2 * c] as i32 + hi * w[2 * c + 1] as i32;
-                }
-            }
-        }
-        for (i, row) in acc.iter().enumerate() {
-            std::ptr::copy_nonoverlapping(row.as_ptr(), c.add(i * NR), NR);
-        }
-    }
-
-    pub static PORTABLE: [QTileFn; MR] = qtile_table!(k; 1 2 3 4);
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::QTileFn;
-    use std::arch::x86_64::*;
-    const MR: usize = 6;
-    const NR: usize = 16;
-
-    /// # Safety
-    /// AVX2 is available; see [`QTileFn`].
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2<const R: usize>(kp: usize, a: *const i32, b: *const i8, c: *mut i32) {
-        let mut lo = [_mm256_setzero_si256(); R];
-        let mut hi = [_mm256_setzero_si256(); R];
-        for p in 0..kp {
-            let w = b.add(p * 2 * NR);
-            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w as *const __m128i));
-            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16) as *const __m128i));
-            let ap = a.add(p * MR);
-            for i in 0..R {
-                let av = _mm256_set1_epi32(*ap.add(i));
-                lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(av, w0));
-                hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(av, w1));
-            }
-        }
-        for i in 0..R {
-            _mm256_storeu_si256(c.add(i * NR) as *mut __m256i, lo[i]);
-            _mm256_storeu_si256(c.add(i * NR + 8) as *mut __m256i, hi[i]);
-        }
-    }
-
-    pub static AVX2: [QTileFn; MR] = qtile_table!(avx2; 1 2 3 4 5 6);
-}
-
+// The micro-kernels, after the macro that builds their tables (textual scope).
+mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod wasm {
-    use super::QTileFn;
-    use std::arch::wasm32::*;
-    const MR: usize = 4;
-    const NR: usize = 8;
-
-    /// # Safety
-    /// See [`QTileFn`].
-    pub unsafe fn simd128<const R: usize>(kp: usize, a: *const i32, b: *const i8, c: *mut i32) {
-        let mut lo = [i32x4_splat(0); R];
-        let mut hi = [i32x4_splat(0); R];
-        for p in 0..kp {
-            let w = v128_load(b.add(p * 2 * NR) as *const v128);
-            let (w0, w1) = (i16x8_extend_low_i8x16(w), i16x8_extend_high_i8x16(w));
-            let ap = a.add(p * MR);
-            for i in 0..R {
-                let av = i32x4_splat(*ap.add(i));
-                lo[i] = i32x4_add(lo[i], i32x4_dot_i16x8(av, w0));
-                hi[i] = i32x4_add(hi[i], i32x4_dot_i16x8(av, w1));
-            }
-        }
-        for i in 0..R {
-            v128_store(c.add(i * NR) as *mut v128, lo[i]);
-            v128_store(c.add(i * NR + 4) as *mut v128, hi[i]);
-        }
-    }
-
-    pub static SIMD128: [QTileFn; MR] = qtile_table!(simd128; 1 2 3 4);
-}
+mod wasm;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 /// Round half to even for `|v| < 2²²` (every quantised value here), in plain f32 adds that
 /// every target vectorises (`f32::round_ties_even` is a libm call on baseline x86-64).
@@ -226,7 +146,7 @@ fn quantize_row_body(x: &[f32], out: &mut [i8]) -> f32 {
     amax / 127.0
 }
 
-crate::tensor::kernels::multiversion! {
+multiversion! {
     /// [`quantize_row_body`]: one row's int8 values and scale (the scheme of the module docs).
     pub fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 = quantize_row_body;
 }
@@ -252,7 +172,7 @@ pub fn quantize_weight(w: &[f32], n: usize, k: usize) -> Result<(Vec<i8>, Vec<f3
 /// An int8 `[n, k]` weight packed for one kernel, with its per-channel scales.
 #[derive(Debug)]
 pub struct QuantWeight {
-    kernel: QKernel,
+    kernel: Int8MicroKernel,
     n: usize,
     k: usize,
     /// Panels of `NR` columns, `⌈k/2⌉` pairs deep (see the module docs), zero-padded.
@@ -263,14 +183,14 @@ pub struct QuantWeight {
 
 impl QuantWeight {
     /// Quantises an f32 `[n, k]` weight (the scheme of the module docs) and packs it.
-    pub fn quantize(w: &[f32], n: usize, k: usize, kernel: QKernel) -> Result<QuantWeight, String> {
+    pub fn quantize(w: &[f32], n: usize, k: usize, kernel: Int8MicroKernel) -> Result<QuantWeight, String> {
         let (q, s) = quantize_weight(w, n, k)?;
         QuantWeight::from_quantized(&q, &s, n, k, kernel)
     }
 
     /// Packs weights already quantised (`q` `[n, k]` row-major, `scales` `[n]`), as read from a
     /// quantised checkpoint.
-    pub fn from_quantized(q: &[i8], scales: &[f32], n: usize, k: usize, kernel: QKernel) -> Result<QuantWeight, String> {
+    pub fn from_quantized(q: &[i8], scales: &[f32], n: usize, k: usize, kernel: Int8MicroKernel) -> Result<QuantWeight, String> {
         if q.len() != n * k || scales.len() != n {
             return Err(format!("int8 weight: {} values and {} scales for [{n}, {k}]", q.len(), scales.len()));
         }
@@ -360,7 +280,7 @@ impl QuantWeight {
 
 /// The int8 micro-kernel alone, on one thread with its operands in L1 (a full `MR × NR` tile,
 /// 128 pairs deep): giga-operations per second (a multiply-add counts 2).
-pub fn tile_gops(kernel: QKernel, min_ms: f64) -> f64 {
+pub fn tile_gops(kernel: Int8MicroKernel, min_ms: f64) -> f64 {
     const KP: usize = 128;
     let (mr, nr) = (kernel.mr(), kernel.nr());
     let a = vec![0x0003_0005i32; KP * mr];
@@ -423,14 +343,14 @@ unsafe fn dequant_body(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut 
     }
 }
 
-unsafe fn dequant_tile(kern: QKernel, t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
+unsafe fn dequant_tile(kern: Int8MicroKernel, t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
             dequant_body(t, sx, sw, epi, y, ldc)
         }
-        if kern == QKernel::Avx2 {
+        if kern == Int8MicroKernel::Avx2 {
             return avx2(t, sx, sw, epi, y, ldc);
         }
     }
@@ -484,109 +404,4 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, epi: Epilogue, p
         sx[rt.start(t)..rt.start(t) + s.len()].copy_from_slice(&s);
     }
     (a, sx)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::gemm::Norm;
-    use super::*;
-
-    fn vals(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    /// The scheme written out plainly: quantise both sides, integer dot products, dequantise.
-    fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
-        let (qw, sw) = quantize_weight(w, n, k).unwrap();
-        let (qx, sx) = quantize_weight(x, m, k).unwrap();
-        let mut y = vec![0f32; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                let acc: i32 = (0..k).map(|p| qx[i * k + p] as i32 * qw[j * k + p] as i32).sum();
-                y[i * n + j] = acc as f32 * (sx[i] * sw[j]) + bias.map_or(0.0, |b| b[j]);
-            }
-        }
-        y
-    }
-
-    fn run(kern: QKernel, x: &[f32], w: &[f32], m: usize, k: usize, n: usize, epi: Epilogue) -> Vec<f32> {
-        let q = QuantWeight::quantize(w, n, k, kern).unwrap();
-        let mut y = vec![f32::NAN; m * n];
-        // SAFETY: `y` is `[m, n]`.
-        unsafe { q.matmul_raw(x, m, k, epi, y.as_mut_ptr(), n, true) };
-        y
-    }
-
-    #[test]
-    fn every_int8_kernel_equals_the_scheme_exactly_on_odd_shapes() {
-        for kern in QKernel::available() {
-            for &(m, k, n) in &[(1, 1, 1), (1, 7, 5), (3, 33, 17), (7, 64, 40), (13, 129, 33), (50, 768, 70), (197, 768, 2304), (197, 3072, 768)] {
-                let (x, w, b) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));
-                let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), ..Default::default() });
-                let want = reference(&x, &w, m, k, n, Some(&b));
-                assert_eq!(got, want, "{} m{m} k{k} n{n}", kern.name());
-            }
-        }
-    }
-
-    /// The numpy reference written from the scheme's definition (`scripts/int8_reference.py`,
-    /// fixture `int8-linear.json`): every kernel equals it exactly.
-    #[test]
-    fn every_int8_kernel_equals_the_independent_numpy_reference() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/generation/int8-linear.json");
-        let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let f = |c: &serde_json::Value, key: &str| -> Vec<f32> { c[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
-        let cases = fx["cases"].as_array().unwrap();
-        assert_eq!(cases.len(), 5);
-        for kern in QKernel::available() {
-            for c in cases {
-                let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
-                let (x, w, b, want) = (f(c, "x"), f(c, "w"), f(c, "b"), f(c, "y"));
-                assert_eq!((x.len(), w.len(), want.len()), (m * k, n * k, m * n));
-                let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), ..Default::default() });
-                assert_eq!(got, want, "{} m{m} k{k} n{n}", kern.name());
-            }
-        }
-    }
-
-    #[test]
-    fn the_scheme_is_what_the_docs_say() {
-        // max 2 → scale 2/127; 1 → rint(63.5) = 64 (ties to even); -2 → -127; 0.01 → rint(0.635) = 1.
-        let mut q = [0i8; 4];
-        let s = quantize_row(&[1.0, -2.0, 0.01, 0.0], &mut q);
-        assert_eq!((q, s), ([64, -127, 1, 0], 2.0 / 127.0));
-        assert_eq!(quantize_row(&[0.0, 0.0], &mut q[..2]), 0.0);
-        assert!(quantize_row(&[1.0, f32::NAN], &mut q[..2]).is_nan());
-        assert!(QuantWeight::from_quantized(&[-128], &[1.0], 1, 1, QKernel::Portable).is_err());
-    }
-
-    #[test]
-    fn the_epilogue_and_the_norm_prologue_match_the_f32_path_on_the_dequantised_values() {
-        let (m, k, n) = (9, 96, 24);
-        let (x, w, b, r) = (vals(m * k, 4), vals(n * k, 5), vals(n, 6), vals(m * n, 7));
-        let (nw, nb) = (vals(k, 8), vals(k, 9));
-        for kern in QKernel::available() {
-            let norm = Some(Norm { w: &nw, b: &nb, eps: 1e-5 });
-            let act = Some(crate::tensor::Activation::QuickGelu);
-            let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), act, res: Some(&r), norm });
-            // The same steps by hand: LayerNorm, the scheme, the activation, the residual.
-            let mut xn = x.clone();
-            for row in xn.chunks_mut(k) {
-                let (mean, inv) = row_stats(row, 1e-5);
-                for ((v, &w), &b) in row.iter_mut().zip(&nw).zip(&nb) {
-                    *v = (*v - mean) * inv * w + b;
-                }
-            }
-            let mut want = reference(&xn, &w, m, k, n, Some(&b));
-            apply_act(&mut want, crate::tensor::Activation::QuickGelu);
-            want.iter_mut().zip(&r).for_each(|(v, r)| *v += r);
-            assert!(crate::num::max_abs_diff(&got, &want) <= 1e-6, "{}", kern.name());
-        }
-    }
 }

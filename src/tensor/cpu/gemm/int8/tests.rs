@@ -1,0 +1,101 @@
+use super::super::Norm;
+use super::*;
+
+fn vals(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The scheme written out plainly: quantise both sides, integer dot products, dequantise.
+fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let (qw, sw) = quantize_weight(w, n, k).unwrap();
+    let (qx, sx) = quantize_weight(x, m, k).unwrap();
+    let mut y = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let acc: i32 = (0..k).map(|p| qx[i * k + p] as i32 * qw[j * k + p] as i32).sum();
+            y[i * n + j] = acc as f32 * (sx[i] * sw[j]) + bias.map_or(0.0, |b| b[j]);
+        }
+    }
+    y
+}
+
+fn run(kern: Int8MicroKernel, x: &[f32], w: &[f32], m: usize, k: usize, n: usize, epi: Epilogue) -> Vec<f32> {
+    let q = QuantWeight::quantize(w, n, k, kern).unwrap();
+    let mut y = vec![f32::NAN; m * n];
+    // SAFETY: `y` is `[m, n]`.
+    unsafe { q.matmul_raw(x, m, k, epi, y.as_mut_ptr(), n, true) };
+    y
+}
+
+#[test]
+fn every_int8_kernel_equals_the_scheme_exactly_on_odd_shapes() {
+    for kern in Int8MicroKernel::available() {
+        for &(m, k, n) in &[(1, 1, 1), (1, 7, 5), (3, 33, 17), (7, 64, 40), (13, 129, 33), (50, 768, 70), (197, 768, 2304), (197, 3072, 768)] {
+            let (x, w, b) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));
+            let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), ..Default::default() });
+            let want = reference(&x, &w, m, k, n, Some(&b));
+            assert_eq!(got, want, "{} m{m} k{k} n{n}", kern.name());
+        }
+    }
+}
+
+/// The numpy reference written from the scheme's definition (`scripts/int8_reference.py`,
+/// fixture `int8-linear.json`): every kernel equals it exactly.
+#[test]
+fn every_int8_kernel_equals_the_independent_numpy_reference() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/generation/int8-linear.json");
+    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let f = |c: &serde_json::Value, key: &str| -> Vec<f32> { c[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    for kern in Int8MicroKernel::available() {
+        for c in cases {
+            let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
+            let (x, w, b, want) = (f(c, "x"), f(c, "w"), f(c, "b"), f(c, "y"));
+            assert_eq!((x.len(), w.len(), want.len()), (m * k, n * k, m * n));
+            let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), ..Default::default() });
+            assert_eq!(got, want, "{} m{m} k{k} n{n}", kern.name());
+        }
+    }
+}
+
+#[test]
+fn the_scheme_is_what_the_docs_say() {
+    // max 2 → scale 2/127; 1 → rint(63.5) = 64 (ties to even); -2 → -127; 0.01 → rint(0.635) = 1.
+    let mut q = [0i8; 4];
+    let s = quantize_row(&[1.0, -2.0, 0.01, 0.0], &mut q);
+    assert_eq!((q, s), ([64, -127, 1, 0], 2.0 / 127.0));
+    assert_eq!(quantize_row(&[0.0, 0.0], &mut q[..2]), 0.0);
+    assert!(quantize_row(&[1.0, f32::NAN], &mut q[..2]).is_nan());
+    assert!(QuantWeight::from_quantized(&[-128], &[1.0], 1, 1, Int8MicroKernel::Portable).is_err());
+}
+
+#[test]
+fn the_epilogue_and_the_norm_prologue_match_the_f32_path_on_the_dequantised_values() {
+    let (m, k, n) = (9, 96, 24);
+    let (x, w, b, r) = (vals(m * k, 4), vals(n * k, 5), vals(n, 6), vals(m * n, 7));
+    let (nw, nb) = (vals(k, 8), vals(k, 9));
+    for kern in Int8MicroKernel::available() {
+        let norm = Some(Norm { w: &nw, b: &nb, eps: 1e-5 });
+        let act = Some(crate::tensor::Activation::QuickGelu);
+        let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), act, res: Some(&r), norm });
+        // The same steps by hand: LayerNorm, the scheme, the activation, the residual.
+        let mut xn = x.clone();
+        for row in xn.chunks_mut(k) {
+            let (mean, inv) = row_stats(row, 1e-5);
+            for ((v, &w), &b) in row.iter_mut().zip(&nw).zip(&nb) {
+                *v = (*v - mean) * inv * w + b;
+            }
+        }
+        let mut want = reference(&xn, &w, m, k, n, Some(&b));
+        apply_act(&mut want, crate::tensor::Activation::QuickGelu);
+        want.iter_mut().zip(&r).for_each(|(v, r)| *v += r);
+        assert!(crate::num::max_abs_diff(&got, &want) <= 1e-6, "{}", kern.name());
+    }
+}

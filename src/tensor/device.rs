@@ -177,7 +177,7 @@ impl Device {
 
     /// Compiles the GPU pipelines a model will run (`kinds` beyond the common ones) now, at
     /// load; nothing on the CPU. Returns the ms it took.
-    pub fn precompile(&self, kinds: &[super::gpu::Kernels]) -> f64 {
+    pub fn precompile(&self, kinds: &[super::gpu::Pipelines]) -> f64 {
         match self {
             Device::Cpu(_) => 0.0,
             Device::Gpu(c) => c.precompile(kinds),

@@ -10,7 +10,7 @@ use crate::clock::Timings;
 use crate::error::{Error, Result};
 use crate::image::{decode, ClipPreprocess};
 use crate::prune::PruneConfig;
-use crate::tensor::{Device, Kernels, Tensor};
+use crate::tensor::{Device, Pipelines, Tensor};
 use crate::weights::Weights;
 pub use config::ClipConfig;
 use image::RgbImage;
@@ -127,7 +127,7 @@ impl Clip {
         let vision = VisionModel::load(w, config.vision(), config.projection_dim, device)?;
         let text = if with_text { Some(TextModel::load(w, config.text(), config.projection_dim, device)?) } else { None };
         // The GPU's pipelines compiled now, not in the first run.
-        let heads = |hidden: usize, h: usize| Kernels::Attention { head_dim: hidden / h.max(1) };
+        let heads = |hidden: usize, h: usize| Pipelines::Attention { head_dim: hidden / h.max(1) };
         let (v, t) = (config.vision(), config.text());
         let mut kinds = vec![heads(v.hidden_size, v.num_attention_heads)];
         if with_text {

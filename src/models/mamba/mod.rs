@@ -177,7 +177,7 @@ impl MambaLM {
         let embed = Embedding::new(embed_host, cfg.vocab_size, h, device)?;
         let layers = (0..cfg.num_hidden_layers).map(|li| MixerLayer::load(&b.pp("layers").pp(li), &cfg, device)).collect::<Result<Vec<_>>>()?;
         // The GPU's pipelines compiled now, not in the first token.
-        device.precompile(&[crate::tensor::Kernels::Ssm]);
+        device.precompile(&[crate::tensor::Pipelines::Ssm]);
         Ok(MambaLM { norm_f: RmsNorm::load(&b.pp("norm_f"), h, cfg.layer_norm_epsilon, device)?, embed, lm_head, layers, cfg, device: device.clone() })
     }
 

@@ -15,7 +15,7 @@ use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::models::lm::{decode, ByteBpe, SampleOptions, Step};
 use crate::prune::{divprune, n_keep, random_scores, top_k_ascending, Scorer};
-use crate::tensor::{Device, Kernels, Tensor};
+use crate::tensor::{Device, Pipelines, Tensor};
 use crate::weights::Weights;
 pub use config::{ProcessorConfig, QwenConfig};
 use processor::ImagePatches;
@@ -115,7 +115,7 @@ impl QwenVL {
             return Err(Error::arg(format!("vision out_hidden_size {} ≠ text hidden_size {}", cfg.vision.out_hidden_size, cfg.text.hidden_size)));
         }
         // The GPU's pipelines compiled now, not in the first run.
-        device.precompile(&[Kernels::Attention { head_dim: cfg.vision.head_dim() }, Kernels::Attention { head_dim: cfg.text.head_dim() }, Kernels::Rope]);
+        device.precompile(&[Pipelines::Attention { head_dim: cfg.vision.head_dim() }, Pipelines::Attention { head_dim: cfg.text.head_dim() }, Pipelines::Rope]);
         Ok(QwenVL { cfg, processor, vision, text, tokenizer, device: device.clone(), prefill_chunk: PREFILL_CHUNK })
     }
 

@@ -134,6 +134,7 @@ impl Tensor {
 mod tests {
     use super::*;
 
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     fn vals(n: usize, s: u64) -> Vec<f32> {
         (0..n as u64).map(|i| ((i.wrapping_mul(2654435761).wrapping_add(s * 97) % 1000) as f32 / 500.0) - 1.0).collect()
     }

@@ -3,24 +3,23 @@
 //! Layers, bottom up (each should import only from the ones above it in this list):
 //! - [`num`], [`error`], [`clock`]: leaf helpers (index math, errors, time).
 //! - [`tensor`]: the seam (`Tensor`, `Device`) every model is written against; the CPU and
-//!   GPU backends below it. [`probe`]: per-stage tensors a fidelity check can capture.
-//! - [`weights`], [`image`] with [`jpeg`]: safetensors in the hub layout; decoding and resizing.
+//!   GPU backends below it.
+//! - [`weights`], [`image`] (with its JPEG decoder), [`probe`]: safetensors in the hub layout;
+//!   decoding and resizing; per-stage tensors a fidelity check can capture.
 //! - [`prune`]: token scorers and the index math of pruning.
 //! - [`models`]: shared layers ([`models::nn`]), what language models share ([`models::lm`]),
 //!   and the models: [`models::clip`], [`models::mamba`], [`models::qwen`].
 //! - [`bench`], [`eval`], [`overlay`], [`quantize`] (int8 checkpoints), `web` (wasm), `hub`
 //!   (native CLI): drivers on top.
 //!
-//! Known exceptions, to be removed: the seam's ToMe matching (`tensor::cpu`, `tensor::gpu::tome`)
-//! calls `prune::tome`'s host algorithm, and `jpeg` reads `image`'s pixel limit (the two are one
-//! layer, importing each other).
+//! `tests/architecture.rs` checks the rule on the source: no import from a layer above, no
+//! circle between files, no source file over 500 lines.
 
 pub mod bench;
 pub mod clock;
 pub mod error;
 pub mod eval;
 pub mod image;
-
 pub mod models;
 pub mod num;
 pub mod overlay;

@@ -313,7 +313,8 @@ fn a_seeded_circle_and_an_upward_import_are_caught() {
     let mut got = paths(&code);
     got.sort();
     assert_eq!(got, ["crate::prune::n_keep", "crate::tensor::Device", "crate::tensor::cpu::gemm::X", "crate::tensor::cpu::simd", "super::super::Tensor"]);
-    let modules: BTreeSet<Module> = [vec![], vec!["tensor".into()], vec!["tensor".into(), "cpu".into()], vec!["tensor".into(), "cpu".into(), "gemm".into()], vec!["prune".into()]].into();
+    let modules: BTreeSet<Module> =
+        [vec![], vec!["tensor".into()], vec!["tensor".into(), "cpu".into()], vec!["tensor".into(), "cpu".into(), "gemm".into()], vec!["prune".into()]].into();
     let from: Module = vec!["tensor".into(), "cpu".into(), "attention".into()];
     assert_eq!(resolve(&from, "crate::tensor::cpu::gemm::X", &modules), Some(vec!["tensor".into(), "cpu".into(), "gemm".into()]));
     assert_eq!(resolve(&from, "super::super::Tensor", &modules), Some(vec!["tensor".into()]));

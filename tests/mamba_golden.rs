@@ -216,10 +216,10 @@ fn gpu_matches_transformers_and_cpu() {
 #[test]
 fn long_prompts_prefill_in_chunks() {
     use effarch::models::lm::SampleOptions;
-    use effarch::models::mamba::generate::{generate, MAX_PROMPT_TOKENS, PREFILL_CHUNK};
+    use effarch::models::mamba::generate::{generate, MAX_PROMPT_TOKENS, SCAN_PREFILL_CHUNK};
     let m = model();
     let v = m.cfg.vocab_size;
-    let prompt: Vec<u32> = (0..PREFILL_CHUNK + 700).map(|i| ((i * 7919) % v) as u32).collect();
+    let prompt: Vec<u32> = (0..SCAN_PREFILL_CHUNK + 700).map(|i| ((i * 7919) % v) as u32).collect();
     let r = generate(&m, &prompt, &SampleOptions { max_new_tokens: 1, eos: Some(u32::MAX), ..Default::default() }, 0.0, |_| {}).unwrap();
     let mut state = m.new_state(1).unwrap();
     let all = m.forward(&[prompt.clone()], &mut state, 0.0).unwrap().logits;

@@ -107,7 +107,7 @@ fn golden(device: &Device, tol: f32) {
     let s1 = effarch::tensor::block_on(m.step_async(5, &mut c1)).unwrap();
     let s2 = effarch::tensor::block_on(m.step_async(5, &mut c2)).unwrap();
     assert!(max_abs_diff(&s1, &s2) <= tol, "{name}: a step after a chunked prefill differs");
-    m.prefill_chunk = effarch::models::qwen::PREFILL_CHUNK;
+    m.prefill_chunk = effarch::models::qwen::LM_PREFILL_CHUNK;
     // The pruned run against the torch reference.
     let p = m.prefill(&ids, &img, Some(&e.prune()), true).unwrap();
     assert_eq!(p.report.kept, e.ids("pruned_kept"), "{name}: kept units differ from the torch reference");

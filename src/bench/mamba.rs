@@ -335,8 +335,8 @@ impl MambaLmBenchSpec {
         if self.prompt_lens.is_empty() || self.iters == 0 || self.decode == 0 || self.taus.is_empty() {
             return Err(Error::arg("bench mamba-lm needs a prompt length, a decode count, an iteration and a τ"));
         }
-        if let Some(&n) = self.prompt_lens.iter().find(|&&n| n == 0 || n > crate::models::mamba::generate::PREFILL_CHUNK) {
-            return Err(Error::arg(format!("prompt length {n} is outside 1..={}", crate::models::mamba::generate::PREFILL_CHUNK)));
+        if let Some(&n) = self.prompt_lens.iter().find(|&&n| n == 0 || n > crate::models::mamba::generate::SCAN_PREFILL_CHUNK) {
+            return Err(Error::arg(format!("prompt length {n} is outside 1..={}", crate::models::mamba::generate::SCAN_PREFILL_CHUNK)));
         }
         if self.decode > 65536 {
             return Err(Error::arg(format!("--decode {} is over 65536", self.decode)));

@@ -20,8 +20,10 @@ pub struct GenerateReport {
     pub stopped_at_eos: bool,
 }
 
-/// Prompt tokens one prefill call runs.
-pub const PREFILL_CHUNK: usize = 2048;
+/// Prompt tokens one Mamba prefill call runs; a longer prompt runs in chunks with the state
+/// carried (the chunk bounds the activations' memory). Four times Qwen's `LM_PREFILL_CHUNK`:
+/// a Mamba layer holds no `[chunk, chunk]` attention scores.
+pub const SCAN_PREFILL_CHUNK: usize = 2048;
 /// Prompt tokens a generation takes (the state is O(1), but the prefill's time is not).
 pub const MAX_PROMPT_TOKENS: usize = 1 << 20;
 
@@ -71,7 +73,7 @@ pub async fn generate_async(model: &MambaLM, prompt: &[u32], o: &SampleOptions, 
     // The prompt in chunks: the state carries over, so memory stays O(chunk) however long the
     // prompt is (a pending MRSS run is closed at each chunk's end, as at the end of any call).
     let mut logits = Vec::new();
-    for chunk in prompt.chunks(PREFILL_CHUNK) {
+    for chunk in prompt.chunks(SCAN_PREFILL_CHUNK) {
         let out = model.forward_async(&[chunk.to_vec()], &mut s.state, tau, Logits::Last).await?;
         s.stats.add(out.stats);
         logits = out.logits;

@@ -30,7 +30,7 @@ use vision::VisionTower;
 pub const IMAGE_PAD: &str = "<|image_pad|>";
 /// Prompt tokens the language model runs at once in a prefill (the default of
 /// [`QwenVL::prefill_chunk`]).
-pub const PREFILL_CHUNK: usize = 512;
+pub const LM_PREFILL_CHUNK: usize = 512;
 
 pub struct QwenVL {
     pub cfg: QwenConfig,
@@ -39,7 +39,7 @@ pub struct QwenVL {
     pub text: TextModel,
     pub tokenizer: Option<ByteBpe>,
     pub device: Device,
-    /// Prompt tokens the language model runs at once in a prefill ([`PREFILL_CHUNK`]).
+    /// Prompt tokens the language model runs at once in a prefill ([`LM_PREFILL_CHUNK`]).
     pub prefill_chunk: usize,
 }
 
@@ -120,7 +120,7 @@ impl QwenVL {
         }
         // The GPU's pipelines compiled now, not in the first run.
         device.precompile(&[Pipelines::Attention { head_dim: cfg.vision.head_dim() }, Pipelines::Attention { head_dim: cfg.text.head_dim() }, Pipelines::Rope]);
-        Ok(QwenVL { cfg, processor, vision, text, tokenizer, device: device.clone(), prefill_chunk: PREFILL_CHUNK })
+        Ok(QwenVL { cfg, processor, vision, text, tokenizer, device: device.clone(), prefill_chunk: LM_PREFILL_CHUNK })
     }
 
     /// Loads a directory in the hub layout: `config.json`, `model.safetensors.index.json` and
@@ -323,7 +323,7 @@ impl QwenVL {
         }
         let mut x = Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?;
         let mut positions = positions;
-        // The language model in chunks of PREFILL_CHUNK tokens: attention scores and MLP
+        // The language model in chunks of LM_PREFILL_CHUNK tokens: attention scores and MLP
         // activations stay O(chunk) whatever the prompt's length; the LM head runs on every
         // row when they are asked for, else on the last.
         let mut cache = KvCache::default();

@@ -27,7 +27,7 @@ fn main_kernel(d: usize) -> (&'static str, &'static str) {
 }
 /// The pipelines attention with head size `d` runs (none for a size it refuses: the run
 /// reports that, not a shader compile error at load).
-pub(super) fn kernels(d: usize) -> Vec<(&'static str, &'static str)> {
+pub(super) fn pipelines(d: usize) -> Vec<(&'static str, &'static str)> {
     if d == 0 || d > MAX_HEAD_DIM {
         return Vec::new();
     }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("copy.wgsl");
 
-pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
+pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
     vec![("copy", WGSL)]
 }
 const MAX_RANK: usize = 6;

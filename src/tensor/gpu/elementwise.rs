@@ -31,7 +31,7 @@ fn source() -> &'static str {
     with_activation(&WGSL, include_str!("elementwise.wgsl"))
 }
 
-pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
+pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
     vec![("elementwise", source())]
 }
 

@@ -21,16 +21,16 @@ impl GpuContext {
     pub fn precompile(&self, kinds: &[Pipelines]) -> f64 {
         let t0 = crate::clock::now_ms();
         let mut list = linear_shaders::pipelines(self.weights, self.f16_math());
-        list.extend(copy::kernels());
-        list.extend(elementwise::kernels());
-        list.extend(rows::kernels());
-        list.extend(select::kernels());
-        list.extend(tome::kernels());
+        list.extend(copy::pipelines());
+        list.extend(elementwise::pipelines());
+        list.extend(rows::pipelines());
+        list.extend(select::pipelines());
+        list.extend(tome::pipelines());
         for k in kinds {
             match *k {
-                Pipelines::Attention { head_dim } => list.extend(attention::kernels(head_dim)),
-                Pipelines::Rope => list.extend(rope::kernels()),
-                Pipelines::Ssm => list.extend(ssm::kernels()),
+                Pipelines::Attention { head_dim } => list.extend(attention::pipelines(head_dim)),
+                Pipelines::Rope => list.extend(rope::pipelines()),
+                Pipelines::Ssm => list.extend(ssm::pipelines()),
             }
         }
         for (name, src) in list {

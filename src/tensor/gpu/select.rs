@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("select.wgsl");
 
-pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
+pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
     vec![("select", WGSL)]
 }
 

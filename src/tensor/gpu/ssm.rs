@@ -11,7 +11,7 @@ const CONV: &str = include_str!("ssm_conv.wgsl");
 const SCAN: &str = include_str!("ssm_scan.wgsl");
 const CHUNK: &str = include_str!("ssm_chunk.wgsl");
 
-pub(super) fn kernels() -> Vec<(&'static str, &'static str)> {
+pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
     vec![("ssm_conv", CONV), ("ssm_scan", SCAN), ("ssm_chunk", CHUNK)]
 }
 /// State values per channel the scan kernel holds in registers.

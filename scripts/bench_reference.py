@@ -33,6 +33,8 @@ import time
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from keep_rule import n_keep  # scripts/keep_rule.py, beside this script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -48,11 +50,6 @@ def timed_round_robin(fns, iters):
             fn()
             ts[k].append((time.perf_counter() - t) * 1e3)
     return {k: statistics.median(v) for k, v in ts.items()}
-
-
-def n_keep(keep, n):
-    """effarch's kept count: round(p·n) (half away from zero), at least 1, at most n."""
-    return max(1, min(n, int(keep * n + 0.5)))
 
 
 def pruned_forward(model, x, keep, layer=1):

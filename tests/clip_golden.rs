@@ -391,7 +391,7 @@ fn compare_shares_the_prefix_and_equals_separate_runs() {
     let labels: Vec<String> = vec!["a cat".into(), "a dog".into()];
     let layers = [1usize, 2];
     let methods: Vec<PruneConfig> =
-        effarch::prune::COMPARE_SCORERS.iter().map(|s| PruneConfig::for_comparison(s.parse().unwrap(), 0.5, &layers).unwrap()).collect();
+        effarch::prune::compared_methods().iter().map(|s| PruneConfig::for_comparison(s.parse().unwrap(), 0.5, &layers).unwrap()).collect();
     assert_eq!(methods.len(), 6);
     let image = &fx.images[0].1;
     let r = effarch::tensor::block_on(clip.compare_async(image, &methods, &labels)).unwrap();

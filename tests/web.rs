@@ -59,6 +59,22 @@ async fn simd128_is_enabled() {
     assert!(Device::cpu().describe().contains("simd128"), "{}", Device::cpu().describe());
 }
 
+/// The page's Scorer menu and card titles come from the core (`pruningMethods`, `pruningMethod`),
+/// and its keep counts from `nKeep`.
+#[wasm_bindgen_test]
+async fn the_wasm_api_lists_the_core_methods_and_keep_counts() {
+    let v: serde_json::Value = serde_wasm_bindgen::from_value(effarch::web::pruning_methods().unwrap()).unwrap();
+    let names: Vec<&str> = v.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, effarch::prune::METHODS.iter().map(|m| m.name).collect::<Vec<_>>());
+    assert!(v.as_array().unwrap().iter().all(|m| ["vision", "language"].contains(&m["tower"].as_str().unwrap()) && m["label"].is_string()));
+    let m: serde_json::Value = serde_wasm_bindgen::from_value(effarch::web::pruning_method("kq-norm:key").unwrap()).unwrap();
+    assert_eq!((m["name"].as_str(), m["short"].as_str()), (Some("kq-norm"), Some("kq-norm (‖key‖)")));
+    let m: serde_json::Value = serde_wasm_bindgen::from_value(effarch::web::pruning_method("tome:8").unwrap()).unwrap();
+    assert_eq!(m["short"].as_str(), Some("ToMe"));
+    assert!(effarch::web::pruning_method("nope").is_err());
+    assert_eq!((effarch::web::n_keep(0.5, 196), effarch::web::n_keep(0.3, 196), effarch::web::n_keep(0.01, 10)), (98, 59, 1));
+}
+
 #[wasm_bindgen_test]
 async fn golden_clip_in_browser() {
     setup().await;

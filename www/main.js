@@ -63,6 +63,23 @@ function syncControls() {
   for (const b of document.querySelectorAll('.samples button')) b.classList.toggle('selected', b.dataset.sample === state.sample);
 }
 
+/** The Scorer menu and the evaluation's methods, from the core's list (`pruningMethods`): a new
+ * method in the core appears here with no change to the page. Language-model methods (FastV,
+ * DART) act in Qwen2.5-VL only, so the CLIP page leaves them out. */
+function scorerMenu(methods) {
+  const vision = methods.filter((m) => m.tower === 'vision');
+  $('scorer').replaceChildren(
+    ...vision.map((m) => {
+      const o = document.createElement('option');
+      o.value = m.name;
+      o.textContent = m.label;
+      return o;
+    }),
+  );
+  $('scorer').value = state.scorer;
+  evalScorers = vision.filter((m) => m.compared).map((m) => m.name);
+}
+
 // ToMe merges in every layer: the pruning layers do not apply to it.
 function tomeHint() {
   const tome = state.scorer.startsWith('tome');
@@ -271,7 +288,6 @@ async function compareOnce() {
   return done === true;
 }
 
-const METHOD_NAMES = { 'kq-norm:key': 'kq-norm (‖key‖)', 'cls-attn': 'cls-attn (EViT)', random: 'random', tome: 'ToMe', divprune: 'DivPrune', visionzip: 'VisionZip' };
 
 function renderCompare() {
   const r = lastCompare;
@@ -292,7 +308,7 @@ function renderCompare() {
       const cap = document.createElement('figcaption');
       const name = document.createElement('span');
       name.className = 'name';
-      name.textContent = METHOD_NAMES[m.scorer] ?? m.scorer;
+      name.textContent = m.title ?? m.scorer;
       const nums = document.createElement('div');
       nums.className = 'nums';
       for (const t of [`cos ${m.cos_to_unpruned.toFixed(4)}`, `${m.ms.toFixed(1)} ms`, `${m.tokens} tokens`, `FLOPs ${(100 * m.flops_ratio).toFixed(0)}%`]) {
@@ -347,7 +363,8 @@ async function sweep() {
 
 // ---- evaluating a folder -------------------------------------------------------------------
 const EVAL_KEEPS = [1, 0.9, 0.7, 0.5, 0.3];
-const EVAL_SCORERS = ['kq-norm', 'cls-attn', 'random', 'tome', 'divprune', 'visionzip'];
+// The methods an evaluation runs: the core's default comparison set (`pruningMethods`).
+let evalScorers = [];
 const IMAGE_FILE = /\.(png|jpe?g|gif|webp|bmp)$/i;
 
 /** ImageFolder from a directory pick: `{classes, items: [{file, path, label}]}` (sub-folders are classes). */
@@ -375,7 +392,7 @@ async function evaluateFolder() {
   }
   await task(`Evaluating ${set.items.length} images…`, async () => {
     await ensureModel(true);
-    const opts = { classes: set.classes, templates: [$('eval-template').value || 'a photo of a {}.'], keeps: EVAL_KEEPS, scorers: EVAL_SCORERS, layers: options().layers };
+    const opts = { classes: set.classes, templates: [$('eval-template').value || 'a photo of a {}.'], keeps: EVAL_KEEPS, scorers: evalScorers, layers: options().layers };
     const title = `${state.model} on ${set.root} (${set.items.length} images, ${set.classes.length} classes), pruning at layer(s) ${opts.layers.join(',')}`;
     const res = await call('evaluate', { items: set.items, options: opts, title }, (m) => {
       if (m.type === 'progress' && m.evaluated !== undefined) setStatus(`Evaluating… ${m.evaluated}/${m.total} images · ${m.rate.toFixed(1)} img/s · ${Math.ceil(m.eta)} s left`);
@@ -596,6 +613,7 @@ async function main() {
     if (hello.threadNote) $('threads').title = hello.threadNote;
     if (hello.autoReason) auto = { reason: hello.autoReason, source: 'rule' };
     backendBadge(state.backend.startsWith('cpu') ? hello.cpu : hello.defaultDevice);
+    scorerMenu(hello.methods);
   }
   await task('Loading the image…', () => (state.image ? loadImageUrl(state.image) : loadSample(state.sample || DEFAULTS.sample)));
   drawOverlay();

@@ -90,7 +90,11 @@ async function run(_id, { image, options, key }) {
 /** Every method on one image at one keep (the core shares the embedding and early layers). */
 async function compare(_id, { image, options }) {
   if (!session) throw new Error('no model is loaded yet');
-  return await session.compare(new Uint8Array(image), options);
+  const report = await session.compare(new Uint8Array(image), options);
+  // Each card's title from the core's list of methods (a report names the scorer as it ran).
+  const { engine } = await ready;
+  for (const m of report.methods) m.title = engine.pruningMethod(m.scorer).short;
+  return report;
 }
 
 /** p = 1.0 … 0.3 on one image: latency and cos-sim of each pruned embedding to the unpruned one. */
@@ -145,7 +149,7 @@ const handlers = {
   async hello() {
     const { engine, threads, build, note } = await ready;
     const auto = await engine.autoChoice();
-    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null, cpu: engine.cpuDevice(), threads, build, threadNote: note };
+    return { defaultDevice: auto.device, autoReason: auto.reason ?? '', adapter: auto.adapter ?? null, cpu: engine.cpuDevice(), threads, build, threadNote: note, methods: engine.pruningMethods() };
   },
   load,
   loadFiles,

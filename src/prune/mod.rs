@@ -34,8 +34,9 @@ pub enum Scorer {
     ClsAttn,
     /// Control: uniform random scores from a seeded splitmix64 stream.
     Random { seed: u64 },
-    /// Not a scorer but the reference method beside them: Token Merging ([`tome`]), merging in
-    /// every layer, `r` tokens each, or (`None`) as many as leave the patches `keep` would.
+    /// Token Merging ([`tome`]), the reference method beside the scorers: it merges tokens
+    /// instead of dropping them, in every layer, `r` tokens each, or (`None`) as many as leave
+    /// the patches `keep` would.
     Tome { r: Option<usize> },
     /// DivPrune ([`divprune`]): the most diverse subset, greedy max–min selection on the
     /// cosine distance of the token features. Selects rather than scores.
@@ -61,7 +62,24 @@ impl Scorer {
 
     /// True for the methods that act inside a language model (not on a vision tower).
     pub fn in_language_model(&self) -> bool {
-        matches!(self, Scorer::FastV | Scorer::Dart)
+        self.method().tower == Tower::Language
+    }
+
+    /// Its entry in [`METHODS`] (every variant has one: `methods_list_every_scorer_once`).
+    pub fn method(&self) -> &'static Method {
+        let name = match self {
+            Scorer::KqNorm(KqWhich::Key) => "kq-norm",
+            Scorer::KqNorm(KqWhich::Query) => "kq-norm:query",
+            Scorer::KqNorm(KqWhich::Both) => "kq-norm:both",
+            Scorer::ClsAttn => "cls-attn",
+            Scorer::Random { .. } => "random",
+            Scorer::Tome { .. } => "tome",
+            Scorer::DivPrune => "divprune",
+            Scorer::VisionZip => "visionzip",
+            Scorer::FastV => "fastv",
+            Scorer::Dart => "dart",
+        };
+        METHODS.iter().find(|m| m.name == name).unwrap_or(&METHODS[0])
     }
 
     /// True when the method reads the attention from CLS (a tower without CLS cannot run it).
@@ -87,9 +105,8 @@ impl FromStr for Scorer {
             other => match other.strip_prefix("tome:").map(str::parse::<usize>) {
                 Some(Ok(r)) => Scorer::Tome { r: Some(r) },
                 _ => {
-                    return Err(Error::arg(format!(
-                        "unknown scorer `{other}` (expected kq-norm, kq-norm:key, kq-norm:query, kq-norm:both, cls-attn, random, tome, tome:R, divprune, visionzip, fastv, dart)"
-                    )))
+                    let names: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+                    return Err(Error::arg(format!("unknown scorer `{other}` (expected {}, kq-norm:key, tome:R)", names.join(", "))));
                 }
             },
         })
@@ -114,9 +131,52 @@ impl fmt::Display for Scorer {
     }
 }
 
-/// The methods a comparison runs by default (the page's compare view): every CLIP pruning
-/// method, and ToMe.
-pub const COMPARE_SCORERS: [&str; 6] = ["kq-norm", "cls-attn", "random", "tome", "divprune", "visionzip"];
+/// Where a method acts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tower {
+    /// Inside a vision encoder (CLIP's, Qwen2.5-VL's), between a layer's attention and its MLP.
+    Vision,
+    /// Inside a vision-language model's language model (Qwen2.5-VL only).
+    Language,
+}
+
+/// One pruning method as every front end lists it: the CLI's `--scorer` and `eval`, the page's
+/// menu, compare view and evaluation, the npm package (`pruningMethods()`). A new method is
+/// an entry here, its [`Scorer`] variant and its code; the lists follow.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Method {
+    /// The name `--scorer`, the page's URL and the reports use (parsed by [`Scorer`]'s `FromStr`).
+    pub name: &'static str,
+    /// The menu's text.
+    pub label: &'static str,
+    /// The compare view's card title.
+    pub short: &'static str,
+    pub tower: Tower,
+    /// In the default set of a comparison and an evaluation.
+    pub compared: bool,
+}
+
+/// Every method, in the order the menus show them.
+pub const METHODS: &[Method] = &[
+    Method { name: "kq-norm", label: "kq-norm (‖key‖)", short: "kq-norm (‖key‖)", tower: Tower::Vision, compared: true },
+    Method { name: "kq-norm:query", label: "kq-norm (‖query‖)", short: "kq-norm (‖query‖)", tower: Tower::Vision, compared: false },
+    Method { name: "kq-norm:both", label: "kq-norm (‖key‖ + ‖query‖)", short: "kq-norm (‖k‖+‖q‖)", tower: Tower::Vision, compared: false },
+    Method { name: "cls-attn", label: "cls-attn (EViT)", short: "cls-attn (EViT)", tower: Tower::Vision, compared: true },
+    Method { name: "random", label: "random (control)", short: "random", tower: Tower::Vision, compared: true },
+    Method { name: "tome", label: "tome (Token Merging: merges in every layer)", short: "ToMe", tower: Tower::Vision, compared: true },
+    Method { name: "divprune", label: "divprune (DivPrune: most diverse tokens)", short: "DivPrune", tower: Tower::Vision, compared: true },
+    Method { name: "visionzip", label: "visionzip (VisionZip: dominant + contextual)", short: "VisionZip", tower: Tower::Vision, compared: true },
+    Method { name: "fastv", label: "fastv (FastV: least attended, in the LM)", short: "FastV", tower: Tower::Language, compared: false },
+    Method { name: "dart", label: "dart (DART: least duplicated, in the LM)", short: "DART", tower: Tower::Language, compared: false },
+];
+
+/// The methods a comparison and an evaluation run by default (the page's compare view, `eval
+/// clip`): every vision method of [`METHODS`] marked `compared` — each CLIP pruning method
+/// once, and ToMe.
+pub fn compared_methods() -> Vec<&'static str> {
+    METHODS.iter().filter(|m| m.compared && m.tower == Tower::Vision).map(|m| m.name).collect()
+}
 
 /// What to prune, where, and how much. `keep` applies at every listed layer (a progressive
 /// schedule such as layers 3, 6, 9 keeps p, p², p³ of the patches).
@@ -234,6 +294,19 @@ pub fn compose(orig: &[Vec<u32>], step: &[u32], k: usize) -> Result<Vec<Vec<u32>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn methods_list_every_scorer_once() {
+        for m in METHODS {
+            let s: Scorer = m.name.parse().unwrap();
+            assert_eq!(s.method().name, m.name, "{} parses to a scorer listed as {}", m.name, s.method().name);
+            assert_eq!(METHODS.iter().filter(|o| o.name == m.name).count(), 1, "{} listed twice", m.name);
+            assert_eq!(s.in_language_model(), matches!(s, Scorer::FastV | Scorer::Dart));
+        }
+        assert_eq!(compared_methods(), ["kq-norm", "cls-attn", "random", "tome", "divprune", "visionzip"]);
+        let e = "nope".parse::<Scorer>().unwrap_err().to_string();
+        assert!(e.contains("kq-norm, kq-norm:query") && e.contains("dart") && e.contains("tome:R"), "{e}");
+    }
 
     #[test]
     fn n_keep_rounds_half_up_and_keeps_one() {

@@ -4,7 +4,7 @@
 use super::eval::JsEvalOptions;
 use super::{busy, describe_with, device_measured, fetch_bytes, js_err, parse_options, to_js, AutoChoice};
 use crate::models::clip::{ClipConfig, ClipSession as CoreSession, RunOptions, Tokenizer};
-use crate::prune::{PruneConfig, Scorer, COMPARE_SCORERS};
+use crate::prune::{compared_methods, PruneConfig, Scorer};
 use crate::tensor::Device;
 use crate::weights::Weights;
 use serde::Deserialize;
@@ -117,7 +117,7 @@ impl ClipSession {
     /// `CompareReport` (per method: kept patches, merge map, tokens, cos-sim to the unpruned
     /// embedding, FLOP ratio, label probabilities, ms). The patch embedding and the layers
     /// before the earliest pruning layer run once for all. Options: `{keep, layers, scorers,
-    /// seed, labels}`; `scorers` defaults to every CLIP method (`COMPARE_SCORERS`).
+    /// seed, labels}`; `scorers` defaults to every CLIP method (`prune::compared_methods`).
     #[wasm_bindgen(unchecked_return_type = "Promise<CompareReport>")]
     pub fn compare(&self, image: Vec<u8>, #[wasm_bindgen(unchecked_param_type = "CompareOptions | undefined")] options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
@@ -227,6 +227,28 @@ impl ClipSession {
     }
 }
 
+/// Every pruning method as the page lists it (`prune::METHODS`): `[{name, label, short, tower,
+/// compared}]`, `tower` "vision" or "language", `compared` in the default comparison set.
+#[wasm_bindgen(js_name = pruningMethods, unchecked_return_type = "PruningMethod[]")]
+pub fn pruning_methods() -> Result<JsValue, JsError> {
+    to_js(&crate::prune::METHODS)
+}
+
+/// The entry of `pruningMethods()` that a scorer name (as `scorer` takes it, aliases and
+/// `tome:R` included, or as a report writes it) stands for; an unknown name is an error.
+#[wasm_bindgen(js_name = pruningMethod, unchecked_return_type = "PruningMethod")]
+pub fn pruning_method(name: &str) -> Result<JsValue, JsError> {
+    let s: Scorer = name.parse().map_err(js_err)?;
+    to_js(s.method())
+}
+
+/// The patches a pruning step at `keep` leaves of `n`: round(keep·n), at least one
+/// (`prune::n_keep`, the rule every backend and report uses).
+#[wasm_bindgen(js_name = nKeep)]
+pub fn n_keep(keep: f32, n: usize) -> usize {
+    crate::prune::n_keep(keep, n)
+}
+
 /// A safetensors file (a whole checkpoint, or the page loader's group of tensors) with its
 /// linear weights in int8, as `effarch quantize` writes them (same names, `<name>_scale`): the
 /// page keeps this in its cache, so later visits read a quarter of the f32 bytes. A file
@@ -260,7 +282,7 @@ fn compare_options(options: JsValue) -> Result<(Vec<PruneConfig>, Vec<String>), 
         labels: Option<Vec<String>>,
     }
     let o: O = parse_options(options)?;
-    let names = o.scorers.unwrap_or_else(|| COMPARE_SCORERS.iter().map(|s| s.to_string()).collect());
+    let names = o.scorers.unwrap_or_else(|| compared_methods().into_iter().map(String::from).collect());
     let layers = o.layers.unwrap_or_else(|| vec![1]);
     let methods = names
         .iter()

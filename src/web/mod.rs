@@ -9,7 +9,7 @@ pub mod mamba;
 mod types;
 
 pub use bench::{bench_clip, bench_gemm};
-pub use clip::{is_linear_weight, quantize_checkpoint, ClipSession};
+pub use clip::{is_linear_weight, n_keep, pruning_method, pruning_methods, quantize_checkpoint, ClipSession};
 pub use device::{auto_choice, cpu_device, default_device};
 pub(crate) use device::{describe_with, device_for, device_measured, AutoChoice};
 pub use eval::eval_summary;

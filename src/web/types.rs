@@ -6,6 +6,19 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
 /** Options of one run. Every field is optional. */
+export interface PruningMethod {
+  /** The name `scorer` takes, e.g. "kq-norm", "tome". */
+  name: string;
+  /** A menu's text. */
+  label: string;
+  /** A compare card's title. */
+  short: string;
+  /** Where it acts: a vision encoder, or a vision-language model's language model. */
+  tower: 'vision' | 'language';
+  /** In the default set of `compare` and `evalBatch`. */
+  compared: boolean;
+}
+
 export interface RunOptions {
   /** Fraction of patch tokens kept at each pruning layer, in (0, 1]. Default 1. */
   keep?: number;

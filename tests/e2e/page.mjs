@@ -158,6 +158,10 @@ await check('page loads, runs on WebGPU and shows the pruned patches', async () 
   assert(r.pruned === N - nKeep(0.5, N), `pruned ${r.pruned}, expected ${N - nKeep(0.5, N)}`);
   const badge = await page.$eval('#backend-badge', (b) => ({ backend: b.dataset.backend, text: b.textContent, title: b.title }));
   assert(badge.backend === 'webgpu' && /WebGPU/.test(badge.text), `backend shown: ${JSON.stringify(badge)}`);
+  // The Scorer menu comes from the core's list of methods (the vision ones), not the HTML.
+  const menu = await page.$$eval('#scorer option', (os) => os.map((o) => `${o.value}=${o.textContent}`));
+  const want = ['kq-norm=kq-norm (‖key‖)', 'kq-norm:query=kq-norm (‖query‖)', 'kq-norm:both=kq-norm (‖key‖ + ‖query‖)', 'cls-attn=cls-attn (EViT)', 'random=random (control)', 'tome=tome (Token Merging: merges in every layer)', 'divprune=divprune (DivPrune: most diverse tokens)', 'visionzip=visionzip (VisionZip: dominant + contextual)'];
+  assert(JSON.stringify(menu) === JSON.stringify(want), `scorer menu: ${menu}`);
   console.log(`    backend: ${badge.title}`);
 });
 
@@ -392,6 +396,8 @@ await check('compare methods: one card per method with its overlay, cos-sim, ms 
   const names = v.cards.map((c) => c.scorer);
   assert(JSON.stringify(names) === JSON.stringify(['kq-norm:key', 'cls-attn', 'random', 'tome', 'divprune', 'visionzip']), `cards: ${names}`);
   assert(v.cards.every((c) => c.canvas && /cos 0\.\d{4}|cos 1\.0000/.test(c.text) && /ms/.test(c.text) && /%/.test(c.text)), `card texts: ${v.cards.map((c) => c.text)}`);
+  const titles = ['kq-norm (‖key‖)', 'cls-attn (EViT)', 'random', 'ToMe', 'DivPrune', 'VisionZip'];
+  assert(v.cards.every((c, i) => c.text.startsWith(titles[i])), `card titles (the core's short names): ${v.cards.map((c) => c.text.slice(0, 20))}`);
   assert(v.single && /view=compare/.test(v.url), `compare view shown ${v.single}, url ${v.url}`);
   const r = v.report;
   for (const m of r.methods) {

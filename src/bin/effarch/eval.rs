@@ -69,10 +69,11 @@ pub struct EvalClipArgs {
     /// Keep ratios; 1 is the unpruned model (always evaluated, the reference).
     #[arg(long, default_value = "1,0.9,0.7,0.5,0.3", value_delimiter = ',')]
     keeps: Vec<f32>,
-    /// Methods: the scorers kq-norm, kq-norm:query, kq-norm:both, cls-attn, random, divprune,
-    /// visionzip (at the first of several --layers, to the final count of the others), and
-    /// tome (Token Merging in every layer, as many merges as each keep prunes).
-    #[arg(long, default_value = "kq-norm,cls-attn,random,tome,divprune,visionzip", value_delimiter = ',')]
+    /// Methods (comma-separated; default: each CLIP method once, as `prune::compared_methods`
+    /// lists them — kq-norm, cls-attn, random, tome, divprune, visionzip). Every scorer prunes
+    /// at the first of several --layers, to the final count of the others; tome merges in every
+    /// layer, as many tokens as each keep prunes.
+    #[arg(long, value_delimiter = ',')]
     scorers: Vec<String>,
     /// Pruning layer(s), 0-based.
     #[arg(long, default_value = "1", value_delimiter = ',')]
@@ -242,7 +243,8 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
     if a.resume && a.out.is_none() {
         return Err(Error::arg("--resume needs --out DIR (the cache lives there)"));
     }
-    let scorers = a.scorers.iter().map(|s| parse_scorer(s, a.seed)).collect::<Result<Vec<_>>>()?;
+    let names: Vec<String> = if a.scorers.is_empty() { effarch::prune::compared_methods().into_iter().map(String::from).collect() } else { a.scorers.clone() };
+    let scorers = names.iter().map(|s| parse_scorer(s, a.seed)).collect::<Result<Vec<_>>>()?;
     let methods = eval::methods(&scorers, &a.keeps, &a.layers)?;
     let mut data = Dataset::open(&a.data)?;
     if let Some(n) = a.limit {

@@ -47,8 +47,8 @@ pub struct BenchClipArgs {
     /// Timed rounds per setting (after one warm-up).
     #[arg(long, default_value_t = 7)]
     iters: usize,
-    /// Methods timed side by side (comma-separated; one unpruned baseline for all), e.g.
-    /// `kq-norm,cls-attn,random,tome,divprune,visionzip`.
+    /// Methods timed side by side (comma-separated; one unpruned baseline for all), any of
+    /// `prune::METHODS`' vision methods, e.g. `kq-norm,cls-attn,tome`.
     #[arg(long, default_value = "kq-norm", value_delimiter = ',')]
     scorer: Vec<String>,
     #[arg(long, default_value = "1", value_delimiter = ',')]

@@ -99,7 +99,11 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xCBF2_9CE4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01B3))
 }
 
-/// Deterministic pseudo-random values in [-scale, scale).
+/// Deterministic pseudo-random values in [-scale, scale) (an xorshift64 stream): the weights of
+/// the benchmark models and of warm-up inputs. The other two generators have other jobs:
+/// [`splitmix64`] draws the `random` scorer's scores (a stream a user can reseed), and
+/// `testing::seeded_values` makes real-width test checkpoints that the Python fixture scripts
+/// reproduce bit for bit (value i from the seed and the tensor's name, independent of order).
 pub fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)

@@ -3,7 +3,7 @@
 //! with random weights, in one process, and the fitted exponent of each curve
 //! (time ∝ N^e: expect e ≈ 1 vs ≈ 2 for prefill, ≈ 0 vs ≈ 1 for decode).
 
-use super::{median, random_values};
+use super::{median, random_values, WEIGHT_SCALE};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::models::mamba::{Logits, MambaConfig, MambaLM};
@@ -73,9 +73,11 @@ pub fn random_mamba_block(hidden: usize, device: &Device) -> Result<MambaLM> {
             } else if name.ends_with("norm.weight") || name.ends_with("norm_f.weight") || name.ends_with(".D") {
                 vec![1.0; len]
             } else if name.ends_with("dt_proj.bias") {
+                // softplus⁻¹ of a trained Mamba's Δ range: biases in −4 ± 2, so Δ ≈ e⁻⁶…e⁻²
+                // (random_values is uniform in ±scale).
                 random_values(len, s as u64 + 7, 2.0).iter().map(|v| v - 4.0).collect()
             } else {
-                random_values(len, s as u64 + 7, 0.035)
+                random_values(len, s as u64 + 7, WEIGHT_SCALE)
             };
             (name, shape, vals)
         })
@@ -96,7 +98,7 @@ pub fn random_attention_block(hidden: usize, device: &Device) -> Result<EncoderL
     let mut add = |name: String, shape: Vec<usize>, ones: bool| {
         let len: usize = shape.iter().product();
         let seed = t.len() as u64 + 101;
-        t.push((name, shape, if ones { vec![1.0; len] } else { random_values(len, seed, 0.035) }));
+        t.push((name, shape, if ones { vec![1.0; len] } else { random_values(len, seed, WEIGHT_SCALE) }));
     };
     for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
         add(format!("{p}.self_attn.{proj}.weight"), vec![hidden, hidden], false);
@@ -252,7 +254,9 @@ pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize
     if iters == 0 || lens.is_empty() || lens.contains(&0) || channels == 0 || state == 0 || state > crate::tensor::gpu::ssm::MAX_STATE {
         return Err(Error::arg(format!("bench scan: lengths ≥ 1, iterations ≥ 1, 1 ≤ state ≤ {}", crate::tensor::gpu::ssm::MAX_STATE)));
     }
-    let (stride, limit) = (2 * state + 48, ctx.max_binding());
+    // x_proj's output row: Δ's rank (mamba-130m's dt_rank, 48) first, then B and C.
+    const DT_RANK: usize = 48;
+    let (stride, limit) = (DT_RANK + 2 * state, ctx.max_binding());
     if let Some(&len) = lens.iter().find(|&&l| (l as u64).saturating_mul(channels.max(stride) as u64).saturating_mul(4) > limit) {
         return Err(Error::arg(format!(
             "bench scan: {len} steps × {} values per step exceed the adapter's storage buffer limit of {limit} bytes",
@@ -268,7 +272,7 @@ pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize
         let ad: Vec<f32> = random_values(c * (n + 1), 4, 1.0).iter().enumerate().map(|(i, v)| if i % (n + 1) == n { *v } else { -(v.abs() + 0.1) }).collect();
         let ad = ctx.upload(&ad, &[c, n + 1])?;
         let h = ctx.upload(&vec![0.0; c * n], &[1, c, n])?;
-        let args = ScanArgs { x: &x, dt: &dt, proj: &proj, b_off: 48, ad: &ad, h: &h, tau: 0.0, max_run: 1.0 };
+        let args = ScanArgs { x: &x, dt: &dt, proj: &proj, b_off: DT_RANK, ad: &ad, h: &h, tau: 0.0, max_run: 1.0 };
         let lanes = c * n.next_power_of_two();
         let (chunks, wide_chunks) = (scan_chunks(ctx.wide(), lanes, len), scan_chunks(true, lanes, len));
         type Out = (crate::tensor::gpu::GpuTensor, crate::tensor::gpu::GpuTensor, crate::tensor::gpu::GpuTensor);

@@ -16,6 +16,11 @@ pub mod gemm;
 pub mod mamba;
 pub mod qwen;
 
+/// The spread of the random weights of the benchmark models (uniform in ±0.035): about what a
+/// trained ViT-B/16's and mamba-130m's projections hold (std ≈ 0.02), so activations keep
+/// realistic magnitudes through the layers.
+pub const WEIGHT_SCALE: f32 = 0.035;
+
 pub(crate) use crate::num::random_values;
 
 /// A CLIP checkpoint (vision tower + projection) in the HF layout with random weights.
@@ -57,7 +62,7 @@ pub fn random_clip_safetensors(cfg: &ClipConfig) -> Vec<u8> {
         .enumerate()
         .map(|(k, (name, shape))| {
             let n = shape.iter().product();
-            let mut vals = random_values(n, k as u64 + 1, 0.035);
+            let mut vals = random_values(n, k as u64 + 1, WEIGHT_SCALE);
             if name.contains("norm") && name.ends_with("weight") {
                 vals.iter_mut().for_each(|x| *x += 1.0);
             }

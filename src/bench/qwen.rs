@@ -74,14 +74,21 @@ pub fn random_qwen(spec: &QwenBenchSpec, device: &Device) -> Result<QwenVL> {
     if spec.widths.contains(&0) || spec.vision_depth == 0 || spec.lm_layers == 0 {
         return Err(Error::arg(format!("widths {:?}, vision depth {} and LM layers {} must all be positive", spec.widths, spec.vision_depth, spec.lm_layers)));
     }
-    let full: Vec<usize> = (0..spec.vision_depth).filter(|b| b % 8 == 7 || *b + 1 == spec.vision_depth).collect();
+    // Qwen2.5-VL's vision tower: window attention, with full attention in every 8th block
+    // (the 3B's `fullatt_block_indexes` 7, 15, 23, 31) and the last one.
+    const FULL_ATTENTION_EVERY: usize = 8;
+    let full: Vec<usize> = (0..spec.vision_depth).filter(|b| b % FULL_ATTENTION_EVERY == FULL_ATTENTION_EVERY - 1 || *b + 1 == spec.vision_depth).collect();
+    // M-RoPE splits each head's rotary half-dimensions over (time, height, width): a quarter
+    // to time, the rest halved between height and width (the 3B's [16, 24, 24] of 64).
     let hd = td / th;
     let s = hd / 2;
     let sec = [s / 4, (s - s / 4) / 2, s - s / 4 - (s - s / 4) / 2];
+    // The special tokens sit at the top of the (shrunk) vocabulary, as the hub's do.
+    let (image_pad, vision_start, vision_end) = (spec.vocab - 1, spec.vocab - 3, spec.vocab - 2);
     let cfg_json = serde_json::json!({
         "model_type": "qwen2_5_vl", "hidden_size": td, "intermediate_size": ti, "num_hidden_layers": spec.lm_layers,
         "num_attention_heads": th, "num_key_value_heads": tkv, "vocab_size": spec.vocab, "rms_norm_eps": 1e-6, "rope_theta": 1e6,
-        "tie_word_embeddings": true, "image_token_id": spec.vocab - 1, "vision_start_token_id": spec.vocab - 3, "vision_end_token_id": spec.vocab - 2,
+        "tie_word_embeddings": true, "image_token_id": image_pad, "vision_start_token_id": vision_start, "vision_end_token_id": vision_end,
         "eos_token_id": 0, "rope_scaling": {"type": "mrope", "mrope_section": sec},
         "vision_config": {"depth": spec.vision_depth, "hidden_size": vd, "intermediate_size": vi, "num_heads": vh, "out_hidden_size": td,
             "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": full}

@@ -16,12 +16,16 @@ impl SendPtr {
     }
 }
 
+/// Tasks per thread a parallel product is split into: a few, so that a thread that finishes
+/// early (a noisy core, a shorter last block) takes another instead of waiting.
+const TASKS_PER_THREAD: usize = 3;
+
 /// Runs `block(tiles, panels)` over the output blocks of a product of `tiles` row tiles ×
 /// `panels` weight panels: split N first, so that every weight panel is read from memory once;
 /// M too only when there are fewer panels than tasks wanted (3 a thread when `parallel`, else
 /// one block on this thread). Shared by the f32 and the int8 engines.
 pub(crate) fn for_each_block(tiles: usize, panels: usize, parallel: bool, block: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync) {
-    let want = if parallel && threads() > 1 { 3 * threads() } else { 1 };
+    let want = if parallel && threads() > 1 { TASKS_PER_THREAD * threads() } else { 1 };
     let task_rows = want.div_ceil(panels.max(1)).min(tiles).max(1);
     let tiles_per_task = tiles.div_ceil(task_rows);
     let panels_per_task = panels.div_ceil(want.div_ceil(task_rows)).max(1);

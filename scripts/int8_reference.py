@@ -1,5 +1,5 @@
 """effarch's int8 linear layer (`--precision int8`), written in numpy from its definition (the
-scheme in `src/tensor/cpu/qgemm.rs`'s docs), not from the Rust: the goldens are made with it.
+scheme in `src/tensor/cpu/gemm/int8/mod.rs`'s docs), not from the Rust: the goldens are made with it.
 
   weights      symmetric per output channel: s_w = max|W[j,:]| / 127,
                q_w = rint(W[j,:] * (127 / max|W[j,:]|)), ties to even, clipped to ±127;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/web.rs on the multi-threaded wasm build, relaxed-SIMD variant (the flags of scripts/build_threads.sh, the
+# tests/web/ on the multi-threaded wasm build, relaxed-SIMD variant (the flags of scripts/build_threads.sh, the
 # pinned nightly, `--features threads`): each test starts rayon's pool on 2 Web Workers first,
 # so the golden CLIP, pruning and Mamba checks run with the kernels split over threads.
 # wasm-bindgen-test-runner serves the page cross-origin isolated (SharedArrayBuffer).

@@ -2,20 +2,17 @@
 // overlay.js and report.js. Model loading and inference run in worker.js, so nothing here
 // blocks; every request carries an id and its reply comes back as a promise.
 import { drawSweep } from './chart.js';
+import { compareCard } from './compare.js';
+import { folderSet, renderEval } from './evaluation.js';
 import { modelBase } from './loader.js';
-import { drawOverlay as draw } from './overlay.js';
-import { copyLinkButton, pickFiles, readUrl as readParams, threadsControl, workerUrl, writeUrl as writeParams } from './page.js';
+import { animateSteps, drawOverlay as draw } from './overlay.js';
+import { copyLinkButton, imageInputs, pickFiles, siteDefaultModel, readUrl as readParams, threadsControl, workerUrl, writeUrl as writeParams } from './page.js';
 import { renderReport } from './report.js';
+import { sampleGallery } from './samples.js';
 import { connect } from './rpc.js';
-import { backendLabel, backendTitle, fmtBytes, loadWithChoice, panel, setThreadCount } from './ui.js';
+import { backendLabel, backendTitle, loadWithChoice, panel, setThreadCount, sizeNote } from './ui.js';
 
 const $ = (id) => document.getElementById(id);
-const SAMPLES = [
-  ['chelsea-cat', 'a cat'],
-  ['astronaut', 'an astronaut'],
-  ['coffee', 'a cup of coffee'],
-  ['rocket', 'a rocket'],
-];
 // `view`: '' (one method) or 'compare' (every method side by side); `sort`: the compare grid's order.
 // `precision`: int8 by default (a quarter of the download, cos ≥ 0.999 to f32 in the tests at
 // ViT-B/16 size), f32 one click away.
@@ -160,16 +157,6 @@ function afterLoad() {
 }
 
 /** What the weights cost: "int8: 87.0 MiB in this browser's cache (f32: 345.0 MiB)". */
-function sizeNote(info) {
-  const s = info.sizes;
-  if (!s) return '';
-  if (info.precision === 'int8' && s.int8) return `int8: ${fmtBytes(s.int8)} ${info.fromCache ? 'read from' : 'kept in'} this browser's cache${s.f32 ? ` (f32: ${fmtBytes(s.f32)})` : ''}`;
-  if (s.f32) return `f32: ${fmtBytes(s.f32)}${info.fromCache ? ' from the cache' : ''}`;
-  // An int8 checkpoint run in f32 (its int8 values widened, not the original f32 weights).
-  return s.int8 ? `f32 from an int8 checkpoint (${fmtBytes(s.int8)})` : '';
-}
-
-
 // ---- images ------------------------------------------------------------------------------
 async function setImage(bytes, name) {
   imageBytes = bytes;
@@ -297,45 +284,7 @@ function renderCompare() {
   if (key) order.sort((a, b) => key(a) - key(b) || a.i - b.i);
   const grid = $('compare-grid');
   grid.replaceChildren(
-    ...order.map(({ m }) => {
-      const fig = document.createElement('figure');
-      fig.className = 'card';
-      fig.dataset.scorer = m.scorer;
-      const c = document.createElement('canvas');
-      c.width = c.height = 224;
-      c.setAttribute('aria-label', `${m.scorer}: kept and merged patches`);
-      draw(c, imageBitmap, { grid: r.grid, num_patches: r.num_patches, kept: m.kept, groups: m.groups }, m.kept.length - 1);
-      const cap = document.createElement('figcaption');
-      const name = document.createElement('span');
-      name.className = 'name';
-      name.textContent = m.title ?? m.scorer;
-      const nums = document.createElement('div');
-      nums.className = 'nums';
-      for (const t of [`cos ${m.cos_to_unpruned.toFixed(4)}`, `${m.ms.toFixed(1)} ms`, `${m.tokens} tokens`, `FLOPs ${(100 * m.flops_ratio).toFixed(0)}%`]) {
-        const sp = document.createElement('span');
-        sp.textContent = t;
-        nums.append(sp);
-      }
-      cap.append(name, nums);
-      // Zero-shot label bars (the five most likely), this method's beside the unpruned model's.
-      if (m.label_probs?.length) {
-        const un = new Map((r.label_probs_unpruned ?? []).map((l) => [l.label, l.prob]));
-        for (const lp of [...m.label_probs].sort((a, b) => b.prob - a.prob).slice(0, 5)) {
-          const top = document.createElement('div');
-          top.className = 'top';
-          top.textContent = `${lp.label}: ${(100 * lp.prob).toFixed(1)}%`;
-          for (const [cls, p] of [['lb', lp.prob], ['lb full', un.get(lp.label) ?? lp.prob]]) {
-            const bar = document.createElement('div');
-            bar.className = cls;
-            bar.style.width = `${100 * p}%`;
-            top.append(bar);
-          }
-          cap.append(top);
-        }
-      }
-      fig.append(c, cap);
-      return fig;
-    }),
+    ...order.map(({ m }) => compareCard(m, r, imageBitmap)),
   );
   const layers = state.layers;
   $('compare-note').textContent = `keep ${Number(state.keep).toFixed(2)} at layer(s) ${layers}; unpruned ${r.unpruned_ms.toFixed(1)} ms. Each method's time counts the patch embedding and the unpruned layers before its pruning layer, which ran once for all the methods. Hatched: pruned; tinted: merged into one token (ToMe, VisionZip's contextual tokens).${r.label_probs_unpruned ? ' Label bars: the method (blue) over the unpruned model (grey).' : ''}`;
@@ -365,24 +314,6 @@ async function sweep() {
 const EVAL_KEEPS = [1, 0.9, 0.7, 0.5, 0.3];
 // The methods an evaluation runs: the core's default comparison set (`pruningMethods`).
 let evalScorers = [];
-const IMAGE_FILE = /\.(png|jpe?g|gif|webp|bmp)$/i;
-
-/** ImageFolder from a directory pick: `{classes, items: [{file, path, label}]}` (sub-folders are classes). */
-function folderSet(files) {
-  const byClass = new Map();
-  for (const f of files) {
-    const parts = (f.webkitRelativePath || f.name).split('/');
-    if (parts.length < 3 || !IMAGE_FILE.test(f.name)) continue; // root/class/file
-    const cls = parts[parts.length - 2];
-    if (!byClass.has(cls)) byClass.set(cls, []);
-    byClass.get(cls).push(f);
-  }
-  const classes = [...byClass.keys()].sort();
-  const items = classes.flatMap((c, label) => byClass.get(c).sort((a, b) => a.name.localeCompare(b.name)).map((file) => ({ file, path: file.webkitRelativePath || file.name, label })));
-  return { classes, items, root: files[0]?.webkitRelativePath?.split('/')[0] ?? 'folder' };
-}
-
-let evalUrls = [];
 async function evaluateFolder() {
   const files = [...($('eval-folder').files ?? [])];
   const set = folderSet(files);
@@ -401,31 +332,6 @@ async function evaluateFolder() {
     setStatus(`Evaluated ${set.items.length} images in ${set.classes.length} classes.`);
     document.body.dataset.evaluations = String(Number(document.body.dataset.evaluations || 0) + 1);
   });
-}
-
-function renderEval(res) {
-  globalThis.effarchLastEval = res; // for tests and automation
-  $('eval-out').hidden = false;
-  const svg = new DOMParser().parseFromString(res.svg, 'image/svg+xml').documentElement;
-  svg.setAttribute('viewBox', `0 0 ${svg.getAttribute('width')} ${svg.getAttribute('height')}`);
-  svg.removeAttribute('width');
-  svg.removeAttribute('height');
-  $('eval-chart').replaceChildren(document.importNode(svg, true));
-  $('eval-table').tBodies[0].replaceChildren(
-    ...res.rows.map((r) => {
-      const tr = document.createElement('tr');
-      for (const v of [r.scorer, r.keep.toFixed(2), r.top1.toFixed(3), r.top5.toFixed(3), r.agree_top1.toFixed(3), r.cos_to_unpruned.toFixed(4), r.ms_per_img.toFixed(1), r.flops_ratio.toFixed(3)]) {
-        const td = document.createElement('td');
-        td.textContent = v;
-        tr.append(td);
-      }
-      return tr;
-    }),
-  );
-  for (const u of evalUrls) URL.revokeObjectURL(u);
-  evalUrls = [URL.createObjectURL(new Blob([res.csv], { type: 'text/csv' })), URL.createObjectURL(new Blob([res.svg], { type: 'image/svg+xml' }))];
-  $('eval-csv').href = evalUrls[0];
-  $('eval-svg').href = evalUrls[1];
 }
 
 // ---- rendering ---------------------------------------------------------------------------
@@ -462,25 +368,15 @@ function drawOverlay() {
 
 // ---- wiring ------------------------------------------------------------------------------
 function buildSamples() {
-  for (const [name, alt] of SAMPLES) {
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.dataset.sample = name;
-    b.title = alt;
-    const img = document.createElement('img');
-    img.src = `samples/${name}.jpg`;
-    img.alt = alt;
-    b.append(img);
-    b.onclick = () =>
-      task(`Loading ${name}…`, async () => {
-        state.sample = name;
-        state.image = '';
-        syncControls();
-        writeUrl();
-        await loadSample(name);
-      }).then(run);
-    $('samples').append(b);
-  }
+  sampleGallery($('samples'), (name) =>
+    task(`Loading ${name}…`, async () => {
+      state.sample = name;
+      state.image = '';
+      syncControls();
+      writeUrl();
+      await loadSample(name);
+    }).then(run),
+  );
 }
 
 function onChange(id, key, { rerunModel = false, live = false } = {}) {
@@ -540,21 +436,7 @@ function wire() {
   $('sweep').onclick = () => sweep();
   $('eval-run').onclick = () => evaluateFolder();
   $('step').oninput = () => drawOverlay();
-  let anim = null;
-  $('animate').onclick = () => {
-    if (anim) {
-      clearInterval(anim);
-      anim = null;
-      return;
-    }
-    const s = $('step');
-    s.value = '0';
-    drawOverlay();
-    anim = setInterval(() => {
-      s.value = String((Number(s.value) + 1) % (Number(s.max) + 1));
-      drawOverlay();
-    }, 900);
-  };
+  animateSteps($('animate'), $('step'), drawOverlay);
   copyLinkButton('copy-link', writeUrl, setStatus, 'this run');
   $('clear-cache').onclick = () =>
     task('Clearing the cache…', async () => {
@@ -566,39 +448,12 @@ function wire() {
     modelInfo = null;
     await run();
   };
-  $('image-file').onchange = (ev) => useFile(ev.target.files[0]);
-  const drop = $('drop');
-  drop.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    drop.classList.add('over');
-  });
-  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-  drop.addEventListener('drop', (e) => {
-    e.preventDefault();
-    drop.classList.remove('over');
-    useFile(e.dataTransfer.files[0]);
-  });
-  document.addEventListener('paste', (e) => {
-    const f = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith('image/'));
-    if (f) useFile(f);
-  });
-}
-
-/** The site's own default model, when its host published one (scripts/publish_models.sh writes
- *  models.json; the file shipped in www/ names none, and the hub's f32 ViT-B/16 stays the default). */
-async function siteDefaults() {
-  try {
-    const r = await fetch('./models.json');
-    const m = r.ok ? await r.json() : null;
-    if (typeof m?.default === 'string' && m.default) DEFAULTS.model = m.default;
-  } catch {
-    // no models.json (another host's copy of the page): the hub's model
-  }
-  Object.assign(state, { model: DEFAULTS.model });
+  imageInputs($('image-file'), $('drop'), useFile);
 }
 
 async function main() {
-  await siteDefaults();
+  DEFAULTS.model = (await siteDefaultModel()) ?? DEFAULTS.model;
+  state.model = DEFAULTS.model;
   readUrl();
   threadsControl('threads');
   buildSamples();

@@ -93,3 +93,22 @@ export function drawOverlay(canvas, bitmap, report, step) {
   ctx.restore();
   return { pruned: r.num_patches - kept.size, kept: kept.size, step: st };
 }
+
+/** The Animate button: steps `slider` through its range every 0.9 s, calling `redraw`; a second
+ *  click stops. */
+export function animateSteps(button, slider, redraw) {
+  let anim = null;
+  button.onclick = () => {
+    if (anim) {
+      clearInterval(anim);
+      anim = null;
+      return;
+    }
+    slider.value = '0';
+    redraw();
+    anim = setInterval(() => {
+      slider.value = String((Number(slider.value) + 1) % (Number(slider.max) + 1));
+      redraw();
+    }, 900);
+  };
+}

@@ -90,3 +90,36 @@ export function threadsControl(id) {
     location.search = q.toString();
   };
 }
+
+/** An image from the file input, a drop on `drop`, or a paste anywhere goes to `onFile(file)`. */
+export function imageInputs(input, drop, onFile) {
+  input.onchange = (ev) => onFile(ev.target.files[0]);
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    onFile(e.dataTransfer.files[0]);
+  });
+  document.addEventListener('paste', (e) => {
+    const f = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith('image/'));
+    if (f) onFile(f);
+  });
+}
+
+/** The site's own default model, when its host published one (scripts/publish_models.sh writes
+ *  models.json; the file shipped in www/ names none, and the hub's f32 ViT-B/16 stays the
+ *  default): its path, or null. */
+export async function siteDefaultModel() {
+  try {
+    const r = await fetch('./models.json');
+    const m = r.ok ? await r.json() : null;
+    if (typeof m?.default === 'string' && m.default) return m.default;
+  } catch {
+    // no models.json (another host's copy of the page): the hub's model
+  }
+  return null;
+}

@@ -164,3 +164,13 @@ export async function loadWithChoice({ backend, adapter, model, load, setStatus,
   }
   return { info, auto: backend === 'auto' ? pick.auto : null };
 }
+
+/** The size hint under the Precision control for a loaded model (`{sizes: {f32, int8}, precision, fromCache}`). */
+export function sizeNote(info) {
+  const s = info.sizes;
+  if (!s) return '';
+  if (info.precision === 'int8' && s.int8) return `int8: ${fmtBytes(s.int8)} ${info.fromCache ? 'read from' : 'kept in'} this browser's cache${s.f32 ? ` (f32: ${fmtBytes(s.f32)})` : ''}`;
+  if (s.f32) return `f32: ${fmtBytes(s.f32)}${info.fromCache ? ' from the cache' : ''}`;
+  // An int8 checkpoint run in f32 (its int8 values widened, not the original f32 weights).
+  return s.int8 ? `f32 from an int8 checkpoint (${fmtBytes(s.int8)})` : '';
+}

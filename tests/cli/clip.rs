@@ -190,7 +190,6 @@ fn clip_finds_a_hub_id_in_the_hf_cache() {
     assert_eq!(v["label_probs"].as_array().unwrap().len(), 2);
 }
 
-
 /// `eval clip` over the shipped labelled set (ImageFolder and the same set as a CSV): a row per
 /// method with accuracies in [0, 1], the unpruned row agreeing with itself, the three output
 /// files, and `--resume` reading every image from the cache instead of running it again.
@@ -345,4 +344,3 @@ fn quantize_writes_an_int8_checkpoint_that_loads_like_any_other() {
     assert!(!bf16.status.success() && String::from_utf8_lossy(&bf16.stderr).contains("--precision bf16"));
     std::fs::remove_dir_all(&out_dir).ok();
 }
-

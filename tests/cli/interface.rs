@@ -137,4 +137,3 @@ fn json_outputs_keep_their_fields() {
     }
     assert_eq!(got.as_object().unwrap().len(), want.as_object().unwrap().len());
 }
-

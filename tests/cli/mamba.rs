@@ -134,4 +134,3 @@ fn mamba_on_gpu_generates_what_the_cpu_does_and_benches() {
     let out = effarch(&["bench", "scan", "--device", "cpu"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--device gpu"), "{}", String::from_utf8_lossy(&out.stderr));
 }
-

@@ -95,7 +95,6 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
     assert!(rows.iter().all(|r| r["prefill_ms"].as_f64().is_some_and(|x| x > 0.0) && r["vision_ms"].as_f64().is_some_and(|x| x > 0.0)), "{v}");
 }
 
-
 /// `eval qwen` over the shipped question set (tests/fixtures/qwen-tiny/questions.jsonl): a row
 /// per method and keep after the unpruned one, accuracies in [0, 1], the unpruned row agreeing
 /// with itself, the three files; a bad line is an error naming the file and line.
@@ -136,4 +135,3 @@ fn eval_qwen_answers_per_method_and_writes_its_files() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("image_300x200.png") && err.contains("context"), "{err}");
 }
-

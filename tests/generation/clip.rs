@@ -219,7 +219,6 @@ fn tome_at_b16_widths_matches_the_official_tome_code() {
     assert!(rel <= 1e-4, "embeddings differ by {rel:.2e} of their scale");
 }
 
-
 /// DivPrune and VisionZip at ViT-B/16's widths with trained-like magnitudes against their
 /// official selection logic run inside transformers' CLIP (`make_methods_fixtures.py`, fixture
 /// clip-b16-methods, the clip-b16 model): kept patches, VisionZip's merge map and tokens
@@ -260,4 +259,3 @@ fn divprune_and_visionzip_at_b16_widths_match_their_official_logic() {
         assert!(rel <= 1e-4, "{method}: embeddings {rel:.2e} of their scale from the reference");
     }
 }
-

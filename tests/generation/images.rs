@@ -57,4 +57,3 @@ fn jpeg_decoding_matches_pillow_byte_for_byte() {
         assert_eq!(format!("{hash:016x}"), f["fnv1a64"].as_str().unwrap(), "{name}: pixels differ from Pillow's");
     }
 }
-

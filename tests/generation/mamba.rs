@@ -84,4 +84,3 @@ fn mamba_130m_widths_int8_weights_on_gpu_stay_near_f32() {
         assert!(rel > 1e-4, "{what}: int8-weight logits are within {rel:.1e} of f32's: is int8 running?");
     }
 }
-

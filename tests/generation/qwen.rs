@@ -194,7 +194,6 @@ fn qwen_3b_widths_int8_logits_stay_near_f32() {
     assert!(rel > 1e-4, "int8 logits are within {rel:.1e} of f32's: is int8 running?");
 }
 
-
 /// DivPrune, FastV and DART at Qwen2.5-VL-3B's widths with trained-like magnitudes (the
 /// qwen-wide model, its first image) against their selection run in transformers layer by
 /// layer (`make_methods_fixtures.py`, fixture qwen-wide-methods): kept units equal, and for the
@@ -233,4 +232,3 @@ fn qwen_methods_at_3b_widths_match_transformers() {
         assert!(rel <= 1e-4, "{method} keep {keep}: logits {rel:.2e} of their scale from transformers'");
     }
 }
-

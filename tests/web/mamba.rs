@@ -1,0 +1,178 @@
+//! Mamba in the browser: goldens, the session API, WebGPU, a vocabulary over the binding limit, the scaling bench.
+
+use super::*;
+
+/// The tiny Mamba LM against transformers' logits in the browser (wasm SIMD128 CPU path),
+/// prefill then steps equal to the full pass, and the GPT-NeoX tokenizer.
+#[wasm_bindgen_test]
+async fn mamba_golden_in_browser() {
+    setup().await;
+    use effarch::models::lm::ByteBpe;
+    use effarch::models::mamba::{MambaConfig, MambaLM};
+    use effarch::weights::Weights;
+    let cfg = MambaConfig::from_json("config.json", include_str!("../fixtures/mamba-tiny/config.json")).unwrap();
+    let w = Weights::from_bytes("model.safetensors", include_bytes!("../fixtures/mamba-tiny/model.safetensors").to_vec()).unwrap();
+    let m = MambaLM::load(cfg, &w, &Device::cpu()).unwrap();
+    let exp = Weights::from_bytes("expected.safetensors", include_bytes!("../fixtures/mamba-tiny/expected.safetensors").to_vec()).unwrap();
+    let shape = exp.info("input_ids").unwrap().shape.clone();
+    let ids: Vec<Vec<u32>> = exp.get_f32("input_ids", &shape).unwrap().chunks(shape[1]).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
+    let want = exp.get_f32("logits", &exp.info("logits").unwrap().shape.clone()).unwrap();
+    let out = m.forward(&ids, &mut m.new_state(ids.len()).unwrap(), 0.0).unwrap();
+    let d = effarch::testing::max_abs_diff(&out.logits, &want);
+    assert!(d <= 1e-4, "mamba logits max |Δ| {d}");
+    let tok = ByteBpe::from_tokenizer_json(include_str!("../fixtures/mamba-tiny/tokenizer.json")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(include_str!("../fixtures/mamba-tiny/expected.json")).unwrap();
+    for case in meta["tokenized"].as_array().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        assert_eq!(tok.encode(case["text"].as_str().unwrap()).unwrap(), want);
+    }
+}
+
+const MAMBA_CONFIG: &str = include_str!("../fixtures/mamba-tiny/config.json");
+const MAMBA_WEIGHTS: &[u8] = include_bytes!("../fixtures/mamba-tiny/model.safetensors");
+const MAMBA_TOKENIZER: &str = include_str!("../fixtures/mamba-tiny/tokenizer.json");
+
+/// Runs `generate` on a session, collecting the streamed ids and skip rates.
+async fn mamba_generate(s: &effarch::web::mamba::MambaSession, prompt: &str, opts: &str) -> Result<(serde_json::Value, Vec<u32>, Vec<f64>), String> {
+    use std::{cell::RefCell, rc::Rc};
+    use wasm_bindgen::JsCast;
+    let seen = Rc::new(RefCell::new((Vec::new(), Vec::new())));
+    let seen2 = seen.clone();
+    let cb = wasm_bindgen::closure::Closure::<dyn FnMut(u32, String, f64)>::new(move |id: u32, _t: String, merged: f64| {
+        let mut s = seen2.borrow_mut();
+        s.0.push(id);
+        s.1.push(merged);
+    });
+    let o = if opts.is_empty() { wasm_bindgen::JsValue::UNDEFINED } else { js_sys::JSON::parse(opts).unwrap() };
+    let p = s.generate(prompt.to_string(), o, Some(cb.as_ref().unchecked_ref::<js_sys::Function>().clone()));
+    let v = wasm_bindgen_futures::JsFuture::from(p).await.map_err(|e| String::from(js_sys::Error::from(e).message()))?;
+    let (ids, merged) = seen.borrow().clone();
+    Ok((serde_wasm_bindgen::from_value(v).unwrap(), ids, merged))
+}
+
+/// The Mamba API the page's worker uses: greedy generation streams each token (with the MRSS
+/// skip rate so far) to the callback; bad input is an error and the session goes on.
+#[wasm_bindgen_test]
+async fn mamba_session_generates_and_streams() {
+    setup().await;
+    let s = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
+    let (v, ids, merged) = mamba_generate(&s, "Hello world", r#"{"maxNewTokens": 5, "mrssTau": 0.05}"#).await.unwrap();
+    let tokens: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
+    assert!(!tokens.is_empty() && tokens.len() <= 5);
+    assert_eq!(ids, tokens);
+    assert!(merged.iter().all(|&m| m > 0.0 && m < 1.0), "{merged:?}");
+    assert!(v["mrss_quality"]["top1_agreement"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{v}");
+    assert_eq!(v["text"].as_str().unwrap(), s.decode(tokens).unwrap());
+    assert!(mamba_generate(&s, "", "").await.unwrap_err().contains("empty"));
+    assert!(mamba_generate(&s, "x", r#"{"mrssTau": -1}"#).await.unwrap_err().contains("tau"));
+    assert!(mamba_generate(&s, "Hello", "").await.is_ok());
+}
+
+/// The tiny Mamba LM with every op on WebGPU (SwiftShader in CI): logits against
+/// transformers' ≤ 1e-3, the session's greedy tokens equal to the CPU's, MRSS counts within 1%.
+#[wasm_bindgen_test]
+async fn mamba_on_webgpu_matches_transformers_and_cpu() {
+    setup().await;
+    use effarch::models::mamba::{Logits, MambaConfig, MambaLM};
+    use effarch::weights::Weights;
+    let gpu = webgpu().await;
+    let w = Weights::from_bytes("model.safetensors", MAMBA_WEIGHTS.to_vec()).unwrap();
+    let m = MambaLM::load(MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap(), &w, &gpu).unwrap();
+    let exp = Weights::from_bytes("expected.safetensors", include_bytes!("../fixtures/mamba-tiny/expected.safetensors").to_vec()).unwrap();
+    let shape = exp.info("input_ids").unwrap().shape.clone();
+    let ids: Vec<Vec<u32>> = exp.get_f32("input_ids", &shape).unwrap().chunks(shape[1]).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
+    let want = exp.get_f32("logits", &exp.info("logits").unwrap().shape.clone()).unwrap();
+    let out = m.forward_async(&ids, &mut m.new_state(ids.len()).unwrap(), 0.0, Logits::All).await.unwrap();
+    let d = effarch::testing::max_abs_diff(&out.logits, &want);
+    assert!(d <= 1e-3, "mamba logits on WebGPU: max |Δ| {d}");
+    let cpu = MambaLM::load(MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap(), &w, &Device::cpu()).unwrap();
+    let (g, c) = (
+        m.forward_async(&ids, &mut m.new_state(2).unwrap(), 0.05, Logits::All).await.unwrap(),
+        cpu.forward_async(&ids, &mut cpu.new_state(2).unwrap(), 0.05, Logits::All).await.unwrap(),
+    );
+    assert_eq!(g.stats.updates, c.stats.updates);
+    assert!(g.stats.merged > 0 && (g.stats.merged as f64 - c.stats.merged as f64).abs() <= 0.01 * c.stats.merged as f64, "{:?} vs {:?}", g.stats, c.stats);
+    let gs = effarch::web::mamba::MambaSession::create(MAMBA_CONFIG.into(), MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.into()), "webgpu".into(), None)
+        .await
+        .unwrap();
+    assert!(gs.device().starts_with("gpu"), "{}", gs.device());
+    let cs = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
+    let (gv, gids, _) = mamba_generate(&gs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();
+    let (cv, _, _) = mamba_generate(&cs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();
+    assert_eq!(gv["tokens"], cv["tokens"]);
+    assert_eq!(gids.len(), 6);
+}
+
+/// A vocabulary over the adapter's storage-binding limit (WebGPU's default 128 MiB is less
+/// than mamba-130m's 154 MB table), lowered here below the tiny table's 38 KB: the same logits
+/// as the CPU.
+#[wasm_bindgen_test]
+async fn mamba_vocabulary_over_the_binding_limit_on_webgpu() {
+    setup().await;
+    use effarch::models::mamba::{Logits, MambaConfig, MambaLM};
+    use effarch::weights::Weights;
+    let gpu = webgpu().await;
+    let Device::Gpu(ctx) = &gpu else { unreachable!() };
+    ctx.set_binding_limit(16 << 10);
+    assert!(ctx.upload(&[0.0; 300 * 32], &[300, 32]).is_err(), "the table must exceed the lowered limit");
+    let w = Weights::from_bytes("model.safetensors", MAMBA_WEIGHTS.to_vec()).unwrap();
+    let cfg = || MambaConfig::from_json("config.json", MAMBA_CONFIG).unwrap();
+    let (m, cpu) = (MambaLM::load(cfg(), &w, &gpu).unwrap(), MambaLM::load(cfg(), &w, &Device::cpu()).unwrap());
+    let ids = vec![vec![5u32, 17, 42, 7, 299]];
+    let g = m.forward_async(&ids, &mut m.new_state(1).unwrap(), 0.0, Logits::All).await.unwrap();
+    let c = cpu.forward_async(&ids, &mut cpu.new_state(1).unwrap(), 0.0, Logits::All).await.unwrap();
+    ctx.set_binding_limit(0);
+    let d = effarch::testing::max_abs_diff(&g.logits, &c.logits);
+    assert!(g.logits.len() == 5 * 300 && d <= 1e-4, "logits on WebGPU with a 16 KiB binding limit: max |Δ| {d}");
+}
+
+/// The page's scaling chart runs this: both blocks on WebGPU, every time positive.
+#[wasm_bindgen_test]
+async fn bench_mamba_runs_on_webgpu() {
+    setup().await;
+    let o = js_sys::JSON::parse(r#"{"ns": [16, 32], "steps": 2, "iters": 1, "hidden": 32, "backend": "webgpu"}"#).unwrap();
+    let v: serde_json::Value = serde_wasm_bindgen::from_value(effarch::web::mamba::bench_mamba(o).await.unwrap()).unwrap();
+    assert!(v["device"].as_str().unwrap().starts_with("gpu"), "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        for k in ["mamba_prefill_ms", "attn_prefill_ms", "mamba_decode_ms", "attn_decode_ms"] {
+            assert!(r[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {r}");
+        }
+    }
+}
+
+/// The relaxed-SIMD build (scripts/test_wasm_threads.sh runs this suite on it) says so and
+/// multiplies with the relaxed f32 micro-kernel, on which every golden of this suite passes.
+#[cfg(target_feature = "relaxed-simd")]
+#[wasm_bindgen_test]
+async fn the_relaxed_build_runs_the_relaxed_f32_kernel() {
+    setup().await;
+    assert!(Device::cpu().describe().contains("wasm simd128+relaxed"), "{}", Device::cpu().describe());
+    let tiles = effarch::bench::gemm::micro_kernels(20.0, |_| {});
+    assert!(tiles.iter().any(|t| t.kernel == "wasm simd128+relaxed 4x8" && t.gflops > 0.0), "{:?}", tiles.iter().map(|t| &t.kernel).collect::<Vec<_>>());
+}
+
+/// `--precision int8` in wasm: the SIMD128 int8 kernel (`i32x4.dot_i16x8_s`) behind every
+/// linear layer equals the numpy reference of the scheme (scripts/int8_reference.py) bit for
+/// bit on every case of `int8-linear.json`, and reports itself in the device's name.
+#[wasm_bindgen_test]
+async fn int8_linear_in_wasm_equals_the_numpy_reference() {
+    use effarch::tensor::{LinearWeight, Precision, Tensor};
+    setup().await;
+    let dev = Device::cpu_with(Precision::Int8);
+    assert!(dev.describe().contains("int8 wasm simd128"), "{}", dev.describe());
+    let fx: serde_json::Value = serde_json::from_str(include_str!("../fixtures/generation/int8-linear.json")).unwrap();
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    let f = |c: &serde_json::Value, key: &str| -> Vec<f32> { c[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
+    for c in cases {
+        let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
+        let w = LinearWeight::new(f(c, "w"), [n, k], &dev).unwrap();
+        assert!(w.is_int8());
+        let x = Tensor::from_f32(f(c, "x"), &[m, k], &dev).unwrap();
+        let b = Tensor::from_f32(f(c, "b"), &[n], &dev).unwrap();
+        let got = w.forward(&x, Some(&b)).unwrap().to_vec_f32().unwrap();
+        assert_eq!(got, f(c, "y"), "m{m} k{k} n{n}");
+    }
+}

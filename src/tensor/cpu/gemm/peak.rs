@@ -44,7 +44,7 @@ pub fn peak_gflops(kernel: MicroKernel, min_ms: f64) -> Option<f64> {
         #[cfg(target_arch = "x86_64")]
         MicroKernel::Avx2 => (12 * 8, |n| unsafe { super::x86::peak_avx2(n) }),
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        MicroKernel::Simd128 => (48, wasm::peak_simd128),
+        MicroKernel::Simd128 => (48, super::wasm::peak_simd128),
         _ => return None,
     };
     let n = 1 << 14;

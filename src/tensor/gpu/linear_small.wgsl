@@ -2,12 +2,17 @@
 // 4: the tiled kernel would compute 64 rows for each one needed. One workgroup per output
 // column: its 64 invocations split K (reading the weight row as coalesced vec4s), each keeps
 // one partial sum per row, and a tree in workgroup memory adds them up. The epilogue
-// (epilogue.wgsl) is prepended by `linear.rs`.
+// (epilogue.wgsl) is added by `linear_shaders.rs`. I8W: int8 weights (per-row scales, then
+// int8 quads sign-extended with shifts; the row's scale multiplies the sum once).
 
 struct Params { m: u32, n: u32, k: u32, has_bias: u32, xbs: u32, wbs: u32, ybs: u32, kc: u32, act: u32, has_res: u32, pad0: u32, pad1: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+//#if I8W
+@group(0) @binding(1) var<storage, read> w: array<u32>; // [N] scales (f32 bits), then [N, K / 4] int8 quads
+//#else
 @group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+//#endif
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -27,7 +32,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var acc: array<f32, MR>;
     for (var m = 0u; m < MR; m++) { acc[m] = 0.0; }
     for (var k = l; k < k4; k += LANES) {
+//#if I8W
+        let qi = bitcast<i32>(w[p.n + col * k4 + k]);
+        let wv = vec4<f32>(vec4<i32>(qi << 24u, qi << 16u, qi << 8u, qi) >> vec4<u32>(24u));
+//#else
         let wv = w[col * k4 + k];
+//#endif
         for (var m = 0u; m < MR; m++) {
             if (m < p.m) { acc[m] += dot(x[m * k4 + k], wv); }
         }
@@ -40,5 +50,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
         }
         workgroupBarrier();
     }
+//#if I8W
+    if (l < p.m) { y[l * p.n + col] = finish(red[l * LANES] * bitcast<f32>(w[col]), l * p.n + col, col); }
+//#else
     if (l < p.m) { y[l * p.n + col] = finish(red[l * LANES], l * p.n + col, col); }
+//#endif
 }

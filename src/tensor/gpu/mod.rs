@@ -20,6 +20,7 @@ pub mod rows;
 pub mod select;
 pub mod ssm;
 pub mod tome;
+mod wgsl;
 
 pub use buffers::{BufferPool, PooledBuffer};
 pub use context::GpuContext;

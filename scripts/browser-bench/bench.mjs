@@ -53,10 +53,12 @@ self.onmessage = async ({ data: { threads, iters } }) => {
   try {
     const { engine, threads: got, build } = await loadEngine({ threads });
     const rows = await engine.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu' });
-    // The page's int8 precision on the CPU: int8 linear layers on the SIMD128 int8 kernel.
-    const int8 = await engine.benchClip({ keeps: [1], batches: [1], iters, backend: 'cpu', precision: 'int8' });
+    // The page's int8 precision on the CPU: int8 linear layers on the SIMD128 int8 kernel,
+    // unpruned and pruned (its ratios beside f32's).
+    const int8 = await engine.benchClip({ keeps: [1, 0.7, 0.5], batches: [1], iters, backend: 'cpu', precision: 'int8' });
     const kernels = engine.benchGemm();
-    self.postMessage({ build, threads: got, rows: rows.map(r => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio })), int8_ms: int8[0].ms_median, kernels });
+    const row = (r) => ({ keep: r.keep, ms: r.ms_median, ratio: r.ratio });
+    self.postMessage({ build, threads: got, rows: rows.map(row), int8_rows: int8.map(row), int8_ms: int8.find(r => r.keep >= 1).ms_median, kernels });
   } catch (e) {
     self.postMessage({ error: String(e.message ?? e) });
   }
@@ -133,11 +135,12 @@ try {
     await p.close();
   }
   console.log(`ViT-B/16 vision tower, headless Chromium (${cores} cores), median of ${iters}, ms per image`);
-  console.log('threads  ORT-web f32  ORT-web q8  effarch f32 (build)          f32/ORT f32  keep 0.7  keep 0.5  effarch int8  int8/ORT q8');
+  console.log('threads  ORT-web f32  ORT-web q8  effarch f32 (build)          f32/ORT f32  keep 0.7  keep 0.5  effarch int8  int8/ORT q8  int8 0.7  int8 0.5');
   for (const r of results) {
     const [u, p7, p5] = [1, 0.7, 0.5].map(k => r.effarch.rows.find(e => Math.abs(e.keep - k) < 1e-6));
+    const [i7, i5] = [0.7, 0.5].map(k => r.effarch.int8_rows.find(e => Math.abs(e.keep - k) < 1e-6));
     const q8 = r.ortQ8 ? r.ortQ8.ms : NaN;
-    console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(11)}  ${q8.toFixed(1).padStart(10)}  ${u.ms.toFixed(1).padStart(11)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(68) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}  ${r.effarch.int8_ms.toFixed(1).padStart(12)}  ${(r.effarch.int8_ms / q8).toFixed(3).padStart(11)}`);
+    console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(11)}  ${q8.toFixed(1).padStart(10)}  ${u.ms.toFixed(1).padStart(11)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(68) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}  ${r.effarch.int8_ms.toFixed(1).padStart(12)}  ${(r.effarch.int8_ms / q8).toFixed(3).padStart(11)}  ${i7.ratio.toFixed(3).padStart(8)}  ${i5.ratio.toFixed(3).padStart(8)}`);
   }
   console.log('micro-kernel (1 thread, L1)   GFLOP/s     peak  of peak');
   for (const k of results[0].effarch.kernels ?? []) {

@@ -5,32 +5,64 @@
 
 use super::wgsl::specialise;
 use super::{GpuContext, GpuDtype, GpuTensor, GpuWeights};
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 const TILED: &str = include_str!("linear.wgsl");
 const SMALL: &str = include_str!("linear_small.wgsl");
 const REDUCE: &str = include_str!("linear_reduce.wgsl");
 const EPILOGUE: &str = include_str!("epilogue.wgsl");
 
-/// `(name, source)`: the kernel `body` specialised for `flags`, with the activation and
-/// epilogue functions after it (WGSL's module-scope declarations may come in any order, and an
-/// `enable` must come first), made once per name.
-fn build(name: &'static str, body: &str, flags: &[&str]) -> (&'static str, &'static str) {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
+/// The variants, in the order of [`VARIANTS`].
+#[derive(Clone, Copy)]
+enum V {
+    Plain,
+    F16,
+    V4,
+    F16V4,
+    V4Norm,
+    F16V4Norm,
+    HalfV4,
+    HalfV4Norm,
+    I8V4,
+    I8V4Norm,
+    Small,
+    SmallI8,
+    Reduce,
+    ReduceNorm,
+}
+
+/// Each variant's pipeline name, shader file and flags.
+const VARIANTS: [(&str, &str, &[&str]); 14] = [
+    ("linear", TILED, &[]),
+    ("linear_f16", TILED, &["F16W"]),
+    ("linear_v4", TILED, &["VEC4"]),
+    ("linear_f16_v4", TILED, &["VEC4", "F16W"]),
+    ("linear_v4_norm", TILED, &["VEC4", "NORM"]),
+    ("linear_f16_v4_norm", TILED, &["VEC4", "F16W", "NORM"]),
+    ("linear_f16_v4_h", TILED, &["VEC4", "F16W", "HALF"]),
+    ("linear_f16_v4_norm_h", TILED, &["VEC4", "F16W", "HALF", "NORM"]),
+    ("linear_i8_v4", TILED, &["VEC4", "I8W"]),
+    ("linear_i8_v4_norm", TILED, &["VEC4", "I8W", "NORM"]),
+    ("linear_small", SMALL, &[]),
+    ("linear_small_i8", SMALL, &["I8W"]),
+    ("linear_reduce", REDUCE, &[]),
+    ("linear_reduce_norm", REDUCE, &["NORM"]),
+];
+
+/// `(name, source)` of variant `v`: its shader specialised for its flags, with the activation
+/// and epilogue functions after it (WGSL's module-scope declarations may come in any order, and
+/// an `enable` must come first), made once; every later call is one atomic load.
+fn build(v: V) -> (&'static str, &'static str) {
+    static SRC: [OnceLock<String>; VARIANTS.len()] = [const { OnceLock::new() }; VARIANTS.len()];
     static HEAD: OnceLock<String> = OnceLock::new();
-    let head = super::elementwise::with_activation(&HEAD, EPILOGUE);
-    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    let src: &'static str = cache.entry(name).or_insert_with(|| Box::leak(format!("{}\n{head}", specialise(body, flags)).into_boxed_str()));
-    (name, src)
+    let (name, body, flags) = VARIANTS[v as usize];
+    (name, SRC[v as usize].get_or_init(|| format!("{}\n{}", specialise(body, flags), super::elementwise::with_activation(&HEAD, EPILOGUE))))
 }
 
 /// The tiled kernel: vec4 loads (when K is a multiple of 4, so rows start 16-byte aligned)
 /// and packed f16 weights (see [`GpuDtype::F16`]).
 fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
-    const NAMES: [&str; 4] = ["linear", "linear_f16", "linear_v4", "linear_f16_v4"];
-    let flags: Vec<&str> = [(vec4, "VEC4"), (f16, "F16W")].iter().filter(|f| f.0).map(|f| f.1).collect();
-    build(NAMES[f16 as usize + 2 * vec4 as usize], TILED, &flags)
+    build([V::Plain, V::F16, V::V4, V::F16V4][f16 as usize + 2 * vec4 as usize])
 }
 
 /// The pipelines `linear` and `matmul_nt` run: every load variant (f16 weights only where the
@@ -52,11 +84,7 @@ pub(super) fn pipelines(weights: GpuWeights, f16_math: bool) -> Vec<(&'static st
 /// ([`GpuContext::f16_math`]): tiles staged as f16 in workgroup memory, each 16-deep K tile's
 /// products summed in f16 registers, the tiles' sums added into the f32 accumulators.
 pub(super) fn half_math(norm: bool) -> (&'static str, &'static str) {
-    if norm {
-        build("linear_f16_v4_norm_h", TILED, &["VEC4", "F16W", "HALF", "NORM"])
-    } else {
-        build("linear_f16_v4_h", TILED, &["VEC4", "F16W", "HALF"])
-    }
+    build(if norm { V::HalfV4Norm } else { V::HalfV4 })
 }
 
 /// The vec4 kernels (plain, or with the LayerNorm folded in) on int8 weights
@@ -64,41 +92,33 @@ pub(super) fn half_math(norm: bool) -> (&'static str, &'static str) {
 /// sign-extended with shifts and multiplied by the row's scale, so the tiles hold the
 /// dequantised weights and the rest of the kernel is the f32 one.
 pub(super) fn int8_variant(norm: bool) -> (&'static str, &'static str) {
-    if norm {
-        build("linear_i8_v4_norm", TILED, &["VEC4", "I8W", "NORM"])
-    } else {
-        build("linear_i8_v4", TILED, &["VEC4", "I8W"])
-    }
+    build(if norm { V::I8V4Norm } else { V::I8V4 })
 }
 
 /// The vec4 kernels with a LayerNorm folded in ([`linear_normed`]): each invocation sums the
 /// row it stages (less the row's shift, so the sums do not cancel) and the epilogue
 /// normalises with the row's mean and variance.
 fn norm_variant(f16: bool) -> (&'static str, &'static str) {
-    if f16 {
-        build("linear_f16_v4_norm", TILED, &["VEC4", "F16W", "NORM"])
-    } else {
-        build("linear_v4_norm", TILED, &["VEC4", "NORM"])
-    }
+    build(if f16 { V::F16V4Norm } else { V::V4Norm })
 }
 
 /// Split K's reduce for [`linear_normed`]: adds the slabs' row sums too and normalises.
 pub(super) fn reduce_norm() -> (&'static str, &'static str) {
-    build("linear_reduce_norm", REDUCE, &["NORM"])
+    build(V::ReduceNorm)
 }
 
 pub(super) fn small() -> (&'static str, &'static str) {
-    build("linear_small", SMALL, &[])
+    build(V::Small)
 }
 
 /// The few-row kernel on int8 weights ([`GpuDtype::I8`]): each vec4 of the weight row is one
 /// word of four int8 values, sign-extended with shifts; the row's scale multiplies the sum once.
 pub(super) fn small_int8() -> (&'static str, &'static str) {
-    build("linear_small_i8", SMALL, &["I8W"])
+    build(V::SmallI8)
 }
 
 pub(super) fn reduce() -> (&'static str, &'static str) {
-    build("linear_reduce", REDUCE, &[])
+    build(V::Reduce)
 }
 
 /// Every variant's `.wgsl` is well formed (each `//#if` closed) and the flags reach what they
@@ -109,7 +129,23 @@ fn every_variant_is_well_formed_and_gets_its_flags() {
     for src in [TILED, SMALL, REDUCE] {
         assert!(super::wgsl::balanced(src));
     }
-    let all = [variant(false, false), variant(false, true), variant(true, false), variant(true, true), norm_variant(false), norm_variant(true), half_math(false), half_math(true), int8_variant(false), int8_variant(true), small(), small_int8(), reduce(), reduce_norm()];
+    let all = [
+        variant(false, false),
+        variant(false, true),
+        variant(true, false),
+        variant(true, true),
+        norm_variant(false),
+        norm_variant(true),
+        half_math(false),
+        half_math(true),
+        int8_variant(false),
+        int8_variant(true),
+        small(),
+        small_int8(),
+        reduce(),
+        reduce_norm(),
+    ];
+    assert_eq!(all.map(|v| v.0), VARIANTS.map(|v| v.0), "each function builds its own entry");
     for (name, src) in all {
         assert!(!src.lines().any(|l| l.trim_start().starts_with("//#")), "{name}: a directive left");
         assert_eq!(src.contains("qi << 24u"), name.contains("i8"), "{name}: int8 unpacking");

@@ -11,6 +11,11 @@ bash scripts/setup.sh || exit 1
 # Mesa's Vulkan loader complains without a runtime dir (harmless, but noisy).
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
+# Disk before and after: the builds (native, wasm, two threaded wasm, release) take GBs, and a
+# full disk fails as a linker "Bus error", far from its cause.
+disk() { printf '\n== disk %s: ' "$1"; df -h . | awk 'NR==2 {print $4 " free of " $2}'; }
+disk start
+
 log=$(mktemp)
 status=0
 run() {
@@ -30,6 +35,9 @@ WASM_BINDGEN_TEST_TIMEOUT=600 run wasm-pack test --headless --chrome --chromedri
 # The same browser tests on the multi-threaded wasm build (rayon's pool on 2 Web Workers).
 run bash scripts/test_wasm_threads.sh
 run bash tests/e2e/run.sh
+
+disk end
+du -sh target 2>/dev/null | sed 's/^/== target: /'
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')

@@ -327,7 +327,7 @@ fn bench_counts_dispatches_on_the_gpu() {
 }
 
 /// Loading compiles every pipeline a run needs (no shader compile stalls the first run): the
-/// golden towers and every pruning case on a fresh GPU context add none.
+/// golden towers, every pruning case and every ToMe case on a fresh GPU context add none.
 #[test]
 fn loading_compiles_every_pipeline_a_run_needs() {
     let fx = fixture();
@@ -337,8 +337,13 @@ fn loading_compiles_every_pipeline_a_run_needs() {
     let clip = fx.clip(&gpu).unwrap();
     let loaded = ctx.pipeline_count();
     assert!(loaded > 0);
+    // The warm-up the load recorded runs without error (a failing one would compile less).
+    let (_, warm) = ctx.compile_by_recording(|| effarch::tensor::block_on(clip.warm_up()));
+    warm.unwrap();
+    assert_eq!(ctx.pipeline_count(), loaded);
     fx.check_towers(&clip).unwrap();
     fx.check_pruning(&clip).unwrap();
+    effarch::tensor::block_on(fx.check_tome_async(&clip)).unwrap();
     assert_eq!(ctx.pipeline_count(), loaded, "a run compiled pipelines the load did not");
 }
 

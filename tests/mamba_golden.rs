@@ -275,6 +275,10 @@ fn loading_compiles_every_pipeline_generation_needs() {
     let Device::Gpu(ctx) = &gpu else { unreachable!() };
     let m = MambaLM::load_dir(dir(), &gpu).unwrap().0;
     let loaded = ctx.pipeline_count();
+    // The warm-up the load recorded runs without error (a failing one would compile less).
+    let (_, warm) = ctx.compile_by_recording(|| effarch::tensor::block_on(m.warm_up()));
+    warm.unwrap();
+    assert_eq!(ctx.pipeline_count(), loaded);
     let o = SampleOptions { max_new_tokens: 3, ..Default::default() };
     generate(&m, &[5, 17, 42, 7, 9, 11, 13, 2, 4], &o, 0.05, |_| {}).unwrap();
     generate(&m, &[5, 17], &o, 0.0, |_| {}).unwrap();

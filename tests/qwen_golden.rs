@@ -77,6 +77,11 @@ fn processor_matches_transformers() {
 fn golden(device: &Device, tol: f32) {
     let e = Expected::load();
     let mut m = QwenVL::load_dir(dir(), device).unwrap();
+    // On the GPU, the load compiled every pipeline this whole check runs (by recording the
+    // model's warm-up): counted here, compared at the end.
+    let pipelines = || if let Device::Gpu(c) = device { c.pipeline_count() } else { 0 };
+    let loaded = pipelines();
+    assert_eq!(loaded > 0, device.name() == "gpu");
     let (ids, img) = (e.ids("input_ids"), e.image());
     let name = device.name();
     // Positions.
@@ -177,6 +182,7 @@ fn golden(device: &Device, tol: f32) {
     }
     println!("{name} qwen prefill + steps vs one pass: max |Δ| = {worst:e}");
     assert!(worst <= tol, "{name} steps {worst}");
+    assert_eq!(pipelines(), loaded, "{name}: a run compiled pipelines the load did not");
 }
 
 #[test]

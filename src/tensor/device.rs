@@ -1,9 +1,7 @@
 //! Where tensors live and ops run ([`Device`]), and [`block_on`] for async model code.
 
 use super::gpu::GpuContext;
-#[cfg(target_arch = "wasm32")]
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use std::sync::Arc;
 
 /// How the CPU holds and multiplies linear weights (the GPU's counterpart is its context's
@@ -39,7 +37,7 @@ impl Precision {
         Precision::ALL
             .into_iter()
             .find(|p| p.name() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| crate::error::Error::arg(format!("precision {s:?}: expected one of f32, int8, bf16")))
+            .ok_or_else(|| Error::arg(format!("precision {s:?}: expected one of f32, int8, bf16")))
     }
 }
 
@@ -175,12 +173,18 @@ impl Device {
         }
     }
 
-    /// Compiles the GPU pipelines a model will run (`kinds` beyond the common ones) now, at
-    /// load; nothing on the CPU. Returns the ms it took.
-    pub fn precompile(&self, kinds: &[super::gpu::Pipelines]) -> f64 {
+    /// Compiles the GPU pipelines a model will run now, at load, by recording `warm_up` (a run
+    /// of everything the model can do: [`GpuContext::compile_by_recording`]); on the CPU
+    /// nothing, and `warm_up` is not called. Returns the ms it took. A warm-up that fails on
+    /// the device or on the model's shapes is left to the run to report (the run would fail
+    /// the same way, or fall back); a programming error ([`Error::Backend`]) surfaces here.
+    pub fn compile_by_recording(&self, warm_up: impl FnOnce() -> Result<()>) -> Result<f64> {
         match self {
-            Device::Cpu(_) => 0.0,
-            Device::Gpu(c) => c.precompile(kinds),
+            Device::Cpu(_) => Ok(0.0),
+            Device::Gpu(c) => match c.compile_by_recording(warm_up) {
+                (_, Err(e @ Error::Backend(_))) => Err(e),
+                (ms, _) => Ok(ms),
+            },
         }
     }
 

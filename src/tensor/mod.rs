@@ -15,7 +15,7 @@ mod linear_weight;
 pub mod ssm;
 
 pub use device::{auto_precision, block_on, on_pool, time_best, Choice, Device, Figure, Precision};
-pub use gpu::{GpuWeights, Pipelines};
+pub use gpu::GpuWeights;
 pub use linear_weight::LinearWeight;
 
 /// A `[n, k]` weight in the int8 scheme of `Precision::Int8` (symmetric per output channel):

@@ -10,7 +10,7 @@ use crate::clock::Timings;
 use crate::error::{Error, Result};
 use crate::image::{decode, ClipPreprocess};
 use crate::prune::PruneConfig;
-use crate::tensor::{Device, Pipelines, Tensor};
+use crate::tensor::{Device, Tensor};
 use crate::weights::Weights;
 pub use config::ClipConfig;
 use image::RgbImage;
@@ -126,16 +126,8 @@ impl Clip {
     pub fn load(config: ClipConfig, w: &Weights, device: &Device, with_text: bool) -> Result<Clip> {
         let vision = VisionModel::load(w, config.vision(), config.projection_dim, device)?;
         let text = if with_text { Some(TextModel::load(w, config.text(), config.projection_dim, device)?) } else { None };
-        // The GPU's pipelines compiled now, not in the first run.
-        let heads = |hidden: usize, h: usize| Pipelines::Attention { head_dim: hidden / h.max(1) };
-        let (v, t) = (config.vision(), config.text());
-        let mut kinds = vec![heads(v.hidden_size, v.num_attention_heads)];
-        if with_text {
-            kinds.push(heads(t.hidden_size, t.num_attention_heads));
-        }
-        let compile_ms = device.precompile(&kinds);
         let logit_scale = if w.contains("logit_scale") { w.get_f32("logit_scale", &[])?.first().copied().unwrap_or(0.0) } else { (1.0f32 / 0.07).ln() };
-        Ok(Clip {
+        let mut clip = Clip {
             preprocess: ClipPreprocess::new(config.vision().image_size as u32),
             config,
             vision,
@@ -143,33 +135,45 @@ impl Clip {
             tokenizer: None,
             logit_scale,
             device: device.clone(),
-            compile_ms,
-        })
+            compile_ms: 0.0,
+        };
+        // The GPU's pipelines compiled now, from what the warm-up dispatches, not in the first run.
+        clip.compile_ms = device.compile_by_recording(|| crate::tensor::block_on(clip.warm_up()))?;
+        Ok(clip)
+    }
+
+    /// Everything a run can do, once, on a blank image: the vision tower unpruned and with
+    /// each vision method of [`crate::prune::METHODS`] (half the patches, from the first
+    /// layer; ToMe in every layer), and the text tower on two labels. Recorded at load on a
+    /// GPU, which compiles every pipeline it dispatches ([`Device::compile_by_recording`]): a
+    /// new method or op is compiled ahead because it runs here, not because a list names it.
+    pub async fn warm_up(&self) -> Result<()> {
+        let s = self.config.vision().image_size;
+        let pv = Tensor::from_f32(vec![0.0; 3 * s * s], &[1, 3, s, s], &self.device)?;
+        let mut runs = vec![None];
+        for m in crate::prune::METHODS.iter().filter(|m| m.tower == crate::prune::Tower::Vision) {
+            runs.push(Some(PruneConfig::new(m.name.parse()?, 0.5, vec![0])?));
+        }
+        for prune in &runs {
+            self.vision.forward_async(&pv, prune.as_ref(), &mut Timings::start()).await?.image_embeds.to_vec_f32_async().await?;
+        }
+        if let Some(text) = &self.text {
+            // Two labels of different lengths (padded), ids inside any vocabulary.
+            let top = text.cfg.vocab_size.saturating_sub(1) as u32;
+            let ids = [vec![0, 1, 2], vec![0, 1]].map(|r| r.into_iter().map(|t| t.min(top)).collect::<Vec<u32>>());
+            text.forward(&ids, 0)?.1.to_vec_f32_async().await?;
+        }
+        Ok(())
     }
 
     /// In the browser WebGPU compiles a pipeline in the GPU process after `createComputePipeline`
     /// returns, so the first run would wait for every compile (6–7× a warm run on SwiftShader).
-    /// This runs the kernels a run can use once at load instead — a pruned vision pass on a
-    /// blank image and ToMe's ops on a few tokens — and waits for them. Nothing on the CPU.
+    /// This runs [`Clip::warm_up`] for real at load and waits for it. Nothing on the CPU.
     pub async fn warm_up_async(&self) -> Result<()> {
         if !matches!(self.device, Device::Gpu(_)) {
             return Ok(());
         }
-        let v = self.config.vision();
-        let s = v.image_size;
-        let pv = Tensor::from_f32(vec![0.0; 3 * s * s], &[1, 3, s, s], &self.device)?;
-        let prune = crate::prune::PruneConfig::new(crate::prune::Scorer::KqNorm(crate::prune::KqWhich::Key), 0.5, vec![0])?;
-        self.vision.forward_async(&pv, Some(&prune), &mut Timings::start()).await?.image_embeds.to_vec_f32_async().await?;
-        // ToMe: its matching and merge kernels, and attention with token sizes.
-        let (heads, t) = (v.num_attention_heads.max(1), 5);
-        let w = 3 * v.hidden_size;
-        let qkv = Tensor::from_f32(crate::num::random_values(t * w, 1, 1.0), &[1, t, w], &self.device)?;
-        let sizes = Tensor::from_f32(vec![1.0; t], &[1, t], &self.device)?;
-        let o = Tensor::attention_packed_sized(&qkv, heads, false, Some(&sizes))?;
-        let dest = Tensor::tome_match(&qkv, heads, 1)?;
-        let (y, _) = Tensor::tome_merge(&o, &sizes, &dest, t - 1)?;
-        y.to_vec_f32_async().await?;
-        Ok(())
+        self.warm_up().await
     }
 
     /// `[B, 3, S, S]` pixel values for decoded images.

@@ -176,26 +176,37 @@ impl MambaLM {
         };
         let embed = Embedding::new(embed_host, cfg.vocab_size, h, device)?;
         let layers = (0..cfg.num_hidden_layers).map(|li| MixerLayer::load(&b.pp("layers").pp(li), &cfg, device)).collect::<Result<Vec<_>>>()?;
-        // The GPU's pipelines compiled now, not in the first token.
-        device.precompile(&[crate::tensor::Pipelines::Ssm]);
-        Ok(MambaLM { norm_f: RmsNorm::load(&b.pp("norm_f"), h, cfg.layer_norm_epsilon, device)?, embed, lm_head, layers, cfg, device: device.clone() })
+        let m = MambaLM { norm_f: RmsNorm::load(&b.pp("norm_f"), h, cfg.layer_norm_epsilon, device)?, embed, lm_head, layers, cfg, device: device.clone() };
+        // The GPU's pipelines compiled now, from what the warm-up dispatches, not in the first token.
+        device.compile_by_recording(|| crate::tensor::block_on(m.warm_up()))?;
+        Ok(m)
     }
 
     pub fn device(&self) -> &Device {
         &self.device
     }
 
-    /// Runs each kernel once on the GPU (a 9-token prefill, so the tiled linear kernel, then a
-    /// one-token step), so the browser's deferred pipeline compiles land in the load, not in
-    /// the first prompt (see `Clip::warm_up_async`). Nothing on the CPU.
+    /// Everything generation does, once: a 9-token prefill and a one-token step, without MRSS
+    /// and with it. Recorded at load on a GPU, which compiles every pipeline it dispatches
+    /// ([`Device::compile_by_recording`]); run for real in the browser by
+    /// [`MambaLM::warm_up_async`].
+    pub async fn warm_up(&self) -> Result<()> {
+        for tau in [0.0, 0.05] {
+            let mut state = self.new_state(1)?;
+            self.forward_async(&[vec![0; 9]], &mut state, tau, Logits::Last).await?;
+            self.forward_async(&[vec![0]], &mut state, tau, Logits::Last).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs [`MambaLM::warm_up`] on the GPU and waits for it, so the browser's deferred
+    /// pipeline compiles land in the load, not in the first prompt (see `Clip::warm_up_async`).
+    /// Nothing on the CPU.
     pub async fn warm_up_async(&self) -> Result<()> {
         if !matches!(self.device, Device::Gpu(_)) {
             return Ok(());
         }
-        let mut state = self.new_state(1)?;
-        self.forward_async(&[vec![0; 9]], &mut state, 0.0, Logits::Last).await?;
-        self.forward_async(&[vec![0]], &mut state, 0.0, Logits::Last).await?;
-        Ok(())
+        self.warm_up().await
     }
 
     /// A fresh (zero) state for `batch` sequences.

@@ -12,12 +12,13 @@ pub mod config;
 pub mod processor;
 pub mod text;
 pub mod vision;
+mod warm_up;
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::models::lm::{decode, ByteBpe, SampleOptions, Step};
 use crate::prune::{divprune, n_keep, random_scores, top_k_ascending, Scorer};
-use crate::tensor::{Device, Pipelines, Tensor};
+use crate::tensor::{Device, Tensor};
 use crate::weights::Weights;
 #[cfg(not(target_arch = "wasm32"))]
 pub use checkpoint::{load_checkpoint, shard_names};
@@ -118,9 +119,10 @@ impl QwenVL {
         if cfg.vision.out_hidden_size != cfg.text.hidden_size {
             return Err(Error::arg(format!("vision out_hidden_size {} ≠ text hidden_size {}", cfg.vision.out_hidden_size, cfg.text.hidden_size)));
         }
-        // The GPU's pipelines compiled now, not in the first run.
-        device.precompile(&[Pipelines::Attention { head_dim: cfg.vision.head_dim() }, Pipelines::Attention { head_dim: cfg.text.head_dim() }, Pipelines::Rope]);
-        Ok(QwenVL { cfg, processor, vision, text, tokenizer, device: device.clone(), prefill_chunk: LM_PREFILL_CHUNK })
+        let model = QwenVL { cfg, processor, vision, text, tokenizer, device: device.clone(), prefill_chunk: LM_PREFILL_CHUNK };
+        // The GPU's pipelines compiled now, from what the warm-up dispatches, not in the first request.
+        device.compile_by_recording(|| crate::tensor::block_on(model.warm_up()))?;
+        Ok(model)
     }
 
     /// Loads a directory in the hub layout: `config.json`, `model.safetensors.index.json` and

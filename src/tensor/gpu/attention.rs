@@ -25,14 +25,6 @@ fn main_kernel(d: usize) -> (&'static str, &'static str) {
     k.push((d, name, src));
     (name, src)
 }
-/// The pipelines attention with head size `d` runs (none for a size it refuses: the run
-/// reports that, not a shader compile error at load).
-pub(super) fn pipelines(d: usize) -> Vec<(&'static str, &'static str)> {
-    if d == 0 || d > MAX_HEAD_DIM {
-        return Vec::new();
-    }
-    vec![main_kernel(d), ("attention_combine", source(&COMBINE_WGSL, COMBINE))]
-}
 static COMBINE_WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Loop iterations one invocation may run: Mesa's llvmpipe ends an invocation after 65535 loop
 /// iterations and keeps what it has (measured: 2·d + 1 per key fails from about 60 000 on), so
@@ -107,6 +99,8 @@ fn run(
         }
     };
     let flag = key_sizes.is_some() as u32;
+    // Longer keys or a wider device split keys into chunks and add the combine pass.
+    ctx.compile_alternatives(|| [main_kernel(d), ("attention_combine", source(&COMBINE_WGSL, COMBINE))]);
     let chunk = chunk_for(ctx.wide(), total, nk, d);
     let chunks = nk.div_ceil(chunk);
     let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group.max(1) as u32];

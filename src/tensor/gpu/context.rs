@@ -34,6 +34,11 @@ pub struct GpuContext {
     pub(super) error: Arc<Mutex<Option<String>>>,
     /// A bug injected by a test: the next op fails with [`Error::Backend`].
     pub(super) bug: Arc<Mutex<Option<String>>>,
+    /// The thread recording a warm-up ([`Self::compile_by_recording`]), if any: its dispatches
+    /// compile their pipelines and run nothing. Other threads on the context run as usual.
+    pub(super) recorder: Mutex<Option<std::thread::ThreadId>>,
+    /// Whether [`Self::recorder`] is set (one atomic load on every dispatch, not a lock).
+    pub(super) recording: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -104,6 +109,8 @@ impl GpuContext {
             dispatches: std::sync::atomic::AtomicU64::new(0),
             submits: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(None),
+            recorder: Mutex::new(None),
+            recording: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

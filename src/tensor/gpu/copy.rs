@@ -5,9 +5,6 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("copy.wgsl");
 
-pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
-    vec![("copy", WGSL)]
-}
 const MAX_RANK: usize = 6;
 
 fn contiguous_strides(shape: &[usize]) -> Vec<usize> {

@@ -31,10 +31,6 @@ fn source() -> &'static str {
     with_activation(&WGSL, include_str!("elementwise.wgsl"))
 }
 
-pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
-    vec![("elementwise", source())]
-}
-
 #[derive(Clone, Copy, Debug)]
 pub enum Op {
     Add,

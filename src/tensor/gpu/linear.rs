@@ -1,6 +1,6 @@
 //! `linear`: `x @ wᵀ + b` over any leading dims (folded into M). See `linear.wgsl`.
 
-use super::linear_shaders::{pipeline, reduce, reduce_norm, small, small_int8};
+use super::linear_shaders::{choose, pipeline, reduce, reduce_norm, small, small_int8};
 use super::{GpuContext, GpuDtype, GpuTensor};
 use crate::error::{Error, Result};
 
@@ -72,7 +72,16 @@ pub fn linear_normed(
     if colsum.shape != [n] {
         return Err(Error::arg(format!("linear: row sums {:?} for {n} outputs", colsum.shape)));
     }
-    if m <= SMALL_M || k % 4 != 0 || k < 16 {
+    let own_pass = k % 4 != 0 || k < 16;
+    if own_pass || ctx.recording() {
+        // A warm-up being recorded takes both ways: other row counts pick the other one.
+        ctx.compile_alternatives(|| (!own_pass).then(|| [choose(ctx, true, k, w), reduce_norm()]).into_iter().flatten());
+        let xn = super::rows::rows(ctx, x, None, super::rows::RowOp::Normalize { eps })?;
+        let y = linear_ex(ctx, &xn, w, Some(b), act, res)?;
+        if own_pass || m <= SMALL_M {
+            return Ok(y);
+        }
+    } else if m <= SMALL_M {
         let xn = super::rows::rows(ctx, x, None, super::rows::RowOp::Normalize { eps })?;
         return linear_ex(ctx, &xn, w, Some(b), act, res);
     }
@@ -94,7 +103,13 @@ pub fn linear_ex(
     if m == 0 || n == 0 {
         return ctx.empty(&shape);
     }
-    if m <= SMALL_M && k % 4 == 0 && matches!(w.dtype, GpuDtype::F32 | GpuDtype::I8) {
+    let few_rows = k % 4 == 0 && matches!(w.dtype, GpuDtype::F32 | GpuDtype::I8);
+    // What other row counts and device widths pick, compiled by a warm-up being recorded.
+    ctx.compile_alternatives(|| {
+        let small = few_rows.then(|| if w.dtype == GpuDtype::I8 { small_int8() } else { small() });
+        [Some(choose(ctx, false, k, w)), Some(reduce()), small].into_iter().flatten()
+    });
+    if m <= SMALL_M && few_rows {
         // Decoding: one workgroup per output column (split over x and y past the per-dimension limit).
         let y = ctx.empty(&shape)?;
         let (has_bias, act, has_res) = (b.is_some() as u32, act.map_or(0, super::elementwise::act_code), res.is_some() as u32);
@@ -189,6 +204,8 @@ pub fn matmul_nt(ctx: &GpuContext, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTe
         return Ok(y);
     }
     let params = ctx.uniform(&[m as u32, n as u32, k as u32, 0, (m * k) as u32, (n * k) as u32, (m * n) as u32, 0, 0, 0, 0, 0]);
+    // K is often a sequence length here (scores @ values): its residue mod 4 picks vec4 loads or not.
+    ctx.compile_alternatives(|| [choose(ctx, false, 4, b), choose(ctx, false, 1, b)]);
     let pipe = pipeline(ctx, false, k, b);
     ctx.dispatch(&pipe, &[&a.buf, &b.buf, &b.buf, &y.buf, &params, &a.buf], (n.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, batch as u32))?;
     Ok(y)

@@ -4,7 +4,7 @@
 //! folded in), HALF (f16 math). `linear.rs` picks one per call ([`pipeline`]).
 
 use super::wgsl::specialise;
-use super::{GpuContext, GpuDtype, GpuTensor, GpuWeights};
+use super::{GpuContext, GpuDtype, GpuTensor};
 use std::sync::OnceLock;
 
 const TILED: &str = include_str!("linear.wgsl");
@@ -63,21 +63,6 @@ fn build(v: V) -> (&'static str, &'static str) {
 /// and packed f16 weights (see [`GpuDtype::F16`]).
 fn variant(vec4: bool, f16: bool) -> (&'static str, &'static str) {
     build([V::Plain, V::F16, V::V4, V::F16V4][f16 as usize + 2 * vec4 as usize])
-}
-
-/// The pipelines `linear` and `matmul_nt` run: every load variant (f16 weights only where the
-/// context stores them), the few-row kernel and split K's reduce.
-pub(super) fn pipelines(weights: GpuWeights, f16_math: bool) -> Vec<(&'static str, &'static str)> {
-    let mut v = vec![variant(false, false), variant(true, false), small(), reduce(), norm_variant(false), reduce_norm()];
-    match weights {
-        GpuWeights::F16 => v.extend([variant(false, true), variant(true, true), norm_variant(true)]),
-        GpuWeights::Int8 => v.extend([int8_variant(false), int8_variant(true), small_int8()]),
-        GpuWeights::F32 => {}
-    }
-    if f16_math {
-        v.extend([half_math(false), half_math(true)]);
-    }
-    v
 }
 
 /// The vec4 f16-weight kernel (plain, or with the LayerNorm folded in) doing its math in f16
@@ -157,12 +142,17 @@ fn every_variant_is_well_formed_and_gets_its_flags() {
 /// The tiled kernel's variant for a product over `k` with weight `w` (the LayerNorm folded
 /// in when `norm`; vec4 loads when K allows, f16 weights, f16 math where the context has it).
 pub(super) fn pipeline(ctx: &GpuContext, norm: bool, k: usize, w: &GpuTensor) -> std::sync::Arc<wgpu::ComputePipeline> {
-    let (name, src) = match (norm, k % 4 == 0, w.dtype) {
+    let (name, src) = choose(ctx, norm, k, w);
+    ctx.pipeline(name, src)
+}
+
+/// The `(name, source)` of [`pipeline`]'s choice.
+pub(super) fn choose(ctx: &GpuContext, norm: bool, k: usize, w: &GpuTensor) -> (&'static str, &'static str) {
+    match (norm, k % 4 == 0, w.dtype) {
         // int8 weights are uploaded only with K a multiple of 4.
         (norm, _, GpuDtype::I8) => int8_variant(norm),
         (norm, true, GpuDtype::F16) if ctx.f16_math() => half_math(norm),
         (true, _, dt) => norm_variant(dt == GpuDtype::F16),
         (false, vec4, dt) => variant(vec4, dt == GpuDtype::F16),
-    };
-    ctx.pipeline(name, src)
+    }
 }

@@ -4,7 +4,9 @@
 //! Around the ops: the context (adapter, device, limits, error slot: `context.rs`), the
 //! buffer pool and uploads (`buffers.rs`), the pipeline cache and the recording of dispatches
 //! into command buffers (`pipelines.rs`), and the read-back (`readback.rs`). Pipelines are
-//! cached per kernel because creating them is slow (especially in WebGPU).
+//! cached per kernel because creating them is slow (especially in WebGPU), and compiled at a
+//! model's load by recording its warm-up (`GpuContext::compile_by_recording`): no list of
+//! kernels is kept by hand.
 
 pub mod attention;
 mod buffers;
@@ -24,7 +26,6 @@ mod wgsl;
 
 pub use buffers::{BufferPool, PooledBuffer};
 pub use context::GpuContext;
-pub use pipelines::Pipelines;
 
 use std::sync::Arc;
 

@@ -1,42 +1,62 @@
-//! Compute pipelines, compiled once per kernel and cached, and the recording of dispatches:
-//! one command buffer per [`GpuContext::BATCH`] ops, submitted before a read-back.
+//! Compute pipelines, compiled once per kernel and cached (and compiled ahead, at load, by
+//! recording a model's warm-up: [`GpuContext::compile_by_recording`]), and the recording of
+//! dispatches: one command buffer per [`GpuContext::BATCH`] ops, submitted before a read-back.
 
-use super::{attention, copy, elementwise, linear_shaders, rope, rows, select, ssm, tome, GpuContext};
+use super::GpuContext;
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
-/// Kernel families beyond the ones every model uses (linear, copy, element-wise, row ops,
-/// selection), for [`GpuContext::precompile`].
-#[derive(Clone, Copy, Debug)]
-pub enum Pipelines {
-    Attention { head_dim: usize },
-    Rope,
-    Ssm,
-}
-
 impl GpuContext {
-    /// Compiles the pipelines of the kernels `kinds` need now, at load, so that a model's first
-    /// run does not stall while shaders compile (the usual WebGPU cold start). Returns the ms
-    /// it took.
-    pub fn precompile(&self, kinds: &[Pipelines]) -> f64 {
-        let t0 = crate::clock::now_ms();
-        let mut list = linear_shaders::pipelines(self.weights, self.f16_math());
-        list.extend(copy::pipelines());
-        list.extend(elementwise::pipelines());
-        list.extend(rows::pipelines());
-        list.extend(select::pipelines());
-        list.extend(tome::pipelines());
-        for k in kinds {
-            match *k {
-                Pipelines::Attention { head_dim } => list.extend(attention::pipelines(head_dim)),
-                Pipelines::Rope => list.extend(rope::pipelines()),
-                Pipelines::Ssm => list.extend(ssm::pipelines()),
+    /// Runs `pass` (a model's warm-up: a run of everything the model can do, on small inputs)
+    /// as a recording, so that the pipelines a first run needs are compiled at load, not while
+    /// the user waits: every kernel it dispatches is compiled, nothing is encoded or run, and
+    /// read-backs return zeros. A kernel whose choice among variants depends on shapes or on
+    /// the device also compiles the variants other shapes would pick
+    /// ([`Self::compile_alternatives`]). Only this thread records; others on the context run
+    /// as usual. Returns the ms it took and what the pass returned.
+    pub fn compile_by_recording(&self, pass: impl FnOnce() -> Result<()>) -> (f64, Result<()>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        /// Ends the recording however `pass` ends (an error or a panic included).
+        struct Stop<'a>(&'a GpuContext);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                *self.0.recorder.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.0.recording.store(false, SeqCst);
             }
         }
-        for (name, src) in list {
-            self.pipeline(name, src);
+        let t0 = crate::clock::now_ms();
+        let outer = {
+            let mut r = self.recorder.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_some() {
+                // Nested or concurrent: the outer recording stands (a second recorder would
+                // make the first thread's work run for real).
+                None
+            } else {
+                *r = Some(std::thread::current().id());
+                self.recording.store(true, SeqCst);
+                Some(Stop(self))
+            }
+        };
+        let result = pass();
+        drop(outer);
+        (crate::clock::now_ms() - t0, result)
+    }
+
+    /// Whether this thread is recording ([`Self::compile_by_recording`]).
+    pub fn recording(&self) -> bool {
+        self.recording.load(std::sync::atomic::Ordering::Relaxed)
+            && *self.recorder.lock().unwrap_or_else(|p| p.into_inner()) == Some(std::thread::current().id())
+    }
+
+    /// While recording, compiles what `list` gives too: the variants a kernel would pick for
+    /// other shapes or another device width than the warm-up's (a kernel's own knowledge,
+    /// kept in its file). Does nothing, and does not call `list`, otherwise.
+    pub fn compile_alternatives<I: IntoIterator<Item = (&'static str, &'static str)>>(&self, list: impl FnOnce() -> I) {
+        if self.recording() {
+            for (name, src) in list() {
+                self.pipeline(name, src);
+            }
         }
-        crate::clock::now_ms() - t0
     }
 
     /// Pipelines compiled so far.
@@ -68,6 +88,10 @@ impl GpuContext {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.0 > max || groups.1 > max || groups.2 > max {
             return Err(Error::Device(format!("dispatch {groups:?} exceeds {max} workgroups per dimension")));
+        }
+        if self.recording() {
+            // The pipeline is compiled (the caller made it); nothing runs in a recording.
+            return Ok(());
         }
         let layout = pipeline.get_bind_group_layout(0);
         let entries: Vec<wgpu::BindGroupEntry> =
@@ -115,5 +139,45 @@ impl GpuContext {
         let groups = items.div_ceil(wg.max(1)) as u32;
         let gx = groups.clamp(1, 32768);
         self.dispatch(&self.pipeline(name, wgsl), bindings, (gx, groups.div_ceil(gx), 1))
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::super::{linear::linear, test_context};
+
+    /// A recording compiles what it dispatches (and the variants other shapes would pick), runs
+    /// nothing, reads back zeros; another thread on the same context meanwhile runs for real,
+    /// and after the recording every run does, compiling nothing more.
+    #[test]
+    fn a_recording_compiles_and_runs_nothing() {
+        let ctx = test_context();
+        let x = ctx.upload(&[1.0; 9 * 16], &[9, 16]).unwrap();
+        let w = ctx.upload(&[0.5; 4 * 16], &[4, 16]).unwrap();
+        let counters = ctx.counters();
+        let (_, r) = ctx.compile_by_recording(|| {
+            assert!(ctx.recording());
+            assert_eq!(ctx.read_blocking(&linear(&ctx, &x, &w, None)?)?, vec![0.0; 9 * 4]);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    assert!(!ctx.recording());
+                    assert_eq!(ctx.read_blocking(&linear(&ctx, &x, &w, None).unwrap()).unwrap(), vec![8.0; 9 * 4]);
+                });
+            });
+            Ok(())
+        });
+        r.unwrap();
+        assert!(!ctx.recording());
+        // The other thread's product ran (its dispatches and one submit); the recording's did not.
+        let (d, s) = ctx.counters();
+        assert!(d > counters.0 && s == counters.1 + 1, "{counters:?} → {:?}", (d, s));
+        // The tiled kernel, the few-row one and split K's reduce, from one 9-row product.
+        let compiled = ctx.pipeline_count();
+        assert!(compiled >= 3, "{compiled}");
+        let few = ctx.upload(&[1.0; 2 * 16], &[2, 16]).unwrap();
+        for (input, rows) in [(&x, 9), (&few, 2)] {
+            assert_eq!(ctx.read_blocking(&linear(&ctx, input, &w, None).unwrap()).unwrap(), vec![8.0; rows * 4]);
+        }
+        assert_eq!(ctx.pipeline_count(), compiled, "a shape the recording did not see compiled a pipeline");
     }
 }

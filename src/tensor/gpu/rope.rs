@@ -6,10 +6,6 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("rope.wgsl");
 
-pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
-    vec![("rope", WGSL)]
-}
-
 /// `x` `[N, H, d]`, `cos`/`sin` `[N, d/2]` → `[N, H, d]`.
 pub fn rope(ctx: &GpuContext, x: &GpuTensor, cos: &GpuTensor, sin: &GpuTensor) -> Result<GpuTensor> {
     let &[n, h, d] = &x.shape[..] else {

@@ -6,10 +6,6 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("rows.wgsl");
 
-pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
-    vec![("rows", WGSL)]
-}
-
 #[derive(Clone, Copy, Debug)]
 pub enum RowOp {
     LayerNorm {

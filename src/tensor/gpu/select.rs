@@ -6,10 +6,6 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("select.wgsl");
 
-pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
-    vec![("select", WGSL)]
-}
-
 #[allow(clippy::too_many_arguments)]
 fn run(ctx: &GpuContext, x: &GpuTensor, idx: &GpuTensor, y: &GpuTensor, out: &GpuTensor, dims: [usize; 4], op: u32, total: usize) -> Result<()> {
     if total == 0 {

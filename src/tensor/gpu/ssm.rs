@@ -11,9 +11,6 @@ const CONV: &str = include_str!("ssm_conv.wgsl");
 const SCAN: &str = include_str!("ssm_scan.wgsl");
 const CHUNK: &str = include_str!("ssm_chunk.wgsl");
 
-pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
-    vec![("ssm_conv", CONV), ("ssm_scan", SCAN), ("ssm_chunk", CHUNK)]
-}
 /// State values per channel the scan kernel holds in registers.
 pub const MAX_STATE: usize = 64;
 
@@ -83,6 +80,8 @@ pub fn scan_chunks(wide: bool, lanes: usize, len: usize) -> usize {
 /// invocation per channel already keeps the few CPU threads busy, and the chunked kernel's
 /// per-state loads and barriers cost 4× more; `effarch bench scan` measures both).
 pub fn scan(ctx: &GpuContext, s: &ScanArgs) -> Result<(GpuTensor, GpuTensor, GpuTensor)> {
+    // The choice turns on τ and on the device: a warm-up at one τ compiles both.
+    ctx.compile_alternatives(|| [("ssm_scan", SCAN), ("ssm_chunk", CHUNK)]);
     if s.tau == 0.0 && ctx.wide() {
         scan_chunked(ctx, s, None)
     } else {

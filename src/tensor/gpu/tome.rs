@@ -8,10 +8,6 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("tome.wgsl");
 
-pub(super) fn pipelines() -> Vec<(&'static str, &'static str)> {
-    vec![("tome", WGSL)]
-}
-
 /// Loop iterations one invocation may run (llvmpipe ends an invocation at 65535).
 const MAX_LOOP: usize = 60_000;
 

@@ -8,14 +8,16 @@ use crate::error::Result;
 use crate::prune::{Scorer, METHODS};
 
 impl QwenVL {
-    /// A prefill of a short prompt around a blank 2×2-unit image, unpruned and with each
-    /// pruning method this model takes (half the visual tokens), and one decoding step after
-    /// each.
+    /// A prefill of a short prompt around a blank image one merge unit wider and taller than
+    /// an attention window (so it has whole and partial windows, as real images do), unpruned
+    /// and with each pruning method this model takes (half the visual tokens), and one
+    /// decoding step after each.
     pub async fn warm_up(&self) -> Result<()> {
         let v = &self.cfg.vision;
         let m = v.spatial_merge_size.max(1);
-        let img =
-            ImagePatches { pixels: vec![0.0; 4 * m * m * v.in_channels * v.temporal_patch_size * v.patch_size * v.patch_size], grid_h: 2 * m, grid_w: 2 * m };
+        let side = (v.window_units() + 1) * m;
+        let patch = v.in_channels * v.temporal_patch_size * v.patch_size * v.patch_size;
+        let img = ImagePatches { pixels: vec![0.0; side * side * patch], grid_h: side, grid_w: side };
         let pad = self.cfg.image_token_id;
         // A few text tokens (any but the image's pad) around the image's pads.
         let mut text = (0..self.cfg.text.vocab_size as u32).filter(|&t| t != pad).take(3);

@@ -265,6 +265,11 @@ fn bad_input_names_what_is_wrong() {
     std::fs::write(tmp.join("model-00002-of-00002.safetensors"), &shard[..shard.len() / 2]).unwrap();
     let err = QwenVL::load_dir(&tmp, &Device::cpu()).err().unwrap().to_string();
     assert!(err.contains("model-00002-of-00002.safetensors") && err.contains("truncated"), "{err}");
+    // A window past the limit (no weight's shape bounds it).
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir().join("config.json")).unwrap()).unwrap();
+    cfg["vision_config"]["window_size"] = 1_000_000.into();
+    let err = effarch::models::qwen::QwenConfig::from_json("config.json", &cfg.to_string()).unwrap_err().to_string();
+    assert!(err.contains("config.json") && err.contains("window_size 1000000") && err.contains("4096"), "{err}");
     // A corrupt image.
     assert!(m.image(b"not an image at all").unwrap_err().to_string().starts_with("image:"));
     std::fs::remove_dir_all(&tmp).ok();

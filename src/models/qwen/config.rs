@@ -22,6 +22,9 @@ pub struct VisionConfig {
     pub rope_theta: f32,
 }
 
+/// The largest attention window (pixels a side) a config may ask for.
+pub const MAX_WINDOW_SIZE: usize = 4096;
+
 impl VisionConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads
@@ -166,6 +169,10 @@ impl QwenConfig {
         }
         if self.text.mrope_section.iter().sum::<usize>() != t.head_dim() / 2 {
             return Err(format!("mrope_section {:?} must sum to half the head size ({})", t.mrope_section, t.head_dim() / 2));
+        }
+        // Nothing ties the window to a weight's shape (Qwen2.5-VL: 112 px).
+        if v.window_size > MAX_WINDOW_SIZE {
+            return Err(format!("vision window_size {} is over the limit of {MAX_WINDOW_SIZE} px", v.window_size));
         }
         if let Some(&b) = v.fullatt_block_indexes.iter().find(|&&b| b >= v.depth) {
             return Err(format!("fullatt_block_indexes has block {b} of a {}-block tower", v.depth));

@@ -15,12 +15,13 @@ impl QwenVL {
     pub async fn warm_up(&self) -> Result<()> {
         let v = &self.cfg.vision;
         let m = v.spatial_merge_size.max(1);
-        let side = (v.window_units() + 1) * m;
+        // At most 9 units a side: the kernels are the same for any size past a window.
+        let side = (v.window_units().min(8) + 1) * m;
         let patch = v.in_channels * v.temporal_patch_size * v.patch_size * v.patch_size;
         let img = ImagePatches { pixels: vec![0.0; side * side * patch], grid_h: side, grid_w: side };
         let pad = self.cfg.image_token_id;
         // A few text tokens (any but the image's pad) around the image's pads.
-        let mut text = (0..self.cfg.text.vocab_size as u32).filter(|&t| t != pad).take(3);
+        let mut text = (0..self.cfg.text.vocab_size as u32).filter(|&t| t != pad);
         let (a, b) = (text.next().unwrap_or(0), text.next().unwrap_or(0));
         let mut ids = vec![a];
         ids.extend(std::iter::repeat_n(pad, img.tokens(m)));

@@ -72,18 +72,18 @@ pub fn linear_normed(
     if colsum.shape != [n] {
         return Err(Error::arg(format!("linear: row sums {:?} for {n} outputs", colsum.shape)));
     }
-    let own_pass = k % 4 != 0 || k < 16;
-    if own_pass || ctx.recording() {
-        // A warm-up being recorded takes both ways: other row counts pick the other one.
-        ctx.compile_alternatives(|| (!own_pass).then(|| [choose(ctx, true, k, w), reduce_norm()]).into_iter().flatten());
+    let foldable = k % 4 == 0 && k >= 16;
+    if foldable {
+        ctx.compile_alternatives(|| [choose(ctx, true, k, w), reduce_norm()]);
+    }
+    let separate = m <= SMALL_M || !foldable;
+    // A warm-up being recorded also takes the separate pass, which fewer rows pick.
+    if separate || ctx.recording() {
         let xn = super::rows::rows(ctx, x, None, super::rows::RowOp::Normalize { eps })?;
         let y = linear_ex(ctx, &xn, w, Some(b), act, res)?;
-        if own_pass || m <= SMALL_M {
+        if separate {
             return Ok(y);
         }
-    } else if m <= SMALL_M {
-        let xn = super::rows::rows(ctx, x, None, super::rows::RowOp::Normalize { eps })?;
-        return linear_ex(ctx, &xn, w, Some(b), act, res);
     }
     tiled(ctx, x, w, Some(b), act, res, Some((colsum, eps)), (m, n, k, &shape))
 }

@@ -40,15 +40,33 @@ pub const MAX_K: usize = 133_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int8MicroKernel {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Amx,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512Vnni,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2,
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     Simd128,
     Portable,
 }
 
+/// How a kernel's operands are laid out (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Depth two at a time: activation words are one row's int16 pair.
+    Pairs,
+    /// Depth four at a time: activation words are one row's quad as u8 (`q + 128`).
+    QuadsU8,
+    /// Depth four at a time in the panels; the activation tile is int8 rows (AMX's A tile),
+    /// the depth padded to whole 64-byte tile rows.
+    QuadsRows,
+}
+
 impl Int8MicroKernel {
     pub fn name(self) -> &'static str {
         match self {
+            Int8MicroKernel::Amx => "amx tdpbssd 32x32",
+            Int8MicroKernel::Avx512Vnni => "avx512 vnni vpdpbusd 8x32",
             Int8MicroKernel::Avx2 => "avx2 pmaddwd 6x16",
             Int8MicroKernel::Simd128 => "wasm simd128 dot_i16x8 4x8",
             Int8MicroKernel::Portable => "portable 4x8",
@@ -57,6 +75,8 @@ impl Int8MicroKernel {
 
     pub fn mr(self) -> usize {
         match self {
+            Int8MicroKernel::Amx => 32,
+            Int8MicroKernel::Avx512Vnni => 8,
             Int8MicroKernel::Avx2 => 6,
             Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 4,
         }
@@ -64,8 +84,34 @@ impl Int8MicroKernel {
 
     pub fn nr(self) -> usize {
         match self {
+            Int8MicroKernel::Amx | Int8MicroKernel::Avx512Vnni => 32,
             Int8MicroKernel::Avx2 => 16,
             Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 8,
+        }
+    }
+
+    fn layout(self) -> Layout {
+        match self {
+            Int8MicroKernel::Amx => Layout::QuadsRows,
+            Int8MicroKernel::Avx512Vnni => Layout::QuadsU8,
+            _ => Layout::Pairs,
+        }
+    }
+
+    /// Depth values per packed word (2 or 4).
+    fn unit(self) -> usize {
+        if self.layout() == Layout::Pairs {
+            2
+        } else {
+            4
+        }
+    }
+
+    /// Packed depth in words for `k` (AMX: whole 16-word tile rows).
+    fn kq(self, k: usize) -> usize {
+        match self.layout() {
+            Layout::QuadsRows => k.div_ceil(64) * 16,
+            _ => k.div_ceil(self.unit()),
         }
     }
 
@@ -73,8 +119,16 @@ impl Int8MicroKernel {
     pub fn available() -> Vec<Int8MicroKernel> {
         let mut v = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            v.push(Int8MicroKernel::Avx2);
+        {
+            if amx::usable() {
+                v.push(Int8MicroKernel::Amx);
+            }
+            if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512bw") {
+                v.push(Int8MicroKernel::Avx512Vnni);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                v.push(Int8MicroKernel::Avx2);
+            }
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         v.push(Int8MicroKernel::Simd128);
@@ -91,6 +145,10 @@ impl Int8MicroKernel {
     fn tile(self, rows: usize) -> Int8TileFn {
         match self {
             #[cfg(target_arch = "x86_64")]
+            Int8MicroKernel::Amx => amx::AMX[rows - 1],
+            #[cfg(target_arch = "x86_64")]
+            Int8MicroKernel::Avx512Vnni => x86::vnni::AVX512[rows - 1],
+            #[cfg(target_arch = "x86_64")]
             Int8MicroKernel::Avx2 => x86::AVX2[rows - 1],
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Int8MicroKernel::Simd128 => wasm::SIMD128[rows - 1],
@@ -99,10 +157,11 @@ impl Int8MicroKernel {
     }
 }
 
-/// `tile(kp, a, b, c)`: `c[R × NR] = A_tile · B_panel` in int32 for the function's `R` rows,
-/// `kp` pairs deep; `a` points at the packed tile (`MR` words per pair), `b` at the panel
-/// (`2·NR` bytes per pair), `c` at an `MR × NR` buffer (rows `NR` apart).
-type Int8TileFn = unsafe fn(kp: usize, a: *const i32, b: *const i8, c: *mut i32);
+/// `tile(kq, a, b, c)`: `c[R × NR] = A_tile · B_panel` in int32 for the function's `R` rows,
+/// `kq` words deep (pairs or quads, [`Int8MicroKernel::kq`]); `a` points at the packed tile
+/// (`MR · kq` words), `b` at the panel (`unit · NR` bytes a word of depth), `c` at an
+/// `MR × NR` buffer (rows `NR` apart).
+type Int8TileFn = unsafe fn(kq: usize, a: *const i32, b: *const i8, c: *mut i32);
 
 macro_rules! int8_tile_table {
     ($k:ident; $($r:literal)*) => {
@@ -111,6 +170,8 @@ macro_rules! int8_tile_table {
 }
 
 // The micro-kernels, after the macro that builds their tables (textual scope).
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;
@@ -147,8 +208,26 @@ fn quantize_row_body(x: &[f32], out: &mut [i8]) -> f32 {
 }
 
 multiversion! {
-    /// [`quantize_row_body`]: one row's int8 values and scale (the scheme of the module docs).
-    pub fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 = quantize_row_body;
+    fn quantize_row_auto(x: &[f32], out: &mut [i8]) -> f32 = quantize_row_body;
+}
+
+/// One row's int8 values and scale (the scheme of the module docs); `out` as long as `x`
+/// (only the common length is read and written otherwise).
+pub fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
+    let n = x.len().min(out.len());
+    let (x, out) = (&x[..n], &mut out[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if avx512bw() {
+        // SAFETY: AVX-512 F/BW were detected; the lengths are equal.
+        return unsafe { x86::quantize_row_avx512(x, out) };
+    }
+    quantize_row_auto(x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512bw() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw"))
 }
 
 /// A `[n, k]` weight quantised per output channel: the int8 values (row-major) and the scales.
@@ -175,10 +254,13 @@ pub struct QuantWeight {
     kernel: Int8MicroKernel,
     n: usize,
     k: usize,
-    /// Panels of `NR` columns, `⌈k/2⌉` pairs deep (see the module docs), zero-padded.
+    /// Panels of `NR` columns, `kq` words deep (see the module docs), zero-padded.
     panels: Vec<i8>,
     /// `[n]`, padded with zeros to whole panels.
     scales: Vec<f32>,
+    /// What each column's int32 sum carries beyond the product (`128 · Σ w` for the u8
+    /// activations of [`Layout::QuadsU8`], else 0), padded like `scales`.
+    comp: Vec<i32>,
 }
 
 impl QuantWeight {
@@ -200,27 +282,33 @@ impl QuantWeight {
         if q.contains(&i8::MIN) {
             return Err("int8 weight: -128 is outside the symmetric range ±127".into());
         }
-        let nr = kernel.nr();
-        let (kp, panels) = (k.div_ceil(2), n.div_ceil(nr));
-        let mut out = vec![0i8; panels * kp * 2 * nr];
-        if kp > 0 {
+        let (nr, u, kq) = (kernel.nr(), kernel.unit(), kernel.kq(k));
+        let panels = n.div_ceil(nr);
+        let mut out = vec![0i8; panels * kq * u * nr];
+        if kq > 0 {
             let fill = |(j, panel): (usize, &mut [i8])| {
                 for c in 0..nr.min(n - j * nr) {
                     for (p, &v) in q[(j * nr + c) * k..][..k].iter().enumerate() {
-                        panel[((p / 2) * nr + c) * 2 + p % 2] = v;
+                        panel[((p / u) * nr + c) * u + p % u] = v;
                     }
                 }
             };
-            out.chunks_mut(kp * 2 * nr).enumerate().for_each(fill);
+            out.chunks_mut(kq * u * nr).enumerate().for_each(fill);
         }
         let mut sc = scales.to_vec();
         sc.resize(panels * nr, 0.0);
-        Ok(QuantWeight { kernel, n, k, panels: out, scales: sc })
+        let mut comp = vec![0i32; panels * nr];
+        if kernel.layout() == Layout::QuadsU8 && k > 0 {
+            for (c, row) in comp.iter_mut().zip(q.chunks(k)) {
+                *c = row.iter().fold(0i32, |s, &v| s.wrapping_add(128 * v as i32));
+            }
+        }
+        Ok(QuantWeight { kernel, n, k, panels: out, scales: sc, comp })
     }
 
     /// Bytes held (int8 panels and scales).
     pub fn bytes(&self) -> usize {
-        self.panels.len() + 4 * self.scales.len()
+        self.panels.len() + 4 * self.scales.len() + 4 * self.comp.len()
     }
 
     /// `y[m, n] = act(x · Wᵀ + bias) + res` in int8 (the caller — `PackedWeight::matmul_raw` —
@@ -234,7 +322,7 @@ impl QuantWeight {
         let (mr, nr) = (kern.mr(), kern.nr());
         let rt = RowTiles::new(m, mr);
         let tiles = rt.tiles();
-        let (a, sx) = pack_a(x, m, k, lda, mr, epi, parallel);
+        let (a, sx) = pack_a(x, m, k, lda, kern, epi, parallel);
         let yp = SendPtr(y);
         // SAFETY: each task writes only rows of its tiles × columns of its panels.
         for_each_block(tiles, n.div_ceil(nr), parallel && m * n * k >= PARALLEL_MIN, |t_range, p_range| unsafe {
@@ -257,20 +345,21 @@ impl QuantWeight {
         ldc: usize,
     ) {
         let (n, kern) = (self.n, self.kernel);
-        let (mr, nr, kp) = (kern.mr(), kern.nr(), self.k.div_ceil(2));
+        let (mr, nr, kq, u) = (kern.mr(), kern.nr(), kern.kq(self.k), kern.unit());
         let mut acc = vec![0i32; mr * nr];
-        let chunk_tiles = (A_CHUNK_BYTES / (kp * mr * 4).max(1)).max(1);
+        let chunk_tiles = (A_CHUNK_BYTES / (kq * mr * 4).max(1)).max(1);
         let mut t0 = t_range.start;
         while t0 < t_range.end {
             let chunk = t0..(t0 + chunk_tiles).min(t_range.end);
             for j in p_range.clone() {
-                let b = self.panels.as_ptr().add(j * kp * 2 * nr);
+                let b = self.panels.as_ptr().add(j * kq * u * nr);
                 let cols = nr.min(n - j * nr);
+                let (sw, comp) = (&self.scales[j * nr..(j + 1) * nr], &self.comp[j * nr..(j + 1) * nr]);
                 for t in chunk.clone() {
                     let (row0, rows) = (rt.start(t), rt.rows(t));
-                    (kern.tile(rows))(kp, a.as_ptr().add(t * kp * mr), b, acc.as_mut_ptr());
-                    let tile = Tile { acc: &acc, nr, rows, cols, row0, col0: j * nr, n };
-                    dequant_tile(kern, &tile, &sx[row0..row0 + rows], &self.scales[j * nr..(j + 1) * nr], epi, y, ldc);
+                    (kern.tile(rows))(kq, a.as_ptr().add(t * kq * mr), b, acc.as_mut_ptr());
+                    let tile = Tile { acc: &acc, comp, nr, rows, cols, row0, col0: j * nr, n };
+                    dequant_tile(kern, &tile, &sx[row0..row0 + rows], sw, epi, y, ldc);
                 }
             }
             t0 = chunk.end;
@@ -279,25 +368,25 @@ impl QuantWeight {
 }
 
 /// The int8 micro-kernel alone, on one thread with its operands in L1 (a full `MR × NR` tile,
-/// 128 pairs deep): giga-operations per second (a multiply-add counts 2).
+/// 256 deep): giga-operations per second (a multiply-add counts 2).
 pub fn tile_gops(kernel: Int8MicroKernel, min_ms: f64) -> f64 {
-    const KP: usize = 128;
-    let (mr, nr) = (kernel.mr(), kernel.nr());
-    let a = vec![0x0003_0005i32; KP * mr];
-    let b = vec![3i8; KP * 2 * nr];
+    const K: usize = 256;
+    let (mr, nr, kq) = (kernel.mr(), kernel.nr(), kernel.kq(K));
+    let a = vec![0x0003_0005i32; kq * mr];
+    let b = vec![3i8; kq * kernel.unit() * nr];
     let mut c = vec![0i32; mr * nr];
     let f = kernel.tile(mr);
     let (mut calls, t0) = (0u64, crate::clock::now_ms());
     loop {
         for _ in 0..256 {
             // SAFETY: the buffers have the sizes the kernel reads and writes.
-            unsafe { f(KP, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) };
+            unsafe { f(kq, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) };
         }
         calls += 256;
         let ms = crate::clock::now_ms() - t0;
         if ms >= min_ms {
             std::hint::black_box(&c);
-            return (2 * mr * nr * 2 * KP) as f64 * calls as f64 / (ms * 1e6);
+            return (2 * mr * nr * K) as f64 * calls as f64 / (ms * 1e6);
         }
     }
 }
@@ -305,6 +394,8 @@ pub fn tile_gops(kernel: Int8MicroKernel, min_ms: f64) -> f64 {
 /// A finished int32 tile and where it goes.
 struct Tile<'a> {
     acc: &'a [i32],
+    /// Subtracted from each column's sum ([`QuantWeight::comp`]).
+    comp: &'a [i32],
     nr: usize,
     rows: usize,
     cols: usize,
@@ -313,7 +404,8 @@ struct Tile<'a> {
     n: usize,
 }
 
-/// `y = f32(acc) · (s_x · s_w) + b`, then the activation and the residual, written to the output.
+/// `y = f32(acc − comp) · (s_x · s_w) + b`, then the activation and the residual, written to the
+/// output.
 #[inline(always)]
 unsafe fn dequant_body(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
     for i in 0..t.rows {
@@ -321,18 +413,11 @@ unsafe fn dequant_body(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut 
         let out = std::slice::from_raw_parts_mut(y.add(row * ldc + t.col0), t.cols);
         let acc = &t.acc[i * t.nr..][..t.cols];
         let s = sx[i];
-        match epi.bias {
-            Some(b) => {
-                let b = &b[t.col0..t.col0 + t.cols];
-                for (((o, &a), &w), &b) in out.iter_mut().zip(acc).zip(sw).zip(b) {
-                    *o = a as f32 * (s * w) + b;
-                }
-            }
-            None => {
-                for ((o, &a), &w) in out.iter_mut().zip(acc).zip(sw) {
-                    *o = a as f32 * (s * w);
-                }
-            }
+        for (((o, &a), &w), &c) in out.iter_mut().zip(acc).zip(sw).zip(t.comp) {
+            *o = a.wrapping_sub(c) as f32 * (s * w);
+        }
+        if let Some(b) = epi.bias {
+            out.iter_mut().zip(&b[t.col0..t.col0 + t.cols]).for_each(|(o, b)| *o += b);
         }
         if let Some(a) = epi.act {
             apply_act(out, a);
@@ -350,8 +435,14 @@ unsafe fn dequant_tile(kern: Int8MicroKernel, t: &Tile, sx: &[f32], sw: &[f32], 
         unsafe fn avx2(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
             dequant_body(t, sx, sw, epi, y, ldc)
         }
-        if kern == Int8MicroKernel::Avx2 {
-            return avx2(t, sx, sw, epi, y, ldc);
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+        unsafe fn avx512(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
+            dequant_body(t, sx, sw, epi, y, ldc)
+        }
+        match kern {
+            Int8MicroKernel::Amx | Int8MicroKernel::Avx512Vnni => return avx512(t, sx, sw, epi, y, ldc),
+            Int8MicroKernel::Avx2 => return avx2(t, sx, sw, epi, y, ldc),
+            _ => {}
         }
     }
     let _ = kern;
@@ -359,19 +450,20 @@ unsafe fn dequant_tile(kern: Int8MicroKernel, t: &Tile, sx: &[f32], sw: &[f32], 
 }
 
 /// Quantises the `m` rows of `x` (after the LayerNorm prologue, if any) and packs them into
-/// `MR`-row tiles of int16 pairs (see the module docs); returns the tiles and each row's scale.
-fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, epi: Epilogue, parallel: bool) -> (Vec<i32>, Vec<f32>) {
+/// `MR`-row tiles in the kernel's layout (see the module docs); returns the tiles and each
+/// row's scale.
+fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, kern: Int8MicroKernel, epi: Epilogue, parallel: bool) -> (Vec<i32>, Vec<f32>) {
+    let (mr, kq, layout) = (kern.mr(), kern.kq(k), kern.layout());
     let rt = RowTiles::new(m, mr);
-    let kp = k.div_ceil(2);
-    let mut a = vec![0i32; rt.tiles() * kp * mr];
+    let mut a = vec![0i32; rt.tiles() * kq * mr];
     let mut sx = vec![0f32; m];
-    if kp == 0 {
+    if kq == 0 {
         return (a, sx);
     }
-    // Each tile's rows: normalised (when asked), quantised, then interleaved in pairs.
+    // Each tile's rows: normalised (when asked), quantised, then laid out as the kernel reads.
     let fill = |(t, dst): (usize, &mut [i32])| -> Vec<f32> {
         let (row0, rows) = (rt.start(t), rt.rows(t));
-        let mut q = vec![0i8; k + 1];
+        let mut q = vec![0i8; kq * kern.unit()];
         let mut tmp = if epi.norm.is_some() { vec![0f32; k] } else { Vec::new() };
         let mut scales = Vec::with_capacity(rows);
         for i in 0..rows {
@@ -386,19 +478,34 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, epi: Epilogue, p
                 }
                 None => src,
             };
-            scales.push(quantize_row(row, &mut q[..k]));
-            q[k] = 0;
-            for p in 0..kp {
-                let (lo, hi) = (q[2 * p] as i16 as u16 as u32, q[2 * p + 1] as i16 as u16 as u32);
-                dst[p * mr + i] = (lo | (hi << 16)) as i32;
-            }
+            let scale = match layout {
+                Layout::Pairs => {
+                    let s = quantize_row(row, &mut q[..k]);
+                    for (p, pair) in q.chunks_exact(2).enumerate() {
+                        let (lo, hi) = (pair[0] as i16 as u16 as u32, pair[1] as i16 as u16 as u32);
+                        dst[p * mr + i] = (lo | (hi << 16)) as i32;
+                    }
+                    s
+                }
+                Layout::QuadsU8 => {
+                    let s = quantize_row(row, &mut q[..k]);
+                    for (p, quad) in q.chunks_exact(4).enumerate() {
+                        let b = |j: usize| (quad[j] as u8 ^ 0x80) as u32;
+                        dst[p * mr + i] = (b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24) as i32;
+                    }
+                    s
+                }
+                // Row-major int8: quantised straight into the tile (the padding stays zero).
+                Layout::QuadsRows => quantize_row(row, &mut bytemuck::cast_slice_mut::<i32, i8>(&mut dst[i * kq..(i + 1) * kq])[..k]),
+            };
+            scales.push(scale);
         }
         scales
     };
     let per_tile: Vec<Vec<f32>> = if parallel && rt.tiles() > 4 && threads() > 1 {
-        a.par_chunks_mut(kp * mr).enumerate().map(fill).collect()
+        a.par_chunks_mut(kq * mr).enumerate().map(fill).collect()
     } else {
-        a.chunks_mut(kp * mr).enumerate().map(fill).collect()
+        a.chunks_mut(kq * mr).enumerate().map(fill).collect()
     };
     for (t, s) in per_tile.into_iter().enumerate() {
         sx[rt.start(t)..rt.start(t) + s.len()].copy_from_slice(&s);

@@ -66,6 +66,29 @@ fn every_int8_kernel_equals_the_independent_numpy_reference() {
 }
 
 #[test]
+fn the_fast_quantiser_equals_the_plain_body() {
+    for n in [1, 5, 15, 16, 17, 31, 64, 100, 768, 3073] {
+        for seed in 0..4u64 {
+            let mut x: Vec<f32> = vals(n, 40 + seed).iter().map(|v| v * 10f32.powi(seed as i32 - 2)).collect();
+            if seed == 3 {
+                // Exact ties of the scaled values: x · 127 / 127 = x for small integers.
+                x.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 255) as f32 - 127.0 + 0.5 * (i % 2) as f32);
+                x[0] = 127.0;
+            }
+            let (mut a, mut b) = (vec![0i8; n], vec![0i8; n]);
+            let (sa, sb) = (quantize_row(&x, &mut a), quantize_row_body(&x, &mut b));
+            assert_eq!((a, sa.to_bits()), (b, sb.to_bits()), "n {n} seed {seed}");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut y = x.clone();
+                y[n / 2] = bad;
+                let mut q = vec![1i8; n];
+                assert!(quantize_row(&y, &mut q).is_nan() && q.iter().all(|&v| v == 0), "n {n} {bad}");
+            }
+        }
+    }
+}
+
+#[test]
 fn the_scheme_is_what_the_docs_say() {
     // max 2 → scale 2/127; 1 → rint(63.5) = 64 (ties to even); -2 → -127; 0.01 → rint(0.635) = 1.
     let mut q = [0i8; 4];

@@ -1,4 +1,5 @@
-//! The AVX2 int8 micro-kernel (6 × 16, `pmaddwd` on int16 pairs).
+//! The x86 int8 micro-kernels without tile registers: AVX2 (6 × 16, `pmaddwd` on int16 pairs)
+//! and AVX-512 VNNI (8 × 32, `vpdpbusd` on quads).
 
 use super::Int8TileFn;
 use std::arch::x86_64::*;
@@ -29,3 +30,80 @@ pub unsafe fn avx2<const R: usize>(kp: usize, a: *const i32, b: *const i8, c: *m
 }
 
 pub static AVX2: [Int8TileFn; MR] = int8_tile_table!(avx2; 1 2 3 4 5 6);
+
+/// The AVX-512 VNNI int8 micro-kernel (8 × 32, `vpdpbusd`: four u8 × i8 products summed into
+/// each int32 lane). The activation tile holds each row's quads as u8 (`q + 128`); the caller
+/// subtracts `128 · Σ w` per column (`QuantWeight::comp`), which makes the sum exact again
+/// (the lanes wrap, and the true result fits in int32).
+pub mod vnni {
+    use super::super::Int8TileFn;
+    use std::arch::x86_64::*;
+    pub const MR: usize = 8;
+    pub const NR: usize = 32;
+
+    /// # Safety
+    /// AVX-512 F/BW/VNNI are available; see [`Int8TileFn`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn avx512<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mut i32) {
+        let mut lo = [_mm512_setzero_si512(); R];
+        let mut hi = [_mm512_setzero_si512(); R];
+        for q in 0..kq {
+            let w = b.add(q * 4 * NR);
+            let w0 = _mm512_loadu_si512(w as *const __m512i);
+            let w1 = _mm512_loadu_si512(w.add(64) as *const __m512i);
+            let ap = a.add(q * MR);
+            for i in 0..R {
+                let av = _mm512_set1_epi32(*ap.add(i));
+                lo[i] = _mm512_dpbusd_epi32(lo[i], av, w0);
+                hi[i] = _mm512_dpbusd_epi32(hi[i], av, w1);
+            }
+        }
+        for i in 0..R {
+            _mm512_storeu_si512(c.add(i * NR) as *mut __m512i, lo[i]);
+            _mm512_storeu_si512(c.add(i * NR + 16) as *mut __m512i, hi[i]);
+        }
+    }
+
+    pub static AVX512: [Int8TileFn; MR] = int8_tile_table!(avx512; 1 2 3 4 5 6 7 8);
+}
+
+/// `quantize_row` (the scheme of the module docs) in AVX-512: the same values and scale as the
+/// plain body (`cvtps2dq` rounds half to even, as `rint` does), 16 at a time.
+///
+/// # Safety
+/// AVX-512 F/BW are available; `out.len() == x.len()`.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn quantize_row_avx512(x: &[f32], out: &mut [i8]) -> f32 {
+    let n = x.len();
+    let (full, tail) = (n / 16, n % 16);
+    let tail_mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+    let load = |c: usize| -> __m512 {
+        if c < full {
+            _mm512_loadu_ps(x.as_ptr().add(16 * c))
+        } else {
+            _mm512_maskz_loadu_ps(tail_mask, x.as_ptr().add(16 * c))
+        }
+    };
+    let chunks = full + usize::from(tail > 0);
+    let (mut amax, mut poison) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for c in 0..chunks {
+        let v = load(c);
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+        // v · 0 is ±0 for a finite v and NaN for NaN or ±∞.
+        poison = _mm512_add_ps(poison, _mm512_mul_ps(v, _mm512_setzero_ps()));
+    }
+    if _mm512_reduce_add_ps(poison).is_nan() {
+        out.iter_mut().for_each(|q| *q = 0);
+        return f32::NAN;
+    }
+    let amax = _mm512_reduce_max_ps(amax);
+    let inv = _mm512_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
+    let (lo, hi) = (_mm512_set1_epi32(-127), _mm512_set1_epi32(127));
+    for c in 0..chunks {
+        let q = _mm512_cvtps_epi32(_mm512_mul_ps(load(c), inv));
+        let q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+        let mask = if c < full { 0xffff } else { tail_mask };
+        _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(16 * c) as *mut _, mask, q);
+    }
+    amax / 127.0
+}

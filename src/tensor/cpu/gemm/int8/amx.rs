@@ -1,0 +1,123 @@
+//! The AMX-INT8 micro-kernel: a 32 × 32 int32 tile as 2 × 2 tile registers of 16 × 16, each
+//! k-block of 64 multiplied by `tdpbssd` (signed × signed, exact int32 sums).
+//!
+//! Operands (see the module docs of `int8`): the activation tile is `MR` rows of int8 values,
+//! row-major, `kq` words (4 values) a row, `kq` a multiple of 16 (one 64-byte tile row); the
+//! weight panel is the quad layout, `NR` columns × 4 depths a 128-byte row, so each 16-column
+//! half of one 16-quad block is a B tile read with a 128-byte stride.
+//!
+//! Linux lets a process use the AMX tile data only after asking (`arch_prctl(ARCH_REQ_XCOMP_PERM)`);
+//! [`usable`] asks once and the kernel is offered only when the answer is yes.
+
+use super::Int8TileFn;
+use std::arch::asm;
+
+pub const MR: usize = 32;
+pub const NR: usize = 32;
+
+/// Tile configuration, palette 1: all eight tiles 16 rows × 64 bytes (C: tmm0–3, A: tmm4–5,
+/// B: tmm6–7).
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+static CONFIG: TileConfig = {
+    let mut c = [0u8; 64];
+    c[0] = 1;
+    let mut t = 0;
+    while t < 8 {
+        c[16 + 2 * t] = 64;
+        c[48 + t] = 16;
+        t += 1;
+    }
+    TileConfig(c)
+};
+
+/// Whether this CPU has AMX-INT8 and the operating system lets this process use it (asked once).
+pub fn usable() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+        let (tile, int8) = (leaf7.edx >> 24 & 1 == 1, leaf7.edx >> 25 & 1 == 1);
+        tile && int8 && request_tile_data()
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn request_tile_data() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: a plain system call with integer arguments; it only changes what this process may use.
+    unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_data() -> bool {
+    false
+}
+
+/// `R` = 1: the first 16 rows only (2 C tiles); `R` = 2: all 32.
+///
+/// # Safety
+/// [`usable`] returned true; see [`Int8TileFn`] (`kq` a multiple of 16, the activation tile
+/// padded to `MR` rows).
+pub unsafe fn amx<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mut i32) {
+    let (sa, sb, sc) = (kq * 4, NR * 4, NR * 4);
+    asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+    let (a0, a1) = (a as *const u8, (a as *const u8).add(16 * sa));
+    for kb in 0..kq / 16 {
+        let (a0, a1, b0) = (a0.add(kb * 64), a1.add(kb * 64), (b as *const u8).add(kb * 16 * sb));
+        let b1 = b0.add(64);
+        if R == 2 {
+            asm!(
+                "tileloadd tmm4, [{a0} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {sb}*1]",
+                "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tdpbssd tmm0, tmm4, tmm6",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tdpbssd tmm1, tmm4, tmm7",
+                "tdpbssd tmm2, tmm5, tmm6",
+                "tdpbssd tmm3, tmm5, tmm7",
+                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1, sa = in(reg) sa, sb = in(reg) sb,
+                options(nostack, readonly)
+            );
+        } else {
+            asm!(
+                "tileloadd tmm4, [{a0} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {sb}*1]",
+                "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tdpbssd tmm0, tmm4, tmm6",
+                "tdpbssd tmm1, tmm4, tmm7",
+                a0 = in(reg) a0, b0 = in(reg) b0, b1 = in(reg) b1, sa = in(reg) sa, sb = in(reg) sb,
+                options(nostack, readonly)
+            );
+        }
+    }
+    let c = c as *mut u8;
+    asm!(
+        "tilestored [{c0} + {sc}*1], tmm0",
+        "tilestored [{c1} + {sc}*1], tmm1",
+        c0 = in(reg) c, c1 = in(reg) c.add(64), sc = in(reg) sc,
+        options(nostack)
+    );
+    if R == 2 {
+        let c2 = c.add(16 * sc);
+        asm!(
+            "tilestored [{c2} + {sc}*1], tmm2",
+            "tilestored [{c3} + {sc}*1], tmm3",
+            c2 = in(reg) c2, c3 = in(reg) c2.add(64), sc = in(reg) sc,
+            options(nostack)
+        );
+    }
+}
+
+/// Indexed by rows − 1: up to 16 rows take the one-A-tile kernel.
+pub static AMX: [Int8TileFn; MR] = {
+    let mut t: [Int8TileFn; MR] = [amx::<2> as Int8TileFn; MR];
+    let mut i = 0;
+    while i < 16 {
+        t[i] = amx::<1> as Int8TileFn;
+        i += 1;
+    }
+    t
+};

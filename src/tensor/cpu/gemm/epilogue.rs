@@ -90,12 +90,22 @@ multiversion! {
     pub(crate) fn act_in_place(v: &mut [f32], a: Activation) = apply_act;
 }
 
+#[inline(always)]
+pub(crate) fn quick_gelu(x: f32) -> f32 {
+    x / (1.0 + exp(-1.702 * x))
+}
+
+#[inline(always)]
+pub(crate) fn silu(x: f32) -> f32 {
+    x / (1.0 + exp(-x))
+}
+
 /// The activations as the CPU backend computes them everywhere (same formulas as candle's).
 #[inline(always)]
 pub(crate) fn apply_act(v: &mut [f32], a: Activation) {
     match a {
-        Activation::QuickGelu => v.iter_mut().for_each(|x| *x /= 1.0 + exp(-1.702 * *x)),
-        Activation::Silu => v.iter_mut().for_each(|x| *x /= 1.0 + exp(-*x)),
+        Activation::QuickGelu => v.iter_mut().for_each(|x| *x = quick_gelu(*x)),
+        Activation::Silu => v.iter_mut().for_each(|x| *x = silu(*x)),
         Activation::Gelu => v.iter_mut().for_each(|x| *x = (candle_core::cpu::erf::erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * *x),
         Activation::GeluTanh => v.iter_mut().for_each(|x| {
             let u = *x;

@@ -1,10 +1,9 @@
 //! The AMX-INT8 micro-kernel: a 32 × 32 int32 tile as 2 × 2 tile registers of 16 × 16, each
 //! k-block of 64 multiplied by `tdpbssd` (signed × signed, exact int32 sums).
 //!
-//! Operands (see the module docs of `int8`): the activation tile is `MR` rows of int8 values,
-//! row-major, `kq` words (4 values) a row, `kq` a multiple of 16 (one 64-byte tile row); the
-//! weight panel is the quad layout, `NR` columns × 4 depths a 128-byte row, so each 16-column
-//! half of one 16-quad block is a B tile read with a 128-byte stride.
+//! Operands (see `Layout` in the module of `int8`): for each 64-deep block, the activation tile
+//! holds two A tiles (rows 0–15, 16–31) and the weight panel two B tiles (columns 0–15, 16–31),
+//! each 16 × 64 bytes contiguous: every tile load is one sequential KiB.
 //!
 //! Linux lets a process use the AMX tile data only after asking (`arch_prctl(ARCH_REQ_XCOMP_PERM)`);
 //! [`usable`] asks once and the kernel is offered only when the answer is yes.
@@ -55,40 +54,60 @@ fn request_tile_data() -> bool {
     false
 }
 
+thread_local! {
+    /// Whether this thread's tile registers hold [`CONFIG`] (loading it costs as much as a few
+    /// products; nothing else in the process configures tiles).
+    static CONFIGURED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[inline(always)]
+unsafe fn configure() {
+    if !CONFIGURED.get() {
+        asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+        CONFIGURED.set(true);
+    }
+}
+
 /// `R` = 1: the first 16 rows only (2 C tiles); `R` = 2: all 32.
 ///
 /// # Safety
 /// [`usable`] returned true; see [`Int8TileFn`] (`kq` a multiple of 16, the activation tile
 /// padded to `MR` rows).
 pub unsafe fn amx<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mut i32) {
-    let (sa, sb, sc) = (kq * 4, NR * 4, NR * 4);
-    asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+    let (stride, sc) = (64usize, NR * 4);
+    configure();
     asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-    let (a0, a1) = (a as *const u8, (a as *const u8).add(16 * sa));
     for kb in 0..kq / 16 {
-        let (a0, a1, b0) = (a0.add(kb * 64), a1.add(kb * 64), (b as *const u8).add(kb * 16 * sb));
-        let b1 = b0.add(64);
+        let (a0, b0) = ((a as *const u8).add(kb * 2048), (b as *const u8).add(kb * 2048));
+        let (a1, b1) = (a0.add(1024), b0.add(1024));
+        // Tile loads are not followed by the hardware prefetchers: ask for the weight block
+        // after next now (past the panel's end that is the next panel, read next; a prefetch
+        // never faults).
+        let ahead = b0.add(2 * 2048);
+        for line in 0..32 {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ahead.add(line * 64) as *const i8);
+        }
         if R == 2 {
             asm!(
-                "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm6, [{b0} + {sb}*1]",
-                "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tileloadd tmm4, [{a0} + {stride}*1]",
+                "tileloadd tmm6, [{b0} + {stride}*1]",
+                "tileloadd tmm7, [{b1} + {stride}*1]",
                 "tdpbssd tmm0, tmm4, tmm6",
-                "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tileloadd tmm5, [{a1} + {stride}*1]",
                 "tdpbssd tmm1, tmm4, tmm7",
                 "tdpbssd tmm2, tmm5, tmm6",
                 "tdpbssd tmm3, tmm5, tmm7",
-                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1, sa = in(reg) sa, sb = in(reg) sb,
+                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1, stride = in(reg) stride,
                 options(nostack, readonly)
             );
         } else {
             asm!(
-                "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm6, [{b0} + {sb}*1]",
-                "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tileloadd tmm4, [{a0} + {stride}*1]",
+                "tileloadd tmm6, [{b0} + {stride}*1]",
+                "tileloadd tmm7, [{b1} + {stride}*1]",
                 "tdpbssd tmm0, tmm4, tmm6",
                 "tdpbssd tmm1, tmm4, tmm7",
-                a0 = in(reg) a0, b0 = in(reg) b0, b1 = in(reg) b1, sa = in(reg) sa, sb = in(reg) sb,
+                a0 = in(reg) a0, b0 = in(reg) b0, b1 = in(reg) b1, stride = in(reg) stride,
                 options(nostack, readonly)
             );
         }

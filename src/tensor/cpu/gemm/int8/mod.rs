@@ -24,7 +24,7 @@
 #[cfg(test)]
 mod tests;
 
-use super::{apply_act, for_each_block, Epilogue, RowTiles, SendPtr};
+use super::{apply_act, for_each_block, quick_gelu, silu, Epilogue, RowTiles, SendPtr};
 use crate::tensor::cpu::row_ops::row_stats;
 use crate::tensor::cpu::simd::{multiversion, threads};
 use rayon::prelude::*;
@@ -55,10 +55,11 @@ pub enum Int8MicroKernel {
 enum Layout {
     /// Depth two at a time: activation words are one row's int16 pair.
     Pairs,
-    /// Depth four at a time: activation words are one row's quad as u8 (`q + 128`).
+    /// Depth four at a time (panels in 16-quad blocks, below): activation words are one row's
+    /// quad as u8 (`q + 128`).
     QuadsU8,
-    /// Depth four at a time in the panels; the activation tile is int8 rows (AMX's A tile),
-    /// the depth padded to whole 64-byte tile rows.
+    /// The same panels; the activation tile is int8 rows in AMX A tiles: for each 64-deep
+    /// block, rows 0–15 then 16–31, each 16 rows × 64 bytes contiguous.
     QuadsRows,
 }
 
@@ -110,8 +111,22 @@ impl Int8MicroKernel {
     /// Packed depth in words for `k` (AMX: whole 16-word tile rows).
     fn kq(self, k: usize) -> usize {
         match self.layout() {
-            Layout::QuadsRows => k.div_ceil(64) * 16,
-            _ => k.div_ceil(self.unit()),
+            Layout::Pairs => k.div_ceil(2),
+            Layout::QuadsU8 | Layout::QuadsRows => k.div_ceil(64) * 16,
+        }
+    }
+
+    /// Where weight `(depth p, column c)` of a panel goes. Pairs: `((p/2)·NR + c)·2 + p%2`.
+    /// Quads (`NR` = 32): 16-quad blocks, each two halves of 16 columns, each half 16 quads ×
+    /// 64 bytes (an AMX B tile, contiguous; the VNNI kernel reads a quad's two halves 1 KiB
+    /// apart).
+    fn panel_index(self, p: usize, c: usize) -> usize {
+        match self.layout() {
+            Layout::Pairs => ((p / 2) * self.nr() + c) * 2 + p % 2,
+            Layout::QuadsU8 | Layout::QuadsRows => {
+                let q = p / 4;
+                (((q / 16) * 2 + c / 16) * 16 + q % 16) * 64 + (c % 16) * 4 + p % 4
+            }
         }
     }
 
@@ -289,7 +304,7 @@ impl QuantWeight {
             let fill = |(j, panel): (usize, &mut [i8])| {
                 for c in 0..nr.min(n - j * nr) {
                     for (p, &v) in q[(j * nr + c) * k..][..k].iter().enumerate() {
-                        panel[((p / u) * nr + c) * u + p % u] = v;
+                        panel[kernel.panel_index(p, c)] = v;
                     }
                 }
             };
@@ -404,26 +419,36 @@ struct Tile<'a> {
     n: usize,
 }
 
-/// `y = f32(acc − comp) · (s_x · s_w) + b`, then the activation and the residual, written to the
-/// output.
+/// `y = act(f32(acc − comp) · (s_x · s_w) + b) + res`, written to the output in one pass per
+/// row (one loop the compiler vectorises: no store is read back).
 #[inline(always)]
 unsafe fn dequant_body(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
+    use crate::tensor::Activation;
+    match epi.act {
+        None => dequant_rows(t, sx, sw, epi, y, ldc, |v| v),
+        Some(Activation::QuickGelu) => dequant_rows(t, sx, sw, epi, y, ldc, quick_gelu),
+        Some(Activation::Silu) => dequant_rows(t, sx, sw, epi, y, ldc, silu),
+        Some(a) => dequant_rows(t, sx, sw, epi, y, ldc, |v| {
+            let mut one = [v];
+            apply_act(&mut one, a);
+            one[0]
+        }),
+    }
+}
+
+#[inline(always)]
+unsafe fn dequant_rows(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize, act: impl Fn(f32) -> f32) {
+    const ZEROS: [f32; 64] = [0.0; 64];
+    let cols = t.cols.min(64);
+    let bias = epi.bias.map_or(&ZEROS[..cols], |b| &b[t.col0..t.col0 + cols]);
+    let (sw, comp) = (&sw[..cols], &t.comp[..cols]);
     for i in 0..t.rows {
         let row = t.row0 + i;
-        let out = std::slice::from_raw_parts_mut(y.add(row * ldc + t.col0), t.cols);
-        let acc = &t.acc[i * t.nr..][..t.cols];
-        let s = sx[i];
-        for (((o, &a), &w), &c) in out.iter_mut().zip(acc).zip(sw).zip(t.comp) {
-            *o = a.wrapping_sub(c) as f32 * (s * w);
-        }
-        if let Some(b) = epi.bias {
-            out.iter_mut().zip(&b[t.col0..t.col0 + t.cols]).for_each(|(o, b)| *o += b);
-        }
-        if let Some(a) = epi.act {
-            apply_act(out, a);
-        }
-        if let Some(r) = epi.res {
-            out.iter_mut().zip(&r[row * t.n + t.col0..][..t.cols]).for_each(|(v, r)| *v += r);
+        let out = std::slice::from_raw_parts_mut(y.add(row * ldc + t.col0), cols);
+        let res = epi.res.map_or(&ZEROS[..cols], |r| &r[row * t.n + t.col0..][..cols]);
+        let (acc, s) = (&t.acc[i * t.nr..][..cols], sx[i]);
+        for c in 0..cols {
+            out[c] = act(acc[c].wrapping_sub(comp[c]) as f32 * (s * sw[c]) + bias[c]) + res[c];
         }
     }
 }
@@ -496,7 +521,15 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, kern: Int8MicroKernel, epi:
                     s
                 }
                 // Row-major int8: quantised straight into the tile (the padding stays zero).
-                Layout::QuadsRows => quantize_row(row, &mut bytemuck::cast_slice_mut::<i32, i8>(&mut dst[i * kq..(i + 1) * kq])[..k]),
+                Layout::QuadsRows => {
+                    let s = quantize_row(row, &mut q[..k]);
+                    let bytes: &mut [i8] = bytemuck::cast_slice_mut(dst);
+                    for (kb, block) in q.chunks_exact(64).enumerate() {
+                        let at = ((kb * 2 + i / 16) * 16 + i % 16) * 64;
+                        bytes[at..at + 64].copy_from_slice(block);
+                    }
+                    s
+                }
             };
             scales.push(scale);
         }

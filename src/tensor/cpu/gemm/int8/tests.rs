@@ -122,3 +122,20 @@ fn the_epilogue_and_the_norm_prologue_match_the_f32_path_on_the_dequantised_valu
         assert!(crate::num::max_abs_diff(&got, &want) <= 1e-6, "{}", kern.name());
     }
 }
+
+/// A CPU that reports AMX-INT8 or AVX-512 VNNI gets its kernel (on Linux, where the flags are
+/// read and AMX's tile data is granted on request), so a machine that has them tests them.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn the_cpus_int8_instructions_are_offered() {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let flags: Vec<&str> = info.lines().find(|l| l.starts_with("flags")).unwrap().split_whitespace().collect();
+    let avail = Int8MicroKernel::available();
+    if flags.contains(&"amx_int8") && flags.contains(&"amx_tile") {
+        assert!(avail.contains(&Int8MicroKernel::Amx), "{avail:?}");
+    }
+    if flags.contains(&"avx512_vnni") && flags.contains(&"avx512bw") {
+        assert!(avail.contains(&Int8MicroKernel::Avx512Vnni), "{avail:?}");
+    }
+    assert_eq!(Int8MicroKernel::best(), avail[0]);
+}

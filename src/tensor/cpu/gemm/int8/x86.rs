@@ -48,9 +48,10 @@ pub mod vnni {
         let mut lo = [_mm512_setzero_si512(); R];
         let mut hi = [_mm512_setzero_si512(); R];
         for q in 0..kq {
-            let w = b.add(q * 4 * NR);
+            // The panel's 16-quad blocks hold 16 columns × 16 quads a half (`panel_index`).
+            let w = b.add((q / 16) * 2048 + (q % 16) * 64);
             let w0 = _mm512_loadu_si512(w as *const __m512i);
-            let w1 = _mm512_loadu_si512(w.add(64) as *const __m512i);
+            let w1 = _mm512_loadu_si512(w.add(1024) as *const __m512i);
             let ap = a.add(q * MR);
             for i in 0..R {
                 let av = _mm512_set1_epi32(*ap.add(i));

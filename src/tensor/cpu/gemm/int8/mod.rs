@@ -8,18 +8,25 @@
 //!   the LayerNorm prologue when there is one);
 //! - **product**: exact in int32 (`|q| ≤ 127`, so `127² · K` fits for any K below 133 000);
 //! - **epilogue**: `y = f32(acc) · (s_x[i] · s_w[j]) + b[j]`, then the activation and the
-//!   residual as in the f32 engine, on the tile while it is in L1.
+//!   residual as in the f32 engine, in one pass over the tile while it is in L1.
 //!
-//! Layout: a weight panel holds `NR` output columns, K taken two at a time: the pair
-//! `(W[c][2p], W[c][2p+1])` of column `c` at bytes `2·(p·NR + c)`; the activation tile holds
-//! the same pairs of each row as one 32-bit word (two i16), `MR` rows side by side. So one
-//! widening load gives `NR/…` columns × 2 depths as i16 and one `pmaddwd` (x86) or
-//! `i32x4.dot_i16x8_s` (wasm) multiplies a broadcast row pair by them and adds each pair into
-//! an i32 lane: 16 multiply-adds per instruction, exactly, with no saturation (unlike the
-//! u8 × i8 `pmaddubsw`, which ONNX Runtime's non-VNNI x86 path must avoid with 7-bit weights).
+//! Layouts (`Layout`). **Pairs** (AVX2, wasm, portable): a weight panel holds `NR` output
+//! columns, K taken two at a time: the pair `(W[c][2p], W[c][2p+1])` of column `c` at bytes
+//! `2·(p·NR + c)`; the activation tile holds the same pairs of each row as one 32-bit word (two
+//! i16), `MR` rows side by side. So one widening load gives `NR/…` columns × 2 depths as i16
+//! and one `pmaddwd` (x86) or `i32x4.dot_i16x8_s` (wasm) multiplies a broadcast row pair by
+//! them and adds each pair into an i32 lane: 16 multiply-adds per instruction, exactly, with no
+//! saturation (unlike the u8 × i8 `pmaddubsw`, which ONNX Runtime's non-VNNI x86 path must
+//! avoid with 7-bit weights). **Quads** (AMX, AVX-512 VNNI; `NR` = 32, K padded to 64): K four
+//! at a time, in 16-quad blocks of two 16-column halves, each half 16 quads × 64 bytes: an AMX
+//! B tile, one sequential KiB. AMX's activation tiles are the rows' int8 values in A tiles of
+//! 16 rows × 64 bytes (`tdpbssd`: signed × signed); VNNI's are each row's quads as u8
+//! (`q + 128`, broadcast to `vpdpbusd`, which multiplies u8 × i8), the epilogue subtracting
+//! `128 · Σ w` per column: exact again, since the int32 lanes wrap and the true sum fits.
 //!
-//! Micro-kernels, picked at run time and forceable in tests and `bench gemm`: AVX2 (6 × 16),
-//! wasm SIMD128 (4 × 8), portable (4 × 8).
+//! Micro-kernels, picked at run time (fastest first) and forceable in tests and `bench gemm`:
+//! AMX-INT8 (32 × 32 from 2 × 2 tile registers; Linux grants the tile data on request, see
+//! `amx`), AVX-512 VNNI (8 × 32), AVX2 (6 × 16), wasm SIMD128 (4 × 8), portable (4 × 8).
 
 #[cfg(test)]
 mod tests;

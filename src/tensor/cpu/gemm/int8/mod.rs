@@ -31,7 +31,7 @@
 #[cfg(test)]
 mod tests;
 
-use super::{apply_act, for_each_block, quick_gelu, silu, Epilogue, RowTiles, SendPtr};
+use super::{for_each_block, Epilogue, RowTiles, SendPtr};
 use crate::tensor::cpu::row_ops::row_stats;
 use crate::tensor::cpu::simd::{multiversion, threads};
 use rayon::prelude::*;
@@ -190,6 +190,9 @@ macro_rules! int8_tile_table {
         [$($k::<$r> as Int8TileFn),*]
     };
 }
+
+mod dequant;
+use dequant::{dequant_tile, Tile};
 
 // The micro-kernels, after the macro that builds their tables (textual scope).
 #[cfg(target_arch = "x86_64")]
@@ -411,74 +414,6 @@ pub fn tile_gops(kernel: Int8MicroKernel, min_ms: f64) -> f64 {
             return (2 * mr * nr * K) as f64 * calls as f64 / (ms * 1e6);
         }
     }
-}
-
-/// A finished int32 tile and where it goes.
-struct Tile<'a> {
-    acc: &'a [i32],
-    /// Subtracted from each column's sum ([`QuantWeight::comp`]).
-    comp: &'a [i32],
-    nr: usize,
-    rows: usize,
-    cols: usize,
-    row0: usize,
-    col0: usize,
-    n: usize,
-}
-
-/// `y = act(f32(acc − comp) · (s_x · s_w) + b) + res`, written to the output in one pass per
-/// row (one loop the compiler vectorises: no store is read back).
-#[inline(always)]
-unsafe fn dequant_body(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
-    use crate::tensor::Activation;
-    match epi.act {
-        None => dequant_rows(t, sx, sw, epi, y, ldc, |v| v),
-        Some(Activation::QuickGelu) => dequant_rows(t, sx, sw, epi, y, ldc, quick_gelu),
-        Some(Activation::Silu) => dequant_rows(t, sx, sw, epi, y, ldc, silu),
-        Some(a) => dequant_rows(t, sx, sw, epi, y, ldc, |v| {
-            let mut one = [v];
-            apply_act(&mut one, a);
-            one[0]
-        }),
-    }
-}
-
-#[inline(always)]
-unsafe fn dequant_rows(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize, act: impl Fn(f32) -> f32) {
-    const ZEROS: [f32; 64] = [0.0; 64];
-    let cols = t.cols.min(64);
-    let bias = epi.bias.map_or(&ZEROS[..cols], |b| &b[t.col0..t.col0 + cols]);
-    let (sw, comp) = (&sw[..cols], &t.comp[..cols]);
-    for i in 0..t.rows {
-        let row = t.row0 + i;
-        let out = std::slice::from_raw_parts_mut(y.add(row * ldc + t.col0), cols);
-        let res = epi.res.map_or(&ZEROS[..cols], |r| &r[row * t.n + t.col0..][..cols]);
-        let (acc, s) = (&t.acc[i * t.nr..][..cols], sx[i]);
-        for c in 0..cols {
-            out[c] = act(acc[c].wrapping_sub(comp[c]) as f32 * (s * sw[c]) + bias[c]) + res[c];
-        }
-    }
-}
-
-unsafe fn dequant_tile(kern: Int8MicroKernel, t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
-            dequant_body(t, sx, sw, epi, y, ldc)
-        }
-        #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-        unsafe fn avx512(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
-            dequant_body(t, sx, sw, epi, y, ldc)
-        }
-        match kern {
-            Int8MicroKernel::Amx | Int8MicroKernel::Avx512Vnni => return avx512(t, sx, sw, epi, y, ldc),
-            Int8MicroKernel::Avx2 => return avx2(t, sx, sw, epi, y, ldc),
-            _ => {}
-        }
-    }
-    let _ = kern;
-    dequant_body(t, sx, sw, epi, y, ldc)
 }
 
 /// Quantises the `m` rows of `x` (after the LayerNorm prologue, if any) and packs them into

@@ -50,6 +50,11 @@ pub mod vnni {
         for q in 0..kq {
             // The panel's 16-quad blocks hold 16 columns × 16 quads a half (`panel_index`).
             let w = b.add((q / 16) * 2048 + (q % 16) * 64);
+            if R >= 4 {
+                // The panel streams from L2 or memory: ask for the block after next.
+                _mm_prefetch::<_MM_HINT_T0>(w.add(2 * 2048));
+                _mm_prefetch::<_MM_HINT_T0>(w.add(2 * 2048 + 1024));
+            }
             let w0 = _mm512_loadu_si512(w as *const __m512i);
             let w1 = _mm512_loadu_si512(w.add(1024) as *const __m512i);
             let ap = a.add(q * MR);

@@ -221,7 +221,7 @@ def main():
     print(f"timing ONNX Runtime, PyTorch, effarch; {a.threads} threads each ...", file=sys.stderr)
     ort_rows, ort_version = bench_ort(onnx_path, batches, a.threads, a.iters)
     torch_rows = bench_torch(model, batches, keeps, a.iters)
-    eff = bench_effarch(a.effarch, batches, keeps, a.threads, a.iters, a.candle, "f32" if a.no_reduced else "f32,int8")
+    eff = bench_effarch(a.effarch, batches, keeps, a.threads, a.iters, a.candle, "f32" if a.no_reduced else "f32,int8,bf16")
     eff_list = eff["rows"] if isinstance(eff, dict) else eff
     eff_rows = {(r["batch"], round(r["keep"], 4)): r["ms_median"] for r in eff_list if r.get("precision", "f32") == "f32"}
     candle_rows = {p["batch"]: p["ms_median"] for p in eff.get("peer", [])} if isinstance(eff, dict) else {}

@@ -68,7 +68,7 @@ impl LinearWeight {
                     Precision::Int8 => PackedWeight::quantize(&data, out, inp, None),
                     Precision::Bf16 => {
                         let b: Vec<half::bf16> = data.iter().map(|&x| half::bf16::from_f32(x)).collect();
-                        PackedWeight::pack_bf16(HalfSlice::Bf16(&b), out, inp, MicroKernel::best())
+                        PackedWeight::pack_bf16_best(HalfSlice::Bf16(&b), out, inp)
                     }
                 };
                 return Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) });
@@ -126,13 +126,19 @@ impl LinearWeight {
             return LinearWeight::new(f, shape, device);
         }
         // bf16 checkpoints at `Precision::Bf16` need no conversion at all.
-        let pack = if device.precision() == Precision::Bf16 { PackedWeight::pack_bf16 } else { PackedWeight::pack_half };
+        let pack = |w: HalfSlice| {
+            if device.precision() == Precision::Bf16 {
+                PackedWeight::pack_bf16_best(w, out, inp)
+            } else {
+                PackedWeight::pack_half(w, out, inp, MicroKernel::best())
+            }
+        };
         let p = if bf16 {
             let v: Vec<half::bf16> = bits.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]])).collect();
-            pack(HalfSlice::Bf16(&v), out, inp, MicroKernel::best())
+            pack(HalfSlice::Bf16(&v))
         } else {
             let v: Vec<half::f16> = bits.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
-            pack(HalfSlice::F16(&v), out, inp, MicroKernel::best())
+            pack(HalfSlice::F16(&v))
         };
         Ok(LinearWeight { repr: Repr::Cpu(Arc::new(p.map_err(Error::arg)?)) })
     }

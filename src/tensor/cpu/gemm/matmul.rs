@@ -64,6 +64,11 @@ impl PackedWeight {
             q.matmul_raw(x, m, lda, epi, y, ldc, parallel);
             return Ok(());
         }
+        #[cfg(target_arch = "x86_64")]
+        if let Panels::Bf16Amx(t) = &self.panels {
+            t.matmul_raw(x, m, lda, epi, y, ldc, parallel);
+            return Ok(());
+        }
         let (mr, nr) = (self.kernel.mr(), self.kernel.nr());
         let tiles = m.div_ceil(mr);
         let mut a = pack_a(x, m, k, lda, mr, epi.norm);
@@ -128,6 +133,8 @@ impl PackedWeight {
                     }
                     // Never here: `matmul_raw` hands int8 weights to `gemm::int8`.
                     Panels::Int8(_) => return,
+                    #[cfg(target_arch = "x86_64")]
+                    Panels::Bf16Amx(_) => return,
                 };
                 let cols = nr.min(n - j * nr);
                 let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr().add(j * nr));

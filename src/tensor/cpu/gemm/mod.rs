@@ -23,6 +23,8 @@
 //! - **Fused epilogue**: bias, activation and residual are applied to each finished tile while
 //!   it is in L1, on its way to the output, so a projection makes one pass over memory.
 
+#[cfg(target_arch = "x86_64")]
+mod bf16;
 mod epilogue;
 pub mod int8;
 mod matmul;

@@ -12,6 +12,9 @@ pub(super) enum Panels {
     Bf16(Vec<half::bf16>),
     /// int8 with per-channel scales, multiplied by the int8 engine (`gemm::int8`).
     Int8(super::int8::QuantWeight),
+    /// bf16 in AMX tiles (`gemm::bf16`).
+    #[cfg(target_arch = "x86_64")]
+    Bf16Amx(super::bf16::Bf16Tiles),
 }
 
 /// A half-precision `[n, k]` weight as read from a checkpoint.
@@ -126,6 +129,21 @@ impl PackedWeight {
     }
 
     /// Whether the weight is int8.
+    /// [`PackedWeight::pack_bf16`] on the fastest engine this CPU has: AMX-BF16 tiles where
+    /// there are (sums in another order, so not bit-equal to the f32 kernels' bf16 product),
+    /// else the best f32 micro-kernel.
+    pub fn pack_bf16_best(w: HalfSlice, n: usize, k: usize) -> Result<PackedWeight, String> {
+        #[cfg(target_arch = "x86_64")]
+        if super::bf16::Bf16Tiles::usable() {
+            let tiles = match w {
+                HalfSlice::Bf16(v) => super::bf16::Bf16Tiles::pack(v, n, k)?,
+                HalfSlice::F16(v) => super::bf16::Bf16Tiles::pack(&v.iter().map(|x| half::bf16::from_f32(x.to_f32())).collect::<Vec<_>>(), n, k)?,
+            };
+            return Ok(PackedWeight { kernel: MicroKernel::best(), n, k, panels: Panels::Bf16Amx(tiles), round_a: true });
+        }
+        PackedWeight::pack_bf16(w, n, k, MicroKernel::best())
+    }
+
     pub fn is_int8(&self) -> bool {
         matches!(self.panels, Panels::Int8(_))
     }
@@ -137,6 +155,8 @@ impl PackedWeight {
             Panels::F16(v) => 2 * v.len(),
             Panels::Bf16(v) => 2 * v.len(),
             Panels::Int8(q) => q.bytes(),
+            #[cfg(target_arch = "x86_64")]
+            Panels::Bf16Amx(t) => t.bytes(),
         }
     }
 

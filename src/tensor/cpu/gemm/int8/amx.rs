@@ -33,12 +33,18 @@ static CONFIG: TileConfig = {
 
 /// Whether this CPU has AMX-INT8 and the operating system lets this process use it (asked once).
 pub fn usable() -> bool {
+    granted() && std::arch::x86_64::__cpuid_count(7, 0).edx >> 25 & 1 == 1
+}
+
+/// Whether this CPU has AMX-BF16 and the operating system lets this process use it.
+pub fn usable_bf16() -> bool {
+    granted() && std::arch::x86_64::__cpuid_count(7, 0).edx >> 22 & 1 == 1
+}
+
+/// AMX-TILE present and its tile data granted to this process (asked once).
+fn granted() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OK.get_or_init(|| {
-        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
-        let (tile, int8) = (leaf7.edx >> 24 & 1 == 1, leaf7.edx >> 25 & 1 == 1);
-        tile && int8 && request_tile_data()
-    })
+    *OK.get_or_init(|| std::arch::x86_64::__cpuid_count(7, 0).edx >> 24 & 1 == 1 && request_tile_data())
 }
 
 #[cfg(target_os = "linux")]
@@ -68,17 +74,29 @@ unsafe fn configure() {
     }
 }
 
-/// `R` = 1: the first 16 rows only (2 C tiles); `R` = 2: all 32.
+/// The int8 kernel ([`tiles`] with `tdpbssd`).
 ///
 /// # Safety
 /// [`usable`] returned true; see [`Int8TileFn`] (`kq` a multiple of 16, the activation tile
 /// padded to `MR` rows).
 pub unsafe fn amx<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mut i32) {
+    tiles::<R, false>(kq, a as *const u8, b as *const u8, c as *mut u8)
+}
+
+/// `c[32 × 32] = A · B` over `kq` 4-byte words of depth (a multiple of 16): int8 quads with
+/// int32 sums (`tdpbssd`), or with `BF16` bf16 pairs with f32 sums (`tdpbf16ps`; its sums
+/// round to nearest even and flush denormals). Operands in the blocked layout of the module
+/// docs. `R` = 1: the first 16 rows only (2 C tiles); `R` = 2: all 32.
+///
+/// # Safety
+/// [`usable`] (int8) or [`usable_bf16`] returned true; `a` holds `kq · MR` words, `b`
+/// `kq · NR` words, `c` `MR × NR` 4-byte values.
+pub unsafe fn tiles<const R: usize, const BF16: bool>(kq: usize, a: *const u8, b: *const u8, c: *mut u8) {
     let (stride, sc) = (64usize, NR * 4);
     configure();
     asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
     for kb in 0..kq / 16 {
-        let (a0, b0) = ((a as *const u8).add(kb * 2048), (b as *const u8).add(kb * 2048));
+        let (a0, b0) = (a.add(kb * 2048), b.add(kb * 2048));
         let (a1, b1) = (a0.add(1024), b0.add(1024));
         // Tile loads are not followed by the hardware prefetchers: ask for the weight block
         // after next now (past the panel's end that is the next panel, read next; a prefetch
@@ -87,32 +105,41 @@ pub unsafe fn amx<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mu
         for line in 0..32 {
             std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ahead.add(line * 64) as *const i8);
         }
-        if R == 2 {
-            asm!(
-                "tileloadd tmm4, [{a0} + {stride}*1]",
-                "tileloadd tmm6, [{b0} + {stride}*1]",
-                "tileloadd tmm7, [{b1} + {stride}*1]",
-                "tdpbssd tmm0, tmm4, tmm6",
-                "tileloadd tmm5, [{a1} + {stride}*1]",
-                "tdpbssd tmm1, tmm4, tmm7",
-                "tdpbssd tmm2, tmm5, tmm6",
-                "tdpbssd tmm3, tmm5, tmm7",
-                a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1, stride = in(reg) stride,
-                options(nostack, readonly)
-            );
+        // The same four (two) products, int8 or bf16.
+        macro_rules! products {
+            ($op:literal) => {
+                if R == 2 {
+                    asm!(
+                        "tileloadd tmm4, [{a0} + {stride}*1]",
+                        "tileloadd tmm6, [{b0} + {stride}*1]",
+                        "tileloadd tmm7, [{b1} + {stride}*1]",
+                        concat!($op, " tmm0, tmm4, tmm6"),
+                        "tileloadd tmm5, [{a1} + {stride}*1]",
+                        concat!($op, " tmm1, tmm4, tmm7"),
+                        concat!($op, " tmm2, tmm5, tmm6"),
+                        concat!($op, " tmm3, tmm5, tmm7"),
+                        a0 = in(reg) a0, a1 = in(reg) a1, b0 = in(reg) b0, b1 = in(reg) b1, stride = in(reg) stride,
+                        options(nostack, readonly)
+                    );
+                } else {
+                    asm!(
+                        "tileloadd tmm4, [{a0} + {stride}*1]",
+                        "tileloadd tmm6, [{b0} + {stride}*1]",
+                        "tileloadd tmm7, [{b1} + {stride}*1]",
+                        concat!($op, " tmm0, tmm4, tmm6"),
+                        concat!($op, " tmm1, tmm4, tmm7"),
+                        a0 = in(reg) a0, b0 = in(reg) b0, b1 = in(reg) b1, stride = in(reg) stride,
+                        options(nostack, readonly)
+                    );
+                }
+            };
+        }
+        if BF16 {
+            products!("tdpbf16ps");
         } else {
-            asm!(
-                "tileloadd tmm4, [{a0} + {stride}*1]",
-                "tileloadd tmm6, [{b0} + {stride}*1]",
-                "tileloadd tmm7, [{b1} + {stride}*1]",
-                "tdpbssd tmm0, tmm4, tmm6",
-                "tdpbssd tmm1, tmm4, tmm7",
-                a0 = in(reg) a0, b0 = in(reg) b0, b1 = in(reg) b1, stride = in(reg) stride,
-                options(nostack, readonly)
-            );
+            products!("tdpbssd");
         }
     }
-    let c = c as *mut u8;
     asm!(
         "tilestored [{c0} + {sc}*1], tmm0",
         "tilestored [{c1} + {sc}*1], tmm1",

@@ -196,7 +196,7 @@ use dequant::{dequant_tile, Tile};
 
 // The micro-kernels, after the macro that builds their tables (textual scope).
 #[cfg(target_arch = "x86_64")]
-mod amx;
+pub(super) mod amx;
 mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm;

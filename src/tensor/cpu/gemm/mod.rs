@@ -40,6 +40,14 @@ pub(crate) use partition::{for_each_block, RowTiles, SendPtr};
 pub use peak::{peak_gflops, tile_gflops};
 pub use weight::{HalfSlice, PackedWeight};
 
+/// Whether `Precision::Bf16` runs on AMX-BF16 tiles on this CPU (`PackedWeight::pack_bf16_best`).
+pub fn bf16_amx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return bf16::Bf16Tiles::usable();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Rows of the wasm SIMD128 tile. V8 gives wasm 16 xmm registers and allocates them itself: a
 /// 6 × 8 tile (12 accumulators + 2 panel vectors + a broadcast + the product) spilled, and
 /// ViT-B/16 ran in 1115 ms in Chromium against 641 ms with 4 × 8 (5 × 8: 1284 ms).

@@ -169,6 +169,10 @@ impl PackedWeight {
         self.k
     }
     pub fn is_half(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self.panels, Panels::Bf16Amx(_)) {
+            return true;
+        }
         matches!(self.panels, Panels::F16(_) | Panels::Bf16(_))
     }
 }

@@ -80,7 +80,7 @@ impl Bf16Tiles {
     /// As for `PackedWeight::matmul_raw`; [`Bf16Tiles::usable`] is true.
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn matmul_raw(&self, x: &[f32], m: usize, lda: usize, epi: Epilogue, y: *mut f32, ldc: usize, parallel: bool) {
-        let rt = RowTiles::new(m, MR);
+        let rt = RowTiles::full(m, MR);
         let a = pack_a(x, m, self.k, lda, epi, parallel);
         let yp = SendPtr(y);
         // SAFETY: each task writes only rows of its tiles × columns of its panels.
@@ -161,7 +161,7 @@ unsafe fn finish(acc: &[f32], rows: usize, row0: usize, col0: usize, cols: usize
 /// The `m` rows of `x` (after the LayerNorm prologue, if any) rounded to bf16 (to nearest, ties
 /// to even, as `half::bf16::from_f32`) into `MR`-row tiles of A tiles (module docs).
 fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, epi: Epilogue, parallel: bool) -> Vec<u16> {
-    let rt = RowTiles::new(m, MR);
+    let rt = RowTiles::full(m, MR);
     let kq = kq(k);
     let mut a = vec![0u16; rt.tiles() * kq * 2 * MR];
     if kq == 0 {

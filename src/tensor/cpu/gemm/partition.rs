@@ -49,20 +49,33 @@ pub(crate) fn for_each_block(tiles: usize, panels: usize, parallel: bool, block:
 pub(crate) struct RowTiles {
     m: usize,
     tiles: usize,
+    /// `Some(mr)`: full tiles of `mr` rows and a short last one ([`RowTiles::full`]).
+    full: Option<usize>,
 }
 
 impl RowTiles {
     pub(crate) fn new(m: usize, mr: usize) -> Self {
-        RowTiles { m, tiles: m.div_ceil(mr.max(1)) }
+        RowTiles { m, tiles: m.div_ceil(mr.max(1)), full: None }
+    }
+    /// Full tiles and a short last one: for AMX, whose tile computes 16 or 32 rows whatever
+    /// it holds (197 rows: 6 × 32 and 5 computed as 16, not 7 tiles of 28–29 computed as 32).
+    pub(crate) fn full(m: usize, mr: usize) -> Self {
+        RowTiles { m, tiles: m.div_ceil(mr.max(1)), full: Some(mr.max(1)) }
     }
     pub(crate) fn tiles(&self) -> usize {
         self.tiles
     }
     pub(crate) fn start(&self, t: usize) -> usize {
+        if let Some(mr) = self.full {
+            return t * mr;
+        }
         let (q, r) = (self.m / self.tiles.max(1), self.m % self.tiles.max(1));
         t * q + t.min(r)
     }
     pub(crate) fn rows(&self, t: usize) -> usize {
+        if let Some(mr) = self.full {
+            return mr.min(self.m - t * mr);
+        }
         let (q, r) = (self.m / self.tiles.max(1), self.m % self.tiles.max(1));
         q + usize::from(t < r)
     }

@@ -137,6 +137,16 @@ impl Int8MicroKernel {
         }
     }
 
+    /// How `m` rows split into tiles: balanced, but for AMX, whose tiles compute whole 16-row
+    /// halves, full tiles and a short last one.
+    fn row_tiles(self, m: usize) -> RowTiles {
+        if self == Int8MicroKernel::Amx {
+            RowTiles::full(m, self.mr())
+        } else {
+            RowTiles::new(m, self.mr())
+        }
+    }
+
     /// Every int8 kernel this CPU can run, fastest first.
     pub fn available() -> Vec<Int8MicroKernel> {
         let mut v = Vec::new();
@@ -344,8 +354,8 @@ impl QuantWeight {
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn matmul_raw(&self, x: &[f32], m: usize, lda: usize, epi: Epilogue, y: *mut f32, ldc: usize, parallel: bool) {
         let (n, k, kern) = (self.n, self.k, self.kernel);
-        let (mr, nr) = (kern.mr(), kern.nr());
-        let rt = RowTiles::new(m, mr);
+        let nr = kern.nr();
+        let rt = kern.row_tiles(m);
         let tiles = rt.tiles();
         let (a, sx) = pack_a(x, m, k, lda, kern, epi, parallel);
         let yp = SendPtr(y);
@@ -421,7 +431,7 @@ pub fn tile_gops(kernel: Int8MicroKernel, min_ms: f64) -> f64 {
 /// row's scale.
 fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, kern: Int8MicroKernel, epi: Epilogue, parallel: bool) -> (Vec<i32>, Vec<f32>) {
     let (mr, kq, layout) = (kern.mr(), kern.kq(k), kern.layout());
-    let rt = RowTiles::new(m, mr);
+    let rt = kern.row_tiles(m);
     let mut a = vec![0i32; rt.tiles() * kq * mr];
     let mut sx = vec![0f32; m];
     if kq == 0 {

@@ -11,8 +11,7 @@
 //! (`int8::amx::tiles`).
 
 use super::int8::amx;
-use super::{apply_act, for_each_block, quick_gelu, silu, Epilogue, RowTiles, SendPtr};
-use crate::tensor::cpu::row_ops::row_stats;
+use super::{apply_act, for_each_block, normed_row, quick_gelu, silu, Epilogue, RowTiles, SendPtr};
 use crate::tensor::cpu::simd::threads;
 use rayon::prelude::*;
 
@@ -172,16 +171,7 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, epi: Epilogue, parallel: bo
         let mut tmp = if epi.norm.is_some() { vec![0f32; k] } else { Vec::new() };
         for i in 0..rows {
             let src = &x[(row0 + i) * lda..][..k];
-            let row: &[f32] = match epi.norm {
-                Some(nm) => {
-                    let (mean, inv) = row_stats(src, nm.eps);
-                    for (((o, &v), &w), &b) in tmp.iter_mut().zip(src).zip(nm.w).zip(nm.b) {
-                        *o = (v - mean) * inv * w + b;
-                    }
-                    &tmp
-                }
-                None => src,
-            };
+            let row = normed_row(src, epi.norm, &mut tmp);
             for (kb, block) in row.chunks(32).enumerate() {
                 let at = ((kb * 2 + i / 16) * 16 + i % 16) * 32;
                 for (d, &v) in dst[at..at + block.len()].iter_mut().zip(block) {

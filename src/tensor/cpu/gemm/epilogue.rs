@@ -27,6 +27,22 @@ pub struct Norm<'a> {
     pub eps: f32,
 }
 
+/// One input row as a product reads it: normalised into `tmp` (`[k]`) when there is a
+/// LayerNorm prologue (`(v − mean) · inv · w + b`, the f32 engine's arithmetic), else itself.
+#[inline]
+pub(crate) fn normed_row<'a>(src: &'a [f32], norm: Option<Norm>, tmp: &'a mut [f32]) -> &'a [f32] {
+    match norm {
+        Some(nm) => {
+            let (mean, inv) = crate::tensor::cpu::row_ops::row_stats(src, nm.eps);
+            for (((o, &v), &w), &b) in tmp.iter_mut().zip(src).zip(nm.w).zip(nm.b) {
+                *o = (v - mean) * inv * w + b;
+            }
+            tmp
+        }
+        None => src,
+    }
+}
+
 /// The rest of the epilogue on a tile the kernel just wrote (bias included): the activation
 /// and the residual, in place while the tile is in L1, compiled for the kernel's
 /// instruction set.

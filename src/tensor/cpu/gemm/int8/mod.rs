@@ -31,8 +31,7 @@
 #[cfg(test)]
 mod tests;
 
-use super::{for_each_block, Epilogue, RowTiles, SendPtr};
-use crate::tensor::cpu::row_ops::row_stats;
+use super::{for_each_block, normed_row, Epilogue, RowTiles, SendPtr};
 use crate::tensor::cpu::simd::{multiversion, threads};
 use rayon::prelude::*;
 
@@ -445,16 +444,7 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, kern: Int8MicroKernel, epi:
         let mut scales = Vec::with_capacity(rows);
         for i in 0..rows {
             let src = &x[(row0 + i) * lda..][..k];
-            let row: &[f32] = match epi.norm {
-                Some(nm) => {
-                    let (mean, inv) = row_stats(src, nm.eps);
-                    for (((o, &v), &w), &b) in tmp.iter_mut().zip(src).zip(nm.w).zip(nm.b) {
-                        *o = (v - mean) * inv * w + b;
-                    }
-                    &tmp
-                }
-                None => src,
-            };
+            let row = normed_row(src, epi.norm, &mut tmp);
             let scale = match layout {
                 Layout::Pairs => {
                     let s = quantize_row(row, &mut q[..k]);

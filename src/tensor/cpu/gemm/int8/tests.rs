@@ -1,6 +1,7 @@
 use super::super::Norm;
 use super::*;
 use crate::tensor::cpu::gemm::apply_act;
+use crate::tensor::cpu::row_ops::row_stats;
 
 fn vals(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);

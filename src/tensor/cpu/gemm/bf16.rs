@@ -11,7 +11,7 @@
 //! (`int8::amx::tiles`).
 
 use super::int8::amx;
-use super::{apply_act, for_each_block, normed_row, quick_gelu, silu, Epilogue, RowTiles, SendPtr};
+use super::{for_each_block, normed_row, write_tile, Epilogue, RowTiles, SendPtr, TileAt};
 use crate::tensor::cpu::simd::threads;
 use rayon::prelude::*;
 
@@ -114,47 +114,14 @@ impl Bf16Tiles {
     }
 }
 
-/// `y = act(acc + b) + res` for one tile, one vectorised pass per row.
+/// `y = act(acc + b) + res` for one tile ([`write_tile`]).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn finish(acc: &[f32], rows: usize, row0: usize, col0: usize, cols: usize, n: usize, epi: Epilogue, y: *mut f32, ldc: usize) {
-    use crate::tensor::Activation;
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn rows_with(
-        acc: &[f32],
-        rows: usize,
-        row0: usize,
-        col0: usize,
-        cols: usize,
-        n: usize,
-        epi: Epilogue,
-        y: *mut f32,
-        ldc: usize,
-        act: impl Fn(f32) -> f32,
-    ) {
-        const ZEROS: [f32; NR] = [0.0; NR];
-        let bias = epi.bias.map_or(&ZEROS[..cols], |b| &b[col0..col0 + cols]);
-        for i in 0..rows {
-            let row = row0 + i;
-            let out = std::slice::from_raw_parts_mut(y.add(row * ldc + col0), cols);
-            let res = epi.res.map_or(&ZEROS[..cols], |r| &r[row * n + col0..][..cols]);
-            let acc = &acc[i * NR..][..cols];
-            for c in 0..cols {
-                out[c] = act(acc[c] + bias[c]) + res[c];
-            }
-        }
-    }
-    match epi.act {
-        None => rows_with(acc, rows, row0, col0, cols, n, epi, y, ldc, |v| v),
-        Some(Activation::QuickGelu) => rows_with(acc, rows, row0, col0, cols, n, epi, y, ldc, quick_gelu),
-        Some(Activation::Silu) => rows_with(acc, rows, row0, col0, cols, n, epi, y, ldc, silu),
-        Some(a) => rows_with(acc, rows, row0, col0, cols, n, epi, y, ldc, |v| {
-            let mut one = [v];
-            apply_act(&mut one, a);
-            one[0]
-        }),
-    }
+    write_tile(TileAt { rows, row0, cols, col0, n }, epi, y, ldc, |i| {
+        let acc = &acc[i * NR..][..cols];
+        move |c| acc[c]
+    });
 }
 
 /// The `m` rows of `x` (after the LayerNorm prologue, if any) rounded to bf16 (to nearest, ties

@@ -27,6 +27,62 @@ pub struct Norm<'a> {
     pub eps: f32,
 }
 
+/// Where a finished tile goes: rows `row0..row0 + rows` and columns `col0..col0 + cols` (at most
+/// 64) of the `[m, n]` output.
+#[derive(Clone, Copy)]
+pub(crate) struct TileAt {
+    pub(crate) rows: usize,
+    pub(crate) row0: usize,
+    pub(crate) cols: usize,
+    pub(crate) col0: usize,
+    pub(crate) n: usize,
+}
+
+/// `y = act(sums + b) + res` for one finished tile, written to the output (rows `ldc` apart) in
+/// one pass per row that the compiler vectorises (no store is read back): the epilogue of the
+/// engines whose kernels leave their sums in a buffer (int8, AMX bf16). `row(i)` gives row
+/// `i`'s sums as f32 by column.
+///
+/// # Safety
+/// The output block is writable; `epi`'s bias and residual hold `n` and `[m, n]` values.
+#[inline(always)]
+pub(crate) unsafe fn write_tile<R, G>(at: TileAt, epi: Epilogue, y: *mut f32, ldc: usize, row: R)
+where
+    R: Fn(usize) -> G,
+    G: Fn(usize) -> f32,
+{
+    match epi.act {
+        None => write_rows(at, epi, y, ldc, row, |v| v),
+        Some(Activation::QuickGelu) => write_rows(at, epi, y, ldc, row, quick_gelu),
+        Some(Activation::Silu) => write_rows(at, epi, y, ldc, row, silu),
+        Some(a) => write_rows(at, epi, y, ldc, row, |v| {
+            let mut one = [v];
+            apply_act(&mut one, a);
+            one[0]
+        }),
+    }
+}
+
+#[inline(always)]
+unsafe fn write_rows<R, G>(at: TileAt, epi: Epilogue, y: *mut f32, ldc: usize, row: R, act: impl Fn(f32) -> f32)
+where
+    R: Fn(usize) -> G,
+    G: Fn(usize) -> f32,
+{
+    const ZEROS: [f32; 64] = [0.0; 64];
+    let cols = at.cols.min(64);
+    let bias = epi.bias.map_or(&ZEROS[..cols], |b| &b[at.col0..at.col0 + cols]);
+    for i in 0..at.rows {
+        let r = at.row0 + i;
+        let out = std::slice::from_raw_parts_mut(y.add(r * ldc + at.col0), cols);
+        let res = epi.res.map_or(&ZEROS[..cols], |v| &v[r * at.n + at.col0..][..cols]);
+        let sums = row(i);
+        for c in 0..cols {
+            out[c] = act(sums(c) + bias[c]) + res[c];
+        }
+    }
+}
+
 /// One input row as a product reads it: normalised into `tmp` (`[k]`) when there is a
 /// LayerNorm prologue (`(v − mean) · inv · w + b`, the f32 engine's arithmetic), else itself.
 #[inline]

@@ -34,7 +34,7 @@ mod peak;
 mod tests;
 mod weight;
 
-pub(crate) use epilogue::{act_in_place, apply_act, normed_row, quick_gelu, silu};
+pub(crate) use epilogue::{act_in_place, normed_row, write_tile, TileAt};
 pub use epilogue::{Epilogue, Norm};
 pub(crate) use partition::{for_each_block, RowTiles, SendPtr};
 pub use peak::{peak_gflops, tile_gflops};

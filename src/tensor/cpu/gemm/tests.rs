@@ -1,4 +1,4 @@
-use super::epilogue::round_bf16;
+use super::epilogue::{apply_act, round_bf16};
 use super::*;
 use crate::tensor::Activation;
 
@@ -197,7 +197,7 @@ fn the_best_bf16_engine_computes_the_product_of_the_rounded_values() {
             }
         }
         let mut want = naive(&r(&xn), &r(&w), m, k, n, k, Epilogue { bias: Some(&b), ..Default::default() });
-        super::apply_act(&mut want, crate::tensor::Activation::QuickGelu);
+        apply_act(&mut want, crate::tensor::Activation::QuickGelu);
         want.iter_mut().zip(&res).for_each(|(v, r)| *v += r);
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
         let d = crate::num::max_abs_diff(&got, &want);

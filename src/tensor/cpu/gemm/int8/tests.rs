@@ -1,6 +1,6 @@
 use super::super::Norm;
 use super::*;
-use crate::tensor::cpu::gemm::apply_act;
+use crate::tensor::cpu::gemm::epilogue::apply_act;
 use crate::tensor::cpu::row_ops::row_stats;
 
 fn vals(n: usize, seed: u64) -> Vec<f32> {

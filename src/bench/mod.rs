@@ -181,7 +181,7 @@ impl BenchSpec {
     }
 }
 
-pub fn bench_clip(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
+pub fn bench_clip(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str) + Send) -> Result<Vec<BenchRow>> {
     crate::tensor::block_on(bench_clip_async(clip, spec, progress))
 }
 
@@ -195,7 +195,7 @@ pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, progress: impl FnMu
 /// round-robin: each round runs every (model, keep) once, so drift hits all alike. Rows say
 /// each one's time and embeddings against the first model's (f32 by convention) at the same
 /// keep and batch.
-pub fn bench_clips(clips: &[&Clip], spec: &BenchSpec, progress: impl FnMut(&str)) -> Result<Vec<BenchRow>> {
+pub fn bench_clips(clips: &[&Clip], spec: &BenchSpec, progress: impl FnMut(&str) + Send) -> Result<Vec<BenchRow>> {
     crate::tensor::block_on(bench_clips_async(clips, spec, progress))
 }
 

@@ -356,11 +356,13 @@ pub fn on_pool<R>(f: impl FnOnce() -> R) -> R {
 /// synchronous code. Natively this waits for the device. In the browser nothing may block:
 /// a CPU future is ready on its first poll, and one still waiting for WebGPU is an error
 /// that points to the async API.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<T: Send>(f: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
+    on_pool(|| pollster::block_on(f))
+}
+
+#[cfg(target_arch = "wasm32")]
 pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        pollster::block_on(f)
-    }
     #[cfg(target_arch = "wasm32")]
     {
         let mut f = std::pin::pin!(f);

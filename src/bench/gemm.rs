@@ -131,7 +131,7 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
             gemm_crate(&x, &w, &mut y, m, k, n);
             Ok(())
         })?;
-        // Every f32 kernel, then the int8 engine's (activations quantised inside the call):
+        // Every f32 kernel, then the int8 and bf16 engines (activations quantised or rounded inside the call):
         // (name, the best of its kind, bytes a weight value, how to pack the weight).
         type Pack<'a> = Box<dyn Fn() -> Result<PackedWeight> + 'a>;
         let wr = &w;
@@ -148,6 +148,15 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
                 1,
                 Box::new(move || PackedWeight::quantize(wr, n, k, Some(qk)).map_err(Error::arg)) as Pack,
             )
+        }));
+        // The bf16 dot-product engines (weights rounded once here, activations in the call).
+        #[cfg(target_arch = "x86_64")]
+        engines.extend(crate::tensor::cpu::gemm::Bf16Engine::available().into_iter().map(|e| {
+            let pack = move || {
+                let b: Vec<half::bf16> = wr.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                PackedWeight::pack_bf16_on(crate::tensor::cpu::gemm::HalfSlice::Bf16(&b), n, k, e).map_err(Error::arg)
+            };
+            (format!("bf16 {}", e.name()), false, 2, Box::new(pack) as Pack)
         }));
         for (kernel, best, bytes, pack) in engines {
             let p = pack()?;

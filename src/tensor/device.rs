@@ -151,8 +151,10 @@ impl Device {
                 let simd = match p {
                     Precision::F32 => super::cpu::simd_name().to_string(),
                     Precision::Int8 => format!("int8 {}", super::cpu::gemm::int8::Int8MicroKernel::best().name()),
-                    Precision::Bf16 if super::cpu::gemm::bf16_amx() => "bf16 amx tdpbf16ps 32x32".to_string(),
-                    Precision::Bf16 => format!("bf16 on {}", super::cpu::simd_name()),
+                    Precision::Bf16 => match super::cpu::gemm::bf16_engine() {
+                        Some(engine) => format!("bf16 {engine}"),
+                        None => format!("bf16 on {}", super::cpu::simd_name()),
+                    },
                 };
                 match super::cpu::simd::threads() {
                     1 => format!("cpu (candle-core, {simd})"),

@@ -1,86 +1,161 @@
-//! The bf16 engine on AMX-BF16 (`Precision::Bf16` where the CPU has it): bf16 weights packed
-//! once into AMX B tiles, activations rounded to bf16 as they are packed into A tiles, f32 sums
-//! (`tdpbf16ps`: products of bf16 exact, sums rounded to nearest even, denormals flushed), then
-//! bias, activation and residual in one pass per row. The numbers are those of the f32
-//! micro-kernels' bf16 path (`PackedWeight::pack_bf16`) up to the order of the f32 sums.
+//! The bf16 engines behind `Precision::Bf16` where the CPU has bf16 dot products: bf16
+//! weights packed once, activations rounded to bf16 as they are packed (to nearest, ties to
+//! even, as `half::bf16::from_f32`), f32 sums of exact bf16 products, then bias, activation
+//! and residual in one pass per row ([`write_tile`]). The numbers are those of the f32
+//! micro-kernels' bf16 path (`PackedWeight::pack_bf16`) up to the order (and the rounding:
+//! both instructions round to nearest even and flush denormals) of the f32 sums.
 //!
-//! Layout, in 4-byte words (a bf16 pair of one row or column): depth padded to 32, in blocks of
-//! 16 pairs; the weight panel holds 32 columns, each block two halves of 16 columns, each half
-//! 16 pairs × 64 bytes (a B tile); the activation tile 32 rows, each block two A tiles of 16
-//! rows × 64 bytes. The same blocking as the int8 AMX kernel, which the two share
-//! (`int8::amx::tiles`).
+//! Two engines ([`Bf16Engine`]), fastest first; both take bf16 *pairs* (one 4-byte word: a
+//! row's or a column's values at depths 2p, 2p + 1) and the same 32-column weight panels:
+//! - **AMX-BF16** (`tdpbf16ps`, 32 × 32 from 2 × 2 tile registers, the routine the int8 AMX
+//!   kernel runs, `int8::amx::tiles`): depth padded to 32, in blocks of 16 pairs; each weight
+//!   block two halves of 16 columns, each 16 pairs × 64 bytes (a B tile); the activation tile
+//!   32 rows, each block two A tiles of 16 rows × 64 bytes.
+//! - **AVX-512 BF16** (`vdpbf16ps`, 12 × 32, for CPUs without AMX: AMD Zen 4/5, Cooper Lake):
+//!   the f32 AVX-512 kernel's shape with pairs for values: panel word `p·32 + c` is column c's
+//!   pair p, activation word `p·12 + i` row i's, broadcast; two zmm of sums per row.
 
 use super::int8::amx;
 use super::{for_each_block, normed_row, write_tile, Epilogue, RowTiles, SendPtr, TileAt};
 use crate::tensor::cpu::simd::threads;
 use rayon::prelude::*;
+use std::arch::x86_64::*;
 
-const MR: usize = 32;
 const NR: usize = 32;
 /// Below this many multiply-adds a call runs on the calling thread.
 const PARALLEL_MIN: usize = 1 << 18;
 /// Packed activation rows a task keeps in L2 while its weight panels pass over them.
 const A_CHUNK_BYTES: usize = 256 << 10;
 
-/// A `[n, k]` bf16 weight packed into AMX B tiles.
-#[derive(Debug)]
-pub struct Bf16Tiles {
-    n: usize,
-    k: usize,
-    /// Panels of `NR` columns, `kq` words deep (module docs), zero-padded.
-    panels: Vec<u16>,
+/// A bf16 dot-product engine (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Engine {
+    Amx,
+    Avx512,
 }
 
-/// Words of depth for `k` (whole 16-pair blocks).
-fn kq(k: usize) -> usize {
-    k.div_ceil(32) * 16
-}
-
-impl Bf16Tiles {
-    /// Whether this CPU has AMX-BF16 and this process may use it.
-    pub fn usable() -> bool {
-        amx::usable_bf16()
+impl Bf16Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Engine::Amx => "amx tdpbf16ps 32x32",
+            Bf16Engine::Avx512 => "avx512 vdpbf16ps 12x32",
+        }
     }
 
-    /// Packs a `[n, k]` row-major bf16 weight.
-    pub fn pack(w: &[half::bf16], n: usize, k: usize) -> Result<Bf16Tiles, String> {
+    /// Every bf16 engine this CPU has (and, for AMX, may use), fastest first.
+    pub fn available() -> Vec<Bf16Engine> {
+        let mut v = Vec::new();
+        if amx::usable_bf16() {
+            v.push(Bf16Engine::Amx);
+        }
+        if std::arch::is_x86_feature_detected!("avx512bf16") && std::arch::is_x86_feature_detected!("avx512f") {
+            v.push(Bf16Engine::Avx512);
+        }
+        v
+    }
+
+    /// The fastest, if the CPU has one (detected once).
+    pub fn best() -> Option<Bf16Engine> {
+        static BEST: std::sync::OnceLock<Option<Bf16Engine>> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Bf16Engine::available().first().copied())
+    }
+
+    fn mr(self) -> usize {
+        match self {
+            Bf16Engine::Amx => 32,
+            Bf16Engine::Avx512 => AVX512_MR,
+        }
+    }
+
+    /// Words (pairs) of depth for `k`: AMX whole 16-pair blocks.
+    fn kq(self, k: usize) -> usize {
+        match self {
+            Bf16Engine::Amx => k.div_ceil(32) * 16,
+            Bf16Engine::Avx512 => k.div_ceil(2),
+        }
+    }
+
+    /// Where pair `q` of panel column `c` goes, in words.
+    fn b_word(self, q: usize, c: usize) -> usize {
+        match self {
+            Bf16Engine::Amx => (((q / 16) * 2 + c / 16) * 16 + q % 16) * 16 + c % 16,
+            Bf16Engine::Avx512 => q * NR + c,
+        }
+    }
+
+    /// Where pair `q` of tile row `i` goes, in words.
+    fn a_word(self, i: usize, q: usize) -> usize {
+        match self {
+            Bf16Engine::Amx => (((q / 16) * 2 + i / 16) * 16 + i % 16) * 16 + q % 16,
+            Bf16Engine::Avx512 => q * AVX512_MR + i,
+        }
+    }
+
+    /// AMX tiles compute whole 16-row halves: full tiles and a short last one.
+    fn row_tiles(self, m: usize) -> RowTiles {
+        match self {
+            Bf16Engine::Amx => RowTiles::full(m, self.mr()),
+            Bf16Engine::Avx512 => RowTiles::new(m, self.mr()),
+        }
+    }
+}
+
+/// A `[n, k]` bf16 weight packed for a [`Bf16Engine`].
+#[derive(Debug)]
+pub struct Bf16Weight {
+    engine: Bf16Engine,
+    n: usize,
+    k: usize,
+    /// Panels of `NR` columns, `kq` pairs deep (module docs), zero-padded.
+    panels: Vec<u32>,
+}
+
+/// Two bf16 as one word, the lower depth in the low half.
+fn pair(lo: half::bf16, hi: half::bf16) -> u32 {
+    lo.to_bits() as u32 | (hi.to_bits() as u32) << 16
+}
+
+impl Bf16Weight {
+    /// Packs a `[n, k]` row-major bf16 weight for `engine` (one of [`Bf16Engine::available`]).
+    pub fn pack(w: &[half::bf16], n: usize, k: usize, engine: Bf16Engine) -> Result<Bf16Weight, String> {
         if w.len() != n * k {
             return Err(format!("linear weight: {} values for bf16 [{n}, {k}]", w.len()));
         }
-        let kq = kq(k);
-        let mut panels = vec![0u16; n.div_ceil(NR) * kq * 2 * NR];
+        let kq = engine.kq(k);
+        let mut panels = vec![0u32; n.div_ceil(NR) * kq * NR];
         if kq > 0 {
-            let fill = |(j, panel): (usize, &mut [u16])| {
+            let zero = half::bf16::ZERO;
+            let fill = |(j, panel): (usize, &mut [u32])| {
                 for c in 0..NR.min(n - j * NR) {
-                    for (p, v) in w[(j * NR + c) * k..][..k].iter().enumerate() {
-                        let pair = p / 2;
-                        panel[(((pair / 16) * 2 + c / 16) * 16 + pair % 16) * 32 + (c % 16) * 2 + p % 2] = v.to_bits();
+                    let row = &w[(j * NR + c) * k..][..k];
+                    for (q, two) in row.chunks(2).enumerate() {
+                        panel[engine.b_word(q, c)] = pair(two[0], *two.get(1).unwrap_or(&zero));
                     }
                 }
             };
             if n * k >= 1 << 16 && threads() > 1 {
-                panels.par_chunks_mut(kq * 2 * NR).enumerate().for_each(fill);
+                panels.par_chunks_mut(kq * NR).enumerate().for_each(fill);
             } else {
-                panels.chunks_mut(kq * 2 * NR).enumerate().for_each(fill);
+                panels.chunks_mut(kq * NR).enumerate().for_each(fill);
             }
         }
-        Ok(Bf16Tiles { n, k, panels })
+        Ok(Bf16Weight { engine, n, k, panels })
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        2 * self.panels.len()
+        4 * self.panels.len()
     }
 
     /// `y[m, n] = act(x · Wᵀ + bias) + res` (the caller — `PackedWeight::matmul_raw` — has
     /// checked the shapes).
     ///
     /// # Safety
-    /// As for `PackedWeight::matmul_raw`; [`Bf16Tiles::usable`] is true.
+    /// As for `PackedWeight::matmul_raw`; the engine is one of [`Bf16Engine::available`].
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn matmul_raw(&self, x: &[f32], m: usize, lda: usize, epi: Epilogue, y: *mut f32, ldc: usize, parallel: bool) {
-        let rt = RowTiles::full(m, MR);
-        let a = pack_a(x, m, self.k, lda, epi, parallel);
+        let rt = self.engine.row_tiles(m);
+        let a = pack_a(x, m, self.k, lda, self.engine, epi, parallel);
         let yp = SendPtr(y);
         // SAFETY: each task writes only rows of its tiles × columns of its panels.
         for_each_block(rt.tiles(), self.n.div_ceil(NR), parallel && m * self.n * self.k >= PARALLEL_MIN, |t_range, p_range| unsafe {
@@ -89,22 +164,22 @@ impl Bf16Tiles {
     }
 
     #[allow(clippy::too_many_arguments)]
-    unsafe fn task(&self, a: &[u16], rt: RowTiles, t_range: std::ops::Range<usize>, p_range: std::ops::Range<usize>, epi: Epilogue, y: *mut f32, ldc: usize) {
-        let kq = kq(self.k);
-        let mut acc = vec![0f32; MR * NR];
-        let chunk_tiles = (A_CHUNK_BYTES / (kq * MR * 4).max(1)).max(1);
+    unsafe fn task(&self, a: &[u32], rt: RowTiles, t_range: std::ops::Range<usize>, p_range: std::ops::Range<usize>, epi: Epilogue, y: *mut f32, ldc: usize) {
+        let (engine, mr, kq) = (self.engine, self.engine.mr(), self.engine.kq(self.k));
+        let mut acc = vec![0f32; mr * NR];
+        let chunk_tiles = (A_CHUNK_BYTES / (kq * mr * 4).max(1)).max(1);
         let mut t0 = t_range.start;
         while t0 < t_range.end {
             let chunk = t0..(t0 + chunk_tiles).min(t_range.end);
             for j in p_range.clone() {
-                let b = self.panels.as_ptr().add(j * kq * 2 * NR) as *const u8;
+                let b = self.panels.as_ptr().add(j * kq * NR);
                 for t in chunk.clone() {
                     let (row0, rows) = (rt.start(t), rt.rows(t));
-                    let at = a.as_ptr().add(t * kq * 2 * MR) as *const u8;
-                    if rows > 16 {
-                        amx::tiles::<2, true>(kq, at, b, acc.as_mut_ptr() as *mut u8);
-                    } else {
-                        amx::tiles::<1, true>(kq, at, b, acc.as_mut_ptr() as *mut u8);
+                    let at = a.as_ptr().add(t * kq * mr);
+                    match engine {
+                        Bf16Engine::Amx if rows > 16 => amx::tiles::<2, true>(kq, at as *const u8, b as *const u8, acc.as_mut_ptr() as *mut u8),
+                        Bf16Engine::Amx => amx::tiles::<1, true>(kq, at as *const u8, b as *const u8, acc.as_mut_ptr() as *mut u8),
+                        Bf16Engine::Avx512 => AVX512[rows - 1](kq, at, b, acc.as_mut_ptr()),
                     }
                     finish(&acc, rows, row0, j * NR, NR.min(self.n - j * NR), self.n, epi, y, ldc);
                 }
@@ -124,33 +199,102 @@ unsafe fn finish(acc: &[f32], rows: usize, row0: usize, col0: usize, cols: usize
     });
 }
 
-/// The `m` rows of `x` (after the LayerNorm prologue, if any) rounded to bf16 (to nearest, ties
-/// to even, as `half::bf16::from_f32`) into `MR`-row tiles of A tiles (module docs).
-fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, epi: Epilogue, parallel: bool) -> Vec<u16> {
-    let rt = RowTiles::full(m, MR);
-    let kq = kq(k);
-    let mut a = vec![0u16; rt.tiles() * kq * 2 * MR];
+/// The `m` rows of `x` (after the LayerNorm prologue, if any) rounded to bf16 into the
+/// engine's row tiles of pairs (module docs).
+fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, engine: Bf16Engine, epi: Epilogue, parallel: bool) -> Vec<u32> {
+    let rt = engine.row_tiles(m);
+    let (mr, kq) = (engine.mr(), engine.kq(k));
+    let mut a = vec![0u32; rt.tiles() * kq * mr];
     if kq == 0 {
         return a;
     }
-    let fill = |(t, dst): (usize, &mut [u16])| {
+    let fill = |(t, dst): (usize, &mut [u32])| {
         let (row0, rows) = (rt.start(t), rt.rows(t));
         let mut tmp = if epi.norm.is_some() { vec![0f32; k] } else { Vec::new() };
+        // One row's pairs in order (a loop the compiler vectorises), then placed.
+        let mut pairs = vec![0u32; kq];
         for i in 0..rows {
             let src = &x[(row0 + i) * lda..][..k];
             let row = normed_row(src, epi.norm, &mut tmp);
-            for (kb, block) in row.chunks(32).enumerate() {
-                let at = ((kb * 2 + i / 16) * 16 + i % 16) * 32;
-                for (d, &v) in dst[at..at + block.len()].iter_mut().zip(block) {
-                    *d = half::bf16::from_f32(v).to_bits();
+            for (d, two) in pairs.iter_mut().zip(row.chunks_exact(2)) {
+                *d = pair(half::bf16::from_f32(two[0]), half::bf16::from_f32(two[1]));
+            }
+            if k % 2 == 1 {
+                pairs[k / 2] = pair(half::bf16::from_f32(row[k - 1]), half::bf16::ZERO);
+            }
+            match engine {
+                // 16-pair blocks: each one sequential run of its A tile.
+                Bf16Engine::Amx => {
+                    for (qb, block) in pairs.chunks_exact(16).enumerate() {
+                        let at = engine.a_word(i, qb * 16);
+                        dst[at..at + 16].copy_from_slice(block);
+                    }
+                }
+                Bf16Engine::Avx512 => {
+                    for (q, &v) in pairs.iter().enumerate() {
+                        dst[q * AVX512_MR + i] = v;
+                    }
                 }
             }
         }
     };
     if parallel && rt.tiles() > 4 && threads() > 1 {
-        a.par_chunks_mut(kq * 2 * MR).enumerate().for_each(fill);
+        a.par_chunks_mut(kq * mr).enumerate().for_each(fill);
     } else {
-        a.chunks_mut(kq * 2 * MR).enumerate().for_each(fill);
+        a.chunks_mut(kq * mr).enumerate().for_each(fill);
     }
     a
 }
+
+const AVX512_MR: usize = 12;
+
+/// The AVX-512 BF16 micro-kernel: `c[R × 32] = A · B` over `kq` pairs of depth, each step two
+/// panel vectors (32 columns' pairs) and one broadcast pair per row into `vdpbf16ps`.
+///
+/// # Safety
+/// The CPU has AVX-512F and AVX-512 BF16; `a` holds `kq · 12` words, `b` `kq · 32`, `c` `R × 32`
+/// f32s.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn avx512<const R: usize>(kq: usize, a: *const u32, b: *const u32, c: *mut f32) {
+    let mut c0 = [_mm512_setzero_ps(); R];
+    let mut c1 = [_mm512_setzero_ps(); R];
+    let (mut ap, mut bp) = (a, b);
+    for _ in 0..kq {
+        if R >= 4 {
+            // The panel streams from L2 or memory: ask for it 8 steps (1 KB) ahead.
+            _mm_prefetch::<_MM_HINT_T0>(bp.add(8 * NR) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(bp.add(8 * NR + 16) as *const i8);
+        }
+        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp as *const __m512i));
+        let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp.add(16) as *const __m512i));
+        for i in 0..R {
+            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(i) as i32));
+            c0[i] = _mm512_dpbf16_ps(c0[i], av, b0);
+            c1[i] = _mm512_dpbf16_ps(c1[i], av, b1);
+        }
+        ap = ap.add(AVX512_MR);
+        bp = bp.add(NR);
+    }
+    for i in 0..R {
+        _mm512_storeu_ps(c.add(i * NR), c0[i]);
+        _mm512_storeu_ps(c.add(i * NR + 16), c1[i]);
+    }
+}
+
+type Bf16TileFn = unsafe fn(kq: usize, a: *const u32, b: *const u32, c: *mut f32);
+
+/// Indexed by rows − 1.
+static AVX512: [Bf16TileFn; AVX512_MR] = [
+    avx512::<1>,
+    avx512::<2>,
+    avx512::<3>,
+    avx512::<4>,
+    avx512::<5>,
+    avx512::<6>,
+    avx512::<7>,
+    avx512::<8>,
+    avx512::<9>,
+    avx512::<10>,
+    avx512::<11>,
+    avx512::<12>,
+];

@@ -65,7 +65,7 @@ impl PackedWeight {
             return Ok(());
         }
         #[cfg(target_arch = "x86_64")]
-        if let Panels::Bf16Amx(t) = &self.panels {
+        if let Panels::Bf16Dot(t) = &self.panels {
             t.matmul_raw(x, m, lda, epi, y, ldc, parallel);
             return Ok(());
         }
@@ -134,7 +134,7 @@ impl PackedWeight {
                     // Never here: `matmul_raw` hands int8 weights to `gemm::int8`.
                     Panels::Int8(_) => return,
                     #[cfg(target_arch = "x86_64")]
-                    Panels::Bf16Amx(_) => return,
+                    Panels::Bf16Dot(_) => return,
                 };
                 let cols = nr.min(n - j * nr);
                 let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr().add(j * nr));

@@ -38,14 +38,17 @@ pub(crate) use epilogue::{act_in_place, normed_row, write_tile, TileAt};
 pub use epilogue::{Epilogue, Norm};
 pub(crate) use partition::{for_each_block, RowTiles, SendPtr};
 pub use peak::{peak_gflops, tile_gflops};
+#[cfg(target_arch = "x86_64")]
+pub use bf16::Bf16Engine;
 pub use weight::{HalfSlice, PackedWeight};
 
-/// Whether `Precision::Bf16` runs on AMX-BF16 tiles on this CPU (`PackedWeight::pack_bf16_best`).
-pub fn bf16_amx() -> bool {
+/// The bf16 dot-product engine `Precision::Bf16` runs on with this CPU, if it has one
+/// (`PackedWeight::pack_bf16_best`; else the f32 micro-kernels).
+pub fn bf16_engine() -> Option<&'static str> {
     #[cfg(target_arch = "x86_64")]
-    return bf16::Bf16Tiles::usable();
+    return bf16::Bf16Engine::best().map(bf16::Bf16Engine::name);
     #[cfg(not(target_arch = "x86_64"))]
-    false
+    None
 }
 
 /// Rows of the wasm SIMD128 tile. V8 gives wasm 16 xmm registers and allocates them itself: a

@@ -168,40 +168,55 @@ fn bf16_weights_and_activations_equal_the_product_of_the_rounded_values() {
     }
 }
 
-/// AMX-BF16 where the CPU has it (`pack_bf16_best`): the same product of the rounded values
-/// as the f32 kernels' bf16 path, up to the order (and the rounding) of the f32 sums, with the
-/// epilogue and the LayerNorm prologue; picked wherever the CPU reports `amx_bf16`.
+/// Every bf16 dot-product engine the CPU has (AMX-BF16, AVX-512 BF16), and the one
+/// `pack_bf16_best` picks: the same product of the rounded values as the f32 kernels' bf16
+/// path, up to the order (and the rounding) of the f32 sums, with the epilogue and the
+/// LayerNorm prologue; each offered exactly where the CPU reports it (`amx_bf16`,
+/// `avx512_bf16`), so none is skipped silently.
 #[test]
-fn the_best_bf16_engine_computes_the_product_of_the_rounded_values() {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn every_bf16_engine_computes_the_product_of_the_rounded_values() {
+    type Pack = Box<dyn Fn(HalfSlice, usize, usize) -> PackedWeight>;
+    let mut packers: Vec<(String, Pack)> = vec![("best".into(), Box::new(|w, n, k| PackedWeight::pack_bf16_best(w, n, k).unwrap()))];
+    #[cfg(target_arch = "x86_64")]
     {
-        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
-        let amx = info.lines().find(|l| l.starts_with("flags")).unwrap().split_whitespace().any(|f| f == "amx_bf16");
-        assert_eq!(super::bf16::Bf16Tiles::usable(), amx, "AMX-BF16 offered exactly where the CPU has it");
+        use super::bf16::Bf16Engine;
+        #[cfg(target_os = "linux")]
+        {
+            let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+            let flags: Vec<&str> = info.lines().find(|l| l.starts_with("flags")).unwrap().split_whitespace().collect();
+            let engines = Bf16Engine::available();
+            assert_eq!(engines.contains(&Bf16Engine::Amx), flags.contains(&"amx_bf16"), "AMX-BF16 offered exactly where the CPU has it");
+            assert_eq!(engines.contains(&Bf16Engine::Avx512), flags.contains(&"avx512_bf16"), "AVX-512 BF16 offered exactly where the CPU has it");
+        }
+        for e in Bf16Engine::available() {
+            packers.push((e.name().into(), Box::new(move |w, n, k| PackedWeight::pack_bf16_on(w, n, k, e).unwrap())));
+        }
     }
     let r = |v: &[f32]| v.iter().map(|&a| half::bf16::from_f32(a).to_f32()).collect::<Vec<_>>();
-    for &(m, k, n) in &[(1, 1, 1), (3, 33, 17), (13, 200, 37), (40, 64, 70), (197, 768, 96)] {
-        let (x, w, b, res) = (vals(m * k, 31), vals(n * k, 32), vals(n, 33), vals(m * n, 34));
-        let (nw, nb) = (vals(k, 35), vals(k, 36));
-        let wb: Vec<half::bf16> = w.iter().map(|&a| half::bf16::from_f32(a)).collect();
-        let p = PackedWeight::pack_bf16_best(HalfSlice::Bf16(&wb), n, k).unwrap();
-        let norm = Some(Norm { w: &nw, b: &nb, eps: 1e-5 });
-        let epi = Epilogue { bias: Some(&b), act: Some(crate::tensor::Activation::QuickGelu), res: Some(&res), norm };
-        let got = p.matmul_new(&x, m, k, epi).unwrap();
-        // By hand: LayerNorm, round, the product in f32, the epilogue.
-        let mut xn = x.clone();
-        for row in xn.chunks_mut(k) {
-            let (mean, inv) = crate::tensor::cpu::row_ops::row_stats(row, 1e-5);
-            for ((v, &w), &b) in row.iter_mut().zip(&nw).zip(&nb) {
-                *v = (*v - mean) * inv * w + b;
+    for (name, pack) in &packers {
+        for &(m, k, n) in &[(1, 1, 1), (3, 33, 17), (13, 200, 37), (40, 64, 70), (197, 768, 96)] {
+            let (x, w, b, res) = (vals(m * k, 31), vals(n * k, 32), vals(n, 33), vals(m * n, 34));
+            let (nw, nb) = (vals(k, 35), vals(k, 36));
+            let wb: Vec<half::bf16> = w.iter().map(|&a| half::bf16::from_f32(a)).collect();
+            let p = pack(HalfSlice::Bf16(&wb), n, k);
+            let norm = Some(Norm { w: &nw, b: &nb, eps: 1e-5 });
+            let epi = Epilogue { bias: Some(&b), act: Some(crate::tensor::Activation::QuickGelu), res: Some(&res), norm };
+            let got = p.matmul_new(&x, m, k, epi).unwrap();
+            // By hand: LayerNorm, round, the product in f32, the epilogue.
+            let mut xn = x.clone();
+            for row in xn.chunks_mut(k) {
+                let (mean, inv) = crate::tensor::cpu::row_ops::row_stats(row, 1e-5);
+                for ((v, &w), &b) in row.iter_mut().zip(&nw).zip(&nb) {
+                    *v = (*v - mean) * inv * w + b;
+                }
             }
+            let mut want = naive(&r(&xn), &r(&w), m, k, n, k, Epilogue { bias: Some(&b), ..Default::default() });
+            apply_act(&mut want, crate::tensor::Activation::QuickGelu);
+            want.iter_mut().zip(&res).for_each(|(v, r)| *v += r);
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let d = crate::num::max_abs_diff(&got, &want);
+            assert!(d <= 2e-6 * scale * (k as f32).sqrt().max(1.0), "{name} m{m} k{k} n{n}: {d} (scale {scale})");
         }
-        let mut want = naive(&r(&xn), &r(&w), m, k, n, k, Epilogue { bias: Some(&b), ..Default::default() });
-        apply_act(&mut want, crate::tensor::Activation::QuickGelu);
-        want.iter_mut().zip(&res).for_each(|(v, r)| *v += r);
-        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let d = crate::num::max_abs_diff(&got, &want);
-        assert!(d <= 2e-6 * scale * (k as f32).sqrt().max(1.0), "m{m} k{k} n{n}: {d} (scale {scale})");
     }
 }
 

@@ -12,9 +12,9 @@ pub(super) enum Panels {
     Bf16(Vec<half::bf16>),
     /// int8 with per-channel scales, multiplied by the int8 engine (`gemm::int8`).
     Int8(super::int8::QuantWeight),
-    /// bf16 in AMX tiles (`gemm::bf16`).
+    /// bf16 pairs for a bf16 dot-product engine (`gemm::bf16`: AMX, AVX-512 BF16).
     #[cfg(target_arch = "x86_64")]
-    Bf16Amx(super::bf16::Bf16Tiles),
+    Bf16Dot(super::bf16::Bf16Weight),
 }
 
 /// A half-precision `[n, k]` weight as read from a checkpoint.
@@ -128,22 +128,28 @@ impl PackedWeight {
         Ok(PackedWeight { round_a: true, ..PackedWeight::pack_half(HalfSlice::Bf16(&w), n, k, kernel)? })
     }
 
-    /// Whether the weight is int8.
-    /// [`PackedWeight::pack_bf16`] on the fastest engine this CPU has: AMX-BF16 tiles where
-    /// there are (sums in another order, so not bit-equal to the f32 kernels' bf16 product),
-    /// else the best f32 micro-kernel.
+    /// [`PackedWeight::pack_bf16`] on the fastest engine this CPU has: a bf16 dot-product
+    /// engine where there is one (`gemm::bf16`: AMX-BF16, AVX-512 BF16; sums in another order,
+    /// so not bit-equal to the f32 kernels' bf16 product), else the best f32 micro-kernel.
     pub fn pack_bf16_best(w: HalfSlice, n: usize, k: usize) -> Result<PackedWeight, String> {
         #[cfg(target_arch = "x86_64")]
-        if super::bf16::Bf16Tiles::usable() {
-            let tiles = match w {
-                HalfSlice::Bf16(v) => super::bf16::Bf16Tiles::pack(v, n, k)?,
-                HalfSlice::F16(v) => super::bf16::Bf16Tiles::pack(&v.iter().map(|x| half::bf16::from_f32(x.to_f32())).collect::<Vec<_>>(), n, k)?,
-            };
-            return Ok(PackedWeight { kernel: MicroKernel::best(), n, k, panels: Panels::Bf16Amx(tiles), round_a: true });
+        if let Some(engine) = super::bf16::Bf16Engine::best() {
+            return PackedWeight::pack_bf16_on(w, n, k, engine);
         }
         PackedWeight::pack_bf16(w, n, k, MicroKernel::best())
     }
 
+    /// [`PackedWeight::pack_bf16`] for one bf16 dot-product engine (tests, `bench gemm`).
+    #[cfg(target_arch = "x86_64")]
+    pub fn pack_bf16_on(w: HalfSlice, n: usize, k: usize, engine: super::bf16::Bf16Engine) -> Result<PackedWeight, String> {
+        let packed = match w {
+            HalfSlice::Bf16(v) => super::bf16::Bf16Weight::pack(v, n, k, engine)?,
+            HalfSlice::F16(v) => super::bf16::Bf16Weight::pack(&v.iter().map(|x| half::bf16::from_f32(x.to_f32())).collect::<Vec<_>>(), n, k, engine)?,
+        };
+        Ok(PackedWeight { kernel: MicroKernel::best(), n, k, panels: Panels::Bf16Dot(packed), round_a: true })
+    }
+
+    /// Whether the weight is int8.
     pub fn is_int8(&self) -> bool {
         matches!(self.panels, Panels::Int8(_))
     }
@@ -156,7 +162,7 @@ impl PackedWeight {
             Panels::Bf16(v) => 2 * v.len(),
             Panels::Int8(q) => q.bytes(),
             #[cfg(target_arch = "x86_64")]
-            Panels::Bf16Amx(t) => t.bytes(),
+            Panels::Bf16Dot(t) => t.bytes(),
         }
     }
 
@@ -170,7 +176,7 @@ impl PackedWeight {
     }
     pub fn is_half(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if matches!(self.panels, Panels::Bf16Amx(_)) {
+        if matches!(self.panels, Panels::Bf16Dot(_)) {
             return true;
         }
         matches!(self.panels, Panels::F16(_) | Panels::Bf16(_))

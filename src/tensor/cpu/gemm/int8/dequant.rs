@@ -42,7 +42,7 @@ pub(super) unsafe fn dequant_tile(kern: Int8MicroKernel, t: &Tile, sx: &[f32], s
         }
         match kern {
             Int8MicroKernel::Amx | Int8MicroKernel::Avx512Vnni => return avx512(t, sx, sw, epi, y, ldc),
-            Int8MicroKernel::Avx2 => return avx2(t, sx, sw, epi, y, ldc),
+            Int8MicroKernel::Avx2 | Int8MicroKernel::AvxVnni => return avx2(t, sx, sw, epi, y, ldc),
             _ => {}
         }
     }

@@ -26,7 +26,8 @@
 //!
 //! Micro-kernels, picked at run time (fastest first) and forceable in tests and `bench gemm`:
 //! AMX-INT8 (32 × 32 from 2 × 2 tile registers; Linux grants the tile data on request, see
-//! `amx`), AVX-512 VNNI (8 × 32), AVX2 (6 × 16), wasm SIMD128 (4 × 8), portable (4 × 8).
+//! `amx`), AVX-512 VNNI (8 × 32), AVX-VNNI (3 × 32 in ymm, for CPUs with VNNI but not AVX-512:
+//! Alder Lake and later client cores), AVX2 (6 × 16), wasm SIMD128 (4 × 8), portable (4 × 8).
 
 #[cfg(test)]
 mod tests;
@@ -49,6 +50,8 @@ pub enum Int8MicroKernel {
     Amx,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx512Vnni,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    AvxVnni,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx2,
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -74,6 +77,7 @@ impl Int8MicroKernel {
         match self {
             Int8MicroKernel::Amx => "amx tdpbssd 32x32",
             Int8MicroKernel::Avx512Vnni => "avx512 vnni vpdpbusd 8x32",
+            Int8MicroKernel::AvxVnni => "avx vnni vpdpbusd 3x32",
             Int8MicroKernel::Avx2 => "avx2 pmaddwd 6x16",
             Int8MicroKernel::Simd128 => "wasm simd128 dot_i16x8 4x8",
             Int8MicroKernel::Portable => "portable 4x8",
@@ -84,6 +88,7 @@ impl Int8MicroKernel {
         match self {
             Int8MicroKernel::Amx => 32,
             Int8MicroKernel::Avx512Vnni => 8,
+            Int8MicroKernel::AvxVnni => 3,
             Int8MicroKernel::Avx2 => 6,
             Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 4,
         }
@@ -91,7 +96,7 @@ impl Int8MicroKernel {
 
     pub fn nr(self) -> usize {
         match self {
-            Int8MicroKernel::Amx | Int8MicroKernel::Avx512Vnni => 32,
+            Int8MicroKernel::Amx | Int8MicroKernel::Avx512Vnni | Int8MicroKernel::AvxVnni => 32,
             Int8MicroKernel::Avx2 => 16,
             Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 8,
         }
@@ -100,7 +105,7 @@ impl Int8MicroKernel {
     fn layout(self) -> Layout {
         match self {
             Int8MicroKernel::Amx => Layout::QuadsRows,
-            Int8MicroKernel::Avx512Vnni => Layout::QuadsU8,
+            Int8MicroKernel::Avx512Vnni | Int8MicroKernel::AvxVnni => Layout::QuadsU8,
             _ => Layout::Pairs,
         }
     }
@@ -157,6 +162,9 @@ impl Int8MicroKernel {
             if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512bw") {
                 v.push(Int8MicroKernel::Avx512Vnni);
             }
+            if std::arch::is_x86_feature_detected!("avxvnni") && std::arch::is_x86_feature_detected!("avx2") {
+                v.push(Int8MicroKernel::AvxVnni);
+            }
             if std::arch::is_x86_feature_detected!("avx2") {
                 v.push(Int8MicroKernel::Avx2);
             }
@@ -179,6 +187,8 @@ impl Int8MicroKernel {
             Int8MicroKernel::Amx => amx::AMX[rows - 1],
             #[cfg(target_arch = "x86_64")]
             Int8MicroKernel::Avx512Vnni => x86::vnni::AVX512[rows - 1],
+            #[cfg(target_arch = "x86_64")]
+            Int8MicroKernel::AvxVnni => x86::vnni::AVX[rows - 1],
             #[cfg(target_arch = "x86_64")]
             Int8MicroKernel::Avx2 => x86::AVX2[rows - 1],
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]

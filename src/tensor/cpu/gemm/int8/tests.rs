@@ -125,7 +125,7 @@ fn the_epilogue_and_the_norm_prologue_match_the_f32_path_on_the_dequantised_valu
     }
 }
 
-/// A CPU that reports AMX-INT8 or AVX-512 VNNI gets its kernel (on Linux, where the flags are
+/// A CPU that reports AMX-INT8, AVX-512 VNNI or AVX-VNNI gets its kernel (on Linux, where the flags are
 /// read and AMX's tile data is granted on request), so a machine that has them tests them.
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[test]
@@ -138,6 +138,9 @@ fn the_cpus_int8_instructions_are_offered() {
     }
     if flags.contains(&"avx512_vnni") && flags.contains(&"avx512bw") {
         assert!(avail.contains(&Int8MicroKernel::Avx512Vnni), "{avail:?}");
+    }
+    if flags.contains(&"avx_vnni") {
+        assert!(avail.contains(&Int8MicroKernel::AvxVnni), "{avail:?}");
     }
     assert_eq!(Int8MicroKernel::best(), avail[0]);
 }

@@ -71,6 +71,41 @@ pub mod vnni {
     }
 
     pub static AVX512: [Int8TileFn; MR] = int8_tile_table!(avx512; 1 2 3 4 5 6 7 8);
+
+    /// The same product with AVX-VNNI (VEX, 16 ymm registers): 3 rows × 32 columns, each row
+    /// four ymm of sums (12 accumulators), the panel's four vectors of a quad read once for
+    /// the three rows. Same operands as [`avx512`] (the tile is 3 rows of quads).
+    ///
+    /// # Safety
+    /// AVX2 and AVX-VNNI are available; see [`Int8TileFn`].
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub unsafe fn avx<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mut i32) {
+        const AMR: usize = 3;
+        let mut acc = [[_mm256_setzero_si256(); 4]; R];
+        for q in 0..kq {
+            let w = b.add((q / 16) * 2048 + (q % 16) * 64);
+            let ws = [
+                _mm256_loadu_si256(w as *const __m256i),
+                _mm256_loadu_si256(w.add(32) as *const __m256i),
+                _mm256_loadu_si256(w.add(1024) as *const __m256i),
+                _mm256_loadu_si256(w.add(1056) as *const __m256i),
+            ];
+            let ap = a.add(q * AMR);
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_epi32(*ap.add(i));
+                for (s, &wv) in row.iter_mut().zip(&ws) {
+                    *s = _mm256_dpbusd_avx_epi32(*s, av, wv);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (h, s) in row.iter().enumerate() {
+                _mm256_storeu_si256(c.add(i * NR + 8 * h) as *mut __m256i, *s);
+            }
+        }
+    }
+
+    pub static AVX: [Int8TileFn; 3] = int8_tile_table!(avx; 1 2 3);
 }
 
 /// `quantize_row` (the scheme of the module docs) in AVX-512: the same values and scale as the

@@ -89,7 +89,7 @@ fn gemm_crate(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize)
 /// Each micro-kernel this CPU (or wasm build) has, alone for `min_ms` on one thread, beside its
 /// instruction set's multiply-add ceiling ([`peak_gflops`]).
 /// The int8 micro-kernels follow, their `gflops` being giga-operations (int8 multiply-adds × 2)
-/// per second.
+/// per second, then the bf16 engines' (x86).
 pub fn micro_kernels(min_ms: f64, mut progress: impl FnMut(&str)) -> Vec<TileRow> {
     let f32_rows = MicroKernel::available().into_iter().map(|k| TileRow {
         kernel: k.name().into(),
@@ -105,8 +105,19 @@ pub fn micro_kernels(min_ms: f64, mut progress: impl FnMut(&str)) -> Vec<TileRow
         gflops: int8::tile_gops(k, min_ms),
         peak_gflops: None,
     });
+    #[cfg(target_arch = "x86_64")]
+    let bf16_rows = crate::tensor::cpu::gemm::Bf16Engine::available().into_iter().map(|e| TileRow {
+        kernel: format!("bf16 {}", e.name()),
+        mr: e.mr_nr().0,
+        nr: e.mr_nr().1,
+        gflops: crate::tensor::cpu::gemm::bf16_tile_gflops(e, min_ms),
+        peak_gflops: None,
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    let bf16_rows = std::iter::empty();
     f32_rows
         .chain(int8_rows)
+        .chain(bf16_rows)
         .inspect(|row| {
             let peak = row.peak_gflops.map(|p| format!(", peak {p:.1}")).unwrap_or_default();
             progress(&format!("micro-kernel {}: {:.1} GFLOP/s (1 thread, L1){peak}", row.kernel, row.gflops));

@@ -12,7 +12,9 @@ use crate::prune::{PruneConfig, Scorer};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+mod precision;
 pub mod qwen;
+pub use precision::{run_batch_precisions, summarize_precisions};
 
 /// Image files the set may hold (by extension, case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "gif", "webp", "bmp", "jfif"];
@@ -181,6 +183,14 @@ pub struct Outcome {
     pub cos: f32,
     pub ms: f64,
     pub flops_ratio: f64,
+    /// Cos-sim to the f32 model's embedding under the same method ([`run_batch_precisions`];
+    /// 1 for f32 itself and where one precision runs).
+    #[serde(default = "one")]
+    pub cos_f32: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// One image's outcomes, by method (in [`methods`] order): a line of the resume cache.
@@ -201,10 +211,16 @@ pub async fn run_batch_async(clip: &Clip, images: &[RgbImage], methods: &[Method
     if images.is_empty() {
         return Ok(Vec::new());
     }
+    let per_method = embed_batch_async(clip, images, methods).await?;
+    Ok(outcomes(&per_method, None, classifier, clip.config.projection_dim, images.len()))
+}
+
+/// Each method's embeddings of a batch (`[images, d]`), with its ms per image and FLOPs ratio.
+type Embedded = Vec<(Vec<f32>, f64, f64)>;
+
+async fn embed_batch_async(clip: &Clip, images: &[RgbImage], methods: &[Method]) -> Result<Embedded> {
     let pv = clip.pixel_values(images)?;
-    let d = clip.config.projection_dim;
-    let classes = classifier.len() / d.max(1);
-    let mut per_method: Vec<(Vec<f32>, f64, f64)> = Vec::with_capacity(methods.len());
+    let mut per_method = Vec::with_capacity(methods.len());
     for m in methods {
         let t0 = now_ms();
         let out = clip.vision.forward_async(&pv, m.prune.as_ref(), &mut Timings::start()).await?;
@@ -213,18 +229,26 @@ pub async fn run_batch_async(clip: &Clip, images: &[RgbImage], methods: &[Method
         crate::error::check_finite("image_embeds", &e)?;
         per_method.push((e, ms, out.flops / out.flops_unpruned.max(1.0)));
     }
+    Ok(per_method)
+}
+
+/// Per image, each method's outcome: top-5 against `classifier`, cos to the first method's
+/// embedding, and to `f32`'s embedding under the same method where given.
+fn outcomes(per_method: &Embedded, f32: Option<&Embedded>, classifier: &[f32], d: usize, n: usize) -> Vec<Vec<Outcome>> {
+    let classes = classifier.len() / d.max(1);
     let base = &per_method[0].0;
-    let mut res = vec![Vec::with_capacity(methods.len()); images.len()];
-    for (e, ms, fr) in &per_method {
+    let mut res = vec![Vec::with_capacity(per_method.len()); n];
+    for (mi, (e, ms, fr)) in per_method.iter().enumerate() {
         for (i, r) in res.iter_mut().enumerate() {
             let v = &e[i * d..(i + 1) * d];
             let mut scores: Vec<(f32, u32)> = classifier.chunks(d).enumerate().map(|(c, t)| (dot(v, t), c as u32)).collect();
             scores.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let top5 = scores.iter().take(5.min(classes)).map(|s| s.1).collect();
-            r.push(Outcome { top5, cos: crate::models::clip::cosine(v, &base[i * d..(i + 1) * d]), ms: *ms, flops_ratio: *fr });
+            let cos_f32 = f32.map_or(1.0, |f| crate::models::clip::cosine(v, &f[mi].0[i * d..(i + 1) * d]));
+            r.push(Outcome { top5, cos: crate::models::clip::cosine(v, &base[i * d..(i + 1) * d]), ms: *ms, flops_ratio: *fr, cos_f32 });
         }
     }
-    Ok(res)
+    res
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -232,7 +256,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// One method's figures over the set.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct EvalRow {
     pub scorer: String,
     /// The keep ratio as given (`0.7`, not f32's 0.699999988).
@@ -246,6 +270,15 @@ pub struct EvalRow {
     pub ms_per_img: f64,
     pub images_per_s: f64,
     pub flops_ratio: f64,
+    /// The precision of the linear layers (`eval clip --precision f32,int8,bf16`; null where
+    /// one precision ran).
+    pub precision: Option<String>,
+    /// Share of images whose top-1 class equals the f32 model's under the same method (null
+    /// where one precision ran).
+    pub agree_f32: Option<f64>,
+    /// Mean cos-sim of the embeddings to the f32 model's under the same method (null where one
+    /// precision ran).
+    pub cos_to_f32: Option<f64>,
 }
 
 /// The rows of a finished (or partial) sweep.
@@ -277,6 +310,9 @@ pub fn summarize(methods: &[Method], results: &[ImageResult]) -> Vec<EvalRow> {
                 ms_per_img,
                 images_per_s: if ms_per_img > 0.0 { 1000.0 / ms_per_img } else { 0.0 },
                 flops_ratio: fr / n,
+                precision: None,
+                agree_f32: None,
+                cos_to_f32: None,
             }
         })
         .collect()
@@ -284,11 +320,24 @@ pub fn summarize(methods: &[Method], results: &[ImageResult]) -> Vec<EvalRow> {
 
 /// `results.csv`: a header and one line per row.
 pub fn csv(rows: &[EvalRow]) -> String {
-    let mut s = String::from("scorer,keep,images,top1,top5,agree_top1,cos_to_unpruned,ms_per_img,images_per_s,flops_ratio\n");
+    let mut s = String::from("scorer,keep,images,top1,top5,agree_top1,cos_to_unpruned,ms_per_img,images_per_s,flops_ratio,precision,agree_f32,cos_to_f32\n");
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
     for r in rows {
         s += &format!(
-            "{},{},{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.6}\n",
-            r.scorer, r.keep, r.images, r.top1, r.top5, r.agree_top1, r.cos_to_unpruned, r.ms_per_img, r.images_per_s, r.flops_ratio
+            "{},{},{},{:.6},{:.6},{:.6},{:.6},{:.4},{:.4},{:.6},{},{},{}\n",
+            r.scorer,
+            r.keep,
+            r.images,
+            r.top1,
+            r.top5,
+            r.agree_top1,
+            r.cos_to_unpruned,
+            r.ms_per_img,
+            r.images_per_s,
+            r.flops_ratio,
+            r.precision.as_deref().unwrap_or(""),
+            opt(r.agree_f32),
+            opt(r.cos_to_f32)
         );
     }
     s
@@ -412,6 +461,7 @@ mod tests {
             ms_per_img: ms,
             images_per_s: 1000.0 / ms,
             flops_ratio: keep as f64,
+            ..Default::default()
         }
     }
 
@@ -422,7 +472,7 @@ mod tests {
         let t = methods(&["tome".parse().unwrap()], &[0.5, 0.7], &[1]).unwrap();
         assert_eq!(t.iter().map(|m| (m.name.as_str(), m.keep)).collect::<Vec<_>>(), vec![("unpruned", 1.0), ("tome", 0.5), ("tome", 0.7)]);
         assert!(methods(&["tome:8".parse().unwrap()], &[0.5], &[1]).unwrap_err().to_string().contains("use `tome`"));
-        let o = |top5: Vec<u32>, ms| Outcome { top5, cos: 0.5, ms, flops_ratio: 1.0 };
+        let o = |top5: Vec<u32>, ms| Outcome { top5, cos: 0.5, ms, flops_ratio: 1.0, cos_f32: 1.0 };
         let results = vec![
             ImageResult { path: "a".into(), label: 0, outcomes: vec![o(vec![0, 1], 10.0), o(vec![1, 0], 6.0)] },
             ImageResult { path: "b".into(), label: 1, outcomes: vec![o(vec![0, 2], 10.0), o(vec![0, 2], 4.0)] },

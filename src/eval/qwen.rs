@@ -181,6 +181,7 @@ pub fn svg(rows: &[QwenEvalRow], title: &str) -> String {
             ms_per_img: r.prefill_ms,
             images_per_s: 0.0,
             flops_ratio: r.flops_ratio,
+            ..Default::default()
         })
         .collect();
     super::svg_labeled(&as_rows, title, "contains-answer accuracy", "prefill ms")

@@ -147,9 +147,9 @@ fn bench_gemm_json_times_every_kernel_and_a_bad_peer_is_named() {
     let tiles = v["tiles"].as_array().unwrap();
     assert!(tiles.iter().any(|t| t["kernel"].as_str().unwrap().starts_with("portable")), "{tiles:?}");
     assert!(tiles.iter().all(|t| t["gflops"].as_f64().unwrap() > 0.0 && t["mr"].as_u64().unwrap() > 0));
-    // Each x86 f32 kernel beside its instruction set's FMA ceiling (the portable and the int8
-    // ones have none); every int8 kernel this CPU has is timed too.
-    let plain = |t: &serde_json::Value| !t["kernel"].as_str().unwrap().starts_with("portable") && !t["kernel"].as_str().unwrap().starts_with("int8");
+    // Each x86 f32 kernel beside its instruction set's FMA ceiling (the portable, int8 and bf16
+    // ones have none); every int8 kernel and bf16 engine this CPU has is timed too.
+    let plain = |t: &serde_json::Value| !["portable", "int8", "bf16"].iter().any(|p| t["kernel"].as_str().unwrap().starts_with(p));
     assert!(tiles.iter().all(|t| t["peak_gflops"].as_f64().is_some_and(|p| p > 0.0) == plain(t)), "{tiles:?}");
     assert!(tiles.iter().any(|t| t["kernel"].as_str().unwrap() == "int8 portable 4x8"), "{tiles:?}");
     let rows = v["rows"].as_array().unwrap();
@@ -302,6 +302,46 @@ fn eval_clip_sweeps_writes_its_files_and_resumes() {
     let o = effarch(&other);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cache.jsonl"), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `eval clip --precision f32,int8,bf16`: one model per precision on every batch, f32's rows
+/// first; each row names its precision, its top-1 agreement with f32's and its cos to f32's
+/// embedding under the same method (f32's own: 1 and 1; int8/bf16 near but not equal to 1);
+/// a single precision leaves those fields null.
+#[test]
+fn eval_clip_puts_precisions_side_by_side() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (clip, set) = (fixture_dir(), root.join("tests/fixtures/eval-tiny"));
+    let (clip, set) = (clip.to_str().unwrap(), set.to_str().unwrap());
+    let run = |precision: &str| {
+        let a = ["eval", "clip", "--model", clip, "--data", set, "--keeps", "1,0.5", "--scorers", "kq-norm", "--precision", precision, "--json"];
+        let o = effarch(&a);
+        assert!(o.status.success(), "{a:?}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("one JSON object")
+    };
+    let side = run("int8,bf16");
+    let rows = side["rows"].as_array().unwrap();
+    let got: Vec<(&str, &str, f64)> = rows.iter().map(|r| (r["precision"].as_str().unwrap(), r["scorer"].as_str().unwrap(), r["keep"].as_f64().unwrap())).collect();
+    assert_eq!(
+        got,
+        vec![("f32", "unpruned", 1.0), ("f32", "kq-norm:key", 0.5), ("int8", "unpruned", 1.0), ("int8", "kq-norm:key", 0.5), ("bf16", "unpruned", 1.0), ("bf16", "kq-norm:key", 0.5)]
+    );
+    let device = side["config"]["device"].as_str().unwrap();
+    assert!(device.contains("int8") && device.contains("bf16"), "{device}");
+    for r in &rows[..2] {
+        assert_eq!((r["agree_f32"].as_f64(), r["cos_to_f32"].as_f64()), (Some(1.0), Some(1.0)), "{r}");
+    }
+    for r in &rows[2..] {
+        let (agree, cos) = (r["agree_f32"].as_f64().unwrap(), r["cos_to_f32"].as_f64().unwrap());
+        assert!((0.0..=1.0).contains(&agree), "{r}");
+        assert!(cos > 0.99 && cos < 1.0, "{r}: the {} embedding is not f32's", r["precision"]);
+    }
+    // f32's rows equal a run of f32 alone, whose rows carry no precision columns.
+    let alone = run("f32");
+    for (a, b) in alone["rows"].as_array().unwrap().iter().zip(&rows[..2]) {
+        assert_eq!((&a["top1"], &a["agree_top1"], &a["cos_to_unpruned"]), (&b["top1"], &b["agree_top1"], &b["cos_to_unpruned"]));
+        assert!(a["precision"].is_null() && a["agree_f32"].is_null() && a["cos_to_f32"].is_null(), "{a}");
+    }
 }
 
 /// `effarch quantize`: the tiny CLIP in the hub layout with int8 linear weights (same names plus

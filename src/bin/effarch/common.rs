@@ -66,8 +66,9 @@ pub enum PrecisionArg {
     /// int8 weights per output channel and activations per row, int32 sums (changes the numbers:
     /// cos to f32 ≥ 0.999 at ViT-B/16 size).
     Int8,
-    /// bf16 weights and activations, f32 sums (PyTorch's bf16 numbers; on the f32 kernels
-    /// here, half the weight memory; cos to f32 ≥ 0.9999 at ViT-B/16 size).
+    /// bf16 weights and activations, f32 sums (PyTorch's bf16 numbers; AMX-BF16 or AVX-512
+    /// BF16 where the CPU has them, else the f32 kernels; half the weight memory; cos to f32
+    /// ≥ 0.9999 at ViT-B/16 size).
     Bf16,
     /// The fastest precision this CPU has a SIMD kernel for whose accuracy test passes: int8
     /// where the int8 engine has a vector kernel (AVX2, wasm SIMD128), else f32.
@@ -119,8 +120,8 @@ pub struct Common {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Precision of the linear layers: f32 (default), int8, bf16, or auto (`bench clip` takes a
-    /// list, e.g. f32,int8,bf16, timed side by side). With int8 or bf16 `--device auto` means
+    /// Precision of the linear layers: f32 (default), int8, bf16, or auto (`bench clip` and
+    /// `eval clip` take a list, e.g. f32,int8,bf16, run side by side). With int8 or bf16 `--device auto` means
     /// the CPU; `--device gpu` takes f32 and int8 (int8 weights, f32 activations).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "f32")]
     pub precision: Vec<PrecisionArg>,
@@ -136,8 +137,19 @@ impl Common {
     pub fn precision(&self) -> Result<Precision> {
         match self.precision[..] {
             [p] => Ok(p.precision()),
-            _ => Err(Error::arg("--precision takes one value here (only `bench clip` takes a list)")),
+            _ => Err(Error::arg("--precision takes one value here (only `bench clip` and `eval clip` take a list)")),
         }
+    }
+
+    /// The precisions of a list, f32 first (every other is measured against it), each once.
+    pub fn precisions_f32_first(&self) -> Vec<Precision> {
+        let mut v = vec![Precision::F32];
+        for p in self.precision.iter().map(|p| p.precision()) {
+            if !v.contains(&p) {
+                v.push(p);
+            }
+        }
+        v
     }
 
     /// The device asked for (or `default`) with the precision asked for.

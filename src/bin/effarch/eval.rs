@@ -107,6 +107,9 @@ struct CacheKey {
     layers: Vec<usize>,
     batch: usize,
     device: String,
+    /// `--precision` lists: the precisions side by side (empty for one).
+    #[serde(default)]
+    precisions: Vec<String>,
 }
 
 /// `--json` and results.json: the settings, then one row per method.
@@ -250,7 +253,15 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
     if let Some(n) = a.limit {
         data.items.truncate(n);
     }
-    let device = a.common.device_for(DeviceArg::Auto)?;
+    // One model per precision when a list is given (f32 first, on the CPU unless asked), else one.
+    let (devices, precisions): (Vec<effarch::tensor::Device>, Vec<&str>) = if a.common.precision.len() > 1 {
+        let ps = a.common.precisions_f32_first();
+        let dev = a.common.device_or(DeviceArg::Cpu);
+        (ps.iter().map(|&p| dev.device_with(p)).collect::<Result<_>>()?, ps.iter().map(|p| p.name()).collect())
+    } else {
+        (vec![a.common.device_for(DeviceArg::Auto)?], Vec::new())
+    };
+    let device = devices.iter().map(|d| d.describe()).collect::<Vec<_>>().join(" | ");
     let key = CacheKey {
         model: a.model.clone(),
         data: a.data.display().to_string(),
@@ -258,7 +269,8 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
         methods: methods.iter().map(|m| (m.name.clone(), m.keep)).collect(),
         layers: a.layers.clone(),
         batch: a.batch,
-        device: device.describe(),
+        device: device.clone(),
+        precisions: precisions.iter().map(|p| p.to_string()).collect(),
     };
     let mut done: Vec<ImageResult> = match (&a.out, a.resume) {
         (Some(dir), true) => read_cache(dir, &key)?,
@@ -271,14 +283,22 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
     };
 
     let dir = effarch::hub::resolve(&a.model, &["config.json", "model.safetensors", "vocab.json", "merges.txt"], &[])?;
-    let session = clip::open_dir(&dir, &device, true)?;
-    let model = &session.clip;
+    let sessions = devices.iter().map(|d| clip::open_dir(&dir, d, true)).collect::<Result<Vec<_>>>()?;
+    let model = &sessions[0].clip;
     for m in &methods {
         if let Some(p) = &m.prune {
             p.validate(model.vision.num_layers())?;
         }
     }
-    let classifier = eval::text_classifier(model, &data.classes, &a.templates)?;
+    let classifiers = sessions.iter().map(|s| eval::text_classifier(&s.clip, &data.classes, &a.templates)).collect::<Result<Vec<_>>>()?;
+    let models: Vec<(&clip::Clip, &[f32])> = sessions.iter().zip(&classifiers).map(|(s, c)| (&s.clip, c.as_slice())).collect();
+    let run_batch = |images: &[image::RgbImage]| {
+        if precisions.is_empty() {
+            eval::run_batch(model, images, &methods, &classifiers[0])
+        } else {
+            eval::run_batch_precisions(&models, images, &methods)
+        }
+    };
 
     let seen: std::collections::HashSet<String> = done.iter().map(|r| r.path.clone()).collect();
     let todo: Vec<&eval::Item> = data.items.iter().filter(|it| !seen.contains(&it.path.display().to_string())).collect();
@@ -302,7 +322,7 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
     let mut next = batches.first().map(|b| decode(b));
     for (bi, batch) in batches.iter().enumerate() {
         let images = next.take().unwrap_or_default().into_iter().collect::<Result<Vec<_>>>()?;
-        let (outcomes, following) = rayon::join(|| eval::run_batch(model, &images, &methods, &classifier), || batches.get(bi + 1).map(|b| decode(b)));
+        let (outcomes, following) = rayon::join(|| run_batch(&images), || batches.get(bi + 1).map(|b| decode(b)));
         next = following;
         for (it, outs) in batch.iter().zip(outcomes?) {
             let r = ImageResult { path: it.path.display().to_string(), label: it.label, outcomes: outs };
@@ -320,7 +340,7 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
     bar.finish_and_clear();
 
     // Rows in the set's order of images (resumed ones included).
-    let rows = eval::summarize(&methods, &done);
+    let rows = if precisions.is_empty() { eval::summarize(&methods, &done) } else { eval::summarize_precisions(&methods, &precisions, &done) };
     let report = EvalJson {
         config: EvalConfig {
             model: &a.model,
@@ -330,7 +350,7 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
             templates: &a.templates,
             layers: &a.layers,
             batch: a.batch,
-            device: model.device.describe(),
+            device: device.clone(),
             resumed,
         },
         rows: &rows,
@@ -340,7 +360,15 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
         write(dir, "results.json", &json)?;
         write(dir, "results.csv", &eval::csv(&rows))?;
         let title = format!("{} on {} ({} images, {} classes), pruning at layer(s) {:?}", a.model, a.data.display(), done.len(), data.classes.len(), a.layers);
-        write(dir, "latency_vs_accuracy.svg", &eval::svg(&rows, &title))?;
+        // Side by side, each precision but the first has its own lines.
+        let named: Vec<eval::EvalRow> = rows
+            .iter()
+            .map(|r| match &r.precision {
+                Some(p) if p != "f32" => eval::EvalRow { scorer: format!("{} {p}", r.scorer), ..r.clone() },
+                _ => r.clone(),
+            })
+            .collect();
+        write(dir, "latency_vs_accuracy.svg", &eval::svg(&named, &title))?;
     }
     if a.common.json {
         return emit(&report);
@@ -350,15 +378,25 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
         done.len(),
         data.classes.len(),
         a.model,
-        model.device.describe(),
+        device,
         if resumed > 0 { format!(" ({resumed} from the cache)") } else { String::new() }
     );
-    println!("{:<14} {:>5} {:>7} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7}", "scorer", "keep", "top-1", "top-5", "agree", "cos", "ms/img", "img/s", "FLOPs");
+    let side = !precisions.is_empty();
+    let head = format!("{:<14} {:>5} {:>7} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7}", "scorer", "keep", "top-1", "top-5", "agree", "cos", "ms/img", "img/s", "FLOPs");
+    if side {
+        println!("{:<9} {head} {:>9} {:>9}", "precision", "agree f32", "cos f32");
+    } else {
+        println!("{head}");
+    }
     for r in &rows {
-        println!(
+        let line = format!(
             "{:<14} {:>5.2} {:>7.3} {:>7.3} {:>8.3} {:>8.5} {:>9.2} {:>7.1} {:>7.3}",
             r.scorer, r.keep, r.top1, r.top5, r.agree_top1, r.cos_to_unpruned, r.ms_per_img, r.images_per_s, r.flops_ratio
         );
+        match (&r.precision, r.agree_f32, r.cos_to_f32) {
+            (Some(p), Some(ag), Some(cos)) => println!("{p:<9} {line} {ag:>9.3} {cos:>9.6}"),
+            _ => println!("{line}"),
+        }
     }
     if let Some(dir) = &a.out {
         println!("wrote {0}/results.json, {0}/results.csv, {0}/latency_vs_accuracy.svg", dir.display());
@@ -388,7 +426,8 @@ fn read_cache(dir: &Path, key: &CacheKey) -> Result<Vec<ImageResult>> {
         return Err(Error::arg(format!("{}: made with other settings ({head:?}); run without --resume to start over", p.display())));
     }
     // A line cut short by an interruption is dropped (that image is run again).
-    Ok(lines.filter_map(|l| serde_json::from_str::<ImageResult>(l).ok()).filter(|r| r.outcomes.len() == key.methods.len()).collect())
+    let per_image = key.methods.len() * key.precisions.len().max(1);
+    Ok(lines.filter_map(|l| serde_json::from_str::<ImageResult>(l).ok()).filter(|r| r.outcomes.len() == per_image).collect())
 }
 
 /// Writes the cache afresh: the settings line, then the results kept from an earlier run (a

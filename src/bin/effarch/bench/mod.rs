@@ -4,7 +4,6 @@ use crate::common::{emit, parse_scorer, Common, DeviceArg};
 use clap::{Args, Subcommand};
 use effarch::bench::qwen::{bench_qwen, QwenBenchRow, QwenBenchSpec};
 use effarch::bench::{self, BenchSpec};
-use effarch::tensor::Precision;
 use effarch::{Error, Result};
 use mamba::{run_mamba, run_mamba_lm, run_scan, BenchMambaArgs, BenchMambaLmArgs, BenchScanArgs};
 use serde::Serialize;
@@ -207,13 +206,7 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
         None | Some("candle") => {}
         Some(other) => return Err(Error::arg(format!("--peer {other}: the peer engine is `candle`"))),
     }
-    // f32 first (every other precision is measured against it), then the others asked for.
-    let mut precisions = vec![Precision::F32];
-    for p in a.common.precision.iter().map(|p| p.precision()) {
-        if !precisions.contains(&p) {
-            precisions.push(p);
-        }
-    }
+    let precisions = a.common.precisions_f32_first();
     let dev = a.common.device_or(if precisions.len() > 1 { DeviceArg::Cpu } else { DeviceArg::Auto });
     let devices = precisions.iter().map(|&p| dev.device_with(p)).collect::<Result<Vec<_>>>()?;
     let device = devices[devices.len() - 1].clone();

@@ -43,6 +43,10 @@ impl Bf16Engine {
     }
 
     /// Every bf16 engine this CPU has (and, for AMX, may use), fastest first.
+    pub fn mr_nr(self) -> (usize, usize) {
+        (self.mr(), NR)
+    }
+
     pub fn available() -> Vec<Bf16Engine> {
         let mut v = Vec::new();
         if amx::usable_bf16() {
@@ -54,10 +58,15 @@ impl Bf16Engine {
         v
     }
 
-    /// The fastest, if the CPU has one (detected once).
+    /// The fastest, if the CPU has one (decided once): AMX where there is; AVX-512 BF16 only
+    /// where its micro-kernel outruns the f32 one (measured, a few ms): `vdpbf16ps` does twice
+    /// the work of an FMA, but an Intel core issues it on one port (107 GFLOP/s against the f32
+    /// kernel's 174 on a Xeon with AMX), where AMD Zen 4/5 issue it like an FMA.
     pub fn best() -> Option<Bf16Engine> {
         static BEST: std::sync::OnceLock<Option<Bf16Engine>> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| Bf16Engine::available().first().copied())
+        *BEST.get_or_init(|| {
+            Bf16Engine::available().into_iter().find(|&e| e == Bf16Engine::Amx || tile_gflops(e, 3.0) > super::tile_gflops(super::MicroKernel::best(), 3.0))
+        })
     }
 
     fn mr(self) -> usize {
@@ -175,16 +184,47 @@ impl Bf16Weight {
                 let b = self.panels.as_ptr().add(j * kq * NR);
                 for t in chunk.clone() {
                     let (row0, rows) = (rt.start(t), rt.rows(t));
-                    let at = a.as_ptr().add(t * kq * mr);
-                    match engine {
-                        Bf16Engine::Amx if rows > 16 => amx::tiles::<2, true>(kq, at as *const u8, b as *const u8, acc.as_mut_ptr() as *mut u8),
-                        Bf16Engine::Amx => amx::tiles::<1, true>(kq, at as *const u8, b as *const u8, acc.as_mut_ptr() as *mut u8),
-                        Bf16Engine::Avx512 => AVX512[rows - 1](kq, at, b, acc.as_mut_ptr()),
-                    }
+                    tile(engine, rows, kq, a.as_ptr().add(t * kq * mr), b, acc.as_mut_ptr());
                     finish(&acc, rows, row0, j * NR, NR.min(self.n - j * NR), self.n, epi, y, ldc);
                 }
             }
             t0 = chunk.end;
+        }
+    }
+}
+
+/// `c[rows × NR] = A · B` on `engine`'s micro-kernel (rows ≤ its `MR`), `kq` pairs deep.
+///
+/// # Safety
+/// The engine is one of [`Bf16Engine::available`]; `a` holds `kq · MR` words, `b` `kq · NR`,
+/// `c` `MR × NR` f32s.
+unsafe fn tile(engine: Bf16Engine, rows: usize, kq: usize, a: *const u32, b: *const u32, c: *mut f32) {
+    match engine {
+        Bf16Engine::Amx if rows > 16 => amx::tiles::<2, true>(kq, a as *const u8, b as *const u8, c as *mut u8),
+        Bf16Engine::Amx => amx::tiles::<1, true>(kq, a as *const u8, b as *const u8, c as *mut u8),
+        Bf16Engine::Avx512 => AVX512[rows - 1](kq, a, b, c),
+    }
+}
+
+/// The engine's micro-kernel alone, on one thread with its operands in L1 (a full `MR × 32`
+/// tile, 256 deep): GFLOP/s (a multiply-add counts 2).
+pub fn tile_gflops(engine: Bf16Engine, min_ms: f64) -> f64 {
+    const K: usize = 256;
+    let (mr, kq) = (engine.mr(), engine.kq(K));
+    let one = pair(half::bf16::ONE, half::bf16::ONE);
+    let (a, b) = (vec![one; kq * mr], vec![one; kq * NR]);
+    let mut c = vec![0f32; mr * NR];
+    let (mut calls, t0) = (0u64, crate::clock::now_ms());
+    loop {
+        for _ in 0..256 {
+            // SAFETY: the engine is available and the buffers have the sizes it reads and writes.
+            unsafe { tile(engine, mr, kq, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) };
+        }
+        calls += 256;
+        let ms = crate::clock::now_ms() - t0;
+        if ms >= min_ms {
+            std::hint::black_box(&c);
+            return (2 * mr * NR * K) as f64 * calls as f64 / (ms * 1e6);
         }
     }
 }

@@ -2,7 +2,8 @@
 //! linear layers, side by side on every batch, each precision's rows beside f32's (top-1, its
 //! agreement with f32's top-1 under the same method, cos to f32's embedding).
 
-use super::{embed_batch_async, outcomes, summarize, Embedded, EvalRow, ImageResult, Method};
+use super::batch::{embed_batch_async, outcomes, Embedded};
+use super::{summarize, EvalRow, ImageResult, Method};
 use crate::error::Result;
 use crate::models::clip::Clip;
 use image::RgbImage;

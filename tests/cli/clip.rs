@@ -321,10 +321,18 @@ fn eval_clip_puts_precisions_side_by_side() {
     };
     let side = run("int8,bf16");
     let rows = side["rows"].as_array().unwrap();
-    let got: Vec<(&str, &str, f64)> = rows.iter().map(|r| (r["precision"].as_str().unwrap(), r["scorer"].as_str().unwrap(), r["keep"].as_f64().unwrap())).collect();
+    let got: Vec<(&str, &str, f64)> =
+        rows.iter().map(|r| (r["precision"].as_str().unwrap(), r["scorer"].as_str().unwrap(), r["keep"].as_f64().unwrap())).collect();
     assert_eq!(
         got,
-        vec![("f32", "unpruned", 1.0), ("f32", "kq-norm:key", 0.5), ("int8", "unpruned", 1.0), ("int8", "kq-norm:key", 0.5), ("bf16", "unpruned", 1.0), ("bf16", "kq-norm:key", 0.5)]
+        vec![
+            ("f32", "unpruned", 1.0),
+            ("f32", "kq-norm:key", 0.5),
+            ("int8", "unpruned", 1.0),
+            ("int8", "kq-norm:key", 0.5),
+            ("bf16", "unpruned", 1.0),
+            ("bf16", "kq-norm:key", 0.5)
+        ]
     );
     let device = side["config"]["device"].as_str().unwrap();
     assert!(device.contains("int8") && device.contains("bf16"), "{device}");

@@ -382,7 +382,8 @@ fn clip_eval(a: EvalClipArgs) -> Result<()> {
         if resumed > 0 { format!(" ({resumed} from the cache)") } else { String::new() }
     );
     let side = !precisions.is_empty();
-    let head = format!("{:<14} {:>5} {:>7} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7}", "scorer", "keep", "top-1", "top-5", "agree", "cos", "ms/img", "img/s", "FLOPs");
+    let head =
+        format!("{:<14} {:>5} {:>7} {:>7} {:>8} {:>8} {:>9} {:>7} {:>7}", "scorer", "keep", "top-1", "top-5", "agree", "cos", "ms/img", "img/s", "FLOPs");
     if side {
         println!("{:<9} {head} {:>9} {:>9}", "precision", "agree f32", "cos f32");
     } else {

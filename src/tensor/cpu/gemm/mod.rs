@@ -34,12 +34,12 @@ mod peak;
 mod tests;
 mod weight;
 
+#[cfg(target_arch = "x86_64")]
+pub use bf16::{tile_gflops as bf16_tile_gflops, Bf16Engine};
 pub(crate) use epilogue::{act_in_place, normed_row, write_tile, TileAt};
 pub use epilogue::{Epilogue, Norm};
 pub(crate) use partition::{for_each_block, RowTiles, SendPtr};
 pub use peak::{peak_gflops, tile_gflops};
-#[cfg(target_arch = "x86_64")]
-pub use bf16::{tile_gflops as bf16_tile_gflops, Bf16Engine};
 pub use weight::{HalfSlice, PackedWeight};
 
 /// The bf16 dot-product engine `Precision::Bf16` runs on with this CPU, if it has one

@@ -21,6 +21,11 @@ pub fn record(name: impl FnOnce() -> String, t: &Tensor) {
     });
 }
 
+/// Whether a [`capture`] is running on this thread (so work must stay on it).
+pub fn capturing() -> bool {
+    STAGES.with(|s| s.borrow().is_some())
+}
+
 /// Runs `f` and returns what it recorded, in order.
 pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<(String, Tensor)>) {
     let outer = STAGES.with(|s| s.borrow_mut().replace(Vec::new()));

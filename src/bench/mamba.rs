@@ -146,7 +146,7 @@ impl MambaBenchSpec {
 }
 
 /// [`bench_mamba_async`], waiting for the device.
-pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, progress: impl FnMut(&str) + Send) -> Result<(Vec<MambaBenchRow>, Exponents)> {
+pub fn bench_mamba(spec: &MambaBenchSpec, device: &Device, progress: impl FnMut(&str)) -> Result<(Vec<MambaBenchRow>, Exponents)> {
     crate::tensor::block_on(bench_mamba_async(spec, device, progress))
 }
 
@@ -361,7 +361,7 @@ fn bench_prompt(n: usize, vocab: usize) -> Vec<u32> {
 }
 
 /// [`bench_mamba_lm_async`], waiting for the device.
-pub fn bench_mamba_lm(model: &MambaLM, spec: &MambaLmBenchSpec, progress: impl FnMut(&str) + Send) -> Result<Vec<MambaLmBenchRow>> {
+pub fn bench_mamba_lm(model: &MambaLM, spec: &MambaLmBenchSpec, progress: impl FnMut(&str)) -> Result<Vec<MambaLmBenchRow>> {
     crate::tensor::block_on(bench_mamba_lm_async(model, spec, progress))
 }
 

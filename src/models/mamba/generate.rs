@@ -52,7 +52,7 @@ impl Step for Stepper<'_> {
 }
 
 /// [`generate_async`], waiting for the device.
-pub fn generate(model: &MambaLM, prompt: &[u32], o: &SampleOptions, tau: f32, mut on_token: impl FnMut(u32) + Send) -> Result<GenerateReport> {
+pub fn generate(model: &MambaLM, prompt: &[u32], o: &SampleOptions, tau: f32, mut on_token: impl FnMut(u32)) -> Result<GenerateReport> {
     crate::tensor::block_on(generate_async(model, prompt, o, tau, |t, _| on_token(t)))
 }
 

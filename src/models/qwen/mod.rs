@@ -462,14 +462,7 @@ impl QwenVL {
         })
     }
 
-    pub fn generate(
-        &self,
-        img: &ImagePatches,
-        user: &str,
-        prune: Option<&QwenPrune>,
-        o: &SampleOptions,
-        on_token: impl FnMut(u32) + Send,
-    ) -> Result<GenerateReport> {
+    pub fn generate(&self, img: &ImagePatches, user: &str, prune: Option<&QwenPrune>, o: &SampleOptions, on_token: impl FnMut(u32)) -> Result<GenerateReport> {
         crate::tensor::block_on(self.generate_async(img, user, prune, o, on_token))
     }
 

@@ -21,15 +21,11 @@ pub fn record(name: impl FnOnce() -> String, t: &Tensor) {
     });
 }
 
-/// Whether a [`capture`] is running on this thread (so work must stay on it).
-pub fn capturing() -> bool {
-    STAGES.with(|s| s.borrow().is_some())
-}
-
 /// Runs `f` and returns what it recorded, in order.
 pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Vec<(String, Tensor)>) {
     let outer = STAGES.with(|s| s.borrow_mut().replace(Vec::new()));
-    let r = f();
+    // The pass must report on this thread (CPU passes otherwise move into the pool).
+    let r = crate::tensor::on_this_thread(f);
     let got = STAGES.with(|s| std::mem::replace(&mut *s.borrow_mut(), outer)).unwrap_or_default();
     (r, got)
 }

@@ -366,15 +366,34 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
 /// [`block_on`] for a pass on `device`: on the CPU inside the thread pool ([`on_pool`]), so every
 /// parallel kernel of the pass starts on a pool thread instead of being handed over from this
 /// one and waited for (ViT-B/16 int8 −3..7 %, f32 −3 % on a 2-core Xeon); elsewhere on this
-/// thread, since a GPU context records its warm-up's pipelines per thread and
-/// [`crate::probe::capture`] is per thread.
+/// thread, since a GPU context records its warm-up's pipelines per thread; and on this thread
+/// inside [`on_this_thread`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn block_on_for<T: Send>(device: &Device, f: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
-    if matches!(device, Device::Cpu(_)) && !crate::probe::capturing() {
+    if matches!(device, Device::Cpu(_)) && !STAY.get() {
         on_pool(|| pollster::block_on(f))
     } else {
         pollster::block_on(f)
     }
+}
+
+thread_local! {
+    /// Inside [`on_this_thread`].
+    static STAY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every [`block_on_for`] inside it kept on this thread: for callers whose state
+/// is per thread (`probe::capture` records the stages a pass reports on its thread).
+pub fn on_this_thread<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the outer setting however `f` ends.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            STAY.set(self.0);
+        }
+    }
+    let _restore = Restore(STAY.replace(true));
+    f()
 }
 
 /// In wasm, [`block_on`].

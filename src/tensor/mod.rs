@@ -14,7 +14,7 @@ pub mod gpu;
 mod linear_weight;
 pub mod ssm;
 
-pub use device::{auto_precision, block_on, block_on_for, on_pool, time_best, Choice, Device, Figure, Precision};
+pub use device::{auto_precision, block_on, block_on_for, on_pool, on_this_thread, time_best, Choice, Device, Figure, Precision};
 pub use gpu::GpuWeights;
 pub use linear_weight::LinearWeight;
 

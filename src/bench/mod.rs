@@ -182,7 +182,7 @@ impl BenchSpec {
 }
 
 pub fn bench_clip(clip: &Clip, spec: &BenchSpec, progress: impl FnMut(&str) + Send) -> Result<Vec<BenchRow>> {
-    crate::tensor::block_on_for(&clip.device, bench_clip_async(clip, spec, progress))
+    crate::tensor::block_on_for([&clip.device], bench_clip_async(clip, spec, progress))
 }
 
 /// [`bench_clip`] for the browser on WebGPU, where read-backs are awaited. Each timed pass
@@ -196,9 +196,7 @@ pub async fn bench_clip_async(clip: &Clip, spec: &BenchSpec, progress: impl FnMu
 /// each one's time and embeddings against the first model's (f32 by convention) at the same
 /// keep and batch.
 pub fn bench_clips(clips: &[&Clip], spec: &BenchSpec, progress: impl FnMut(&str) + Send) -> Result<Vec<BenchRow>> {
-    let cpu = crate::tensor::Device::Cpu(Default::default());
-    let all_cpu = clips.iter().all(|c| matches!(c.device, crate::tensor::Device::Cpu(_)));
-    crate::tensor::block_on_for(if all_cpu { &cpu } else { &clips[0].device }, bench_clips_async(clips, spec, progress))
+    crate::tensor::block_on_for(clips.iter().map(|c| &c.device), bench_clips_async(clips, spec, progress))
 }
 
 /// Every method of `spec` at one keep as the page's compare view runs them: one pass that

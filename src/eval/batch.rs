@@ -10,7 +10,7 @@ use image::RgbImage;
 
 /// Runs every method on a batch of decoded images (of the same labels order).
 pub fn run_batch(clip: &Clip, images: &[RgbImage], methods: &[Method], classifier: &[f32]) -> Result<Vec<Vec<Outcome>>> {
-    crate::tensor::block_on_for(&clip.device, run_batch_async(clip, images, methods, classifier))
+    crate::tensor::block_on_for([&clip.device], run_batch_async(clip, images, methods, classifier))
 }
 
 /// [`run_batch`] for callers that must not block (the browser on WebGPU).

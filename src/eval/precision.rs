@@ -12,9 +12,7 @@ use image::RgbImage;
 /// image, the outcomes of model 0's methods, then model 1's, …; each outcome's `cos_f32` is
 /// to model 0's embedding under the same method.
 pub fn run_batch_precisions(models: &[(&Clip, &[f32])], images: &[RgbImage], methods: &[Method]) -> Result<Vec<Vec<super::Outcome>>> {
-    let cpu = crate::tensor::Device::Cpu(Default::default());
-    let all_cpu = models.iter().all(|(c, _)| matches!(c.device, crate::tensor::Device::Cpu(_)));
-    crate::tensor::block_on_for(if all_cpu { &cpu } else { &models[0].0.device }, async {
+    crate::tensor::block_on_for(models.iter().map(|(c, _)| &c.device), async {
         let mut res = vec![Vec::with_capacity(models.len() * methods.len()); images.len()];
         if images.is_empty() {
             return Ok(res);

@@ -363,14 +363,14 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
     pollster::block_on(f)
 }
 
-/// [`block_on`] for a pass on `device`: on the CPU inside the thread pool ([`on_pool`]), so every
+/// [`block_on`] for a pass on `devices`: all on the CPU, inside the thread pool ([`on_pool`]), so every
 /// parallel kernel of the pass starts on a pool thread instead of being handed over from this
 /// one and waited for (ViT-B/16 int8 −3..7 %, f32 −3 % on a 2-core Xeon); elsewhere on this
 /// thread, since a GPU context records its warm-up's pipelines per thread; and on this thread
 /// inside [`on_this_thread`].
 #[cfg(not(target_arch = "wasm32"))]
-pub fn block_on_for<T: Send>(device: &Device, f: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
-    if matches!(device, Device::Cpu(_)) && !STAY.get() {
+pub fn block_on_for<'a, T: Send>(devices: impl IntoIterator<Item = &'a Device>, f: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
+    if devices.into_iter().all(|d| matches!(d, Device::Cpu(_))) && !STAY.get() {
         on_pool(|| pollster::block_on(f))
     } else {
         pollster::block_on(f)
@@ -398,7 +398,7 @@ pub fn on_this_thread<R>(f: impl FnOnce() -> R) -> R {
 
 /// In wasm, [`block_on`].
 #[cfg(target_arch = "wasm32")]
-pub fn block_on_for<T>(_device: &Device, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub fn block_on_for<'a, T>(_devices: impl IntoIterator<Item = &'a Device>, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     block_on(f)
 }
 

@@ -216,7 +216,7 @@ impl Clip {
 
     /// Decode, preprocess, run (pruned, and unpruned when asked), score labels.
     pub fn run(&self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {
-        crate::tensor::block_on_for(&self.device, self.run_async(image_bytes, opts))
+        crate::tensor::block_on_for([&self.device], self.run_async(image_bytes, opts))
     }
 
     /// [`Clip::run`] for callers that must not block (the browser on WebGPU).
@@ -228,7 +228,7 @@ impl Clip {
     }
 
     pub fn run_image(&self, img: &RgbImage, opts: &RunOptions, t: Timings) -> Result<RunReport> {
-        crate::tensor::block_on_for(&self.device, self.run_image_async(img, opts, t))
+        crate::tensor::block_on_for([&self.device], self.run_image_async(img, opts, t))
     }
 
     pub async fn run_image_async(&self, img: &RgbImage, opts: &RunOptions, mut t: Timings) -> Result<RunReport> {
@@ -382,7 +382,7 @@ impl ClipSession {
 
     pub fn run(&mut self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {
         let device = self.clip.device.clone();
-        crate::tensor::block_on_for(&device, self.run_async(image_bytes, opts))
+        crate::tensor::block_on_for([&device], self.run_async(image_bytes, opts))
     }
 
     pub async fn run_async(&mut self, image_bytes: &[u8], opts: &RunOptions) -> Result<RunReport> {

@@ -194,7 +194,7 @@ impl VisionModel {
 
     /// `pixel_values`: `[B, C, S, S]` as made by [`crate::image::ClipPreprocess`].
     pub fn forward(&self, pixel_values: &Tensor, prune: Option<&PruneConfig>, t: &mut Timings) -> Result<VisionOutput> {
-        crate::tensor::block_on_for(&pixel_values.device(), self.forward_async(pixel_values, prune, t))
+        crate::tensor::block_on_for([&pixel_values.device()], self.forward_async(pixel_values, prune, t))
     }
 
     /// The forward pass, written once: the whole pass is recorded without waiting for the

@@ -17,7 +17,8 @@ pub enum Precision {
     /// (`tensor::cpu::gemm::int8`). Changes the numbers: an explicit option, its accuracy measured.
     Int8,
     /// bf16 weights (half the bytes) and activations rounded to bf16 as they are packed, f32
-    /// sums: PyTorch's bf16 numbers. On the f32 micro-kernels (no AMX/AVX-512 BF16 kernel yet).
+    /// sums: PyTorch's bf16 numbers. On AMX-BF16 or AVX-512 BF16 where the CPU has them (and
+    /// they are faster), else on the f32 micro-kernels.
     Bf16,
 }
 
@@ -365,13 +366,14 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
 
 /// [`block_on`] for a pass on `devices`: all on the CPU, inside the thread pool ([`on_pool`]), so every
 /// parallel kernel of the pass starts on a pool thread instead of being handed over from this
-/// one and waited for (ViT-B/16 int8 −3..7 %, f32 −3 % on a 2-core Xeon); elsewhere on this
+/// one and waited for (ViT-B/16 int8 −3..7 %, f32 −3 % on a 2-core Xeon), with the other
+/// workers kept awake until it ends ([`super::hot::hot`]); elsewhere on this
 /// thread, since a GPU context records its warm-up's pipelines per thread; and on this thread
 /// inside [`on_this_thread`].
 #[cfg(not(target_arch = "wasm32"))]
 pub fn block_on_for<'a, T: Send>(devices: impl IntoIterator<Item = &'a Device>, f: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
     if devices.into_iter().all(|d| matches!(d, Device::Cpu(_))) && !STAY.get() {
-        on_pool(|| pollster::block_on(f))
+        on_pool(|| super::hot::hot(|| pollster::block_on(f)))
     } else {
         pollster::block_on(f)
     }

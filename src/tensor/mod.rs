@@ -11,6 +11,8 @@
 pub(crate) mod cpu;
 mod device;
 pub mod gpu;
+#[cfg(not(target_arch = "wasm32"))]
+mod hot;
 mod linear_weight;
 pub mod ssm;
 

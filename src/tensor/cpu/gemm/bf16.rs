@@ -278,7 +278,7 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, engine: Bf16Engine, epi: Ep
             }
         }
     };
-    if parallel && rt.tiles() > 4 && threads() > 1 {
+    if parallel && rt.tiles() > 1 && threads() > 1 {
         a.par_chunks_mut(kq * mr).enumerate().for_each(fill);
     } else {
         a.chunks_mut(kq * mr).enumerate().for_each(fill);

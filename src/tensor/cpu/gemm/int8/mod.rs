@@ -487,7 +487,7 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, kern: Int8MicroKernel, epi:
         }
         scales
     };
-    let per_tile: Vec<Vec<f32>> = if parallel && rt.tiles() > 4 && threads() > 1 {
+    let per_tile: Vec<Vec<f32>> = if parallel && rt.tiles() > 1 && threads() > 1 {
         a.par_chunks_mut(kq * mr).enumerate().map(fill).collect()
     } else {
         a.chunks_mut(kq * mr).enumerate().map(fill).collect()

@@ -42,11 +42,12 @@ impl Bf16Engine {
         }
     }
 
-    /// Every bf16 engine this CPU has (and, for AMX, may use), fastest first.
+    /// The engine's tile shape, `MR × NR`.
     pub fn mr_nr(self) -> (usize, usize) {
         (self.mr(), NR)
     }
 
+    /// Every bf16 engine this CPU has (and, for AMX, may use), fastest first.
     pub fn available() -> Vec<Bf16Engine> {
         let mut v = Vec::new();
         if amx::usable_bf16() {

@@ -2,6 +2,7 @@
 //! with one or two queries (decoding) keys and values are read in place.
 
 use super::row_ops::{softmax_block, softmax_row_scaled};
+use super::scratch::Scratch;
 use super::simd::multiversion;
 use rayon::prelude::*;
 
@@ -99,7 +100,8 @@ pub fn attention(
             return Ok(());
         }
         let kp = PackedWeight::pack_rows(&k[kl.base(b, h)..], nk, d, kl.row_stride, kern)?;
-        let mut s = vec![0f32; nq * nk];
+        // Every score is written by the product (reused buffer, stale contents).
+        let mut s = Scratch::<f32>::new(nq * nk);
         // SAFETY: `s` is [nq, nk]; the output rows of this head were checked above, and no
         // other head writes them.
         unsafe { kp.matmul_raw(&q[ql.base(b, h)..], nq, ql.row_stride, Epilogue::default(), s.as_mut_ptr(), nk, false)? };

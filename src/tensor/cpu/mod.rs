@@ -7,6 +7,7 @@ pub mod attention;
 pub mod gemm;
 pub mod row_ops;
 pub mod scan;
+pub(crate) mod scratch;
 pub mod simd;
 pub mod tome;
 

@@ -17,6 +17,7 @@
 
 use super::int8::amx;
 use super::{for_each_block, normed_row, write_tile, Epilogue, RowTiles, SendPtr, TileAt};
+use crate::tensor::cpu::scratch::Scratch;
 use crate::tensor::cpu::simd::threads;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
@@ -242,10 +243,12 @@ unsafe fn finish(acc: &[f32], rows: usize, row0: usize, col0: usize, cols: usize
 
 /// The `m` rows of `x` (after the LayerNorm prologue, if any) rounded to bf16 into the
 /// engine's row tiles of pairs (module docs).
-fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, engine: Bf16Engine, epi: Epilogue, parallel: bool) -> Vec<u32> {
+fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, engine: Bf16Engine, epi: Epilogue, parallel: bool) -> Scratch<u32> {
     let rt = engine.row_tiles(m);
     let (mr, kq) = (engine.mr(), engine.kq(k));
-    let mut a = vec![0u32; rt.tiles() * kq * mr];
+    // Reused, not zeroed: every row's `kq` pairs are written (the depth padding zero); a
+    // tile's padding rows are read by AMX but their sums are never written out.
+    let mut a = Scratch::new(rt.tiles() * kq * mr);
     if kq == 0 {
         return a;
     }

@@ -6,6 +6,7 @@ use super::partition::{for_each_block, RowTiles, SendPtr};
 use super::weight::{PackedWeight, Panels};
 use super::{A_CHUNK_BYTES, PARALLEL_MIN};
 use crate::tensor::cpu::row_ops::row_stats;
+use crate::tensor::cpu::scratch::Scratch;
 use crate::tensor::cpu::simd::threads;
 use rayon::prelude::*;
 
@@ -163,10 +164,11 @@ impl PackedWeight {
 /// Packs `m` rows of `x` into `MR`-row tiles, zero-padded (see the module docs), normalising
 /// each row first when `norm` is given. Written in output order (one k after another, the
 /// tile's rows side by side), reading `MR` rows as parallel streams.
-fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, norm: Option<Norm>) -> Vec<f32> {
+fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, norm: Option<Norm>) -> Scratch<f32> {
     let rt = RowTiles::new(m, mr);
     let tiles = rt.tiles();
-    let mut a = vec![0f32; tiles * k * mr];
+    // Reused, not zeroed: a tile's padding rows are never read (each kernel reads its `rows`).
+    let mut a = Scratch::new(tiles * k * mr);
     if k == 0 {
         return a;
     }

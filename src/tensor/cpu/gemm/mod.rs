@@ -26,6 +26,8 @@
 #[cfg(target_arch = "x86_64")]
 mod bf16;
 mod epilogue;
+#[cfg(target_arch = "x86_64")]
+mod epilogue512;
 pub mod int8;
 mod matmul;
 mod partition;

@@ -122,9 +122,9 @@ unsafe fn avx2_row(k: usize, a: *const f32, b: *const f32, c: *mut f32, bias: *c
 #[target_feature(enable = "avx2")]
 pub unsafe fn pack_tile_avx2(src: &[f32], lda: usize, rows: usize, k: usize, mr: usize, dst: &mut [f32], norm: Option<(super::Norm, &[(f32, f32)])>) {
     let k8 = k - k % 8;
-    let mut tmp = [0f32; 8];
     for i0 in (0..rows).step_by(8) {
         let n = (rows - i0).min(8);
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         for p0 in (0..k8).step_by(8) {
             let mut r = [_mm256_setzero_ps(); 8];
             for (i, ri) in r.iter_mut().enumerate().take(n) {
@@ -169,8 +169,9 @@ pub unsafe fn pack_tile_avx2(src: &[f32], lda: usize, rows: usize, k: usize, mr:
                 if n == 8 {
                     _mm256_storeu_ps(d, *c);
                 } else {
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), *c);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), d, n);
+                    // A short group (the last 4 of AVX-512's 12 rows): one masked store,
+                    // not a `memcpy` call per column.
+                    _mm256_maskstore_ps(d, mask, *c);
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! The int8 engine's epilogue: each finished int32 tile dequantised, activated and added to
 //! the residual in one pass per row, written to the output.
 
+#[cfg(target_arch = "x86_64")]
+use super::super::epilogue512::write_rows32;
 use super::super::{write_tile, Epilogue, TileAt};
 use super::Int8MicroKernel;
 
@@ -38,6 +40,23 @@ pub(super) unsafe fn dequant_tile(kern: Int8MicroKernel, t: &Tile, sx: &[f32], s
         }
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
         unsafe fn avx512(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
+            use std::arch::x86_64::*;
+            if t.cols == 32 && t.nr >= 32 {
+                // Whole tiles: the same arithmetic in intrinsics ([`write_rows32`]).
+                let (w0, w1) = (_mm512_loadu_ps(sw.as_ptr()), _mm512_loadu_ps(sw.as_ptr().add(16)));
+                let (c0, c1) = (_mm512_loadu_si512(t.comp.as_ptr() as *const _), _mm512_loadu_si512(t.comp.as_ptr().add(16) as *const _));
+                let at = TileAt { rows: t.rows, row0: t.row0, cols: 32, col0: t.col0, n: t.n };
+                let wrote = write_rows32(at, epi, y, ldc, |i| {
+                    let s = _mm512_set1_ps(sx[i]);
+                    let p = t.acc.as_ptr().add(i * t.nr);
+                    let a0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(p as *const _), c0));
+                    let a1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_loadu_si512(p.add(16) as *const _), c1));
+                    [_mm512_mul_ps(a0, _mm512_mul_ps(s, w0)), _mm512_mul_ps(a1, _mm512_mul_ps(s, w1))]
+                });
+                if wrote {
+                    return;
+                }
+            }
             dequant_body(t, sx, sw, epi, y, ldc)
         }
         match kern {

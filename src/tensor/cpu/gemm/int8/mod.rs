@@ -33,6 +33,7 @@
 mod tests;
 
 use super::{for_each_block, normed_row, Epilogue, RowTiles, SendPtr};
+use crate::tensor::cpu::scratch::Scratch;
 use crate::tensor::cpu::simd::{multiversion, threads};
 use rayon::prelude::*;
 
@@ -438,10 +439,12 @@ pub fn tile_gops(kernel: Int8MicroKernel, min_ms: f64) -> f64 {
 /// Quantises the `m` rows of `x` (after the LayerNorm prologue, if any) and packs them into
 /// `MR`-row tiles in the kernel's layout (see the module docs); returns the tiles and each
 /// row's scale.
-fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, kern: Int8MicroKernel, epi: Epilogue, parallel: bool) -> (Vec<i32>, Vec<f32>) {
+fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, kern: Int8MicroKernel, epi: Epilogue, parallel: bool) -> (Scratch<i32>, Vec<f32>) {
     let (mr, kq, layout) = (kern.mr(), kern.kq(k), kern.layout());
     let rt = kern.row_tiles(m);
-    let mut a = vec![0i32; rt.tiles() * kq * mr];
+    // Reused, not zeroed: every row's `kq` words are written (the depth padding from `q`'s
+    // zeros); a tile's padding rows are read by AMX but their sums are never written out.
+    let mut a = Scratch::new(rt.tiles() * kq * mr);
     let mut sx = vec![0f32; m];
     if kq == 0 {
         return (a, sx);

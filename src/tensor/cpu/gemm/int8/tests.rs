@@ -103,10 +103,11 @@ fn the_scheme_is_what_the_docs_say() {
 
 #[test]
 fn the_epilogue_and_the_norm_prologue_match_the_f32_path_on_the_dequantised_values() {
-    let (m, k, n) = (9, 96, 24);
-    let (x, w, b, r) = (vals(m * k, 4), vals(n * k, 5), vals(n, 6), vals(m * n, 7));
-    let (nw, nb) = (vals(k, 8), vals(k, 9));
-    for kern in Int8MicroKernel::available() {
+    // 24 columns: a partial tile only; 70: two whole 32-column tiles (the AVX-512 epilogue)
+    // and a partial one.
+    for (kern, (m, k, n)) in Int8MicroKernel::available().into_iter().flat_map(|kern| [(9, 96, 24), (9, 96, 70)].map(|s| (kern, s))) {
+        let (x, w, b, r) = (vals(m * k, 4), vals(n * k, 5), vals(n, 6), vals(m * n, 7));
+        let (nw, nb) = (vals(k, 8), vals(k, 9));
         let norm = Some(Norm { w: &nw, b: &nb, eps: 1e-5 });
         let act = Some(crate::tensor::Activation::QuickGelu);
         let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), act, res: Some(&r), norm });

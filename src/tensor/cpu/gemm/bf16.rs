@@ -15,6 +15,7 @@
 //!   the f32 AVX-512 kernel's shape with pairs for values: panel word `p·32 + c` is column c's
 //!   pair p, activation word `p·12 + i` row i's, broadcast; two zmm of sums per row.
 
+use super::epilogue512::write_rows32;
 use super::int8::amx;
 use super::{for_each_block, normed_row, write_tile, Epilogue, RowTiles, SendPtr, TileAt};
 use crate::tensor::cpu::scratch::Scratch;
@@ -235,7 +236,12 @@ pub fn tile_gflops(engine: Bf16Engine, min_ms: f64) -> f64 {
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn finish(acc: &[f32], rows: usize, row0: usize, col0: usize, cols: usize, n: usize, epi: Epilogue, y: *mut f32, ldc: usize) {
-    write_tile(TileAt { rows, row0, cols, col0, n }, epi, y, ldc, |i| {
+    let at = TileAt { rows, row0, cols, col0, n };
+    // Whole tiles in intrinsics (the activation's division a refined reciprocal).
+    if write_rows32(at, epi, y, ldc, |i| [_mm512_loadu_ps(acc.as_ptr().add(i * NR)), _mm512_loadu_ps(acc.as_ptr().add(i * NR + 16))]) {
+        return;
+    }
+    write_tile(at, epi, y, ldc, |i| {
         let acc = &acc[i * NR..][..cols];
         move |c| acc[c]
     });

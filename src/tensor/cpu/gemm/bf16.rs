@@ -258,6 +258,7 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, engine: Bf16Engine, epi: Ep
     if kq == 0 {
         return a;
     }
+    let cvt = std::arch::is_x86_feature_detected!("avx512bf16") && std::arch::is_x86_feature_detected!("avx512f");
     let fill = |(t, dst): (usize, &mut [u32])| {
         let (row0, rows) = (rt.start(t), rt.rows(t));
         let mut tmp = if epi.norm.is_some() { vec![0f32; k] } else { Vec::new() };
@@ -266,12 +267,7 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, engine: Bf16Engine, epi: Ep
         for i in 0..rows {
             let src = &x[(row0 + i) * lda..][..k];
             let row = normed_row(src, epi.norm, &mut tmp);
-            for (d, two) in pairs.iter_mut().zip(row.chunks_exact(2)) {
-                *d = pair(half::bf16::from_f32(two[0]), half::bf16::from_f32(two[1]));
-            }
-            if k % 2 == 1 {
-                pairs[k / 2] = pair(half::bf16::from_f32(row[k - 1]), half::bf16::ZERO);
-            }
+            to_pairs(row, &mut pairs, cvt);
             match engine {
                 // 16-pair blocks: each one sequential run of its A tile.
                 Bf16Engine::Amx => {
@@ -294,6 +290,37 @@ fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, engine: Bf16Engine, epi: Ep
         a.chunks_mut(kq * mr).enumerate().for_each(fill);
     }
     a
+}
+
+/// `row` rounded to bf16 (to nearest, ties to even) as pairs in order: pair `p` holds values
+/// `2p` (low half) and `2p + 1`, an odd row's last pair a zero high half. With `cvt` (the CPU
+/// has AVX-512 BF16) 16 values at a time by `vcvtneps2bf16`, the same rounding, except that it
+/// reads and writes subnormals (below 1.2e-38) as zero.
+fn to_pairs(row: &[f32], pairs: &mut [u32], cvt: bool) {
+    let k = row.len();
+    let mut done = 0;
+    if cvt {
+        #[target_feature(enable = "avx512f,avx512bf16")]
+        fn bulk(row: &[f32], pairs: &mut [u32]) -> usize {
+            let n = (row.len() / 16).min(pairs.len() / 8);
+            for (src, dst) in row.chunks_exact(16).zip(pairs.chunks_exact_mut(8)).take(n) {
+                // SAFETY: 16 values read, 8 pairs (32 bytes) written, both in bounds.
+                unsafe {
+                    let h = _mm512_cvtneps_pbh(_mm512_loadu_ps(src.as_ptr()));
+                    _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, std::mem::transmute::<__m256bh, __m256i>(h));
+                }
+            }
+            n * 16
+        }
+        // SAFETY: the CPU has AVX-512F and AVX-512 BF16 (`cvt`).
+        done = unsafe { bulk(row, pairs) };
+    }
+    for (d, two) in pairs[done / 2..].iter_mut().zip(row[done..].chunks_exact(2)) {
+        *d = pair(half::bf16::from_f32(two[0]), half::bf16::from_f32(two[1]));
+    }
+    if k % 2 == 1 {
+        pairs[k / 2] = pair(half::bf16::from_f32(row[k - 1]), half::bf16::ZERO);
+    }
 }
 
 const AVX512_MR: usize = 12;
@@ -348,3 +375,28 @@ static AVX512: [Bf16TileFn; AVX512_MR] = [
     avx512::<11>,
     avx512::<12>,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vector conversion rounds as `half` does (ties to even, both signs, large and tiny
+    /// normal values, infinities), over bulk and tail, even and odd lengths.
+    #[test]
+    fn pairs_by_vcvtneps2bf16_match_the_scalar_rounding() {
+        if !(std::arch::is_x86_feature_detected!("avx512bf16") && std::arch::is_x86_feature_detected!("avx512f")) {
+            eprintln!("no AVX-512 BF16 here: only the scalar conversion is reachable");
+            return;
+        }
+        // Two exact ties (one rounds down to even, one up), then the extremes.
+        let specials = [f32::from_bits(0x3F80_8000), f32::from_bits(0x3F81_8000), -3.0e38, 2.0e-38, f32::INFINITY, -0.0];
+        for k in [1, 15, 16, 33, 48, 77] {
+            let row: Vec<f32> =
+                (0..k).map(|i| if i % 5 == 0 { specials[i % specials.len()] } else { (i as f32 * 0.731).sin() * 10f32.powi(i as i32 % 9 - 4) }).collect();
+            let (mut fast, mut slow) = (vec![0u32; k.div_ceil(2) + 3], vec![0u32; k.div_ceil(2) + 3]);
+            to_pairs(&row, &mut fast, true);
+            to_pairs(&row, &mut slow, false);
+            assert_eq!(fast, slow, "k = {k}");
+        }
+    }
+}

@@ -23,6 +23,7 @@ if [ ! -f "$ONNX_Q8" ]; then
 fi
 MAMBA=target/bench/mamba-130m
 if [ ! -f "$MAMBA/model.safetensors" ]; then
+  "$PY" -c 'import PIL, safetensors' 2>/dev/null || "$PY" -m pip install -q pillow safetensors
   "$PY" -c 'import sys; sys.path.insert(0, "scripts"); import bench_mamba_reference as B; B.make_checkpoint("'"$MAMBA"'")'
 fi
 bash scripts/build_pkg.sh >/dev/null 2>&1

@@ -161,7 +161,8 @@ impl PackedWeight {
     }
 }
 
-/// Packs `m` rows of `x` into `MR`-row tiles, zero-padded (see the module docs), normalising
+/// Packs `m` rows of `x` into `MR`-row tiles (a reused buffer: the padding rows of a short
+/// tile hold stale values, which no kernel reads; see the module docs), normalising
 /// each row first when `norm` is given. Written in output order (one k after another, the
 /// tile's rows side by side), reading `MR` rows as parallel streams.
 fn pack_a(x: &[f32], m: usize, k: usize, lda: usize, mr: usize, norm: Option<Norm>) -> Scratch<f32> {

@@ -1,10 +1,12 @@
 // Loads the wasm core. Three builds sit side by side: `threads/` (shared memory and atomics,
 // rayon's pool on Web Workers; scripts/build_threads.sh), its relaxed-SIMD variant
 // `threads-relaxed/` (the f32 micro-kernel's multiply-adds as `f32x4.relaxed_madd`, an FMA
-// where the CPU has one), and the single-threaded one. The threaded builds need a
+// where the CPU has one; int8 on `i32x4.relaxed_dot_i8x16_i7x16_add_s`, 2.4x the SIMD128 int8
+// kernel, with 7-bit activations), and the single-threaded one. The threaded builds need a
 // cross-origin-isolated page or worker (SharedArrayBuffer); the relaxed one a browser whose
-// `WebAssembly.validate` accepts relaxed SIMD. The page's workers use this file; the npm
-// package (pkg/) ships it as its entry point, index.js.
+// `WebAssembly.validate` accepts relaxed SIMD, and it runs even one thread where it can (a
+// pool of one), for its kernels. The page's workers use this file; the npm package (pkg/)
+// ships it as its entry point, index.js.
 //
 //   const { engine, threads, build, note } = await loadEngine({ threads: 4 });
 //   const session = await engine.ClipSession.fromUrl(url, true, 'auto');
@@ -28,10 +30,12 @@ export async function loadEngine({ threads = 0, relaxed = true } = {}) {
   const cores = Math.max(1, globalThis.navigator?.hardwareConcurrency || 1);
   const want = Math.max(1, Math.min(threads > 0 ? Math.floor(threads) : cores, 64));
   let note = null;
-  if (want > 1) {
-    if (globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function') {
+  const isolated = globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
+  const rel = relaxed && hasRelaxedSimd();
+  if (want > 1 || (isolated && rel)) {
+    if (isolated) {
       try {
-        const build = relaxed && hasRelaxedSimd() ? 'threads-relaxed' : 'threads';
+        const build = rel ? 'threads-relaxed' : 'threads';
         const engine = await import(`./${build}/effarch.js`);
         await engine.default({ module_or_path: new URL(`./${build}/effarch_bg.wasm`, import.meta.url) });
         await engine.initThreadPool(want);

@@ -1,5 +1,5 @@
-// effarch's wasm builds (the npm package's `benchClip`: single-threaded at 1 thread, the
-// multi-threaded build above) against onnxruntime-web on the same ViT-B/16 vision tower, at
+// effarch's wasm builds (the npm package's `benchClip` in the build `loadEngine` picks: in
+// Chromium's isolated page the relaxed-SIMD threaded one, at 1 thread as a pool of one) against onnxruntime-web on the same ViT-B/16 vision tower, at
 // the same thread counts (1, 2 and navigator.hardwareConcurrency), in one headless Chromium
 // session: one cross-origin-isolated page per thread count (each engine sizes its pool once per
 // page), each engine in its own Web Worker as the page runs effarch. Run by scripts/bench_browser.sh.

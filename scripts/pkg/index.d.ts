@@ -1,8 +1,9 @@
 // The npm package's entry point (index.js, the page's www/engine.js): one API over the three
 // builds. `loadEngine` loads a multi-threaded build when the page or worker is cross-origin
 // isolated (SharedArrayBuffer) and more than one thread is wanted — its relaxed-SIMD variant
-// where `hasRelaxedSimd()` — else the single-threaded one; all export the same classes and
-// functions (effarch.d.ts).
+// where `hasRelaxedSimd()`, which runs a single thread too (a pool of one, for its int8 and
+// FMA kernels) — else the single-threaded one; all export the same classes and functions
+// (effarch.d.ts).
 import type * as Effarch from './effarch.js';
 
 export interface LoadOptions {

@@ -153,15 +153,19 @@ async fn the_relaxed_build_runs_the_relaxed_f32_kernel() {
     assert!(tiles.iter().any(|t| t.kernel == "wasm simd128+relaxed 4x8" && t.gflops > 0.0), "{:?}", tiles.iter().map(|t| &t.kernel).collect::<Vec<_>>());
 }
 
-/// `--precision int8` in wasm: the SIMD128 int8 kernel (`i32x4.dot_i16x8_s`) behind every
-/// linear layer equals the numpy reference of the scheme (scripts/int8_reference.py) bit for
-/// bit on every case of `int8-linear.json`, and reports itself in the device's name.
+/// `--precision int8` in wasm: the SIMD128 int8 kernel (`i32x4.dot_i16x8_s`; in the
+/// relaxed-SIMD build `i32x4.relaxed_dot_i8x16_i7x16_add_s` on u7 activations) behind every
+/// linear layer equals the numpy reference of its scheme (scripts/int8_reference.py: `y`, or
+/// `y7` for the relaxed kernel) bit for bit on every case of `int8-linear.json`, and reports
+/// itself in the device's name.
 #[wasm_bindgen_test]
 async fn int8_linear_in_wasm_equals_the_numpy_reference() {
     use effarch::tensor::{LinearWeight, Precision, Tensor};
     setup().await;
     let dev = Device::cpu_with(Precision::Int8);
-    assert!(dev.describe().contains("int8 wasm simd128"), "{}", dev.describe());
+    let relaxed = cfg!(target_feature = "relaxed-simd");
+    let name = if relaxed { "int8 wasm simd128+relaxed dot_i8x16_i7x16" } else { "int8 wasm simd128 dot_i16x8" };
+    assert!(dev.describe().contains(name), "{}", dev.describe());
     let fx: serde_json::Value = serde_json::from_str(include_str!("../fixtures/generation/int8-linear.json")).unwrap();
     let cases = fx["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 5);
@@ -173,6 +177,6 @@ async fn int8_linear_in_wasm_equals_the_numpy_reference() {
         let x = Tensor::from_f32(f(c, "x"), &[m, k], &dev).unwrap();
         let b = Tensor::from_f32(f(c, "b"), &[n], &dev).unwrap();
         let got = w.forward(&x, Some(&b)).unwrap().to_vec_f32().unwrap();
-        assert_eq!(got, f(c, "y"), "m{m} k{k} n{n}");
+        assert_eq!(got, f(c, if relaxed { "y7" } else { "y" }), "m{m} k{k} n{n}");
     }
 }

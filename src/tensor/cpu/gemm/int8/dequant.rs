@@ -9,8 +9,11 @@ use super::Int8MicroKernel;
 /// A finished int32 tile and where it goes.
 pub(super) struct Tile<'a> {
     pub(super) acc: &'a [i32],
-    /// Subtracted from each column's sum ([`QuantWeight::comp`]).
+    /// Subtracted from each column's sum ([`QuantWeight::comp`]), times the row's zero point
+    /// where there are any.
     pub(super) comp: &'a [i32],
+    /// Each row's zero point ([`Layout::QuadsU7`](super::Layout)), else empty.
+    pub(super) zp: &'a [i32],
     pub(super) nr: usize,
     pub(super) rows: usize,
     pub(super) cols: usize,
@@ -19,15 +22,16 @@ pub(super) struct Tile<'a> {
     pub(super) n: usize,
 }
 
-/// `y = act(f32(acc − comp) · (s_x · s_w) + b) + res`, written to the output ([`write_tile`]).
+/// `y = act(f32(acc − comp · zp) · (s_x · s_w) + b) + res` (`zp` = 1 without zero points),
+/// written to the output ([`write_tile`]).
 #[inline(always)]
 unsafe fn dequant_body(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
     let cols = t.cols.min(64);
     let (sw, comp) = (&sw[..cols], &t.comp[..cols]);
     let at = TileAt { rows: t.rows, row0: t.row0, cols, col0: t.col0, n: t.n };
     write_tile(at, epi, y, ldc, |i| {
-        let (acc, s) = (&t.acc[i * t.nr..][..cols], sx[i]);
-        move |c| acc[c].wrapping_sub(comp[c]) as f32 * (s * sw[c])
+        let (acc, s, z) = (&t.acc[i * t.nr..][..cols], sx[i], t.zp.get(i).copied().unwrap_or(1));
+        move |c| acc[c].wrapping_sub(comp[c].wrapping_mul(z)) as f32 * (s * sw[c])
     });
 }
 
@@ -41,7 +45,7 @@ pub(super) unsafe fn dequant_tile(kern: Int8MicroKernel, t: &Tile, sx: &[f32], s
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
         unsafe fn avx512(t: &Tile, sx: &[f32], sw: &[f32], epi: Epilogue, y: *mut f32, ldc: usize) {
             use std::arch::x86_64::*;
-            if t.cols == 32 && t.nr >= 32 {
+            if t.cols == 32 && t.nr >= 32 && t.zp.is_empty() {
                 // Whole tiles: the same arithmetic in intrinsics ([`write_rows32`]).
                 let (w0, w1) = (_mm512_loadu_ps(sw.as_ptr()), _mm512_loadu_ps(sw.as_ptr().add(16)));
                 let (c0, c1) = (_mm512_loadu_si512(t.comp.as_ptr() as *const _), _mm512_loadu_si512(t.comp.as_ptr().add(16) as *const _));

@@ -13,14 +13,36 @@ fn vals(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// The scheme written out plainly: quantise both sides, integer dot products, dequantise.
-fn reference(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
+/// Every kernel this CPU runs, and the relaxed-SIMD kernel's scheme (in portable code off wasm).
+fn kernels() -> Vec<Int8MicroKernel> {
+    let mut v = Int8MicroKernel::available();
+    if !v.contains(&Int8MicroKernel::Relaxed) {
+        v.push(Int8MicroKernel::Relaxed);
+    }
+    v
+}
+
+/// The scheme written out plainly: quantise both sides, integer dot products, dequantise (the
+/// relaxed-SIMD kernel's activations as u7 with a zero point, `x ≈ s · (u − zp)`).
+fn reference_for(kern: Int8MicroKernel, x: &[f32], w: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>) -> Vec<f32> {
     let (qw, sw) = quantize_weight(w, n, k).unwrap();
-    let (qx, sx) = quantize_weight(x, m, k).unwrap();
+    let (mut qx, mut sx) = (vec![0i32; m * k], vec![0f32; m]);
+    for ((row, q), s) in x.chunks(k.max(1)).zip(qx.chunks_mut(k.max(1))).zip(&mut sx) {
+        if kern == Int8MicroKernel::Relaxed {
+            let mut u = vec![0u8; k];
+            let zp;
+            (*s, zp) = quantize_row_u7_body(row, &mut u);
+            q.iter_mut().zip(&u).for_each(|(q, &u)| *q = u as i32 - zp);
+        } else {
+            let mut v = vec![0i8; k];
+            *s = quantize_row_body(row, &mut v);
+            q.iter_mut().zip(&v).for_each(|(q, &v)| *q = v as i32);
+        }
+    }
     let mut y = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let acc: i32 = (0..k).map(|p| qx[i * k + p] as i32 * qw[j * k + p] as i32).sum();
+            let acc: i32 = (0..k).map(|p| qx[i * k + p] * qw[j * k + p] as i32).sum();
             y[i * n + j] = acc as f32 * (sx[i] * sw[j]) + bias.map_or(0.0, |b| b[j]);
         }
     }
@@ -37,18 +59,19 @@ fn run(kern: Int8MicroKernel, x: &[f32], w: &[f32], m: usize, k: usize, n: usize
 
 #[test]
 fn every_int8_kernel_equals_the_scheme_exactly_on_odd_shapes() {
-    for kern in Int8MicroKernel::available() {
+    for kern in kernels() {
         for &(m, k, n) in &[(1, 1, 1), (1, 7, 5), (3, 33, 17), (7, 64, 40), (13, 129, 33), (50, 768, 70), (197, 768, 2304), (197, 3072, 768)] {
             let (x, w, b) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));
             let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), ..Default::default() });
-            let want = reference(&x, &w, m, k, n, Some(&b));
+            let want = reference_for(kern, &x, &w, m, k, n, Some(&b));
             assert_eq!(got, want, "{} m{m} k{k} n{n}", kern.name());
         }
     }
 }
 
 /// The numpy reference written from the scheme's definition (`scripts/int8_reference.py`,
-/// fixture `int8-linear.json`): every kernel equals it exactly.
+/// fixture `int8-linear.json`): every kernel equals it exactly (`y`; the relaxed-SIMD kernel's
+/// 7-bit activations `y7`).
 #[test]
 fn every_int8_kernel_equals_the_independent_numpy_reference() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/generation/int8-linear.json");
@@ -56,10 +79,11 @@ fn every_int8_kernel_equals_the_independent_numpy_reference() {
     let f = |c: &serde_json::Value, key: &str| -> Vec<f32> { c[key].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect() };
     let cases = fx["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 5);
-    for kern in Int8MicroKernel::available() {
+    for kern in kernels() {
+        let key = if kern == Int8MicroKernel::Relaxed { "y7" } else { "y" };
         for c in cases {
             let (m, k, n) = (c["m"].as_u64().unwrap() as usize, c["k"].as_u64().unwrap() as usize, c["n"].as_u64().unwrap() as usize);
-            let (x, w, b, want) = (f(c, "x"), f(c, "w"), f(c, "b"), f(c, "y"));
+            let (x, w, b, want) = (f(c, "x"), f(c, "w"), f(c, "b"), f(c, key));
             assert_eq!((x.len(), w.len(), want.len()), (m * k, n * k, m * n));
             let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), ..Default::default() });
             assert_eq!(got, want, "{} m{m} k{k} n{n}", kern.name());
@@ -90,6 +114,29 @@ fn the_fast_quantiser_equals_the_plain_body() {
     }
 }
 
+/// The relaxed-SIMD kernel's u7 activations: the dispatched quantiser equals its body, and the
+/// values are what its docs say.
+#[test]
+fn the_u7_quantiser_is_what_its_docs_say() {
+    // lo −1, hi 3: inv 127/4 = 31.75, zp rint(31.75) = 32; 3 → rint(95.25) + 32 = 127;
+    // −1 → −32 + 32 = 0; 0.5 → rint(15.875) + 32 = 48; 0 → 32.
+    let mut u = [0u8; 4];
+    assert_eq!(quantize_row_u7(&[3.0, -1.0, 0.5, 0.0], &mut u), (4.0 / 127.0, 32));
+    assert_eq!(u, [127, 0, 48, 32]);
+    // All positive: lo = 0, so zp 0; all negative: hi = 0, zp 127 (−1 · 63.5 → −64, ties to even).
+    assert_eq!((quantize_row_u7(&[2.0, 1.0], &mut u[..2]), u[..2].to_vec()), ((2.0 / 127.0, 0), vec![127, 64]));
+    assert_eq!((quantize_row_u7(&[-2.0, -1.0], &mut u[..2]), u[..2].to_vec()), ((2.0 / 127.0, 127), vec![0, 63]));
+    assert_eq!(quantize_row_u7(&[0.0, 0.0], &mut u[..2]), (0.0, 0));
+    let (s, z) = quantize_row_u7(&[1.0, f32::INFINITY], &mut u[..2]);
+    assert!(s.is_nan() && z == 0 && u[..2] == [0, 0]);
+    for n in [1, 5, 17, 768, 3073] {
+        let x: Vec<f32> = vals(n, 60 + n as u64).iter().map(|v| v * 3.0 + 0.7).collect();
+        let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
+        let (ra, rb) = (quantize_row_u7(&x, &mut a), quantize_row_u7_body(&x, &mut b));
+        assert_eq!((a, ra.0.to_bits(), ra.1), (b, rb.0.to_bits(), rb.1), "n {n}");
+    }
+}
+
 #[test]
 fn the_scheme_is_what_the_docs_say() {
     // max 2 → scale 2/127; 1 → rint(63.5) = 64 (ties to even); -2 → -127; 0.01 → rint(0.635) = 1.
@@ -105,7 +152,7 @@ fn the_scheme_is_what_the_docs_say() {
 fn the_epilogue_and_the_norm_prologue_match_the_f32_path_on_the_dequantised_values() {
     // 24 columns: a partial tile only; 70: two whole 32-column tiles (the AVX-512 epilogue)
     // and a partial one.
-    for (kern, (m, k, n)) in Int8MicroKernel::available().into_iter().flat_map(|kern| [(9, 96, 24), (9, 96, 70)].map(|s| (kern, s))) {
+    for (kern, (m, k, n)) in kernels().into_iter().flat_map(|kern| [(9, 96, 24), (9, 96, 70)].map(|s| (kern, s))) {
         let (x, w, b, r) = (vals(m * k, 4), vals(n * k, 5), vals(n, 6), vals(m * n, 7));
         let (nw, nb) = (vals(k, 8), vals(k, 9));
         let norm = Some(Norm { w: &nw, b: &nb, eps: 1e-5 });
@@ -119,7 +166,7 @@ fn the_epilogue_and_the_norm_prologue_match_the_f32_path_on_the_dequantised_valu
                 *v = (*v - mean) * inv * w + b;
             }
         }
-        let mut want = reference(&xn, &w, m, k, n, Some(&b));
+        let mut want = reference_for(kern, &xn, &w, m, k, n, Some(&b));
         apply_act(&mut want, crate::tensor::Activation::QuickGelu);
         want.iter_mut().zip(&r).for_each(|(v, r)| *v += r);
         assert!(crate::num::max_abs_diff(&got, &want) <= 1e-6, "{}", kern.name());

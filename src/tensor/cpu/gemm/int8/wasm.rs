@@ -1,4 +1,7 @@
-//! The wasm SIMD128 int8 micro-kernel (4 × 8, `i32x4.dot_i16x8_s`).
+//! The wasm SIMD128 int8 micro-kernels (4 × 8): `i32x4.dot_i16x8_s` on int16 pairs, and in the
+//! relaxed-SIMD build `i32x4.relaxed_dot_i8x16_i7x16_add_s` on quads (i8 weights × u7
+//! activations, `Layout::QuadsU7`): 16 multiply-adds an instruction, `vpdpbusd` where V8
+//! has AVX-VNNI, else `pmaddubsw` + `pmaddwd` (no saturation: |pair sum| ≤ 2 · 127 · 127).
 
 use super::Int8TileFn;
 use std::arch::wasm32::*;
@@ -27,3 +30,29 @@ pub unsafe fn simd128<const R: usize>(kp: usize, a: *const i32, b: *const i8, c:
 }
 
 pub static SIMD128: [Int8TileFn; MR] = int8_tile_table!(simd128; 1 2 3 4);
+
+/// # Safety
+/// See [`Int8TileFn`].
+#[cfg(target_feature = "relaxed-simd")]
+pub unsafe fn relaxed<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mut i32) {
+    let mut lo = [i32x4_splat(0); R];
+    let mut hi = [i32x4_splat(0); R];
+    for p in 0..kq {
+        // Columns 0–3 then 4–7, each a quad of depth.
+        let w0 = v128_load(b.add(p * 4 * NR) as *const v128);
+        let w1 = v128_load(b.add(p * 4 * NR + 16) as *const v128);
+        let ap = a.add(p * MR);
+        for i in 0..R {
+            let x = i32x4_splat(*ap.add(i));
+            lo[i] = i32x4_relaxed_dot_i8x16_i7x16_add(w0, x, lo[i]);
+            hi[i] = i32x4_relaxed_dot_i8x16_i7x16_add(w1, x, hi[i]);
+        }
+    }
+    for i in 0..R {
+        v128_store(c.add(i * NR) as *mut v128, lo[i]);
+        v128_store(c.add(i * NR + 4) as *mut v128, hi[i]);
+    }
+}
+
+#[cfg(target_feature = "relaxed-simd")]
+pub static RELAXED: [Int8TileFn; MR] = int8_tile_table!(relaxed; 1 2 3 4);

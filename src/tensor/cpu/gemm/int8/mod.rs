@@ -242,7 +242,8 @@ macro_rules! int8_tile_table {
 mod dequant;
 use dequant::{dequant_tile, Tile};
 mod quant;
-pub use quant::{quantize_row, quantize_row_u7, quantize_weight};
+use quant::quantize_row_u7;
+pub use quant::{quantize_row, quantize_weight};
 #[cfg(test)]
 use quant::{quantize_row_body, quantize_row_u7_body};
 mod pack;

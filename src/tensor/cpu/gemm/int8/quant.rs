@@ -34,7 +34,7 @@ pub(super) fn quantize_row_body(x: &[f32], out: &mut [i8]) -> f32 {
 }
 
 /// One row to u7 with a zero point (the relaxed-SIMD kernel's activations,
-/// [`Layout::QuadsU7`]): `lo = min(x, 0)`, `hi = max(x, 0)`, `inv = 127 / (hi − lo)`,
+/// `Layout::QuadsU7`): `lo = min(x, 0)`, `hi = max(x, 0)`, `inv = 127 / (hi − lo)`,
 /// `zp = rint(−lo · inv)`, `u = clamp(rint(x · inv) + zp, 0, 127)`; returns the scale
 /// `(hi − lo) / 127` and `zp`, so `x ≈ scale · (u − zp)` (a zero row: 0 and 0; NaN or ±∞:
 /// NaN, the values 0).
@@ -66,7 +66,7 @@ multiversion! {
 
 multiversion! {
     /// [`quantize_row_u7_body`]: one row's u7 values, scale and zero point.
-    pub fn quantize_row_u7(x: &[f32], out: &mut [u8]) -> (f32, i32) = quantize_row_u7_body;
+    pub(super) fn quantize_row_u7(x: &[f32], out: &mut [u8]) -> (f32, i32) = quantize_row_u7_body;
 }
 
 /// One row's int8 values and scale (the scheme of the module docs); `out` as long as `x`

@@ -1,7 +1,8 @@
 //! The wasm SIMD128 int8 micro-kernels (4 × 8): `i32x4.dot_i16x8_s` on int16 pairs, and in the
 //! relaxed-SIMD build `i32x4.relaxed_dot_i8x16_i7x16_add_s` on quads (i8 weights × u7
-//! activations, `Layout::QuadsU7`): 16 multiply-adds an instruction, `vpdpbusd` where V8
-//! has AVX-VNNI, else `pmaddubsw` + `pmaddwd` (no saturation: |pair sum| ≤ 2 · 127 · 127).
+//! activations, `Layout::QuadsU7`): 16 multiply-adds an instruction. Its x86 forms
+//! (`vpdpbusd`, or `pmaddubsw` + `pmaddwd`) treat the 7-bit side as unsigned, and a pair's
+//! sum stays within i16 (|pair sum| ≤ 2 · 127 · 127), so any lowering gives the exact sums.
 
 use super::Int8TileFn;
 use std::arch::wasm32::*;

@@ -118,11 +118,9 @@ impl ScanIo<'_> {
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 /// One task's work: channels `ch0..ch0 + hs.len() / N` of sequence `b`, all steps; writes
-/// `out` `[L, block]` and each channel's counts. The full scan (τ = 0) runs time outermost,
-/// so the block's states (and per step B and C, shared by every channel) stay in L1 while x
-/// and Δ are read row by row. MRSS runs each channel through time: whether a step merges
-/// depends on that channel's Δ, which changes slowly in time but not from channel to channel,
-/// so this order is the one the branch predictor can follow.
+/// `out` `[L, block]` and each channel's counts. Time runs outermost, so the block's states
+/// (and per step B and C, shared by every channel) stay in L1 while x and Δ are read row by
+/// row; MRSS ([`mrss_block`]) walks time the same way.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn scan_block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) {
@@ -147,44 +145,81 @@ fn scan_block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32],
         stats.iter_mut().for_each(|s| s.updates += len as u64);
         return;
     }
-    // MRSS per channel: the accumulated input u and the open run's summed Δ.
-    let mut u = vec![0f32; n];
+    mrss_block(io, dims, rows, ch0, hs, out, stats, tau);
+}
+
+/// MRSS over one block, time outermost like the full scan. At each step the block's channels
+/// are sorted, without a branch, into three index lists: runs to apply first (a channel that
+/// had been merging and now turns fast, or whose run would pass [`MAX_RUN_DECAY`]), fast
+/// channels (a full step) and slow ones (a merged step); then each list runs as a loop with no
+/// data-dependent branch. Walking each channel through time instead (an earlier version)
+/// mispredicted the merge branch wherever runs were short, and read x and Δ a column at a
+/// time: the scan took 1.5–1.9× the full scan's time on typeseg. Per channel the arithmetic and
+/// its order are the same as before (each channel's steps in time order), so the outputs are
+/// too, bit for bit.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn mrss_block<'a>(
+    io: &ScanIo,
+    dims: ScanDims,
+    rows: impl Fn(usize) -> (usize, &'a [f32], &'a [f32]),
+    ch0: usize,
+    hs: &mut [f32],
+    out: &mut [f32],
+    stats: &mut [ScanStats],
+    tau: f32,
+) {
+    let ScanDims { len, channels: c, state: n, .. } = dims;
+    let cb = hs.len() / n;
+    // Per channel: the fastest decay (a step is slow when Δ < τ; a run is applied once its
+    // ΣΔ·max|A| passes the limit), the open run's summed Δ, its accumulated input u [N].
+    let amax: Vec<f32> = (0..cb).map(|j| io.ad(ch0 + j, n).0.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE)).collect();
+    let mut dacc = vec![0f32; cb];
+    let mut u = vec![0f32; cb * n];
+    let (mut merged, mut runs) = (vec![0u64; cb], vec![0u64; cb]);
+    // The step's lists (indices into the block), filled by unconditional stores.
+    let (mut close, mut fast, mut slow) = (vec![0u32; cb + 1], vec![0u32; cb + 1], vec![0u32; cb + 1]);
+    for t in 0..len {
+        let (row, bt, ct) = rows(t);
+        let (xr, dr) = (&io.x[row * c + ch0..][..cb], &io.dt[row * c + ch0..][..cb]);
+        let (mut nc, mut nf, mut ns) = (0usize, 0usize, 0usize);
+        for (j, (&dv, &da)) in dr.iter().zip(&dacc).enumerate() {
+            let is_slow = dv < tau;
+            let ends = st_pending(da) & (!is_slow | ((da + dv) * amax[j] > MAX_RUN_DECAY));
+            close[nc] = j as u32;
+            nc += ends as usize;
+            fast[nf] = j as u32;
+            nf += !is_slow as usize;
+            slow[ns] = j as u32;
+            ns += is_slow as usize;
+        }
+        for &j in &close[..nc] {
+            let j = j as usize;
+            apply_run(&mut hs[j * n..][..n], &mut u[j * n..][..n], io.ad(ch0 + j, n).0, dacc[j]);
+            dacc[j] = 0.0;
+            runs[j] += 1;
+        }
+        let yr = &mut out[t * cb..(t + 1) * cb];
+        for &j in &fast[..nf] {
+            let j = j as usize;
+            let ((ar, dch), (xv, dv)) = (io.ad(ch0 + j, n), (xr[j], dr[j]));
+            yr[j] = full_step(&mut hs[j * n..][..n], ar, bt, ct, dv, dv * xv) + dch * xv;
+        }
+        for &j in &slow[..ns] {
+            let j = j as usize;
+            let ((ar, dch), (xv, dv)) = (io.ad(ch0 + j, n), (xr[j], dr[j]));
+            // Merge: accumulate the input, hold the decay (no exponential).
+            dacc[j] += dv;
+            yr[j] = merged_step(&hs[j * n..][..n], &mut u[j * n..][..n], ar, bt, ct, dv * xv, dacc[j]) + dch * xv;
+            merged[j] += 1;
+        }
+    }
     for j in 0..cb {
-        let ch = ch0 + j;
-        let ((ar, dch), h) = (io.ad(ch, n), &mut hs[j * n..(j + 1) * n]);
-        // The fastest decay of this channel: a step is slow when Δ·max|A| < τ.
-        let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-        let mut st = ScanStats { updates: len as u64, ..ScanStats::default() };
-        let mut dacc = 0f32;
-        for t in 0..len {
-            let (row, bt, ct) = rows(t);
-            let (xv, dv) = (io.x[row * c + ch], io.dt[row * c + ch]);
-            let dx = dv * xv;
-            if dv < tau {
-                if st_pending(dacc) && (dacc + dv) * amax > MAX_RUN_DECAY {
-                    // The run has decayed enough that holding the state drifts: apply it.
-                    st.runs += 1;
-                    apply_run(h, &mut u, ar, dacc);
-                    dacc = 0.0;
-                }
-                // Merge: accumulate the input, hold the decay (no exponential).
-                st.merged += 1;
-                dacc += dv;
-                out[t * cb + j] = merged_step(h, &mut u, ar, bt, ct, dx, dacc) + dch * xv;
-                continue;
-            }
-            if st_pending(dacc) {
-                st.runs += 1;
-                apply_run(h, &mut u, ar, dacc);
-                dacc = 0.0;
-            }
-            out[t * cb + j] = full_step(h, ar, bt, ct, dv, dx) + dch * xv;
+        if st_pending(dacc[j]) {
+            runs[j] += 1;
+            apply_run(&mut hs[j * n..][..n], &mut u[j * n..][..n], io.ad(ch0 + j, n).0, dacc[j]);
         }
-        if st_pending(dacc) {
-            st.runs += 1;
-            apply_run(h, &mut u, ar, dacc);
-        }
-        stats[j] = st;
+        stats[j] = ScanStats { updates: len as u64, merged: merged[j], runs: runs[j] };
     }
 }
 
@@ -198,6 +233,9 @@ fn st_pending(dacc: f32) -> bool {
 /// (the exponential is [`exp`](super::simd::exp), branch-free).
 #[inline(always)]
 fn full_step(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dv: f32, dx: f32) -> f32 {
+    if let (Ok(h), Some(a), Some(b), Some(c)) = (h.try_into(), as16(a), as16(b), as16(c)) {
+        return full_step16(h, a, b, c, dv, dx);
+    }
     let mut acc = [0f32; 8];
     let split = h.len() - h.len() % 8;
     let (h8, hr) = h.split_at_mut(split);
@@ -228,6 +266,9 @@ fn hsum8(v: &[f32; 8]) -> f32 {
 /// decay inside the run). No exponential; vectorised as [`full_step`].
 #[inline(always)]
 fn merged_step(h: &[f32], u: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dx: f32, dacc: f32) -> f32 {
+    if let (Some(h), Ok(u), Some(a), Some(b), Some(c)) = (as16(h), u.try_into(), as16(a), as16(b), as16(c)) {
+        return merged_step16(h, u, a, b, c, dx, dacc);
+    }
     let mut acc = [0f32; 8];
     let split = h.len() - h.len() % 8;
     let (u8, ur) = u.split_at_mut(split);
@@ -244,6 +285,48 @@ fn merged_step(h: &[f32], u: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dx: f3
         tail += c[k2] * (h[k2] * (1.0 + dacc * a[k2]) + *uk);
     }
     hsum8(&acc) + tail
+}
+
+/// N = 16 (every released Mamba's state size): [`full_step`] on whole arrays, so the steps
+/// compile to one 16-lane vector each instead of a loop of two 8-lane halves; the sums are
+/// folded to eight lanes in the same order as the general loop's, so the results are its,
+/// bit for bit.
+#[inline(always)]
+fn full_step16(h: &mut [f32; 16], a: &[f32; 16], b: &[f32; 16], c: &[f32; 16], dv: f32, dx: f32) -> f32 {
+    let mut p = [0f32; 16];
+    for l in 0..16 {
+        h[l] = exp(dv * a[l]) * h[l] + dx * b[l];
+        p[l] = c[l] * h[l];
+    }
+    fold16(&p)
+}
+
+/// [`merged_step`] for N = 16, as [`full_step16`].
+#[inline(always)]
+fn merged_step16(h: &[f32; 16], u: &mut [f32; 16], a: &[f32; 16], b: &[f32; 16], c: &[f32; 16], dx: f32, dacc: f32) -> f32 {
+    let mut p = [0f32; 16];
+    for l in 0..16 {
+        u[l] += dx * b[l];
+        p[l] = c[l] * (h[l] * (1.0 + dacc * a[l]) + u[l]);
+    }
+    fold16(&p)
+}
+
+/// The general loops' sum of 16 products: lane l gathers products l and l + 8 onto zero,
+/// then [`hsum8`], then the (empty) tail's zero.
+#[inline(always)]
+fn fold16(p: &[f32; 16]) -> f32 {
+    let mut acc = [0f32; 8];
+    for l in 0..8 {
+        acc[l] += p[l];
+        acc[l] += p[l + 8];
+    }
+    hsum8(&acc) + 0.0
+}
+
+#[inline(always)]
+fn as16(v: &[f32]) -> Option<&[f32; 16]> {
+    v.try_into().ok()
 }
 
 /// Closes a run: h ← exp(ΣΔ·A) ⊙ h + u, u ← 0.
@@ -410,6 +493,103 @@ mod tests {
         assert!(s3.merged > 0 && s3.merged < s3.updates, "{s3:?}");
         let err = crate::num::max_abs_diff(&y, &y3);
         assert!(err < 0.1, "MRSS error {err}");
+    }
+
+    /// The 16-state steps equal the general loop bit for bit (same products, same sum order).
+    #[test]
+    fn sixteen_state_steps_equal_the_general_loop() {
+        let v = |s: u64| -> [f32; 16] { vals(16, s).try_into().unwrap() };
+        let (a, b, c) = (v(1).map(|x| -(x.abs() + 0.05) * 3.0), v(2), v(3));
+        for (k, &(dv, dx, dacc)) in [(0.01f32, 0.3f32, 0.02f32), (0.7, -1.1, 0.2), (1e-6, 4.0, 0.0), (3.0, 0.0, 1.5)].iter().enumerate() {
+            let (mut h16, mut h) = (v(10 + k as u64), v(10 + k as u64));
+            // The general loop on a 17-value state's first 16 (one 8-lane pair + a tail of
+            // one would differ; 16 = two whole chunks is the loop's own path).
+            let y16 = full_step16(&mut h16, &a, &b, &c, dv, dx);
+            let y = {
+                let mut acc = [0f32; 8];
+                for (((hk, ak), bk), ck) in h.chunks_exact_mut(8).zip(a.chunks_exact(8)).zip(b.chunks_exact(8)).zip(c.chunks_exact(8)) {
+                    for l in 0..8 {
+                        hk[l] = exp(dv * ak[l]) * hk[l] + dx * bk[l];
+                        acc[l] += ck[l] * hk[l];
+                    }
+                }
+                hsum8(&acc) + 0.0
+            };
+            assert_eq!((y16.to_bits(), h16.map(f32::to_bits)), (y.to_bits(), h.map(f32::to_bits)));
+            let (mut u16, mut u) = (v(20 + k as u64), v(20 + k as u64));
+            let m16 = merged_step16(&h16, &mut u16, &a, &b, &c, dx, dacc);
+            let m = {
+                let mut acc = [0f32; 8];
+                for ((((uk, hk), ak), bk), ck) in
+                    u.chunks_exact_mut(8).zip(h.chunks_exact(8)).zip(a.chunks_exact(8)).zip(b.chunks_exact(8)).zip(c.chunks_exact(8))
+                {
+                    for l in 0..8 {
+                        uk[l] += dx * bk[l];
+                        acc[l] += ck[l] * (hk[l] * (1.0 + dacc * ak[l]) + uk[l]);
+                    }
+                }
+                hsum8(&acc) + 0.0
+            };
+            assert_eq!((m16.to_bits(), u16.map(f32::to_bits)), (m.to_bits(), u.map(f32::to_bits)));
+        }
+    }
+
+    /// MRSS time outermost (the per-step lists) equals MRSS walking each channel through time
+    /// (its definition, step by step) bit for bit: outputs, states and counts, with N = 16 and
+    /// an odd N, in one block and split over the pool.
+    #[test]
+    fn mrss_lists_equal_each_channel_walked_through_time() {
+        for (l, c, n) in [(40usize, 7usize, 5usize), (64, 80, 16), (33, 24, 16)] {
+            let dims = ScanDims { batch: 2, len: l, channels: c, state: n };
+            let x = vals(2 * l * c, 1);
+            // Δ in slow and fast stretches per channel, so runs open, overflow and close.
+            let dt: Vec<f32> =
+                vals(2 * l * c, 2).iter().enumerate().map(|(i, v)| (v.abs() + 0.001) * if (i / c / 5 + i % c) % 3 == 0 { 0.6 } else { 0.05 }).collect();
+            let (bm, cm) = (vals(2 * l * n, 3), vals(2 * l * n, 4));
+            let a: Vec<f32> = vals(c * n, 5).iter().map(|v| -(v.abs() + 0.1) * 4.0).collect();
+            let d = vals(c, 6);
+            let tau = 0.1;
+            let mut h = vec![0.01f32; 2 * c * n];
+            let (y, _) = selective_scan(dims, &x, &dt, &bm, &cm, &a, &d, &mut h, tau);
+            let (mut h2, mut y2, mut st2) = (vec![0.01f32; 2 * c * n], vec![0f32; 2 * l * c], ScanStats::default());
+            for bi in 0..2 {
+                for ch in 0..c {
+                    let (ar, hh) = (&a[ch * n..(ch + 1) * n], &mut h2[(bi * c + ch) * n..][..n]);
+                    let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let (mut u, mut dacc) = (vec![0f32; n], 0f32);
+                    st2.updates += l as u64;
+                    for t in 0..l {
+                        let row = bi * l + t;
+                        let (bt, ct, xv, dv) = (&bm[row * n..][..n], &cm[row * n..][..n], x[row * c + ch], dt[row * c + ch]);
+                        if dacc > 0.0 && (dv >= tau || (dacc + dv) * amax > MAX_RUN_DECAY) {
+                            apply_run(hh, &mut u, ar, dacc);
+                            (dacc, st2.runs) = (0.0, st2.runs + 1);
+                        }
+                        y2[row * c + ch] = if dv < tau {
+                            dacc += dv;
+                            st2.merged += 1;
+                            merged_step(hh, &mut u, ar, bt, ct, dv * xv, dacc)
+                        } else {
+                            full_step(hh, ar, bt, ct, dv, dv * xv)
+                        } + d[ch] * xv;
+                    }
+                    if dacc > 0.0 {
+                        apply_run(hh, &mut u, ar, dacc);
+                        st2.runs += 1;
+                    }
+                }
+            }
+            let mut st = ScanStats::default();
+            let mut h3 = vec![0.01f32; 2 * c * n];
+            let (y3, s3) = selective_scan(dims, &x, &dt, &bm, &cm, &a, &d, &mut h3, tau);
+            st.add(s3);
+            assert!(st.merged > 0 && st.runs > 0 && st.merged < st.updates, "{st:?}");
+            assert_eq!((st.updates, st.merged, st.runs), (st2.updates, st2.merged, st2.runs));
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&y2), "y at {l}x{c}x{n}");
+            assert_eq!(bits(&y3), bits(&y2));
+            assert_eq!(bits(&h), bits(&h2), "state at {l}x{c}x{n}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub fn cpu_scan_ms() -> f64 {
     CPU_SCAN_US.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e3
 }
 
-/// Whether `device` can scan a state of `n` values per channel (the GPU kernel keeps them in
+/// MRSS's counts over a scan.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct ScanStats {
     /// (channel, step) state updates in all.
@@ -392,7 +392,6 @@ multiversion! {
     fn scan_block_simd(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) = scan_block;
 }
 
-/// [`selective_scan`] with the MRSS counts of each (sequence, channel). Channels are split
 /// The scan reading B and C in place from x_proj's output rows (`stride` values a row, B at
 /// `b_off`, C right after it) and A·D as `[C, N + 1]`: what the seam's op runs; per-channel
 /// counts returned.
@@ -413,7 +412,9 @@ pub(crate) fn scan_projected(
     selective_scan_cols(dims, &ScanIo { x, dt, b, c, ad }, h, tau)
 }
 
-/// into blocks, one task each (on the calling thread when the work is small).
+/// [`selective_scan`] with the MRSS counts of each (sequence, channel), timed into
+/// [`cpu_scan_ms`]. Channels are split into blocks, one task each (on the calling thread when
+/// the work is small).
 fn selective_scan_cols(dims: ScanDims, io: &ScanIo, h: &mut [f32], tau: f32) -> (Vec<f32>, Vec<ScanStats>) {
     let t0 = crate::clock::now_ms();
     let out = scan_blocks(dims, io, h, tau);

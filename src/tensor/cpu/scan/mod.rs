@@ -5,6 +5,9 @@
 use super::simd::{exp, multiversion, threads};
 use rayon::prelude::*;
 
+mod mrss;
+use mrss::mrss_block;
+
 /// A merged run is applied (one exact decay) once its accumulated Δ·max|A| passes this, so
 /// the first-order hold inside a run stays accurate however long the slow stretch is.
 pub const MAX_RUN_DECAY: f32 = 0.3;
@@ -146,130 +149,6 @@ fn scan_block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32],
         return;
     }
     mrss_block(io, dims, rows, ch0, hs, out, stats, tau);
-}
-
-/// MRSS over one block, time outermost like the full scan. At each step the block's channels
-/// are sorted, without a branch, into three index lists: runs to apply first (a channel that
-/// had been merging and now turns fast, or whose run would pass [`MAX_RUN_DECAY`]), fast
-/// channels (a full step) and slow ones (a merged step); then each list runs as a loop with no
-/// data-dependent branch. Walking each channel through time instead (an earlier version)
-/// mispredicted the merge branch wherever runs were short, and read x and Δ a column at a
-/// time: the scan took 1.5–1.9× the full scan's time on typeseg. Per channel the arithmetic and
-/// its order are the same as before (each channel's steps in time order), so the outputs are
-/// too, bit for bit.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn mrss_block<'a>(
-    io: &ScanIo,
-    dims: ScanDims,
-    rows: impl Fn(usize) -> (usize, &'a [f32], &'a [f32]),
-    ch0: usize,
-    hs: &mut [f32],
-    out: &mut [f32],
-    stats: &mut [ScanStats],
-    tau: f32,
-) {
-    let ScanDims { len, channels: c, state: n, .. } = dims;
-    let cb = hs.len() / n;
-    // Per channel: the fastest decay (a step is slow when Δ < τ; a run is applied once its
-    // ΣΔ·max|A| passes the limit), the open run's summed Δ, its accumulated input u [N].
-    let amax: Vec<f32> = (0..cb).map(|j| io.ad(ch0 + j, n).0.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE)).collect();
-    let mut dacc = vec![0f32; cb];
-    let mut u = vec![0f32; cb * n];
-    let (mut merged, mut runs) = (vec![0u64; cb], vec![0u64; cb]);
-    // The step's lists (indices into the block), filled by unconditional stores.
-    let (mut close, mut fast, mut slow) = (vec![0u32; cb + 1], vec![0u32; cb + 1], vec![0u32; cb + 1]);
-    for t in 0..len {
-        let (row, bt, ct) = rows(t);
-        let (xr, dr) = (&io.x[row * c + ch0..][..cb], &io.dt[row * c + ch0..][..cb]);
-        let [nc, nf, ns] = sort_step(dr, &dacc, &amax, tau, [&mut close, &mut fast, &mut slow]);
-        for &j in &close[..nc] {
-            let j = j as usize;
-            apply_run(&mut hs[j * n..][..n], &mut u[j * n..][..n], io.ad(ch0 + j, n).0, dacc[j]);
-            dacc[j] = 0.0;
-            runs[j] += 1;
-        }
-        let yr = &mut out[t * cb..(t + 1) * cb];
-        for &j in &fast[..nf] {
-            let j = j as usize;
-            let ((ar, dch), (xv, dv)) = (io.ad(ch0 + j, n), (xr[j], dr[j]));
-            yr[j] = full_step(&mut hs[j * n..][..n], ar, bt, ct, dv, dv * xv) + dch * xv;
-        }
-        for &j in &slow[..ns] {
-            let j = j as usize;
-            let ((ar, dch), (xv, dv)) = (io.ad(ch0 + j, n), (xr[j], dr[j]));
-            // Merge: accumulate the input, hold the decay (no exponential).
-            dacc[j] += dv;
-            yr[j] = merged_step(&hs[j * n..][..n], &mut u[j * n..][..n], ar, bt, ct, dv * xv, dacc[j]) + dch * xv;
-            merged[j] += 1;
-        }
-    }
-    for j in 0..cb {
-        if st_pending(dacc[j]) {
-            runs[j] += 1;
-            apply_run(&mut hs[j * n..][..n], &mut u[j * n..][..n], io.ad(ch0 + j, n).0, dacc[j]);
-        }
-        stats[j] = ScanStats { updates: len as u64, merged: merged[j], runs: runs[j] };
-    }
-}
-
-/// One step's lists ([`mrss_block`]): the channels whose run ends now (open, and fast now or
-/// past [`MAX_RUN_DECAY`] with this step), the fast ones and the slow ones; returns their
-/// lengths. Each list has room for every channel.
-#[inline(always)]
-fn sort_step(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lists: [&mut [u32]; 3]) -> [usize; 3] {
-    let [close, fast, slow] = lists;
-    let mut n = [0usize; 3];
-    let mut j0 = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was just detected; the lists hold a place for every channel.
-        j0 = unsafe { sort_step_avx512(dr, dacc, amax, tau, [&mut *close, &mut *fast, &mut *slow], &mut n) };
-    }
-    for j in j0..dr.len().min(dacc.len()).min(amax.len()) {
-        let (dv, da) = (dr[j], dacc[j]);
-        let is_slow = dv < tau;
-        let ends = st_pending(da) & (!is_slow | ((da + dv) * amax[j] > MAX_RUN_DECAY));
-        close[n[0]] = j as u32;
-        n[0] += ends as usize;
-        fast[n[1]] = j as u32;
-        n[1] += !is_slow as usize;
-        slow[n[2]] = j as u32;
-        n[2] += is_slow as usize;
-    }
-    n
-}
-
-/// [`sort_step`] 16 channels at a time: the same three comparisons as masks (ordered, so a
-/// NaN Δ is fast as in the scalar loop), each list appended with one compressing store.
-/// Returns the channels done (whole groups of 16).
-///
-/// # Safety
-/// The CPU has AVX-512F; each list has room for `dr.len()` indices past what `n` counts.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sort_step_avx512(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lists: [&mut [u32]; 3], n: &mut [usize; 3]) -> usize {
-    use std::arch::x86_64::*;
-    let len = dr.len().min(dacc.len()).min(amax.len());
-    let whole = len - len % 16;
-    let [close, fast, slow] = lists;
-    if close.len() < len || fast.len() < len || slow.len() < len {
-        return 0;
-    }
-    let (tau, zero, limit) = (_mm512_set1_ps(tau), _mm512_setzero_ps(), _mm512_set1_ps(MAX_RUN_DECAY));
-    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for j in (0..whole).step_by(16) {
-        let (dv, da, am) = (_mm512_loadu_ps(dr.as_ptr().add(j)), _mm512_loadu_ps(dacc.as_ptr().add(j)), _mm512_loadu_ps(amax.as_ptr().add(j)));
-        let is_slow = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(dv, tau);
-        let pending = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(da, zero);
-        let past = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_mul_ps(_mm512_add_ps(da, dv), am), limit);
-        let idx = _mm512_add_epi32(_mm512_set1_epi32(j as i32), iota);
-        for (list, count, mask) in [(&mut *close, 0, pending & (!is_slow | past)), (&mut *fast, 1, !is_slow), (&mut *slow, 2, is_slow)] {
-            _mm512_mask_compressstoreu_epi32(list.as_mut_ptr().add(n[count]) as *mut _, mask, idx);
-            n[count] += mask.count_ones() as usize;
-        }
-    }
-    whole
 }
 
 /// A run is open while its summed Δ is positive (Δ = softplus(·) > 0 for every merged step).

@@ -34,10 +34,15 @@ pub(super) fn mrss_block<'a>(
     let (mut merged, mut runs) = (vec![0u64; cb], vec![0u64; cb]);
     // The step's lists (indices into the block), filled by unconditional stores.
     let (mut close, mut fast, mut slow) = (vec![0u32; cb + 1], vec![0u32; cb + 1], vec![0u32; cb + 1]);
+    // Asked once a block, not once a step.
+    #[cfg(target_arch = "x86_64")]
+    let wide = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
     for t in 0..len {
         let (row, bt, ct) = rows(t);
         let (xr, dr) = (&io.x[row * c + ch0..][..cb], &io.dt[row * c + ch0..][..cb]);
-        let [nc, nf, ns] = sort_step(dr, &dacc, &amax, tau, [&mut close, &mut fast, &mut slow]);
+        let [nc, nf, ns] = sort_step(dr, &dacc, &amax, tau, [&mut close, &mut fast, &mut slow], wide);
         for &j in &close[..nc] {
             let j = j as usize;
             apply_run(&mut hs[j * n..][..n], &mut u[j * n..][..n], io.ad(ch0 + j, n).0, dacc[j]);
@@ -70,21 +75,24 @@ pub(super) fn mrss_block<'a>(
 
 /// One step's lists ([`mrss_block`]): the channels whose run ends now (open, and fast now or
 /// past [`MAX_RUN_DECAY`] with this step), the fast ones and the slow ones; returns their
-/// lengths. Each list has room for every channel.
+/// lengths. Each list has room for every channel. `wide`: the CPU has AVX-512F.
 #[inline(always)]
-fn sort_step(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lists: [&mut [u32]; 3]) -> [usize; 3] {
+fn sort_step(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lists: [&mut [u32]; 3], wide: bool) -> [usize; 3] {
     let [close, fast, slow] = lists;
     let mut n = [0usize; 3];
     // Channels before `j0` were sorted 16 at a time.
     #[cfg(target_arch = "x86_64")]
-    let j0 = if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was just detected; the lists hold a place for every channel.
+    let j0 = if wide {
+        // SAFETY: AVX-512F was detected (`wide`); the lists hold a place for every channel.
         unsafe { sort_step_avx512(dr, dacc, amax, tau, [&mut *close, &mut *fast, &mut *slow], &mut n) }
     } else {
         0
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let j0 = 0;
+    let j0 = {
+        let _ = wide;
+        0
+    };
     for j in j0..dr.len().min(dacc.len()).min(amax.len()) {
         let (dv, da) = (dr[j], dacc[j]);
         let is_slow = dv < tau;

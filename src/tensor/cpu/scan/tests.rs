@@ -131,6 +131,7 @@ fn mrss_lists_equal_each_channel_walked_through_time() {
         assert!(st.merged > 0 && st.runs > 0 && st.merged < st.updates, "{st:?}");
         assert_eq!((st.updates, st.merged, st.runs), (st2.updates, st2.merged, st2.runs));
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert!(y.iter().chain(&h).all(|v| v.is_finite()), "non-finite values at {l}x{c}x{n}");
         assert_eq!(bits(&y), bits(&y2), "y at {l}x{c}x{n}");
         assert_eq!(bits(&y3), bits(&y2));
         assert_eq!(bits(&h), bits(&h2), "state at {l}x{c}x{n}");

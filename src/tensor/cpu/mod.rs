@@ -3,6 +3,7 @@
 //! kernels (`row_ops.rs`), attention (`attention.rs`), the scan loops (`scan.rs`) and Token
 //! Merging's matching (`tome.rs`), on the shared SIMD helpers of `simd.rs`.
 
+pub(crate) mod aligned;
 pub mod attention;
 pub mod gemm;
 pub mod row_ops;

@@ -50,26 +50,32 @@ impl Pooled for u32 {
 /// thread's pool when dropped.
 pub(crate) struct Scratch<T: Pooled> {
     buf: Vec<T>,
+    /// Where the handed-out elements start: the first 64-byte boundary of `buf`
+    /// ([`super::aligned`]: packed operands are loaded a cache line at a time).
+    off: usize,
     len: usize,
 }
 
 impl<T: Pooled> Scratch<T> {
     pub(crate) fn new(len: usize) -> Self {
+        // Room to start on a cache line wherever the allocation lies.
+        let room = len + 64 / std::mem::size_of::<T>();
         let mut buf = T::pool()
             .try_with(|p| {
                 let mut pool = p.take();
                 // The smallest buffer that holds `len`, else the largest (grown below).
-                let fit = (0..pool.len()).filter(|&i| pool[i].len() >= len).min_by_key(|&i| pool[i].len());
+                let fit = (0..pool.len()).filter(|&i| pool[i].len() >= room).min_by_key(|&i| pool[i].len());
                 let pick = fit.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()));
                 let buf = pick.map(|i| pool.swap_remove(i)).unwrap_or_default();
                 p.set(pool);
                 buf
             })
             .unwrap_or_default();
-        if buf.len() < len {
-            buf.resize(len, T::default());
+        if buf.len() < room {
+            buf.resize(room, T::default());
         }
-        Scratch { buf, len }
+        let off = super::aligned::to_line(buf.as_ptr());
+        Scratch { buf, off, len }
     }
 }
 
@@ -94,13 +100,13 @@ impl<T: Pooled> Drop for Scratch<T> {
 impl<T: Pooled> Deref for Scratch<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        &self.buf[..self.len]
+        &self.buf[self.off..self.off + self.len]
     }
 }
 
 impl<T: Pooled> DerefMut for Scratch<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.buf[..self.len]
+        &mut self.buf[self.off..self.off + self.len]
     }
 }
 
@@ -126,6 +132,8 @@ mod tests {
         // Larger than any kept buffer: grown, the new part zero.
         let d = Scratch::<f32>::new(1000);
         assert_eq!((d.len(), d[999]), (1000, 0.0));
+        // Each starts on a cache line (`a` as well: `c` is its buffer at the same place).
+        assert!([c.as_ptr(), d.as_ptr()].iter().all(|&p| p as usize % 64 == 0));
         drop((c, d));
         // Over the limit: handed out, not kept.
         let big = Scratch::<i32>::new(KEEP_BYTES / 4 + 1);

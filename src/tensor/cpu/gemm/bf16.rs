@@ -18,6 +18,7 @@
 use super::epilogue512::write_rows32;
 use super::int8::amx;
 use super::{for_each_block, normed_row, write_tile, Epilogue, RowTiles, SendPtr, TileAt};
+use crate::tensor::cpu::aligned::Aligned;
 use crate::tensor::cpu::scratch::Scratch;
 use crate::tensor::cpu::simd::threads;
 use rayon::prelude::*;
@@ -119,7 +120,7 @@ pub struct Bf16Weight {
     n: usize,
     k: usize,
     /// Panels of `NR` columns, `kq` pairs deep (module docs), zero-padded.
-    panels: Vec<u32>,
+    panels: Aligned<u32>,
 }
 
 /// Two bf16 as one word, the lower depth in the low half.
@@ -134,7 +135,7 @@ impl Bf16Weight {
             return Err(format!("linear weight: {} values for bf16 [{n}, {k}]", w.len()));
         }
         let kq = engine.kq(k);
-        let mut panels = vec![0u32; n.div_ceil(NR) * kq * NR];
+        let mut panels = Aligned::zeroed(n.div_ceil(NR) * kq * NR);
         if kq > 0 {
             let zero = half::bf16::ZERO;
             let fill = |(j, panel): (usize, &mut [u32])| {
@@ -178,7 +179,7 @@ impl Bf16Weight {
     #[allow(clippy::too_many_arguments)]
     unsafe fn task(&self, a: &[u32], rt: RowTiles, t_range: std::ops::Range<usize>, p_range: std::ops::Range<usize>, epi: Epilogue, y: *mut f32, ldc: usize) {
         let (engine, mr, kq) = (self.engine, self.engine.mr(), self.engine.kq(self.k));
-        let mut acc = vec![0f32; mr * NR];
+        let mut acc = Aligned::<f32>::zeroed(mr * NR);
         let chunk_tiles = (A_CHUNK_BYTES / (kq * mr * 4).max(1)).max(1);
         let mut t0 = t_range.start;
         while t0 < t_range.end {
@@ -215,8 +216,8 @@ pub fn tile_gflops(engine: Bf16Engine, min_ms: f64) -> f64 {
     const K: usize = 256;
     let (mr, kq) = (engine.mr(), engine.kq(K));
     let one = pair(half::bf16::ONE, half::bf16::ONE);
-    let (a, b) = (vec![one; kq * mr], vec![one; kq * NR]);
-    let mut c = vec![0f32; mr * NR];
+    let (a, b) = (Aligned::filled(kq * mr, one), Aligned::filled(kq * NR, one));
+    let mut c = Aligned::<f32>::zeroed(mr * NR);
     let (mut calls, t0) = (0u64, crate::clock::now_ms());
     loop {
         for _ in 0..256 {

@@ -2,14 +2,15 @@
 //! ceiling, for `bench gemm`.
 
 use super::{MicroKernel, KC};
+use crate::tensor::cpu::aligned::Aligned;
 
 /// The micro-kernel alone, on one thread with its operands in L1 (a full `MR × NR` tile,
 /// `KC` deep): GFLOP/s, the ceiling every larger product works under.
 pub fn tile_gflops(kernel: MicroKernel, min_ms: f64) -> f64 {
     let (mr, nr) = (kernel.mr(), kernel.nr());
-    let a = vec![0.5f32; KC * mr];
-    let b = vec![0.25f32; KC * nr];
-    let mut t = vec![0f32; mr * nr];
+    let a = Aligned::filled(KC * mr, 0.5f32);
+    let b = Aligned::filled(KC * nr, 0.25f32);
+    let mut t = Aligned::<f32>::zeroed(mr * nr);
     let bias = vec![0f32; nr];
     let f = kernel.tile(mr);
     let (mut calls, t0) = (0u64, crate::clock::now_ms());

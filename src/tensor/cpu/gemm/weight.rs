@@ -1,15 +1,16 @@
 //! Weights packed once at load into the micro-kernel's panels (f32, f16/bf16 halves, or int8).
 
 use super::MicroKernel;
+use crate::tensor::cpu::aligned::{Aligned, Plain};
 use crate::tensor::cpu::simd::threads;
 use rayon::prelude::*;
 
 /// The weight's values in panel order.
 #[derive(Debug)]
 pub(super) enum Panels {
-    F32(Vec<f32>),
-    F16(Vec<half::f16>),
-    Bf16(Vec<half::bf16>),
+    F32(Aligned<f32>),
+    F16(Aligned<half::f16>),
+    Bf16(Aligned<half::bf16>),
     /// int8 with per-channel scales, multiplied by the int8 engine (`gemm::int8`).
     Int8(super::int8::QuantWeight),
     /// bf16 pairs for a bf16 dot-product engine (`gemm::bf16`: AMX, AVX-512 BF16).
@@ -37,9 +38,9 @@ pub struct PackedWeight {
 }
 
 /// Reorders `w` (`[n, k]`, rows `ldw` apart) into panels of `nr` columns, zero-padded.
-fn pack_panels<T: Copy + Default + Send + Sync>(w: &[T], n: usize, k: usize, ldw: usize, nr: usize) -> Vec<T> {
+fn pack_panels<T: Plain>(w: &[T], n: usize, k: usize, ldw: usize, nr: usize) -> Aligned<T> {
     let panels = n.div_ceil(nr);
-    let mut out = vec![T::default(); panels * k * nr];
+    let mut out = Aligned::zeroed(panels * k * nr);
     if k == 0 {
         return out;
     }
@@ -84,7 +85,7 @@ impl PackedWeight {
         }
         let nr = kernel.nr();
         let panels = n.div_ceil(nr);
-        let mut out = vec![0f32; panels * k * nr];
+        let mut out = Aligned::zeroed(panels * k * nr);
         for (j, panel) in out.chunks_mut((k * nr).max(1)).enumerate().take(panels) {
             let cols = nr.min(n - j * nr);
             for p in 0..k {

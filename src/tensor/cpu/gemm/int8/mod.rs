@@ -44,6 +44,7 @@
 mod tests;
 
 use super::{for_each_block, Epilogue, RowTiles, SendPtr};
+use crate::tensor::cpu::aligned::Aligned;
 
 /// Packed activation rows a task keeps in L2 while its weight panels pass over them.
 const A_CHUNK_BYTES: usize = 256 << 10;
@@ -265,7 +266,7 @@ pub struct QuantWeight {
     n: usize,
     k: usize,
     /// Panels of `NR` columns, `kq` words deep (see the module docs), zero-padded.
-    panels: Vec<i8>,
+    panels: Aligned<i8>,
     /// `[n]`, padded with zeros to whole panels.
     scales: Vec<f32>,
     /// What each column's int32 sum carries beyond the product (`128 · Σ w` for the u8
@@ -295,7 +296,7 @@ impl QuantWeight {
         }
         let (nr, u, kq) = (kernel.nr(), kernel.unit(), kernel.kq(k));
         let panels = n.div_ceil(nr);
-        let mut out = vec![0i8; panels * kq * u * nr];
+        let mut out = Aligned::zeroed(panels * kq * u * nr);
         if kq > 0 {
             let fill = |(j, panel): (usize, &mut [i8])| {
                 for c in 0..nr.min(n - j * nr) {
@@ -362,7 +363,7 @@ impl QuantWeight {
     ) {
         let (n, kern) = (self.n, self.kernel);
         let (mr, nr, kq, u) = (kern.mr(), kern.nr(), kern.kq(self.k), kern.unit());
-        let mut acc = vec![0i32; mr * nr];
+        let mut acc = Aligned::<i32>::zeroed(mr * nr);
         let chunk_tiles = (A_CHUNK_BYTES / (kq * mr * 4).max(1)).max(1);
         let mut t0 = t_range.start;
         while t0 < t_range.end {
@@ -389,9 +390,9 @@ impl QuantWeight {
 pub fn tile_gops(kernel: Int8MicroKernel, min_ms: f64) -> f64 {
     const K: usize = 256;
     let (mr, nr, kq) = (kernel.mr(), kernel.nr(), kernel.kq(K));
-    let a = vec![0x0003_0005i32; kq * mr];
-    let b = vec![3i8; kq * kernel.unit() * nr];
-    let mut c = vec![0i32; mr * nr];
+    let a = Aligned::filled(kq * mr, 0x0003_0005i32);
+    let b = Aligned::filled(kq * kernel.unit() * nr, 3i8);
+    let mut c = Aligned::<i32>::zeroed(mr * nr);
     let f = kernel.tile(mr);
     let (mut calls, t0) = (0u64, crate::clock::now_ms());
     loop {

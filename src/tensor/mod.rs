@@ -12,11 +12,11 @@ pub(crate) mod cpu;
 mod device;
 pub mod gpu;
 #[cfg(not(target_arch = "wasm32"))]
-mod hot;
+pub(crate) mod hot;
 mod linear_weight;
 pub mod ssm;
 
-pub use device::{auto_precision, block_on, block_on_for, on_pool, on_this_thread, time_best, Choice, Device, Figure, Precision};
+pub use device::{auto_precision, block_on, block_on_for, cpu_pass, on_pool, on_this_thread, time_best, Choice, Device, Figure, Precision};
 pub use gpu::GpuWeights;
 pub use linear_weight::LinearWeight;
 

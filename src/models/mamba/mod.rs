@@ -262,14 +262,24 @@ impl MambaLM {
             }
             Ok((self.norm_f.forward(&x)?, conv, ssm, counts))
         };
-        // On the CPU the layers run inside the thread pool (each op is eager there).
-        let (x, conv, ssm, counts) = if matches!(self.device, Device::Cpu(_)) { crate::tensor::on_pool(layers)? } else { layers()? };
-        let (logits, hidden) = match want {
-            Logits::All => (self.lm_head.forward(&x, None)?.to_vec_f32_async().await?, x.to_vec_f32_async().await?),
-            Logits::Last => {
-                let last = x.reshape(&[bsz, len, h])?.narrow(1, len - 1, 1)?.reshape(&[bsz, h])?;
-                (self.lm_head.forward(&last, None)?.to_vec_f32_async().await?, Vec::new())
-            }
+        let step = || -> Result<_> {
+            let (x, conv, ssm, counts) = layers()?;
+            let (logits, hidden) = match want {
+                Logits::All => (self.lm_head.forward(&x, None)?, Some(x)),
+                Logits::Last => {
+                    let last = x.reshape(&[bsz, len, h])?.narrow(1, len - 1, 1)?.reshape(&[bsz, h])?;
+                    (self.lm_head.forward(&last, None)?, None)
+                }
+            };
+            Ok((logits, hidden, conv, ssm, counts))
+        };
+        // On the CPU (each op eager) the whole step, LM head included, runs inside the thread
+        // pool with its workers kept awake between the step's ~100 products ([`cpu_pass`]).
+        let (logits, hidden, conv, ssm, counts) = if matches!(self.device, Device::Cpu(_)) { crate::tensor::cpu_pass(step)? } else { step()? };
+        let logits = logits.to_vec_f32_async().await?;
+        let hidden = match hidden {
+            Some(x) => x.to_vec_f32_async().await?,
+            None => Vec::new(),
         };
         crate::error::check_finite("the logits", &logits)?;
         let stats = if counts.is_empty() {

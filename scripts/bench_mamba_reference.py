@@ -75,8 +75,11 @@ def llama_source():
     return src
 
 
-def build_llama(src):
-    exe = os.path.join(src, "build", "bin", "llama-bench")
+def build_llama(src, amx=True):
+    """llama-bench built with the CPU's own flags; with `amx=False` the same x86 extensions named
+    one by one and AMX left out (its q8_0 AMX kernel faults on `tilezero` in some VMs)."""
+    build = os.path.join(src, "build" if amx else "build-noamx")
+    exe = os.path.join(build, "bin", "llama-bench")
     if os.path.exists(exe):
         return exe
     bindir = os.path.dirname(sys.executable)
@@ -85,9 +88,17 @@ def build_llama(src):
         sh([sys.executable, "-m", "pip", "install", "-q", "cmake", "ninja"])
         cmake = shutil.which("cmake", path=bindir)
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
-    sh([cmake, "-S", src, "-B", os.path.join(src, "build"), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF",
+    if amx:
+        isa = ["-DGGML_NATIVE=ON"]
+    else:
+        flags = set(next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), []))
+        named = {"avx": "AVX", "avx2": "AVX2", "fma": "FMA", "f16c": "F16C", "bmi2": "BMI2", "avx_vnni": "AVX_VNNI", "avx512f": "AVX512",
+                 "avx512_vbmi": "AVX512_VBMI", "avx512_vnni": "AVX512_VNNI", "avx512_bf16": "AVX512_BF16"}
+        isa = ["-DGGML_NATIVE=OFF"] + [f"-DGGML_{g}={'ON' if f in flags else 'OFF'}" for f, g in named.items()]
+        isa += ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"]
+    sh([cmake, "-S", src, "-B", build, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release", *isa, "-DLLAMA_CURL=OFF",
         "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_OPENSSL=OFF"], env=env)
-    sh([cmake, "--build", os.path.join(src, "build"), "--target", "llama-bench", f"-j{os.cpu_count()}"], env=env)
+    sh([cmake, "--build", build, "--target", "llama-bench", f"-j{os.cpu_count()}"], env=env)
     return exe
 
 
@@ -184,8 +195,18 @@ def main():
         except subprocess.CalledProcessError as e:
             if name == "llama.cpp f32":
                 raise
-            # A reference row that cannot run here (e.g. llama.cpp's q8_0 AMX path stops with
-            # SIGILL in some VMs) is reported, not fatal.
+            if name == "llama.cpp q8_0" and "amx_int8" in open("/proc/cpuinfo").read():
+                # Its AMX q8_0 kernel faults (`tilezero`, invalid opcode) in some VMs: time
+                # q8_0 again on a build without AMX (its AVX-512 VNNI kernels).
+                print(f"{name} failed (exit {e.returncode}); building llama.cpp without AMX", file=sys.stderr)
+                try:
+                    exe = build_llama(src, amx=False)
+                    results[name + " (no AMX)"] = bench_llama(exe, convert(src, model_dir, "q8_0"), a.threads, prompt_lens, a.decode, a.iters)
+                    failed.append(f"{name} with AMX: exit {e.returncode} (timed without AMX instead)")
+                    continue
+                except subprocess.CalledProcessError as e2:
+                    e = e2
+            # A reference row that cannot run here is reported, not fatal.
             print(f"{name} failed (exit {e.returncode}); left out", file=sys.stderr)
             failed.append(f"{name}: exit {e.returncode}")
     base = results["llama.cpp f32"]

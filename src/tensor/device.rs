@@ -355,18 +355,29 @@ pub fn on_pool<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// One synchronous CPU pass (a decoding step): [`on_pool`] with the pool's other workers kept
-/// awake until it returns ([`super::hot::hot`]), so that they do not fall asleep on a futex
-/// between its parallel products and have to be woken for each. mamba-130m's f32 decode on a
-/// 2-core Xeon with AMX (`bench mamba-lm`, runs alternated): 41.7–42.4 → 47.3–50.9 tokens/s.
+/// One synchronous pass (a decoding step) on `device`: on the CPU [`on_pool`] with the pool's
+/// other workers kept awake until it returns ([`super::hot::hot`]), so that they do not fall
+/// asleep on a futex between its parallel products and have to be woken for each; on a GPU
+/// `f()` here. mamba-130m's f32 decode on a 2-core Xeon with AMX (`bench mamba-lm`, runs
+/// alternated): 41.7–42.4 → 47.3–50.9 tokens/s.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn cpu_pass<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+pub fn cpu_pass<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
+    if matches!(device, Device::Cpu(_)) {
+        hot_on_pool(f)
+    } else {
+        f()
+    }
+}
+
+/// [`on_pool`] with the other workers kept awake: what [`cpu_pass`] and [`block_on_for`] run.
+#[cfg(not(target_arch = "wasm32"))]
+fn hot_on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     on_pool(|| super::hot::hot(f))
 }
 
-/// In wasm, [`on_pool`].
+/// In wasm, `f()`.
 #[cfg(target_arch = "wasm32")]
-pub fn cpu_pass<R>(f: impl FnOnce() -> R) -> R {
+pub fn cpu_pass<R>(_device: &Device, f: impl FnOnce() -> R) -> R {
     f()
 }
 
@@ -388,7 +399,7 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T>
 #[cfg(not(target_arch = "wasm32"))]
 pub fn block_on_for<'a, T: Send>(devices: impl IntoIterator<Item = &'a Device>, f: impl std::future::Future<Output = Result<T>> + Send) -> Result<T> {
     if devices.into_iter().all(|d| matches!(d, Device::Cpu(_))) && !STAY.get() {
-        on_pool(|| super::hot::hot(|| pollster::block_on(f)))
+        hot_on_pool(|| pollster::block_on(f))
     } else {
         pollster::block_on(f)
     }

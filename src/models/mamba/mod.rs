@@ -275,7 +275,7 @@ impl MambaLM {
         };
         // On the CPU (each op eager) the whole step, LM head included, runs inside the thread
         // pool with its workers kept awake between the step's ~100 products ([`cpu_pass`]).
-        let (logits, hidden, conv, ssm, counts) = if matches!(self.device, Device::Cpu(_)) { crate::tensor::cpu_pass(step)? } else { step()? };
+        let (logits, hidden, conv, ssm, counts) = crate::tensor::cpu_pass(&self.device, step)?;
         let logits = logits.to_vec_f32_async().await?;
         let hidden = match hidden {
             Some(x) => x.to_vec_f32_async().await?,

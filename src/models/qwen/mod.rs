@@ -422,14 +422,13 @@ impl QwenVL {
     /// One decoding step: the logits after `token`.
     pub async fn step_async(&self, token: u32, cache: &mut KvCache) -> Result<Vec<f32>> {
         let p = cache.next_pos;
-        let run = |cache: &mut KvCache| -> Result<Tensor> {
+        // On the CPU (each op eager) the step runs as one pass inside the pool with its workers
+        // kept awake between its products ([`crate::tensor::cpu_pass`]).
+        let logits = crate::tensor::cpu_pass(&self.device, || -> Result<Tensor> {
             let x = self.text.embed(&[token])?;
             let h = self.text.forward(&x, &[vec![p], vec![p], vec![p]], cache)?;
             self.text.logits(&h)
-        };
-        // On the CPU (each op eager) the step runs as one pass inside the pool with its workers
-        // kept awake between its products ([`crate::tensor::cpu_pass`]).
-        let logits = if matches!(self.device, Device::Cpu(_)) { crate::tensor::cpu_pass(|| run(cache))? } else { run(cache)? };
+        })?;
         cache.next_pos += 1;
         let logits = logits.to_vec_f32_async().await?;
         crate::error::check_finite("the step's logits", &logits)?;

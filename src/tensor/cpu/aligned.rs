@@ -41,7 +41,9 @@ pub(crate) struct Aligned<T: Plain> {
 impl<T: Plain> Aligned<T> {
     /// `len` zeros.
     pub(crate) fn zeroed(len: usize) -> Self {
-        let bytes = len * std::mem::size_of::<T>();
+        // Saturating: a length past memory fails to allocate rather than wrapping to a small
+        // buffer that the slice would overrun.
+        let bytes = len.saturating_mul(std::mem::size_of::<T>());
         Aligned { lines: vec![Line([0; 64]); bytes.div_ceil(64)], len, _t: std::marker::PhantomData }
     }
 

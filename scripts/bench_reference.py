@@ -17,7 +17,7 @@ settings are timed round-robin (every iteration runs every (batch, keep) once, s
 all alike); the report gives ms/img (median) and ratios to ONNX Runtime.
 
     target/pyenv/bin/pip install torch transformers onnx onnxruntime   # once
-    target/pyenv/bin/python scripts/bench_reference.py [--threads 2] [--candle] [--json out.json]
+    target/pyenv/bin/python scripts/bench_reference.py [--threads 2] [--rounds 3] [--candle] [--json out.json]
 
 `--onnx PATH` also writes the ONNX export there (the browser benchmark reuses it).
 """
@@ -127,11 +127,12 @@ def cos(a, b):
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-def bench_reduced(model, onnx_path, threads, iters):
-    """The reduced-precision engines a user would otherwise pick, batch 1, unpruned, round-robin
-    in one loop: ONNX Runtime `quantize_dynamic` (QInt8 weights, per tensor as by default, and per
-    channel as effarch's int8), PyTorch bf16 (autocast, and bf16 weights) and PyTorch
-    `quantize_dynamic` (int8 linears). Each with its cos to the same model in f32."""
+def prepare_reduced(model, onnx_path, threads):
+    """The reduced-precision engines a user would otherwise pick, batch 1, unpruned: ONNX
+    Runtime `quantize_dynamic` (QInt8 weights, per tensor as by default, and per channel as
+    effarch's int8), PyTorch bf16 (autocast, and bf16 weights) and PyTorch `quantize_dynamic`
+    (int8 linears). Returns each one's callable and its cos to the same model in f32 (timed
+    round-robin in one loop by `timed_round_robin`)."""
     import copy
     import numpy as np
     import onnxruntime as ort
@@ -168,8 +169,7 @@ def bench_reduced(model, onnx_path, threads, iters):
     fns[f"PyTorch {torch.__version__} quantize_dynamic int8"] = qdynamic
     for k, f in fns.items():
         outs[k] = cos(f(), ref)
-    ms = timed_round_robin(fns, iters)
-    return {k: (ms[k], outs[k]) for k in fns}
+    return fns, outs
 
 
 def bench_effarch(exe, batches, keeps, threads, iters, peer, precisions="f32"):
@@ -179,6 +179,55 @@ def bench_effarch(exe, batches, keeps, threads, iters, peer, precisions="f32"):
         cmd += ["--peer", "candle"]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)
+
+
+def merge_rounds(rounds):
+    """Each engine's figure as its median over the rounds (the effarch rows keep the first
+    round's other fields: ratios to its own unpruned run, cos, FLOP bound, recomputed where
+    they are times)."""
+    med = lambda xs: statistics.median(xs)
+    ort = {b: med([r[0][b] for r in rounds]) for b in rounds[0][0]}
+    tor = {k: med([r[1][k] for r in rounds]) for k in rounds[0][1]}
+    eff = json.loads(json.dumps(rounds[0][2]))
+    rows = eff["rows"] if isinstance(eff, dict) else eff
+    all_rows = [(r[2]["rows"] if isinstance(r[2], dict) else r[2]) for r in rounds]
+    for i, row in enumerate(rows):
+        row["ms_median"] = med([rr[i]["ms_median"] for rr in all_rows])
+    for row in rows:
+        base = [x for x in rows if x["batch"] == row["batch"] and x.get("precision") == row.get("precision") and x["keep"] >= 1]
+        if base:
+            row["ratio"] = row["ms_median"] / base[0]["ms_median"]
+    if isinstance(eff, dict):
+        for i, p in enumerate(eff.get("peer", [])):
+            p["ms_median"] = med([r[2]["peer"][i]["ms_median"] for r in rounds])
+    red = None
+    if rounds[0][3]:
+        red = {k: (med([r[3][k][0] for r in rounds]), rounds[0][3][k][1]) for k in rounds[0][3]}
+    return ort, tor, eff, red
+
+
+def round_ratios(rounds):
+    """Each round's headline ratios (batch 1, unpruned): ours against the peer each precision
+    is compared with, and the pruned ratios of our int8 and f32."""
+    out = {}
+    for ort, _tor, eff, red in rounds:
+        rows = eff["rows"] if isinstance(eff, dict) else eff
+        ms = lambda p, keep=1.0: next((r["ms_median"] for r in rows if r["batch"] == 1 and r.get("precision", "f32") == p and abs(r["keep"] - keep) < 1e-4), None)
+        add = lambda k, v: out.setdefault(k, []).append(v)
+        if 1 in ort and ms("f32"):
+            add("effarch f32 / ONNX Runtime f32", ms("f32") / ort[1])
+        if red:
+            ort8 = next((v[0] for k, v in red.items() if k.startswith("ONNX Runtime int8 (")), None)
+            bf = next((v[0] for k, v in red.items() if k.endswith("bf16 weights")), None)
+            if ort8 and ms("int8"):
+                add("effarch int8 / ONNX Runtime int8", ms("int8") / ort8)
+            if bf and ms("bf16"):
+                add("effarch bf16 / PyTorch bf16 weights", ms("bf16") / bf)
+        for p in ("f32", "int8", "bf16"):
+            for keep in (0.7, 0.5):
+                if ms(p, keep) and ms(p):
+                    add(f"effarch {p} keep {keep} / unpruned", ms(p, keep) / ms(p))
+    return out
 
 
 def main():
@@ -192,6 +241,7 @@ def main():
     ap.add_argument("--onnx", help="where to write the ONNX export (default: a temporary file)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--export-only", action="store_true", help="only write the ONNX export (--onnx) and stop")
+    ap.add_argument("--rounds", type=int, default=1, help="time every engine this many times, in turn (medians over rounds; per-round ratios printed)")
     ap.add_argument("--no-reduced", action="store_true", help="skip the reduced-precision table (int8, bf16)")
     a = ap.parse_args()
     batches = [int(b) for b in a.batches.split(",")]
@@ -218,10 +268,23 @@ def main():
     with torch.inference_mode():
         export_onnx(model, onnx_path)
 
-    print(f"timing ONNX Runtime, PyTorch, effarch; {a.threads} threads each ...", file=sys.stderr)
-    ort_rows, ort_version = bench_ort(onnx_path, batches, a.threads, a.iters)
-    torch_rows = bench_torch(model, batches, keeps, a.iters)
-    eff = bench_effarch(a.effarch, batches, keeps, a.threads, a.iters, a.candle, "f32" if a.no_reduced else "f32,int8,bf16")
+    reduced = None if a.no_reduced else prepare_reduced(model, onnx_path, a.threads)
+    rounds = []
+    for r in range(a.rounds):
+        # Every engine once per round, in the same order: with --rounds > 1 a slow spell of
+        # this machine (a noisy neighbour, the clock) shows as one round's outlier, not as a
+        # false ratio; each engine's figure is then its median over the rounds.
+        print(f"round {r + 1}/{a.rounds}: timing ONNX Runtime, PyTorch, effarch; {a.threads} threads each ...", file=sys.stderr)
+        ort_rows, ort_version = bench_ort(onnx_path, batches, a.threads, a.iters)
+        torch_rows = bench_torch(model, batches, keeps, a.iters)
+        eff = bench_effarch(a.effarch, batches, keeps, a.threads, a.iters, a.candle, "f32" if a.no_reduced else "f32,int8,bf16")
+        red = None
+        if reduced:
+            print(f"round {r + 1}/{a.rounds}: timing reduced precision (batch 1, unpruned, round-robin) ...", file=sys.stderr)
+            ms = timed_round_robin(reduced[0], a.iters)
+            red = {k: (ms[k], reduced[1][k]) for k in reduced[0]}
+        rounds.append((ort_rows, torch_rows, eff, red))
+    ort_rows, torch_rows, eff, red = merge_rounds(rounds)
     eff_list = eff["rows"] if isinstance(eff, dict) else eff
     eff_rows = {(r["batch"], round(r["keep"], 4)): r["ms_median"] for r in eff_list if r.get("precision", "f32") == "f32"}
     candle_rows = {p["batch"]: p["ms_median"] for p in eff.get("peer", [])} if isinstance(eff, dict) else {}
@@ -238,9 +301,7 @@ def main():
             pr = " ".join(f"{t[k] / base:>9.3f}" if k in t else f"{'-':>9}" for k in keeps if k < 1)
             print(f"{name:<28} {b:>5} {base:>9.1f} {base / ort_rows[b]:>7.3f} {pr}")
             result["rows"].append({"engine": name, "batch": b, "ms_per_img": t, "vs_onnxruntime": base / ort_rows[b]})
-    if not a.no_reduced:
-        print(f"timing reduced precision (batch 1, unpruned, round-robin) ...", file=sys.stderr)
-        red = bench_reduced(model, onnx_path, a.threads, a.iters)
+    if red:
         f32_ms = eff_rows[(1, 1.0)]
         table = [("effarch f32", f32_ms, 1.0)]
         table += [(f"effarch {r['precision']}", r["ms_median"], r["cos_to_f32"]) for r in eff_list if r.get("precision") not in (None, "f32") and r["batch"] == 1 and r["keep"] >= 1]
@@ -254,6 +315,11 @@ def main():
         pr = [r for r in eff_list if r.get("precision") == "int8" and r["batch"] == 1]
         for r in pr:
             print(f"effarch int8 keep {r['keep']:.2f}: {r['ms_median']:.1f} ms/img, ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})")
+    if len(rounds) > 1:
+        result["rounds"] = round_ratios(rounds)
+        print(f"\nper round (engine / peer, batch 1, unpruned), {len(rounds)} rounds:")
+        for name, vals in result["rounds"].items():
+            print(f"{name:<40} " + " ".join(f"{v:.3f}" for v in vals) + f"   median {statistics.median(vals):.3f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -60,7 +60,9 @@ fn run(kern: Int8MicroKernel, x: &[f32], w: &[f32], m: usize, k: usize, n: usize
 #[test]
 fn every_int8_kernel_equals_the_scheme_exactly_on_odd_shapes() {
     for kern in kernels() {
-        for &(m, k, n) in &[(1, 1, 1), (1, 7, 5), (3, 33, 17), (7, 64, 40), (13, 129, 33), (50, 768, 70), (197, 768, 2304), (197, 3072, 768)] {
+        for &(m, k, n) in
+            &[(1, 1, 1), (1, 7, 5), (1, 768, 64), (2, 200, 40), (3, 33, 17), (7, 64, 40), (13, 129, 33), (50, 768, 70), (197, 768, 2304), (197, 3072, 768)]
+        {
             let (x, w, b) = (vals(m * k, 1), vals(n * k, 2), vals(n, 3));
             let got = run(kern, &x, &w, m, k, n, Epilogue { bias: Some(&b), ..Default::default() });
             let want = reference_for(kern, &x, &w, m, k, n, Some(&b));

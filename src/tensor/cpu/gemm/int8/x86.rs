@@ -45,6 +45,9 @@ pub mod vnni {
     /// AVX-512 F/BW/VNNI are available; see [`Int8TileFn`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn avx512<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mut i32) {
+        if R <= 2 {
+            return avx512_few::<R>(kq, a, b, c);
+        }
         let mut lo = [_mm512_setzero_si512(); R];
         let mut hi = [_mm512_setzero_si512(); R];
         for q in 0..kq {
@@ -67,6 +70,45 @@ pub mod vnni {
         for i in 0..R {
             _mm512_storeu_si512(c.add(i * NR) as *mut __m512i, lo[i]);
             _mm512_storeu_si512(c.add(i * NR + 16) as *mut __m512i, hi[i]);
+        }
+    }
+
+    /// One or two rows (decoding, M ≤ 2): each weight is used once or twice, so the loop is
+    /// bound by how fast the panel streams in — and, with two sums a row, by `vpdpbusd`'s
+    /// latency (each sum waits for the last). Four quads at a time into four sets of sums
+    /// (added at the end) keep 8 or 16 products in flight; the panel is asked for 8 KiB ahead
+    /// (it streams from memory). Decode at mamba-130m widths on an AMD EPYC (Zen 4), int8, 2
+    /// threads: 104.5 tokens/s with the general loop.
+    ///
+    /// # Safety
+    /// As for [`avx512`]; `kq` is a multiple of 16 (whole panel blocks).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn avx512_few<const R: usize>(kq: usize, a: *const i32, b: *const i8, c: *mut i32) {
+        let mut acc = [[[_mm512_setzero_si512(); 2]; R]; 4];
+        for blk in 0..kq / 16 {
+            let wb = b.add(blk * 2048);
+            for q4 in 0..4 {
+                for u in 0..4 {
+                    let q = q4 * 4 + u;
+                    let w = wb.add(q * 64);
+                    _mm_prefetch::<_MM_HINT_T0>(w.add(4 * 2048));
+                    _mm_prefetch::<_MM_HINT_T0>(w.add(4 * 2048 + 1024));
+                    let w0 = _mm512_loadu_si512(w as *const __m512i);
+                    let w1 = _mm512_loadu_si512(w.add(1024) as *const __m512i);
+                    let ap = a.add((blk * 16 + q) * MR);
+                    for i in 0..R {
+                        let av = _mm512_set1_epi32(*ap.add(i));
+                        acc[u][i][0] = _mm512_dpbusd_epi32(acc[u][i][0], av, w0);
+                        acc[u][i][1] = _mm512_dpbusd_epi32(acc[u][i][1], av, w1);
+                    }
+                }
+            }
+        }
+        for i in 0..R {
+            for h in 0..2 {
+                let s = _mm512_add_epi32(_mm512_add_epi32(acc[0][i][h], acc[1][i][h]), _mm512_add_epi32(acc[2][i][h], acc[3][i][h]));
+                _mm512_storeu_si512(c.add(i * NR + 16 * h) as *mut __m512i, s);
+            }
         }
     }
 

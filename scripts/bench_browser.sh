@@ -4,7 +4,7 @@
 # Chromium session; then effarch's Mamba LM at mamba-130m widths (prefill and decode tokens/s at the same thread
 # counts, and on WebGPU where the browser has an adapter), beside the native CLI's figures for the same checkpoint.
 # Not part of scripts/test.sh (it takes minutes and needs torch once for the exports).
-#   bash scripts/bench_browser.sh [iters]
+#   bash scripts/bench_browser.sh [iters]          (MAMBA_ONLY=1: the Mamba rows only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p target/bench

@@ -127,13 +127,15 @@ try {
   await probe.close();
   const counts = [...new Set([1, 2, cores])].sort((a, b) => a - b);
   const results = [];
-  for (const n of counts) {
+  // MAMBA_ONLY=1: only the Mamba rows (the ViT rows take most of the run's minutes).
+  for (const n of process.env.MAMBA_ONLY ? [] : counts) {
     const p = await browser.newPage();
     p.on('console', m => { if (m.type() === 'error') console.error('page:', m.text()); });
     await p.goto(url);
     results.push(await p.evaluate(([n, it]) => window.bench(n, it), [n, iters]));
     await p.close();
   }
+  if (results.length) {
   console.log(`ViT-B/16 vision tower, headless Chromium (${cores} cores), median of ${iters}, ms per image`);
   console.log('threads  ORT-web f32  ORT-web q8  effarch f32 (build)          f32/ORT f32  keep 0.7  keep 0.5  effarch int8  int8/ORT q8  int8 0.7  int8 0.5');
   for (const r of results) {
@@ -151,6 +153,7 @@ try {
   if (one && two) {
     const e = one.effarch.rows.find(x => x.keep >= 1).ms / two.effarch.rows.find(x => x.keep >= 1).ms;
     console.log(`scaling 1 → 2 threads (ideal 2.00): effarch ${e.toFixed(2)}, onnxruntime-web ${(one.ort.ms / two.ort.ms).toFixed(2)}`);
+  }
   }
   const mamba = [];
   if (process.env.MAMBA_DIR) {
@@ -172,7 +175,7 @@ try {
       console.log(`${m.backend.padEnd(7)}  ${String(m.threads).padStart(7)}  ${m.build.padEnd(11)}  ${m.row.prefill_tokens_per_s.toFixed(1).padStart(13)}  ${m.row.decode_tokens_per_s.toFixed(1).padStart(12)}  ${m.device}`);
     }
   }
-  console.log(JSON.stringify({ ort_version: results[0].ort.version, results, mamba }));
+  console.log(JSON.stringify({ ort_version: results[0]?.ort.version, results, mamba }));
 } finally {
   await browser.close();
   server.close();

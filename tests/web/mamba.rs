@@ -180,3 +180,36 @@ async fn int8_linear_in_wasm_equals_the_numpy_reference() {
         assert_eq!(got, f(c, if relaxed { "y7" } else { "y" }), "m{m} k{k} n{n}");
     }
 }
+
+/// A decoding step's products have one row, which the SIMD128 kernel runs as its own case
+/// (eight running sums over four k steps): equal to a plain f64 sum to f32 rounding, on
+/// depths with and without a remainder of four, with and without a bias, next to the same
+/// weights with three rows (the general tile).
+#[wasm_bindgen_test]
+async fn one_row_f32_products_equal_the_plain_sum() {
+    use effarch::tensor::{LinearWeight, Tensor};
+    setup().await;
+    let dev = Device::cpu();
+    for &(m, k, n) in &[(1, 7, 9), (1, 768, 40), (3, 768, 40), (1, 1538, 17)] {
+        let x = effarch::num::random_values(m * k, 5, 1.0);
+        let w = effarch::num::random_values(n * k, 6, 0.05);
+        let b = effarch::num::random_values(n, 7, 0.1);
+        let lw = LinearWeight::new(w.clone(), [n, k], &dev).unwrap();
+        let got = lw
+            .forward(&Tensor::from_f32(x.clone(), &[m, k], &dev).unwrap(), Some(&Tensor::from_f32(b.clone(), &[n], &dev).unwrap()))
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let (mut want, mut mag) = (b[j] as f64, b[j].abs() as f64);
+                for p in 0..k {
+                    want += x[i * k + p] as f64 * w[j * k + p] as f64;
+                    mag += (x[i * k + p] * w[j * k + p]).abs() as f64;
+                }
+                let d = (got[i * n + j] as f64 - want).abs();
+                assert!(d <= 1e-6 * mag + 1e-7, "m{m} k{k} n{n} [{i},{j}]: {} vs {want} (|terms| {mag})", got[i * n + j]);
+            }
+        }
+    }
+}

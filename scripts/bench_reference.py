@@ -181,16 +181,22 @@ def bench_effarch(exe, batches, keeps, threads, iters, peer, precisions="f32"):
     return json.loads(out)
 
 
+def effarch_rows(eff):
+    """The rows of `effarch bench clip --json` (an object with `rows`, or, from older CLIs, the
+    list itself)."""
+    return eff["rows"] if isinstance(eff, dict) else eff
+
+
 def merge_rounds(rounds):
     """Each engine's figure as its median over the rounds (the effarch rows keep the first
     round's other fields: ratios to its own unpruned run, cos, FLOP bound, recomputed where
     they are times)."""
-    med = lambda xs: statistics.median(xs)
+    med = statistics.median
     ort = {b: med([r[0][b] for r in rounds]) for b in rounds[0][0]}
     tor = {k: med([r[1][k] for r in rounds]) for k in rounds[0][1]}
     eff = json.loads(json.dumps(rounds[0][2]))
-    rows = eff["rows"] if isinstance(eff, dict) else eff
-    all_rows = [(r[2]["rows"] if isinstance(r[2], dict) else r[2]) for r in rounds]
+    rows = effarch_rows(eff)
+    all_rows = [effarch_rows(r[2]) for r in rounds]
     for i, row in enumerate(rows):
         row["ms_median"] = med([rr[i]["ms_median"] for rr in all_rows])
     for row in rows:
@@ -211,7 +217,7 @@ def round_ratios(rounds):
     is compared with, and the pruned ratios of our int8 and f32."""
     out = {}
     for ort, _tor, eff, red in rounds:
-        rows = eff["rows"] if isinstance(eff, dict) else eff
+        rows = effarch_rows(eff)
         ms = lambda p, keep=1.0: next((r["ms_median"] for r in rows if r["batch"] == 1 and r.get("precision", "f32") == p and abs(r["keep"] - keep) < 1e-4), None)
         add = lambda k, v: out.setdefault(k, []).append(v)
         if 1 in ort and ms("f32"):
@@ -244,6 +250,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=1, help="time every engine this many times, in turn (medians over rounds; per-round ratios printed)")
     ap.add_argument("--no-reduced", action="store_true", help="skip the reduced-precision table (int8, bf16)")
     a = ap.parse_args()
+    if a.rounds < 1:
+        ap.error(f"--rounds {a.rounds}: at least one round is needed")
     batches = [int(b) for b in a.batches.split(",")]
     keeps = [float(k) for k in a.keeps.split(",")]
     if 1.0 not in keeps:
@@ -285,7 +293,7 @@ def main():
             red = {k: (ms[k], reduced[1][k]) for k in reduced[0]}
         rounds.append((ort_rows, torch_rows, eff, red))
     ort_rows, torch_rows, eff, red = merge_rounds(rounds)
-    eff_list = eff["rows"] if isinstance(eff, dict) else eff
+    eff_list = effarch_rows(eff)
     eff_rows = {(r["batch"], round(r["keep"], 4)): r["ms_median"] for r in eff_list if r.get("precision", "f32") == "f32"}
     candle_rows = {p["batch"]: p["ms_median"] for p in eff.get("peer", [])} if isinstance(eff, dict) else {}
 

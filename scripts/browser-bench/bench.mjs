@@ -136,24 +136,24 @@ try {
     await p.close();
   }
   if (results.length) {
-  console.log(`ViT-B/16 vision tower, headless Chromium (${cores} cores), median of ${iters}, ms per image`);
-  console.log('threads  ORT-web f32  ORT-web q8  effarch f32 (build)          f32/ORT f32  keep 0.7  keep 0.5  effarch int8  int8/ORT q8  int8 0.7  int8 0.5');
-  for (const r of results) {
-    const [u, p7, p5] = [1, 0.7, 0.5].map(k => r.effarch.rows.find(e => Math.abs(e.keep - k) < 1e-6));
-    const [i7, i5] = [0.7, 0.5].map(k => r.effarch.int8_rows.find(e => Math.abs(e.keep - k) < 1e-6));
-    const q8 = r.ortQ8 ? r.ortQ8.ms : NaN;
-    console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(11)}  ${q8.toFixed(1).padStart(10)}  ${u.ms.toFixed(1).padStart(11)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(68) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}  ${r.effarch.int8_ms.toFixed(1).padStart(12)}  ${(r.effarch.int8_ms / q8).toFixed(3).padStart(11)}  ${i7.ratio.toFixed(3).padStart(8)}  ${i5.ratio.toFixed(3).padStart(8)}`);
-  }
-  console.log('micro-kernel (1 thread, L1)   GFLOP/s     peak  of peak');
-  for (const k of results[0].effarch.kernels ?? []) {
-    const peak = k.peak_gflops == null ? ['-', '-'] : [k.peak_gflops.toFixed(1), `${(100 * k.gflops / k.peak_gflops).toFixed(0)}%`];
-    console.log(`${k.kernel.padEnd(28)} ${k.gflops.toFixed(1).padStart(8)} ${peak[0].padStart(8)} ${peak[1].padStart(8)}`);
-  }
-  const one = results.find(r => r.threads === 1), two = results.find(r => r.threads === 2);
-  if (one && two) {
-    const e = one.effarch.rows.find(x => x.keep >= 1).ms / two.effarch.rows.find(x => x.keep >= 1).ms;
-    console.log(`scaling 1 → 2 threads (ideal 2.00): effarch ${e.toFixed(2)}, onnxruntime-web ${(one.ort.ms / two.ort.ms).toFixed(2)}`);
-  }
+    console.log(`ViT-B/16 vision tower, headless Chromium (${cores} cores), median of ${iters}, ms per image`);
+    console.log('threads  ORT-web f32  ORT-web q8  effarch f32 (build)          f32/ORT f32  keep 0.7  keep 0.5  effarch int8  int8/ORT q8  int8 0.7  int8 0.5');
+    for (const r of results) {
+      const [u, p7, p5] = [1, 0.7, 0.5].map(k => r.effarch.rows.find(e => Math.abs(e.keep - k) < 1e-6));
+      const [i7, i5] = [0.7, 0.5].map(k => r.effarch.int8_rows.find(e => Math.abs(e.keep - k) < 1e-6));
+      const q8 = r.ortQ8 ? r.ortQ8.ms : NaN;
+      console.log(`${String(r.threads).padStart(7)}  ${r.ort.ms.toFixed(1).padStart(11)}  ${q8.toFixed(1).padStart(10)}  ${u.ms.toFixed(1).padStart(11)} (${r.effarch.build}, ${r.effarch.threads})`.padEnd(68) + `${(u.ms / r.ort.ms).toFixed(3).padStart(11)}  ${p7.ratio.toFixed(3).padStart(8)}  ${p5.ratio.toFixed(3).padStart(8)}  ${r.effarch.int8_ms.toFixed(1).padStart(12)}  ${(r.effarch.int8_ms / q8).toFixed(3).padStart(11)}  ${i7.ratio.toFixed(3).padStart(8)}  ${i5.ratio.toFixed(3).padStart(8)}`);
+    }
+    console.log('micro-kernel (1 thread, L1)   GFLOP/s     peak  of peak');
+    for (const k of results[0].effarch.kernels ?? []) {
+      const peak = k.peak_gflops == null ? ['-', '-'] : [k.peak_gflops.toFixed(1), `${(100 * k.gflops / k.peak_gflops).toFixed(0)}%`];
+      console.log(`${k.kernel.padEnd(28)} ${k.gflops.toFixed(1).padStart(8)} ${peak[0].padStart(8)} ${peak[1].padStart(8)}`);
+    }
+    const one = results.find(r => r.threads === 1), two = results.find(r => r.threads === 2);
+    if (one && two) {
+      const e = one.effarch.rows.find(x => x.keep >= 1).ms / two.effarch.rows.find(x => x.keep >= 1).ms;
+      console.log(`scaling 1 → 2 threads (ideal 2.00): effarch ${e.toFixed(2)}, onnxruntime-web ${(one.ort.ms / two.ort.ms).toFixed(2)}`);
+    }
   }
   const mamba = [];
   if (process.env.MAMBA_DIR) {

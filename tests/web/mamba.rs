@@ -190,16 +190,13 @@ async fn one_row_f32_products_equal_the_plain_sum() {
     use effarch::tensor::{LinearWeight, Tensor};
     setup().await;
     let dev = Device::cpu();
-    for &(m, k, n) in &[(1, 7, 9), (1, 768, 40), (3, 768, 40), (1, 1538, 17)] {
+    for &(m, k, n, biased) in &[(1, 7, 9, true), (1, 768, 40, true), (1, 768, 40, false), (3, 768, 40, true), (1, 1538, 17, false)] {
         let x = effarch::num::random_values(m * k, 5, 1.0);
         let w = effarch::num::random_values(n * k, 6, 0.05);
-        let b = effarch::num::random_values(n, 7, 0.1);
+        let b = if biased { effarch::num::random_values(n, 7, 0.1) } else { vec![0.0; n] };
         let lw = LinearWeight::new(w.clone(), [n, k], &dev).unwrap();
-        let got = lw
-            .forward(&Tensor::from_f32(x.clone(), &[m, k], &dev).unwrap(), Some(&Tensor::from_f32(b.clone(), &[n], &dev).unwrap()))
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let bias = biased.then(|| Tensor::from_f32(b.clone(), &[n], &dev).unwrap());
+        let got = lw.forward(&Tensor::from_f32(x.clone(), &[m, k], &dev).unwrap(), bias.as_ref()).unwrap().to_vec_f32().unwrap();
         for i in 0..m {
             for j in 0..n {
                 let (mut want, mut mag) = (b[j] as f64, b[j].abs() as f64);

@@ -21,12 +21,19 @@ mkdir -p "$out"
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 TESTS=(clip_golden mamba_golden qwen_golden generation)
 # GPU_BENCH_SMOKE=1: one test binary and the smallest settings, to check the script itself on a
-# software adapter.
+# software adapter. GPU_BENCH_TESTS=0: the benchmarks alone (no golden tests); GPU_BENCH_QWEN:
+# other `bench qwen` settings.
 if [ -n "${GPU_BENCH_SMOKE:-}" ]; then
-  RUN_TESTS=(clip_golden) ITERS=1 BATCHES=1 NS=64 QWEN="--vision-depth 1 --lm-layers 1 --image 56 --iters 1"
+  RUN_TESTS=(clip_golden) ITERS=1 BATCHES=1 NS=64 QWEN="--vision-depth 1 --lm-layers 1 --image 56 --iters 1 --decode 2"
+  MAMBA_LM="--prompt-lens 16 --decode 4 --iters 1"
 else
-  RUN_TESTS=("${TESTS[@]}") ITERS=20 BATCHES=1,32 NS=256,1024,4096 QWEN="--vision-depth 8 --lm-layers 2 --image 448 --iters 3"
+  RUN_TESTS=("${TESTS[@]}") ITERS=20 BATCHES=1,32 NS=256,1024,4096
+  # Qwen2.5-VL-3B's widths at full depth (32 vision blocks, 36 LM layers: 15 GB of f32 weights).
+  QWEN="--vision-depth 32 --lm-layers 36 --image 448 --iters 3 --decode 16"
+  MAMBA_LM="--prompt-lens 512,2048 --decode 128 --iters 3"
 fi
+[ "${GPU_BENCH_TESTS:-1}" = 0 ] && RUN_TESTS=()
+QWEN=${GPU_BENCH_QWEN:-$QWEN}
 
 pack() {
   local dir=$1
@@ -81,9 +88,9 @@ for t in "${RUN_TESTS[@]}"; do
 done
 
 step "bench clip (GPU)"
-"$effarch" bench clip --device gpu --keeps 1,0.7,0.5 --batches $BATCHES --iters $ITERS --json >"$out/clip-gpu.json" 2>"$out/clip-gpu.log" || status=1
+"$effarch" bench clip --device gpu --keeps 1,0.7,0.5 --batches $BATCHES --iters $ITERS --profile --json >"$out/clip-gpu.json" 2>"$out/clip-gpu.log" || status=1
 step "bench clip (GPU, f16 weights and, with shader-f16, f16 math)"
-"$effarch" bench clip --device gpu-f16 --keeps 1 --batches $BATCHES --iters $ITERS --json >"$out/clip-gpu-f16.json" 2>"$out/clip-gpu-f16.log" || status=1
+"$effarch" bench clip --device gpu-f16 --keeps 1 --batches $BATCHES --iters $ITERS --profile --json >"$out/clip-gpu-f16.json" 2>"$out/clip-gpu-f16.log" || status=1
 step "bench clip (GPU, f32 and int8 weights side by side, cos to f32)"
 "$effarch" bench clip --device gpu --precision int8 --keeps 1,0.5 --batches $BATCHES --iters $ITERS --json >"$out/clip-gpu-int8.json" 2>"$out/clip-gpu-int8.log" || status=1
 step "bench scan (GPU: sequential against chunked)"
@@ -92,8 +99,10 @@ step "bench clip (CPU, for the ratio)"
 "$effarch" bench clip --device cpu --keeps 1,0.5 --batches 1 --iters $(( ITERS < 5 ? ITERS : 5 )) --json >"$out/clip-cpu.json" 2>"$out/clip-cpu.log" || status=1
 step "bench mamba (GPU)"
 "$effarch" bench mamba --device gpu --ns $NS --steps 16 --iters 3 --json >"$out/mamba-gpu.json" 2>"$out/mamba-gpu.log" || status=1
-step "bench qwen (GPU, reduced: 8 vision blocks, 2 LM layers)"
-"$effarch" bench qwen --device gpu $QWEN --json >"$out/qwen-gpu.json" 2>"$out/qwen-gpu.log" || status=1
+step "bench mamba-lm (GPU, mamba-130m widths and depth, random weights)"
+"$effarch" bench mamba-lm --model random --device gpu $MAMBA_LM --profile --json >"$out/mamba-lm-gpu.json" 2>"$out/mamba-lm-gpu.log" || status=1
+step "bench qwen (GPU, Qwen2.5-VL-3B widths)"
+"$effarch" bench qwen --device gpu $QWEN --profile --json >"$out/qwen-gpu.json" 2>"$out/qwen-gpu.log" || status=1
 step "done"
 
 python3 - "$out" <<'EOF'
@@ -128,12 +137,33 @@ for r in cpu or []:
     rows.append((f"clip ViT-B/16 CPU b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})", ""))
 for r in (m or {}).get("rows", []):
     rows.append((f"mamba block d={m['hidden']} N={r['n']}", f"prefill {r['mamba_prefill_ms']:.2f} ms", f"decode {r['mamba_decode_ms']:.3f} ms/token", f"attention: {r['attn_prefill_ms']:.2f} ms, {r['attn_decode_ms']:.3f} ms/token"))
+for r in (load("mamba-lm-gpu.json") or {}).get("rows", []):
+    rows.append((f"mamba-130m prompt {r['prompt_tokens']}", f"prefill {r['prefill_tokens_per_s']:.0f} tokens/s", f"decode {r['decode_tokens_per_s']:.1f} tokens/s", f"{r['decode_ms_per_token']:.3f} ms/token"))
 q = load("qwen-gpu.json")
 for r in (q or {}).get("rows", []):
-    rows.append((f"qwen 3B widths keep {r['keep']:.2f}", f"vision {r['vision_ms']:.1f} ms", f"prefill {r['prefill_ms']:.1f} ms (ratio {r['prefill_ratio']:.3f})", f"{r['visual_tokens']} visual tokens"))
+    dec = f", decode {1e3 / r['decode_ms_per_token']:.1f} tokens/s" if r.get("decode_ms_per_token") else ""
+    rows.append((f"qwen 3B widths {r['method']} keep {r['keep']:.2f}", f"vision {r['vision_ms']:.1f} ms", f"prefill {r['prefill_ms']:.1f} ms (ratio {r['prefill_ratio']:.3f}, FLOP bound {r['flops_ratio']:.3f})", f"{r['visual_tokens']} visual tokens{dec}"))
 w = [max(len(x[i]) for x in rows) for i in range(4)] if rows else [0] * 4
 print()
 for x in rows:
     print("  ".join(c.ljust(w[i]) for i, c in enumerate(x)).rstrip())
+
+# The per-kernel profiles (bench --profile): span, busy, idle, then the kernels by GPU time.
+def show(title, p, top=14):
+    if not p:
+        return
+    print(f"\n{title}: {p['dispatches']} dispatches, {p['submits']} submits; GPU span {p['gpu_span_ms']:.3f} ms = busy {p['busy_ms']:.3f} + idle {p['gap_ms']:.3f} "
+          f"(between submits {p['gap_between_submits_ms']:.3f}); host recording {p['host_ms']:.3f} ms")
+    for k in p["kernels"][:top]:
+        print(f"  {k['kernel']:<40} {k['count']:>5} {k['total_ms']:>9.3f} ms {k['mean_us']:>9.1f} µs {100 * k['share']:>5.1f}%")
+for name in ("clip-gpu.json", "clip-gpu-f16.json"):
+    for r in load(name) or []:
+        show(f"profile {name[:-5]} b{r['batch']} {r['scorer']} keep {r['keep']:.2f}", r.get("profile"))
+for r in (load("mamba-lm-gpu.json") or {}).get("rows", []):
+    show(f"profile mamba-130m prefill {r['prompt_tokens']}", r.get("prefill_profile"))
+    show(f"profile mamba-130m decoding step after {r['prompt_tokens']}", r.get("decode_profile"))
+for r in (q or {}).get("rows", []):
+    show(f"profile qwen {r['method']} keep {r['keep']:.2f} prefill", r.get("profile"))
+    show(f"profile qwen {r['method']} keep {r['keep']:.2f} decoding step", r.get("decode_profile"))
 EOF
 exit $status

@@ -47,11 +47,29 @@ impl Default for MambaBenchSpec {
 
 /// One Mamba layer of width `hidden` (mamba-130m's shapes at 768) with random weights.
 pub fn random_mamba_block(hidden: usize, device: &Device) -> Result<MambaLM> {
-    let (i, n, r, k, vocab) = (2 * hidden, 16usize, hidden.div_ceil(16), 4usize, 256usize);
-    let p = "backbone.layers.0";
-    let shapes: Vec<(String, Vec<usize>)> = vec![
-        ("backbone.embeddings.weight".into(), vec![vocab, hidden]),
-        ("backbone.norm_f.weight".into(), vec![hidden]),
+    random_mamba(1, hidden, 256, device)
+}
+
+/// mamba-130m's widths and depth (24 layers of 768, vocabulary 50280) with random weights.
+pub fn random_mamba_130m(device: &Device) -> Result<MambaLM> {
+    random_mamba(24, 768, 50280, device)
+}
+
+/// A Mamba LM of `layers` layers of width `hidden` (mamba-130m's shapes at 768) with random
+/// weights of trained-like magnitudes, in the hub layout.
+pub fn random_mamba(layers: usize, hidden: usize, vocab: usize, device: &Device) -> Result<MambaLM> {
+    let (i, n, r, k) = (2 * hidden, 16usize, hidden.div_ceil(16), 4usize);
+    let mut shapes: Vec<(String, Vec<usize>)> =
+        vec![("backbone.embeddings.weight".into(), vec![vocab, hidden]), ("backbone.norm_f.weight".into(), vec![hidden])];
+    for l in 0..layers {
+        let p = format!("backbone.layers.{l}");
+        shapes.extend(layer_shapes(&p, hidden, i, n, r, k));
+    }
+    load_random_mamba(shapes, layers, hidden, vocab, device)
+}
+
+fn layer_shapes(p: &str, hidden: usize, i: usize, n: usize, r: usize, k: usize) -> Vec<(String, Vec<usize>)> {
+    vec![
         (format!("{p}.norm.weight"), vec![hidden]),
         (format!("{p}.mixer.in_proj.weight"), vec![2 * i, hidden]),
         (format!("{p}.mixer.conv1d.weight"), vec![i, 1, k]),
@@ -62,7 +80,12 @@ pub fn random_mamba_block(hidden: usize, device: &Device) -> Result<MambaLM> {
         (format!("{p}.mixer.A_log"), vec![i, n]),
         (format!("{p}.mixer.D"), vec![i]),
         (format!("{p}.mixer.out_proj.weight"), vec![hidden, i]),
-    ];
+    ]
+}
+
+fn load_random_mamba(shapes: Vec<(String, Vec<usize>)>, layers: usize, hidden: usize, vocab: usize, device: &Device) -> Result<MambaLM> {
+    let n = 16;
+    let k = 4;
     let tensors: Vec<_> = shapes
         .into_iter()
         .enumerate()
@@ -84,7 +107,9 @@ pub fn random_mamba_block(hidden: usize, device: &Device) -> Result<MambaLM> {
         .collect();
     let cfg = MambaConfig::from_json(
         "bench",
-        &format!(r#"{{"model_type":"mamba","vocab_size":{vocab},"hidden_size":{hidden},"state_size":{n},"num_hidden_layers":1,"expand":2,"conv_kernel":{k}}}"#),
+        &format!(
+            r#"{{"model_type":"mamba","vocab_size":{vocab},"hidden_size":{hidden},"state_size":{n},"num_hidden_layers":{layers},"expand":2,"conv_kernel":{k}}}"#
+        ),
     )?;
     MambaLM::load(cfg, &Weights::from_bytes("random Mamba block", serialize_f32(&tensors))?, device)
 }
@@ -314,6 +339,9 @@ pub struct MambaLmBenchSpec {
     pub iters: usize,
     /// MRSS thresholds (0 = the full scan), timed round-robin.
     pub taus: Vec<f32>,
+    /// After the timed rounds, one prefill and one decoding step of each setting with the GPU
+    /// profile on ([`MambaLmBenchRow::prefill_profile`], `decode_profile`).
+    pub profile: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -332,6 +360,10 @@ pub struct MambaLmBenchRow {
     /// Fraction of state updates MRSS merged in the prefill and in the decoding.
     pub prefill_merged: f64,
     pub decode_merged: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefill_profile: Option<crate::tensor::gpu::GpuProfile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_profile: Option<crate::tensor::gpu::GpuProfile>,
 }
 
 impl MambaLmBenchSpec {
@@ -402,10 +434,25 @@ pub async fn bench_mamba_lm_async(model: &MambaLM, spec: &MambaLmBenchSpec, mut 
             progress(&format!("round {round}/{} done", spec.iters));
         }
     }
+    let mut profiles = Vec::new();
+    for &(tau, n) in settings.iter().filter(|_| spec.profile) {
+        let mut state = model.new_state(1)?;
+        let mut token = 0;
+        let prefill = crate::bench::profiled(model.device(), || async {
+            token = argmax(&model.forward_async(&[bench_prompt(n, vocab)], &mut state, tau, Logits::Last).await?.logits) as u32;
+            Ok(())
+        })
+        .await?;
+        let decode =
+            crate::bench::profiled(model.device(), || async { model.forward_async(&[vec![token]], &mut state, tau, Logits::Last).await.map(|_| ()) }).await?;
+        profiles.push((Some(prefill), Some(decode)));
+    }
+    profiles.resize(settings.len(), (None, None));
     Ok(settings
         .iter()
         .zip(samples)
-        .map(|(&(tau, n), s)| {
+        .zip(profiles)
+        .map(|((&(tau, n), s), (prefill_profile, decode_profile))| {
             let [p, ps, d, ds, pm, dm] = s.map(median);
             MambaLmBenchRow {
                 mrss_tau: tau,
@@ -419,6 +466,8 @@ pub async fn bench_mamba_lm_async(model: &MambaLM, spec: &MambaLmBenchSpec, mut 
                 decode_scan_ms_per_token: ds,
                 prefill_merged: pm,
                 decode_merged: dm,
+                prefill_profile,
+                decode_profile,
             }
         })
         .collect())

@@ -107,6 +107,9 @@ pub struct BenchRow {
     /// The smallest per-image cosine similarity of this row's embeddings to the first
     /// model's (f32's) at the same keep and batch (1 for the first model itself).
     pub cos_to_f32: f64,
+    /// With `--profile` on a GPU: one more pass of this setting, timed per kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::tensor::gpu::GpuProfile>,
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +120,9 @@ pub struct BenchSpec {
     /// Methods timed side by side (one unpruned baseline for all).
     pub scorers: Vec<Scorer>,
     pub layers: Vec<usize>,
+    /// After the timed rounds, one more pass of each setting with the GPU profile on
+    /// ([`BenchRow::profile`]; an error on the CPU or an adapter without timestamp queries).
+    pub profile: bool,
 }
 
 impl Default for BenchSpec {
@@ -127,8 +133,22 @@ impl Default for BenchSpec {
             iters: 7,
             scorers: vec![Scorer::KqNorm(crate::prune::KqWhich::Key)],
             layers: vec![1],
+            profile: false,
         }
     }
+}
+
+/// Runs `pass` once with the GPU profile on: each kernel's GPU time and the idle gaps
+/// ([`crate::tensor::gpu::GpuContext::profile_start`]). An error on the CPU.
+pub async fn profiled<F: std::future::Future<Output = Result<()>>>(device: &Device, pass: impl FnOnce() -> F) -> Result<crate::tensor::gpu::GpuProfile> {
+    let Device::Gpu(ctx) = device else {
+        return Err(Error::arg("--profile times GPU kernels: use it with --device gpu"));
+    };
+    ctx.profile_start()?;
+    let r = pass().await;
+    let p = ctx.profile_finish().await;
+    r?;
+    p
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -294,6 +314,16 @@ async fn bench_clips_async(clips: &[&Clip], spec: &BenchSpec, mut progress: impl
             }
         }
         let medians: Vec<f64> = times.into_iter().map(median).collect();
+        let mut profiles = vec![None; settings.len()];
+        if spec.profile {
+            for (i, &(m, k)) in settings.iter().enumerate() {
+                let pass = || async {
+                    let out = clips[m].vision.forward_async(&inputs[m], Some(&cfgs[k]), &mut Timings::start()).await?;
+                    out.image_embeds.to_vec_f32_async().await.map(|_| ())
+                };
+                profiles[i] = Some(profiled(&clips[m].device, pass).await?);
+            }
+        }
         for (i, &(m, k)) in settings.iter().enumerate() {
             let (base, reference) = (medians[m * cfgs.len()], k);
             let row = BenchRow {
@@ -309,6 +339,7 @@ async fn bench_clips_async(clips: &[&Clip], spec: &BenchSpec, mut progress: impl
                 first_ms: first_ms[i],
                 f32_ratio: medians[i] / medians[reference],
                 cos_to_f32: min_cosine(&embeds[i], &embeds[reference], b),
+                profile: profiles[i].take(),
             };
             progress(&format!(
                 "batch {b} {} {} keep {:.2}: {:.1} ms/img, ratio {:.3} (FLOP bound {:.3})",

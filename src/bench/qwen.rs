@@ -29,6 +29,11 @@ pub struct QwenBenchSpec {
     /// A small vocabulary keeps the random model's memory down. `prefill_ms` includes the LM
     /// head on the last prompt position only (one row of `vocab`), so its share is small.
     pub vocab: usize,
+    /// Tokens decoded (greedily) after each timed prefill: 0 times none.
+    pub decode: usize,
+    /// After the timed rounds, one prefill (and a decoding step) of each setting with the GPU
+    /// profile on ([`QwenBenchRow::profile`]).
+    pub profile: bool,
 }
 
 impl Default for QwenBenchSpec {
@@ -44,6 +49,8 @@ impl Default for QwenBenchSpec {
             llm_layer: crate::models::qwen::FASTV_LAYER,
             widths: [1280, 3420, 16, 2048, 11008, 16, 2],
             vocab: 2048,
+            decode: 0,
+            profile: false,
         }
     }
 }
@@ -66,6 +73,14 @@ pub struct QwenBenchRow {
     pub tokens_per_layer: Vec<usize>,
     /// The language model's prefill FLOPs over the unpruned run's: the bound for prefill_ratio.
     pub flops_ratio: f64,
+    /// Greedy decoding after the prefill (with `decode` > 0), ms per token (median of the rounds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_ms_per_token: Option<f64>,
+    /// With `profile`: one prefill, and one decoding step after it, timed per kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::tensor::gpu::GpuProfile>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_profile: Option<crate::tensor::gpu::GpuProfile>,
 }
 
 /// A Qwen2.5-VL of the spec's widths and depths with random weights (hub names).
@@ -166,10 +181,22 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
     let pad = m.cfg.image_token_id;
     // A chat-like prompt: 20 text tokens, the image, 10 text tokens.
     let ids: Vec<u32> = (0..20u32).chain(std::iter::repeat_n(pad, n_vis)).chain(20..30).collect();
-    let mut times: Vec<(Vec<f64>, Vec<f64>, Option<crate::models::qwen::PrefillReport>)> = vec![(Vec::new(), Vec::new(), None); settings.len()];
+    type Times = (Vec<f64>, Vec<f64>, Option<crate::models::qwen::PrefillReport>, Vec<f64>);
+    let mut times: Vec<Times> = vec![(Vec::new(), Vec::new(), None, Vec::new()); settings.len()];
     for round in 0..=spec.iters {
         for (i, (name, p)) in settings.iter().enumerate() {
-            let r = m.prefill(&ids, &img, p.as_ref(), false)?.report;
+            let mut pre = m.prefill(&ids, &img, p.as_ref(), false)?;
+            let r = pre.report;
+            if spec.decode > 0 {
+                let mut token = crate::models::lm::argmax(&pre.logits) as u32;
+                let t0 = crate::clock::now_ms();
+                for _ in 0..spec.decode {
+                    token = crate::models::lm::argmax(&crate::tensor::block_on(m.step_async(token, &mut pre.cache))?) as u32;
+                }
+                if round > 0 {
+                    times[i].3.push((crate::clock::now_ms() - t0) / spec.decode as f64);
+                }
+            }
             if round > 0 {
                 times[i].0.push(r.vision_ms);
                 times[i].1.push(r.prefill_ms);
@@ -184,12 +211,26 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
             times[i].2 = Some(r);
         }
     }
+    let mut profiles = Vec::new();
+    for (_, p) in settings.iter().filter(|_| spec.profile) {
+        let mut pre = None;
+        let prefill = crate::tensor::block_on(crate::bench::profiled(device, || async {
+            pre = Some(m.prefill(&ids, &img, p.as_ref(), false)?);
+            Ok(())
+        }))?;
+        let mut pre = pre.ok_or_else(|| Error::Backend("the profiled prefill did not run".into()))?;
+        let token = crate::models::lm::argmax(&pre.logits) as u32;
+        let step = crate::tensor::block_on(crate::bench::profiled(device, || async { m.step_async(token, &mut pre.cache).await.map(|_| ()) }))?;
+        profiles.push((Some(prefill), Some(step)));
+    }
+    profiles.resize(settings.len(), (None, None));
     let base = median(times[0].1.clone());
     let base_tokens = times[0].2.as_ref().map_or(1, |r| r.prompt_tokens) as f64;
     settings
         .iter()
         .zip(times)
-        .map(|((name, p), (v, pt, r))| {
+        .zip(profiles)
+        .map(|(((name, p), (v, pt, r, dt)), (profile, decode_profile))| {
             let r = r.ok_or_else(|| Error::Backend("a benchmark setting did not run".into()))?;
             let pm = median(pt);
             Ok(QwenBenchRow {
@@ -203,6 +244,9 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
                 token_ratio: r.prompt_tokens as f64 / base_tokens,
                 tokens_per_layer: r.tokens_per_layer,
                 flops_ratio: r.flops_ratio,
+                decode_ms_per_token: (!dt.is_empty()).then(|| median(dt)),
+                profile,
+                decode_profile,
             })
         })
         .collect()

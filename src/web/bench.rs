@@ -37,6 +37,7 @@ pub async fn bench_clip(options: JsValue) -> Result<JsValue, JsError> {
         iters: o.iters.unwrap_or(3),
         scorers: vec![probe.scorer],
         layers: probe.layers,
+        profile: false,
     };
     let device = device_for(o.backend.as_deref().unwrap_or("auto"), o.precision.as_deref()).await?;
     let model = bench::random_vit_b16(&device).map_err(js_err)?;

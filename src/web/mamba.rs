@@ -148,6 +148,7 @@ impl MambaSession {
             decode: o.decode.unwrap_or(64),
             iters: o.iters.unwrap_or(2),
             taus: o.mrss_tau.unwrap_or_else(|| vec![0.0]),
+            profile: false,
         };
         let model = &self.inner.model;
         let rows = bench_mamba_lm_async(model, &spec, |_| {}).await.map_err(js_err)?;

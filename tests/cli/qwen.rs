@@ -93,6 +93,35 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
     let want: Vec<u64> = [1.0f32, 0.5, 0.25].iter().map(|&p| effarch::prune::n_keep(p, n) as u64).collect();
     assert_eq!(rows.iter().map(|r| r["visual_tokens"].as_u64().unwrap()).collect::<Vec<_>>(), want);
     assert!(rows.iter().all(|r| r["prefill_ms"].as_f64().is_some_and(|x| x > 0.0) && r["vision_ms"].as_f64().is_some_and(|x| x > 0.0)), "{v}");
+    assert!(rows.iter().all(|r| r.get("profile").is_none() && r.get("decode_ms_per_token").is_none()), "{v}");
+}
+
+/// `bench qwen --device gpu --profile --decode N`: every row has a decode time and two GPU
+/// profiles (the prefill, a decoding step) whose kernels account for every dispatch; on the CPU
+/// `--profile` is refused with a message naming the GPU.
+#[test]
+fn bench_qwen_profile_on_the_gpu() {
+    let args =
+        ["bench", "qwen", "--image", "56", "--vision-depth", "1", "--lm-layers", "1", "--iters", "1", "--keeps", "1,0.5", "--widths", "32,48,2,64,96,4,2"];
+    let out = effarch(&[&args[..], &["--decode", "2", "--device", "gpu", "--profile", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert!(r["decode_ms_per_token"].as_f64().is_some_and(|d| d > 0.0), "{r}");
+        for key in ["profile", "decode_profile"] {
+            let p = &r[key];
+            let dispatches = p["dispatches"].as_u64().unwrap();
+            let kernels = p["kernels"].as_array().unwrap();
+            assert!(dispatches > 0 && kernels.iter().map(|k| k["count"].as_u64().unwrap()).sum::<u64>() == dispatches, "{key}: {p}");
+            assert!(kernels.iter().any(|k| k["kernel"].as_str().unwrap().starts_with("linear")), "{key}: {p}");
+            assert!(p["gpu_span_ms"].as_f64().unwrap() >= p["busy_ms"].as_f64().unwrap(), "{key}: {p}");
+        }
+    }
+    let out = effarch(&[&args[..], &["--device", "cpu", "--profile"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--profile times GPU kernels"), "{err}");
 }
 
 /// `eval qwen` over the shipped question set (tests/fixtures/qwen-tiny/questions.jsonl): a row

@@ -39,6 +39,12 @@ pub struct GpuContext {
     pub(super) recorder: Mutex<Option<std::thread::ThreadId>>,
     /// Whether [`Self::recorder`] is set (one atomic load on every dispatch, not a lock).
     pub(super) recording: std::sync::atomic::AtomicBool,
+    /// Kernel names by pipeline, for the profile.
+    pub(super) pipeline_names: Mutex<HashMap<usize, &'static str>>,
+    /// The timestamp queries of a profile in progress ([`Self::profile_start`]).
+    pub(super) profile: Mutex<Option<super::profile::ProfileState>>,
+    /// Whether a profile is in progress (one atomic load on every dispatch, not a lock).
+    pub(super) profiling: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -65,10 +71,15 @@ impl GpuContext {
         let info = adapter.get_info();
         let limits = adapter.limits();
         let shader_f16 = weights == GpuWeights::F16 && adapter.features().contains(wgpu::Features::SHADER_F16);
+        #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
+        let mut features = if shader_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
+        // Timestamp queries cost nothing until a profile asks for them (natively: `bench --profile`).
+        #[cfg(not(target_arch = "wasm32"))]
+        features.insert(adapter.features() & wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("effarch"),
-                required_features: if shader_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() },
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -111,6 +122,9 @@ impl GpuContext {
             pending: Mutex::new(None),
             recorder: Mutex::new(None),
             recording: std::sync::atomic::AtomicBool::new(false),
+            pipeline_names: Mutex::new(HashMap::new()),
+            profile: Mutex::new(None),
+            profiling: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 

@@ -16,6 +16,7 @@ pub mod elementwise;
 pub mod linear;
 mod linear_shaders;
 mod pipelines;
+mod profile;
 mod readback;
 pub mod rope;
 pub mod rows;
@@ -26,6 +27,7 @@ mod wgsl;
 
 pub use buffers::{BufferPool, PooledBuffer};
 pub use context::GpuContext;
+pub use profile::{GpuProfile, KernelTime};
 
 use std::sync::Arc;
 

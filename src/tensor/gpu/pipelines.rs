@@ -72,14 +72,16 @@ impl GpuContext {
             .or_insert_with(|| {
                 let module =
                     self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(wgsl.into()) });
-                Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                let pipeline = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(name),
                     layout: None,
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: Default::default(),
                     cache: None,
-                }))
+                }));
+                self.pipeline_names.lock().unwrap_or_else(|p| p.into_inner()).insert(Arc::as_ptr(&pipeline) as usize, name);
+                pipeline
             })
             .clone()
     }
@@ -99,16 +101,25 @@ impl GpuContext {
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let (enc, n) = pending.get_or_insert_with(|| (self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }), 0));
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+        let mut record = |timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        };
+        if self.profiling.load(std::sync::atomic::Ordering::Relaxed) {
+            let names = self.pipeline_names.lock().unwrap_or_else(|p| p.into_inner());
+            let name = names.get(&(pipeline as *const wgpu::ComputePipeline as usize)).copied().unwrap_or("?");
+            drop(names);
+            self.profile_pass(name, groups, record);
+        } else {
+            record(None);
         }
         *n += 1;
         self.dispatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if *n >= Self::BATCH {
-            if let Some((enc, _)) = pending.take() {
+            if let Some((mut enc, _)) = pending.take() {
+                self.profile_resolve(&mut enc);
                 self.queue.submit([enc.finish()]);
                 self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -118,7 +129,7 @@ impl GpuContext {
     }
 
     /// Ops recorded per command buffer before it is submitted.
-    const BATCH: usize = 48;
+    pub(super) const BATCH: usize = 48;
 
     /// Submits the recorded ops, with `extra` (e.g. a read-back copy) recorded after them.
     pub(super) fn flush_with(&self, extra: impl FnOnce(&mut wgpu::CommandEncoder)) {
@@ -128,6 +139,7 @@ impl GpuContext {
             None => self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
         };
         extra(&mut enc);
+        self.profile_resolve(&mut enc);
         self.queue.submit([enc.finish()]);
         self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

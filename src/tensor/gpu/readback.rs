@@ -57,7 +57,7 @@ impl GpuContext {
 
 /// A one-shot channel from wgpu's map callback to the awaiting reader, without pulling in
 /// an async runtime.
-fn futures_oneshot<T: Send + 'static>() -> (impl FnOnce(T) + Send + 'static, OneShot<T>) {
+pub(super) fn futures_oneshot<T: Send + 'static>() -> (impl FnOnce(T) + Send + 'static, OneShot<T>) {
     let slot = Arc::new(Mutex::new((None, None::<std::task::Waker>)));
     let tx_slot = slot.clone();
     let tx = move |v: T| {
@@ -70,7 +70,7 @@ fn futures_oneshot<T: Send + 'static>() -> (impl FnOnce(T) + Send + 'static, One
     (tx, OneShot { slot })
 }
 
-struct OneShot<T> {
+pub(super) struct OneShot<T> {
     slot: Arc<Mutex<(Option<T>, Option<std::task::Waker>)>>,
 }
 

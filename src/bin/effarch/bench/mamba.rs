@@ -30,7 +30,8 @@ pub struct BenchMambaArgs {
 
 #[derive(Args)]
 pub struct BenchMambaLmArgs {
-    /// A directory in the hub layout (config.json, model.safetensors) or a hub id.
+    /// A directory in the hub layout (config.json, model.safetensors), a hub id, or `random`:
+    /// mamba-130m's widths and depth with random weights (nothing to download).
     #[arg(long)]
     model: String,
     /// Prompt lengths (tokens) prefilled in one call each.
@@ -45,6 +46,10 @@ pub struct BenchMambaLmArgs {
     /// MRSS thresholds τ timed side by side (0 = the full scan).
     #[arg(long, default_value = "0", value_delimiter = ',', allow_hyphen_values = true)]
     mrss_tau: Vec<f32>,
+    /// After the timed rounds, one prefill and one decoding step of each setting with the GPU's
+    /// timestamp queries: each kernel's GPU time and the idle gaps (`--device gpu`).
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -152,14 +157,21 @@ struct MambaLmJson<'a> {
 }
 
 pub(super) fn run_mamba_lm(a: BenchMambaLmArgs) -> Result<()> {
-    let spec = MambaLmBenchSpec { prompt_lens: a.prompt_lens, decode: a.decode, iters: a.iters, taus: a.mrss_tau };
+    let spec = MambaLmBenchSpec { prompt_lens: a.prompt_lens, decode: a.decode, iters: a.iters, taus: a.mrss_tau, profile: a.profile };
     let device = a.common.device_for(DeviceArg::Cpu)?;
-    let dir = effarch::hub::resolve(&a.model, &["config.json", "model.safetensors"], &[])?;
-    let (model, _) = MambaLM::load_dir(&dir, &device)?;
+    if a.profile && !matches!(device, Device::Gpu(_)) {
+        return Err(Error::arg("--profile times GPU kernels: use it with --device gpu"));
+    }
+    let (model, name) = if a.model == "random" {
+        (effarch::bench::mamba::random_mamba_130m(&device)?, "random mamba-130m widths".to_string())
+    } else {
+        let dir = effarch::hub::resolve(&a.model, &["config.json", "model.safetensors"], &[])?;
+        (MambaLM::load_dir(&dir, &device)?.0, dir.display().to_string())
+    };
     spec.validate(model.cfg.vocab_size)?;
     let quiet = a.common.json;
     if !quiet {
-        eprintln!("{}: {} layers, width {}, {}", dir.display(), model.cfg.num_hidden_layers, model.cfg.hidden_size, device.describe());
+        eprintln!("{name}: {} layers, width {}, {}", model.cfg.num_hidden_layers, model.cfg.hidden_size, device.describe());
     }
     let rows = bench_mamba_lm(&model, &spec, progress(quiet))?;
     if quiet {
@@ -182,6 +194,13 @@ pub(super) fn run_mamba_lm(a: BenchMambaLmArgs) -> Result<()> {
             100.0 * r.decode_scan_ms_per_token / r.decode_ms_per_token,
             100.0 * r.decode_merged
         );
+    }
+    for r in &rows {
+        for (what, p) in [("prefill", &r.prefill_profile), ("one decoding step", &r.decode_profile)] {
+            if let Some(p) = p {
+                println!("\nτ {} prompt {} {what}:\n{}", r.mrss_tau, r.prompt_tokens, p.table());
+            }
+        }
     }
     Ok(())
 }

@@ -56,6 +56,10 @@ pub struct BenchClipArgs {
     /// batch): `candle` = candle-transformers' CLIP vision tower (a build with `--features peer-candle`).
     #[arg(long)]
     peer: Option<String>,
+    /// After the timed rounds, one more pass of each setting with the GPU's timestamp queries:
+    /// each kernel's GPU time, the idle gaps and the host's recording time (`--device gpu`).
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -149,6 +153,13 @@ pub struct BenchQwenArgs {
     /// FastV's and DART's language-model layer.
     #[arg(long, default_value_t = effarch::models::qwen::FASTV_LAYER)]
     llm_layer: usize,
+    /// Tokens decoded greedily after each timed prefill (decode ms/token and tokens/s; 0: none).
+    #[arg(long, default_value_t = 0)]
+    decode: usize,
+    /// After the timed rounds, one prefill and one decoding step of each setting with the GPU's
+    /// timestamp queries: each kernel's GPU time and the idle gaps (`--device gpu`).
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -200,8 +211,11 @@ pub(super) fn progress(quiet: bool) -> impl FnMut(&str) {
 fn run_clip(a: BenchClipArgs) -> Result<()> {
     let scorers = a.scorer.iter().map(|s| parse_scorer(s, 0)).collect::<Result<Vec<_>>>()?;
     let names: Vec<String> = scorers.iter().map(|s| s.to_string()).collect();
-    let spec = BenchSpec { keeps: a.keeps, batches: a.batches, iters: a.iters, scorers, layers: a.layer };
+    let spec = BenchSpec { keeps: a.keeps, batches: a.batches, iters: a.iters, scorers, layers: a.layer, profile: a.profile };
     spec.validate()?;
+    if a.profile && !matches!(a.common.device_or(DeviceArg::Auto), DeviceArg::Gpu | DeviceArg::GpuF16) {
+        return Err(Error::arg("--profile times GPU kernels: use it with --device gpu"));
+    }
     match a.peer.as_deref() {
         None | Some("candle") => {}
         Some(other) => return Err(Error::arg(format!("--peer {other}: the peer engine is `candle`"))),
@@ -242,7 +256,7 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
         "{:>5} {:>9} {:>12} {:>5} {:>10} {:>7} {:>10} {:>10} {:>10} {:>8} {:>10}",
         "batch", "precision", "method", "keep", "ms/img", "ratio", "FLOP bound", "dispatches", "first/warm", "× f32", "cos to f32"
     );
-    for r in rows {
+    for r in &rows {
         let d = r.dispatches.map_or("-".to_string(), |d| d.to_string());
         println!(
             "{:>5} {:>9} {:>12} {:>5.2} {:>10.1} {:>7.3} {:>10.3} {:>10} {:>10.2} {:>8.3} {:>10.6}",
@@ -258,6 +272,10 @@ fn run_clip(a: BenchClipArgs) -> Result<()> {
             r.f32_ratio,
             r.cos_to_f32
         );
+    }
+    for r in rows.iter().filter(|r| r.profile.is_some()) {
+        println!("\nbatch {} {} {} keep {:.2}:", r.batch, r.precision, r.scorer, r.keep);
+        print!("{}", r.profile.as_ref().map_or(String::new(), |p| p.table()));
     }
     for c in &compare {
         println!(
@@ -298,8 +316,13 @@ fn run_qwen(a: BenchQwenArgs) -> Result<()> {
         llm_layer: a.llm_layer,
         widths,
         vocab: d.vocab,
+        decode: a.decode,
+        profile: a.profile,
     };
     let device = a.common.device_for(DeviceArg::Cpu)?;
+    if a.profile && !matches!(device, effarch::tensor::Device::Gpu(_)) {
+        return Err(Error::arg("--profile times GPU kernels: use it with --device gpu"));
+    }
     let quiet = a.common.json;
     let rows = bench_qwen(&spec, &device, progress(quiet))?;
     if quiet {
@@ -324,6 +347,18 @@ fn run_qwen(a: BenchQwenArgs) -> Result<()> {
             "{:>12} {:>5.2} {:>8} {:>8} {:>11.0} {:>12.1} {:>8.3} {:>8.3} {:>8.3}",
             r.method, r.keep, r.visual_tokens, r.prompt_tokens, r.vision_ms, r.prefill_ms, r.prefill_ratio, r.token_ratio, r.flops_ratio
         );
+    }
+    for r in &rows {
+        if let Some(d) = r.decode_ms_per_token {
+            println!("{} keep {:.2}: decode {:.2} ms/token ({:.1} tokens/s)", r.method, r.keep, d, 1e3 / d);
+        }
+    }
+    for r in &rows {
+        for (what, p) in [("prefill", &r.profile), ("one decoding step", &r.decode_profile)] {
+            if let Some(p) = p {
+                println!("\n{} keep {:.2} {what}:\n{}", r.method, r.keep, p.table());
+            }
+        }
     }
     Ok(())
 }

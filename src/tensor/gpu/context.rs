@@ -45,6 +45,10 @@ pub struct GpuContext {
     pub(super) profile: Mutex<Option<super::profile::ProfileState>>,
     /// Whether a profile is in progress (one atomic load on every dispatch, not a lock).
     pub(super) profiling: std::sync::atomic::AtomicBool,
+    /// Whether the device was made with subgroup operations ([`Self::subgroups`]).
+    pub(super) has_subgroups: bool,
+    /// [`Self::subgroups`] turned off by a test (1), or from the device (0, 2).
+    pub(super) subgroup_override: std::sync::atomic::AtomicU8,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -73,9 +77,16 @@ impl GpuContext {
         let shader_f16 = weights == GpuWeights::F16 && adapter.features().contains(wgpu::Features::SHADER_F16);
         #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
         let mut features = if shader_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
-        // Timestamp queries cost nothing until a profile asks for them (natively: `bench --profile`).
+        // Timestamp queries cost nothing until a profile asks for them (natively: `bench --profile`);
+        // subgroups (natively, on adapters whose subgroups are at most a workgroup of 64 wide)
+        // serve the reductions of `rows.wgsl` and the few-row linear kernel.
         #[cfg(not(target_arch = "wasm32"))]
-        features.insert(adapter.features() & wgpu::Features::TIMESTAMP_QUERY);
+        {
+            features.insert(adapter.features() & wgpu::Features::TIMESTAMP_QUERY);
+            if info.subgroup_max_size <= 64 {
+                features.insert(adapter.features() & wgpu::Features::SUBGROUP);
+            }
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("effarch"),
@@ -125,6 +136,8 @@ impl GpuContext {
             pipeline_names: Mutex::new(HashMap::new()),
             profile: Mutex::new(None),
             profiling: std::sync::atomic::AtomicBool::new(false),
+            has_subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_override: std::sync::atomic::AtomicU8::new(0),
         }))
     }
 
@@ -168,6 +181,20 @@ impl GpuContext {
     /// adapter emulates f16: ViT-B/16 6.6 s against 5.2 s with f32 math on lavapipe).
     pub fn f16_math(&self) -> bool {
         self.shader_f16 && self.wide()
+    }
+
+    /// Whether kernels with a subgroup variant use it (`rows.wgsl`'s reductions, the few-row
+    /// linear kernel): where the device has subgroup operations (wgpu `SUBGROUP`; lavapipe's
+    /// are 8 wide, NVIDIA's 32), unless a test turned them off.
+    pub fn subgroups(&self) -> bool {
+        self.has_subgroups && self.subgroup_override.load(std::sync::atomic::Ordering::Relaxed) != 1
+    }
+
+    /// Turns the subgroup variants off (`Some(false)`) or back to the device's choice, so
+    /// tests run both paths on an adapter that has subgroups.
+    #[doc(hidden)]
+    pub fn set_subgroups(&self, on: Option<bool>) {
+        self.subgroup_override.store(on.map_or(0, |w| 1 + w as u8), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forces [`Self::wide`] (`None`: from the adapter again), so tests run both paths on any adapter.

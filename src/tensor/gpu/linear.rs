@@ -1,6 +1,6 @@
 //! `linear`: `x @ wᵀ + b` over any leading dims (folded into M). See `linear.wgsl`.
 
-use super::linear_shaders::{choose, pipeline, reduce, reduce_norm, small, small_int8};
+use super::linear_shaders::{choose, pipeline, reduce, reduce_norm, small};
 use super::{GpuContext, GpuDtype, GpuTensor};
 use crate::error::{Error, Result};
 
@@ -106,7 +106,7 @@ pub fn linear_ex(
     let few_rows = k % 4 == 0 && matches!(w.dtype, GpuDtype::F32 | GpuDtype::I8);
     // What other row counts and device widths pick, compiled by a warm-up being recorded.
     ctx.compile_alternatives(|| {
-        let small = few_rows.then(|| if w.dtype == GpuDtype::I8 { small_int8() } else { small() });
+        let small = few_rows.then(|| small(ctx, w));
         [Some(choose(ctx, false, k, w)), Some(reduce()), small].into_iter().flatten()
     });
     if m <= SMALL_M && few_rows {
@@ -115,7 +115,7 @@ pub fn linear_ex(
         let (has_bias, act, has_res) = (b.is_some() as u32, act.map_or(0, super::elementwise::act_code), res.is_some() as u32);
         let params = ctx.uniform(&[m as u32, n as u32, k as u32, has_bias, 0, 0, 0, 0, act, has_res, 0, 0]);
         let groups = (n.min(32768) as u32, n.div_ceil(n.min(32768)) as u32, 1);
-        let (name, src) = if w.dtype == GpuDtype::I8 { small_int8() } else { small() };
+        let (name, src) = small(ctx, w);
         let (bias, resb) = (b.map_or(&x.buf, |b| &b.buf), res.map_or(&x.buf, |r| &r.buf));
         return ctx.dispatch(&ctx.pipeline(name, src), &[&x.buf, &w.buf, bias, &y.buf, &params, resb], groups).map(|_| y);
     }
@@ -259,14 +259,20 @@ mod tests {
                 .to_vec_f32()
                 .unwrap();
             let (gx, gw, gb) = (ctx.upload(&xv, &xs).unwrap(), ctx.upload(&wv, &[n, k]).unwrap(), ctx.upload(&bv, &[n]).unwrap());
-            let y = linear(&ctx, &gx, &gw, bias.then_some(&gb)).unwrap();
-            let got = ctx.read_blocking(&y).unwrap();
-            let d = crate::num::max_abs_diff(&got, &want);
-            // f32 sums of K products in two summation orders: the gap grows with K (at
-            // K = 3072 the one-pass kernel is 2.9e-3 from candle's gemm, split K 1.3e-3).
-            let tol = 1e-3 * (k as f32 / 768.0).max(1.0);
-            assert!(d < tol, "[{m}, {k}] x [{n}, {k}] (wide {wide}): max |Δ| {d} > {tol} on {}", ctx.adapter.name);
+            // The few-row kernel (M ≤ 8) with its sums added by subgroups and in workgroup memory.
+            for sg in [true, false] {
+                ctx.set_subgroups(Some(sg));
+                let y = linear(&ctx, &gx, &gw, bias.then_some(&gb)).unwrap();
+                let got = ctx.read_blocking(&y).unwrap();
+                let d = crate::num::max_abs_diff(&got, &want);
+                // f32 sums of K products in two summation orders: the gap grows with K (at
+                // K = 3072 the one-pass kernel is 2.9e-3 from candle's gemm, split K 1.3e-3).
+                let tol = 1e-3 * (k as f32 / 768.0).max(1.0);
+                assert!(d < tol, "[{m}, {k}] x [{n}, {k}] (wide {wide}, subgroups {sg}): max |Δ| {d} > {tol} on {}", ctx.adapter.name);
+            }
         }
+        ctx.set_subgroups(None);
+        assert!(ctx.subgroups(), "lavapipe has subgroups: the subgroup variant must be tested");
         ctx.set_wide(None);
         // f16 weights (vec4 loads for K = 768, scalar for K = 6): the same products within
         // f16 rounding of the weights.
@@ -301,7 +307,8 @@ mod tests {
         // computes them in f32) on the one-pass and split-K paths, the few-row kernel (M ≤ 8)
         // and the folded-norm variant's source.
         assert!(int8_variant(false).1.contains("qi << 24u") && int8_variant(true).1.contains("qi << 24u"));
-        assert!(small_int8().1.contains("qi << 24u") && small_int8().1.contains("* bitcast<f32>(w[col])"));
+        let i8w = ctx.upload_i8(&[0; 4], &[1.0], &[1, 4]).unwrap();
+        assert!(small(&ctx, &i8w).1.contains("qi << 24u") && small(&ctx, &i8w).1.contains("* bitcast<f32>(w[col])"));
         for (m, k, n, wide) in [(197usize, 768usize, 130usize, false), (197, 3072, 96, true), (1, 768, 300, true), (8, 64, 5, false), (70, 64, 3, false)] {
             ctx.set_wide(Some(wide));
             let (xv, wv, bv) = (vals(m * k, 21), vals(n * k, 22), vals(n, 23));

@@ -27,12 +27,14 @@ enum V {
     I8V4Norm,
     Small,
     SmallI8,
+    SmallSg,
+    SmallI8Sg,
     Reduce,
     ReduceNorm,
 }
 
 /// Each variant's pipeline name, shader file and flags.
-const VARIANTS: [(&str, &str, &[&str]); 14] = [
+const VARIANTS: [(&str, &str, &[&str]); 16] = [
     ("linear", TILED, &[]),
     ("linear_f16", TILED, &["F16W"]),
     ("linear_v4", TILED, &["VEC4"]),
@@ -45,6 +47,8 @@ const VARIANTS: [(&str, &str, &[&str]); 14] = [
     ("linear_i8_v4_norm", TILED, &["VEC4", "I8W", "NORM"]),
     ("linear_small", SMALL, &[]),
     ("linear_small_i8", SMALL, &["I8W"]),
+    ("linear_small_sg", SMALL, &["SG"]),
+    ("linear_small_i8_sg", SMALL, &["I8W", "SG"]),
     ("linear_reduce", REDUCE, &[]),
     ("linear_reduce_norm", REDUCE, &["NORM"]),
 ];
@@ -92,14 +96,17 @@ pub(super) fn reduce_norm() -> (&'static str, &'static str) {
     build(V::ReduceNorm)
 }
 
-pub(super) fn small() -> (&'static str, &'static str) {
-    build(V::Small)
-}
-
-/// The few-row kernel on int8 weights ([`GpuDtype::I8`]): each vec4 of the weight row is one
-/// word of four int8 values, sign-extended with shifts; the row's scale multiplies the sum once.
-pub(super) fn small_int8() -> (&'static str, &'static str) {
-    build(V::SmallI8)
+/// The few-row kernel (`linear_small.wgsl`), on int8 weights where `w` holds them (each vec4
+/// of the weight row is one word of four int8 values, sign-extended with shifts; the row's
+/// scale multiplies the sum once), its sums added by subgroup operations where the context
+/// uses them ([`GpuContext::subgroups`]).
+pub(super) fn small(ctx: &GpuContext, w: &GpuTensor) -> (&'static str, &'static str) {
+    build(match (w.dtype == GpuDtype::I8, ctx.subgroups()) {
+        (false, false) => V::Small,
+        (true, false) => V::SmallI8,
+        (false, true) => V::SmallSg,
+        (true, true) => V::SmallI8Sg,
+    })
 }
 
 pub(super) fn reduce() -> (&'static str, &'static str) {
@@ -125,8 +132,10 @@ fn every_variant_is_well_formed_and_gets_its_flags() {
         half_math(true),
         int8_variant(false),
         int8_variant(true),
-        small(),
-        small_int8(),
+        build(V::Small),
+        build(V::SmallI8),
+        build(V::SmallSg),
+        build(V::SmallI8Sg),
         reduce(),
         reduce_norm(),
     ];
@@ -136,6 +145,7 @@ fn every_variant_is_well_formed_and_gets_its_flags() {
         assert_eq!(src.contains("qi << 24u"), name.contains("i8"), "{name}: int8 unpacking");
         assert_eq!(src.contains("fn row_norm") || src.contains("stats[z"), name.contains("norm"), "{name}: the folded norm");
         assert_eq!(src.contains("enable f16;"), name.ends_with("_h"), "{name}: f16 math");
+        assert_eq!(src.contains("subgroupAdd("), name.ends_with("_sg"), "{name}: subgroups");
     }
 }
 

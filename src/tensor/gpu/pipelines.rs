@@ -158,6 +158,33 @@ impl GpuContext {
 mod tests {
     use super::super::{linear::linear, test_context};
 
+    /// A model's load records its warm-up; on a hardware (wide) GPU it then runs it once for
+    /// real, so the first pass finds its buffers allocated and touched; a software adapter
+    /// does not (a pass there takes seconds).
+    #[test]
+    fn a_wide_device_runs_the_warm_up_for_real_at_load() {
+        let ctx = test_context();
+        let device = crate::tensor::Device::Gpu(ctx.clone());
+        let x = ctx.upload(&[1.0; 9 * 16], &[9, 16]).unwrap();
+        let w = ctx.upload(&[0.5; 4 * 16], &[4, 16]).unwrap();
+        for wide in [false, true] {
+            ctx.set_wide(Some(wide));
+            let (runs, recorded) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+            let before = ctx.counters();
+            device
+                .compile_by_recording(|| {
+                    runs.set(runs.get() + 1);
+                    recorded.set(recorded.get() + ctx.recording() as u32);
+                    assert_eq!(ctx.read_blocking(&linear(&ctx, &x, &w, None)?)?, vec![if ctx.recording() { 0.0 } else { 8.0 }; 9 * 4]);
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!((runs.get(), recorded.get()), (1 + wide as u32, 1), "wide {wide}");
+            assert_eq!(ctx.counters().1 > before.1, wide, "a submit only when the warm-up ran for real");
+        }
+        ctx.set_wide(None);
+    }
+
     /// A recording compiles what it dispatches (and the variants other shapes would pick), runs
     /// nothing, reads back zeros; another thread on the same context meanwhile runs for real,
     /// and after the recording every run does, compiling nothing more.

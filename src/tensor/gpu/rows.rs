@@ -6,6 +6,13 @@ use crate::error::{Error, Result};
 
 const WGSL: &str = include_str!("rows.wgsl");
 
+/// `rows.wgsl` with its reductions in workgroup memory, or by subgroup operations (`sg`).
+fn variant(sg: bool) -> (&'static str, &'static str) {
+    static SRC: [std::sync::OnceLock<String>; 2] = [const { std::sync::OnceLock::new() }; 2];
+    let src = SRC[sg as usize].get_or_init(|| super::wgsl::specialise(WGSL, if sg { &["SG"] } else { &[] }));
+    (if sg { "rows_sg" } else { "rows" }, src)
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum RowOp {
     LayerNorm {
@@ -60,7 +67,8 @@ pub fn rows(ctx: &GpuContext, x: &GpuTensor, wb: Option<(&GpuTensor, &GpuTensor)
     }
     let params = ctx.uniform(&[rows as u32, n as u32, code, eps.to_bits()]);
     // one workgroup per row
-    ctx.dispatch_1d("rows", WGSL, &[&x.buf, &w.buf, &b.buf, &y.buf, &params], rows, 1)?;
+    let (name, src) = variant(ctx.subgroups());
+    ctx.dispatch_1d(name, src, &[&x.buf, &w.buf, &b.buf, &y.buf, &params], rows, 1)?;
     Ok(y)
 }
 
@@ -69,10 +77,14 @@ mod tests {
     use super::*;
     use crate::tensor::{Device, Tensor};
 
+    /// Every op on the CPU's numbers, with the reductions in workgroup memory and (where the
+    /// adapter has them: lavapipe does) by subgroup operations.
     #[test]
     fn matches_cpu() {
         let ctx = super::super::test_context();
-        for &(r, n) in &[(1usize, 1usize), (197, 768), (3, 197), (5, 70)] {
+        assert!(ctx.subgroups(), "lavapipe has subgroups: the subgroup variant must be tested");
+        for (sg, &(r, n)) in [false, true].into_iter().flat_map(|sg| [(1usize, 1usize), (197, 768), (3, 197), (5, 70)].iter().map(move |c| (sg, c))) {
+            ctx.set_subgroups(Some(sg));
             let x: Vec<f32> = (0..r * n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0).collect();
             let w: Vec<f32> = (0..n).map(|i| 1.0 + (i % 7) as f32 / 10.0).collect();
             let b: Vec<f32> = (0..n).map(|i| (i % 5) as f32 / 10.0 - 0.2).collect();
@@ -89,8 +101,10 @@ mod tests {
             for (op, want) in cases {
                 let got = ctx.read_blocking(&rows(&ctx, &gx, Some((&gw, &gb)), op).unwrap()).unwrap();
                 let d = crate::num::max_abs_diff(&got, &want.to_vec_f32().unwrap());
-                assert!(d < 1e-4, "{op:?} [{r}, {n}]: max |Δ| {d}");
+                assert!(d < 1e-4, "{op:?} [{r}, {n}] (subgroups {sg}): max |Δ| {d}");
             }
         }
+        ctx.set_subgroups(None);
+        assert!(variant(true).1.contains("subgroupAdd(") && !variant(false).1.contains("subgroupAdd("));
     }
 }

@@ -1,6 +1,8 @@
 // Row-wise ops over [rows, n]: one 64-invocation workgroup per row, reductions in
 // workgroup memory. op: 0 layer_norm(w, b, eps), 1 softmax, 2 L2 norm, 3 mean (one value
-// per row for 2 and 3), 4 rms_norm(w, eps), 5 layer_norm without w and b.
+// per row for 2 and 3), 4 rms_norm(w, eps), 5 layer_norm without w and b. SG: each reduction
+// is a subgroupAdd/subgroupMax, then the subgroups' results through workgroup memory (one
+// barrier instead of the tree's six).
 
 struct Params { rows: u32, n: u32, op: u32, eps: f32 }
 
@@ -13,6 +15,25 @@ struct Params { rows: u32, n: u32, op: u32, eps: f32 }
 const WG: u32 = 64u;
 var<workgroup> red: array<f32, 64>;
 
+//#if SG
+var<private> sg_lane: u32;
+var<private> sg_size: u32;
+
+// The workgroup's sum (or max) of v: subgroups are consecutive invocations (as every Vulkan,
+// Metal and D3D driver lays out a one-dimensional workgroup), called in uniform control flow.
+fn combine(s: f32, t: u32, is_max: bool) -> f32 {
+    if (sg_lane == 0u) { red[t / sg_size] = s; }
+    workgroupBarrier();
+    var r = red[0];
+    for (var j = 1u; j < WG / sg_size; j++) { r = select(r + red[j], max(r, red[j]), is_max); }
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_sum(v: f32, t: u32) -> f32 { return combine(subgroupAdd(v), t, false); }
+
+fn reduce_max(v: f32, t: u32) -> f32 { return combine(subgroupMax(v), t, true); }
+//#else
 fn reduce_sum(v: f32, t: u32) -> f32 {
     red[t] = v;
     workgroupBarrier();
@@ -36,9 +57,22 @@ fn reduce_max(v: f32, t: u32) -> f32 {
     workgroupBarrier();
     return r;
 }
+//#endif
 
 @compute @workgroup_size(64, 1, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+//#if SG
+    @builtin(subgroup_invocation_id) sgi: u32,
+    @builtin(subgroup_size) sgs: u32,
+//#endif
+) {
+//#if SG
+    sg_lane = sgi;
+    sg_size = sgs;
+//#endif
     let row = wg.x + wg.y * nwg.x;
     if (row >= p.rows) { return; } // uniform per workgroup: barriers stay in uniform control flow
     let t = lid.x;

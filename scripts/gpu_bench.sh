@@ -101,6 +101,12 @@ step "bench mamba (GPU)"
 "$effarch" bench mamba --device gpu --ns $NS --steps 16 --iters 3 --json >"$out/mamba-gpu.json" 2>"$out/mamba-gpu.log" || status=1
 step "bench mamba-lm (GPU, mamba-130m widths and depth, random weights)"
 "$effarch" bench mamba-lm --model random --device gpu $MAMBA_LM --profile --json >"$out/mamba-lm-gpu.json" 2>"$out/mamba-lm-gpu.log" || status=1
+step "bench mamba-lm and clip batch 1 (GPU) without subgroups, for the subgroup kernels' before/after"
+EFFARCH_GPU_SUBGROUPS=0 "$effarch" bench mamba-lm --model random --device gpu $MAMBA_LM --profile --json >"$out/mamba-lm-gpu-nosg.json" 2>"$out/mamba-lm-gpu-nosg.log" || status=1
+EFFARCH_GPU_SUBGROUPS=0 "$effarch" bench clip --device gpu --keeps 1 --batches 1 --iters $ITERS --profile --json >"$out/clip-gpu-nosg.json" 2>"$out/clip-gpu-nosg.log" || status=1
+step "bench mamba-lm and clip batch 1 (GPU) with one command buffer per forward (submits only at read-backs)"
+EFFARCH_GPU_SUBMIT_EVERY=0 "$effarch" bench mamba-lm --model random --device gpu $MAMBA_LM --json >"$out/mamba-lm-gpu-onecb.json" 2>"$out/mamba-lm-gpu-onecb.log" || status=1
+EFFARCH_GPU_SUBMIT_EVERY=0 "$effarch" bench clip --device gpu --keeps 1 --batches $BATCHES --iters $ITERS --json >"$out/clip-gpu-onecb.json" 2>"$out/clip-gpu-onecb.log" || status=1
 step "bench qwen (GPU, Qwen2.5-VL-3B widths)"
 "$effarch" bench qwen --device gpu $QWEN --profile --json >"$out/qwen-gpu.json" 2>"$out/qwen-gpu.log" || status=1
 step "done"
@@ -137,6 +143,14 @@ for r in cpu or []:
     rows.append((f"clip ViT-B/16 CPU b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})", ""))
 for r in (m or {}).get("rows", []):
     rows.append((f"mamba block d={m['hidden']} N={r['n']}", f"prefill {r['mamba_prefill_ms']:.2f} ms", f"decode {r['mamba_decode_ms']:.3f} ms/token", f"attention: {r['attn_prefill_ms']:.2f} ms, {r['attn_decode_ms']:.3f} ms/token"))
+for r in (load("mamba-lm-gpu-nosg.json") or {}).get("rows", []):
+    rows.append((f"mamba-130m prompt {r['prompt_tokens']} (no subgroups)", f"prefill {r['prefill_tokens_per_s']:.0f} tokens/s", f"decode {r['decode_tokens_per_s']:.1f} tokens/s", f"{r['decode_ms_per_token']:.3f} ms/token"))
+for r in load("clip-gpu-nosg.json") or []:
+    rows.append((f"clip ViT-B/16 b{r['batch']} (no subgroups)", f"{r['ms_median']:.2f} ms/img", f"{r['dispatches']} dispatches", ""))
+for r in (load("mamba-lm-gpu-onecb.json") or {}).get("rows", []):
+    rows.append((f"mamba-130m prompt {r['prompt_tokens']} (one command buffer)", f"prefill {r['prefill_tokens_per_s']:.0f} tokens/s", f"decode {r['decode_tokens_per_s']:.1f} tokens/s", f"{r['decode_ms_per_token']:.3f} ms/token"))
+for r in load("clip-gpu-onecb.json") or []:
+    rows.append((f"clip ViT-B/16 b{r['batch']} (one command buffer)", f"{r['ms_median']:.2f} ms/img", f"{r['submits']} submits", f"first/warm {r['first_ms'] / r['ms_median']:.2f}"))
 for r in (load("mamba-lm-gpu.json") or {}).get("rows", []):
     rows.append((f"mamba-130m prompt {r['prompt_tokens']}", f"prefill {r['prefill_tokens_per_s']:.0f} tokens/s", f"decode {r['decode_tokens_per_s']:.1f} tokens/s", f"{r['decode_ms_per_token']:.3f} ms/token"))
 q = load("qwen-gpu.json")
@@ -156,12 +170,14 @@ def show(title, p, top=14):
           f"(between submits {p['gap_between_submits_ms']:.3f}); host recording {p['host_ms']:.3f} ms")
     for k in p["kernels"][:top]:
         print(f"  {k['kernel']:<40} {k['count']:>5} {k['total_ms']:>9.3f} ms {k['mean_us']:>9.1f} µs {100 * k['share']:>5.1f}%")
-for name in ("clip-gpu.json", "clip-gpu-f16.json"):
+for name in ("clip-gpu.json", "clip-gpu-nosg.json", "clip-gpu-f16.json"):
     for r in load(name) or []:
         show(f"profile {name[:-5]} b{r['batch']} {r['scorer']} keep {r['keep']:.2f}", r.get("profile"))
 for r in (load("mamba-lm-gpu.json") or {}).get("rows", []):
     show(f"profile mamba-130m prefill {r['prompt_tokens']}", r.get("prefill_profile"))
     show(f"profile mamba-130m decoding step after {r['prompt_tokens']}", r.get("decode_profile"))
+for r in (load("mamba-lm-gpu-nosg.json") or {}).get("rows", []):
+    show(f"profile mamba-130m decoding step after {r['prompt_tokens']} (no subgroups)", r.get("decode_profile"))
 for r in (q or {}).get("rows", []):
     show(f"profile qwen {r['method']} keep {r['keep']:.2f} prefill", r.get("profile"))
     show(f"profile qwen {r['method']} keep {r['keep']:.2f} decoding step", r.get("decode_profile"))

@@ -136,7 +136,10 @@ impl GpuContext {
             pipeline_names: Mutex::new(HashMap::new()),
             profile: Mutex::new(None),
             profiling: std::sync::atomic::AtomicBool::new(false),
-            has_subgroups: features.contains(wgpu::Features::SUBGROUP),
+            // EFFARCH_GPU_SUBGROUPS=0 turns them off, so a benchmark can time both on one GPU.
+            has_subgroups: features.contains(wgpu::Features::SUBGROUP)
+                && !cfg!(target_arch = "wasm32")
+                && std::env::var("EFFARCH_GPU_SUBGROUPS").as_deref() != Ok("0"),
             subgroup_override: std::sync::atomic::AtomicU8::new(0),
         }))
     }

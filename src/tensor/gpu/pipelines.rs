@@ -117,7 +117,7 @@ impl GpuContext {
         }
         *n += 1;
         self.dispatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if *n >= Self::BATCH {
+        if *n >= Self::batch() {
             if let Some((mut enc, _)) = pending.take() {
                 self.profile_resolve(&mut enc);
                 self.queue.submit([enc.finish()]);
@@ -128,8 +128,20 @@ impl GpuContext {
         self.take_error()
     }
 
-    /// Ops recorded per command buffer before it is submitted.
+    /// Ops recorded per command buffer before it is submitted (so the GPU starts on a long
+    /// pass while the host records the rest).
     pub(super) const BATCH: usize = 48;
+
+    /// [`Self::BATCH`], or `EFFARCH_GPU_SUBMIT_EVERY` ops (0: only at read-backs, one command
+    /// buffer per forward), read once: for timing both on a real GPU (`scripts/gpu_bench.sh`).
+    pub(super) fn batch() -> usize {
+        static B: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *B.get_or_init(|| match std::env::var("EFFARCH_GPU_SUBMIT_EVERY").ok().and_then(|v| v.parse::<usize>().ok()) {
+            Some(0) => usize::MAX,
+            Some(n) => n,
+            None => Self::BATCH,
+        })
+    }
 
     /// Submits the recorded ops, with `extra` (e.g. a read-back copy) recorded after them.
     pub(super) fn flush_with(&self, extra: impl FnOnce(&mut wgpu::CommandEncoder)) {

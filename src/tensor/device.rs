@@ -179,7 +179,7 @@ impl Device {
 
     /// Compiles the GPU pipelines a model will run now, at load, by recording `warm_up` (a run
     /// of everything the model can do: [`GpuContext::compile_by_recording`]); on the CPU
-    /// nothing, and `warm_up` is not called. On a hardware GPU ([`GpuContext::wide`]) the
+    /// nothing, and `warm_up` is not called. On a hardware GPU ([`GpuContext::warm_run_at_load`]) the
     /// warm-up then runs once for real (natively; the page does so itself), so the buffers a
     /// pass needs are allocated and touched at load and the user's first pass is a warm one
     /// (it was 2.7× the warm time on an H200 from first-touch allocations alone); a software
@@ -192,7 +192,7 @@ impl Device {
             Device::Cpu(_) => Ok(0.0),
             Device::Gpu(c) => {
                 let (mut ms, mut r) = c.compile_by_recording(&warm_up);
-                if r.is_ok() && c.wide() && !cfg!(target_arch = "wasm32") {
+                if r.is_ok() && c.warm_run_at_load() && !cfg!(target_arch = "wasm32") {
                     let t0 = crate::clock::now_ms();
                     r = warm_up();
                     ms += crate::clock::now_ms() - t0;

@@ -101,34 +101,13 @@ fn bench_mamba_lm_rows_per_tau_and_prompt() {
         }
     }
     // The tiny checkpoint on the GPU with --profile: the prefill's and a step's kernels.
-    let out = effarch(&[
-        "bench",
-        "mamba-lm",
-        "--model",
-        dir.to_str().unwrap(),
-        "--prompt-lens",
-        "8",
-        "--decode",
-        "2",
-        "--iters",
-        "1",
-        "--device",
-        "gpu",
-        "--profile",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = ["bench", "mamba-lm", "--prompt-lens", "8", "--decode", "2", "--iters", "1", "--device", "gpu", "--profile", "--json", "--model"];
+    let v = effarch_json(&[&args[..], &[dir.to_str().unwrap()]].concat());
     for key in ["prefill_profile", "decode_profile"] {
-        let p = &v["rows"][0][key];
-        let kernels = p["kernels"].as_array().unwrap_or_else(|| panic!("{key}: {v}"));
-        assert_eq!(kernels.iter().map(|k| k["count"].as_u64().unwrap()).sum::<u64>(), p["dispatches"].as_u64().unwrap(), "{p}");
-        assert!(kernels.iter().any(|k| k["kernel"].as_str().unwrap().starts_with("ssm")), "the scan is timed: {p}");
+        check_profile(&v["rows"][0][key], "ssm");
     }
     // `--model random`: mamba-130m's depth and widths, nothing read from disk.
-    let out = effarch(&["bench", "mamba-lm", "--model", "random", "--prompt-lens", "4", "--decode", "1", "--iters", "1", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = effarch_json(&["bench", "mamba-lm", "--model", "random", "--prompt-lens", "4", "--decode", "1", "--iters", "1", "--json"]);
     assert!(v["rows"][0]["decode_tokens_per_s"].as_f64().is_some_and(|t| t > 0.0), "{v}");
 }
 

@@ -103,21 +103,13 @@ fn qwen_describes_with_and_without_pruning_and_rejects_bad_input() {
 fn bench_qwen_profile_on_the_gpu() {
     let args =
         ["bench", "qwen", "--image", "56", "--vision-depth", "1", "--lm-layers", "1", "--iters", "1", "--keeps", "1,0.5", "--widths", "32,48,2,64,96,4,2"];
-    let out = effarch(&[&args[..], &["--decode", "2", "--device", "gpu", "--profile", "--json"]].concat());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = effarch_json(&[&args[..], &["--decode", "2", "--device", "gpu", "--profile", "--json"]].concat());
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for r in rows {
         assert!(r["decode_ms_per_token"].as_f64().is_some_and(|d| d > 0.0), "{r}");
-        for key in ["profile", "decode_profile"] {
-            let p = &r[key];
-            let dispatches = p["dispatches"].as_u64().unwrap();
-            let kernels = p["kernels"].as_array().unwrap();
-            assert!(dispatches > 0 && kernels.iter().map(|k| k["count"].as_u64().unwrap()).sum::<u64>() == dispatches, "{key}: {p}");
-            assert!(kernels.iter().any(|k| k["kernel"].as_str().unwrap().starts_with("linear")), "{key}: {p}");
-            assert!(p["gpu_span_ms"].as_f64().unwrap() >= p["busy_ms"].as_f64().unwrap(), "{key}: {p}");
-        }
+        check_profile(&r["profile"], "linear");
+        check_profile(&r["decode_profile"], "linear");
     }
     let out = effarch(&[&args[..], &["--device", "cpu", "--profile"]].concat());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -49,6 +49,8 @@ pub struct GpuContext {
     pub(super) has_subgroups: bool,
     /// [`Self::subgroups`] turned off by a test (1), or from the device (0, 2).
     pub(super) subgroup_override: std::sync::atomic::AtomicU8,
+    /// [`Self::warm_run_at_load`] forced by a test: 0 = from the adapter, 1 = no, 2 = yes.
+    pub(super) warm_run: std::sync::atomic::AtomicU8,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -141,6 +143,7 @@ impl GpuContext {
                 && !cfg!(target_arch = "wasm32")
                 && std::env::var("EFFARCH_GPU_SUBGROUPS").as_deref() != Ok("0"),
             subgroup_override: std::sync::atomic::AtomicU8::new(0),
+            warm_run: std::sync::atomic::AtomicU8::new(0),
         }))
     }
 
@@ -198,6 +201,22 @@ impl GpuContext {
     #[doc(hidden)]
     pub fn set_subgroups(&self, on: Option<bool>) {
         self.subgroup_override.store(on.map_or(0, |w| 1 + w as u8), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a model's load runs its warm-up for real after recording it
+    /// (`Device::compile_by_recording`): on a hardware adapter, not on a software one, where a
+    /// pass takes seconds (tests that force [`Self::wide`] there do not pay for it).
+    pub fn warm_run_at_load(&self) -> bool {
+        match self.warm_run.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => !self.adapter.software,
+            w => w == 2,
+        }
+    }
+
+    /// Forces [`Self::warm_run_at_load`] (`None`: from the adapter again), for tests.
+    #[doc(hidden)]
+    pub fn set_warm_run_at_load(&self, on: Option<bool>) {
+        self.warm_run.store(on.map_or(0, |w| 1 + w as u8), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forces [`Self::wide`] (`None`: from the adapter again), so tests run both paths on any adapter.

@@ -170,17 +170,20 @@ impl GpuContext {
 mod tests {
     use super::super::{linear::linear, test_context};
 
-    /// A model's load records its warm-up; on a hardware (wide) GPU it then runs it once for
-    /// real, so the first pass finds its buffers allocated and touched; a software adapter
-    /// does not (a pass there takes seconds).
+    /// A model's load records its warm-up; on a hardware GPU it then runs it once for real, so
+    /// the first pass finds its buffers allocated and touched; on a software adapter (a pass
+    /// there takes seconds) it does not, even with the wide policy forced.
     #[test]
-    fn a_wide_device_runs_the_warm_up_for_real_at_load() {
+    fn a_hardware_gpu_runs_the_warm_up_for_real_at_load() {
         let ctx = test_context();
         let device = crate::tensor::Device::Gpu(ctx.clone());
         let x = ctx.upload(&[1.0; 9 * 16], &[9, 16]).unwrap();
         let w = ctx.upload(&[0.5; 4 * 16], &[4, 16]).unwrap();
+        ctx.set_wide(Some(true));
+        assert!(!ctx.warm_run_at_load(), "lavapipe is a software adapter");
         for wide in [false, true] {
-            ctx.set_wide(Some(wide));
+            // `wide`: as on a hardware GPU.
+            ctx.set_warm_run_at_load(wide.then_some(true));
             let (runs, recorded) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
             let before = ctx.counters();
             device
@@ -194,6 +197,7 @@ mod tests {
             assert_eq!((runs.get(), recorded.get()), (1 + wide as u32, 1), "wide {wide}");
             assert_eq!(ctx.counters().1 > before.1, wide, "a submit only when the warm-up ran for real");
         }
+        ctx.set_warm_run_at_load(None);
         ctx.set_wide(None);
     }
 

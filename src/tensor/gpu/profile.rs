@@ -161,8 +161,9 @@ impl GpuContext {
             rx.await.map_err(|e| Error::Device(format!("GPU profile read-back failed: {e}")))?;
         }
         self.take_error()?;
-        let period = self.queue.get_timestamp_period() as f64 * 1e-6; // ms per tick
-                                                                      // (kernel, start, end, first of its command buffer) in submission order.
+        // Milliseconds per tick; then (kernel, start, end, first of its command buffer) in
+        // submission order.
+        let period = self.queue.get_timestamp_period() as f64 * 1e-6;
         let mut spans: Vec<(Kernel, u64, u64, bool)> = Vec::new();
         let mut host = vec![state.started_ms];
         for (buf, names, submitted, first) in &state.done {

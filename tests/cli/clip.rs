@@ -121,6 +121,10 @@ fn bench_json_rows() {
     assert!(fr > 0.5 && fr < 0.6, "keep 0.5 at layer 1 of 12: {fr}");
     let bad = effarch(&["bench", "clip", "--keeps", "0", "--json"]);
     assert!(!bad.status.success());
+    // --profile times GPU kernels: on the CPU it is refused before any work.
+    let bad = effarch(&["bench", "clip", "--device", "cpu", "--profile"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--profile times GPU kernels"), "{err}");
     // Both precisions side by side: int8 rows beside f32's, its embeddings near f32's.
     let out = effarch(&["bench", "clip", "--keeps", "1", "--batches", "1", "--iters", "1", "--precision", "int8", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -160,6 +160,9 @@ pub fn bench_qwen(spec: &QwenBenchSpec, device: &Device, mut progress: impl FnMu
     if let Some(k) = spec.keeps.iter().find(|&&k| !(k > 0.0 && k <= 1.0)) {
         return Err(Error::arg(format!("keep ratio {k} is outside (0, 1]")));
     }
+    if spec.decode > 4096 {
+        return Err(Error::arg(format!("--decode {} is over 4096 tokens", spec.decode)));
+    }
     if spec.methods.is_empty() {
         return Err(Error::arg("the benchmark needs at least one method"));
     }

@@ -111,6 +111,8 @@ fn bench_qwen_profile_on_the_gpu() {
         check_profile(&r["profile"], "linear");
         check_profile(&r["decode_profile"], "linear");
     }
+    let out = effarch(&[&args[..], &["--decode", "100000"]].concat());
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--decode 100000"));
     let out = effarch(&[&args[..], &["--device", "cpu", "--profile"]].concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--profile times GPU kernels"), "{err}");

@@ -166,13 +166,22 @@ impl ClipFixture {
             let want_kept: Vec<Vec<Vec<u32>>> = field::<Vec<serde_json::Value>>(c, "kept")?.iter().map(|s| field(s, "indices")).collect::<Result<_>>()?;
             let got_kept: Vec<Vec<Vec<u32>>> = r.steps.iter().map(|s| s.kept.clone()).collect();
             let mut score_delta = 0f32;
+            let mut flip = None;
             for (si, s) in r.scores.iter().enumerate() {
-                score_delta = score_delta.max(max_abs_diff(&s.to_vec_f32_async().await?, &self.expect(&format!("case{ci}.step{si}.scores"))?.0));
+                let want_scores = self.expect(&format!("case{ci}.step{si}.scores"))?.0;
+                let got_scores = s.to_vec_f32_async().await?;
+                score_delta = score_delta.max(max_abs_diff(&got_scores, &want_scores));
+                if flip.is_none() && got_kept.get(si) != want_kept.get(si) {
+                    let prev = si.checked_sub(1).and_then(|p| want_kept.get(p));
+                    let margin = flip_margin(&want_scores, want_kept.get(si), got_kept.get(si), prev);
+                    flip = Some((margin, max_abs_diff(&got_scores, &want_scores)));
+                }
             }
             out.push(PruneCaseResult {
                 name: format!("case{ci} {scorer_name} keep={keep} layers={:?}", cfg.layers),
                 kept_equal: got_kept == want_kept,
                 scores: score_delta,
+                flip,
                 image_embeds: max_abs_diff(&r.image_embeds.to_vec_f32_async().await?, &self.expect(&format!("case{ci}.image_embeds"))?.0),
                 last_hidden_state: max_abs_diff(&r.last_hidden_state.to_vec_f32_async().await?, &self.expect(&format!("case{ci}.last_hidden_state"))?.0),
             });
@@ -285,6 +294,11 @@ pub struct PruneCaseResult {
     pub name: String,
     pub kept_equal: bool,
     pub scores: f32,
+    /// At the first step whose kept tokens differ from the reference's: how far the reference
+    /// scores of the tokens that changed sides lie from the reference's cut (its lowest kept
+    /// score), and that step's max |Δ| of scores. A flip within twice the score error is a
+    /// near-tie that rounding decided, not a bug.
+    pub flip: Option<(f32, f32)>,
     pub image_embeds: f32,
     pub last_hidden_state: f32,
 }
@@ -325,4 +339,28 @@ pub fn seeded_values(t: &SeededTensor, seed: u64) -> Vec<f32> {
 pub fn seeded_weights(manifest: &[SeededTensor], seed: u64) -> Result<Weights> {
     let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = manifest.iter().map(|t| (t.name.clone(), t.shape.clone(), seeded_values(t, seed))).collect();
     Weights::from_bytes("seeded.safetensors", crate::weights::serialize_f32(&tensors))
+}
+
+/// How far the reference `scores` (`[B, tokens - 1]`, this step's tokens in order) of the
+/// tokens kept by one side only lie from the reference's cut, over the batch; `prev`: the
+/// kept tokens (original patch indices) of the step before, which both sides share, that map
+/// original indices to this step's positions. Infinite when something cannot be placed.
+fn flip_margin(scores: &[f32], want: Option<&Vec<Vec<u32>>>, got: Option<&Vec<Vec<u32>>>, prev: Option<&Vec<Vec<u32>>>) -> f32 {
+    let (Some(want), Some(got)) = (want, got) else { return f32::INFINITY };
+    let per = scores.len() / want.len().max(1);
+    let mut margin = 0f32;
+    for (b, (w, g)) in want.iter().zip(got).enumerate() {
+        let pos = |t: u32| -> Option<usize> {
+            match prev {
+                None => Some(t as usize),
+                Some(p) => p.get(b)?.iter().position(|&x| x == t),
+            }
+        };
+        let score = |t: u32| pos(t).and_then(|i| scores.get(b * per + i).copied());
+        let Some(cut) = w.iter().map(|&t| score(t)).collect::<Option<Vec<f32>>>().and_then(|v| v.into_iter().reduce(f32::min)) else { return f32::INFINITY };
+        for &t in w.iter().filter(|t| !g.contains(t)).chain(g.iter().filter(|t| !w.contains(t))) {
+            margin = margin.max(score(t).map_or(f32::INFINITY, |s| (s - cut).abs()));
+        }
+    }
+    margin
 }

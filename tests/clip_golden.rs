@@ -257,14 +257,19 @@ fn f16_check(fx: &ClipFixture, gpu: &Device) {
     let mut same = 0;
     let res = fx.check_pruning(&clip).unwrap();
     for r in &res {
-        println!("gpu f16 (math {math}) {}: kept equal {}, embeds {:e}", r.name, r.kept_equal, r.image_embeds);
+        println!("gpu f16 (math {math}) {}: kept equal {}, embeds {:e}, flip (margin, score Δ) {:?}", r.name, r.kept_equal, r.image_embeds, r.flip);
         if r.kept_equal {
             same += 1;
             assert!(r.image_embeds <= 1e-2, "{r:?}");
+        } else {
+            // A token that changed sides must have been a near-tie: its reference score within
+            // twice this step's score error of the cut.
+            let (margin, delta) = r.flip.expect("kept tokens differ at some step");
+            assert!(margin <= 2.0 * delta, "gpu f16 (math {math}) {}: a token {margin} from the cut changed sides (scores off by {delta})", r.name);
         }
     }
     // Near-ties may flip under f16 rounding; most cases keep exactly the same tokens.
-    assert!(same * 4 >= res.len() * 3, "only {same}/{} pruning cases kept the reference's tokens", res.len());
+    assert!(same * 2 >= res.len(), "only {same}/{} pruning cases kept the reference's tokens", res.len());
 }
 
 /// A programming error on the GPU path (injected) surfaces as an error: it is not hidden as a

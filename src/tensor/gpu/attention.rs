@@ -12,44 +12,71 @@ const COMBINE: &str = include_str!("attention_combine.wgsl");
 fn source(cell: &'static std::sync::OnceLock<String>, body: &str) -> &'static str {
     cell.get_or_init(|| format!("{PARAMS}\n{body}"))
 }
-/// The main kernel for head size `d` (its pipeline name and source), made once per size.
-fn main_kernel(d: usize) -> (&'static str, &'static str) {
-    static KERNELS: std::sync::Mutex<Vec<(usize, &'static str, &'static str)>> = std::sync::Mutex::new(Vec::new());
+/// How the tiled kernel (`attention.wgsl`) splits head size `d`: S invocations per query row,
+/// W columns each (at most 32), and BK keys per tile, as many of 32, 16, 8, 4 as fit the
+/// device's workgroup memory (`floats` of it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Tiling {
+    s: usize,
+    w: usize,
+    bk: usize,
+}
+
+impl Tiling {
+    fn new(d: usize, floats: usize) -> Tiling {
+        let s = d.div_ceil(32).next_power_of_two().min(4);
+        let w = d.div_ceil(s);
+        let ws = w + (s > 1) as usize;
+        let need = |bk: usize| 2 * bk * s * ws + if s > 1 { 64 * bk } else { 1 };
+        let bk = [32, 16, 8, 4].into_iter().find(|&bk| need(bk) <= floats).unwrap_or(4);
+        Tiling { s, w, bk }
+    }
+    /// Query rows one workgroup takes.
+    fn rows(self) -> usize {
+        64 / self.s
+    }
+    /// Loop iterations one invocation runs per key: the tile load, the partial dot product,
+    /// the exchange of partials, the softmax and the accumulation.
+    fn iterations_per_key(self) -> usize {
+        self.s * self.w / 64 + 2 * self.w + self.s + 4
+    }
+}
+
+/// The kernel for head size `d` with `tiling` (its pipeline name and source), made once each.
+fn main_kernel(d: usize, t: Tiling) -> (&'static str, &'static str) {
+    static KERNELS: std::sync::Mutex<Vec<(usize, Tiling, &'static str, &'static str)>> = std::sync::Mutex::new(Vec::new());
     let mut k = KERNELS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(&(_, name, src)) = k.iter().find(|e| e.0 == d) {
+    if let Some(&(_, _, name, src)) = k.iter().find(|e| e.0 == d && e.1 == t) {
         return (name, src);
     }
-    // At most MAX_HEAD_DIM sizes ever: leaking them gives the pipeline cache its static keys.
-    let name: &'static str = Box::leak(format!("attention_d{d}").into_boxed_str());
-    let src: &'static str = Box::leak(format!("{PARAMS}\n{}", MAIN.replace("HEAD_DIMu", &format!("{d}u"))).into_boxed_str());
-    k.push((d, name, src));
+    // At most MAX_HEAD_DIM sizes × 4 tilings ever: leaking them gives the pipeline cache its static keys.
+    let name: &'static str = Box::leak(format!("attention_d{d}_k{}", t.bk).into_boxed_str());
+    let scores = if t.s > 1 { t.bk * 64 } else { 1 };
+    let body = [("HEAD_DIMu", d), ("SLICESu", t.s), ("WIDTHu", t.w), ("KEYSu", t.bk), ("SCORESu", scores)]
+        .iter()
+        .fold(MAIN.to_string(), |src, (key, value)| src.replace(key, &format!("{value}u")));
+    let src: &'static str = Box::leak(format!("{PARAMS}\n{body}").into_boxed_str());
+    k.push((d, t, name, src));
     (name, src)
 }
 static COMBINE_WGSL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Loop iterations one invocation may run: Mesa's llvmpipe ends an invocation after 65535 loop
-/// iterations and keeps what it has (measured: 2·d + 1 per key fails from about 60 000 on), so
-/// long key ranges are split into chunks well below that.
+/// iterations and keeps what it has (measured with the untiled kernel: 2·d + 1 per key fails
+/// from about 60 000 on), so long key ranges are split into chunks well below that.
 const MAX_LOOP_ITERATIONS: usize = 30_000;
 /// Bytes of partial chunk states one pass may hold (small in unit tests, so they run several passes).
 const PART_BYTES: usize = if cfg!(test) { 64 << 10 } else { 32 << 20 };
+/// Workgroups a pass should have to fill a GPU (an H200 has 132 multiprocessors).
+const TARGET_WORKGROUPS: usize = 512;
 
-/// Keys per chunk for head size `d`: one key costs 2·d + 1 loop iterations.
-pub fn key_chunk(d: usize) -> usize {
-    (MAX_LOOP_ITERATIONS / (2 * d + 1)).max(1)
-}
-/// Invocations a pass should have to fill a GPU (an H200 has 132 multiprocessors).
-const TARGET_INVOCATIONS: usize = 32 << 10;
-/// Fewest keys one invocation walks when keys are split for parallelism alone.
-const MIN_KEYS_PER_CHUNK: usize = 16;
-
-/// Keys per invocation for `rows` query rows over `nk` keys of head size `d`: below
-/// [`key_chunk`], and short enough that small batches still give the GPU
-/// [`TARGET_INVOCATIONS`] (one ViT-B/16 image has 12 × 197 query rows: 13 chunks of 16 keys,
-/// merged by the combine pass, as flash-decoding splits keys).
-/// On a device that is not [`GpuContext::wide`] only the loop limit splits keys.
-fn chunk_for(wide: bool, rows: usize, nk: usize, d: usize) -> usize {
-    let fill = if wide { TARGET_INVOCATIONS.div_ceil(rows.max(1)).min(nk.div_ceil(MIN_KEYS_PER_CHUNK)) } else { 1 };
-    let chunks = nk.div_ceil(key_chunk(d)).max(fill);
+/// Keys per chunk for `blocks` workgroups of query rows over `nk` keys: below the loop limit,
+/// and, on a [`GpuContext::wide`] device, short enough (down to two tiles) that the blocks ×
+/// chunks fill the GPU (one ViT-B/16 image: 12 heads × 7 blocks of 32 rows, so 7 chunks, merged
+/// by the combine pass, as flash-decoding splits keys).
+fn chunk_for(wide: bool, t: Tiling, blocks: usize, nk: usize) -> usize {
+    let limit = (MAX_LOOP_ITERATIONS / t.iterations_per_key()).max(t.bk);
+    let fill = if wide { TARGET_WORKGROUPS.div_ceil(blocks.max(1)).min(nk.div_ceil(2 * t.bk)) } else { 1 };
+    let chunks = nk.div_ceil(limit).max(fill);
     nk.div_ceil(chunks.max(1)).max(1)
 }
 
@@ -99,33 +126,44 @@ fn run(
         }
     };
     let flag = key_sizes.is_some() as u32;
+    let group = group.max(1);
+    let tiling = Tiling::new(d, ctx.limits.max_compute_workgroup_storage_size as usize / 4);
+    let kernel = main_kernel(d, tiling);
     // Longer keys or a wider device split keys into chunks and add the combine pass.
-    ctx.compile_alternatives(|| [main_kernel(d), ("attention_combine", source(&COMBINE_WGSL, COMBINE))]);
-    let chunk = chunk_for(ctx.wide(), total, nk, d);
+    ctx.compile_alternatives(|| [kernel, ("attention_combine", source(&COMBINE_WGSL, COMBINE))]);
+    // Workgroups per (batch, key/value head): the group's query rows in blocks.
+    let blocks = (group * nq).div_ceil(tiling.rows());
+    let pairs = batch * (heads / group);
+    let chunk = chunk_for(ctx.wide(), tiling, pairs * blocks, nk);
     let chunks = nk.div_ceil(chunk);
-    let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group.max(1) as u32];
+    let mut w = vec![batch as u32, heads as u32, nq as u32, nk as u32, d as u32, causal as u32, (1.0 / (d as f32).sqrt()).to_bits(), group as u32];
     for l in lays {
         w.extend([l.bs as u32, l.hs as u32, l.rs as u32, l.off as u32]);
     }
+    let rows_per_pair = group * nq;
     if chunks == 1 {
         // One chunk: the kernel writes the output and `part` is a placeholder.
-        w.extend([chunk as u32, 1, 0, total as u32, flag, 0, 0, 0]);
+        w.extend([chunk as u32, 1, 0, total as u32, flag, 0, pairs as u32, 0]);
         let part = ctx.empty(&[1])?;
-        let (name, src) = main_kernel(d);
-        ctx.dispatch_1d(name, src, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w), &bias.buf], total, 64)?;
+        ctx.dispatch_1d(
+            kernel.0,
+            kernel.1,
+            &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &ctx.uniform(&w), &bias.buf],
+            pairs * blocks * 64,
+            64,
+        )?;
         return Ok(o);
     }
     let per_row = chunks * (d + 2);
-    let rows = (PART_BYTES / (4 * per_row)).clamp(1, total);
-    let part = ctx.empty(&[rows * per_row])?;
-    for row0 in (0..total).step_by(rows) {
-        let n = rows.min(total - row0);
+    let per_pass = (PART_BYTES / (4 * per_row * rows_per_pair)).clamp(1, pairs);
+    let part = ctx.empty(&[per_pass * rows_per_pair * per_row])?;
+    for bg0 in (0..pairs).step_by(per_pass) {
+        let n = per_pass.min(pairs - bg0);
         let mut pw = w.clone();
-        pw.extend([chunk as u32, chunks as u32, row0 as u32, n as u32, flag, 0, 0, 0]);
+        pw.extend([chunk as u32, chunks as u32, (bg0 * rows_per_pair) as u32, (n * rows_per_pair) as u32, flag, bg0 as u32, n as u32, 0]);
         let params = ctx.uniform(&pw);
-        let (name, src) = main_kernel(d);
-        ctx.dispatch_1d(name, src, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params, &bias.buf], n * chunks, 64)?;
-        ctx.dispatch_1d("attention_combine", source(&COMBINE_WGSL, COMBINE), &[&part.buf, &o.buf, &params], n * d, 64)?;
+        ctx.dispatch_1d(kernel.0, kernel.1, &[&bufs[0].buf, &bufs[1].buf, &bufs[2].buf, &o.buf, &part.buf, &params, &bias.buf], n * blocks * chunks * 64, 64)?;
+        ctx.dispatch_1d("attention_combine", source(&COMBINE_WGSL, COMBINE), &[&part.buf, &o.buf, &params], n * rows_per_pair * d, 64)?;
     }
     Ok(o)
 }
@@ -184,7 +222,7 @@ mod tests {
     #[test]
     fn matches_cpu() {
         let ctx = super::super::test_context();
-        // The last cases span several key chunks (`key_chunk`), causal and not; a wide device
+        // The last cases span several key chunks (`chunk_for`'s loop limit), causal and not; a wide device
         // also splits short key ranges to fill itself (the first cases), any adapter forced both ways.
         for (wide, &(b, h, n, d, causal)) in [false, true].into_iter().flat_map(|w| {
             [(1usize, 12usize, 197usize, 64usize, false), (2, 3, 17, 8, true), (1, 1, 1, 4, false), (1, 2, 1100, 80, false), (1, 2, 600, 128, true)]
@@ -220,35 +258,75 @@ mod tests {
         }
     }
 
-    /// Grouped-query attention (2 key/value heads for 6 query heads): GPU = CPU = the same
-    /// attention with the key/value heads repeated by hand.
+    /// Grouped-query attention (2 key/value heads for 6 or 16 query heads): GPU = CPU = the
+    /// same attention with the key/value heads repeated by hand; one query row (decoding, all
+    /// heads of a group in one block), blocks of rows that span two heads, head sizes that
+    /// split into 1, 2 and 4 slices, causal or not.
     #[test]
     fn grouped_query_matches_repeated_heads() {
         let ctx = super::super::test_context();
-        let (b, h, g, nq, nk, d) = (1usize, 6usize, 2usize, 5usize, 9usize, 16usize);
         let vals = |n: usize, s: usize| (0..n).map(|i| (((i * 7919 + s * 31) % 1999) as f32 / 999.5 - 1.0) * 2.0).collect::<Vec<f32>>();
-        let (q, k, v) = (vals(b * h * nq * d, 1), vals(b * g * nk * d, 2), vals(b * g * nk * d, 3));
         let t = |x: &[f32], s: &[usize]| Tensor::from_f32(x.to_vec(), s, &Device::cpu()).unwrap();
-        let rep = |x: &[f32]| -> Vec<f32> { (0..h).flat_map(|hh| x[(hh / (h / g)) * nk * d..(hh / (h / g) + 1) * nk * d].to_vec()).collect() };
-        for causal in [false, true] {
-            let (nq, q) = if causal { (nk, vals(b * h * nk * d, 4)) } else { (nq, q.clone()) };
-            let want =
-                Tensor::attention(&t(&q, &[b, h, nq, d]), &t(&rep(&k), &[b, h, nk, d]), &t(&rep(&v), &[b, h, nk, d]), causal).unwrap().to_vec_f32().unwrap();
-            let cpu = Tensor::attention(&t(&q, &[b, h, nq, d]), &t(&k, &[b, g, nk, d]), &t(&v, &[b, g, nk, d]), causal).unwrap().to_vec_f32().unwrap();
-            let got = ctx
-                .read_blocking(
-                    &attention(
-                        &ctx,
-                        &ctx.upload(&q, &[b, h, nq, d]).unwrap(),
-                        &ctx.upload(&k, &[b, g, nk, d]).unwrap(),
-                        &ctx.upload(&v, &[b, g, nk, d]).unwrap(),
-                        causal,
-                    )
-                    .unwrap(),
-                )
-                .unwrap();
-            assert!(crate::num::max_abs_diff(&cpu, &want) < 1e-6);
-            assert!(crate::num::max_abs_diff(&got, &want) < 1e-4, "causal {causal}");
+        for wide in [false, true] {
+            ctx.set_wide(Some(wide));
+            for &(b, h, g, nq, nk, d) in
+                &[(1usize, 6usize, 2usize, 5usize, 9usize, 16usize), (1, 16, 2, 1, 300, 128), (2, 4, 2, 23, 40, 80), (1, 4, 1, 40, 40, 64)]
+            {
+                let (k, v) = (vals(b * g * nk * d, 2), vals(b * g * nk * d, 3));
+                let rep = |x: &[f32]| -> Vec<f32> {
+                    (0..b * h)
+                        .flat_map(|bh| {
+                            let (bb, hh) = (bh / h, bh % h);
+                            let src = (bb * g + hh / (h / g)) * nk * d;
+                            x[src..src + nk * d].to_vec()
+                        })
+                        .collect()
+                };
+                for causal in [false, true] {
+                    let q = vals(b * h * nq * d, 4);
+                    let want = Tensor::attention(&t(&q, &[b, h, nq, d]), &t(&rep(&k), &[b, h, nk, d]), &t(&rep(&v), &[b, h, nk, d]), causal)
+                        .unwrap()
+                        .to_vec_f32()
+                        .unwrap();
+                    let cpu = Tensor::attention(&t(&q, &[b, h, nq, d]), &t(&k, &[b, g, nk, d]), &t(&v, &[b, g, nk, d]), causal).unwrap().to_vec_f32().unwrap();
+                    let got = ctx
+                        .read_blocking(
+                            &attention(
+                                &ctx,
+                                &ctx.upload(&q, &[b, h, nq, d]).unwrap(),
+                                &ctx.upload(&k, &[b, g, nk, d]).unwrap(),
+                                &ctx.upload(&v, &[b, g, nk, d]).unwrap(),
+                                causal,
+                            )
+                            .unwrap(),
+                        )
+                        .unwrap();
+                    assert!(crate::num::max_abs_diff(&cpu, &want) < 1e-6);
+                    let dd = crate::num::max_abs_diff(&got, &want);
+                    assert!(dd < 1e-4, "b{b} h{h} g{g} nq{nq} nk{nk} d{d} causal {causal} wide {wide}: max |Δ| {dd}");
+                }
+            }
         }
+        ctx.set_wide(None);
+    }
+
+    /// The tiling: slices of at most 32 columns, tiles as large as the workgroup memory allows
+    /// (WebGPU's default 16 KiB: 4096 floats), and the chunks a wide device splits keys into.
+    #[test]
+    fn tiling_fits_the_workgroup_memory() {
+        for d in 1..=MAX_HEAD_DIM {
+            for floats in [4096, 12288] {
+                let t = Tiling::new(d, floats);
+                assert!(t.w <= 32 && t.s * t.w >= d && 64 % t.s == 0, "d {d}: {t:?}");
+                let ws = t.w + (t.s > 1) as usize;
+                assert!(2 * t.bk * t.s * ws + if t.s > 1 { 64 * t.bk } else { 1 } <= floats, "d {d}: {t:?} over {floats} floats");
+            }
+        }
+        assert_eq!(Tiling::new(64, 4096), Tiling { s: 2, w: 32, bk: 16 });
+        assert_eq!(Tiling::new(128, 4096).bk, 8);
+        // ViT-B/16 at batch 1 on a wide device: 12 heads × 7 blocks, keys in 7 chunks.
+        let t = Tiling::new(64, 4096);
+        assert_eq!(197usize.div_ceil(chunk_for(true, t, 12 * 7, 197)), 7);
+        assert_eq!(chunk_for(false, t, 12 * 7, 197), 197);
     }
 }

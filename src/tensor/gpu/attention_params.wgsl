@@ -7,7 +7,7 @@ struct Params {
     d: u32, causal: u32, scale: f32, group: u32,
     q: Layout, k: Layout, v: Layout, o: Layout,
     chunk: u32, chunks: u32, row0: u32, rows: u32,
-    has_bias: u32, _p0: u32, _p1: u32, _p2: u32,
+    has_bias: u32, bg0: u32, nbg: u32, _p2: u32,
 }
 
 // The query (x), head (y) and batch item (z) of a query row numbered over [B, H, Nq].

@@ -28,7 +28,7 @@ pub struct GpuContext {
     pub(super) submits: std::sync::atomic::AtomicU64,
     /// Dispatches recorded but not yet submitted: one submit per [`Self::BATCH`] ops (or at
     /// a read-back) instead of one per op.
-    pub(super) pending: Mutex<Option<(wgpu::CommandEncoder, usize)>>,
+    pub(super) pending: Mutex<Option<super::pipelines::Pending>>,
     /// The first device error not yet reported (validation, out of memory, device loss).
     /// wgpu's default handler panics; ours records it and the next op returns it.
     pub(super) error: Arc<Mutex<Option<String>>>,

@@ -100,25 +100,37 @@ impl GpuContext {
             bindings.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let (enc, n) = pending.get_or_insert_with(|| (self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }), 0));
-        let mut record = |timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
-        };
+        let p = pending.get_or_insert_with(|| Pending {
+            enc: self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
+            pass: None,
+            n: 0,
+        });
         if self.profiling.load(std::sync::atomic::Ordering::Relaxed) {
+            // A pass of its own, for its timestamps.
+            p.pass = None;
             let names = self.pipeline_names.lock().unwrap_or_else(|p| p.into_inner());
             let name = names.get(&(pipeline as *const wgpu::ComputePipeline as usize)).copied().unwrap_or("?");
             drop(names);
-            self.profile_pass(name, groups, record);
+            let enc = &mut p.enc;
+            self.profile_pass(name, groups, |timestamp_writes| {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+            });
         } else {
-            record(None);
+            let enc = &mut p.enc;
+            let pass =
+                p.pass.get_or_insert_with(|| enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None }).forget_lifetime());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
         }
-        *n += 1;
+        p.n += 1;
         self.dispatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if *n >= Self::batch() {
-            if let Some((mut enc, _)) = pending.take() {
+        if p.n >= Self::batch() {
+            if let Some(p) = pending.take() {
+                let mut enc = p.encoder();
                 self.profile_resolve(&mut enc);
                 self.queue.submit([enc.finish()]);
                 self.submits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -147,7 +159,7 @@ impl GpuContext {
     pub(super) fn flush_with(&self, extra: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let mut enc = match pending.take() {
-            Some((enc, _)) => enc,
+            Some(p) => p.encoder(),
             None => self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }),
         };
         extra(&mut enc);
@@ -163,6 +175,23 @@ impl GpuContext {
         let groups = items.div_ceil(wg.max(1)) as u32;
         let gx = groups.clamp(1, 32768);
         self.dispatch(&self.pipeline(name, wgsl), bindings, (gx, groups.div_ceil(gx), 1))
+    }
+}
+
+/// The command buffer being recorded: its encoder, the compute pass its dispatches share (wgpu
+/// orders the dispatches of one pass by their usage scopes, with the barriers they need; a
+/// profile gives each dispatch a pass of its own, for its timestamps), and its dispatches.
+pub(crate) struct Pending {
+    enc: wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+    n: usize,
+}
+
+impl Pending {
+    /// The encoder, its open pass ended.
+    fn encoder(mut self) -> wgpu::CommandEncoder {
+        drop(self.pass.take());
+        self.enc
     }
 }
 

@@ -66,6 +66,13 @@ pub fn windows(grid_h: usize, grid_w: usize, v: &VisionConfig) -> Windows {
     Windows { index, bounds }
 }
 
+/// The size of the windows `bounds` (token boundaries from 0) cut, when all are one size.
+fn equal_windows(bounds: &[usize]) -> Option<usize> {
+    let mut sizes = bounds.windows(2).map(|w| w[1] - w[0]);
+    let first = sizes.next()?;
+    sizes.all(|n| n == first).then_some(first)
+}
+
 /// Per token (in window order) the rotary angles' cos and sin, `[S, head_dim / 2]`: the first
 /// half of the frequencies rotate with the patch row, the second with the column.
 fn rope_tables(win: &Windows, grid_w: usize, v: &VisionConfig) -> (Vec<f32>, Vec<f32>) {
@@ -184,13 +191,25 @@ impl VisionTower {
             let vv = part(2)?;
             let to_heads = |t: &Tensor| t.permute(&[1, 0, 2]); // [H, S, hd]
             let (q, k, vv) = (to_heads(&q)?, to_heads(&k)?, to_heads(&vv)?);
-            let mut outs = Vec::with_capacity(bounds.len());
-            for w in bounds.windows(2) {
-                let (s0, n) = (w[0], w[1] - w[0]);
-                let seg = |t: &Tensor| t.narrow(1, s0, n).and_then(|t| t.reshape(&[1, heads, n, hd]));
-                outs.push(Tensor::attention(&seg(&q)?, &seg(&k)?, &seg(&vv)?, false)?);
-            }
-            let o = if outs.len() == 1 { outs.pop().ok_or_else(|| Error::arg("no window"))? } else { Tensor::cat(&outs.iter().collect::<Vec<_>>(), 2)? };
+            let o = if let Some(n) = equal_windows(bounds) {
+                // Windows of one size (every image whose sides are multiples of the window):
+                // each window is a head of its own, one attention for all, nothing copied.
+                let nw = (s_len / n.max(1)).max(1);
+                let r = |t: &Tensor| t.reshape(&[1, heads * nw, n, hd]);
+                Tensor::attention(&r(&q)?, &r(&k)?, &r(&vv)?, false)?
+            } else {
+                let mut outs = Vec::with_capacity(bounds.len());
+                for w in bounds.windows(2) {
+                    let (s0, n) = (w[0], w[1] - w[0]);
+                    let seg = |t: &Tensor| t.narrow(1, s0, n).and_then(|t| t.reshape(&[1, heads, n, hd]));
+                    outs.push(Tensor::attention(&seg(&q)?, &seg(&k)?, &seg(&vv)?, false)?);
+                }
+                if outs.len() == 1 {
+                    outs.pop().ok_or_else(|| Error::arg("no window"))?
+                } else {
+                    Tensor::cat(&outs.iter().collect::<Vec<_>>(), 2)?
+                }
+            };
             let o = o.reshape(&[heads, s_len, hd])?.permute(&[1, 0, 2])?.reshape(&[s_len, d])?;
             // Residuals and the gate's SiLU in the projections' epilogues.
             x = blk.proj.forward_ex(&o, None, Some(&x))?;
@@ -222,5 +241,18 @@ impl VisionTower {
             None => None,
         };
         Ok(VisionOut { embeds, unit_scores })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Windows of one size run as one attention (448² and 224² images); others per window.
+    #[test]
+    fn equal_windows_only_when_every_window_has_one_size() {
+        use super::equal_windows;
+        assert_eq!(equal_windows(&[0, 64, 128, 192]), Some(64));
+        assert_eq!(equal_windows(&[0, 1024]), Some(1024));
+        assert_eq!(equal_windows(&[0, 64, 100, 164]), None);
+        assert_eq!(equal_windows(&[0]), None);
     }
 }

@@ -58,8 +58,9 @@ fn cpu(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
 impl Tensor {
     /// Causal depthwise conv1d over time of `self` `[B, L, C]` (weights `w` `[C, K]`, `bias`
     /// `[C]`), continuing from `state` `[B, K−1, C]` (the previous K−1 inputs; zeros at the
-    /// start). Returns `(y [B, L, C], next state)`.
-    pub fn causal_conv1d(&self, state: &Tensor, w: &Tensor, bias: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// start), then `act` if given (on the GPU in the same dispatch). Returns
+    /// `(y [B, L, C], next state)`.
+    pub fn causal_conv1d(&self, state: &Tensor, w: &Tensor, bias: &Tensor, act: Option<super::Activation>) -> Result<(Tensor, Tensor)> {
         let (xs, ss, ws) = (self.shape(), state.shape(), w.shape());
         let (&[b, len, c], &[c2, k]) = (&xs[..], &ws[..]) else {
             return Err(Error::arg(format!("causal_conv1d: input {xs:?}, weight {ws:?}")));
@@ -67,20 +68,23 @@ impl Tensor {
         if k == 0 || c2 != c || ss != [b, k - 1, c] || bias.shape() != [c] {
             return Err(Error::arg(format!("causal_conv1d: input {xs:?}, state {ss:?}, weight {ws:?}, bias {:?} do not agree", bias.shape())));
         }
+        let act_on = |y: Tensor| match act {
+            Some(a) => y.act(a),
+            None => Ok(y),
+        };
         match (self, state, w, bias) {
             (Tensor::Cpu(x), Tensor::Cpu(s), Tensor::Cpu(w), Tensor::Cpu(bias)) => {
                 let mut st = host(s)?;
                 let y = causal_conv1d(b, len, c, k, &host(x)?, &host(w)?, &host(bias)?, &mut st);
-                Ok((cpu(y, &[b, len, c])?, cpu(st, &ss)?))
+                Ok((act_on(cpu(y, &[b, len, c])?)?, cpu(st, &ss)?))
             }
-            (Tensor::Gpu(ctx, _), Tensor::Gpu(..), Tensor::Gpu(_, gw), Tensor::Gpu(_, gb)) => {
+            (Tensor::Gpu(ctx, gx), Tensor::Gpu(_, gs), Tensor::Gpu(_, gw), Tensor::Gpu(_, gb)) => {
                 if k == 1 {
-                    return Ok((self.mul(&w.reshape(&[c])?)?.add(bias)?, state.clone()));
+                    return Ok((act_on(self.mul(&w.reshape(&[c])?)?.add(bias)?)?, state.clone()));
                 }
-                let win = Tensor::cat(&[state, self], 1)?;
-                let Tensor::Gpu(_, gwin) = &win else { return Err(super::mixed()) };
-                let y = gpu::ssm::conv1d(ctx, gwin, gw, gb)?;
-                Ok((Tensor::Gpu(ctx.clone(), y), win.narrow(1, len, k - 1)?))
+                let code = act.map_or(0, gpu::elementwise::act_code);
+                let (y, next) = gpu::ssm::conv1d(ctx, gs, gx, gw, gb, code)?;
+                Ok((Tensor::Gpu(ctx.clone(), y), Tensor::Gpu(ctx.clone(), next)))
             }
             _ => Err(super::mixed()),
         }
@@ -144,9 +148,9 @@ mod tests {
         use crate::tensor::Device;
         let t = |v: Vec<f32>, s: &[usize]| Tensor::from_f32(v, s, &Device::cpu()).unwrap();
         let (x, bias) = (t(vec![0.0; 6], &[1, 2, 3]), t(vec![0.0; 3], &[3]));
-        let e = x.causal_conv1d(&t(vec![], &[1, 0, 3]), &t(vec![], &[3, 0]), &bias).unwrap_err().to_string();
+        let e = x.causal_conv1d(&t(vec![], &[1, 0, 3]), &t(vec![], &[3, 0]), &bias, None).unwrap_err().to_string();
         assert!(e.contains("causal_conv1d"), "{e}");
-        let e = x.causal_conv1d(&t(vec![0.0; 6], &[1, 2, 3]), &t(vec![0.0; 12], &[3, 4]), &bias).unwrap_err().to_string();
+        let e = x.causal_conv1d(&t(vec![0.0; 6], &[1, 2, 3]), &t(vec![0.0; 12], &[3, 4]), &bias, None).unwrap_err().to_string();
         assert!(e.contains("state [1, 2, 3]"), "{e}");
         let h = t(vec![0.0; 12], &[1, 3, 4]);
         let ad = t(vec![0.0; 15], &[3, 5]);
@@ -183,5 +187,31 @@ mod tests {
         let d = crate::num::max_abs_diff;
         assert!(d(&yc, &yg) < 1e-4 && d(&hc, &hg) < 1e-4, "y {} h {}", d(&yc, &yg), d(&hc, &hg));
         assert_eq!(sc.chunks(3).map(|r| r[0]).collect::<Vec<_>>(), sg.chunks(3).map(|r| r[0]).collect::<Vec<_>>(), "updates per channel");
+    }
+
+    /// The GPU's one-dispatch conv (state and input read in place, the next state and SiLU in
+    /// the same dispatch) gives the CPU's outputs and next state: prefill and one-step decode,
+    /// with and without the activation, and a kernel of one tap (no state).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn gpu_conv_matches_cpu() {
+        use crate::tensor::{Activation, Device};
+        let Ok(gpu) = Device::gpu() else { panic!("a GPU adapter (scripts/setup.sh installs mesa-vulkan-drivers)") };
+        for &(b, l, c, k) in &[(2usize, 7usize, 5usize, 4usize), (1, 1, 9, 4), (2, 3, 4, 1), (1, 2, 3, 5)] {
+            for act in [None, Some(Activation::Silu)] {
+                let run = |dev: &Device| {
+                    let t = |v: Vec<f32>, s: &[usize]| Tensor::from_f32(v, s, dev).unwrap();
+                    let x = t(vals(b * l * c, 1), &[b, l, c]);
+                    let st = t(vals(b * (k - 1) * c, 2), &[b, k - 1, c]);
+                    let (y, next) = x.causal_conv1d(&st, &t(vals(c * k, 3), &[c, k]), &t(vals(c, 4), &[c]), act).unwrap();
+                    (y.to_vec_f32().unwrap(), next.to_vec_f32().unwrap(), next.shape())
+                };
+                let (yc, nc, sc) = run(&Device::cpu());
+                let (yg, ng, sg) = run(&gpu);
+                let d = crate::num::max_abs_diff;
+                assert_eq!(sc, sg);
+                assert!(d(&yc, &yg) < 1e-5 && d(&nc, &ng) == 0.0, "b{b} l{l} c{c} k{k} {act:?}: y {} state {}", d(&yc, &yg), d(&nc, &ng));
+            }
+        }
     }
 }

@@ -83,8 +83,7 @@ impl MixerLayer {
         let (bx, bz) = (self.in_bias.as_ref().map(|b| &b.0), self.in_bias.as_ref().map(|b| &b.1));
         let xs = self.in_x.forward(&xn, bx)?.reshape(&[bsz, len, i])?; // [B, L, I]
         let gate = self.in_z.forward_ex(&xn, bz, Some(Activation::Silu), None)?; // [rows, I]
-        let (xc, conv_next) = xs.causal_conv1d(conv, &self.conv_w, &self.conv_b)?;
-        let xc = xc.act(Activation::Silu)?;
+        let (xc, conv_next) = xs.causal_conv1d(conv, &self.conv_w, &self.conv_b, Some(Activation::Silu))?;
         let proj = self.x_proj.forward(&xc, None)?; // [B, L, R + 2N]
         let r = proj.dim(2)? - 2 * n;
         let dt = self.dt_proj.forward_ex(&proj.narrow(2, 0, r)?, Some(&self.dt_bias), Some(Activation::Softplus), None)?;

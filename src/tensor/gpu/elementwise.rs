@@ -5,7 +5,7 @@
 use super::{GpuContext, GpuTensor};
 use crate::error::{Error, Result};
 
-const ACTIVATION: &str = include_str!("activation.wgsl");
+pub(super) const ACTIVATION: &str = include_str!("activation.wgsl");
 
 /// `activation.wgsl` in front of `body`, made once per kernel.
 pub(crate) fn with_activation(cell: &'static std::sync::OnceLock<String>, body: &str) -> &'static str {

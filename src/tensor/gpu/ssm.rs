@@ -14,23 +14,26 @@ const CHUNK: &str = include_str!("ssm_chunk.wgsl");
 /// State values per channel the scan kernel holds in registers.
 pub const MAX_STATE: usize = 64;
 
-/// `win` `[B, L + K − 1, C]` (previous inputs, then this call's), `w` `[C, K]`, `bias` `[C]`
-/// → `[B, L, C]`.
-pub fn conv1d(ctx: &GpuContext, win: &GpuTensor, w: &GpuTensor, bias: &GpuTensor) -> Result<GpuTensor> {
-    let (&[c, k], &[b, rows, c2]) = (&w.shape[..], &win.shape[..]) else {
-        return Err(Error::arg(format!("conv1d: weight {:?} / window {:?}", w.shape, win.shape)));
+/// `state` `[B, K − 1, C]` (the previous inputs) and `x` `[B, L, C]`, `w` `[C, K]`, `bias`
+/// `[C]` → (`act`(conv) `[B, L, C]`, the next state `[B, K − 1, C]`), in one dispatch
+/// (`act`: an activation code of `activation.wgsl`, 0 for none).
+pub fn conv1d(ctx: &GpuContext, state: &GpuTensor, x: &GpuTensor, w: &GpuTensor, bias: &GpuTensor, act: u32) -> Result<(GpuTensor, GpuTensor)> {
+    let (&[c, k], &[b, len, c2]) = (&w.shape[..], &x.shape[..]) else {
+        return Err(Error::arg(format!("conv1d: weight {:?} / input {:?}", w.shape, x.shape)));
     };
-    if c2 != c || rows < k || bias.shape != [c] {
-        return Err(Error::arg(format!("conv1d: window {:?}, weight {:?}, bias {:?} do not agree", win.shape, w.shape, bias.shape)));
+    if c2 != c || k == 0 || state.shape != [b, k - 1, c] || bias.shape != [c] {
+        return Err(Error::arg(format!("conv1d: input {:?}, state {:?}, weight {:?}, bias {:?} do not agree", x.shape, state.shape, w.shape, bias.shape)));
     }
-    let len = rows + 1 - k;
     let y = ctx.empty(&[b, len, c])?;
-    if y.is_empty() {
-        return Ok(y);
+    let next = ctx.empty(&[b, k - 1, c])?;
+    if y.is_empty() && next.is_empty() {
+        return Ok((y, next));
     }
-    let params = ctx.uniform(&[b as u32, len as u32, c as u32, k as u32]);
-    ctx.dispatch_1d("ssm_conv", CONV, &[&win.buf, &w.buf, &bias.buf, &y.buf, &params], y.len(), 256)?;
-    Ok(y)
+    static SRC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let src = SRC.get_or_init(|| format!("{}\n{CONV}", super::elementwise::ACTIVATION));
+    let params = ctx.uniform(&[b as u32, len as u32, c as u32, k as u32, act, 0, 0, 0]);
+    ctx.dispatch_1d("ssm_conv", src, &[&state.buf, &x.buf, &w.buf, &bias.buf, &y.buf, &next.buf, &params], y.len() + next.len(), 256)?;
+    Ok((y, next))
 }
 
 /// The scan's inputs as the kernel reads them.

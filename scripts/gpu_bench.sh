@@ -21,7 +21,8 @@ mkdir -p "$out"
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 TESTS=(clip_golden mamba_golden qwen_golden generation)
 # GPU_BENCH_SMOKE=1: one test binary and the smallest settings, to check the script itself on a
-# software adapter. GPU_BENCH_TESTS=0: the benchmarks alone (no golden tests); GPU_BENCH_QWEN:
+# software adapter. GPU_BENCH_TESTS=0: the benchmarks alone (no golden tests), or a list of test
+# binaries to run; GPU_BENCH_QWEN:
 # other `bench qwen` settings.
 if [ -n "${GPU_BENCH_SMOKE:-}" ]; then
   RUN_TESTS=(clip_golden) ITERS=1 BATCHES=1 NS=64 QWEN="--vision-depth 1 --lm-layers 1 --image 56 --iters 1 --decode 2"
@@ -32,7 +33,12 @@ else
   QWEN="--vision-depth 32 --lm-layers 36 --image 448 --iters 3 --decode 16"
   MAMBA_LM="--prompt-lens 512,2048 --decode 128 --iters 3"
 fi
-[ "${GPU_BENCH_TESTS:-1}" = 0 ] && RUN_TESTS=()
+# GPU_BENCH_TESTS="clip_golden qwen_golden": only these test binaries.
+case "${GPU_BENCH_TESTS:-1}" in
+  0) RUN_TESTS=() ;;
+  1) ;;
+  *) read -ra RUN_TESTS <<<"$GPU_BENCH_TESTS" ;;
+esac
 QWEN=${GPU_BENCH_QWEN:-$QWEN}
 
 pack() {
@@ -138,7 +144,7 @@ for r in load("clip-gpu-f16.json") or []:
 for r in load("clip-gpu-int8.json") or []:
     rows.append((f"clip ViT-B/16 {r['precision']} b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"× f32 {r['f32_ratio']:.3f}", f"cos to f32 {r['cos_to_f32']:.6f}"))
 for r in (load("scan-gpu.json") or {}).get("rows", []):
-    rows.append((f"scan L={r['len']}", f"sequential {r['sequential_ms']:.2f} ms", f"chunked {r['chunked_ms']:.2f} ms ({r['chunks']} chunks)", f"speed-up {r['speedup']:.2f}x, max |Δ| {r['max_abs_diff']:.1e}"))
+    rows.append((f"scan L={r['len']}", f"sequential {r['sequential_ms']:.2f} ms", f"chunked {r['chunked_ms']:.2f} ms ({r['chunks']} chunks)", f"speed-up {r['speedup']:.2f}x; 64-step chunks {r['chunked_fine_ms']:.2f} ms ({r['fine_chunks']}, {r['sequential_ms'] / r['chunked_fine_ms']:.2f}x); max |Δ| {r['max_abs_diff']:.1e}"))
 for r in cpu or []:
     rows.append((f"clip ViT-B/16 CPU b{r['batch']} keep {r['keep']:.2f}", f"{r['ms_median']:.2f} ms/img", f"ratio {r['ratio']:.3f} (FLOP bound {r['flop_ratio']:.3f})", ""))
 for r in (m or {}).get("rows", []):

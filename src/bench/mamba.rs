@@ -263,6 +263,10 @@ pub struct ScanBenchRow {
     /// The chunked kernel with the chunks a wide (hardware) GPU gets, timed here too.
     pub chunked_wide_ms: f64,
     pub wide_chunks: usize,
+    /// The chunked kernel with chunks of 64 steps (time split finer than the wide default),
+    /// timed here too, to choose the default from a measurement.
+    pub chunked_fine_ms: f64,
+    pub fine_chunks: usize,
     /// Largest |Δ| of y and of the final state between the chunked and the sequential kernel.
     pub max_abs_diff: f64,
 }
@@ -299,10 +303,12 @@ pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize
         let h = ctx.upload(&vec![0.0; c * n], &[1, c, n])?;
         let args = ScanArgs { x: &x, dt: &dt, proj: &proj, b_off: DT_RANK, ad: &ad, h: &h, tau: 0.0, max_run: 1.0 };
         let lanes = c * n.next_power_of_two();
-        let (chunks, wide_chunks) = (scan_chunks(ctx.wide(), lanes, len), scan_chunks(true, lanes, len));
+        let (chunks, wide_chunks, fine_chunks) = (scan_chunks(ctx.wide(), lanes, len), scan_chunks(true, lanes, len), len.div_ceil(64));
         type Out = (crate::tensor::gpu::GpuTensor, crate::tensor::gpu::GpuTensor, crate::tensor::gpu::GpuTensor);
-        let kernels: [&dyn Fn() -> Result<Out>; 3] =
-            [&|| scan_sequential(ctx, &args), &|| scan_chunked(ctx, &args, Some(chunks)), &|| scan_chunked(ctx, &args, Some(wide_chunks))];
+        let kernels: [&dyn Fn() -> Result<Out>; 4] =
+            [&|| scan_sequential(ctx, &args), &|| scan_chunked(ctx, &args, Some(chunks)), &|| scan_chunked(ctx, &args, Some(wide_chunks)), &|| {
+                scan_chunked(ctx, &args, Some(fine_chunks))
+            }];
         let mut outs = Vec::new();
         for k in &kernels {
             let (y, h, _) = k()?;
@@ -310,7 +316,7 @@ pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize
         }
         let diff =
             outs[1..].iter().map(|(y, h)| crate::num::max_abs_diff(y, &outs[0].0).max(crate::num::max_abs_diff(h, &outs[0].1))).fold(0f32, crate::num::nan_max);
-        let mut times = vec![Vec::new(); 3];
+        let mut times = vec![Vec::new(); 4];
         for _ in 0..iters {
             for (k, ts) in kernels.iter().zip(times.iter_mut()) {
                 let t0 = now_ms();
@@ -319,11 +325,22 @@ pub fn bench_scan(device: &Device, lens: &[usize], channels: usize, state: usize
                 ts.push(now_ms() - t0);
             }
         }
-        let [s, c1, cw]: [f64; 3] = times.into_iter().map(median).collect::<Vec<_>>().try_into().map_err(|_| Error::Backend("three timings".into()))?;
+        let [s, c1, cw, cf]: [f64; 4] = times.into_iter().map(median).collect::<Vec<_>>().try_into().map_err(|_| Error::Backend("four timings".into()))?;
         progress(&format!(
-            "L = {len}: sequential {s:.1} ms, chunked {c1:.1} ms ({chunks} chunks), wide chunking {cw:.1} ms ({wide_chunks} chunks), max |Δ| {diff:e}"
+            "L = {len}: sequential {s:.1} ms, chunked {c1:.1} ms ({chunks} chunks), wide chunking {cw:.1} ms ({wide_chunks} chunks), 64-step chunks {cf:.1} ms ({fine_chunks}), max |Δ| {diff:e}"
         ));
-        rows.push(ScanBenchRow { len, sequential_ms: s, chunked_ms: c1, chunks, speedup: s / c1, chunked_wide_ms: cw, wide_chunks, max_abs_diff: diff as f64 });
+        rows.push(ScanBenchRow {
+            len,
+            sequential_ms: s,
+            chunked_ms: c1,
+            chunks,
+            speedup: s / c1,
+            chunked_wide_ms: cw,
+            wide_chunks,
+            chunked_fine_ms: cf,
+            fine_chunks,
+            max_abs_diff: diff as f64,
+        });
     }
     Ok(rows)
 }

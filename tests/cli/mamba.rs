@@ -136,7 +136,7 @@ fn mamba_on_gpu_generates_what_the_cpu_does_and_benches() {
     assert_eq!(rows.len(), 2, "{v}");
     for r in rows {
         assert!(r["sequential_ms"].as_f64().unwrap() > 0.0 && r["chunked_ms"].as_f64().unwrap() > 0.0 && r["speedup"].as_f64().unwrap() > 0.0, "{r}");
-        assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-4 && r["wide_chunks"].as_u64().unwrap() >= 1, "{r}");
+        assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-4 && r["wide_chunks"].as_u64().unwrap() >= 1 && r["fine_chunks"].as_u64().unwrap() >= 1, "{r}");
     }
     let out = effarch(&["bench", "scan", "--device", "gpu", "--lens", "4000000000"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("storage buffer limit"), "{}", String::from_utf8_lossy(&out.stderr));

@@ -13,36 +13,41 @@ fn source(cell: &'static std::sync::OnceLock<String>, body: &str) -> &'static st
     cell.get_or_init(|| format!("{PARAMS}\n{body}"))
 }
 /// How the tiled kernel (`attention.wgsl`) splits head size `d`: S invocations per query row,
-/// W columns each (at most 32), and BK keys per tile, as many of 32, 16, 8, 4 as fit the
-/// device's workgroup memory (`floats` of it).
+/// W4 vec4s of columns each (at most 32 columns), and BK keys per tile, as many of 32, 16, 8,
+/// 4 as fit the device's workgroup memory (`floats` of it).
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Tiling {
     s: usize,
-    w: usize,
+    w4: usize,
     bk: usize,
 }
 
 impl Tiling {
     fn new(d: usize, floats: usize) -> Tiling {
         let s = d.div_ceil(32).next_power_of_two().min(4);
-        let w = d.div_ceil(s);
-        let ws = w + (s > 1) as usize;
-        let need = |bk: usize| 2 * bk * s * ws + if s > 1 { 64 * bk } else { 1 };
+        let w4 = d.div_ceil(s).div_ceil(4);
+        let need = |bk: usize| Self::floats(s, w4, bk);
         let bk = [32, 16, 8, 4].into_iter().find(|&bk| need(bk) <= floats).unwrap_or(4);
-        Tiling { s, w, bk }
+        Tiling { s, w4, bk }
+    }
+    /// Workgroup memory (floats) of a tiling: key and value tiles, the partial scores.
+    fn floats(s: usize, w4: usize, bk: usize) -> usize {
+        let ws = w4 + (s > 1) as usize;
+        2 * bk * s * ws * 4 + 64 * bk
     }
     /// Query rows one workgroup takes.
     fn rows(self) -> usize {
         64 / self.s
     }
-    /// Loop iterations one invocation runs per key: the tile load, the partial dot product,
-    /// the exchange of partials, the softmax and the accumulation.
+    /// Loop iterations one invocation runs per key (the column code is written out): the
+    /// tile load, the partial dot product, the two passes over the scores' slices.
     fn iterations_per_key(self) -> usize {
-        self.s * self.w / 64 + 2 * self.w + self.s + 4
+        (self.s * self.w4).div_ceil(64) + 2 * self.s + 6
     }
 }
 
-/// The kernel for head size `d` with `tiling` (its pipeline name and source), made once each.
+/// The kernel for head size `d` with `tiling` (its pipeline name and source), made once each:
+/// the column code written out over named vec4 registers.
 fn main_kernel(d: usize, t: Tiling) -> (&'static str, &'static str) {
     static KERNELS: std::sync::Mutex<Vec<(usize, Tiling, &'static str, &'static str)>> = std::sync::Mutex::new(Vec::new());
     let mut k = KERNELS.lock().unwrap_or_else(|p| p.into_inner());
@@ -51,10 +56,36 @@ fn main_kernel(d: usize, t: Tiling) -> (&'static str, &'static str) {
     }
     // At most MAX_HEAD_DIM sizes × 4 tilings ever: leaking them gives the pipeline cache its static keys.
     let name: &'static str = Box::leak(format!("attention_d{d}_k{}", t.bk).into_boxed_str());
-    let scores = if t.s > 1 { t.bk * 64 } else { 1 };
-    let body = [("HEAD_DIMu", d), ("SLICESu", t.s), ("WIDTHu", t.w), ("KEYSu", t.bk), ("SCORESu", scores)]
-        .iter()
-        .fold(MAIN.to_string(), |src, (key, value)| src.replace(key, &format!("{value}u")));
+    let each = |f: &dyn Fn(usize) -> String| (0..t.w4).map(f).collect::<Vec<_>>().join("\n");
+    let lanes = |dst: &str, at: &str| {
+        (0..4 * t.w4)
+            .map(|c| format!("        if (col0 + {c}u < D) {{ {dst}[{at} + {c}u] = acc{}.{} * inv; }}", c / 4, ["x", "y", "z", "w"][c % 4]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let qv = each(&|v| {
+        let c = 4 * v;
+        format!(
+            "    let qv{v} = vec4<f32>(ld_q(qi + col0 + {c}u, col0 + {c}u), ld_q(qi + col0 + {}u, col0 + {}u), ld_q(qi + col0 + {}u, col0 + {}u), ld_q(qi + col0 + {}u, col0 + {}u));\n    var acc{v} = vec4<f32>(0.0);",
+            c + 1,
+            c + 1,
+            c + 2,
+            c + 2,
+            c + 3,
+            c + 3
+        )
+    });
+    let body = MAIN
+        .replace("HEAD_DIMu", &format!("{d}u"))
+        .replace("SLICESu", &format!("{}u", t.s))
+        .replace("VEC4Su", &format!("{}u", t.w4))
+        .replace("KEYSu", &format!("{}u", t.bk))
+        .replace("QV_DECL", &qv)
+        .replace("DOT", &each(&|v| format!("            sdot += dot(qv{v}, ks[at + {v}u]);")))
+        .replace("SCALE", &each(&|v| format!("        acc{v} *= corr;")))
+        .replace("ACCUMULATE", &each(&|v| format!("                acc{v} = fma(ev, vs[at + {v}u], acc{v});")))
+        .replace("STORE_OUT", &lanes("o", "oi"))
+        .replace("STORE_PART", &lanes("part", "pi"));
     let src: &'static str = Box::leak(format!("{PARAMS}\n{body}").into_boxed_str());
     k.push((d, t, name, src));
     (name, src)
@@ -317,12 +348,11 @@ mod tests {
         for d in 1..=MAX_HEAD_DIM {
             for floats in [4096, 12288] {
                 let t = Tiling::new(d, floats);
-                assert!(t.w <= 32 && t.s * t.w >= d && 64 % t.s == 0, "d {d}: {t:?}");
-                let ws = t.w + (t.s > 1) as usize;
-                assert!(2 * t.bk * t.s * ws + if t.s > 1 { 64 * t.bk } else { 1 } <= floats, "d {d}: {t:?} over {floats} floats");
+                assert!(4 * t.w4 <= 32 && 4 * t.s * t.w4 >= d && 64 % t.s == 0, "d {d}: {t:?}");
+                assert!(Tiling::floats(t.s, t.w4, t.bk) <= floats, "d {d}: {t:?} over {floats} floats");
             }
         }
-        assert_eq!(Tiling::new(64, 4096), Tiling { s: 2, w: 32, bk: 16 });
+        assert_eq!(Tiling::new(64, 4096), Tiling { s: 2, w4: 8, bk: 16 });
         assert_eq!(Tiling::new(128, 4096).bk, 8);
         // ViT-B/16 at batch 1 on a wide device: 12 heads × 7 blocks, keys in 7 chunks.
         let t = Tiling::new(64, 4096);

@@ -2,11 +2,15 @@
 // share a key/value head (rows of one head, or, with grouped-query attention, of the heads of
 // one group: decoding's single rows share their keys too) and walks a chunk of keys in tiles of
 // BK keys. Each tile of keys and values is read from memory once, coalesced, into workgroup
-// memory, and serves all BQ rows; an online softmax (running max m and sum l) means the scores
-// are never stored. S invocations share a query row, each holding W of its columns of the
-// query and of the accumulator in registers (S = 1, 2, 4 for head sizes up to 32, 64, 128, so
-// no invocation needs more than 32 + 32 + BK registers for them); their partial dot products
-// meet in workgroup memory.
+// memory, and serves all BQ rows; an online softmax (running max m and sum l, rescaled once
+// per tile) means the scores are never stored beyond the tile. S invocations share a query
+// row, each holding W4 vec4s of its columns of the query and of the accumulator (S = 1, 2, 4
+// for head sizes up to 32, 64, 128); their partial dot products meet in workgroup memory.
+//
+// No function-scope arrays: `attention.rs` writes the column code out per head size (the
+// QV/ACC lines below), so the query and the accumulator are named vec4 registers (arrays
+// indexed in loops are placed in slow local memory by some drivers: measured on an H200, a
+// kernel with them ran 100× below the card).
 //
 // q, k, v and the output are read and written through (batch, head, row) strides, so the
 // fused QKV projection `[B, N, 3·H·d]` is used in place and the output lands as `[B, N, H·d]`
@@ -17,16 +21,12 @@
 // one chunk the workgroup writes the normalised output; with several, each row's partial state
 // (unnormalised accumulator, m, l) goes to `part` and `attention_combine.wgsl` merges them.
 // A pass covers the (batch, key/value head) pairs bg0 .. bg0 + nbg, so `part` stays small.
-//
-// D, S, W, BK are constants of each pipeline (`attention.rs` writes them), so every loop over
-// columns or keys of a tile has a fixed trip count and its arrays live in registers.
 const D: u32 = HEAD_DIMu;
 const S: u32 = SLICESu;
-const W: u32 = WIDTHu;
+const W4: u32 = VEC4Su;
 const BK: u32 = KEYSu;
-// A slice's stride in workgroup memory: one float of padding between slices, so the S
-// invocations of a row read S different banks.
-const WS: u32 = W + select(0u, 1u, S > 1u);
+// A slice's stride in workgroup memory (vec4s): one vec4 of padding between slices when S > 1.
+const WS: u32 = W4 + select(0u, 1u, S > 1u);
 const DP: u32 = S * WS;
 const BQ: u32 = 64u / S;
 
@@ -40,12 +40,26 @@ const BQ: u32 = 64u / S;
 // attention: size = the patches a merged token holds); a one-value placeholder otherwise.
 @group(0) @binding(6) var<storage, read> key_size: array<f32>;
 
-var<workgroup> ks: array<f32, BK * DP>;
-var<workgroup> vs: array<f32, BK * DP>;
-// The S partial dot products of each (key, row): [BK, S, BQ] (one float when S = 1).
-var<workgroup> sc: array<f32, SCORESu>;
+var<workgroup> ks: array<vec4<f32>, BK * DP>;
+var<workgroup> vs: array<vec4<f32>, BK * DP>;
+// The S partial dot products of each (key, row): [BK, S, BQ].
+var<workgroup> sc: array<f32, BK * 64u>;
 
 fn base(l: Layout, b: u32, h: u32) -> u32 { return l.off + b * l.bs + h * l.hs; }
+
+// Column `col` of a head (the value at `at`), 0 past the head.
+fn ld_q(at: u32, col: u32) -> f32 {
+    if (col < D) { return q[at]; }
+    return 0.0;
+}
+fn ld_k(at: u32, col: u32) -> f32 {
+    if (col < D) { return k[at]; }
+    return 0.0;
+}
+fn ld_v(at: u32, col: u32) -> f32 {
+    if (col < D) { return v[at]; }
+    return 0.0;
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -84,64 +98,55 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let mine = min(j1, last);
     let kb = base(p.k, b, g);
     let vb = base(p.v, b, g);
-    let col0 = s * W;
-    let qi = base(p.q, b, h) + i * p.q.rs + col0;
-    var qv: array<f32, W>;
-    var acc: array<f32, W>;
-    for (var c = 0u; c < W; c++) {
-        qv[c] = 0.0;
-        if (col0 + c < D) { qv[c] = q[qi + c]; }
-        acc[c] = 0.0;
-    }
+    let col0 = s * W4 * 4u;
+    let qi = base(p.q, b, h) + i * p.q.rs;
+QV_DECL
     var m = -3.4e38;
     var l = 0.0;
-    var sv: array<f32, BK>;
+    let own = s * WS;
     for (var t0 = j0; t0 < j1; t0 += BK) {
-        for (var e = li; e < BK * S * W; e += 64u) {
-            let jj = e / (S * W);
-            let col = e % (S * W);
+        // The tile: BK keys × S slices × W4 vec4s, a vec4 of one key's columns per step.
+        for (var e = li; e < BK * S * W4; e += 64u) {
+            let jj = e / (S * W4);
+            let c4 = e % (S * W4);
             let j = t0 + jj;
-            var kx = 0.0;
-            var vx = 0.0;
-            if (j < j1 && col < D) {
-                kx = k[kb + j * p.k.rs + col];
-                vx = v[vb + j * p.v.rs + col];
+            var kx = vec4<f32>(0.0);
+            var vx = vec4<f32>(0.0);
+            if (j < j1) {
+                let c = c4 * 4u;
+                let kr = kb + j * p.k.rs + c;
+                let vr = vb + j * p.v.rs + c;
+                kx = vec4<f32>(ld_k(kr, c), ld_k(kr + 1u, c + 1u), ld_k(kr + 2u, c + 2u), ld_k(kr + 3u, c + 3u));
+                vx = vec4<f32>(ld_v(vr, c), ld_v(vr + 1u, c + 1u), ld_v(vr + 2u, c + 2u), ld_v(vr + 3u, c + 3u));
             }
-            let at = jj * DP + (col / W) * WS + col % W;
+            let at = jj * DP + (c4 / W4) * WS + c4 % W4;
             ks[at] = kx;
             vs[at] = vx;
         }
         workgroupBarrier();
         for (var jj = 0u; jj < BK; jj++) {
-            var dot = 0.0;
-            for (var c = 0u; c < W; c++) { dot = fma(qv[c], ks[jj * DP + s * WS + c], dot); }
-            sv[jj] = dot;
+            let at = jj * DP + own;
+            var sdot = 0.0;
+DOT
+            sc[(jj * S + s) * BQ + r] = sdot;
         }
-        if (S > 1u) {
-            for (var jj = 0u; jj < BK; jj++) { sc[(jj * S + s) * BQ + r] = sv[jj]; }
-            workgroupBarrier();
-            for (var jj = 0u; jj < BK; jj++) {
-                var dot = 0.0;
-                for (var u = 0u; u < S; u++) { dot += sc[(jj * S + u) * BQ + r]; }
-                sv[jj] = dot;
-            }
-        }
+        workgroupBarrier();
+        // The tile's scores of this row (partials summed), their max, then the accumulation.
         var mt = m;
         for (var jj = 0u; jj < BK; jj++) {
-            let j = t0 + jj;
-            var x = sv[jj] * p.scale;
-            if (p.has_bias != 0u && j < mine) { x += log(key_size[b * p.nk + j]); }
-            sv[jj] = x;
-            if (j < mine) { mt = max(mt, x); }
+            if (t0 + jj < mine) { mt = max(mt, score(jj, r, b, t0 + jj)); }
         }
         let corr = exp(m - mt);
         l *= corr;
-        for (var c = 0u; c < W; c++) { acc[c] *= corr; }
+SCALE
         for (var jj = 0u; jj < BK; jj++) {
-            var e = 0.0;
-            if (t0 + jj < mine) { e = exp(sv[jj] - mt); }
-            l += e;
-            for (var c = 0u; c < W; c++) { acc[c] = fma(e, vs[jj * DP + s * WS + c], acc[c]); }
+            if (t0 + jj < mine) {
+                let e = exp(score(jj, r, b, t0 + jj) - mt);
+                l += e;
+                let at = jj * DP + own;
+                let ev = vec4<f32>(e);
+ACCUMULATE
+            }
         }
         m = mt;
         workgroupBarrier();
@@ -150,18 +155,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (p.chunks == 1u) {
         let oi = base(p.o, b, h) + i * p.o.rs + col0;
         let inv = 1.0 / l;
-        for (var c = 0u; c < W; c++) {
-            if (col0 + c < D) { o[oi + c] = acc[c] * inv; }
-        }
+STORE_OUT
         return;
     }
     let row = (b * p.heads + h) * p.nq + i;
-    let pi = ((row - p.row0) * p.chunks + ci) * (D + 2u);
-    for (var c = 0u; c < W; c++) {
-        if (col0 + c < D) { part[pi + col0 + c] = acc[c]; }
-    }
+    let pb = ((row - p.row0) * p.chunks + ci) * (D + 2u);
+    let pi = pb + col0;
+    let inv = 1.0;
+STORE_PART
     if (s == 0u) {
-        part[pi + D] = m;
-        part[pi + D + 1u] = l;
+        part[pb + D] = m;
+        part[pb + D + 1u] = l;
     }
+}
+
+// Row r's full score for key jj of the tile (global key j of batch item b): the S partial dot
+// products summed, scaled, with the key's bias.
+fn score(jj: u32, r: u32, b: u32, j: u32) -> f32 {
+    var x = 0.0;
+    for (var u = 0u; u < S; u++) { x += sc[(jj * S + u) * BQ + r]; }
+    x *= p.scale;
+    if (p.has_bias != 0u) { x += log(key_size[b * p.nk + j]); }
+    return x;
 }

@@ -81,13 +81,13 @@ pub(super) fn run_scan(a: BenchScanArgs) -> Result<()> {
     }
     println!("selective scan (τ = 0), {} channels × {} states, {}, median of {}", a.channels, a.state, device.describe(), a.iters);
     println!(
-        "{:>6} {:>14} {:>12} {:>7} {:>8} {:>16} {:>7} {:>10}",
-        "L", "sequential ms", "chunked ms", "chunks", "speedup", "wide-chunked ms", "chunks", "max |Δ|"
+        "{:>6} {:>14} {:>12} {:>7} {:>8} {:>16} {:>7} {:>15} {:>7} {:>10}",
+        "L", "sequential ms", "chunked ms", "chunks", "speedup", "wide-chunked ms", "chunks", "64-step ms", "chunks", "max |Δ|"
     );
     for r in &rows {
         println!(
-            "{:>6} {:>14.1} {:>12.1} {:>7} {:>7.2}x {:>16.1} {:>7} {:>10.1e}",
-            r.len, r.sequential_ms, r.chunked_ms, r.chunks, r.speedup, r.chunked_wide_ms, r.wide_chunks, r.max_abs_diff
+            "{:>6} {:>14.1} {:>12.1} {:>7} {:>7.2}x {:>16.1} {:>7} {:>15.1} {:>7} {:>10.1e}",
+            r.len, r.sequential_ms, r.chunked_ms, r.chunks, r.speedup, r.chunked_wide_ms, r.wide_chunks, r.chunked_fine_ms, r.fine_chunks, r.max_abs_diff
         );
     }
     Ok(())

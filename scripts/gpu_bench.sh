@@ -75,6 +75,21 @@ if [ "$built_in" != "$root" ] && [ ! -e "$built_in" ]; then
   mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in"
 fi
 
+# A headless NVIDIA container: the driver's Vulkan ICD JSON names libGLX_nvidia.so.0, whose
+# vk_icdGetInstanceProcAddr gives no vkCreateInstance without a display (the loader: "Could not
+# get 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'", wgpu: "vulkan drivers/libraries could
+# not be loaded"); the same driver through libEGL_nvidia.so.0 works headless (H200, driver 580).
+if [ -z "${VK_DRIVER_FILES:-}" ] && command -v nvidia-smi >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q libEGL_nvidia.so.0; then
+  for icd in /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; do
+    if [ -e "$icd" ] && grep -q libGLX_nvidia "$icd"; then
+      sed 's/libGLX_nvidia/libEGL_nvidia/' "$icd" >"$out/nvidia_egl_icd.json"
+      export VK_DRIVER_FILES=$out/nvidia_egl_icd.json
+      echo "Vulkan: NVIDIA's driver through libEGL_nvidia.so.0 ($VK_DRIVER_FILES)"
+      break
+    fi
+  done
+fi
+
 effarch=$bin/effarch
 start=$(date +%s)
 status=0

@@ -9,7 +9,8 @@
 #   scripts/gpu_bench.sh              build (release) here, then run
 #   scripts/gpu_bench.sh --pack DIR   only build: the CLI and the test binaries into DIR
 #   scripts/gpu_bench.sh --bin DIR    only run, from binaries packed earlier (a GPU machine
-#                                     without a Rust toolchain; x86-64 Linux, glibc ≥ the builder's)
+#                                     without a Rust toolchain; x86-64 Linux, glibc ≥ the builder's;
+#                                     the pack carries this machine's Vulkan loader for one without)
 #
 # Logs and JSON go to $OUT (or target/gpu-bench). Nothing is downloaded: the models are random
 # weights at real sizes, the fixtures are in the tree.
@@ -57,6 +58,11 @@ for l in sys.stdin:
     cp "$exe" "$dir/$t"
   done
   strip "$dir"/* 2>/dev/null || true
+  # The Vulkan loader of this machine, for a GPU machine without one (its driver brings only
+  # the ICD): --bin puts it on LD_LIBRARY_PATH when the system has no libvulkan.so.1.
+  local loader
+  loader=$(ldconfig -p 2>/dev/null | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')
+  if [ -n "$loader" ]; then mkdir -p "$dir/lib" && cp -L "$loader" "$dir/lib/libvulkan.so.1"; fi
   # The test binaries find their fixtures under the directory they were built in.
   echo "$root" >"$dir/manifest_dir"
   echo "packed into $dir: $(ls "$dir" | tr '\n' ' ')"
@@ -75,6 +81,10 @@ if [ "$built_in" != "$root" ] && [ ! -e "$built_in" ]; then
   mkdir -p "$(dirname "$built_in")" && ln -s "$root" "$built_in"
 fi
 
+if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 ' && [ -e "$bin/lib/libvulkan.so.1" ]; then
+  export LD_LIBRARY_PATH="$bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "Vulkan loader: the packed one ($bin/lib/libvulkan.so.1)"
+fi
 # A headless NVIDIA container: the driver's Vulkan ICD JSON names libGLX_nvidia.so.0, whose
 # vk_icdGetInstanceProcAddr gives no vkCreateInstance without a display (the loader: "Could not
 # get 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'", wgpu: "vulkan drivers/libraries could

@@ -64,16 +64,8 @@ fn main_kernel(d: usize, t: Tiling) -> (&'static str, &'static str) {
             .join("\n")
     };
     let qv = each(&|v| {
-        let c = 4 * v;
-        format!(
-            "    let qv{v} = vec4<f32>(ld_q(qi + col0 + {c}u, col0 + {c}u), ld_q(qi + col0 + {}u, col0 + {}u), ld_q(qi + col0 + {}u, col0 + {}u), ld_q(qi + col0 + {}u, col0 + {}u));\n    var acc{v} = vec4<f32>(0.0);",
-            c + 1,
-            c + 1,
-            c + 2,
-            c + 2,
-            c + 3,
-            c + 3
-        )
+        let cols = (4 * v..4 * v + 4).map(|c| format!("ld_q(qi + col0 + {c}u, col0 + {c}u)")).collect::<Vec<_>>().join(", ");
+        format!("    let qv{v} = vec4<f32>({cols});\n    var acc{v} = vec4<f32>(0.0);")
     });
     let body = MAIN
         .replace("HEAD_DIMu", &format!("{d}u"))

@@ -105,6 +105,11 @@ impl GpuContext {
             pass: None,
             n: 0,
         });
+        let record = |pass: &mut wgpu::ComputePass<'_>| {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        };
         if self.profiling.load(std::sync::atomic::Ordering::Relaxed) {
             // A pass of its own, for its timestamps.
             p.pass = None;
@@ -113,18 +118,13 @@ impl GpuContext {
             drop(names);
             let enc = &mut p.enc;
             self.profile_pass(name, groups, |timestamp_writes| {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &group, &[]);
-                pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+                record(&mut enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes }))
             });
         } else {
             let enc = &mut p.enc;
-            let pass =
-                p.pass.get_or_insert_with(|| enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None }).forget_lifetime());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+            record(
+                p.pass.get_or_insert_with(|| enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None }).forget_lifetime()),
+            );
         }
         p.n += 1;
         self.dispatches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -5,6 +5,8 @@
 use super::simd::{exp, multiversion, threads};
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod mrss;
 use mrss::mrss_block;
 
@@ -89,6 +91,12 @@ struct StepRows<'a> {
 }
 
 impl StepRows<'_> {
+    /// Whether step `row`'s N values are in the data.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn fits(&self, row: usize, n: usize) -> bool {
+        row.checked_mul(self.stride).and_then(|v| v.checked_add(self.off + n)).is_some_and(|end| end <= self.data.len())
+    }
+
     /// Step `row`'s N values.
     #[inline(always)]
     fn at(&self, row: usize, n: usize) -> &[f32] {
@@ -268,7 +276,18 @@ fn apply_run(h: &mut [f32], u: &mut [f32], a: &[f32], dacc: f32) {
 
 multiversion! {
     #[allow(clippy::too_many_arguments)]
-    fn scan_block_simd(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) = scan_block;
+    fn scan_block_portable(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) = scan_block;
+}
+
+/// One block: the AVX-512 kernel where it applies (N = 16 on a CPU with AVX-512F), else the
+/// portable loops compiled for the CPU's vector width.
+#[allow(clippy::too_many_arguments)]
+fn scan_block_simd(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::block(io, dims, b, ch0, hs, out, stats, tau) {
+        return;
+    }
+    scan_block_portable(io, dims, b, ch0, hs, out, stats, tau)
 }
 
 /// The scan reading B and C in place from x_proj's output rows (`stride` values a row, B at
@@ -315,9 +334,11 @@ fn scan_blocks(dims: ScanDims, io: &ScanIo, h: &mut [f32], tau: f32) -> (Vec<f32
         }
         return (y, stats);
     }
-    // About four blocks per thread (multiples of 8 channels), none crossing a sequence.
-    let per_seq = (threads() * 4).div_ceil(batch).max(1);
-    let cb = c.div_ceil(per_seq).next_multiple_of(8).min(c);
+    // About four blocks per thread (multiples of 16 channels: the AVX-512 kernel's groups),
+    // none crossing a sequence; MRSS one block per thread, so each step's lists are long and
+    // few of their groups of 16 part-filled.
+    let per_seq = (threads() * if tau > 0.0 { 1 } else { 4 }).div_ceil(batch).max(1);
+    let cb = c.div_ceil(per_seq).next_multiple_of(16).min(c);
     let blocks: Vec<(usize, usize, Vec<f32>)> = h
         .par_chunks_mut(c * n)
         .zip(stats.par_chunks_mut(c))

@@ -26,14 +26,7 @@ pub(super) fn mrss_block<'a>(
 ) {
     let ScanDims { len, channels: c, state: n, .. } = dims;
     let cb = hs.len() / n;
-    // Per channel: the fastest decay (a step is slow when Δ < τ; a run is applied once its
-    // ΣΔ·max|A| passes the limit), the open run's summed Δ, its accumulated input u [N].
-    let amax: Vec<f32> = (0..cb).map(|j| io.ad(ch0 + j, n).0.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE)).collect();
-    let mut dacc = vec![0f32; cb];
-    let mut u = vec![0f32; cb * n];
-    let (mut merged, mut runs) = (vec![0u64; cb], vec![0u64; cb]);
-    // The step's lists (indices into the block), filled by unconditional stores.
-    let (mut close, mut fast, mut slow) = (vec![0u32; cb + 1], vec![0u32; cb + 1], vec![0u32; cb + 1]);
+    let MrssState { amax, dacc, u, merged, runs, close, fast, slow } = &mut mrss_state(io, ch0, cb, n, true);
     // Asked once a block, not once a step.
     #[cfg(target_arch = "x86_64")]
     let wide = std::arch::is_x86_feature_detected!("avx512f");
@@ -42,7 +35,7 @@ pub(super) fn mrss_block<'a>(
     for t in 0..len {
         let (row, bt, ct) = rows(t);
         let (xr, dr) = (&io.x[row * c + ch0..][..cb], &io.dt[row * c + ch0..][..cb]);
-        let [nc, nf, ns] = sort_step(dr, &dacc, &amax, tau, [&mut close, &mut fast, &mut slow], wide);
+        let [nc, nf, ns] = sort_step(dr, dacc, amax, tau, [close, fast, slow], wide);
         for &j in &close[..nc] {
             let j = j as usize;
             apply_run(&mut hs[j * n..][..n], &mut u[j * n..][..n], io.ad(ch0 + j, n).0, dacc[j]);
@@ -73,11 +66,42 @@ pub(super) fn mrss_block<'a>(
     }
 }
 
+/// MRSS's running values over one block of `cb` channels: per channel the fastest decay
+/// max|A| (a step is slow when Δ < τ; a run is applied once its ΣΔ·max|A| passes
+/// [`MAX_RUN_DECAY`]), the open run's summed Δ and accumulated input u `[N]`, the counts, and
+/// one step's index lists (16 spare places each: the AVX-512 sort stores whole vectors).
+pub(super) struct MrssState {
+    pub amax: Vec<f32>,
+    pub dacc: Vec<f32>,
+    pub u: Vec<f32>,
+    pub merged: Vec<u64>,
+    pub runs: Vec<u64>,
+    pub close: Vec<u32>,
+    pub fast: Vec<u32>,
+    pub slow: Vec<u32>,
+}
+
+/// [`MrssState`] at the start of a scan (empty when `mrss` is false: the full scan needs
+/// only the counts).
+pub(super) fn mrss_state(io: &ScanIo, ch0: usize, cb: usize, n: usize, mrss: bool) -> MrssState {
+    let m = if mrss { cb } else { 0 };
+    MrssState {
+        amax: (0..m).map(|j| io.ad(ch0 + j, n).0.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE)).collect(),
+        dacc: vec![0f32; m],
+        u: vec![0f32; m * n],
+        merged: vec![0u64; cb],
+        runs: vec![0u64; cb],
+        close: vec![0u32; m + 16],
+        fast: vec![0u32; m + 16],
+        slow: vec![0u32; m + 16],
+    }
+}
+
 /// One step's lists ([`mrss_block`]): the channels whose run ends now (open, and fast now or
 /// past [`MAX_RUN_DECAY`] with this step), the fast ones and the slow ones; returns their
 /// lengths. Each list has room for every channel. `wide`: the CPU has AVX-512F.
 #[inline(always)]
-fn sort_step(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lists: [&mut [u32]; 3], wide: bool) -> [usize; 3] {
+pub(super) fn sort_step(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lists: [&mut [u32]; 3], wide: bool) -> [usize; 3] {
     let [close, fast, slow] = lists;
     let mut n = [0usize; 3];
     // Channels before `j0` were sorted 16 at a time.
@@ -108,11 +132,14 @@ fn sort_step(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lists: [&mut [u32
 }
 
 /// [`sort_step`] 16 channels at a time: the same three comparisons as masks (ordered, so a
-/// NaN Δ is fast as in the scalar loop), each list appended with one compressing store.
-/// Returns the channels done (whole groups of 16).
+/// NaN Δ is fast as in the scalar loop), each list appended by compressing the indices in a
+/// register and storing the whole vector (a compressing store to memory is microcoded on
+/// Zen 4: it made the sort cost more than the scan it sorts for). Returns the channels done
+/// (whole groups of 16).
 ///
 /// # Safety
-/// The CPU has AVX-512F; each list has room for `dr.len()` indices past what `n` counts.
+/// The CPU has AVX-512F; each list has room for `dr.len()` indices past what `n` counts
+/// (checked; nothing is sorted otherwise), and 16 places after the last of them.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn sort_step_avx512(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lists: [&mut [u32]; 3], n: &mut [usize; 3]) -> usize {
@@ -120,7 +147,7 @@ unsafe fn sort_step_avx512(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lis
     let len = dr.len().min(dacc.len()).min(amax.len());
     let whole = len - len % 16;
     let [close, fast, slow] = lists;
-    if close.len() < len || fast.len() < len || slow.len() < len {
+    if close.len() < whole + 16 || fast.len() < whole + 16 || slow.len() < whole + 16 {
         return 0;
     }
     let (tau, zero, limit) = (_mm512_set1_ps(tau), _mm512_setzero_ps(), _mm512_set1_ps(MAX_RUN_DECAY));
@@ -132,7 +159,7 @@ unsafe fn sort_step_avx512(dr: &[f32], dacc: &[f32], amax: &[f32], tau: f32, lis
         let past = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_mul_ps(_mm512_add_ps(da, dv), am), limit);
         let idx = _mm512_add_epi32(_mm512_set1_epi32(j as i32), iota);
         for (list, count, mask) in [(&mut *close, 0, pending & (!is_slow | past)), (&mut *fast, 1, !is_slow), (&mut *slow, 2, is_slow)] {
-            _mm512_mask_compressstoreu_epi32(list.as_mut_ptr().add(n[count]) as *mut _, mask, idx);
+            _mm512_storeu_si512(list.as_mut_ptr().add(n[count]) as *mut _, _mm512_maskz_compress_epi32(mask, idx));
             n[count] += mask.count_ones() as usize;
         }
     }

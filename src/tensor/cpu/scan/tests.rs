@@ -11,7 +11,12 @@ fn vals(n: usize, s: u64) -> Vec<f32> {
 /// equals the full scan bit for bit.
 #[test]
 fn steps_equal_one_pass_and_tau_zero_is_exact() {
-    let dims = ScanDims { batch: 2, len: 9, channels: 5, state: 4 };
+    for state in [4, 16] {
+        steps_equal_one_pass(ScanDims { batch: 2, len: 9, channels: 5, state });
+    }
+}
+
+fn steps_equal_one_pass(dims: ScanDims) {
     let (b, l, c, n) = (dims.batch, dims.len, dims.channels, dims.state);
     let x = vals(b * l * c, 1);
     let dt: Vec<f32> = vals(b * l * c, 2).iter().map(|v| (v.abs() + 0.01) * 0.3).collect();
@@ -79,9 +84,50 @@ fn sixteen_state_steps_equal_the_general_loop() {
     }
 }
 
+/// One channel walked through time (MRSS's definition, step by step; τ ≤ 0: the full scan),
+/// `ad` = A then D: with the AVX-512 kernel's arithmetic where the scan uses it (N = 16 on a
+/// CPU with AVX-512F), else the portable steps'. Returns the counts.
+#[allow(clippy::too_many_arguments)]
+fn walk(x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], ad: &[f32], h: &mut [f32], y: &mut [f32], tau: f32) -> ScanStats {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(s) = avx512::walk(x, dt, bm, cm, ad, h, y, tau) {
+        return s;
+    }
+    walk_portable(x, dt, bm, cm, ad, h, y, tau)
+}
+
+/// [`walk`] with the portable steps.
+#[allow(clippy::too_many_arguments)]
+fn walk_portable(x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], ad: &[f32], h: &mut [f32], y: &mut [f32], tau: f32) -> ScanStats {
+    let n = h.len();
+    let (ar, dch) = (&ad[..n], ad[n]);
+    let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let (mut u, mut dacc, mut st) = (vec![0f32; n], 0f32, ScanStats::default());
+    for t in 0..x.len() {
+        let (bt, ct, xv, dv) = (&bm[t * n..][..n], &cm[t * n..][..n], x[t], dt[t]);
+        st.updates += 1;
+        if tau > 0.0 && dacc > 0.0 && (dv >= tau || (dacc + dv) * amax > MAX_RUN_DECAY) {
+            apply_run(h, &mut u, ar, dacc);
+            (dacc, st.runs) = (0.0, st.runs + 1);
+        }
+        y[t] = if tau > 0.0 && dv < tau {
+            dacc += dv;
+            st.merged += 1;
+            merged_step(h, &mut u, ar, bt, ct, dv * xv, dacc)
+        } else {
+            full_step(h, ar, bt, ct, dv, dv * xv)
+        } + dch * xv;
+    }
+    if dacc > 0.0 {
+        apply_run(h, &mut u, ar, dacc);
+        st.runs += 1;
+    }
+    st
+}
+
 /// MRSS time outermost (the per-step lists) equals MRSS walking each channel through time
 /// (its definition, step by step) bit for bit: outputs, states and counts, with N = 16 and
-/// an odd N, in one block and split over the pool.
+/// an odd N, in one block and split over the pool; and the full scan (τ = 0) likewise.
 #[test]
 fn mrss_lists_equal_each_channel_walked_through_time() {
     for (l, c, n) in [(40usize, 7usize, 5usize), (64, 80, 16), (33, 24, 16)] {
@@ -99,28 +145,15 @@ fn mrss_lists_equal_each_channel_walked_through_time() {
         let (mut h2, mut y2, mut st2) = (vec![0.01f32; 2 * c * n], vec![0f32; 2 * l * c], ScanStats::default());
         for bi in 0..2 {
             for ch in 0..c {
-                let (ar, hh) = (&a[ch * n..(ch + 1) * n], &mut h2[(bi * c + ch) * n..][..n]);
-                let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let (mut u, mut dacc) = (vec![0f32; n], 0f32);
-                st2.updates += l as u64;
+                let rows =
+                    |v: &[f32], w: usize, k: usize| (0..l).flat_map(|t| v[(bi * l + t) * w + k..][..if w == n { n } else { 1 }].to_vec()).collect::<Vec<f32>>();
+                let (xs, ds, bs, cs) = (rows(&x, c, ch), rows(&dt, c, ch), rows(&bm, n, 0), rows(&cm, n, 0));
+                let ad: Vec<f32> = a[ch * n..(ch + 1) * n].iter().copied().chain([d[ch]]).collect();
+                let mut yc = vec![0f32; l];
+                let s = walk(&xs, &ds, &bs, &cs, &ad, &mut h2[(bi * c + ch) * n..][..n], &mut yc, tau);
+                st2.add(s);
                 for t in 0..l {
-                    let row = bi * l + t;
-                    let (bt, ct, xv, dv) = (&bm[row * n..][..n], &cm[row * n..][..n], x[row * c + ch], dt[row * c + ch]);
-                    if dacc > 0.0 && (dv >= tau || (dacc + dv) * amax > MAX_RUN_DECAY) {
-                        apply_run(hh, &mut u, ar, dacc);
-                        (dacc, st2.runs) = (0.0, st2.runs + 1);
-                    }
-                    y2[row * c + ch] = if dv < tau {
-                        dacc += dv;
-                        st2.merged += 1;
-                        merged_step(hh, &mut u, ar, bt, ct, dv * xv, dacc)
-                    } else {
-                        full_step(hh, ar, bt, ct, dv, dv * xv)
-                    } + d[ch] * xv;
-                }
-                if dacc > 0.0 {
-                    apply_run(hh, &mut u, ar, dacc);
-                    st2.runs += 1;
+                    y2[(bi * l + t) * c + ch] = yc[t];
                 }
             }
         }
@@ -135,6 +168,53 @@ fn mrss_lists_equal_each_channel_walked_through_time() {
         assert_eq!(bits(&y), bits(&y2), "y at {l}x{c}x{n}");
         assert_eq!(bits(&y3), bits(&y2));
         assert_eq!(bits(&h), bits(&h2), "state at {l}x{c}x{n}");
+        // The full scan: the same walk at τ = 0.
+        let (mut h4, mut h5) = (vec![0.01f32; 2 * c * n], vec![0.01f32; 2 * c * n]);
+        let (y4, _) = selective_scan(dims, &x, &dt, &bm, &cm, &a, &d, &mut h4, 0.0);
+        for bi in 0..2 {
+            for ch in 0..c {
+                let rows =
+                    |v: &[f32], w: usize, k: usize| (0..l).flat_map(|t| v[(bi * l + t) * w + k..][..if w == n { n } else { 1 }].to_vec()).collect::<Vec<f32>>();
+                let ad: Vec<f32> = a[ch * n..(ch + 1) * n].iter().copied().chain([d[ch]]).collect();
+                let mut yc = vec![0f32; l];
+                walk(&rows(&x, c, ch), &rows(&dt, c, ch), &rows(&bm, n, 0), &rows(&cm, n, 0), &ad, &mut h5[(bi * c + ch) * n..][..n], &mut yc, 0.0);
+                let got: Vec<f32> = (0..l).map(|t| y4[(bi * l + t) * c + ch]).collect();
+                assert_eq!(bits(&got), bits(&yc), "full scan y of channel {ch} at {l}x{c}x{n}");
+            }
+        }
+        assert_eq!(bits(&h4), bits(&h5), "full scan state at {l}x{c}x{n}");
+    }
+}
+
+/// Whichever kernel runs (AVX-512 for N = 16 where the CPU has it), the scan computes the
+/// portable steps' values: outputs and states within f32 rounding of fused multiply-adds and
+/// another summation order, the same counts, with MRSS and without.
+#[test]
+fn the_scan_equals_the_portable_steps() {
+    let (l, c, n) = (70usize, 40usize, 16usize);
+    let dims = ScanDims { batch: 1, len: l, channels: c, state: n };
+    let x = vals(l * c, 11);
+    let dt: Vec<f32> = vals(l * c, 12).iter().enumerate().map(|(i, v)| (v.abs() + 0.001) * if (i / c / 7 + i % c) % 3 == 0 { 0.8 } else { 0.04 }).collect();
+    let (bm, cm) = (vals(l * n, 13), vals(l * n, 14));
+    let a: Vec<f32> = vals(c * n, 15).iter().map(|v| -(v.abs() + 0.1) * 4.0).collect();
+    let d = vals(c, 16);
+    for tau in [0.0f32, 0.1] {
+        let mut h = vec![0.02f32; c * n];
+        let (y, st) = selective_scan(dims, &x, &dt, &bm, &cm, &a, &d, &mut h, tau);
+        let (mut h2, mut y2, mut st2) = (vec![0.02f32; c * n], vec![0f32; l * c], ScanStats::default());
+        for ch in 0..c {
+            let col = |v: &[f32]| (0..l).map(|t| v[t * c + ch]).collect::<Vec<f32>>();
+            let ad: Vec<f32> = a[ch * n..(ch + 1) * n].iter().copied().chain([d[ch]]).collect();
+            let mut yc = vec![0f32; l];
+            st2.add(walk_portable(&col(&x), &col(&dt), &bm, &cm, &ad, &mut h2[ch * n..][..n], &mut yc, tau));
+            for t in 0..l {
+                y2[t * c + ch] = yc[t];
+            }
+        }
+        assert_eq!((st.updates, st.merged, st.runs), (st2.updates, st2.merged, st2.runs), "τ = {tau}");
+        let scale = y2.iter().chain(&h2).fold(0f32, |m, v| m.max(v.abs()));
+        let err = crate::num::max_abs_diff(&y, &y2).max(crate::num::max_abs_diff(&h, &h2));
+        assert!(err <= 2e-6 * scale.max(1.0), "τ = {tau}: max |Δ| {err} (values up to {scale})");
     }
 }
 

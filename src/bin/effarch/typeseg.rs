@@ -24,6 +24,11 @@ pub struct TypesegArgs {
     /// MRSS thresholds to measure (0 = the full scan, always included).
     #[arg(long, default_value = "0,0.001,0.003,0.01,0.03,0.1", value_delimiter = ',')]
     taus: Vec<f32>,
+    /// Timed rounds: each runs every τ in turn over all files; times and ratios are the
+    /// medians over rounds of each round's own (so a slow spell of a shared machine shows as
+    /// one round's outlier, not as a false ratio). Outputs are checked in the first.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -51,6 +56,8 @@ struct TauRow {
     mean_kl: f64,
     ms: f64,
     time_ratio: f64,
+    /// `rounds` rounds were timed: `ms`, `scan_ms` and the ratios are medians over them.
+    rounds: usize,
     /// Of `ms`, the selective scan's (CPU kernel) time, and its ratio to the full scan's.
     scan_ms: f64,
     scan_time_ratio: f64,
@@ -77,6 +84,9 @@ pub fn run(a: TypesegArgs) -> Result<()> {
     }
     if inputs.is_empty() {
         return Err(Error::arg(format!("{}: no file0.tokens", a.check.display())));
+    }
+    if a.rounds == 0 {
+        return Err(Error::arg("--rounds 0: at least one round is needed"));
     }
     let mut taus = vec![0.0f32];
     taus.extend(a.taus.iter().copied().filter(|&t| t != 0.0));
@@ -134,6 +144,7 @@ pub fn run(a: TypesegArgs) -> Result<()> {
             mean_kl: cmp.mean_kl(),
             ms,
             time_ratio: ms / base_ms.max(1e-9),
+            rounds: 1,
             scan_ms,
             scan_time_ratio: scan_ms / base_scan.max(1e-9),
             mrss_reference_files: mrss_files,
@@ -141,6 +152,30 @@ pub fn run(a: TypesegArgs) -> Result<()> {
             mrss_reference_max_abs: (mrss_files > 0).then_some(mrss_ref as f64),
             mrss_reference_max_logit: (mrss_files > 0).then_some(mrss_scale as f64),
         });
+    }
+    // Further rounds: timing only, every τ in turn; per τ the median of each round's time and
+    // of its ratio to that round's full scan.
+    if a.rounds > 1 {
+        let mut times: Vec<Vec<(f64, f64)>> = rows.iter().map(|r| vec![(r.ms, r.scan_ms)]).collect();
+        for _ in 1..a.rounds {
+            for (ti, &tau) in taus.iter().enumerate() {
+                let (t0, s0) = (now_ms(), effarch::tensor::ssm::cpu_scan_ms());
+                for (tokens, _) in &inputs {
+                    model.forward(tokens, tau)?;
+                }
+                times[ti].push((now_ms() - t0, effarch::tensor::ssm::cpu_scan_ms() - s0));
+            }
+        }
+        let med = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        for (ti, r) in rows.iter_mut().enumerate() {
+            let per = |f: fn(&(f64, f64)) -> f64| times[ti].iter().map(f).collect::<Vec<f64>>();
+            let ratio = |f: fn(&(f64, f64)) -> f64| times[ti].iter().zip(&times[0]).map(|(x, b)| f(x) / f(b).max(1e-9)).collect::<Vec<f64>>();
+            (r.ms, r.scan_ms, r.rounds) = (med(per(|t| t.0)), med(per(|t| t.1)), a.rounds);
+            (r.time_ratio, r.scan_time_ratio) = (med(ratio(|t| t.0)), med(ratio(|t| t.1)));
+        }
     }
     let total: usize = inputs.iter().map(|(t, _)| t.len()).sum();
     if a.json {

@@ -136,7 +136,13 @@ pub(super) fn block(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut 
 unsafe fn block_avx512(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &mut [f32], out: &mut [f32], stats: &mut [ScanStats], tau: f32) {
     let ScanDims { len, channels: c, .. } = dims;
     let cb = hs.len() / N;
-    let ad = |j: usize| io.ad[(ch0 + j) * (N + 1)..][..N + 1].as_ptr();
+    // A copied to rows of one cache line each (in `ad` a channel's A + D is 68 bytes, so most
+    // A loads straddled two lines), D beside it.
+    let arows: Vec<Line> = (0..cb).map(|j| Line(io.ad(ch0 + j, N).0.try_into().unwrap_or([0.0; N]))).collect();
+    let dch: Vec<f32> = (0..cb).map(|j| io.ad(ch0 + j, N).1).collect();
+    let ad = |j: usize| arows[j].0.as_ptr();
+    // The read-outs of one group; entries past a part-filled group's end are zeroed.
+    let mut p = [_mm512_setzero_ps(); 16];
     let hp = hs.as_mut_ptr();
     let mrss = tau > 0.0;
     let mut st = mrss_state(io, ch0, cb, N, mrss);
@@ -160,22 +166,22 @@ unsafe fn block_avx512(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &m
         };
         let fast = if mrss { &st.fast[..nf] } else { &all[..] };
         for g in fast.chunks(16) {
-            let mut p = [_mm512_setzero_ps(); 16];
+            p[g.len()..].fill(_mm512_setzero_ps());
             for (pi, &j) in p.iter_mut().zip(g) {
                 let j = j as usize;
                 *pi = full(hp.add(j * N), ad(j), bt, ct, dr[j], dr[j] * xr[j]);
             }
-            write(yr, g, reduce16(&p), xr, ad);
+            write(yr, g, reduce16(&p), xr, &dch);
         }
         for g in st.slow[..ns].chunks(16) {
-            let mut p = [_mm512_setzero_ps(); 16];
+            p[g.len()..].fill(_mm512_setzero_ps());
             for (pi, &j) in p.iter_mut().zip(g) {
                 let j = j as usize;
                 st.dacc[j] += dr[j];
                 st.merged[j] += 1;
                 *pi = merged(hp.add(j * N), st.u.as_mut_ptr().add(j * N), ad(j), bt, ct, dr[j] * xr[j], st.dacc[j]);
             }
-            write(yr, g, reduce16(&p), xr, ad);
+            write(yr, g, reduce16(&p), xr, &dch);
         }
     }
     for j in 0..cb {
@@ -187,17 +193,20 @@ unsafe fn block_avx512(io: &ScanIo, dims: ScanDims, b: usize, ch0: usize, hs: &m
     }
 }
 
+/// 16 values on one cache line.
+#[repr(align(64))]
+struct Line([f32; N]);
+
 /// y = (the summed read-out) + D·x for each channel of group `g`.
-///
-/// # Safety
-/// `ad(j)` points at channel j's 16 A values and D.
-#[inline(always)]
-unsafe fn write(yr: &mut [f32], g: &[u32], sums: __m512, xr: &[f32], ad: impl Fn(usize) -> *const f32) {
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn write(yr: &mut [f32], g: &[u32], sums: __m512, xr: &[f32], dch: &[f32]) {
     let mut s = [0f32; 16];
-    _mm512_storeu_ps(s.as_mut_ptr(), sums);
+    // SAFETY: `s` holds 16 values.
+    unsafe { _mm512_storeu_ps(s.as_mut_ptr(), sums) };
     for (&sv, &j) in s.iter().zip(g) {
         let j = j as usize;
-        yr[j] = sv + *ad(j).add(N) * xr[j];
+        yr[j] = sv + dch[j] * xr[j];
     }
 }
 

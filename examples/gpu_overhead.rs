@@ -36,6 +36,11 @@ fn main() -> effarch::Result<()> {
         let _u = c.uniform(&[i, 0, 0, 0]);
     }
     println!("uniform buffer: {:.4} ms each", (now_ms() - t0) / 1000.0);
+    let t0 = now_ms();
+    for i in 0..1000u32 {
+        let _u = c.uniform(&[i % 10, 1, 0, 0]);
+    }
+    println!("uniform buffer, parameters seen before (kept by content): {:.4} ms each", (now_ms() - t0) / 1000.0);
     let wgsl = "@group(0) @binding(0) var<storage, read_write> a: array<f32>;\n@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x < arrayLength(&a)) { a[g.x] = a[g.x] + 1.0; } }";
     let pipe = c.pipeline("probe_inc", wgsl);
     let buf = c.upload(&[0.0; 64], &[64])?;

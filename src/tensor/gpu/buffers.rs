@@ -158,11 +158,33 @@ impl GpuContext {
         (p.hits, p.misses)
     }
 
+    /// A uniform buffer holding `words`. Uniforms are never written after creation, so one
+    /// buffer serves every op with the same parameters: they are kept by content (up to
+    /// [`Self::UNIFORMS_KEPT`]; then the cache starts again), and a decoding step, which
+    /// repeats the previous step's parameters op for op, creates none.
     pub fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        let mut cache = self.uniforms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = cache.get(words) {
+            return b.clone();
+        }
+        if cache.len() >= Self::UNIFORMS_KEPT {
+            cache.clear();
+        }
+        let b = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: None,
             contents: bytemuck::cast_slice(words),
             usage: wgpu::BufferUsages::UNIFORM,
-        })
+        });
+        cache.insert(words.to_vec(), b.clone());
+        b
+    }
+
+    /// Uniform buffers kept by [`Self::uniform`] (≤ 64 bytes each): a Qwen prefill uses a
+    /// few thousand distinct ones.
+    pub(super) const UNIFORMS_KEPT: usize = 8192;
+
+    /// Uniform buffers kept now (for tests).
+    pub fn uniforms_kept(&self) -> usize {
+        self.uniforms.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

@@ -41,6 +41,12 @@ pub struct GpuContext {
     pub(super) recording: std::sync::atomic::AtomicBool,
     /// Kernel names by pipeline, for the profile.
     pub(super) pipeline_names: Mutex<HashMap<usize, &'static str>>,
+    /// Each pipeline's bind group layout (asked of wgpu once, not on every dispatch), by the
+    /// pipeline's address: pipelines are cached in [`Self::pipelines`] for the context's life.
+    pub(super) layouts: Mutex<HashMap<usize, wgpu::BindGroupLayout>>,
+    /// Uniform buffers by content ([`Self::uniform`]): a decoding step repeats the same
+    /// parameters op for op, so after the first step no uniform buffer is created.
+    pub(super) uniforms: Mutex<HashMap<Vec<u32>, wgpu::Buffer>>,
     /// The timestamp queries of a profile in progress ([`Self::profile_start`]).
     pub(super) profile: Mutex<Option<super::profile::ProfileState>>,
     /// Whether a profile is in progress (one atomic load on every dispatch, not a lock).
@@ -136,6 +142,8 @@ impl GpuContext {
             recorder: Mutex::new(None),
             recording: std::sync::atomic::AtomicBool::new(false),
             pipeline_names: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
+            uniforms: Mutex::new(HashMap::new()),
             profile: Mutex::new(None),
             profiling: std::sync::atomic::AtomicBool::new(false),
             // EFFARCH_GPU_SUBGROUPS=0 turns them off, so a benchmark can time both on one GPU.

@@ -95,7 +95,11 @@ impl GpuContext {
             // The pipeline is compiled (the caller made it); nothing runs in a recording.
             return Ok(());
         }
-        let layout = pipeline.get_bind_group_layout(0);
+        let key = pipeline as *const wgpu::ComputePipeline as usize;
+        let layout = {
+            let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+            layouts.entry(key).or_insert_with(|| pipeline.get_bind_group_layout(0)).clone()
+        };
         let entries: Vec<wgpu::BindGroupEntry> =
             bindings.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
@@ -228,6 +232,22 @@ mod tests {
         }
         ctx.set_warm_run_at_load(None);
         ctx.set_wide(None);
+    }
+
+    /// Uniform buffers are kept by content: the same parameters give the same buffer (never
+    /// written again, so sharing it is safe), other parameters another; products that reuse
+    /// them stay right.
+    #[test]
+    fn uniforms_are_kept_by_content() {
+        let ctx = test_context();
+        let (a, b, c) = (ctx.uniform(&[7, 77, 777, 1]), ctx.uniform(&[7, 77, 777, 1]), ctx.uniform(&[7, 77, 777, 2]));
+        assert!(a == b && a != c);
+        let x = ctx.upload(&[1.0; 3 * 40], &[3, 40]).unwrap();
+        let w = ctx.upload(&[0.25; 5 * 40], &[5, 40]).unwrap();
+        for _ in 0..3 {
+            assert_eq!(ctx.read_blocking(&linear(&ctx, &x, &w, None).unwrap()).unwrap(), vec![10.0; 3 * 5]);
+        }
+        assert!(ctx.uniforms_kept() >= 2);
     }
 
     /// A recording compiles what it dispatches (and the variants other shapes would pick), runs

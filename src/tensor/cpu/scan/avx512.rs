@@ -7,8 +7,6 @@
 //! full scan (every channel, in order) and MRSS (the lists `sort_step` makes).
 
 use super::mrss::{mrss_state, sort_step};
-#[cfg(test)]
-use super::MAX_RUN_DECAY;
 use super::{st_pending, ScanDims, ScanIo, ScanStats};
 use std::arch::x86_64::*;
 
@@ -210,45 +208,33 @@ fn write(yr: &mut [f32], g: &[u32], sums: __m512, xr: &[f32], dch: &[f32]) {
     }
 }
 
-/// One channel through time with this kernel's arithmetic (each step as the block does it):
-/// the tests' reference for [`block`], which must equal it bit for bit. Returns the counts.
+/// One channel's steps with this kernel's arithmetic, on slices of 16 (each as the block does
+/// it, the read-out summed by the same tree): the tests walk a channel through time with them
+/// as the reference for [`block`], which must equal it bit for bit. `None` without AVX-512F.
 #[cfg(test)]
-#[allow(clippy::too_many_arguments)]
-pub(super) fn walk(x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], ad: &[f32], h: &mut [f32], y: &mut [f32], tau: f32) -> Option<ScanStats> {
-    if !std::arch::is_x86_feature_detected!("avx512f") || h.len() != N || ad.len() != N + 1 {
-        return None;
+pub(super) fn steps() -> Option<super::tests::Steps> {
+    fn sum(p: __m512) -> f32 {
+        let mut v = [p; 16];
+        v[1..].fill(unsafe { _mm512_setzero_ps() });
+        let mut s = [0f32; 16];
+        // SAFETY: AVX-512F was detected before these steps were handed out; `s` holds 16.
+        unsafe { _mm512_storeu_ps(s.as_mut_ptr(), reduce16(&v)) };
+        s[0]
     }
-    let amax = ad[..N].iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-    let (mut u, mut dacc, mut st) = ([0f32; N], 0f32, ScanStats::default());
-    // SAFETY: AVX-512F detected; h, u and A hold 16 values; B and C rows 16 each.
-    unsafe {
-        let one = |p: __m512| {
-            let mut v = [_mm512_setzero_ps(); 16];
-            v[0] = p;
-            let mut s = [0f32; 16];
-            _mm512_storeu_ps(s.as_mut_ptr(), reduce16(&v));
-            s[0]
-        };
-        for t in 0..x.len() {
-            let (bt, ct) = (_mm512_loadu_ps(bm[t * N..][..N].as_ptr()), _mm512_loadu_ps(cm[t * N..][..N].as_ptr()));
-            let (xv, dv) = (x[t], dt[t]);
-            st.updates += 1;
-            if tau > 0.0 && st_pending(dacc) && (dv >= tau || (dacc + dv) * amax > MAX_RUN_DECAY) {
-                apply(h.as_mut_ptr(), u.as_mut_ptr(), ad.as_ptr(), dacc);
-                (dacc, st.runs) = (0.0, st.runs + 1);
-            }
-            y[t] = if tau > 0.0 && dv < tau {
-                dacc += dv;
-                st.merged += 1;
-                one(merged(h.as_ptr(), u.as_mut_ptr(), ad.as_ptr(), bt, ct, dv * xv, dacc))
-            } else {
-                one(full(h.as_mut_ptr(), ad.as_ptr(), bt, ct, dv, dv * xv))
-            } + ad[N] * xv;
-        }
-        if st_pending(dacc) {
-            apply(h.as_mut_ptr(), u.as_mut_ptr(), ad.as_ptr(), dacc);
-            st.runs += 1;
-        }
+    fn full16(h: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dv: f32, dx: f32) -> f32 {
+        let (h, a, b, c) = (&mut h[..N], &a[..N], &b[..N], &c[..N]);
+        // SAFETY: as in `sum`; every slice holds 16 values (indexed above).
+        sum(unsafe { full(h.as_mut_ptr(), a.as_ptr(), _mm512_loadu_ps(b.as_ptr()), _mm512_loadu_ps(c.as_ptr()), dv, dx) })
     }
-    Some(st)
+    fn merged16(h: &[f32], u: &mut [f32], a: &[f32], b: &[f32], c: &[f32], dx: f32, dacc: f32) -> f32 {
+        let (h, u, a, b, c) = (&h[..N], &mut u[..N], &a[..N], &b[..N], &c[..N]);
+        // SAFETY: as in `full16`.
+        sum(unsafe { merged(h.as_ptr(), u.as_mut_ptr(), a.as_ptr(), _mm512_loadu_ps(b.as_ptr()), _mm512_loadu_ps(c.as_ptr()), dx, dacc) })
+    }
+    fn apply16(h: &mut [f32], u: &mut [f32], a: &[f32], dacc: f32) {
+        let (h, u, a) = (&mut h[..N], &mut u[..N], &a[..N]);
+        // SAFETY: as in `full16`.
+        unsafe { apply(h.as_mut_ptr(), u.as_mut_ptr(), a.as_ptr(), dacc) }
+    }
+    std::arch::is_x86_feature_detected!("avx512f").then_some(super::tests::Steps { full: full16, merged: merged16, apply: apply16 })
 }

@@ -84,42 +84,55 @@ fn sixteen_state_steps_equal_the_general_loop() {
     }
 }
 
+/// One channel's full step, merged step and run closing (the portable functions, or the
+/// AVX-512 kernel's with the same signatures).
+pub(super) struct Steps {
+    pub full: fn(&mut [f32], &[f32], &[f32], &[f32], f32, f32) -> f32,
+    pub merged: fn(&[f32], &mut [f32], &[f32], &[f32], &[f32], f32, f32) -> f32,
+    pub apply: fn(&mut [f32], &mut [f32], &[f32], f32),
+}
+
+/// The portable steps.
+const PORTABLE: Steps = Steps { full: full_step, merged: merged_step, apply: apply_run };
+
 /// One channel walked through time (MRSS's definition, step by step; τ ≤ 0: the full scan),
-/// `ad` = A then D: with the AVX-512 kernel's arithmetic where the scan uses it (N = 16 on a
-/// CPU with AVX-512F), else the portable steps'. Returns the counts.
+/// `ad` = A then D: with the AVX-512 kernel's steps where the scan uses it (N = 16 on a CPU
+/// with AVX-512F), else the portable ones. Returns the counts.
 #[allow(clippy::too_many_arguments)]
 fn walk(x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], ad: &[f32], h: &mut [f32], y: &mut [f32], tau: f32) -> ScanStats {
     #[cfg(target_arch = "x86_64")]
-    if let Some(s) = avx512::walk(x, dt, bm, cm, ad, h, y, tau) {
-        return s;
+    if h.len() == avx512::N {
+        if let Some(steps) = avx512::steps() {
+            return walk_with(&steps, x, dt, bm, cm, ad, h, y, tau);
+        }
     }
-    walk_portable(x, dt, bm, cm, ad, h, y, tau)
+    walk_with(&PORTABLE, x, dt, bm, cm, ad, h, y, tau)
 }
 
-/// [`walk`] with the portable steps.
+/// [`walk`] with the given steps.
 #[allow(clippy::too_many_arguments)]
-fn walk_portable(x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], ad: &[f32], h: &mut [f32], y: &mut [f32], tau: f32) -> ScanStats {
+fn walk_with(s: &Steps, x: &[f32], dt: &[f32], bm: &[f32], cm: &[f32], ad: &[f32], h: &mut [f32], y: &mut [f32], tau: f32) -> ScanStats {
     let n = h.len();
     let (ar, dch) = (&ad[..n], ad[n]);
-    let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let amax = ar.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
     let (mut u, mut dacc, mut st) = (vec![0f32; n], 0f32, ScanStats::default());
     for t in 0..x.len() {
         let (bt, ct, xv, dv) = (&bm[t * n..][..n], &cm[t * n..][..n], x[t], dt[t]);
         st.updates += 1;
         if tau > 0.0 && dacc > 0.0 && (dv >= tau || (dacc + dv) * amax > MAX_RUN_DECAY) {
-            apply_run(h, &mut u, ar, dacc);
+            (s.apply)(h, &mut u, ar, dacc);
             (dacc, st.runs) = (0.0, st.runs + 1);
         }
         y[t] = if tau > 0.0 && dv < tau {
             dacc += dv;
             st.merged += 1;
-            merged_step(h, &mut u, ar, bt, ct, dv * xv, dacc)
+            (s.merged)(h, &mut u, ar, bt, ct, dv * xv, dacc)
         } else {
-            full_step(h, ar, bt, ct, dv, dv * xv)
+            (s.full)(h, ar, bt, ct, dv, dv * xv)
         } + dch * xv;
     }
     if dacc > 0.0 {
-        apply_run(h, &mut u, ar, dacc);
+        (s.apply)(h, &mut u, ar, dacc);
         st.runs += 1;
     }
     st
@@ -206,7 +219,7 @@ fn the_scan_equals_the_portable_steps() {
             let col = |v: &[f32]| (0..l).map(|t| v[t * c + ch]).collect::<Vec<f32>>();
             let ad: Vec<f32> = a[ch * n..(ch + 1) * n].iter().copied().chain([d[ch]]).collect();
             let mut yc = vec![0f32; l];
-            st2.add(walk_portable(&col(&x), &col(&dt), &bm, &cm, &ad, &mut h2[ch * n..][..n], &mut yc, tau));
+            st2.add(walk_with(&PORTABLE, &col(&x), &col(&dt), &bm, &cm, &ad, &mut h2[ch * n..][..n], &mut yc, tau));
             for t in 0..l {
                 y2[t * c + ch] = yc[t];
             }

@@ -156,8 +156,9 @@ async fn the_relaxed_build_runs_the_relaxed_f32_kernel() {
 /// `--precision int8` in wasm: the SIMD128 int8 kernel (`i32x4.dot_i16x8_s`; in the
 /// relaxed-SIMD build `i32x4.relaxed_dot_i8x16_i7x16_add_s` on u7 activations) behind every
 /// linear layer equals the numpy reference of its scheme (scripts/int8_reference.py: `y`, or
-/// `y7` for the relaxed kernel) bit for bit on every case of `int8-linear.json`, and reports
-/// itself in the device's name.
+/// `y7` for the relaxed kernel) bit for bit on every case of `int8-linear.json` (so do the
+/// SIMD128 quantisers of the rows: one value off changes a sum), and reports itself in the
+/// device's name.
 #[wasm_bindgen_test]
 async fn int8_linear_in_wasm_equals_the_numpy_reference() {
     use effarch::tensor::{LinearWeight, Precision, Tensor};
@@ -178,6 +179,33 @@ async fn int8_linear_in_wasm_equals_the_numpy_reference() {
         let b = Tensor::from_f32(f(c, "b"), &[n], &dev).unwrap();
         let got = w.forward(&x, Some(&b)).unwrap().to_vec_f32().unwrap();
         assert_eq!(got, f(c, if relaxed { "y7" } else { "y" }), "m{m} k{k} n{n}");
+    }
+}
+
+/// The int8 epilogue with QuickGELU and a residual (CLIP's MLP; in wasm whole 8-column tiles
+/// take a SIMD128 path of their own) equals the formula `x / (1 + exp(−1.702 x)) + res`
+/// applied to the same product without them (to 1e-6: the engine's exp is a polynomial within
+/// 1e-7 of libm's), on widths with and without a partial last tile.
+#[wasm_bindgen_test]
+async fn int8_epilogue_with_quick_gelu_equals_the_formula() {
+    use effarch::tensor::{Activation, LinearWeight, Precision, Tensor};
+    setup().await;
+    let dev = Device::cpu_with(Precision::Int8);
+    for &(m, k, n) in &[(5, 64, 24), (9, 96, 37), (4, 768, 8)] {
+        let x = effarch::num::random_values(m * k, 21, 2.0);
+        let w = LinearWeight::new(effarch::num::random_values(n * k, 22, 0.2), [n, k], &dev).unwrap();
+        assert!(w.is_int8());
+        let b = Tensor::from_f32(effarch::num::random_values(n, 23, 0.5), &[n], &dev).unwrap();
+        let res = effarch::num::random_values(m * n, 24, 1.0);
+        let x = Tensor::from_f32(x, &[m, k], &dev).unwrap();
+        let lin = w.forward(&x, Some(&b)).unwrap().to_vec_f32().unwrap();
+        let r = Tensor::from_f32(res.clone(), &[m, n], &dev).unwrap();
+        let got = w.forward_ex(&x, Some(&b), Some(Activation::QuickGelu), Some(&r)).unwrap().to_vec_f32().unwrap();
+        for (i, ((&g, &l), &r)) in got.iter().zip(&lin).zip(&res).enumerate() {
+            let want = l / (1.0 + (-1.702 * l).exp()) + r;
+            assert!((g - want).abs() <= 1e-6 * want.abs().max(1.0), "m{m} k{k} n{n} at {i}: {g} vs {want}");
+        }
+        assert!(lin.iter().any(|&v| v < -1.0) && lin.iter().any(|&v| v > 1.0), "the products span GELU's bend");
     }
 }
 

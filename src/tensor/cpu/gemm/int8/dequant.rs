@@ -69,6 +69,10 @@ pub(super) unsafe fn dequant_tile(kern: Int8MicroKernel, t: &Tile, sx: &[f32], s
             _ => {}
         }
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if super::wasm::dequant8(t, sx, sw, epi, y, ldc) {
+        return;
+    }
     let _ = kern;
     dequant_body(t, sx, sw, epi, y, ldc)
 }

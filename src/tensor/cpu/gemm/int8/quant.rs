@@ -65,8 +65,15 @@ multiversion! {
 }
 
 multiversion! {
-    /// [`quantize_row_u7_body`]: one row's u7 values, scale and zero point.
-    pub(super) fn quantize_row_u7(x: &[f32], out: &mut [u8]) -> (f32, i32) = quantize_row_u7_body;
+    fn quantize_row_u7_auto(x: &[f32], out: &mut [u8]) -> (f32, i32) = quantize_row_u7_body;
+}
+
+/// [`quantize_row_u7_body`]: one row's u7 values, scale and zero point (SIMD128 in wasm).
+pub(super) fn quantize_row_u7(x: &[f32], out: &mut [u8]) -> (f32, i32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::wasm::quantize_row_u7(x, out);
+    #[allow(unreachable_code)]
+    quantize_row_u7_auto(x, out)
 }
 
 /// One row's int8 values and scale (the scheme of the module docs); `out` as long as `x`
@@ -79,6 +86,9 @@ pub fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
         // SAFETY: AVX-512 F/BW were detected; the lengths are equal.
         return unsafe { super::x86::quantize_row_avx512(x, out) };
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::wasm::quantize_row(x, out);
+    #[allow(unreachable_code)]
     quantize_row_auto(x, out)
 }
 

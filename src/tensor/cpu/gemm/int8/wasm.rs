@@ -57,3 +57,147 @@ pub unsafe fn relaxed<const R: usize>(kq: usize, a: *const i32, b: *const i8, c:
 
 #[cfg(target_feature = "relaxed-simd")]
 pub static RELAXED: [Int8TileFn; MR] = int8_tile_table!(relaxed; 1 2 3 4);
+
+/// `rint` of the quantisers (`(v + 1.5·2²³) − 1.5·2²³`), four lanes: the same IEEE adds, so
+/// the same values.
+#[inline(always)]
+fn rint4(v: v128) -> v128 {
+    let magic = f32x4_splat(12_582_912.0);
+    f32x4_sub(f32x4_add(v, magic), magic)
+}
+
+/// Four values of `x` from `i` (`i + 4 ≤ x.len()`).
+#[inline(always)]
+fn load4(x: &[f32], i: usize) -> v128 {
+    debug_assert!(i + 4 <= x.len());
+    // SAFETY: in bounds (above); wasm loads need no alignment.
+    unsafe { v128_load(x.as_ptr().add(i) as *const v128) }
+}
+
+/// One pass over a row: its minimum and maximum, each with 0 (`min(x, 0)`, `max(x, 0)`), and
+/// whether every value is finite (`v − v` is NaN exactly for NaN and ±∞, and a NaN sum stays
+/// NaN). The bounds are meaningless when a value is not finite.
+#[inline(always)]
+fn range(x: &[f32]) -> (f32, f32, bool) {
+    let (mut lo, mut hi, mut bad) = (f32x4_splat(0.0), f32x4_splat(0.0), f32x4_splat(0.0));
+    let n4 = x.len() / 4 * 4;
+    for i in (0..n4).step_by(4) {
+        let v = load4(x, i);
+        lo = f32x4_pmin(lo, v);
+        hi = f32x4_pmax(hi, v);
+        bad = f32x4_add(bad, f32x4_sub(v, v));
+    }
+    let lanes = |v: v128| [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)];
+    let tail = &x[n4..];
+    let finite = i32x4_all_true(f32x4_eq(bad, bad)) && tail.iter().all(|v| v.is_finite());
+    let lo = lanes(lo).iter().chain(tail).fold(0f32, |a, &v| a.min(v));
+    let hi = lanes(hi).iter().chain(tail).fold(0f32, |a, &v| a.max(v));
+    (lo, hi, finite)
+}
+
+/// Quantises `x` into `out` 16 values a step: `clamp(rint(v · inv) + add, lo, hi)` converted
+/// to integers, each 16 narrowed to bytes by `pack` and stored; the tail by `one`.
+#[inline(always)]
+fn quantize_with<T>(x: &[f32], out: &mut [T], (inv, add, lo, hi): (f32, f32, f32, f32), pack: impl Fn(v128, v128) -> v128, one: impl Fn(f32) -> T) {
+    let (inv4, add4, lo4, hi4) = (f32x4_splat(inv), f32x4_splat(add), f32x4_splat(lo), f32x4_splat(hi));
+    let q = |i| i32x4_trunc_sat_f32x4(f32x4_pmin(hi4, f32x4_pmax(lo4, f32x4_add(rint4(f32x4_mul(load4(x, i), inv4)), add4))));
+    let n16 = x.len().min(out.len()) / 16 * 16;
+    assert!(std::mem::size_of::<T>() == 1);
+    for i in (0..n16).step_by(16) {
+        let v = pack(i16x8_narrow_i32x4(q(i), q(i + 4)), i16x8_narrow_i32x4(q(i + 8), q(i + 12)));
+        // SAFETY: i + 16 ≤ out.len() and T is one byte.
+        unsafe { v128_store(out.as_mut_ptr().add(i) as *mut v128, v) };
+    }
+    for (o, &v) in out[n16..].iter_mut().zip(&x[n16..]) {
+        *o = one(((v * inv + 12_582_912.0) - 12_582_912.0 + add).clamp(lo, hi));
+    }
+}
+
+/// `quant::quantize_row_body` in SIMD128: the same values and scale bit for bit (the same
+/// IEEE operations in the same order; min, max and the added 0 are exact), for the rows the
+/// int8 engine packs on the fly and the weights it quantises at load.
+pub(super) fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
+    let (lo, hi, finite) = range(x);
+    if !finite {
+        out.iter_mut().for_each(|q| *q = 0);
+        return f32::NAN;
+    }
+    let amax = hi.max(-lo);
+    let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+    quantize_with(x, out, (inv, 0.0, -127.0, 127.0), |a, b| i8x16_narrow_i16x8(a, b), |v| v as i8);
+    amax / 127.0
+}
+
+/// `quant::quantize_row_u7_body` in SIMD128: the same values, scale and zero point bit for bit.
+pub(super) fn quantize_row_u7(x: &[f32], out: &mut [u8]) -> (f32, i32) {
+    let (lo, hi, finite) = range(x);
+    let range = hi - lo;
+    if !finite || range <= 0.0 {
+        out.iter_mut().for_each(|q| *q = 0);
+        return (if finite { 0.0 } else { f32::NAN }, 0);
+    }
+    let inv = 127.0 / range;
+    let zp = ((-lo * inv + 12_582_912.0) - 12_582_912.0).clamp(0.0, 127.0);
+    quantize_with(x, out, (inv, zp, 0.0, 127.0), |a, b| u8x16_narrow_i16x8(a, b), |v| v as u8);
+    (range / 127.0, zp as i32)
+}
+
+/// `simd::exp` four lanes at a time: the same operations in the same order, so the same values
+/// (its clamp as `pmax`/`pmin`, which keep a NaN as the scalar clamp does).
+#[inline(always)]
+fn exp4(x: v128) -> v128 {
+    const ROUND: f32 = 12_582_912.0;
+    let c = f32x4_splat;
+    let x = f32x4_pmin(f32x4_pmax(x, c(-87.0)), c(88.0));
+    let kr = f32x4_add(f32x4_mul(x, c(std::f32::consts::LOG2_E)), c(ROUND));
+    let ki = i32x4_sub(kr, i32x4_splat(ROUND.to_bits() as i32));
+    let k = f32x4_sub(kr, c(ROUND));
+    let r = f32x4_sub(f32x4_sub(x, f32x4_mul(k, c(0.693_145_75))), f32x4_mul(k, c(1.428_606_8e-6)));
+    let mut p = c(1.0 / 720.0);
+    for coef in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = f32x4_add(c(coef), f32x4_mul(r, p));
+    }
+    f32x4_mul(p, i32x4_shl(i32x4_add(ki, i32x4_splat(127)), 23))
+}
+
+/// The int8 epilogue ([`dequant_tile`](super::dequant::dequant_tile)) for a whole 8-column
+/// tile without an activation or with QuickGELU (CLIP's): each row's two vectors in SIMD128,
+/// the same arithmetic as the generic body in the same order (bias and residual added as 0
+/// where absent, as there), so the same values. In Chromium on Zen 4 (ViT-B/16, one thread)
+/// the generic body's loop over a tile's 8 columns took 6.6 % of the int8 time, this 4.9 %.
+/// Returns false (nothing written) for any other tile.
+///
+/// # Safety
+/// As for `dequant_tile`.
+pub(super) unsafe fn dequant8(t: &super::Tile, sx: &[f32], sw: &[f32], epi: super::Epilogue, y: *mut f32, ldc: usize) -> bool {
+    use crate::tensor::Activation;
+    let gelu = match epi.act {
+        None => false,
+        Some(Activation::QuickGelu) => true,
+        Some(_) => return false,
+    };
+    if t.cols != 8 || t.nr != 8 || sw.len() < 8 || t.comp.len() < 8 || t.acc.len() < t.rows * 8 || sx.len() < t.rows {
+        return false;
+    }
+    let ld = |p: *const f32| v128_load(p as *const v128);
+    let (sw, comp) = ([ld(sw.as_ptr()), ld(sw.as_ptr().add(4))], [ld(t.comp.as_ptr() as _), ld(t.comp.as_ptr().add(4) as _)]);
+    let zero = f32x4_splat(0.0);
+    let bias = epi.bias.map_or([zero; 2], |b| [ld(b.as_ptr().add(t.col0)), ld(b.as_ptr().add(t.col0 + 4))]);
+    for i in 0..t.rows {
+        let r = t.row0 + i;
+        let (s, z) = (f32x4_splat(sx[i]), i32x4_splat(t.zp.get(i).copied().unwrap_or(1)));
+        let res = epi.res.map(|v| v.as_ptr().add(r * t.n + t.col0));
+        let out = y.add(r * ldc + t.col0);
+        for h in 0..2 {
+            let acc = ld(t.acc.as_ptr().add(i * 8 + 4 * h) as _);
+            let v = f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, i32x4_mul(comp[h], z))), f32x4_mul(s, sw[h]));
+            let mut v = f32x4_add(v, bias[h]);
+            if gelu {
+                v = f32x4_div(v, f32x4_add(f32x4_splat(1.0), exp4(f32x4_mul(f32x4_splat(-1.702), v))));
+            }
+            let v = f32x4_add(v, res.map_or(zero, |p| ld(p.add(4 * h))));
+            v128_store(out.add(4 * h) as *mut v128, v);
+        }
+    }
+    true
+}

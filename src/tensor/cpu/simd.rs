@@ -4,15 +4,31 @@
 
 use rayon::prelude::*;
 
+/// 1.5·2²³: adding then subtracting it rounds an f32 of magnitude below 2²² to an integer,
+/// ties to even, in plain adds that every target vectorises.
+pub const ROUND: f32 = 12_582_912.0;
+/// Round half to even for `|v| < 2²²` (every quantised value), in plain f32 adds that every
+/// target vectorises (`f32::round_ties_even` is a libm call on baseline x86-64).
+#[inline(always)]
+pub fn rint(v: f32) -> f32 {
+    (v + ROUND) - ROUND
+}
+
+/// [`exp`]'s constants, shared with its vector forms (the scan's AVX-512 `exp16`, wasm's
+/// [`exp4`]): the input clamp, ln 2 in two parts, and the polynomial's coefficients for e^r,
+/// highest first (Horner).
+pub const EXP_CLAMP: [f32; 2] = [-87.0, 88.0];
+pub const LN2_HI: f32 = 0.693_145_75;
+pub const LN2_LO: f32 = 1.428_606_8e-6;
+pub const EXP_POLY: [f32; 7] = [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+
 /// e^x for f32 with ≈1e-7 relative error, written so that loops over it vectorise
-/// (no libm call, no branches): range reduction by ln 2, then a degree-6 polynomial.
+/// (no libm call, no branches): range reduction by ln 2, then a degree-6 polynomial
+/// ([`EXP_POLY`], written out).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    const ROUND: f32 = 12_582_912.0; // 1.5·2²³: adding and subtracting rounds to an integer
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.clamp(EXP_CLAMP[0], EXP_CLAMP[1]);
     let kr = x * LOG2E + ROUND;
     // The integer k sits in kr's low mantissa bits: read it with integer ops (a float-to-int
     // cast is a saturating conversion that does not vectorise).
@@ -21,6 +37,25 @@ pub fn exp(x: f32) -> f32 {
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     p * f32::from_bits(((ki + 127) as u32) << 23)
+}
+
+/// [`exp`] four lanes at a time in SIMD128: the same operations in the same order, so the same
+/// values (its clamp as `pmax`/`pmin`, which keep a NaN as the scalar clamp does).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+pub(crate) fn exp4(x: std::arch::wasm32::v128) -> std::arch::wasm32::v128 {
+    use std::arch::wasm32::*;
+    let c = f32x4_splat;
+    let x = f32x4_pmin(f32x4_pmax(x, c(EXP_CLAMP[0])), c(EXP_CLAMP[1]));
+    let kr = f32x4_add(f32x4_mul(x, c(std::f32::consts::LOG2_E)), c(ROUND));
+    let ki = i32x4_sub(kr, i32x4_splat(ROUND.to_bits() as i32));
+    let k = f32x4_sub(kr, c(ROUND));
+    let r = f32x4_sub(f32x4_sub(x, f32x4_mul(k, c(LN2_HI))), f32x4_mul(k, c(LN2_LO)));
+    let mut p = c(EXP_POLY[0]);
+    for coef in &EXP_POLY[1..] {
+        p = f32x4_add(c(*coef), f32x4_mul(r, p));
+    }
+    f32x4_mul(p, i32x4_shl(i32x4_add(ki, i32x4_splat(127)), 23))
 }
 
 /// Threads the CPU kernels split work over: rayon's pool natively and in the threaded wasm

@@ -19,12 +19,13 @@ pub(super) const N: usize = 16;
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn exp16(x: __m512) -> __m512 {
-    let x = _mm512_min_ps(_mm512_set1_ps(88.0), _mm512_max_ps(_mm512_set1_ps(-87.0), x));
+    use super::super::simd::{EXP_CLAMP, EXP_POLY, LN2_HI, LN2_LO};
+    let x = _mm512_min_ps(_mm512_set1_ps(EXP_CLAMP[1]), _mm512_max_ps(_mm512_set1_ps(EXP_CLAMP[0]), x));
     let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
-    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693_145_75), x);
-    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428_606_8e-6), r);
-    let mut p = _mm512_set1_ps(1.0 / 720.0);
-    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), r);
+    let mut p = _mm512_set1_ps(EXP_POLY[0]);
+    for &c in &EXP_POLY[1..] {
         p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
     }
     _mm512_scalef_ps(p, k)

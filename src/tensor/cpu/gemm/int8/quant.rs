@@ -1,16 +1,8 @@
 //! Quantisers: rows to int8 (the scheme of the module docs) or to u7 with a zero point (the
 //! relaxed-SIMD kernel's activations), and weights per output channel.
 
-use crate::tensor::cpu::simd::{multiversion, threads};
+use crate::tensor::cpu::simd::{multiversion, rint, threads};
 use rayon::prelude::*;
-
-/// Round half to even for `|v| < 2²²` (every quantised value here), in plain f32 adds that
-/// every target vectorises (`f32::round_ties_even` is a libm call on baseline x86-64).
-#[inline(always)]
-fn rint(v: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³
-    (v + MAGIC) - MAGIC
-}
 
 /// Quantises one row symmetrically to `out` (±127) and returns its scale `max|x| / 127`
 /// (0 for a zero row; NaN when the row holds NaN or ±∞, so the output says so).

@@ -5,6 +5,7 @@
 //! sum stays within i16 (|pair sum| ≤ 2 · 127 · 127), so any lowering gives the exact sums.
 
 use super::Int8TileFn;
+use crate::tensor::cpu::simd::{exp4, rint, ROUND};
 use std::arch::wasm32::*;
 const MR: usize = 4;
 const NR: usize = 8;
@@ -58,12 +59,12 @@ pub unsafe fn relaxed<const R: usize>(kq: usize, a: *const i32, b: *const i8, c:
 #[cfg(target_feature = "relaxed-simd")]
 pub static RELAXED: [Int8TileFn; MR] = int8_tile_table!(relaxed; 1 2 3 4);
 
-/// `rint` of the quantisers (`(v + 1.5·2²³) − 1.5·2²³`), four lanes: the same IEEE adds, so
-/// the same values.
+/// The quantisers' `rint` (`(v + ROUND) − ROUND`), four lanes: the same IEEE adds, so the same
+/// values.
 #[inline(always)]
 fn rint4(v: v128) -> v128 {
-    let magic = f32x4_splat(12_582_912.0);
-    f32x4_sub(f32x4_add(v, magic), magic)
+    let round = f32x4_splat(ROUND);
+    f32x4_sub(f32x4_add(v, round), round)
 }
 
 /// Four values of `x` from `i` (`i + 4 ≤ x.len()`).
@@ -95,21 +96,20 @@ fn range(x: &[f32]) -> (f32, f32, bool) {
     (lo, hi, finite)
 }
 
-/// Quantises `x` into `out` 16 values a step: `clamp(rint(v · inv) + add, lo, hi)` converted
-/// to integers, each 16 narrowed to bytes by `pack` and stored; the tail by `one`.
+/// Quantises `x` into `out` (bytes) 16 values a step: `clamp(rint(v · inv) + add, lo, hi)`
+/// converted to integers, each 16 narrowed to bytes by `pack` and stored; the tail by `one`.
 #[inline(always)]
-fn quantize_with<T>(x: &[f32], out: &mut [T], (inv, add, lo, hi): (f32, f32, f32, f32), pack: impl Fn(v128, v128) -> v128, one: impl Fn(f32) -> T) {
+fn quantize_with(x: &[f32], out: &mut [u8], (inv, add, lo, hi): (f32, f32, f32, f32), pack: impl Fn(v128, v128) -> v128, one: impl Fn(f32) -> u8) {
     let (inv4, add4, lo4, hi4) = (f32x4_splat(inv), f32x4_splat(add), f32x4_splat(lo), f32x4_splat(hi));
     let q = |i| i32x4_trunc_sat_f32x4(f32x4_pmin(hi4, f32x4_pmax(lo4, f32x4_add(rint4(f32x4_mul(load4(x, i), inv4)), add4))));
     let n16 = x.len().min(out.len()) / 16 * 16;
-    assert!(std::mem::size_of::<T>() == 1);
     for i in (0..n16).step_by(16) {
         let v = pack(i16x8_narrow_i32x4(q(i), q(i + 4)), i16x8_narrow_i32x4(q(i + 8), q(i + 12)));
-        // SAFETY: i + 16 ≤ out.len() and T is one byte.
+        // SAFETY: i + 16 ≤ out.len().
         unsafe { v128_store(out.as_mut_ptr().add(i) as *mut v128, v) };
     }
     for (o, &v) in out[n16..].iter_mut().zip(&x[n16..]) {
-        *o = one(((v * inv + 12_582_912.0) - 12_582_912.0 + add).clamp(lo, hi));
+        *o = one((rint(v * inv) + add).clamp(lo, hi));
     }
 }
 
@@ -124,7 +124,8 @@ pub(super) fn quantize_row(x: &[f32], out: &mut [i8]) -> f32 {
     }
     let amax = hi.max(-lo);
     let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-    quantize_with(x, out, (inv, 0.0, -127.0, 127.0), |a, b| i8x16_narrow_i16x8(a, b), |v| v as i8);
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
+    quantize_with(x, bytes, (inv, 0.0, -127.0, 127.0), |a, b| i8x16_narrow_i16x8(a, b), |v| v as i8 as u8);
     amax / 127.0
 }
 
@@ -137,27 +138,9 @@ pub(super) fn quantize_row_u7(x: &[f32], out: &mut [u8]) -> (f32, i32) {
         return (if finite { 0.0 } else { f32::NAN }, 0);
     }
     let inv = 127.0 / range;
-    let zp = ((-lo * inv + 12_582_912.0) - 12_582_912.0).clamp(0.0, 127.0);
+    let zp = rint(-lo * inv).clamp(0.0, 127.0);
     quantize_with(x, out, (inv, zp, 0.0, 127.0), |a, b| u8x16_narrow_i16x8(a, b), |v| v as u8);
     (range / 127.0, zp as i32)
-}
-
-/// `simd::exp` four lanes at a time: the same operations in the same order, so the same values
-/// (its clamp as `pmax`/`pmin`, which keep a NaN as the scalar clamp does).
-#[inline(always)]
-fn exp4(x: v128) -> v128 {
-    const ROUND: f32 = 12_582_912.0;
-    let c = f32x4_splat;
-    let x = f32x4_pmin(f32x4_pmax(x, c(-87.0)), c(88.0));
-    let kr = f32x4_add(f32x4_mul(x, c(std::f32::consts::LOG2_E)), c(ROUND));
-    let ki = i32x4_sub(kr, i32x4_splat(ROUND.to_bits() as i32));
-    let k = f32x4_sub(kr, c(ROUND));
-    let r = f32x4_sub(f32x4_sub(x, f32x4_mul(k, c(0.693_145_75))), f32x4_mul(k, c(1.428_606_8e-6)));
-    let mut p = c(1.0 / 720.0);
-    for coef in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-        p = f32x4_add(c(coef), f32x4_mul(r, p));
-    }
-    f32x4_mul(p, i32x4_shl(i32x4_add(ki, i32x4_splat(127)), 23))
 }
 
 /// The int8 epilogue ([`dequant_tile`](super::dequant::dequant_tile)) for a whole 8-column
@@ -176,7 +159,17 @@ pub(super) unsafe fn dequant8(t: &super::Tile, sx: &[f32], sw: &[f32], epi: supe
         Some(Activation::QuickGelu) => true,
         Some(_) => return false,
     };
-    if t.cols != 8 || t.nr != 8 || sw.len() < 8 || t.comp.len() < 8 || t.acc.len() < t.rows * 8 || sx.len() < t.rows {
+    let (bias_short, res_short) = (epi.bias.is_some_and(|b| b.len() < t.col0 + 8), epi.res.is_some_and(|v| v.len() < (t.row0 + t.rows) * t.n));
+    if t.cols != 8
+        || t.nr != 8
+        || t.col0 + 8 > t.n
+        || sw.len() < 8
+        || t.comp.len() < 8
+        || t.acc.len() < t.rows * 8
+        || sx.len() < t.rows
+        || bias_short
+        || res_short
+    {
         return false;
     }
     let ld = |p: *const f32| v128_load(p as *const v128);

@@ -202,3 +202,22 @@ pub fn bench_gemm(iters: usize, mut progress: impl FnMut(&str)) -> Result<GemmRe
     }
     Ok(GemmReport { threads: rayon::current_num_threads(), tiles, rows })
 }
+
+/// `y = x · Wᵀ + b` (`x` `[m, k]`, `w` `[n, k]`, `b` `[n]`) by every int8 kernel this build
+/// runs, each packing `w` itself, with the kernel's name: the tests hold each kernel to the
+/// reference of its scheme whichever one the run-time pick made the default.
+pub fn int8_products(x: &[f32], w: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Result<Vec<(String, Vec<f32>)>> {
+    if x.len() != m * k || w.len() != n * k || b.len() != n {
+        return Err(Error::arg(format!("int8_products: x {}, w {}, b {} values for m {m}, k {k}, n {n}", x.len(), w.len(), b.len())));
+    }
+    Int8MicroKernel::available()
+        .into_iter()
+        .map(|qk| {
+            let p = PackedWeight::quantize(w, n, k, Some(qk)).map_err(Error::arg)?;
+            let mut y = vec![0f32; m * n];
+            let epi = Epilogue { bias: Some(b), ..Epilogue::default() };
+            p.matmul(x, m, k, epi, &mut y).map_err(Error::arg)?;
+            Ok((qk.name().to_string(), y))
+        })
+        .collect()
+}

@@ -158,7 +158,8 @@ async fn the_relaxed_build_runs_the_relaxed_f32_kernel() {
 /// linear layer equals the numpy reference of its scheme (scripts/int8_reference.py: `y`, or
 /// `y7` for the relaxed kernel) bit for bit on every case of `int8-linear.json` (so do the
 /// SIMD128 quantisers of the rows: one value off changes a sum), and reports itself in the
-/// device's name.
+/// device's name; so does every other int8 kernel of the build (the relaxed build's two forms
+/// of the dot product, of which a timing picks one, SIMD128 and portable).
 #[wasm_bindgen_test]
 async fn int8_linear_in_wasm_equals_the_numpy_reference() {
     use effarch::tensor::{LinearWeight, Precision, Tensor};
@@ -179,6 +180,34 @@ async fn int8_linear_in_wasm_equals_the_numpy_reference() {
         let b = Tensor::from_f32(f(c, "b"), &[n], &dev).unwrap();
         let got = w.forward(&x, Some(&b)).unwrap().to_vec_f32().unwrap();
         assert_eq!(got, f(c, if relaxed { "y7" } else { "y" }), "m{m} k{k} n{n}");
+        // Every kernel of the build, not only the one picked (the relaxed build times its two
+        // forms of the dot product at start-up): each equals its scheme's reference.
+        let all = effarch::bench::gemm::int8_products(&f(c, "x"), &f(c, "w"), &f(c, "b"), m, k, n).unwrap();
+        let names: Vec<&str> = all.iter().map(|(name, _)| name.as_str()).collect();
+        let want: &[&str] = if relaxed {
+            &["dot_i8x16_i7x16_add 4x8", "dot_i8x16_i7x16 + dot_i16x8 4x8", "simd128 dot_i16x8", "portable"]
+        } else {
+            &["simd128 dot_i16x8", "portable"]
+        };
+        assert_eq!(names.len(), want.len(), "{names:?}");
+        for (name, y) in &all {
+            assert_eq!(y, &f(c, if name.contains("7-bit") { "y7" } else { "y" }), "{name}: m{m} k{k} n{n}");
+        }
+        for w in want {
+            assert!(names.iter().any(|n| n.contains(w)), "{w} not among {names:?}");
+        }
+    }
+    // Odd depths in quads and pairs (the two-step kernel's unrolled loop has a tail): the
+    // kernels of one scheme give the same values bit for bit.
+    for &(m, k, n) in &[(6, 20, 13), (5, 44, 8), (9, 6, 17)] {
+        let (x, w, b) = (effarch::num::random_values(m * k, 31, 2.0), effarch::num::random_values(n * k, 32, 0.3), effarch::num::random_values(n, 33, 0.5));
+        let all = effarch::bench::gemm::int8_products(&x, &w, &b, m, k, n).unwrap();
+        for seven in [false, true] {
+            let same: Vec<_> = all.iter().filter(|(name, _)| name.contains("7-bit") == seven).collect();
+            for (name, y) in same.iter().skip(1) {
+                assert_eq!(y, &same[0].1, "{name} against {}: m{m} k{k} n{n}", same[0].0);
+            }
+        }
     }
 }
 

@@ -10,12 +10,15 @@
 //! - **epilogue**: `y = f32(acc) · (s_x[i] · s_w[j]) + b[j]`, then the activation and the
 //!   residual as in the f32 engine, in one pass over the tile while it is in L1.
 //!
-//! **The relaxed-SIMD wasm build** has one variant ([`Int8MicroKernel::Relaxed`], also in the
-//! reference): its instruction, `i32x4.relaxed_dot_i8x16_i7x16_add_s`, multiplies i8 by 7-bit
+//! **The relaxed-SIMD wasm build** has one variant of the scheme (in the reference too), run by
+//! two kernels with the same sums ([`Int8MicroKernel::Relaxed`] and
+//! [`Int8MicroKernel::RelaxedPairs`], timed once to pick): its instruction,
+//! `i32x4.relaxed_dot_i8x16_i7x16_add_s`, multiplies i8 by 7-bit
 //! unsigned values, so each activation row is quantised to u7 with a zero point
 //! ([`quantize_row_u7`]: `x ≈ s · (u − zp)`, asymmetric, so a row's whole range uses the 128
 //! levels) and the epilogue subtracts `zp · Σ w`. Weights are the same. 2.4× the SIMD128
-//! kernel's throughput; at ViT-B/16 widths (seeded weights) its cos to f32 is 0.99983 for the
+//! kernel's throughput where V8 lowers the dot to `vpdpbusd` (Intel with AVX-VNNI); on Zen 4 in
+//! Chromium (tile at L1) 79 GOP/s in one instruction, 95 in two steps, SIMD128 74; at ViT-B/16 widths (seeded weights) its cos to f32 is 0.99983 for the
 //! image and 0.99931 for the text against the 8-bit scheme's 0.99992 / 0.99967. (Keeping the
 //! 8-bit sums exactly on that instruction takes two products per quad, 81 GOP/s against 157:
 //! measured, not kept.)
@@ -38,7 +41,7 @@
 //! AMX-INT8 (32 × 32 from 2 × 2 tile registers; Linux grants the tile data on request, see
 //! `amx`), AVX-512 VNNI (8 × 32), AVX-VNNI (3 × 32 in ymm, for CPUs with VNNI but not AVX-512:
 //! Alder Lake and later client cores), AVX2 (6 × 16), wasm relaxed SIMD (4 × 8, the variant
-//! above), wasm SIMD128 (4 × 8), portable (4 × 8).
+//! above, either form), wasm SIMD128 (4 × 8), portable (4 × 8).
 
 #[cfg(test)]
 mod tests;
@@ -68,6 +71,10 @@ pub enum Int8MicroKernel {
     /// ([`Layout::QuadsU7`]); elsewhere the same sums in portable code (tests).
     #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")), allow(dead_code))]
     Relaxed,
+    /// The same sums in two steps a quad (`i16x8.relaxed_dot_i8x16_i7x16_s`, then
+    /// `i32x4.dot_i16x8_s` with ones): faster where V8 has no `vpdpbusd` (see `wasm`).
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")), allow(dead_code))]
+    RelaxedPairs,
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     Simd128,
     Portable,
@@ -98,7 +105,8 @@ impl Int8MicroKernel {
             Int8MicroKernel::Avx512Vnni => "avx512 vnni vpdpbusd 8x32",
             Int8MicroKernel::AvxVnni => "avx vnni vpdpbusd 3x32",
             Int8MicroKernel::Avx2 => "avx2 pmaddwd 6x16",
-            Int8MicroKernel::Relaxed => "wasm simd128+relaxed dot_i8x16_i7x16 4x8 (7-bit activations)",
+            Int8MicroKernel::Relaxed => "wasm simd128+relaxed dot_i8x16_i7x16_add 4x8 (7-bit activations)",
+            Int8MicroKernel::RelaxedPairs => "wasm simd128+relaxed dot_i8x16_i7x16 + dot_i16x8 4x8 (7-bit activations)",
             Int8MicroKernel::Simd128 => "wasm simd128 dot_i16x8 4x8",
             Int8MicroKernel::Portable => "portable 4x8",
         }
@@ -110,7 +118,7 @@ impl Int8MicroKernel {
             Int8MicroKernel::Avx512Vnni => 8,
             Int8MicroKernel::AvxVnni => 3,
             Int8MicroKernel::Avx2 => 6,
-            Int8MicroKernel::Relaxed | Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 4,
+            Int8MicroKernel::Relaxed | Int8MicroKernel::RelaxedPairs | Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 4,
         }
     }
 
@@ -118,7 +126,7 @@ impl Int8MicroKernel {
         match self {
             Int8MicroKernel::Amx | Int8MicroKernel::Avx512Vnni | Int8MicroKernel::AvxVnni => 32,
             Int8MicroKernel::Avx2 => 16,
-            Int8MicroKernel::Relaxed | Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 8,
+            Int8MicroKernel::Relaxed | Int8MicroKernel::RelaxedPairs | Int8MicroKernel::Simd128 | Int8MicroKernel::Portable => 8,
         }
     }
 
@@ -126,7 +134,7 @@ impl Int8MicroKernel {
         match self {
             Int8MicroKernel::Amx => Layout::QuadsRows,
             Int8MicroKernel::Avx512Vnni | Int8MicroKernel::AvxVnni => Layout::QuadsU8,
-            Int8MicroKernel::Relaxed => Layout::QuadsU7,
+            Int8MicroKernel::Relaxed | Int8MicroKernel::RelaxedPairs => Layout::QuadsU7,
             _ => Layout::Pairs,
         }
     }
@@ -194,7 +202,7 @@ impl Int8MicroKernel {
             }
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        v.push(Int8MicroKernel::Relaxed);
+        v.extend(relaxed_order());
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         v.push(Int8MicroKernel::Simd128);
         v.push(Int8MicroKernel::Portable);
@@ -221,11 +229,35 @@ impl Int8MicroKernel {
             Int8MicroKernel::Simd128 => wasm::SIMD128[rows - 1],
             #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
             Int8MicroKernel::Relaxed => wasm::RELAXED[rows - 1],
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            Int8MicroKernel::RelaxedPairs => wasm::RELAXED_PAIRS[rows - 1],
             #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
-            Int8MicroKernel::Relaxed => portable::QUADS_U7[rows - 1],
+            Int8MicroKernel::Relaxed | Int8MicroKernel::RelaxedPairs => portable::QUADS_U7[rows - 1],
             _ => portable::PORTABLE[rows - 1],
         }
     }
+}
+
+/// The relaxed build's two kernels (the same sums), fastest first: which one is depends on how
+/// the engine lowers the one-instruction dot (one `vpdpbusd` with AVX-VNNI, five instructions
+/// without on x86), which wasm cannot ask, so each is timed on a tile at L1, best of three
+/// alternating 2 ms runs, once (~12 ms at the first int8 layer).
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+fn relaxed_order() -> [Int8MicroKernel; 2] {
+    static ORDER: std::sync::OnceLock<[Int8MicroKernel; 2]> = std::sync::OnceLock::new();
+    *ORDER.get_or_init(|| {
+        let (one, two) = (Int8MicroKernel::Relaxed, Int8MicroKernel::RelaxedPairs);
+        let (mut a, mut b) = (0f64, 0f64);
+        for _ in 0..3 {
+            a = a.max(tile_gops(one, 2.0));
+            b = b.max(tile_gops(two, 2.0));
+        }
+        if b > a {
+            [two, one]
+        } else {
+            [one, two]
+        }
+    })
 }
 
 /// `tile(kq, a, b, c)`: `c[R × NR] = A_tile · B_panel` in int32 for the function's `R` rows,

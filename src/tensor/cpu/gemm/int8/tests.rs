@@ -16,8 +16,10 @@ fn vals(n: usize, seed: u64) -> Vec<f32> {
 /// Every kernel this CPU runs, and the relaxed-SIMD kernel's scheme (in portable code off wasm).
 fn kernels() -> Vec<Int8MicroKernel> {
     let mut v = Int8MicroKernel::available();
-    if !v.contains(&Int8MicroKernel::Relaxed) {
-        v.push(Int8MicroKernel::Relaxed);
+    for k in [Int8MicroKernel::Relaxed, Int8MicroKernel::RelaxedPairs] {
+        if !v.contains(&k) {
+            v.push(k);
+        }
     }
     v
 }

@@ -1,8 +1,8 @@
 // Loads the wasm core. Three builds sit side by side: `threads/` (shared memory and atomics,
 // rayon's pool on Web Workers; scripts/build_threads.sh), its relaxed-SIMD variant
 // `threads-relaxed/` (the f32 micro-kernel's multiply-adds as `f32x4.relaxed_madd`, an FMA
-// where the CPU has one; int8 on `i32x4.relaxed_dot_i8x16_i7x16_add_s`, 2.4x the SIMD128 int8
-// kernel, with 7-bit activations), and the single-threaded one. The threaded builds need a
+// where the CPU has one; int8 on relaxed SIMD's dot products with 7-bit activations, 1.3-2.4x
+// the SIMD128 int8 kernel), and the single-threaded one. The threaded builds need a
 // cross-origin-isolated page or worker (SharedArrayBuffer); the relaxed one a browser whose
 // `WebAssembly.validate` accepts relaxed SIMD, and it runs even one thread where it can (a
 // pool of one), for its kernels. The page's workers use this file; the npm package (pkg/)

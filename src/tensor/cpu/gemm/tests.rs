@@ -176,6 +176,7 @@ fn bf16_weights_and_activations_equal_the_product_of_the_rounded_values() {
 #[test]
 fn every_bf16_engine_computes_the_product_of_the_rounded_values() {
     type Pack = Box<dyn Fn(HalfSlice, usize, usize) -> PackedWeight>;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut packers: Vec<(String, Pack)> = vec![("best".into(), Box::new(|w, n, k| PackedWeight::pack_bf16_best(w, n, k).unwrap()))];
     #[cfg(target_arch = "x86_64")]
     {

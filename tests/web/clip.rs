@@ -249,3 +249,28 @@ async fn gpu_linear_on_webgpu_matches_cpu() {
     let d = effarch::testing::max_abs_diff(&got, &want);
     assert!(d < 1e-3, "max |Δ| {d} on {:?}", ctx.adapter);
 }
+
+/// Softmax on the CPU in wasm (the attention's row kernel, compiled for SIMD128): each row
+/// equals the f64 formula to 1e-6 (the engine's exp is a polynomial within 1e-7 of libm's), on
+/// widths with and without a remainder of four, including a row far below zero and one of
+/// equal values.
+#[wasm_bindgen_test]
+async fn cpu_softmax_rows_equal_the_formula() {
+    use effarch::tensor::Tensor;
+    setup().await;
+    let dev = Device::cpu();
+    for &(rows, n) in &[(3, 197), (4, 7), (2, 1), (5, 64)] {
+        let mut x = effarch::num::random_values(rows * n, 41, 8.0);
+        x[..n].iter_mut().for_each(|v| *v -= 90.0);
+        x[n..2 * n].iter_mut().for_each(|v| *v = 0.25);
+        let got = Tensor::from_f32(x.clone(), &[rows, n], &dev).unwrap().softmax_last().unwrap().to_vec_f32().unwrap();
+        for (r, (g, xr)) in got.chunks(n).zip(x.chunks(n)).enumerate() {
+            let m = xr.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let s: f64 = xr.iter().map(|&v| (v as f64 - m).exp()).sum();
+            for (j, (&g, &v)) in g.iter().zip(xr).enumerate() {
+                let want = (v as f64 - m).exp() / s;
+                assert!((g as f64 - want).abs() <= 1e-6, "rows {rows} n {n} [{r},{j}]: {g} vs {want}");
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::{describe_with, device_for, device_measured, js_err, parse_options, to_js, AutoChoice};
 use crate::bench::mamba::{bench_mamba_async, bench_mamba_lm_async, MambaBenchSpec, MambaLmBenchSpec};
-use crate::models::lm::{ByteBpe, SampleOptions};
+use crate::models::lm::{ByteBpe, SampleOptions, TextStream};
 use crate::models::mamba::generate::generate_async;
 use crate::models::mamba::quality::mrss_quality_async;
 use crate::models::mamba::{probe_layer_ms, MambaConfig, MambaLM};
@@ -87,7 +87,9 @@ impl MambaSession {
     }
 
     /// Generates after `prompt` (text), calling `onToken(id, text, mrssMerged)` for each new
-    /// token (`mrssMerged`: the fraction of state updates merged so far). Options:
+    /// token (`text`: the characters it completes, empty while a character split over tokens is
+    /// unfinished, so the pieces joined are the text; `mrssMerged`: the fraction of state
+    /// updates merged so far). Options:
     /// `{maxNewTokens, temperature, topK, topP, seed, mrssTau}`. Resolves to
     /// `{prompt_tokens, tokens, text, prefill_ms, decode_ms, tokens_per_s, mrss_merged, stopped_at_eos, device}`,
     /// and with `mrssTau > 0` `mrss_quality` (MRSS against the full scan on the prompt and the
@@ -109,9 +111,11 @@ impl MambaSession {
             let tau = o.mrss_tau.unwrap_or(0.0);
             let tok = inner.tokenizer()?;
             let ids = tok.encode(&prompt).map_err(js_err)?;
+            // A character split over tokens comes with its last token (never as U+FFFD parts).
+            let mut stream = TextStream::default();
             let report = generate_async(&inner.model, &ids, &opts, tau, |id, stats| {
                 if let Some(f) = &on_token {
-                    let _ = f.call3(&JsValue::NULL, &JsValue::from(id), &JsValue::from(tok.decode(&[id])), &JsValue::from(stats.merged_fraction()));
+                    let _ = f.call3(&JsValue::NULL, &JsValue::from(id), &JsValue::from(stream.push(tok, id)), &JsValue::from(stats.merged_fraction()));
                 }
             })
             .await

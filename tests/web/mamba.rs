@@ -32,22 +32,27 @@ const MAMBA_CONFIG: &str = include_str!("../fixtures/mamba-tiny/config.json");
 const MAMBA_WEIGHTS: &[u8] = include_bytes!("../fixtures/mamba-tiny/model.safetensors");
 const MAMBA_TOKENIZER: &str = include_str!("../fixtures/mamba-tiny/tokenizer.json");
 
-/// Runs `generate` on a session, collecting the streamed ids and skip rates.
-async fn mamba_generate(s: &effarch::web::mamba::MambaSession, prompt: &str, opts: &str) -> Result<(serde_json::Value, Vec<u32>, Vec<f64>), String> {
+/// Runs `generate` on a session, collecting the streamed ids, skip rates and text pieces.
+async fn mamba_generate(
+    s: &effarch::web::mamba::MambaSession,
+    prompt: &str,
+    opts: &str,
+) -> Result<(serde_json::Value, Vec<u32>, Vec<f64>, Vec<String>), String> {
     use std::{cell::RefCell, rc::Rc};
     use wasm_bindgen::JsCast;
-    let seen = Rc::new(RefCell::new((Vec::new(), Vec::new())));
+    let seen = Rc::new(RefCell::new((Vec::new(), Vec::new(), Vec::new())));
     let seen2 = seen.clone();
-    let cb = wasm_bindgen::closure::Closure::<dyn FnMut(u32, String, f64)>::new(move |id: u32, _t: String, merged: f64| {
+    let cb = wasm_bindgen::closure::Closure::<dyn FnMut(u32, String, f64)>::new(move |id: u32, t: String, merged: f64| {
         let mut s = seen2.borrow_mut();
         s.0.push(id);
         s.1.push(merged);
+        s.2.push(t);
     });
     let o = if opts.is_empty() { wasm_bindgen::JsValue::UNDEFINED } else { js_sys::JSON::parse(opts).unwrap() };
     let p = s.generate(prompt.to_string(), o, Some(cb.as_ref().unchecked_ref::<js_sys::Function>().clone()));
     let v = wasm_bindgen_futures::JsFuture::from(p).await.map_err(|e| String::from(js_sys::Error::from(e).message()))?;
-    let (ids, merged) = seen.borrow().clone();
-    Ok((serde_wasm_bindgen::from_value(v).unwrap(), ids, merged))
+    let (ids, merged, texts) = seen.borrow().clone();
+    Ok((serde_wasm_bindgen::from_value(v).unwrap(), ids, merged, texts))
 }
 
 /// The Mamba API the page's worker uses: greedy generation streams each token (with the MRSS
@@ -56,7 +61,7 @@ async fn mamba_generate(s: &effarch::web::mamba::MambaSession, prompt: &str, opt
 async fn mamba_session_generates_and_streams() {
     setup().await;
     let s = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
-    let (v, ids, merged) = mamba_generate(&s, "Hello world", r#"{"maxNewTokens": 5, "mrssTau": 0.05}"#).await.unwrap();
+    let (v, ids, merged, _) = mamba_generate(&s, "Hello world", r#"{"maxNewTokens": 5, "mrssTau": 0.05}"#).await.unwrap();
     let tokens: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
     assert!(!tokens.is_empty() && tokens.len() <= 5);
     assert_eq!(ids, tokens);
@@ -66,6 +71,12 @@ async fn mamba_session_generates_and_streams() {
     assert!(mamba_generate(&s, "", "").await.unwrap_err().contains("empty"));
     assert!(mamba_generate(&s, "x", r#"{"mrssTau": -1}"#).await.unwrap_err().contains("tau"));
     assert!(mamba_generate(&s, "Hello", "").await.is_ok());
+    // The streamed pieces join to the text, a character split over byte tokens coming whole
+    // with its last token (the tiny model samples random bytes; the premise is checked).
+    let (v, _, _, texts) = mamba_generate(&s, "Hello", r#"{"maxNewTokens": 24, "temperature": 1.5, "seed": 1}"#).await.unwrap();
+    let text = v["text"].as_str().unwrap();
+    assert!(text.chars().any(|c| !c.is_ascii() && c != char::REPLACEMENT_CHARACTER), "no multi-byte character in {text:?}");
+    assert_eq!(texts.concat(), text);
 }
 
 /// The tiny Mamba LM with every op on WebGPU (SwiftShader in CI): logits against
@@ -97,8 +108,8 @@ async fn mamba_on_webgpu_matches_transformers_and_cpu() {
         .unwrap();
     assert!(gs.device().starts_with("gpu"), "{}", gs.device());
     let cs = effarch::web::mamba::MambaSession::new(MAMBA_CONFIG, MAMBA_WEIGHTS.to_vec(), Some(MAMBA_TOKENIZER.to_string())).unwrap();
-    let (gv, gids, _) = mamba_generate(&gs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();
-    let (cv, _, _) = mamba_generate(&cs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();
+    let (gv, gids, _, _) = mamba_generate(&gs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();
+    let (cv, _, _, _) = mamba_generate(&cs, "Hello world", r#"{"maxNewTokens": 6}"#).await.unwrap();
     assert_eq!(gv["tokens"], cv["tokens"]);
     assert_eq!(gids.len(), 6);
 }

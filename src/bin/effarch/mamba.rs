@@ -3,6 +3,7 @@
 
 use crate::common::{emit, Common, DeviceArg, SampleArgs};
 use clap::Args;
+use effarch::models::lm::TextStream;
 use effarch::models::mamba::generate::{check_tau, generate, GenerateReport};
 use effarch::models::mamba::quality::{mrss_quality, MrssQuality};
 use effarch::models::mamba::MambaLM;
@@ -70,15 +71,20 @@ pub fn run(a: MambaArgs) -> Result<()> {
             print!("{}", t.decode(&prompt));
         }
     }
+    // Characters split over tokens are printed whole, with their last token.
+    let mut stream = TextStream::default();
     let report = generate(&model, &prompt, &opts, a.mrss_tau, |id| {
         if !json {
             match &tok {
-                Some(t) => print!("{}", t.decode(&[id])),
+                Some(t) => print!("{}", stream.push(t, id)),
                 None => print!(" {id}"),
             }
             let _ = out.flush();
         }
     })?;
+    if !json {
+        print!("{}", stream.finish());
+    }
     // MRSS's cost against the full scan, teacher-forced on the prompt and what was generated.
     let quality = if a.mrss_tau > 0.0 {
         let all: Vec<u32> = prompt.iter().chain(&report.tokens).copied().collect();

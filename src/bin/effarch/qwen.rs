@@ -3,6 +3,7 @@
 
 use crate::common::{emit, parse_scorer, Common, DeviceArg, SampleArgs};
 use clap::Args;
+use effarch::models::lm::TextStream;
 use effarch::models::qwen::{PrefillReport, QwenPrune, QwenVL};
 use effarch::{Error, Result};
 use serde::Serialize;
@@ -105,16 +106,18 @@ pub fn run(a: QwenArgs) -> Result<()> {
             }
         }
         let tok = m.tokenizer.as_ref();
+        // Characters split over tokens are printed whole, with their last token.
+        let mut stream = TextStream::default();
         let r = m.generate(&img, &a.prompt, p, &opts, |id| {
             if !json {
                 if let Some(t) = tok {
-                    print!("{}", t.decode(&[id]));
+                    print!("{}", stream.push(t, id));
                     let _ = std::io::stdout().flush();
                 }
             }
         })?;
         if !json {
-            println!();
+            println!("{}", stream.finish());
             eprintln!(
                 "visual tokens {} → {}, prompt {} tokens; vision {:.0} ms, LLM prefill {:.0} ms; {} tokens at {:.1} tokens/s",
                 r.prefill.visual_tokens_before,

@@ -7,4 +7,4 @@ pub mod tokenizer;
 
 pub use decode::{decode, Decoded, Step};
 pub use sample::{argmax, sample, SampleOptions};
-pub use tokenizer::ByteBpe;
+pub use tokenizer::{ByteBpe, TextStream};

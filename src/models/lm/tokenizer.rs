@@ -135,14 +135,71 @@ impl ByteBpe {
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes = Vec::new();
         for &id in ids {
-            let Some(s) = self.inverse.get(id as usize) else { continue };
-            if self.added.iter().any(|(a, _)| a == s) {
-                bytes.extend_from_slice(s.as_bytes());
-            } else {
-                bytes.extend(s.chars().map(|c| self.char_byte.get(&c).copied().unwrap_or(b'?')));
-            }
+            self.bytes_of(id, &mut bytes);
         }
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Appends token `id`'s bytes (none for an unknown id).
+    fn bytes_of(&self, id: u32, out: &mut Vec<u8>) {
+        let Some(s) = self.inverse.get(id as usize) else { return };
+        if self.added.iter().any(|(a, _)| a == s) {
+            out.extend_from_slice(s.as_bytes());
+        } else {
+            out.extend(s.chars().map(|c| self.char_byte.get(&c).copied().unwrap_or(b'?')));
+        }
+    }
+}
+
+/// The text of a growing token sequence, piece by piece, for printing tokens as they are
+/// generated: a character whose bytes are split over several tokens (byte-level BPE splits
+/// most characters outside Latin script, and every emoji) is held back until its last byte
+/// arrives, where decoding each token on its own would print U+FFFD for each part. The
+/// pieces, then [`TextStream::finish`], joined equal [`ByteBpe::decode`] of the whole sequence.
+#[derive(Debug, Default)]
+pub struct TextStream {
+    /// Bytes of an unfinished character (at most 3).
+    pending: Vec<u8>,
+}
+
+impl TextStream {
+    /// The text token `id` completes (possibly empty).
+    pub fn push(&mut self, tok: &ByteBpe, id: u32) -> String {
+        tok.bytes_of(id, &mut self.pending);
+        let mut out = String::new();
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    out.push_str(s);
+                    self.pending.clear();
+                    return out;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    out.push_str(std::str::from_utf8(&self.pending[..valid]).unwrap_or_default());
+                    match e.error_len() {
+                        // The bytes end inside a character: keep them for the next token.
+                        None => {
+                            self.pending.drain(..valid);
+                            return out;
+                        }
+                        // Bytes no character can continue from: one U+FFFD, as the whole
+                        // sequence's lossy decoding puts there.
+                        Some(bad) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            self.pending.drain(..valid + bad);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// What is left at the end: an unfinished character as U+FFFD, else nothing.
+    pub fn finish(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
     }
 }
 
@@ -264,6 +321,36 @@ mod tests {
         assert_eq!(split_gpt2("a\nb"), vec!["a", "\n", "b"]);
         assert_eq!(split_gpt2("x  "), vec!["x", "  "]);
         assert_eq!(split_gpt2(" ...hi"), vec![" ...", "hi"]);
+    }
+
+    /// Streamed pieces join to the decode of the whole sequence, and hold back a character
+    /// split over tokens instead of printing U+FFFD for its parts (tiny fixtures: few merges, so
+    /// every character outside ASCII is several byte tokens).
+    #[test]
+    fn a_text_stream_joins_to_the_decode_and_holds_split_characters() {
+        for fixture in ["mamba-tiny", "qwen-tiny"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture).join("tokenizer.json");
+            let tok = ByteBpe::from_tokenizer_json(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let text = "héllo, 世界 🎉 naïve — ok";
+            let ids = tok.encode(text).unwrap();
+            assert_eq!(tok.decode(&ids), text, "{fixture}");
+            let split = ids.iter().any(|&id| tok.decode(&[id]).contains(char::REPLACEMENT_CHARACTER));
+            assert!(split, "{fixture}: no character is split over tokens, so the stream is not tested");
+            let mut stream = TextStream::default();
+            let pieces: Vec<String> = ids.iter().map(|&id| stream.push(&tok, id)).collect();
+            assert_eq!(stream.finish(), "");
+            assert!(pieces.iter().all(|p| !p.contains(char::REPLACEMENT_CHARACTER)), "{fixture}: {pieces:?}");
+            assert_eq!(pieces.concat(), text, "{fixture}");
+            // Broken bytes (a character cut short, then another; a lone continuation byte; an
+            // unfinished one at the end) come out as the whole sequence's lossy decode does.
+            let id_of = |b: u8| tok.vocab[&bytes_to_unicode()[b as usize].to_string()];
+            let broken: Vec<u32> = [0xE4u8, 0xB8, b'a', 0x80, 0xF0, 0x9F, 0x8E, 0x89, 0xE4].iter().map(|&b| id_of(b)).collect();
+            let mut stream = TextStream::default();
+            let mut joined: String = broken.iter().map(|&id| stream.push(&tok, id)).collect();
+            joined.push_str(&stream.finish());
+            assert_eq!(joined, tok.decode(&broken), "{fixture}");
+            assert_eq!(joined, "\u{FFFD}a\u{FFFD}🎉\u{FFFD}", "{fixture}");
+        }
     }
 
     #[test]

@@ -168,28 +168,23 @@ impl TextStream {
         tok.bytes_of(id, &mut self.pending);
         let mut out = String::new();
         loop {
-            match std::str::from_utf8(&self.pending) {
-                Ok(s) => {
-                    out.push_str(s);
-                    self.pending.clear();
-                    return out;
+            let (valid, bad) = match std::str::from_utf8(&self.pending) {
+                Ok(_) => (self.pending.len(), None),
+                Err(e) => (e.valid_up_to(), e.error_len()),
+            };
+            out.push_str(std::str::from_utf8(&self.pending[..valid]).unwrap_or_default());
+            match bad {
+                // Bytes no character can continue from: one U+FFFD, as the whole sequence's
+                // lossy decoding puts there; then on past them.
+                Some(bad) => {
+                    out.push(char::REPLACEMENT_CHARACTER);
+                    self.pending.drain(..valid + bad);
                 }
-                Err(e) => {
-                    let valid = e.valid_up_to();
-                    out.push_str(std::str::from_utf8(&self.pending[..valid]).unwrap_or_default());
-                    match e.error_len() {
-                        // The bytes end inside a character: keep them for the next token.
-                        None => {
-                            self.pending.drain(..valid);
-                            return out;
-                        }
-                        // Bytes no character can continue from: one U+FFFD, as the whole
-                        // sequence's lossy decoding puts there.
-                        Some(bad) => {
-                            out.push(char::REPLACEMENT_CHARACTER);
-                            self.pending.drain(..valid + bad);
-                        }
-                    }
+                // All valid (nothing left), or ending inside a character: its bytes wait for the
+                // next token.
+                None => {
+                    self.pending.drain(..valid);
+                    return out;
                 }
             }
         }

@@ -130,7 +130,6 @@ pub unsafe fn pack_tile_avx2(src: &[f32], lda: usize, rows: usize, k: usize, mr:
     let k8 = k - k % 8;
     for i0 in (0..rows).step_by(8) {
         let n = (rows - i0).min(8);
-        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         for p0 in (0..k8).step_by(8) {
             let mut r = [_mm256_setzero_ps(); 8];
             for (i, ri) in r.iter_mut().enumerate().take(n) {
@@ -175,9 +174,7 @@ pub unsafe fn pack_tile_avx2(src: &[f32], lda: usize, rows: usize, k: usize, mr:
                 if n == 8 {
                     _mm256_storeu_ps(d, *c);
                 } else {
-                    // A short group (the last 4 of AVX-512's 12 rows): one masked store,
-                    // not a `memcpy` call per column.
-                    _mm256_maskstore_ps(d, mask, *c);
+                    store_short(d, *c, n);
                 }
             }
         }
@@ -191,6 +188,33 @@ pub unsafe fn pack_tile_avx2(src: &[f32], lda: usize, rows: usize, k: usize, mr:
                 None => v,
             };
         }
+    }
+}
+
+/// The first `n < 8` values of `c` at `d`, in plain stores of 4, 2 and 1 values (a short
+/// group of [`pack_tile_avx2`]: the last 4 or 3 of AVX-512's 11- and 12-row tiles). Not
+/// `vmaskmovps`, which AMD cores run as a slow microcoded store.
+///
+/// # Safety
+/// The CPU has AVX; `d` is valid for `n` f32s.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn store_short(mut d: *mut f32, c: __m256, mut n: usize) {
+    let mut v = _mm256_castps256_ps128(c);
+    if n >= 4 {
+        _mm_storeu_ps(d, v);
+        v = _mm256_extractf128_ps::<1>(c);
+        d = d.add(4);
+        n -= 4;
+    }
+    if n >= 2 {
+        _mm_storel_epi64(d as *mut __m128i, _mm_castps_si128(v));
+        v = _mm_movehl_ps(v, v);
+        d = d.add(2);
+        n -= 2;
+    }
+    if n == 1 {
+        _mm_store_ss(d, v);
     }
 }
 

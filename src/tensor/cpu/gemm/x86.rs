@@ -196,7 +196,7 @@ pub unsafe fn pack_tile_avx2(src: &[f32], lda: usize, rows: usize, k: usize, mr:
 /// `vmaskmovps`, which AMD cores run as a slow microcoded store.
 ///
 /// # Safety
-/// The CPU has AVX; `d` is valid for `n` f32s.
+/// The CPU has AVX2; `d` is valid for `n` f32s.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn store_short(mut d: *mut f32, c: __m256, mut n: usize) {
